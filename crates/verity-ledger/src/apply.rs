@@ -1,0 +1,856 @@
+//! The state transition: `apply_block(state, header, txs)`.
+//!
+//! Order within a block: (1) deadlines due at this height (expiry, slashing, optimistic
+//! finalization, unbonding releases), in `(height, job id)` order; (2) the transactions, in
+//! block order. Each handler checks everything before it changes anything, so a rejected
+//! transaction leaves the state exactly as it was.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use verity_types::{Address, Digest, JobRequest, Mode, Role, SignedTx, TxBody};
+
+use crate::error::{BlockError, TxError};
+use crate::state::{Job, JobState, Provenance, State, TimelineEntry, Unbonding};
+
+/// What the block producer decided: everything else is derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct BlockHeader {
+    pub chain_id: String,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub parent: Digest,
+    pub proposer: Address,
+}
+
+/// Something that happened to a job in this block (for event streams and logs).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Event {
+    pub height: u64,
+    pub job_id: Digest,
+    pub state: JobState,
+    pub tx: Option<Digest>,
+    pub note: String,
+}
+
+/// The result of applying a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// One entry per transaction, in block order.
+    pub tx_results: Vec<Result<(), TxError>>,
+    pub events: Vec<Event>,
+    pub state_root: Digest,
+}
+
+/// Results of proof verifications done ahead of the sequential apply (e.g. in parallel). Keyed
+/// by a digest of everything the verification depends on, so a cached result can only be used
+/// for exactly the same check.
+#[derive(Debug, Default)]
+pub struct ProofCache(Mutex<BTreeMap<Digest, Result<(), String>>>);
+
+fn proof_key(program_hash: &Digest, inputs: &[u64], outputs: &[u64], proof: &[u8]) -> Digest {
+    let bytes = borsh::to_vec(&(program_hash, inputs, outputs, Digest::blake3(proof)))
+        .expect("encoding to a Vec cannot fail");
+    Digest::blake3(&bytes)
+}
+
+impl ProofCache {
+    fn verify(
+        &self,
+        program_hash: &Digest,
+        inputs: &[u64],
+        outputs: &[u64],
+        proof: &[u8],
+    ) -> Result<(), String> {
+        let key = proof_key(program_hash, inputs, outputs, proof);
+        if let Some(hit) = self.0.lock().expect("proof cache lock").get(&key) {
+            return hit.clone();
+        }
+        let result = verity_vm::verify_proof(program_hash, inputs, outputs, proof)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        self.0
+            .lock()
+            .expect("proof cache lock")
+            .insert(key, result.clone());
+        result
+    }
+}
+
+/// Applies a block, verifying proofs one after another on this thread.
+pub fn apply_block(
+    state: &mut State,
+    header: &BlockHeader,
+    txs: &[SignedTx],
+) -> Result<BlockOutcome, BlockError> {
+    apply_block_with(state, header, txs, &ProofCache::default())
+}
+
+/// Applies a block after verifying every proof it carries on `threads` worker threads. The
+/// result is identical to [`apply_block`]: verification is a pure function, and the apply
+/// itself stays sequential.
+pub fn apply_block_parallel(
+    state: &mut State,
+    header: &BlockHeader,
+    txs: &[SignedTx],
+    threads: usize,
+) -> Result<BlockOutcome, BlockError> {
+    let cache = ProofCache::default();
+    // Collect the checks we can predict from the pre-block state.
+    struct Check<'t> {
+        program_hash: Digest,
+        inputs: Vec<u64>,
+        outputs: &'t [u64],
+        proof: &'t [u8],
+    }
+    let mut checks: Vec<Check> = Vec::new();
+    for tx in txs {
+        let (job_id, outputs, proof) = match &tx.tx.body {
+            TxBody::Fulfil {
+                job_id,
+                outputs,
+                proof: Some(proof),
+            } => (job_id, outputs, proof),
+            TxBody::Challenge {
+                job_id,
+                outputs,
+                proof,
+            } => (job_id, outputs, proof),
+            _ => continue,
+        };
+        if let Some(job) = state.jobs.get(job_id) {
+            checks.push(Check {
+                program_hash: job.program_hash,
+                inputs: job.request.stack_inputs.clone(),
+                outputs,
+                proof,
+            });
+        }
+    }
+    let threads = threads.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(checks.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(c) = checks.get(i) else {
+                        break;
+                    };
+                    let _ = cache.verify(&c.program_hash, &c.inputs, c.outputs, c.proof);
+                }
+            });
+        }
+    });
+    apply_block_with(state, header, txs, &cache)
+}
+
+fn apply_block_with(
+    state: &mut State,
+    header: &BlockHeader,
+    txs: &[SignedTx],
+    proofs: &ProofCache,
+) -> Result<BlockOutcome, BlockError> {
+    if header.chain_id != state.chain_id {
+        return Err(BlockError::WrongChain {
+            expected: state.chain_id.clone(),
+            got: header.chain_id.clone(),
+        });
+    }
+    if header.height != state.height + 1 {
+        return Err(BlockError::WrongHeight {
+            current: state.height,
+            got: header.height,
+        });
+    }
+    if header.timestamp_ms < state.timestamp_ms {
+        return Err(BlockError::TimeWentBackwards {
+            previous: state.timestamp_ms,
+            got: header.timestamp_ms,
+        });
+    }
+    if txs.len() > state.params.max_block_txs as usize {
+        return Err(BlockError::TooManyTxs {
+            got: txs.len(),
+            limit: state.params.max_block_txs as usize,
+        });
+    }
+    state.height = header.height;
+    state.timestamp_ms = header.timestamp_ms;
+
+    let mut ctx = Ctx {
+        state,
+        header,
+        proofs,
+        events: Vec::new(),
+    };
+    ctx.run_deadlines();
+    let tx_results = txs.iter().map(|tx| ctx.apply_tx(tx)).collect();
+    let events = ctx.events;
+    Ok(BlockOutcome {
+        tx_results,
+        events,
+        state_root: state.state_root(),
+    })
+}
+
+struct Ctx<'a> {
+    state: &'a mut State,
+    header: &'a BlockHeader,
+    proofs: &'a ProofCache,
+    events: Vec<Event>,
+}
+
+impl Ctx<'_> {
+    fn h(&self) -> u64 {
+        self.header.height
+    }
+
+    fn record(&mut self, job_id: Digest, state: JobState, tx: Option<Digest>, note: String) {
+        let (height, timestamp_ms) = (self.header.height, self.header.timestamp_ms);
+        if let Some(job) = self.state.jobs.get_mut(&job_id) {
+            job.state = state;
+            job.timeline.push(TimelineEntry {
+                height,
+                timestamp_ms,
+                state,
+                tx,
+                note: note.clone(),
+            });
+        }
+        self.events.push(Event {
+            height,
+            job_id,
+            state,
+            tx,
+            note,
+        });
+    }
+
+    fn credit(&mut self, who: Address, amount: u64) {
+        // Cannot overflow: every amount comes out of the conserved supply, itself a u64.
+        self.state.accounts.entry(who).or_default().balance += amount;
+    }
+
+    fn stats(&mut self, who: Address) -> &mut crate::state::ProviderStats {
+        self.state.providers.entry(who).or_default()
+    }
+
+    // ---------------------------------------------------------------- deadlines
+
+    fn run_deadlines(&mut self) {
+        let h = self.h();
+        // Unbonding releases.
+        let mut releases: Vec<(Address, u64)> = Vec::new();
+        for (addr, stake) in self.state.stakes.iter_mut() {
+            let (due, keep): (Vec<Unbonding>, Vec<Unbonding>) = stake
+                .unbonding
+                .drain(..)
+                .partition(|u| u.release_height <= h);
+            stake.unbonding = keep;
+            let amount: u64 = due.iter().map(|u| u.amount).sum();
+            if amount > 0 {
+                releases.push((*addr, amount));
+            }
+        }
+        for (addr, amount) in releases {
+            self.credit(addr, amount);
+        }
+
+        let due: Vec<(u64, Digest)> = self
+            .state
+            .schedule
+            .range(..=(h, Digest([0xff; 32])))
+            .copied()
+            .collect();
+        for entry in due {
+            self.state.schedule.remove(&entry);
+            let job_id = entry.1;
+            let Some(job) = self.state.jobs.get(&job_id) else {
+                continue;
+            };
+            match job.state {
+                JobState::Submitted if h >= job.lock_deadline() => self.expire(job_id),
+                JobState::Locked if h >= job.deadline() => self.slash_unfulfilled(job_id),
+                JobState::Fulfilled
+                    if h >= job.fulfilled_height.unwrap_or(0)
+                        + self.state.params.challenge_window =>
+                {
+                    self.finalize_optimistic(job_id)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn expire(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
+        self.credit(client, refund);
+        self.record(
+            job_id,
+            JobState::Expired,
+            None,
+            format!("nobody locked it; {refund} refunded to the client"),
+        );
+        self.finish(job_id);
+    }
+
+    fn slash_unfulfilled(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let locker = job.locker.expect("locked job has a locker");
+        let collateral = job.request.offer.collateral;
+        let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
+        let stake = self.state.stakes.entry(locker).or_default();
+        stake.provider_locked -= collateral;
+        stake.provider -= collateral;
+        let burn = collateral / 2;
+        let to_client = collateral - burn;
+        self.state.burned += burn;
+        self.credit(client, refund + to_client);
+        self.stats(locker).slashed += 1;
+        self.record(
+            job_id,
+            JobState::Slashed,
+            None,
+            format!(
+                "{} missed the deadline: collateral {collateral} slashed ({burn} burned, {to_client} to the client); escrow {refund} refunded",
+                locker.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    fn finalize_optimistic(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let fulfiller = job.fulfiller.expect("fulfilled job has a fulfiller");
+        let (client, price, bond) = (job.client, job.lock_price, std::mem::take(&mut job.bond));
+        let rest = std::mem::take(&mut job.escrow) - price;
+        self.state
+            .stakes
+            .entry(fulfiller)
+            .or_default()
+            .provider_locked -= bond;
+        self.credit(fulfiller, price);
+        self.credit(client, rest);
+        self.record(
+            job_id,
+            JobState::Finalized,
+            None,
+            format!(
+                "challenge window closed; {} paid {price}, bond {bond} released, {rest} refunded",
+                fulfiller.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    /// Writes the provenance record of a job that reached a terminal state.
+    fn finish(&mut self, job_id: Digest) {
+        let job = &self.state.jobs[&job_id];
+        let paid = matches!(job.state, JobState::Finalized);
+        let record = Provenance {
+            job_id,
+            state: job.state,
+            mode: job.request.mode,
+            client: job.client,
+            program_hash: job.program_hash,
+            input_hash: job.input_hash(),
+            output_hash: job
+                .outputs
+                .as_ref()
+                .map(|o| Digest::blake3(&borsh::to_vec(o).expect("encoding to a Vec cannot fail"))),
+            proof_hash: job.proof_hash,
+            prover: job.fulfiller,
+            price: if paid { job.lock_price } else { 0 },
+            submitted_height: job.submitted_height,
+            fulfilled_height: job.fulfilled_height,
+            finished_height: self.header.height,
+        };
+        self.state.provenance.insert(job_id, record);
+    }
+
+    // ---------------------------------------------------------------- transactions
+
+    fn apply_tx(&mut self, stx: &SignedTx) -> Result<(), TxError> {
+        let tx = &stx.tx;
+        if tx.chain_id != self.state.chain_id {
+            return Err(TxError::WrongChain {
+                expected: self.state.chain_id.clone(),
+                got: tx.chain_id.clone(),
+            });
+        }
+        if !stx.signature_is_valid() {
+            return Err(TxError::BadSignature);
+        }
+        let expected = self.state.accounts.get(&tx.signer).map_or(0, |a| a.nonce);
+        if tx.nonce != expected {
+            return Err(TxError::BadNonce {
+                expected,
+                got: tx.nonce,
+            });
+        }
+        let id = stx.id();
+        let signer = tx.signer;
+        match &tx.body {
+            TxBody::Transfer { to, amount } => self.transfer(signer, *to, *amount),
+            TxBody::Stake { role, amount } => self.stake(signer, *role, *amount),
+            TxBody::Unstake { role, amount } => self.unstake(signer, *role, *amount),
+            TxBody::SubmitJob(req) => self.submit(signer, id, req),
+            TxBody::LockJob { job_id } => self.lock(signer, id, *job_id),
+            TxBody::Fulfil {
+                job_id,
+                outputs,
+                proof,
+            } => self.fulfil(signer, id, *job_id, outputs, proof.as_deref()),
+            TxBody::Challenge {
+                job_id,
+                outputs,
+                proof,
+            } => self.challenge(signer, id, *job_id, outputs, proof),
+        }?;
+        // Only an accepted transaction consumes its nonce.
+        self.state.accounts.entry(signer).or_default().nonce += 1;
+        Ok(())
+    }
+
+    fn balance(&self, who: &Address) -> u64 {
+        self.state.accounts.get(who).map_or(0, |a| a.balance)
+    }
+
+    fn debit_check(&self, who: &Address, amount: u64) -> Result<(), TxError> {
+        let available = self.balance(who);
+        if available < amount {
+            return Err(TxError::InsufficientFunds {
+                needed: amount,
+                available,
+            });
+        }
+        Ok(())
+    }
+
+    fn transfer(&mut self, from: Address, to: Address, amount: u64) -> Result<(), TxError> {
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        self.debit_check(&from, amount)?;
+        self.state.accounts.entry(from).or_default().balance -= amount;
+        self.credit(to, amount);
+        Ok(())
+    }
+
+    fn stake(&mut self, who: Address, role: Role, amount: u64) -> Result<(), TxError> {
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        self.debit_check(&who, amount)?;
+        self.state.accounts.entry(who).or_default().balance -= amount;
+        let stake = self.state.stakes.entry(who).or_default();
+        match role {
+            Role::Provider => stake.provider += amount,
+            Role::Validator => stake.validator += amount,
+        }
+        Ok(())
+    }
+
+    fn unstake(&mut self, who: Address, role: Role, amount: u64) -> Result<(), TxError> {
+        if amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let stake = self.state.stakes.get(&who).cloned().unwrap_or_default();
+        let (free, name) = match role {
+            Role::Provider => (stake.provider_free(), "provider"),
+            Role::Validator => (stake.validator, "validator"),
+        };
+        if free < amount {
+            return Err(TxError::InsufficientStake {
+                role: name,
+                needed: amount,
+                available: free,
+            });
+        }
+        let release_height = self.h() + self.state.params.unbonding_period;
+        let stake = self.state.stakes.entry(who).or_default();
+        match role {
+            Role::Provider => stake.provider -= amount,
+            Role::Validator => stake.validator -= amount,
+        }
+        stake.unbonding.push(Unbonding {
+            role,
+            amount,
+            release_height,
+        });
+        Ok(())
+    }
+
+    fn submit(&mut self, client: Address, id: Digest, req: &JobRequest) -> Result<(), TxError> {
+        let p = &self.state.params;
+        req.offer.validate().map_err(TxError::BadOffer)?;
+        if req.offer.timeout > p.max_job_timeout {
+            return Err(TxError::BadOffer(format!(
+                "timeout {} exceeds the chain's limit of {} blocks",
+                req.offer.timeout, p.max_job_timeout
+            )));
+        }
+        if req.program.len() > p.max_program_bytes as usize {
+            return Err(TxError::Oversized {
+                what: "program",
+                size: req.program.len(),
+                limit: p.max_program_bytes as usize,
+            });
+        }
+        if req.stack_inputs.len() > 16 {
+            return Err(TxError::Oversized {
+                what: "stack inputs",
+                size: req.stack_inputs.len(),
+                limit: 16,
+            });
+        }
+        if let Some(bad) = req
+            .stack_inputs
+            .iter()
+            .find(|v| **v >= verity_types::MODULUS)
+        {
+            return Err(TxError::BadInputs(format!("{bad} is not a field element")));
+        }
+        if req.max_cycles < verity_vm::MIN_MAX_CYCLES || req.max_cycles > p.max_job_cycles {
+            return Err(TxError::BadInputs(format!(
+                "max_cycles {} is outside {}..={}",
+                req.max_cycles,
+                verity_vm::MIN_MAX_CYCLES,
+                p.max_job_cycles
+            )));
+        }
+        if req.min_trust.is_some_and(|t| t > 1000) {
+            return Err(TxError::BadOffer("min_trust is a score out of 1000".into()));
+        }
+        self.debit_check(&client, req.offer.max_price)?;
+        // Assembling is deterministic: the MAST root is a function of the source alone.
+        let program = verity_vm::Program::assemble(&req.program, "job.masm")
+            .map_err(|e| TxError::BadProgram(e.to_string()))?;
+
+        self.state.accounts.entry(client).or_default().balance -= req.offer.max_price;
+        let job = Job {
+            id,
+            client,
+            program_hash: program.hash(),
+            request: req.clone(),
+            submitted_height: self.h(),
+            state: JobState::Submitted,
+            escrow: req.offer.max_price,
+            locker: None,
+            lock_price: 0,
+            locked_height: None,
+            fulfiller: None,
+            fulfilled_height: None,
+            outputs: None,
+            proof_hash: None,
+            bond: 0,
+            timeline: Vec::new(),
+        };
+        let lock_deadline = job.lock_deadline();
+        self.state.jobs.insert(id, job);
+        self.state.schedule.insert((lock_deadline, id));
+        self.record(
+            id,
+            JobState::Submitted,
+            Some(id),
+            format!(
+                "{} escrowed {}; lock by block {lock_deadline}",
+                client.short(),
+                req.offer.max_price
+            ),
+        );
+        Ok(())
+    }
+
+    fn job(&self, job_id: &Digest) -> Result<&Job, TxError> {
+        self.state
+            .jobs
+            .get(job_id)
+            .ok_or(TxError::UnknownJob(*job_id))
+    }
+
+    fn lock(&mut self, provider: Address, tx: Digest, job_id: Digest) -> Result<(), TxError> {
+        let h = self.h();
+        let job = self.job(&job_id)?;
+        if job.state != JobState::Submitted {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "submitted",
+            });
+        }
+        if h >= job.lock_deadline() {
+            return Err(TxError::DeadlinePassed(format!(
+                "the lock deadline was block {}",
+                job.lock_deadline()
+            )));
+        }
+        let collateral = job.request.offer.collateral;
+        let free = self
+            .state
+            .stakes
+            .get(&provider)
+            .map_or(0, |s| s.provider_free());
+        let staked = self.state.stakes.get(&provider).map_or(0, |s| s.provider);
+        if staked == 0 {
+            return Err(TxError::NotEligible("not staked as a provider".into()));
+        }
+        if free < collateral {
+            return Err(TxError::InsufficientStake {
+                role: "provider",
+                needed: collateral,
+                available: free,
+            });
+        }
+        if let Some(min) = job.request.min_trust {
+            let score = self
+                .state
+                .providers
+                .get(&provider)
+                .cloned()
+                .unwrap_or_default()
+                .trust_score();
+            if score < min {
+                return Err(TxError::NotEligible(format!(
+                    "trust score {score} is below the required {min}"
+                )));
+            }
+        }
+        let price = job.request.offer.price_at(h - job.submitted_height);
+        let deadline = job.deadline();
+
+        self.state
+            .stakes
+            .entry(provider)
+            .or_default()
+            .provider_locked += collateral;
+        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        job.locker = Some(provider);
+        job.lock_price = price;
+        job.locked_height = Some(h);
+        self.stats(provider).locked += 1;
+        self.state.schedule.insert((deadline, job_id));
+        self.record(
+            job_id,
+            JobState::Locked,
+            Some(tx),
+            format!("{} locked at price {price} with collateral {collateral}; deliver by block {deadline}", provider.short()),
+        );
+        Ok(())
+    }
+
+    fn fulfil(
+        &mut self,
+        who: Address,
+        tx: Digest,
+        job_id: Digest,
+        outputs: &[u64],
+        proof: Option<&[u8]>,
+    ) -> Result<(), TxError> {
+        let h = self.h();
+        let job = self.job(&job_id)?;
+        if job.state != JobState::Locked {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "locked",
+            });
+        }
+        if h >= job.deadline() {
+            return Err(TxError::DeadlinePassed(format!(
+                "the job's deadline was block {}",
+                job.deadline()
+            )));
+        }
+        let locker = job.locker.expect("locked job has a locker");
+        let rescue = who != locker;
+        if rescue && h < job.lock_deadline() {
+            return Err(TxError::NotLocker {
+                locker,
+                lock_deadline: job.lock_deadline(),
+            });
+        }
+        if outputs.len() != 16 || outputs.iter().any(|v| *v >= verity_types::MODULUS) {
+            return Err(TxError::BadInputs(
+                "outputs must be 16 field elements".into(),
+            ));
+        }
+        let collateral = job.request.offer.collateral;
+        let mode = job.request.mode;
+        let proof_hash = match (mode, proof) {
+            (Mode::Proof, None) => return Err(TxError::ProofRequired),
+            (Mode::Optimistic, Some(_)) => return Err(TxError::ProofNotAllowed),
+            (Mode::Optimistic, None) => None,
+            (Mode::Proof, Some(proof)) => {
+                let limit = self.state.params.max_proof_bytes as usize;
+                if proof.len() > limit {
+                    return Err(TxError::Oversized {
+                        what: "proof",
+                        size: proof.len(),
+                        limit,
+                    });
+                }
+                self.proofs
+                    .verify(&job.program_hash, &job.request.stack_inputs, outputs, proof)
+                    .map_err(TxError::BadProof)?;
+                Some(Digest::blake3(proof))
+            }
+        };
+        // An optimistic rescuer posts its own bond; the locker's collateral becomes its bond.
+        if mode == Mode::Optimistic && rescue {
+            let free = self.state.stakes.get(&who).map_or(0, |s| s.provider_free());
+            if free < collateral {
+                return Err(TxError::InsufficientStake {
+                    role: "provider",
+                    needed: collateral,
+                    available: free,
+                });
+            }
+        }
+
+        // --- all checks passed; mutate.
+        let latency = h - job.locked_height.expect("locked job has a lock height");
+        if rescue {
+            // The locker sat on the job: half its collateral burned, half to the rescuer.
+            let stake = self.state.stakes.entry(locker).or_default();
+            stake.provider_locked -= collateral;
+            stake.provider -= collateral;
+            let burn = collateral / 2;
+            self.state.burned += burn;
+            self.credit(who, collateral - burn);
+            self.stats(locker).slashed += 1;
+            self.stats(who).rescued += 1;
+        } else {
+            self.stats(who).fulfilled += 1;
+            self.stats(who).total_latency_blocks += latency;
+        }
+        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        job.fulfiller = Some(who);
+        job.fulfilled_height = Some(h);
+        job.outputs = Some(outputs.to_vec());
+        job.proof_hash = proof_hash;
+        let (client, price) = (job.client, job.lock_price);
+        let how = if rescue { "rescued" } else { "fulfilled" };
+        match mode {
+            Mode::Proof => {
+                let rest = std::mem::take(&mut job.escrow) - price;
+                if !rescue {
+                    self.state.stakes.entry(who).or_default().provider_locked -= collateral;
+                }
+                self.credit(who, price);
+                self.credit(client, rest);
+                self.record(
+                    job_id,
+                    JobState::Finalized,
+                    Some(tx),
+                    format!(
+                        "{how} by {} with a verified proof; paid {price}, {rest} refunded",
+                        who.short()
+                    ),
+                );
+                self.finish(job_id);
+            }
+            Mode::Optimistic => {
+                job.bond = collateral;
+                if rescue {
+                    self.state.stakes.entry(who).or_default().provider_locked += collateral;
+                }
+                let until = h + self.state.params.challenge_window;
+                self.state.schedule.insert((until, job_id));
+                self.record(
+                    job_id,
+                    JobState::Fulfilled,
+                    Some(tx),
+                    format!(
+                        "{how} by {} with bond {collateral}; challengeable until block {until}",
+                        who.short()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn challenge(
+        &mut self,
+        challenger: Address,
+        tx: Digest,
+        job_id: Digest,
+        outputs: &[u64],
+        proof: &[u8],
+    ) -> Result<(), TxError> {
+        let h = self.h();
+        let job = self.job(&job_id)?;
+        if job.state != JobState::Fulfilled {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "fulfilled (optimistic)",
+            });
+        }
+        let window_end =
+            job.fulfilled_height.expect("fulfilled") + self.state.params.challenge_window;
+        if h >= window_end {
+            return Err(TxError::DeadlinePassed(format!(
+                "the challenge window closed at block {window_end}"
+            )));
+        }
+        if job.outputs.as_deref() == Some(outputs) {
+            return Err(TxError::SameOutputs);
+        }
+        let limit = self.state.params.max_proof_bytes as usize;
+        if proof.len() > limit {
+            return Err(TxError::Oversized {
+                what: "proof",
+                size: proof.len(),
+                limit,
+            });
+        }
+        self.proofs
+            .verify(&job.program_hash, &job.request.stack_inputs, outputs, proof)
+            .map_err(TxError::BadProof)?;
+
+        // --- the fulfilment was wrong: the bond pays the challenger, the client is refunded.
+        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        let fulfiller = job.fulfiller.expect("fulfilled");
+        let bond = std::mem::take(&mut job.bond);
+        let refund = std::mem::take(&mut job.escrow);
+        let client = job.client;
+        job.outputs = Some(outputs.to_vec());
+        job.proof_hash = Some(Digest::blake3(proof));
+        let stake = self.state.stakes.entry(fulfiller).or_default();
+        stake.provider_locked -= bond;
+        stake.provider -= bond;
+        self.credit(challenger, bond);
+        self.credit(client, refund);
+        self.stats(fulfiller).overturned += 1;
+        self.record(
+            job_id,
+            JobState::Overturned,
+            Some(tx),
+            format!(
+                "{} proved different outputs: {}'s bond {bond} to the challenger, {refund} refunded",
+                challenger.short(),
+                fulfiller.short()
+            ),
+        );
+        self.finish(job_id);
+        Ok(())
+    }
+}

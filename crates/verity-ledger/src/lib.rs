@@ -1,0 +1,20 @@
+//! Verity's deterministic state machine.
+//!
+//! `apply_block(state, header, txs)` is a pure function of its arguments: no clocks (time is
+//! the header's height and timestamp), no randomness, no floating point, no hash-map iteration
+//! (every map is a `BTreeMap`). Every node that applies the same blocks reaches the same state
+//! and the same state root.
+//!
+//! The job lifecycle is `Submitted → Locked → Fulfilled → Finalized`, with `Expired`,
+//! `Slashed` and `Overturned` as the other terminal states; see `docs/ARCHITECTURE.md`.
+
+mod apply;
+mod error;
+mod state;
+
+pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
+pub use error::{BlockError, TxError};
+pub use state::{
+    Account, Genesis, GenesisAccount, GenesisStake, Job, JobState, Params, Provenance,
+    ProviderStats, StakeInfo, State, TimelineEntry, Unbonding,
+};

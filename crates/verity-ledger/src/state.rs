@@ -1,0 +1,463 @@
+//! Ledger state: accounts, stakes, jobs, provider statistics and provenance records, all in
+//! ordered maps so that iteration (and therefore the state root) is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use verity_types::merkle::{InclusionProof, leaf_hash, root};
+use verity_types::{Address, Digest, JobRequest, Mode, Role};
+
+/// Chain parameters, fixed at genesis.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Params {
+    /// Blocks an optimistic fulfilment waits for a challenge before it finalizes.
+    pub challenge_window: u64,
+    /// Blocks unstaked funds wait before they return to the balance.
+    pub unbonding_period: u64,
+    /// Largest program source accepted, in bytes.
+    pub max_program_bytes: u32,
+    /// Largest proof accepted, in bytes.
+    pub max_proof_bytes: u32,
+    /// Highest cycle cap a job may ask for.
+    pub max_job_cycles: u32,
+    /// Longest a job may run (`offer.timeout`), in blocks.
+    pub max_job_timeout: u64,
+    /// Most transactions per block.
+    pub max_block_txs: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            challenge_window: 20,
+            unbonding_period: 100,
+            max_program_bytes: 64 * 1024,
+            max_proof_bytes: 512 * 1024,
+            max_job_cycles: 1 << 22,
+            max_job_timeout: 100_000,
+            max_block_txs: 10_000,
+        }
+    }
+}
+
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Account {
+    pub balance: u64,
+    /// The nonce the account's next transaction must carry.
+    pub nonce: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Unbonding {
+    pub role: Role,
+    pub amount: u64,
+    /// Height at which the amount returns to the balance.
+    pub release_height: u64,
+}
+
+/// An account's stake. Job collateral and optimistic bonds are the `provider_locked` part of
+/// `provider`: staked money that cannot be unstaked while a job depends on it.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct StakeInfo {
+    pub provider: u64,
+    pub provider_locked: u64,
+    pub validator: u64,
+    pub unbonding: Vec<Unbonding>,
+}
+
+impl StakeInfo {
+    pub fn provider_free(&self) -> u64 {
+        self.provider - self.provider_locked
+    }
+
+    pub fn total(&self) -> u64 {
+        self.provider + self.validator + self.unbonding.iter().map(|u| u.amount).sum::<u64>()
+    }
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Submitted,
+    Locked,
+    /// Optimistic mode: outputs posted with a bond, inside the challenge window.
+    Fulfilled,
+    Finalized,
+    Expired,
+    Slashed,
+    Overturned,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Finalized | JobState::Expired | JobState::Slashed | JobState::Overturned
+        )
+    }
+
+    pub const ALL: [JobState; 7] = [
+        JobState::Submitted,
+        JobState::Locked,
+        JobState::Fulfilled,
+        JobState::Finalized,
+        JobState::Expired,
+        JobState::Slashed,
+        JobState::Overturned,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Submitted => "submitted",
+            JobState::Locked => "locked",
+            JobState::Fulfilled => "fulfilled",
+            JobState::Finalized => "finalized",
+            JobState::Expired => "expired",
+            JobState::Slashed => "slashed",
+            JobState::Overturned => "overturned",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobState::ALL
+            .into_iter()
+            .find(|j| j.name() == s)
+            .ok_or_else(|| format!("unknown job state `{s}`"))
+    }
+}
+
+/// One step of a job's history: what happened, when, and which transaction caused it (none
+/// for deadline transitions, which the state machine makes by itself).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub state: JobState,
+    pub tx: Option<Digest>,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Digest,
+    pub client: Address,
+    pub program_hash: Digest,
+    pub request: JobRequest,
+    pub submitted_height: u64,
+    pub state: JobState,
+    /// The client's escrow: `max_price` at submission, paid out exactly once.
+    pub escrow: u64,
+    pub locker: Option<Address>,
+    pub lock_price: u64,
+    pub locked_height: Option<u64>,
+    /// Who posted the outputs (the locker, or a rescuer).
+    pub fulfiller: Option<Address>,
+    pub fulfilled_height: Option<u64>,
+    pub outputs: Option<Vec<u64>>,
+    pub proof_hash: Option<Digest>,
+    /// Optimistic mode: the fulfiller's bond, held in its provider stake.
+    pub bond: u64,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Job {
+    pub fn lock_deadline(&self) -> u64 {
+        self.submitted_height + self.request.offer.lock_timeout
+    }
+
+    pub fn deadline(&self) -> u64 {
+        self.submitted_height + self.request.offer.timeout
+    }
+
+    /// Blake3 of the public inputs' canonical encoding (and the advice commitment).
+    pub fn input_hash(&self) -> Digest {
+        let bytes = borsh::to_vec(&(&self.request.stack_inputs, &self.request.advice_hash))
+            .expect("encoding to a Vec cannot fail");
+        Digest::blake3(&bytes)
+    }
+}
+
+/// What a provider has done, as recorded by the ledger (the raw material of trust profiles).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct ProviderStats {
+    pub locked: u64,
+    pub fulfilled: u64,
+    pub rescued: u64,
+    pub slashed: u64,
+    pub overturned: u64,
+    /// Sum of lock-to-fulfil latencies, in blocks, over fulfilled jobs.
+    pub total_latency_blocks: u64,
+}
+
+impl ProviderStats {
+    /// Trust score in 0..=1000: the fulfilment rate with a prior of one success in two tries,
+    /// so a new provider starts at 500 and moves with evidence. (Replaced by the full trust
+    /// profile of the audits issue.)
+    pub fn trust_score(&self) -> u32 {
+        let good = self.fulfilled + 1;
+        let tries = self.locked + self.rescued + 2 + self.overturned;
+        ((good.min(tries) * 1000) / tries) as u32
+    }
+}
+
+/// A finished job's provenance: enough to say which program ran on which inputs, what it
+/// output, who proved it, at what price and when — provable against the state root.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Provenance {
+    pub job_id: Digest,
+    pub state: JobState,
+    pub mode: Mode,
+    pub client: Address,
+    pub program_hash: Digest,
+    pub input_hash: Digest,
+    pub output_hash: Option<Digest>,
+    pub proof_hash: Option<Digest>,
+    pub prover: Option<Address>,
+    pub price: u64,
+    pub submitted_height: u64,
+    pub fulfilled_height: Option<u64>,
+    pub finished_height: u64,
+}
+
+/// Scheduled deadline checks: `(height, job)` pairs the state machine visits at the start of
+/// that block. Stale entries (the job moved on) are simply skipped.
+pub type Schedule = BTreeSet<(u64, Digest)>;
+
+/// The whole ledger state.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct State {
+    pub chain_id: String,
+    pub params: Params,
+    /// Height of the last applied block (0 = genesis).
+    pub height: u64,
+    pub timestamp_ms: u64,
+    /// Supply at genesis. Invariant: `total_held() + burned == genesis_supply`.
+    pub genesis_supply: u64,
+    pub burned: u64,
+    pub accounts: BTreeMap<Address, Account>,
+    pub stakes: BTreeMap<Address, StakeInfo>,
+    pub jobs: BTreeMap<Digest, Job>,
+    pub providers: BTreeMap<Address, ProviderStats>,
+    pub provenance: BTreeMap<Digest, Provenance>,
+    pub schedule: Schedule,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisAccount {
+    pub address: Address,
+    pub balance: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisStake {
+    pub address: Address,
+    pub role: Role,
+    pub amount: u64,
+}
+
+/// The initial state, as a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_id: String,
+    #[serde(default)]
+    pub genesis_time_ms: u64,
+    #[serde(default)]
+    pub params: Params,
+    pub accounts: Vec<GenesisAccount>,
+    #[serde(default)]
+    pub stakes: Vec<GenesisStake>,
+}
+
+// Table tags in state keys: a proof for one table cannot stand for another.
+const TAG_META: u8 = 0;
+const TAG_ACCOUNT: u8 = 1;
+const TAG_STAKE: u8 = 2;
+const TAG_JOB: u8 = 3;
+const TAG_PROVIDER: u8 = 4;
+const TAG_PROVENANCE: u8 = 5;
+const TAG_SCHEDULE: u8 = 6;
+
+fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(tag);
+    k.extend_from_slice(id);
+    k
+}
+
+fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
+    borsh::to_vec(v).expect("encoding to a Vec cannot fail")
+}
+
+impl State {
+    /// Builds the genesis state, checking the config.
+    pub fn from_genesis(g: &Genesis) -> Result<State, String> {
+        if g.chain_id.is_empty() || g.chain_id.len() > 64 {
+            return Err("chain_id must be 1 to 64 characters".into());
+        }
+        let mut s = State {
+            chain_id: g.chain_id.clone(),
+            params: g.params.clone(),
+            height: 0,
+            timestamp_ms: g.genesis_time_ms,
+            genesis_supply: 0,
+            burned: 0,
+            accounts: BTreeMap::new(),
+            stakes: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            providers: BTreeMap::new(),
+            provenance: BTreeMap::new(),
+            schedule: BTreeSet::new(),
+        };
+        let mut supply: u64 = 0;
+        for a in &g.accounts {
+            let acct = s.accounts.entry(a.address).or_default();
+            acct.balance = acct
+                .balance
+                .checked_add(a.balance)
+                .ok_or("balances overflow")?;
+            supply = supply.checked_add(a.balance).ok_or("supply overflows")?;
+        }
+        for st in &g.stakes {
+            let stake = s.stakes.entry(st.address).or_default();
+            let slot = match st.role {
+                Role::Provider => &mut stake.provider,
+                Role::Validator => &mut stake.validator,
+            };
+            *slot = slot.checked_add(st.amount).ok_or("stake overflows")?;
+            supply = supply.checked_add(st.amount).ok_or("supply overflows")?;
+            s.accounts.entry(st.address).or_default();
+        }
+        s.genesis_supply = supply;
+        Ok(s)
+    }
+
+    /// Everything the ledger holds for someone: balances, stakes (including locked collateral
+    /// and unbonding), and job escrows.
+    pub fn total_held(&self) -> u128 {
+        let balances: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
+        let stakes: u128 = self.stakes.values().map(|s| u128::from(s.total())).sum();
+        let escrows: u128 = self.jobs.values().map(|j| u128::from(j.escrow)).sum();
+        balances + stakes + escrows
+    }
+
+    /// Canonical encoding of the whole state (for snapshots and determinism checks).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        enc(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<State, String> {
+        borsh::from_slice(bytes).map_err(|e| format!("not a valid state encoding: {e}"))
+    }
+
+    fn meta_value(&self) -> Vec<u8> {
+        enc(&(
+            &self.chain_id,
+            &self.params,
+            self.height,
+            self.timestamp_ms,
+            self.genesis_supply,
+            self.burned,
+        ))
+    }
+
+    /// All state entries as `(key, value)` in canonical order.
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::with_capacity(
+            1 + self.accounts.len()
+                + self.stakes.len()
+                + self.jobs.len()
+                + self.providers.len()
+                + self.provenance.len()
+                + 1,
+        );
+        out.push((vec![TAG_META], self.meta_value()));
+        out.extend(
+            self.accounts
+                .iter()
+                .map(|(a, v)| (key(TAG_ACCOUNT, &a.0), enc(v))),
+        );
+        out.extend(
+            self.stakes
+                .iter()
+                .map(|(a, v)| (key(TAG_STAKE, &a.0), enc(v))),
+        );
+        out.extend(
+            self.jobs
+                .iter()
+                .map(|(id, v)| (key(TAG_JOB, &id.0), enc(v))),
+        );
+        out.extend(
+            self.providers
+                .iter()
+                .map(|(a, v)| (key(TAG_PROVIDER, &a.0), enc(v))),
+        );
+        out.extend(
+            self.provenance
+                .iter()
+                .map(|(id, v)| (key(TAG_PROVENANCE, &id.0), enc(v))),
+        );
+        out.push((vec![TAG_SCHEDULE], enc(&self.schedule)));
+        out
+    }
+
+    fn leaves(&self) -> Vec<[u8; 32]> {
+        self.entries()
+            .iter()
+            .map(|(k, v)| leaf_hash(k, v))
+            .collect()
+    }
+
+    /// The Merkle root over every state entry.
+    pub fn state_root(&self) -> Digest {
+        root(&self.leaves())
+    }
+
+    /// A provenance record with its inclusion proof against [`State::state_root`].
+    pub fn provenance_proof(&self, job_id: &Digest) -> Option<(Provenance, InclusionProof)> {
+        let record = self.provenance.get(job_id)?.clone();
+        let index = 1
+            + self.accounts.len()
+            + self.stakes.len()
+            + self.jobs.len()
+            + self.providers.len()
+            + self.provenance.range(..*job_id).count();
+        Some((record, InclusionProof::build(&self.leaves(), index)))
+    }
+}
+
+impl Provenance {
+    /// Checks this record against a state root (a light client's whole job).
+    pub fn verify_inclusion(&self, state_root: &Digest, proof: &InclusionProof) -> bool {
+        proof.verify(state_root, &key(TAG_PROVENANCE, &self.job_id.0), &enc(self))
+    }
+}

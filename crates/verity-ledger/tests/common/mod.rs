@@ -1,0 +1,161 @@
+//! Shared test harness: a small chain with funded accounts and a block builder.
+#![allow(dead_code)]
+
+use verity_ledger::{
+    BlockHeader, BlockOutcome, Genesis, GenesisAccount, GenesisStake, Params, State, TxError,
+};
+use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, SignedTx, Tx, TxBody};
+
+pub const CHAIN: &str = "verity-test";
+pub const FIB: &str = include_str!("../../../../examples/fib.masm");
+
+pub struct Chain {
+    pub state: State,
+    pub blocks: Vec<(BlockHeader, Vec<SignedTx>)>,
+    pub genesis: Genesis,
+}
+
+pub fn key(name: &str) -> Keypair {
+    Keypair::dev(name)
+}
+
+pub fn addr(name: &str) -> Address {
+    key(name).address()
+}
+
+impl Chain {
+    pub fn new() -> Chain {
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 1_000,
+            params: Params {
+                challenge_window: 5,
+                unbonding_period: 10,
+                ..Params::default()
+            },
+            accounts: ["client", "p1", "p2", "watcher"]
+                .iter()
+                .map(|n| GenesisAccount {
+                    address: addr(n),
+                    balance: 1_000_000,
+                })
+                .collect(),
+            stakes: ["p1", "p2"]
+                .iter()
+                .map(|n| GenesisStake {
+                    address: addr(n),
+                    role: Role::Provider,
+                    amount: 10_000,
+                })
+                .collect(),
+        };
+        Chain {
+            state: State::from_genesis(&genesis).unwrap(),
+            blocks: Vec::new(),
+            genesis,
+        }
+    }
+
+    pub fn height(&self) -> u64 {
+        self.state.height
+    }
+
+    pub fn tx(&self, who: &str, body: TxBody) -> SignedTx {
+        let k = key(who);
+        let nonce = self.state.accounts.get(&k.address()).map_or(0, |a| a.nonce);
+        Tx {
+            chain_id: CHAIN.into(),
+            signer: k.address(),
+            nonce,
+            body,
+        }
+        .sign(&k)
+    }
+
+    pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
+        let header = BlockHeader {
+            chain_id: CHAIN.into(),
+            height: self.state.height + 1,
+            timestamp_ms: 1_000 + (self.state.height + 1) * 250,
+            parent: Digest::blake3(&self.state.height.to_le_bytes()),
+            proposer: addr("validator"),
+        };
+        let out = verity_ledger::apply_block(&mut self.state, &header, &txs).expect("valid block");
+        self.blocks.push((header, txs));
+        out
+    }
+
+    /// Applies one transaction in its own block and returns its result.
+    pub fn send(&mut self, who: &str, body: TxBody) -> Result<(), TxError> {
+        let tx = self.tx(who, body);
+        self.block(vec![tx]).tx_results.remove(0)
+    }
+
+    pub fn advance_to(&mut self, height: u64) {
+        while self.state.height < height {
+            self.block(vec![]);
+        }
+    }
+
+    pub fn balance(&self, name: &str) -> u64 {
+        self.state
+            .accounts
+            .get(&addr(name))
+            .map_or(0, |a| a.balance)
+    }
+
+    pub fn check_supply(&self) {
+        assert_eq!(
+            self.state.total_held() + u128::from(self.state.burned),
+            u128::from(self.state.genesis_supply),
+            "supply is conserved"
+        );
+    }
+}
+
+pub fn offer() -> Offer {
+    Offer {
+        min_price: 100,
+        max_price: 1_000,
+        ramp_start: 0,
+        ramp_period: 9,
+        lock_timeout: 10,
+        timeout: 20,
+        collateral: 500,
+    }
+}
+
+pub fn fib_job(n: u64, mode: Mode) -> JobRequest {
+    JobRequest {
+        program: FIB.into(),
+        stack_inputs: vec![n],
+        advice_hash: None,
+        mode,
+        offer: offer(),
+        max_cycles: 1 << 16,
+        min_trust: None,
+    }
+}
+
+impl Chain {
+    /// The state this chain would have after one more empty block (to compare a block whose
+    /// transactions were all rejected against).
+    pub fn clone_state_after_empty_block(&self) -> State {
+        let mut s = self.state.clone();
+        let header = BlockHeader {
+            chain_id: CHAIN.into(),
+            height: s.height + 1,
+            timestamp_ms: 1_000 + (s.height + 1) * 250,
+            parent: Digest::default(),
+            proposer: addr("validator"),
+        };
+        verity_ledger::apply_block(&mut s, &header, &[]).unwrap();
+        s
+    }
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain::new()
+    }
+}

@@ -1,0 +1,409 @@
+//! The job lifecycle with real Miden proofs of a small program.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use verity_ledger::{JobState, TxError};
+use verity_types::{Digest, Mode, Receipt, TxBody};
+use verity_vm::{Inputs, Program, ProveOptions};
+
+fn fib_receipt(n: u64) -> Receipt {
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::BTreeMap<u64, Receipt>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().unwrap().get(&n) {
+        return r.clone();
+    }
+    let program = Program::assemble(FIB, "fib.masm").unwrap();
+    let r = verity_vm::prove(
+        &program,
+        &Inputs::from_stack_list(&n.to_string()).unwrap(),
+        ProveOptions::default(),
+    )
+    .unwrap();
+    cache.lock().unwrap().insert(n, r.clone());
+    r
+}
+
+fn submit(chain: &mut Chain, n: u64, mode: Mode) -> Digest {
+    let tx = chain.tx("client", TxBody::SubmitJob(fib_job(n, mode)));
+    let id = tx.id();
+    let out = chain.block(vec![tx]);
+    assert_eq!(out.tx_results, vec![Ok(())]);
+    id
+}
+
+fn fulfil_with(
+    chain: &mut Chain,
+    who: &str,
+    job: Digest,
+    receipt: &Receipt,
+) -> Result<(), TxError> {
+    chain.send(
+        who,
+        TxBody::Fulfil {
+            job_id: job,
+            outputs: receipt.stack_outputs.clone(),
+            proof: Some(receipt.proof.clone()),
+        },
+    )
+}
+
+#[test]
+fn proof_mode_submit_lock_fulfil_pays_the_locker() {
+    let mut chain = Chain::new();
+    let (client0, p1_0) = (chain.balance("client"), chain.balance("p1"));
+    let job = submit(&mut chain, 10, Mode::Proof);
+    assert_eq!(
+        chain.balance("client"),
+        client0 - 1_000,
+        "max price escrowed"
+    );
+
+    chain.advance_to(3); // locked in block 4, 3 blocks into the ramp: 100 + 900 * 3 / 9 = 400
+    assert_eq!(chain.send("p1", TxBody::LockJob { job_id: job }), Ok(()));
+    let j = &chain.state.jobs[&job];
+    assert_eq!(
+        (j.state, j.lock_price, j.locker),
+        (JobState::Locked, 400, Some(addr("p1")))
+    );
+    assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 500);
+    // A second lock is refused.
+    assert!(matches!(
+        chain.send("p2", TxBody::LockJob { job_id: job }),
+        Err(TxError::WrongState { .. })
+    ));
+
+    let receipt = fib_receipt(10);
+    assert_eq!(receipt.stack_outputs[0], 55);
+    assert_eq!(fulfil_with(&mut chain, "p1", job, &receipt), Ok(()));
+    let j = &chain.state.jobs[&job];
+    assert_eq!(j.state, JobState::Finalized);
+    assert_eq!(j.outputs.as_ref().unwrap()[0], 55);
+    assert_eq!(chain.balance("p1"), p1_0 + 400);
+    assert_eq!(chain.balance("client"), client0 - 400);
+    assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
+    assert_eq!(chain.state.providers[&addr("p1")].fulfilled, 1);
+    chain.check_supply();
+
+    // Provenance: a light client checks the record against the state root alone.
+    let root = chain.state.state_root();
+    let (record, proof) = chain.state.provenance_proof(&job).unwrap();
+    assert!(record.verify_inclusion(&root, &proof));
+    assert_eq!(record.program_hash, receipt.program_hash);
+    assert_eq!(record.proof_hash, Some(receipt.proof_hash()));
+    assert_eq!((record.price, record.prover), (400, Some(addr("p1"))));
+    let mut forged = record.clone();
+    forged.price = 1;
+    assert!(
+        !forged.verify_inclusion(&root, &proof),
+        "an altered record does not verify"
+    );
+    let states: Vec<JobState> = j.timeline.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        vec![JobState::Submitted, JobState::Locked, JobState::Finalized]
+    );
+}
+
+#[test]
+fn bad_proofs_are_rejected_and_change_nothing() {
+    let mut chain = Chain::new();
+    let job = submit(&mut chain, 10, Mode::Proof);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+
+    // A valid proof, but of fib(11): it does not attest to this job's inputs.
+    let other = fib_receipt(11);
+    let tx = chain.tx(
+        "p1",
+        TxBody::Fulfil {
+            job_id: job,
+            outputs: other.stack_outputs.clone(),
+            proof: Some(other.proof.clone()),
+        },
+    );
+    let mut expected = chain.clone_state_after_empty_block();
+    let out = chain.block(vec![tx]);
+    assert!(
+        matches!(&out.tx_results[0], Err(TxError::BadProof(_))),
+        "{:?}",
+        out.tx_results
+    );
+    expected.height = chain.state.height;
+    assert_eq!(
+        chain.state.to_bytes(),
+        expected.to_bytes(),
+        "state unchanged by the rejected tx"
+    );
+
+    // Right proof, wrong claimed outputs.
+    let good = fib_receipt(10);
+    let mut outputs = good.stack_outputs.clone();
+    outputs[0] = 56;
+    let r = chain.send(
+        "p1",
+        TxBody::Fulfil {
+            job_id: job,
+            outputs,
+            proof: Some(good.proof.clone()),
+        },
+    );
+    assert!(matches!(r, Err(TxError::BadProof(_))));
+    // No proof at all in proof mode.
+    let r = chain.send(
+        "p1",
+        TxBody::Fulfil {
+            job_id: job,
+            outputs: good.stack_outputs.clone(),
+            proof: None,
+        },
+    );
+    assert_eq!(r, Err(TxError::ProofRequired));
+    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+}
+
+#[test]
+fn unlocked_job_expires_and_refunds_the_client() {
+    let mut chain = Chain::new();
+    let client0 = chain.balance("client");
+    let job = submit(&mut chain, 10, Mode::Proof);
+    let lock_deadline = chain.state.jobs[&job].lock_deadline();
+    chain.advance_to(lock_deadline - 1);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Submitted);
+    chain.advance_to(lock_deadline);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Expired);
+    assert_eq!(chain.balance("client"), client0);
+    assert!(matches!(
+        chain.send("p1", TxBody::LockJob { job_id: job }),
+        Err(TxError::WrongState { .. })
+    ));
+    assert_eq!(chain.state.provenance[&job].state, JobState::Expired);
+    chain.check_supply();
+}
+
+#[test]
+fn missed_deadline_is_slashed_half_burned_half_to_client() {
+    let mut chain = Chain::new();
+    let client0 = chain.balance("client");
+    let job = submit(&mut chain, 10, Mode::Proof);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let deadline = chain.state.jobs[&job].deadline();
+    chain.advance_to(deadline);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Slashed);
+    assert_eq!(
+        chain.balance("client"),
+        client0 + 250,
+        "escrow back plus half the collateral"
+    );
+    assert_eq!(chain.state.burned, 250);
+    assert_eq!(chain.state.stakes[&addr("p1")].provider, 9_500);
+    assert_eq!(chain.state.providers[&addr("p1")].slashed, 1);
+    chain.check_supply();
+}
+
+#[test]
+fn rescue_after_the_lock_deadline_slashes_the_locker() {
+    let mut chain = Chain::new();
+    let p2_0 = chain.balance("p2");
+    let job = submit(&mut chain, 10, Mode::Proof);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let receipt = fib_receipt(10);
+    // Before the lock deadline only the locker may fulfil.
+    assert!(matches!(
+        fulfil_with(&mut chain, "p2", job, &receipt),
+        Err(TxError::NotLocker { .. })
+    ));
+    let lock_deadline = chain.state.jobs[&job].lock_deadline();
+    chain.advance_to(lock_deadline);
+    let price = chain.state.jobs[&job].lock_price;
+    assert_eq!(fulfil_with(&mut chain, "p2", job, &receipt), Ok(()));
+    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].fulfiller, Some(addr("p2")));
+    assert_eq!(
+        chain.balance("p2"),
+        p2_0 + price + 250,
+        "price plus half the locker's collateral"
+    );
+    assert_eq!(chain.state.burned, 250);
+    assert_eq!(chain.state.stakes[&addr("p1")].provider, 9_500);
+    chain.check_supply();
+}
+
+#[test]
+fn optimistic_result_finalizes_after_the_window() {
+    let mut chain = Chain::new();
+    let p1_0 = chain.balance("p1");
+    let job = submit(&mut chain, 10, Mode::Optimistic);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let price = chain.state.jobs[&job].lock_price;
+    let outputs = fib_receipt(10).stack_outputs;
+    // Optimistic fulfilments carry no proof.
+    let r = chain.send(
+        "p1",
+        TxBody::Fulfil {
+            job_id: job,
+            outputs: outputs.clone(),
+            proof: Some(vec![1]),
+        },
+    );
+    assert_eq!(r, Err(TxError::ProofNotAllowed));
+    chain
+        .send(
+            "p1",
+            TxBody::Fulfil {
+                job_id: job,
+                outputs,
+                proof: None,
+            },
+        )
+        .unwrap();
+    let fulfilled_at = chain.height();
+    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    assert_eq!(
+        chain.state.stakes[&addr("p1")].provider_locked,
+        500,
+        "collateral held as the bond"
+    );
+    chain.advance_to(fulfilled_at + 4);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    chain.advance_to(fulfilled_at + 5);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.balance("p1"), p1_0 + price);
+    assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
+    chain.check_supply();
+}
+
+#[test]
+fn wrong_optimistic_result_is_overturned_by_a_proof() {
+    let mut chain = Chain::new();
+    let (client0, watcher0) = (chain.balance("client"), chain.balance("watcher"));
+    let job = submit(&mut chain, 10, Mode::Optimistic);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let truth = fib_receipt(10);
+    let mut lie = truth.stack_outputs.clone();
+    lie[0] = 54;
+    chain
+        .send(
+            "p1",
+            TxBody::Fulfil {
+                job_id: job,
+                outputs: lie.clone(),
+                proof: None,
+            },
+        )
+        .unwrap();
+
+    // A challenge that proves the same (wrong) outputs is impossible; one that repeats the
+    // claimed outputs is refused outright; a garbage proof is refused.
+    let r = chain.send(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: lie,
+            proof: truth.proof.clone(),
+        },
+    );
+    assert_eq!(r, Err(TxError::SameOutputs));
+    let mut wrong = truth.stack_outputs.clone();
+    wrong[0] = 53;
+    let r = chain.send(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: wrong,
+            proof: truth.proof.clone(),
+        },
+    );
+    assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
+    let r = chain.send(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: truth.stack_outputs.clone(),
+            proof: vec![0; 100],
+        },
+    );
+    assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
+    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+
+    let r = chain.send(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: truth.stack_outputs.clone(),
+            proof: truth.proof.clone(),
+        },
+    );
+    assert_eq!(r, Ok(()));
+    let j = &chain.state.jobs[&job];
+    assert_eq!(j.state, JobState::Overturned);
+    assert_eq!(
+        j.outputs.as_ref().unwrap()[0],
+        55,
+        "the proven outputs replace the false ones"
+    );
+    assert_eq!(
+        chain.balance("watcher"),
+        watcher0 + 500,
+        "the bond pays the challenger"
+    );
+    assert_eq!(
+        chain.balance("client"),
+        client0,
+        "the client is refunded in full"
+    );
+    assert_eq!(chain.state.stakes[&addr("p1")].provider, 9_500);
+    assert_eq!(chain.state.providers[&addr("p1")].overturned, 1);
+    // Too late to challenge a finalized job.
+    chain.check_supply();
+}
+
+#[test]
+fn parallel_verification_gives_the_same_result() {
+    let build = |parallel: bool| {
+        let mut chain = Chain::new();
+        let a = submit(&mut chain, 10, Mode::Proof);
+        let b = submit(&mut chain, 11, Mode::Proof);
+        chain.send("p1", TxBody::LockJob { job_id: a }).unwrap();
+        chain.send("p2", TxBody::LockJob { job_id: b }).unwrap();
+        let (ra, rb) = (fib_receipt(10), fib_receipt(11));
+        let txs = vec![
+            chain.tx(
+                "p1",
+                TxBody::Fulfil {
+                    job_id: a,
+                    outputs: ra.stack_outputs.clone(),
+                    proof: Some(ra.proof.clone()),
+                },
+            ),
+            // p2 sends a's proof for b: rejected either way.
+            chain.tx(
+                "p2",
+                TxBody::Fulfil {
+                    job_id: b,
+                    outputs: ra.stack_outputs.clone(),
+                    proof: Some(ra.proof.clone()),
+                },
+            ),
+        ];
+        let header = verity_ledger::BlockHeader {
+            chain_id: CHAIN.into(),
+            height: chain.height() + 1,
+            timestamp_ms: 99_999,
+            parent: Digest::default(),
+            proposer: addr("validator"),
+        };
+        let out = if parallel {
+            verity_ledger::apply_block_parallel(&mut chain.state, &header, &txs, 2).unwrap()
+        } else {
+            verity_ledger::apply_block(&mut chain.state, &header, &txs).unwrap()
+        };
+        let _ = rb;
+        (out.tx_results, out.state_root)
+    };
+    let (seq, par) = (build(false), build(true));
+    assert_eq!(seq, par);
+    assert!(seq.0[0].is_ok() && seq.0[1].is_err());
+}

@@ -1,0 +1,18 @@
+//! Verity's wire types: the values every other crate passes around.
+//!
+//! This crate knows nothing of Miden, networks or storage. It defines how values look on the
+//! wire and on disk (digests, field elements, receipts) and how untrusted text becomes them,
+//! with errors that say what was wrong.
+
+pub mod crypto;
+pub mod digest;
+pub mod field;
+pub mod merkle;
+pub mod receipt;
+pub mod tx;
+
+pub use crypto::{Address, Keypair, Signature};
+pub use digest::{Digest, DigestError};
+pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
+pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
+pub use tx::{JobRequest, Mode, Offer, Role, SignedTx, Tx, TxBody};

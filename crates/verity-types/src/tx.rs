@@ -1,0 +1,334 @@
+//! Transactions: what accounts ask the ledger to do, signed and replay-protected.
+//!
+//! The canonical encoding is borsh (deterministic, length-prefixed): a transaction's id and
+//! the bytes it signs are both derived from it, so every node agrees on both.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Address, Keypair, Signature};
+use crate::digest::Digest;
+
+/// Domain separator for transaction signatures: a signature over a Verity transaction can
+/// never be replayed as a signature over anything else.
+const TX_SIGNING_DOMAIN: &[u8] = b"verity/tx/v1";
+
+/// What stake is for.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Locks jobs; per-job collateral and optimistic bonds are drawn from provider stake.
+    Provider,
+    /// Runs consensus and audits providers.
+    Validator,
+}
+
+/// How a result is checked.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The fulfilment carries a STARK proof, verified inside the state transition.
+    Proof,
+    /// The fulfilment carries outputs and a bond; it finalizes after the challenge window
+    /// unless someone proves different outputs.
+    Optimistic,
+}
+
+/// A reverse Dutch auction. Heights are relative to the block that included the job.
+///
+/// The price is `min_price` until `ramp_start`, rises linearly to `max_price` over
+/// `ramp_period` blocks, then stays there until `lock_timeout`. After `lock_timeout` nobody
+/// may lock; a locked job may be fulfilled by anyone (rescued) until `timeout`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct Offer {
+    pub min_price: u64,
+    pub max_price: u64,
+    pub ramp_start: u64,
+    pub ramp_period: u64,
+    pub lock_timeout: u64,
+    pub timeout: u64,
+    /// Provider stake locked while the job is held; slashed if the provider misses the
+    /// deadline. Also the bond of an optimistic fulfilment.
+    pub collateral: u64,
+}
+
+impl Offer {
+    /// The auction price `elapsed` blocks after submission. Integer arithmetic only.
+    pub fn price_at(&self, elapsed: u64) -> u64 {
+        if elapsed < self.ramp_start {
+            return self.min_price;
+        }
+        let into_ramp = elapsed - self.ramp_start;
+        if self.ramp_period == 0 || into_ramp >= self.ramp_period {
+            return self.max_price;
+        }
+        let spread = u128::from(self.max_price - self.min_price);
+        self.min_price + (spread * u128::from(into_ramp) / u128::from(self.ramp_period)) as u64
+    }
+
+    /// Checks the offer's shape (as Boundless does): `min ≤ max`, the ramp ends by the lock
+    /// deadline, and the lock deadline is no later than the final deadline.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_price > self.max_price {
+            return Err(format!(
+                "min_price {} is above max_price {}",
+                self.min_price, self.max_price
+            ));
+        }
+        let ramp_end = self
+            .ramp_start
+            .checked_add(self.ramp_period)
+            .ok_or("ramp overflows")?;
+        if ramp_end > self.lock_timeout {
+            return Err(format!(
+                "the price ramp ends at block {ramp_end}, after lock_timeout {}",
+                self.lock_timeout
+            ));
+        }
+        if self.lock_timeout == 0 {
+            return Err("lock_timeout must be at least 1 block".into());
+        }
+        if self.lock_timeout > self.timeout {
+            return Err(format!(
+                "lock_timeout {} is after timeout {}",
+                self.lock_timeout, self.timeout
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A job request: a program, its public inputs, a commitment to its private inputs, and the
+/// terms.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// Miden Assembly source. The ledger assembles it to derive the program hash, so the
+    /// hash on the ledger is always that of the stored source.
+    pub program: String,
+    /// Public stack inputs, top first.
+    pub stack_inputs: Vec<u64>,
+    /// Blake3 of the private advice inputs' canonical JSON, if any. The advice itself never
+    /// goes on the ledger; the provider checks what it receives against this.
+    pub advice_hash: Option<Digest>,
+    pub mode: Mode,
+    pub offer: Offer,
+    pub max_cycles: u32,
+    /// Minimum trust score (0–1000) a provider needs to lock this job.
+    pub min_trust: Option<u32>,
+}
+
+/// What a transaction does.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum TxBody {
+    Transfer {
+        to: Address,
+        amount: u64,
+    },
+    Stake {
+        role: Role,
+        amount: u64,
+    },
+    /// Starts unbonding; the amount returns to the balance after the unbonding period.
+    Unstake {
+        role: Role,
+        amount: u64,
+    },
+    SubmitJob(JobRequest),
+    LockJob {
+        job_id: Digest,
+    },
+    /// `proof` is required in `Proof` mode and must be absent in `Optimistic` mode.
+    Fulfil {
+        job_id: Digest,
+        outputs: Vec<u64>,
+        proof: Option<Vec<u8>>,
+    },
+    /// Overturns an optimistic fulfilment with a proof of different outputs.
+    Challenge {
+        job_id: Digest,
+        outputs: Vec<u64>,
+        proof: Vec<u8>,
+    },
+}
+
+/// The signed part of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Tx {
+    /// Which network this is for: a transaction is valid on one chain only.
+    pub chain_id: String,
+    pub signer: Address,
+    /// Must equal the signer's account nonce; it then increments (no replay).
+    pub nonce: u64,
+    pub body: TxBody,
+}
+
+/// A transaction with its signature.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SignedTx {
+    pub tx: Tx,
+    pub signature: Signature,
+}
+
+impl Tx {
+    /// The bytes a signature covers: a domain tag and the canonical encoding.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut bytes = TX_SIGNING_DOMAIN.to_vec();
+        BorshSerialize::serialize(self, &mut bytes).expect("writing to a Vec cannot fail");
+        bytes
+    }
+
+    pub fn sign(self, key: &Keypair) -> SignedTx {
+        let signature = key.sign(&self.signing_bytes());
+        SignedTx {
+            tx: self,
+            signature,
+        }
+    }
+}
+
+impl SignedTx {
+    /// The transaction id: Blake3 of its canonical encoding (including the signature).
+    pub fn id(&self) -> Digest {
+        Digest::blake3(&self.to_bytes())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("writing to a Vec cannot fail")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedTx, String> {
+        borsh::from_slice(bytes).map_err(|e| format!("not a valid transaction encoding: {e}"))
+    }
+
+    pub fn signature_is_valid(&self) -> bool {
+        self.tx
+            .signer
+            .verify(&self.tx.signing_bytes(), &self.signature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer() -> Offer {
+        Offer {
+            min_price: 100,
+            max_price: 200,
+            ramp_start: 2,
+            ramp_period: 10,
+            lock_timeout: 20,
+            timeout: 40,
+            collateral: 50,
+        }
+    }
+
+    #[test]
+    fn reverse_dutch_auction_price() {
+        let o = offer();
+        assert_eq!(o.price_at(0), 100);
+        assert_eq!(o.price_at(2), 100);
+        assert_eq!(o.price_at(7), 150);
+        assert_eq!(o.price_at(12), 200);
+        assert_eq!(o.price_at(19), 200);
+        let flat = Offer {
+            ramp_period: 0,
+            ..o
+        };
+        assert_eq!(flat.price_at(1), 100);
+        assert_eq!(flat.price_at(2), 200);
+        let huge = Offer {
+            min_price: 0,
+            max_price: u64::MAX,
+            ..o
+        };
+        assert_eq!(
+            huge.price_at(12),
+            u64::MAX,
+            "no overflow at the top of the ramp"
+        );
+    }
+
+    #[test]
+    fn offer_validation() {
+        assert!(offer().validate().is_ok());
+        assert!(
+            Offer {
+                min_price: 300,
+                ..offer()
+            }
+            .validate()
+            .unwrap_err()
+            .contains("min_price")
+        );
+        assert!(
+            Offer {
+                ramp_period: 30,
+                ..offer()
+            }
+            .validate()
+            .unwrap_err()
+            .contains("ramp")
+        );
+        assert!(
+            Offer {
+                timeout: 10,
+                ..offer()
+            }
+            .validate()
+            .unwrap_err()
+            .contains("timeout")
+        );
+    }
+
+    #[test]
+    fn signatures_bind_every_field() {
+        let key = Keypair::dev("alice");
+        let tx = Tx {
+            chain_id: "verity-test".into(),
+            signer: key.address(),
+            nonce: 0,
+            body: TxBody::Transfer {
+                to: Keypair::dev("bob").address(),
+                amount: 5,
+            },
+        };
+        let signed = tx.clone().sign(&key);
+        assert!(signed.signature_is_valid());
+        let mut other_chain = signed.clone();
+        other_chain.tx.chain_id = "verity-main".into();
+        assert!(!other_chain.signature_is_valid());
+        let mut other_nonce = signed.clone();
+        other_nonce.tx.nonce = 1;
+        assert!(!other_nonce.signature_is_valid());
+        assert_eq!(SignedTx::from_bytes(&signed.to_bytes()).unwrap(), signed);
+        assert!(SignedTx::from_bytes(&signed.to_bytes()[..10]).is_err());
+    }
+}

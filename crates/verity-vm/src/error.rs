@@ -1,0 +1,51 @@
+use verity_types::{Digest, FieldError, HashFunction};
+
+/// Why a program could not be assembled, run or proved.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// Assembly failed; the message shows the file, line and what was wrong.
+    #[error("{0}")]
+    Assembly(String),
+    #[error("invalid inputs: {0}")]
+    Inputs(String),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error("program exceeded the cycle limit of {limit} cycles (raise it with --max-cycles)")]
+    CycleLimit { limit: u32 },
+    #[error("max cycles must be between {min} and {max}, got {got}")]
+    BadCycleLimit { got: u32, min: u32, max: u32 },
+    #[error("program execution failed: {0}")]
+    Execution(String),
+    #[error("proving failed: {0}")]
+    Proving(String),
+}
+
+/// Why a proof or receipt did not check out. Each variant names the part that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("receipt was made by `{found}`, but this verifier is `{expected}`")]
+    VmVersion { found: String, expected: String },
+    #[error("proof bytes are malformed: {0}")]
+    MalformedProof(String),
+    #[error("receipt says the proof uses {claimed}, but the proof itself uses {actual}")]
+    HashFunctionMismatch {
+        claimed: HashFunction,
+        actual: String,
+    },
+    #[error("receipt claims {claimed}-bit security, but the proof provides only {actual} bits")]
+    SecurityMismatch { claimed: u32, actual: u32 },
+    #[error("{what} is malformed: {why}")]
+    PublicValues { what: &'static str, why: String },
+    #[error(
+        "proof does not verify: it does not attest to program {program_hash} with these stack \
+         inputs and outputs (the proof, or one of them, was altered): {detail}"
+    )]
+    ProofRejected {
+        program_hash: Digest,
+        detail: String,
+    },
+    #[error("receipt is for program {receipt}, but the given program assembles to {program}")]
+    ProgramMismatch { receipt: Digest, program: Digest },
+    #[error("output stack {actual} does not start with the expected {expected}")]
+    OutputMismatch { expected: String, actual: String },
+}

@@ -1,0 +1,26 @@
+//! Miden VM glue: assemble, execute, prove and verify programs; make and check receipts.
+//!
+//! Every call into Miden lives in this crate, behind plain non-generic functions with one
+//! concrete host. Miden's processor and prover are generic and monomorphised where they are
+//! called, so keeping the calls here means an edit anywhere else in Verity does not recompile
+//! the prover, and a Miden upgrade touches one crate.
+//!
+//! The API is synchronous: proving is CPU-bound and may take seconds to minutes. Async callers
+//! must move it to a blocking thread (`tokio::task::spawn_blocking`).
+
+mod error;
+mod inputs;
+mod program;
+mod prove;
+
+pub use error::{VerifyError, VmError};
+pub use inputs::{AdviceData, Inputs, MerkleData};
+pub use program::Program;
+pub use prove::{
+    DEFAULT_MAX_CYCLES, Execution, MAX_MAX_CYCLES, MIN_MAX_CYCLES, PROVABLE_HASHES, ProveOptions,
+    ProveStage, Verified, baseline_miden_prove, execute, execute_outputs, prove,
+    prove_with_progress, verify_proof, verify_receipt,
+};
+
+/// The VM that makes and checks proofs, as written into receipts.
+pub const VM_VERSION: &str = "miden-vm 0.23.5";

@@ -1,0 +1,433 @@
+//! Execute, prove and verify: the only place Verity calls Miden's processor, prover and
+//! verifier.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use miden_assembly::diagnostics::Report;
+use miden_assembly::diagnostics::reporting::PrintDiagnostic;
+use miden_core::Felt;
+use miden_core::field::QuotientMap;
+use miden_core_lib::CoreLibrary;
+use miden_prover::{config, prove_stark};
+use miden_vm::advice::AdviceInputs;
+use miden_vm::crypto::merkle::{MerkleStore, MerkleTree, NodeIndex, PartialMerkleTree, SimpleSmt};
+use miden_vm::trace::build_trace;
+use miden_vm::{
+    DefaultHost, ExecutionError, ExecutionOptions, ExecutionProof, FastProcessor, Kernel,
+    ProgramInfo, StackInputs, StackOutputs, Word,
+};
+use verity_types::{Digest, HashFunction, RECEIPT_VERSION, Receipt};
+
+use crate::error::{VerifyError, VmError};
+use crate::inputs::{AdviceData, Inputs, MerkleData};
+use crate::program::Program;
+
+/// Default cycle cap: 2^20 cycles. Proving 2^20 cycles needs ~10 GB of memory, so the cap keeps
+/// one job within a 24 GB machine; a job may ask for more explicitly.
+pub const DEFAULT_MAX_CYCLES: u32 = 1 << 20;
+/// The smallest cycle cap Miden accepts (its minimum trace length).
+pub const MIN_MAX_CYCLES: u32 = 64;
+/// The largest cycle cap Miden accepts: 2^29.
+pub const MAX_MAX_CYCLES: u32 = ExecutionOptions::MAX_CYCLES;
+
+/// Hash functions `prove` supports. Each one instantiates the whole STARK prover (minutes of
+/// build time), so only the two worth proving with are compiled in: Blake3 (fastest) and
+/// Poseidon2 (cheap to verify inside the VM, for recursion). Proofs with any of Miden's hash
+/// functions can be verified.
+pub const PROVABLE_HASHES: [HashFunction; 2] = [HashFunction::Blake3_256, HashFunction::Poseidon2];
+
+/// How to prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProveOptions {
+    /// Execution stops with [`VmError::CycleLimit`] past this many cycles.
+    pub max_cycles: u32,
+    /// Hash function of the proof. Blake3 by default: measured here, Poseidon2 and RPO make
+    /// proving 2–6× slower and RPO makes verification ~10× slower.
+    pub hash_fn: HashFunction,
+}
+
+impl Default for ProveOptions {
+    fn default() -> Self {
+        ProveOptions {
+            max_cycles: DEFAULT_MAX_CYCLES,
+            hash_fn: HashFunction::Blake3_256,
+        }
+    }
+}
+
+/// The result of running a program without proving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    /// The 16 output stack elements, top first.
+    pub outputs: Vec<u64>,
+    /// VM cycles executed (rows of the main trace).
+    pub cycles: u64,
+    /// Trace length a proof would be made over (the longest trace segment, padded to a power
+    /// of two): this, not `cycles`, sets the cost of proving.
+    pub trace_len: u64,
+}
+
+/// Where a proof is, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProveStage {
+    Executing,
+    BuildingTrace,
+    Proving { cycles: u64, trace_len: u64 },
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub security_bits: u32,
+}
+
+fn host() -> Result<DefaultHost, VmError> {
+    DefaultHost::default()
+        .with_library(&CoreLibrary::default())
+        .map_err(|e| VmError::Execution(format!("cannot load the core library: {e}")))
+}
+
+fn execution_options(max_cycles: u32) -> Result<ExecutionOptions, VmError> {
+    if !(MIN_MAX_CYCLES..=MAX_MAX_CYCLES).contains(&max_cycles) {
+        return Err(VmError::BadCycleLimit {
+            got: max_cycles,
+            min: MIN_MAX_CYCLES,
+            max: MAX_MAX_CYCLES,
+        });
+    }
+    ExecutionOptions::new(
+        Some(max_cycles),
+        MIN_MAX_CYCLES,
+        ExecutionOptions::DEFAULT_CORE_TRACE_FRAGMENT_SIZE,
+        false,
+        false,
+    )
+    .map_err(|e| VmError::Execution(e.to_string()))
+}
+
+fn felt(value: u64) -> Result<Felt, VmError> {
+    Felt::from_canonical_checked(value)
+        .ok_or_else(|| VmError::Field(verity_types::FieldError::OutOfField(value.to_string())))
+}
+
+fn word(digest: &Digest) -> Result<Word, VmError> {
+    Word::try_from(digest.0).map_err(|e| VmError::Inputs(format!("word {digest}: {e}")))
+}
+
+fn stack_inputs(stack: &[u64]) -> Result<StackInputs, VmError> {
+    let felts = stack
+        .iter()
+        .map(|v| felt(*v))
+        .collect::<Result<Vec<_>, _>>()?;
+    StackInputs::new(&felts).map_err(|e| VmError::Inputs(e.to_string()))
+}
+
+fn advice_inputs(advice: &AdviceData) -> Result<AdviceInputs, VmError> {
+    let mut inputs = AdviceInputs::default()
+        .with_stack_values(advice.stack.iter().copied())
+        .map_err(|e| VmError::Inputs(format!("advice stack: {e}")))?;
+    if !advice.map.is_empty() {
+        let mut entries = Vec::with_capacity(advice.map.len());
+        for (key, values) in &advice.map {
+            let values = values
+                .iter()
+                .map(|v| felt(*v))
+                .collect::<Result<Vec<_>, _>>()?;
+            entries.push((word(key)?, values));
+        }
+        inputs = inputs.with_map(entries);
+    }
+    if !advice.merkle_store.is_empty() {
+        let mut store = MerkleStore::default();
+        for data in &advice.merkle_store {
+            let err = |e: &dyn std::fmt::Display| VmError::Inputs(format!("merkle_store: {e}"));
+            match data {
+                MerkleData::Full(leaves) => {
+                    let leaves = leaves.iter().map(word).collect::<Result<Vec<_>, _>>()?;
+                    let tree = MerkleTree::new(leaves).map_err(|e| err(&e))?;
+                    store.extend(tree.inner_nodes());
+                }
+                MerkleData::Sparse(entries) => {
+                    let entries = entries
+                        .iter()
+                        .map(|(i, w)| word(w).map(|w| (*i, w)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let tree = SimpleSmt::<64>::with_leaves(entries).map_err(|e| err(&e))?;
+                    store.extend(tree.inner_nodes());
+                }
+                MerkleData::Partial(entries) => {
+                    let mut leaves = Vec::with_capacity(entries.len());
+                    for ((depth, index), w) in entries {
+                        let node = NodeIndex::new(*depth, *index).map_err(|e| err(&e))?;
+                        leaves.push((node, word(w)?));
+                    }
+                    let tree = PartialMerkleTree::with_leaves(leaves).map_err(|e| err(&e))?;
+                    store.extend(tree.inner_nodes());
+                }
+            }
+        }
+        inputs = inputs.with_merkle_store(store);
+    }
+    Ok(inputs)
+}
+
+fn processor(inputs: &Inputs, max_cycles: u32) -> Result<FastProcessor, VmError> {
+    FastProcessor::new_with_options(
+        stack_inputs(&inputs.stack)?,
+        advice_inputs(&inputs.advice)?,
+        execution_options(max_cycles)?,
+    )
+    .map_err(|e| VmError::Inputs(e.to_string()))
+}
+
+fn exec_error(err: ExecutionError) -> VmError {
+    match err {
+        ExecutionError::CycleLimitExceeded(limit) => VmError::CycleLimit { limit },
+        other => VmError::Execution(
+            PrintDiagnostic::new_without_color(Report::new(other))
+                .to_string()
+                .trim()
+                .to_string(),
+        ),
+    }
+}
+
+fn outputs(stack: &StackOutputs) -> Vec<u64> {
+    stack.iter().map(|f| f.as_canonical_u64()).collect()
+}
+
+/// Runs `program` on `inputs` without proving: outputs, cycles and the trace length a proof
+/// would cost. Builds the execution trace to count exactly, as Miden's `run` does; use
+/// [`execute_outputs`] when only the outputs matter.
+pub fn execute(program: &Program, inputs: &Inputs, max_cycles: u32) -> Result<Execution, VmError> {
+    let mut host = host()?;
+    let trace_inputs = processor(inputs, max_cycles)?
+        .execute_trace_inputs_sync(&program.inner, &mut host)
+        .map_err(exec_error)?;
+    let trace = build_trace(trace_inputs).map_err(exec_error)?;
+    let summary = trace.trace_len_summary();
+    Ok(Execution {
+        outputs: outputs(trace.stack_outputs()),
+        cycles: summary.main_trace_len() as u64,
+        trace_len: summary.padded_trace_len() as u64,
+    })
+}
+
+/// Runs `program` with Miden's fast processor and returns only the output stack. This is the
+/// cheapest way to check a claimed result (~1–2 ms per 2^16 cycles).
+pub fn execute_outputs(
+    program: &Program,
+    inputs: &Inputs,
+    max_cycles: u32,
+) -> Result<Vec<u64>, VmError> {
+    let mut host = host()?;
+    let output = processor(inputs, max_cycles)?
+        .execute_sync(&program.inner, &mut host)
+        .map_err(exec_error)?;
+    Ok(outputs(&output.stack))
+}
+
+/// Executes and proves `program` on `inputs`, returning a receipt.
+pub fn prove(
+    program: &Program,
+    inputs: &Inputs,
+    options: ProveOptions,
+) -> Result<Receipt, VmError> {
+    prove_with_progress(program, inputs, options, &mut |_| {})
+}
+
+/// [`prove`], reporting each stage to `progress` (for progress bars and logs).
+pub fn prove_with_progress(
+    program: &Program,
+    inputs: &Inputs,
+    options: ProveOptions,
+    progress: &mut dyn FnMut(ProveStage),
+) -> Result<Receipt, VmError> {
+    if !PROVABLE_HASHES.contains(&options.hash_fn) {
+        return Err(VmError::Proving(format!(
+            "proving with {} is not built in; use blake3-256 or poseidon2",
+            options.hash_fn
+        )));
+    }
+    progress(ProveStage::Executing);
+    let mut host = host()?;
+    let trace_inputs = processor(inputs, options.max_cycles)?
+        .execute_trace_inputs_sync(&program.inner, &mut host)
+        .map_err(exec_error)?;
+
+    progress(ProveStage::BuildingTrace);
+    let trace = build_trace(trace_inputs).map_err(exec_error)?;
+    let summary = trace.trace_len_summary();
+    let cycles = summary.main_trace_len() as u64;
+    let trace_len = summary.padded_trace_len() as u64;
+    let stack_outputs = *trace.stack_outputs();
+    let precompile_requests = trace.precompile_requests().to_vec();
+    let (public_values, kernel_felts) = trace.public_inputs().to_air_inputs();
+    let matrix = trace.to_row_major_matrix();
+    // The column-major trace is no longer needed; free it before the memory-hungry commit.
+    drop(trace);
+
+    // This mirrors `miden_prover::prove_sync` after trace building (0.23.5), which we cannot
+    // call directly without executing twice: we need the trace summary for the receipt.
+    progress(ProveStage::Proving { cycles, trace_len });
+    let var_len_public_inputs: &[&[Felt]] = &[&kernel_felts];
+    let params = config::pcs_params();
+    let proof_bytes = match options.hash_fn {
+        HashFunction::Blake3_256 => {
+            let config = config::blake3_256_config(params);
+            prove_stark(&config, &matrix, &public_values, var_len_public_inputs)
+        }
+        HashFunction::Poseidon2 => {
+            let config = config::poseidon2_config(params);
+            prove_stark(&config, &matrix, &public_values, var_len_public_inputs)
+        }
+        other => unreachable!("{other} rejected above"),
+    }
+    .map_err(|e| VmError::Proving(e.to_string()))?;
+    let proof = ExecutionProof::new(
+        proof_bytes,
+        miden_hash_fn(options.hash_fn),
+        precompile_requests,
+    );
+
+    Ok(Receipt {
+        version: RECEIPT_VERSION,
+        vm: crate::VM_VERSION.to_string(),
+        hash_fn: options.hash_fn,
+        security_bits: proof.security_level(),
+        program_hash: program.hash(),
+        stack_inputs: inputs.stack.clone(),
+        stack_outputs: outputs(&stack_outputs),
+        cycles,
+        trace_len,
+        proof: proof.to_bytes(),
+    })
+}
+
+fn miden_hash_fn(h: HashFunction) -> miden_vm::HashFunction {
+    match h {
+        HashFunction::Blake3_256 => miden_vm::HashFunction::Blake3_256,
+        HashFunction::Rpo256 => miden_vm::HashFunction::Rpo256,
+        HashFunction::Rpx256 => miden_vm::HashFunction::Rpx256,
+        HashFunction::Poseidon2 => miden_vm::HashFunction::Poseidon2,
+        HashFunction::Keccak => miden_vm::HashFunction::Keccak,
+    }
+}
+
+fn public_felts(what: &'static str, values: &[u64]) -> Result<Vec<Felt>, VerifyError> {
+    values
+        .iter()
+        .map(|v| {
+            Felt::from_canonical_checked(*v).ok_or_else(|| VerifyError::PublicValues {
+                what,
+                why: format!("{v} is not a field element"),
+            })
+        })
+        .collect()
+}
+
+/// Verifies a serialized Miden proof against a program hash and public stack values. This is
+/// the check the ledger runs inside its state transition: it never panics, whatever the bytes.
+pub fn verify_proof(
+    program_hash: &Digest,
+    stack_inputs: &[u64],
+    stack_outputs: &[u64],
+    proof: &[u8],
+) -> Result<Verified, VerifyError> {
+    let proof = ExecutionProof::from_bytes(proof)
+        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?;
+    let hash = Word::try_from(program_hash.0).map_err(|e| VerifyError::PublicValues {
+        what: "program hash",
+        why: e.to_string(),
+    })?;
+    let inputs = StackInputs::new(&public_felts("stack inputs", stack_inputs)?).map_err(|e| {
+        VerifyError::PublicValues {
+            what: "stack inputs",
+            why: e.to_string(),
+        }
+    })?;
+    let outputs =
+        StackOutputs::new(&public_felts("stack outputs", stack_outputs)?).map_err(|e| {
+            VerifyError::PublicValues {
+                what: "stack outputs",
+                why: e.to_string(),
+            }
+        })?;
+    let info = ProgramInfo::new(hash, Kernel::default());
+    // The verifier deserializes attacker-controlled bytes; a panic in it must not take down a
+    // node, so it is contained and reported as a malformed proof.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        miden_vm::verify(info, inputs, outputs, proof)
+    }))
+    .map_err(|_| VerifyError::MalformedProof("the verifier could not parse the proof".into()))?;
+    let security_bits = result.map_err(|e| VerifyError::ProofRejected {
+        program_hash: *program_hash,
+        detail: error_chain(&e),
+    })?;
+    Ok(Verified { security_bits })
+}
+
+/// Verifies a receipt: its VM version, hash function and claimed security, and its proof
+/// against exactly its program hash, stack inputs and stack outputs.
+pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
+    if receipt.vm != crate::VM_VERSION {
+        return Err(VerifyError::VmVersion {
+            found: receipt.vm.clone(),
+            expected: crate::VM_VERSION.to_string(),
+        });
+    }
+    let actual = ExecutionProof::from_bytes(&receipt.proof)
+        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?
+        .hash_fn();
+    if actual != miden_hash_fn(receipt.hash_fn) {
+        return Err(VerifyError::HashFunctionMismatch {
+            claimed: receipt.hash_fn,
+            actual: format!("{actual:?}"),
+        });
+    }
+    let verified = verify_proof(
+        &receipt.program_hash,
+        &receipt.stack_inputs,
+        &receipt.stack_outputs,
+        &receipt.proof,
+    )?;
+    if verified.security_bits < receipt.security_bits {
+        return Err(VerifyError::SecurityMismatch {
+            claimed: receipt.security_bits,
+            actual: verified.security_bits,
+        });
+    }
+    Ok(verified)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Proves with a direct call of `miden_vm::prove_sync`, bypassing Verity's wrapper. Used only
+/// by the benchmark to measure the wrapper's overhead; returns the output stack.
+#[doc(hidden)]
+pub fn baseline_miden_prove(
+    program: &Program,
+    inputs: &Inputs,
+    max_cycles: u32,
+) -> Result<Vec<u64>, VmError> {
+    let mut host = host()?;
+    let (outputs, _proof) = miden_vm::prove_sync(
+        &program.inner,
+        stack_inputs(&inputs.stack)?,
+        advice_inputs(&inputs.advice)?,
+        &mut host,
+        execution_options(max_cycles)?,
+        miden_vm::ProvingOptions::with_96_bit_security(miden_vm::HashFunction::Blake3_256),
+    )
+    .map_err(exec_error)?;
+    Ok(self::outputs(&outputs))
+}

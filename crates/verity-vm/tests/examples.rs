@@ -1,0 +1,304 @@
+//! Prove → verify round trips for the bundled examples, checked against host-side
+//! computations, plus tampering and malformed-input cases.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use verity_types::{Digest, HashFunction, MODULUS, Receipt};
+use verity_vm::{Inputs, Program, ProveOptions, VerifyError, VmError};
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn example(name: &str) -> Program {
+    Program::from_file(&examples_dir().join(name)).expect("example assembles")
+}
+
+fn inputs_file(name: &str) -> Inputs {
+    Inputs::from_inputs_file(&examples_dir().join(name)).expect("example inputs parse")
+}
+
+/// fib(n) in Miden's field, computed independently on the host.
+fn fib_mod_p(n: u64) -> u64 {
+    let (mut a, mut b) = (0u128, 1u128);
+    for _ in 0..n {
+        (a, b) = (b, (a + b) % MODULUS as u128);
+    }
+    a as u64
+}
+
+fn u32_words_le(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64)
+        .collect()
+}
+
+fn words_to_bytes_le(words: &[u64]) -> Vec<u8> {
+    words
+        .iter()
+        .flat_map(|w| (*w as u32).to_le_bytes())
+        .collect()
+}
+
+/// One fib proof shared by the tampering tests (proving is the slow part).
+fn fib_receipt() -> &'static Receipt {
+    static RECEIPT: OnceLock<Receipt> = OnceLock::new();
+    RECEIPT.get_or_init(|| {
+        verity_vm::prove(
+            &example("fib.masm"),
+            &Inputs::from_stack_list("20").unwrap(),
+            ProveOptions::default(),
+        )
+        .expect("fib proves")
+    })
+}
+
+#[test]
+fn fib_outputs_match_the_host_including_field_wraparound() {
+    let program = example("fib.masm");
+    // fib(100) exceeds 2^64, so this also checks arithmetic modulo p.
+    for n in [0u64, 1, 2, 10, 93, 100] {
+        let inputs = Inputs::from_stack_list(&n.to_string()).unwrap();
+        let run = verity_vm::execute(&program, &inputs, 1 << 16).unwrap();
+        assert_eq!(run.outputs[0], fib_mod_p(n), "fib({n})");
+        assert_eq!(run.outputs.len(), 16);
+        assert!(run.cycles > 0 && run.trace_len >= run.cycles && run.trace_len.is_power_of_two());
+        let fast = verity_vm::execute_outputs(&program, &inputs, 1 << 16).unwrap();
+        assert_eq!(
+            fast, run.outputs,
+            "fast execution agrees with trace execution"
+        );
+    }
+}
+
+#[test]
+fn fib_prove_verify_round_trip() {
+    let receipt = fib_receipt();
+    assert_eq!(receipt.stack_outputs[0], fib_mod_p(20));
+    assert_eq!(receipt.stack_inputs, vec![20]);
+    assert_eq!(receipt.program_hash, example("fib.masm").hash());
+    assert_eq!(receipt.hash_fn, HashFunction::Blake3_256);
+    let verified = verity_vm::verify_receipt(receipt).expect("fresh receipt verifies");
+    assert!(verified.security_bits >= 96);
+    // The file format round-trips and still verifies.
+    let reread = Receipt::from_json(receipt.to_json().as_bytes()).unwrap();
+    assert_eq!(&reread, receipt);
+    verity_vm::verify_receipt(&reread).unwrap();
+}
+
+#[test]
+fn hash_chain_matches_the_blake3_crate() {
+    let program = example("hash_chain.masm");
+    let inputs = inputs_file("hash_chain.inputs");
+    let rounds = inputs.stack[0];
+    let mut digest = words_to_bytes_le(&inputs.advice.stack);
+    for _ in 0..rounds {
+        digest = blake3::hash(&digest).as_bytes().to_vec();
+    }
+    let receipt = verity_vm::prove(&program, &inputs, ProveOptions::default()).unwrap();
+    assert_eq!(&receipt.stack_outputs[..8], &u32_words_le(&digest)[..]);
+    assert!(receipt.stack_outputs[8..].iter().all(|v| *v == 0));
+    verity_vm::verify_receipt(&receipt).unwrap();
+    // The private seed is not in the receipt.
+    let json = receipt.to_json();
+    for word in &inputs.advice.stack {
+        assert!(
+            !json.contains(&format!("\"{word}\"")),
+            "advice word {word} leaked"
+        );
+    }
+}
+
+#[test]
+fn preimage_proves_knowledge_without_revealing_it() {
+    use sha2::{Digest as _, Sha256};
+    let program = example("preimage.masm");
+    let inputs = inputs_file("preimage.inputs");
+    let preimage: Vec<u8> = inputs
+        .advice
+        .stack
+        .iter()
+        .flat_map(|w| (*w as u32).to_be_bytes())
+        .collect();
+    let expected: Vec<u64> = Sha256::digest(&preimage)
+        .chunks(4)
+        .map(|c| u32::from_be_bytes(c.try_into().unwrap()) as u64)
+        .collect();
+    assert_eq!(
+        inputs.stack, expected,
+        "the public input is sha256 of the secret"
+    );
+
+    let receipt = verity_vm::prove(&program, &inputs, ProveOptions::default()).unwrap();
+    assert_eq!(receipt.stack_outputs[0], 1);
+    verity_vm::verify_receipt(&receipt).unwrap();
+
+    // A wrong preimage cannot be proved: execution fails on the assertion.
+    let mut wrong = inputs.clone();
+    wrong.advice.stack[0] ^= 1;
+    let err = verity_vm::prove(&program, &wrong, ProveOptions::default()).unwrap_err();
+    assert!(matches!(err, VmError::Execution(_)), "{err}");
+}
+
+#[test]
+fn tampered_receipts_are_rejected_naming_what_failed() {
+    let good = fib_receipt();
+
+    let mut r = good.clone();
+    r.stack_outputs[0] += 1;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::ProofRejected { .. })
+    ));
+
+    let mut r = good.clone();
+    r.stack_inputs[0] = 21;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::ProofRejected { .. })
+    ));
+
+    let mut r = good.clone();
+    r.program_hash = example("hash_chain.masm").hash();
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::ProofRejected { .. })
+    ));
+
+    let mut r = good.clone();
+    r.vm = "miden-vm 0.22.0".into();
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::VmVersion { .. })
+    ));
+
+    let mut r = good.clone();
+    r.hash_fn = HashFunction::Poseidon2;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::HashFunctionMismatch { .. })
+    ));
+
+    let mut r = good.clone();
+    r.security_bits = 128;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::SecurityMismatch { .. })
+    ));
+
+    // One flipped bit anywhere in the proof: at the start (header), middle and end.
+    let len = good.proof.len();
+    for pos in [0, 1, len / 3, len / 2, len - 1] {
+        let mut r = good.clone();
+        r.proof[pos] ^= 0x01;
+        let err = verity_vm::verify_receipt(&r).expect_err("flipped proof byte must fail");
+        assert!(
+            matches!(
+                err,
+                VerifyError::ProofRejected { .. }
+                    | VerifyError::MalformedProof(_)
+                    | VerifyError::HashFunctionMismatch { .. }
+            ),
+            "byte {pos}: {err}"
+        );
+    }
+
+    // Truncated proof.
+    let mut r = good.clone();
+    r.proof.truncate(len / 2);
+    assert!(verity_vm::verify_receipt(&r).is_err());
+}
+
+#[test]
+fn out_of_field_public_values_are_reported_not_panicked() {
+    let good = fib_receipt();
+    let mut outputs = good.stack_outputs.clone();
+    outputs[3] = MODULUS;
+    let err = verity_vm::verify_proof(
+        &good.program_hash,
+        &good.stack_inputs,
+        &outputs,
+        &good.proof,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::PublicValues {
+                what: "stack outputs",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let bad_hash = Digest([0xff; 32]);
+    let err = verity_vm::verify_proof(
+        &bad_hash,
+        &good.stack_inputs,
+        &good.stack_outputs,
+        &good.proof,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::PublicValues {
+                what: "program hash",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn cycle_limit_stops_runaway_programs() {
+    let program = example("fib.masm");
+    let inputs = Inputs::from_stack_list("100000").unwrap();
+    let err = verity_vm::execute(&program, &inputs, 1024).unwrap_err();
+    assert!(matches!(err, VmError::CycleLimit { limit: 1024 }), "{err}");
+    let err = verity_vm::prove(
+        &program,
+        &inputs,
+        ProveOptions {
+            max_cycles: 1024,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, VmError::CycleLimit { .. }), "{err}");
+    let err = verity_vm::execute(&program, &inputs, 10).unwrap_err();
+    assert!(
+        matches!(err, VmError::BadCycleLimit { got: 10, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_advice_is_an_execution_error() {
+    let err = verity_vm::execute(
+        &example("hash_chain.masm"),
+        &Inputs::from_stack_list("1").unwrap(),
+        1 << 16,
+    )
+    .unwrap_err();
+    assert!(matches!(err, VmError::Execution(_)), "{err}");
+}
+
+mod random_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary bytes as a proof never panic the verifier; they are rejected.
+        #[test]
+        fn garbage_proofs_are_rejected(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let good = fib_receipt();
+            let result = verity_vm::verify_proof(&good.program_hash, &good.stack_inputs, &good.stack_outputs, &bytes);
+            prop_assert!(result.is_err());
+        }
+    }
+}

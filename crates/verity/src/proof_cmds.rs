@@ -1,0 +1,183 @@
+//! `verity run | prove | verify`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use verity_types::{HashFunction, Receipt, format_felts, parse_felt_list};
+use verity_vm::{Inputs, Program, ProveOptions, ProveStage};
+
+use crate::ProgramArgs;
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    program: ProgramArgs,
+}
+
+#[derive(Args)]
+pub struct ProveArgs {
+    #[command(flatten)]
+    program: ProgramArgs,
+    /// Where to write the receipt (default: the program path with a `.receipt` extension).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Hash function of the proof: blake3-256 (fastest) or poseidon2.
+    #[arg(long, value_name = "NAME", default_value = "blake3-256")]
+    hash_fn: HashFunction,
+    /// Do not show the progress indicator.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The receipt file written by `verity prove` (or fetched from a node).
+    receipt: PathBuf,
+    /// Also check that the receipt is for this program source.
+    #[arg(long, value_name = "FILE")]
+    program: Option<PathBuf>,
+    /// Also check that the output stack starts with these values (comma-separated).
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    expect_output: Option<String>,
+}
+
+/// Reads the program and its inputs from the shared flags.
+pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs)> {
+    let program = Program::from_file(&args.program)?;
+    let inputs = match (&args.input, &args.inputs_file) {
+        (Some(list), _) => Inputs::from_stack_list(list).context("in --input")?,
+        (None, Some(path)) => Inputs::from_inputs_file(path)?,
+        (None, None) => Inputs::default(),
+    };
+    Ok((program, inputs))
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let (program, inputs) = load(&args.program)?;
+    let started = Instant::now();
+    let execution = verity_vm::execute(&program, &inputs, args.program.max_cycles)?;
+    let elapsed = started.elapsed();
+    println!("outputs: {}", format_felts(&execution.outputs));
+    println!(
+        "cycles:  {} (proof trace length {}), executed in {}",
+        execution.cycles,
+        execution.trace_len,
+        fmt_duration(elapsed)
+    );
+    println!("program: {}", program.hash());
+    Ok(())
+}
+
+pub fn prove(args: ProveArgs) -> Result<()> {
+    let (program, inputs) = load(&args.program)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.program.program.with_extension("receipt"));
+    let options = ProveOptions {
+        max_cycles: args.program.max_cycles,
+        hash_fn: args.hash_fn,
+    };
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+            .expect("valid progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    let mut proving_started = started;
+    let receipt =
+        verity_vm::prove_with_progress(&program, &inputs, options, &mut |stage| match stage {
+            ProveStage::Executing => bar.set_message("executing"),
+            ProveStage::BuildingTrace => bar.set_message("building the execution trace"),
+            ProveStage::Proving { cycles, trace_len } => {
+                proving_started = Instant::now();
+                bar.set_message(format!(
+                    "proving {cycles} cycles (trace length {trace_len})"
+                ));
+            }
+        });
+    bar.finish_and_clear();
+    let receipt = receipt?;
+    let total = started.elapsed();
+    let proving = proving_started.elapsed();
+
+    std::fs::write(&output, receipt.to_json())
+        .with_context(|| format!("cannot write receipt to {}", output.display()))?;
+    println!("outputs: {}", format_felts(&receipt.stack_outputs));
+    println!(
+        "proved {} cycles in {} (execute + trace {}, prove {}); proof {} KB, {}, {}-bit",
+        receipt.cycles,
+        fmt_duration(total),
+        fmt_duration(total.saturating_sub(proving)),
+        fmt_duration(proving),
+        receipt.proof.len() / 1024,
+        receipt.hash_fn,
+        receipt.security_bits
+    );
+    println!("program: {}", receipt.program_hash);
+    println!("receipt: {}", output.display());
+    Ok(())
+}
+
+pub fn verify(args: VerifyArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.receipt)
+        .with_context(|| format!("cannot read receipt {}", args.receipt.display()))?;
+    let receipt = Receipt::from_json(&bytes)
+        .with_context(|| format!("{} is not a usable receipt", args.receipt.display()))?;
+    let started = Instant::now();
+    let verified = verity_vm::verify_receipt(&receipt).context("verification failed")?;
+    let elapsed = started.elapsed();
+
+    if let Some(path) = &args.program {
+        let program = Program::from_file(path)?;
+        if program.hash() != receipt.program_hash {
+            return Err(verity_vm::VerifyError::ProgramMismatch {
+                receipt: receipt.program_hash,
+                program: program.hash(),
+            })
+            .context("verification failed");
+        }
+    }
+    if let Some(expected) = &args.expect_output {
+        let expected = parse_felt_list(expected).context("in --expect-output")?;
+        if expected.len() > receipt.stack_outputs.len()
+            || receipt.stack_outputs[..expected.len()] != expected[..]
+        {
+            return Err(verity_vm::VerifyError::OutputMismatch {
+                expected: format_felts(&expected),
+                actual: format_felts(&receipt.stack_outputs),
+            })
+            .context("verification failed");
+        }
+    }
+    if receipt.stack_outputs.is_empty() {
+        bail!("receipt has no outputs");
+    }
+    println!(
+        "OK: program {} outputs {} ({} cycles, {}, {}-bit) verified in {}",
+        receipt.program_hash,
+        format_felts(&receipt.stack_outputs),
+        receipt.cycles,
+        receipt.hash_fn,
+        verified.security_bits,
+        fmt_duration(elapsed)
+    );
+    Ok(())
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}

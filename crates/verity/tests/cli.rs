@@ -1,0 +1,261 @@
+//! The `verity` binary end to end: run, prove, verify, and the errors a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn verity(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(args)
+        .output()
+        .expect("verity runs")
+}
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn prove_fib(dir: &Path, n: &str) -> PathBuf {
+    let receipt = dir.join("fib.receipt");
+    let out = verity(&[
+        "prove",
+        &example("fib.masm"),
+        "--input",
+        n,
+        "-o",
+        receipt.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "prove failed: {}", stderr(&out));
+    receipt
+}
+
+#[test]
+fn run_prints_outputs_and_cycles() {
+    let out = verity(&["run", &example("fib.masm"), "--input", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("outputs: 55,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"),
+        "{text}"
+    );
+    assert!(text.contains("cycles:"), "{text}");
+}
+
+#[test]
+fn prove_then_verify_with_program_and_expected_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = prove_fib(dir.path(), "10");
+    let r = receipt.to_str().unwrap();
+
+    let out = verity(&["verify", r]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("OK: program 0x"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("outputs 55,0,"), "{}", stdout(&out));
+
+    let out = verity(&[
+        "verify",
+        r,
+        "--program",
+        &example("fib.masm"),
+        "--expect-output",
+        "55,0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = verity(&["verify", r, "--expect-output", "56"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not start with the expected 56"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = verity(&["verify", r, "--program", &example("hash_chain.masm")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("but the given program assembles to"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tampered_receipt_files_fail_with_exit_1_and_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = prove_fib(dir.path(), "10");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+
+    let tamper = |name: &str, edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+        let mut v = json.clone();
+        edit(&mut v);
+        let path = dir.path().join(format!("{name}.receipt"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        let out = verity(&["verify", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{name}: expected `{needle}` in: {}",
+            stderr(&out)
+        );
+    };
+    tamper(
+        "output",
+        &|v| v["stack_outputs"][0] = "56".into(),
+        "proof does not verify",
+    );
+    tamper(
+        "input",
+        &|v| v["stack_inputs"][0] = "11".into(),
+        "proof does not verify",
+    );
+    tamper(
+        "program",
+        &|v| {
+            let h = v["program_hash"].as_str().unwrap().to_string();
+            let flipped = if h.ends_with('0') { "1" } else { "0" };
+            v["program_hash"] = format!("{}{flipped}", &h[..h.len() - 1]).into();
+        },
+        "",
+    );
+    tamper(
+        "version",
+        &|v| v["version"] = 2.into(),
+        "unsupported receipt version 2",
+    );
+    tamper(
+        "vm",
+        &|v| v["vm"] = "miden-vm 9.9.9".into(),
+        "this verifier is `miden-vm 0.23.5`",
+    );
+    tamper(
+        "proof",
+        &|v| {
+            use base64::Engine;
+            let engine = base64::engine::general_purpose::STANDARD;
+            let mut bytes = engine.decode(v["proof"].as_str().unwrap()).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x40;
+            v["proof"] = engine.encode(bytes).into();
+        },
+        "verification failed",
+    );
+
+    // Truncated and random files: a clear error, never a panic.
+    let text = std::fs::read(&receipt).unwrap();
+    let truncated = dir.path().join("truncated.receipt");
+    std::fs::write(&truncated, &text[..text.len() / 3]).unwrap();
+    let out = verity(&["verify", truncated.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is it truncated?"),
+        "{}",
+        stderr(&out)
+    );
+    let random = dir.path().join("random.receipt");
+    std::fs::write(
+        &random,
+        (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let out = verity(&["verify", random.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a Verity receipt"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn malformed_inputs_give_clear_errors() {
+    let fib = example("fib.masm");
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", &fib, "--input", "ten"], "`ten` is not a number"),
+        (
+            &["run", &fib, "--input", "18446744069414584321"],
+            "is not a field element",
+        ),
+        (
+            &["run", &fib, "--input", "1,,2"],
+            "empty value at position 1",
+        ),
+        (
+            &["run", &fib, "--inputs-file", "/nonexistent/x.inputs"],
+            "cannot read inputs file /nonexistent/x.inputs",
+        ),
+        (
+            &["run", "/nonexistent/prog.masm"],
+            "cannot read program file /nonexistent/prog.masm",
+        ),
+        (
+            &["run", &fib, "--input", "100000", "--max-cycles", "1000"],
+            "exceeded the cycle limit of 1000",
+        ),
+        (
+            &["verify", "/nonexistent/r.receipt"],
+            "cannot read receipt /nonexistent/r.receipt",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = verity(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?}: expected `{needle}` in: {}",
+            stderr(&out)
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.inputs");
+    std::fs::write(&bad_json, "{\"operand_stack\": [\"1\"").unwrap();
+    let out = verity(&["run", &fib, "--inputs-file", bad_json.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("bad.inputs: inputs file is not valid"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad_asm = dir.path().join("bad.masm");
+    std::fs::write(&bad_asm, "begin\n    push.1\n    not_an_instruction\nend\n").unwrap();
+    let out = verity(&["run", bad_asm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.masm") && err.contains(":3:"),
+        "file and line named: {err}"
+    );
+}
+
+#[test]
+fn inputs_file_runs_miden_programs_unchanged() {
+    let out = verity(&[
+        "run",
+        &example("preimage.masm"),
+        "--inputs-file",
+        &example("preimage.inputs"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("outputs: 1,0,"), "{}", stdout(&out));
+}
