@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The dev profile optimises Miden (see Cargo.toml), so this shares its build with the tests.
-cargo build --quiet -p verity
-verity() { cargo run --quiet -p verity -- "$@"; }
+# Build exactly what the tests build (see scripts/devnet.sh for why).
+cargo build --workspace --all-targets --quiet
+verity() { "${CARGO_TARGET_DIR:-target}/debug/verity" "$@"; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

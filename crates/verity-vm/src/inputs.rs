@@ -142,6 +142,12 @@ impl Inputs {
 }
 
 impl AdviceData {
+    /// Blake3 of the canonical JSON encoding (map keys are ordered): what a job on the ledger
+    /// commits to, so a provider can check the advice it is handed off-ledger.
+    pub fn commitment(&self) -> Digest {
+        Digest::blake3(&serde_json::to_vec(self).expect("advice serializes"))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.stack.is_empty() && self.map.is_empty() && self.merkle_store.is_empty()
     }

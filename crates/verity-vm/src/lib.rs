@@ -19,7 +19,7 @@ pub use program::Program;
 pub use prove::{
     DEFAULT_MAX_CYCLES, Execution, MAX_MAX_CYCLES, MIN_MAX_CYCLES, PROVABLE_HASHES, ProveOptions,
     ProveStage, Verified, baseline_miden_prove, execute, execute_outputs, prove,
-    prove_with_progress, verify_proof, verify_receipt,
+    prove_with_progress, receipt_from_proof, verify_proof, verify_receipt,
 };
 
 /// The VM that makes and checks proofs, as written into receipts.

@@ -431,3 +431,37 @@ pub fn baseline_miden_prove(
     .map_err(exec_error)?;
     Ok(self::outputs(&outputs))
 }
+
+/// Rebuilds a receipt from values a ledger stores (program hash, public inputs, outputs and
+/// proof bytes), reading the hash function and security level from the proof itself. `cycles`
+/// and `trace_len` are whatever the prover reported (0 if unknown); they are not attested.
+pub fn receipt_from_proof(
+    program_hash: Digest,
+    stack_inputs: Vec<u64>,
+    stack_outputs: Vec<u64>,
+    proof: Vec<u8>,
+    cycles: u64,
+    trace_len: u64,
+) -> Result<Receipt, VerifyError> {
+    let parsed = ExecutionProof::from_bytes(&proof)
+        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?;
+    let hash_fn = match parsed.hash_fn() {
+        miden_vm::HashFunction::Blake3_256 => HashFunction::Blake3_256,
+        miden_vm::HashFunction::Rpo256 => HashFunction::Rpo256,
+        miden_vm::HashFunction::Rpx256 => HashFunction::Rpx256,
+        miden_vm::HashFunction::Poseidon2 => HashFunction::Poseidon2,
+        miden_vm::HashFunction::Keccak => HashFunction::Keccak,
+    };
+    Ok(Receipt {
+        version: RECEIPT_VERSION,
+        vm: crate::VM_VERSION.to_string(),
+        hash_fn,
+        security_bits: parsed.security_level(),
+        program_hash,
+        stack_inputs,
+        stack_outputs,
+        cycles,
+        trace_len,
+        proof,
+    })
+}

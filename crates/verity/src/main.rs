@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod net_cmds;
 mod proof_cmds;
 
 /// Verity: verifiable compute. Run Miden programs, prove them, and check the proofs.
@@ -27,6 +28,35 @@ enum Command {
     Prove(proof_cmds::ProveArgs),
     /// Verify a receipt: exit 0 with a one-line summary, or exit 1 saying what failed.
     Verify(proof_cmds::VerifyArgs),
+    /// Run a whole network on this machine: a validator, a provider and funded dev keys.
+    Devnet(net_cmds::DevnetArgs),
+    /// Run a node (validator producing blocks) with a persistent data directory.
+    Node(net_cmds::NodeCmdArgs),
+    /// Run a provider worker against a node: lock, prove and fulfil jobs.
+    Provider(net_cmds::ProviderArgs),
+    /// Submit jobs and inspect them.
+    #[command(subcommand)]
+    Job(net_cmds::JobCmd),
+    /// List jobs, filtered by state, client or provider.
+    Jobs(net_cmds::JobsArgs),
+    /// Is the node reachable? Height, last block time, mempool, providers online.
+    Status(net_cmds::NodeArgs),
+    /// An account's balance, nonce and stake.
+    Account {
+        /// Address or key name.
+        who: String,
+        #[command(flatten)]
+        node: net_cmds::NodeArgs,
+    },
+    /// Create and list keys.
+    #[command(subcommand)]
+    Keys(net_cmds::KeysCmd),
+    /// Stake as a provider or validator.
+    Stake(net_cmds::StakeArgs),
+    /// Start unbonding stake (returns to the balance after the unbonding period).
+    Unstake(net_cmds::StakeArgs),
+    /// Send funds.
+    Transfer(net_cmds::TransferArgs),
 }
 
 /// A program and its inputs, shared by `run` and `prove` (and later `job submit`).
@@ -42,9 +72,10 @@ pub struct ProgramArgs {
     /// Advice inputs are private: they never appear in the receipt.
     #[arg(long, value_name = "FILE", conflicts_with = "input")]
     pub inputs_file: Option<PathBuf>,
-    /// Stop with an error past this many VM cycles.
-    #[arg(long, value_name = "N", default_value_t = verity_vm::DEFAULT_MAX_CYCLES)]
-    pub max_cycles: u32,
+    /// Stop with an error past this many VM cycles (default 2^20; for `job submit`, twice
+    /// what the program needs when run locally).
+    #[arg(long, value_name = "N")]
+    pub max_cycles: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +84,8 @@ fn main() -> ExitCode {
         Command::Run(args) => proof_cmds::run(args),
         Command::Prove(args) => proof_cmds::prove(args),
         Command::Verify(args) => proof_cmds::verify(args),
+        Command::Keys(cmd) => net_cmds::keys(cmd),
+        other => network(other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,4 +94,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Commands that talk to (or are) a node run on a tokio runtime, with logs on stderr.
+fn network(command: Command) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VERITY_LOG")
+        // Miden logs internal diagnostics at error level while assembling; they are not errors
+        // of ours, so they stay quiet unless asked for with VERITY_LOG.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,miden_core=off,miden_assembly=off,miden_assembly_syntax=off,miden_processor=off,miden_prover=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Devnet(args) => net_cmds::devnet(args).await,
+            Command::Node(args) => net_cmds::node(args).await,
+            Command::Provider(args) => net_cmds::provider(args).await,
+            Command::Job(cmd) => net_cmds::job(cmd).await,
+            Command::Jobs(args) => net_cmds::jobs(args).await,
+            Command::Status(node) => net_cmds::status(node).await,
+            Command::Account { who, node } => net_cmds::account(who, node).await,
+            Command::Stake(args) => net_cmds::stake(args, false).await,
+            Command::Unstake(args) => net_cmds::stake(args, true).await,
+            Command::Transfer(args) => net_cmds::transfer(args).await,
+            Command::Run(_) | Command::Prove(_) | Command::Verify(_) | Command::Keys(_) => {
+                unreachable!("handled in main")
+            }
+        }
+    })
 }

@@ -58,7 +58,11 @@ pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs)> {
 pub fn run(args: RunArgs) -> Result<()> {
     let (program, inputs) = load(&args.program)?;
     let started = Instant::now();
-    let execution = verity_vm::execute(&program, &inputs, args.program.max_cycles)?;
+    let max_cycles = args
+        .program
+        .max_cycles
+        .unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    let execution = verity_vm::execute(&program, &inputs, max_cycles)?;
     let elapsed = started.elapsed();
     println!("outputs: {}", format_felts(&execution.outputs));
     println!(
@@ -78,7 +82,10 @@ pub fn prove(args: ProveArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.program.program.with_extension("receipt"));
     let options = ProveOptions {
-        max_cycles: args.program.max_cycles,
+        max_cycles: args
+            .program
+            .max_cycles
+            .unwrap_or(verity_vm::DEFAULT_MAX_CYCLES),
         hash_fn: args.hash_fn,
     };
 

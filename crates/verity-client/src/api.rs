@@ -1,0 +1,140 @@
+//! The JSON shapes of the HTTP API, shared by the node (which serves them) and the SDK.
+
+use serde::{Deserialize, Serialize};
+use verity_ledger::{Job, JobState, Provenance, ProviderStats, StakeInfo};
+use verity_types::merkle::InclusionProof;
+use verity_types::{Address, Digest, Signature};
+
+/// Every error response: `{"error": "what was wrong"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `POST /v1/txs`: a borsh-encoded `SignedTx`, base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitTx {
+    pub tx: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submitted {
+    pub tx_id: Digest,
+}
+
+/// `GET /v1/txs/{id}`: `pending` (in the mempool), `accepted` or `rejected` (in a block), or
+/// `unknown`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TxStatus {
+    pub status: String,
+    pub height: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// `GET /v1/head`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Head {
+    pub chain_id: String,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub state_root: Digest,
+    pub mempool: usize,
+    pub providers_online: usize,
+    pub block_interval_ms: u64,
+}
+
+/// `GET /v1/jobs/{id}`: the job with its full timeline, plus derived figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub job: Job,
+    pub lock_deadline: u64,
+    pub deadline: u64,
+    /// The auction price at the current height (what a lock would pay now).
+    pub current_price: u64,
+    /// Why the job failed, for expired, slashed and overturned jobs.
+    pub failure: Option<String>,
+}
+
+/// One row of `GET /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: Digest,
+    pub state: JobState,
+    pub client: Address,
+    pub program_hash: Digest,
+    pub mode: verity_types::Mode,
+    pub submitted_height: u64,
+    pub locker: Option<Address>,
+    pub lock_price: u64,
+    pub max_price: u64,
+    pub max_cycles: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobQuery {
+    pub state: Option<JobState>,
+    pub client: Option<Address>,
+    pub provider: Option<Address>,
+    /// Cursor: the last job id of the previous page.
+    pub after: Option<Digest>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next: Option<Digest>,
+}
+
+/// `GET /v1/jobs/{id}/provenance`: the record, its inclusion proof, and the root it is
+/// against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvenanceView {
+    pub record: Provenance,
+    pub proof: InclusionProof,
+    pub state_root: Digest,
+    pub height: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountView {
+    pub address: Address,
+    pub balance: u64,
+    pub nonce: u64,
+    /// The nonce a new transaction should carry, counting this account's pending ones.
+    pub next_nonce: u64,
+    pub stake: StakeInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProviderView {
+    pub address: Address,
+    pub stake: StakeInfo,
+    pub stats: ProviderStats,
+    pub trust_score: u32,
+    pub online: bool,
+    pub last_seen_height: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdviceStored {
+    pub advice_hash: Digest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub provider: Address,
+    pub height: u64,
+    pub signature: Signature,
+}
+
+/// What a provider signs to fetch a job's private advice.
+pub fn advice_request_message(job: &Digest) -> Vec<u8> {
+    format!("verity/advice/v1/{job}").into_bytes()
+}
+
+/// What a provider signs to announce itself online at a height.
+pub fn heartbeat_message(provider: &Address, height: u64) -> Vec<u8> {
+    format!("verity/heartbeat/v1/{provider}/{height}").into_bytes()
+}

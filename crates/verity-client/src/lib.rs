@@ -1,0 +1,287 @@
+//! Rust SDK for a Verity node's HTTP API (`docs/API.md`).
+//!
+//! Every call returns a typed value or a [`ClientError`] carrying the node's own explanation.
+//! Receipts fetched through [`Client::receipt`] are checked locally with `verity-vm`: the SDK
+//! never asks you to trust the node about a proof.
+
+mod api;
+
+pub use api::*;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use verity_ledger::Job;
+use verity_types::{Address, Digest, Keypair, Receipt, SignedTx, Tx, TxBody};
+use verity_vm::AdviceData;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The node answered with an error status and this explanation.
+    #[error("node refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+    #[error("the node's receipt does not verify: {0}")]
+    BadReceipt(String),
+}
+
+/// A handle on one node.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `url` like `http://127.0.0.1:8545`.
+    pub fn new(url: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a plain HTTP client builds");
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let resp = resp.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.decode(self.http.get(format!("{}{path}", self.base)).send().await)
+            .await
+    }
+
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.decode(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    pub async fn head(&self) -> Result<Head, ClientError> {
+        self.get("/v1/head").await
+    }
+
+    /// Submits a signed transaction; returns its id once the mempool has admitted it.
+    pub async fn submit(&self, tx: &SignedTx) -> Result<Digest, ClientError> {
+        let body = SubmitTx {
+            tx: BASE64.encode(tx.to_bytes()),
+        };
+        let r: Submitted = self.post("/v1/txs", &body).await?;
+        Ok(r.tx_id)
+    }
+
+    /// Signs `body` with `key` at the account's next nonce (counting its pending transactions)
+    /// and submits it.
+    pub async fn send(&self, key: &Keypair, body: TxBody) -> Result<Digest, ClientError> {
+        let head = self.head().await?;
+        let account = self.account(&key.address()).await?;
+        let tx = Tx {
+            chain_id: head.chain_id,
+            signer: key.address(),
+            nonce: account.next_nonce,
+            body,
+        };
+        self.submit(&tx.sign(key)).await
+    }
+
+    pub async fn tx_status(&self, id: &Digest) -> Result<TxStatus, ClientError> {
+        self.get(&format!("/v1/txs/{id}")).await
+    }
+
+    /// Waits until a transaction is in a block; returns an error carrying the ledger's reason
+    /// if it was rejected there.
+    pub async fn wait_tx(&self, id: &Digest, timeout: Duration) -> Result<u64, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let s = self.tx_status(id).await?;
+            match s.status.as_str() {
+                "accepted" => return Ok(s.height.unwrap_or_default()),
+                "rejected" => {
+                    return Err(ClientError::Refused {
+                        status: 422,
+                        message: s.error.unwrap_or_else(|| "rejected".into()),
+                    });
+                }
+                _ if start.elapsed() > timeout => {
+                    return Err(ClientError::Protocol(format!(
+                        "transaction {id} not included after {timeout:?}"
+                    )));
+                }
+                _ => tokio_sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    pub async fn job(&self, id: &Digest) -> Result<JobView, ClientError> {
+        self.get(&format!("/v1/jobs/{id}")).await
+    }
+
+    pub async fn jobs(&self, query: &JobQuery) -> Result<JobPage, ClientError> {
+        let mut q = vec![];
+        if let Some(s) = &query.state {
+            q.push(format!("state={s}"));
+        }
+        if let Some(a) = &query.client {
+            q.push(format!("client={a}"));
+        }
+        if let Some(a) = &query.provider {
+            q.push(format!("provider={a}"));
+        }
+        if let Some(c) = &query.after {
+            q.push(format!("after={c}"));
+        }
+        if let Some(l) = query.limit {
+            q.push(format!("limit={l}"));
+        }
+        self.get(&format!("/v1/jobs?{}", q.join("&"))).await
+    }
+
+    /// Fetches a job's receipt and verifies it locally against the job on the ledger.
+    pub async fn receipt(&self, id: &Digest) -> Result<Receipt, ClientError> {
+        let receipt: serde_json::Value = self.get(&format!("/v1/jobs/{id}/receipt")).await?;
+        let bytes =
+            serde_json::to_vec(&receipt).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let receipt =
+            Receipt::from_json(&bytes).map_err(|e| ClientError::BadReceipt(e.to_string()))?;
+        let job = self.job(id).await?.job;
+        if receipt.program_hash != job.program_hash
+            || receipt.stack_inputs != job.request.stack_inputs
+        {
+            return Err(ClientError::BadReceipt(
+                "receipt is not for this job".into(),
+            ));
+        }
+        verity_vm::verify_receipt(&receipt).map_err(|e| ClientError::BadReceipt(e.to_string()))?;
+        Ok(receipt)
+    }
+
+    pub async fn provenance(&self, id: &Digest) -> Result<ProvenanceView, ClientError> {
+        self.get(&format!("/v1/jobs/{id}/provenance")).await
+    }
+
+    pub async fn account(&self, addr: &Address) -> Result<AccountView, ClientError> {
+        self.get(&format!("/v1/accounts/{addr}")).await
+    }
+
+    pub async fn provider(&self, addr: &Address) -> Result<ProviderView, ClientError> {
+        self.get(&format!("/v1/providers/{addr}")).await
+    }
+
+    /// Hands private advice to the node, which releases it only to the job's locking provider.
+    pub async fn put_advice(&self, advice: &AdviceData) -> Result<Digest, ClientError> {
+        let r: AdviceStored = self.post("/v1/advice", advice).await?;
+        Ok(r.advice_hash)
+    }
+
+    /// Fetches a job's advice as its locking provider (signs the request with `key`).
+    pub async fn get_advice(&self, job: &Digest, key: &Keypair) -> Result<AdviceData, ClientError> {
+        let sig = key.sign(&advice_request_message(job));
+        let sig = format!("0x{}", hex_encode(&sig.0));
+        self.get(&format!(
+            "/v1/jobs/{job}/advice?provider={}&signature={sig}",
+            key.address()
+        ))
+        .await
+    }
+
+    /// Uploads a provider's receipt (it carries the cycle count the ledger does not store).
+    pub async fn put_receipt(&self, job: &Digest, receipt: &Receipt) -> Result<(), ClientError> {
+        let value: serde_json::Value = serde_json::from_str(&receipt.to_json())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let _: serde_json::Value = self
+            .post(&format!("/v1/jobs/{job}/receipt"), &value)
+            .await?;
+        Ok(())
+    }
+
+    /// Announces a provider as online (signed, so nobody can announce for it).
+    pub async fn heartbeat(&self, key: &Keypair, height: u64) -> Result<(), ClientError> {
+        let signature = key.sign(&heartbeat_message(&key.address(), height));
+        let body = Heartbeat {
+            provider: key.address(),
+            height,
+            signature,
+        };
+        let _: serde_json::Value = self.post("/v1/providers/heartbeat", &body).await?;
+        Ok(())
+    }
+
+    /// Polls a job until it reaches a terminal state, calling `on_change` with each new
+    /// timeline entry.
+    pub async fn wait_job(
+        &self,
+        id: &Digest,
+        timeout: Duration,
+        mut on_change: impl FnMut(&verity_ledger::TimelineEntry),
+    ) -> Result<Job, ClientError> {
+        let start = std::time::Instant::now();
+        let mut seen = 0;
+        loop {
+            let view = self.job(id).await?;
+            for entry in &view.job.timeline[seen..] {
+                on_change(entry);
+            }
+            seen = view.job.timeline.len();
+            if view.job.state.is_terminal() {
+                return Ok(view.job);
+            }
+            if start.elapsed() > timeout {
+                return Err(ClientError::Protocol(format!(
+                    "job {id} still {} after {timeout:?}",
+                    view.job.state
+                )));
+            }
+            tokio_sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn tokio_sleep(d: Duration) {
+    tokio::time::sleep(d).await
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,456 @@
+//! The HTTP API (axum, JSON), documented in `docs/API.md`. Every handler treats its input as
+//! untrusted: a bad request gets a 4xx with `{"error": "..."}` saying what was wrong.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use verity_client::{
+    AccountView, AdviceStored, ErrorBody, Head, Heartbeat, JobPage, JobSummary, JobView,
+    ProvenanceView, ProviderView, SubmitTx, Submitted, TxStatus, advice_request_message,
+    heartbeat_message,
+};
+use verity_ledger::{Job, JobState};
+use verity_types::{Address, Digest, Receipt, Signature, SignedTx};
+use verity_vm::AdviceData;
+
+use crate::node::Node;
+
+/// Largest request body: a transaction with a proof is ~200 KB of base64.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Most jobs per page.
+pub const MAX_PAGE: usize = 200;
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError(r.status(), format!("invalid JSON body: {}", r.body_text()))
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn parse_digest(what: &str, s: &str) -> Result<Digest, ApiError> {
+    s.parse()
+        .map_err(|e| bad(format!("{what} `{s}` is not valid: {e}")))
+}
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    s.parse()
+        .map_err(|e| bad(format!("address `{s}` is not valid: {e}")))
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/head", get(head))
+        .route("/v1/txs", post(submit_tx))
+        .route("/v1/txs/{id}", get(tx_status))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/receipt", get(receipt).post(upload_receipt))
+        .route("/v1/jobs/{id}/provenance", get(provenance))
+        .route("/v1/jobs/{id}/advice", get(get_advice))
+        .route("/v1/advice", post(put_advice))
+        .route("/v1/accounts/{addr}", get(account))
+        .route("/v1/providers/heartbeat", post(heartbeat))
+        .route("/v1/providers/{addr}", get(provider))
+        .route("/v1/events", get(events))
+        .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(node)
+}
+
+async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
+    let s = node.state();
+    Ok(Json(Head {
+        chain_id: s.chain_id.clone(),
+        height: s.height,
+        timestamp_ms: s.timestamp_ms,
+        state_root: s.state_root(),
+        mempool: node.mempool_len(),
+        providers_online: node.providers_online(online_window(&node)),
+        block_interval_ms: node.config.block_interval_ms,
+    }))
+}
+
+/// A provider counts as online if it announced itself within ~10 seconds of blocks.
+fn online_window(node: &Node) -> u64 {
+    (10_000 / node.config.block_interval_ms.max(1)).max(4)
+}
+
+async fn submit_tx(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<SubmitTx>, JsonRejection>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let Json(body) = body?;
+    let bytes = BASE64
+        .decode(body.tx.as_bytes())
+        .map_err(|e| bad(format!("`tx` is not valid base64: {e}")))?;
+    let tx = SignedTx::from_bytes(&bytes).map_err(bad)?;
+    let id = node.submit(tx).map_err(|e| bad(e.to_string()))?;
+    Ok((StatusCode::ACCEPTED, Json(Submitted { tx_id: id })))
+}
+
+async fn tx_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<TxStatus> {
+    let id = parse_digest("transaction id", &id)?;
+    if node.mempool_contains(&id) {
+        return Ok(Json(TxStatus {
+            status: "pending".into(),
+            height: None,
+            error: None,
+        }));
+    }
+    match node.storage().tx_outcome(&id).map_err(internal)? {
+        Some(o) => Ok(Json(TxStatus {
+            status: if o.error.is_some() {
+                "rejected"
+            } else {
+                "accepted"
+            }
+            .into(),
+            height: Some(o.height),
+            error: o.error,
+        })),
+        None => Err(not_found(format!(
+            "transaction {id} is unknown (never submitted, or dropped)"
+        ))),
+    }
+}
+
+fn find_job<'s>(state: &'s verity_ledger::State, id: &str) -> Result<&'s Job, ApiError> {
+    let id = parse_digest("job id", id)?;
+    state
+        .jobs
+        .get(&id)
+        .ok_or_else(|| not_found(format!("job {id} is unknown")))
+}
+
+fn job_view(state: &verity_ledger::State, job: &Job) -> JobView {
+    let failure = match job.state {
+        JobState::Expired | JobState::Slashed | JobState::Overturned => {
+            job.timeline.last().map(|e| e.note.clone())
+        }
+        _ => None,
+    };
+    JobView {
+        lock_deadline: job.lock_deadline(),
+        deadline: job.deadline(),
+        current_price: job
+            .request
+            .offer
+            .price_at(state.height.saturating_sub(job.submitted_height)),
+        failure,
+        job: job.clone(),
+    }
+}
+
+async fn job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<JobView> {
+    let state = node.state();
+    let job = find_job(&state, &id)?;
+    Ok(Json(job_view(&state, job)))
+}
+
+async fn list_jobs(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<JobPage> {
+    for k in q.keys() {
+        if !matches!(
+            k.as_str(),
+            "state" | "client" | "provider" | "after" | "limit"
+        ) {
+            return Err(bad(format!(
+                "unknown query parameter `{k}` (use state, client, provider, after, limit)"
+            )));
+        }
+    }
+    let state_filter = q
+        .get("state")
+        .map(|s| s.parse::<JobState>().map_err(bad))
+        .transpose()?;
+    let client = q.get("client").map(|s| parse_address(s)).transpose()?;
+    let provider = q.get("provider").map(|s| parse_address(s)).transpose()?;
+    let after = q
+        .get("after")
+        .map(|s| parse_digest("cursor", s))
+        .transpose()?;
+    let limit = match q.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| bad(format!("limit `{l}` is not a number")))?,
+        None => 50,
+    };
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(bad(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let state = node.state();
+    let range = match after {
+        Some(a) => state
+            .jobs
+            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+        None => state.jobs.range(..),
+    };
+    let mut jobs = Vec::new();
+    let mut next = None;
+    for (id, job) in range {
+        if state_filter.is_some_and(|s| s != job.state)
+            || client.is_some_and(|c| c != job.client)
+            || provider.is_some_and(|p| Some(p) != job.locker && Some(p) != job.fulfiller)
+        {
+            continue;
+        }
+        if jobs.len() == limit {
+            next = jobs.last().map(|j: &JobSummary| j.id);
+            break;
+        }
+        jobs.push(JobSummary {
+            id: *id,
+            state: job.state,
+            client: job.client,
+            program_hash: job.program_hash,
+            mode: job.request.mode,
+            submitted_height: job.submitted_height,
+            locker: job.locker,
+            lock_price: job.lock_price,
+            max_price: job.request.offer.max_price,
+            max_cycles: job.request.max_cycles,
+        });
+    }
+    Ok(Json(JobPage { jobs, next }))
+}
+
+async fn receipt(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let state = node.state();
+    let job = find_job(&state, &id)?;
+    let (Some(outputs), Some(proof_hash)) = (&job.outputs, job.proof_hash) else {
+        return Err(not_found(format!(
+            "job {} has no proof-backed result ({}, {:?} mode)",
+            job.id, job.state, job.request.mode
+        )));
+    };
+    // A receipt the provider uploaded carries its cycle count; otherwise rebuild one from the
+    // ledger and the stored proof.
+    let receipt_key = Digest::blake3(format!("receipt/{}/{proof_hash}", job.id).as_bytes());
+    if let Some(bytes) = node.storage().blob(&receipt_key).map_err(internal)? {
+        return Ok(([("content-type", "application/json")], bytes).into_response());
+    }
+    let proof = node
+        .storage()
+        .blob(&proof_hash)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
+    let receipt = verity_vm::receipt_from_proof(
+        job.program_hash,
+        job.request.stack_inputs.clone(),
+        outputs.clone(),
+        proof,
+        0,
+        0,
+    )
+    .map_err(internal)?;
+    Ok(([("content-type", "application/json")], receipt.to_json()).into_response())
+}
+
+async fn upload_receipt(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<serde_json::Value> {
+    let state = node.state();
+    let job = find_job(&state, &id)?;
+    let receipt = Receipt::from_json(&body).map_err(|e| bad(e.to_string()))?;
+    let matches = Some(receipt.proof_hash()) == job.proof_hash
+        && receipt.program_hash == job.program_hash
+        && receipt.stack_inputs == job.request.stack_inputs
+        && Some(&receipt.stack_outputs) == job.outputs.as_ref();
+    if !matches {
+        return Err(bad("receipt does not match the job's result on the ledger"));
+    }
+    let key = Digest::blake3(format!("receipt/{}/{}", job.id, receipt.proof_hash()).as_bytes());
+    node.storage()
+        .put_blob(&key, receipt.to_json().as_bytes())
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({"stored": true})))
+}
+
+async fn provenance(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+) -> ApiResult<ProvenanceView> {
+    let state = node.state();
+    let id = parse_digest("job id", &id)?;
+    let (record, proof) = state
+        .provenance_proof(&id)
+        .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))?;
+    Ok(Json(ProvenanceView {
+        record,
+        proof,
+        state_root: state.state_root(),
+        height: state.height,
+    }))
+}
+
+async fn put_advice(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<AdviceData>, JsonRejection>,
+) -> ApiResult<AdviceStored> {
+    let Json(advice) = body?;
+    let hash = advice.commitment();
+    let bytes = serde_json::to_vec(&advice).map_err(internal)?;
+    node.storage().put_blob(&hash, &bytes).map_err(internal)?;
+    Ok(Json(AdviceStored { advice_hash: hash }))
+}
+
+async fn get_advice(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let state = node.state();
+    let job = find_job(&state, &id)?;
+    let provider = parse_address(q.get("provider").ok_or_else(|| bad("missing `provider`"))?)?;
+    let sig_hex = q
+        .get("signature")
+        .ok_or_else(|| bad("missing `signature`"))?;
+    let mut sig = [0u8; 64];
+    hex::decode_to_slice(sig_hex.strip_prefix("0x").unwrap_or(sig_hex), &mut sig)
+        .map_err(|e| bad(format!("signature is not 64 bytes of hex: {e}")))?;
+    if !provider.verify(&advice_request_message(&job.id), &Signature(sig)) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "signature does not match the provider".into(),
+        ));
+    }
+    let holder = if job.state == JobState::Locked {
+        job.locker
+    } else {
+        None
+    };
+    let allowed = holder == Some(provider)
+        || (job.state == JobState::Locked && state.height >= job.lock_deadline());
+    if !allowed {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "advice is released only to the provider holding the lock (job is {})",
+                job.state
+            ),
+        ));
+    }
+    let hash = job
+        .request
+        .advice_hash
+        .ok_or_else(|| not_found("this job has no private advice"))?;
+    let bytes = node
+        .storage()
+        .blob(&hash)
+        .map_err(internal)?
+        .ok_or_else(|| not_found("the client has not uploaded this job's advice to this node"))?;
+    Ok(([("content-type", "application/json")], bytes).into_response())
+}
+
+async fn account(
+    State(node): State<Arc<Node>>,
+    Path(addr): Path<String>,
+) -> ApiResult<AccountView> {
+    let address = parse_address(&addr)?;
+    let state = node.state();
+    let acct = state.accounts.get(&address).cloned().unwrap_or_default();
+    Ok(Json(AccountView {
+        address,
+        balance: acct.balance,
+        nonce: acct.nonce,
+        next_nonce: node.next_nonce(&address),
+        stake: state.stakes.get(&address).cloned().unwrap_or_default(),
+    }))
+}
+
+async fn provider(
+    State(node): State<Arc<Node>>,
+    Path(addr): Path<String>,
+) -> ApiResult<ProviderView> {
+    let address = parse_address(&addr)?;
+    let state = node.state();
+    let stats = state.providers.get(&address).cloned().unwrap_or_default();
+    let last = node.last_seen(&address);
+    Ok(Json(ProviderView {
+        address,
+        stake: state.stakes.get(&address).cloned().unwrap_or_default(),
+        trust_score: stats.trust_score(),
+        stats,
+        online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(&node)),
+        last_seen_height: last,
+    }))
+}
+
+async fn heartbeat(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<Heartbeat>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(hb) = body?;
+    if !hb
+        .provider
+        .verify(&heartbeat_message(&hb.provider, hb.height), &hb.signature)
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "heartbeat signature does not match the provider".into(),
+        ));
+    }
+    let height = node.state().height;
+    if hb.height + online_window(&node) < height || hb.height > height + 1 {
+        return Err(bad(format!(
+            "heartbeat height {} is not current (head is {height})",
+            hb.height
+        )));
+    }
+    node.record_heartbeat(hb.provider, hb.height);
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+async fn events(
+    State(node): State<Arc<Node>>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(node.subscribe()).filter_map(|e| {
+        let e = e.ok()?;
+        Some(Ok(SseEvent::default()
+            .event("job")
+            .json_data(&e)
+            .unwrap_or_default()))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

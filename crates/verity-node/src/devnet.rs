@@ -1,0 +1,51 @@
+//! The local development network: well-known dev keys, funded at genesis.
+
+use verity_ledger::{Genesis, GenesisAccount, GenesisStake, Params};
+use verity_types::{Keypair, Role};
+
+pub const DEVNET_CHAIN_ID: &str = "verity-devnet";
+
+/// Dev accounts: `client` (funds), `provider` (staked provider), `validator`.
+pub const DEV_ACCOUNTS: [&str; 4] = ["client", "provider", "provider2", "validator"];
+
+pub fn dev_key(name: &str) -> Keypair {
+    Keypair::dev(name)
+}
+
+/// Genesis for the devnet: each dev account gets 10^9 units; providers stake 10^6, the
+/// validator 10^6. Challenge window 20 blocks (5 s at 250 ms blocks).
+pub fn genesis() -> Genesis {
+    Genesis {
+        chain_id: DEVNET_CHAIN_ID.into(),
+        genesis_time_ms: 0,
+        params: Params {
+            challenge_window: 20,
+            unbonding_period: 40,
+            ..Params::default()
+        },
+        accounts: DEV_ACCOUNTS
+            .iter()
+            .map(|n| GenesisAccount {
+                address: dev_key(n).address(),
+                balance: 1_000_000_000,
+            })
+            .collect(),
+        stakes: vec![
+            GenesisStake {
+                address: dev_key("provider").address(),
+                role: Role::Provider,
+                amount: 1_000_000,
+            },
+            GenesisStake {
+                address: dev_key("provider2").address(),
+                role: Role::Provider,
+                amount: 1_000_000,
+            },
+            GenesisStake {
+                address: dev_key("validator").address(),
+                role: Role::Validator,
+                amount: 1_000_000,
+            },
+        ],
+    }
+}

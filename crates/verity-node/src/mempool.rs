@@ -1,0 +1,123 @@
+//! The mempool: admission checks up front, so a submitter hears at once what is wrong, and a
+//! bounded queue in arrival order (which is nonce order per account: only the next nonce is
+//! admitted).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use verity_ledger::State;
+use verity_types::{Address, Digest, SignedTx, TxBody};
+
+/// Why the mempool refused a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    #[error("transaction is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("transaction is for chain `{got}`, this node runs `{expected}`")]
+    WrongChain { expected: String, got: String },
+    #[error("signature does not match the signer")]
+    BadSignature,
+    #[error("nonce {got} is wrong: the next nonce for this account is {expected}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("insufficient funds: {needed} needed, {available} available")]
+    InsufficientFunds { needed: u64, available: u64 },
+    #[error("transaction {0} is already pending")]
+    Duplicate(Digest),
+    #[error("the mempool is full ({0} transactions); try again shortly")]
+    Full(usize),
+}
+
+pub struct Mempool {
+    queue: VecDeque<(Digest, SignedTx)>,
+    pending_per_signer: BTreeMap<Address, u64>,
+    limit: usize,
+    max_tx_bytes: usize,
+}
+
+impl Mempool {
+    pub fn new(limit: usize, max_tx_bytes: usize) -> Mempool {
+        Mempool {
+            queue: VecDeque::new(),
+            pending_per_signer: BTreeMap::new(),
+            limit,
+            max_tx_bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn contains(&self, id: &Digest) -> bool {
+        self.queue.iter().any(|(i, _)| i == id)
+    }
+
+    /// The nonce the account's next transaction should carry.
+    pub fn next_nonce(&self, state: &State, who: &Address) -> u64 {
+        state.accounts.get(who).map_or(0, |a| a.nonce)
+            + self.pending_per_signer.get(who).copied().unwrap_or(0)
+    }
+
+    pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Digest, AdmitError> {
+        let size = tx.to_bytes().len();
+        if size > self.max_tx_bytes {
+            return Err(AdmitError::TooLarge {
+                size,
+                limit: self.max_tx_bytes,
+            });
+        }
+        if tx.tx.chain_id != state.chain_id {
+            return Err(AdmitError::WrongChain {
+                expected: state.chain_id.clone(),
+                got: tx.tx.chain_id.clone(),
+            });
+        }
+        if !tx.signature_is_valid() {
+            return Err(AdmitError::BadSignature);
+        }
+        let id = tx.id();
+        if self.contains(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        let expected = self.next_nonce(state, &tx.tx.signer);
+        if tx.tx.nonce != expected {
+            return Err(AdmitError::BadNonce {
+                expected,
+                got: tx.tx.nonce,
+            });
+        }
+        let needed = match &tx.tx.body {
+            TxBody::Transfer { amount, .. } | TxBody::Stake { amount, .. } => *amount,
+            TxBody::SubmitJob(req) => req.offer.max_price,
+            _ => 0,
+        };
+        let available = state.accounts.get(&tx.tx.signer).map_or(0, |a| a.balance);
+        if needed > available {
+            return Err(AdmitError::InsufficientFunds { needed, available });
+        }
+        if self.queue.len() >= self.limit {
+            return Err(AdmitError::Full(self.limit));
+        }
+        *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
+        self.queue.push_back((id, tx));
+        Ok(id)
+    }
+
+    /// Removes and returns up to `max` transactions, oldest first.
+    pub fn take(&mut self, max: usize) -> Vec<SignedTx> {
+        let n = max.min(self.queue.len());
+        let taken: Vec<SignedTx> = self.queue.drain(..n).map(|(_, tx)| tx).collect();
+        for tx in &taken {
+            if let Some(c) = self.pending_per_signer.get_mut(&tx.tx.signer) {
+                *c -= 1;
+                if *c == 0 {
+                    self.pending_per_signer.remove(&tx.tx.signer);
+                }
+            }
+        }
+        taken
+    }
+}

@@ -1,0 +1,75 @@
+//! Block production behind a narrow interface: a producer decides *what* goes into the next
+//! block and in which order; [`Node::commit`] executes and stores it. Nothing else crosses.
+//! The single-validator producer here seals a block every interval; the BFT issue puts a
+//! consensus engine behind the same seam.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::error;
+use verity_ledger::{BlockHeader, State};
+use verity_types::{Keypair, SignedTx};
+
+use crate::node::Node;
+
+/// Orders transactions into blocks.
+pub trait BlockProducer: Send + 'static {
+    /// The next block on top of `head`, made from `candidates` (oldest first).
+    fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>);
+}
+
+/// One validator that seals whatever the mempool holds, every interval.
+pub struct SoloProducer {
+    key: Keypair,
+}
+
+impl SoloProducer {
+    pub fn new(key: Keypair) -> SoloProducer {
+        SoloProducer { key }
+    }
+}
+
+impl BlockProducer for SoloProducer {
+    fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let header = BlockHeader {
+            chain_id: head.chain_id.clone(),
+            height: head.height + 1,
+            // Block time never goes backwards, whatever the wall clock does.
+            timestamp_ms: now.max(head.timestamp_ms),
+            parent: head.state_root(),
+            proposer: self.key.address(),
+        };
+        (header, candidates)
+    }
+}
+
+/// Runs `producer` until `shutdown` fires: every interval, take the mempool, propose, commit.
+pub async fn run_producer(
+    node: Arc<Node>,
+    mut producer: impl BlockProducer,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(node.config.block_interval_ms.max(10));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let n = node.clone();
+        let max = n.state().params.max_block_txs as usize;
+        let candidates = n.take_txs(max);
+        let (header, txs) = producer.propose(&n.state(), candidates);
+        // Applying verifies proofs: keep it off the async executor.
+        let result = tokio::task::spawn_blocking(move || n.commit(header, txs)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => error!("block production failed: {e:#}"),
+            Err(e) => error!("block production task failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The provider worker: watches open jobs, locks the ones worth proving that it can deliver in
+//! time, proves on blocking threads, and fulfils. It talks to a node only through the public
+//! HTTP API, so it runs the same inside `verity devnet` and as `verity provider`.
+//!
+//! It resumes after a restart from the ledger itself: every job locked by its key and not yet
+//! fulfilled is picked up again.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use verity_client::{Client, JobQuery};
+use verity_ledger::{Job, JobState};
+use verity_types::{Digest, Keypair, Mode, TxBody};
+use verity_vm::{Inputs, Program, ProveOptions};
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub node_url: String,
+    pub key: Keypair,
+    /// The least the provider accepts, per million cycles of (padded) trace.
+    pub price_per_mcycle: u64,
+    /// Most jobs held (locked, not yet fulfilled) at once.
+    pub max_queue: usize,
+    pub poll_interval: Duration,
+}
+
+impl ProviderConfig {
+    pub fn new(node_url: &str, key: Keypair) -> ProviderConfig {
+        ProviderConfig {
+            node_url: node_url.to_string(),
+            key,
+            price_per_mcycle: 1_000,
+            max_queue: 4,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Proving speed, measured: cycles of padded trace per second (starts at a conservative guess
+/// from this machine class: 2^14 cycles in ~2.5 s).
+struct Speed(f64);
+
+impl Speed {
+    fn observe(&mut self, trace_len: u64, took: Duration) {
+        let s = trace_len as f64 / took.as_secs_f64().max(1e-3);
+        self.0 = 0.7 * self.0 + 0.3 * s;
+    }
+    fn estimate(&self, trace_len: u64) -> Duration {
+        Duration::from_secs_f64(trace_len as f64 / self.0.max(1.0))
+    }
+}
+
+struct Held {
+    job: Job,
+    trace_len: u64,
+}
+
+pub struct Provider {
+    cfg: ProviderConfig,
+    client: Client,
+    queue: VecDeque<Held>,
+    skipped: BTreeSet<Digest>,
+    speed: Speed,
+    paused_until: Option<Instant>,
+    last_heartbeat: Option<Instant>,
+    busy: Option<tokio::task::JoinHandle<Outcome>>,
+}
+
+impl Provider {
+    pub fn new(cfg: ProviderConfig) -> Provider {
+        Provider {
+            client: Client::new(&cfg.node_url),
+            cfg,
+            queue: VecDeque::new(),
+            skipped: BTreeSet::new(),
+            speed: Speed(6_000.0),
+            paused_until: None,
+            last_heartbeat: None,
+            busy: None,
+        }
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let me = self.cfg.key.address();
+        info!(provider = %me.short(), "provider worker started");
+        if let Err(e) = self.resume().await {
+            warn!("could not check for jobs to resume: {e}");
+        }
+        loop {
+            if let Err(e) = self.step().await {
+                warn!("provider step failed: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Picks up jobs this key locked before a restart.
+    async fn resume(&mut self) -> anyhow::Result<()> {
+        let me = self.cfg.key.address();
+        let page = self
+            .client
+            .jobs(&JobQuery {
+                state: Some(JobState::Locked),
+                provider: Some(me),
+                limit: Some(200),
+                ..Default::default()
+            })
+            .await?;
+        for s in page.jobs.iter().filter(|s| s.locker == Some(me)) {
+            let job = self.client.job(&s.id).await?.job;
+            info!(job = %job.id.short(), "resuming a job locked before the restart");
+            self.queue.push_back(Held { job, trace_len: 0 });
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let head = self.client.head().await?;
+        if self
+            .last_heartbeat
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(2))
+        {
+            self.client.heartbeat(&self.cfg.key, head.height).await?;
+            self.last_heartbeat = Some(Instant::now());
+        }
+        self.drive_deliveries().await;
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        self.rescue(head.height).await?;
+        let open = self
+            .client
+            .jobs(&JobQuery {
+                state: Some(JobState::Submitted),
+                limit: Some(50),
+                ..Default::default()
+            })
+            .await?;
+        for summary in open.jobs {
+            if self.held() >= self.cfg.max_queue {
+                break;
+            }
+            if self.skipped.contains(&summary.id) {
+                continue;
+            }
+            let view = self.client.job(&summary.id).await?;
+            if let Some(held) = self
+                .consider(view, head.height, head.block_interval_ms)
+                .await?
+            {
+                self.queue.push_back(held);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides whether to lock a job, and locks it. Logs the reason either way.
+    async fn consider(
+        &mut self,
+        view: verity_client::JobView,
+        height: u64,
+        block_ms: u64,
+    ) -> anyhow::Result<Option<Held>> {
+        let job = view.job;
+        let id = job.id;
+        let me = self.cfg.key.address();
+        let program = match Program::assemble(&job.request.program, "job.masm") {
+            Ok(p) if p.hash() == job.program_hash => p,
+            Ok(_) => return self.skip(id, "program source does not match its hash".into()),
+            Err(e) => return self.skip(id, format!("program does not assemble: {e}")),
+        };
+        // Estimate the cost by fast execution; advice is private until we hold the lock, so a
+        // job with advice is priced at its cycle cap.
+        let trace_len = if job.request.advice_hash.is_some() {
+            u64::from(job.request.max_cycles).next_power_of_two()
+        } else {
+            let inputs = Inputs {
+                stack: job.request.stack_inputs.clone(),
+                advice: Default::default(),
+            };
+            let max = job.request.max_cycles;
+            match tokio::task::spawn_blocking(move || verity_vm::execute(&program, &inputs, max))
+                .await?
+            {
+                Ok(run) => run.trace_len,
+                Err(e) => return self.skip(id, format!("program fails: {e}")),
+            }
+        };
+        let ask = (u128::from(self.cfg.price_per_mcycle) * u128::from(trace_len))
+            .div_ceil(1_000_000) as u64;
+        if view.current_price < ask {
+            if job.request.offer.max_price < ask {
+                return self.skip(
+                    id,
+                    format!(
+                        "max price {} is below my ask {ask} for {trace_len} cycles",
+                        job.request.offer.max_price
+                    ),
+                );
+            }
+            // The auction is still rising; look again next round.
+            return Ok(None);
+        }
+        let provider = self.client.provider(&me).await?;
+        if provider.stake.provider_free() < job.request.offer.collateral {
+            return self.skip(
+                id,
+                format!(
+                    "collateral {} exceeds my free stake {}",
+                    job.request.offer.collateral,
+                    provider.stake.provider_free()
+                ),
+            );
+        }
+        if job
+            .request
+            .min_trust
+            .is_some_and(|t| provider.trust_score < t)
+        {
+            return self.skip(
+                id,
+                format!(
+                    "requires trust {:?}, mine is {}",
+                    job.request.min_trust, provider.trust_score
+                ),
+            );
+        }
+        // Never lock what we cannot deliver: queued work plus this job must fit, with margin,
+        // before the job's deadline.
+        let queued: u64 = self.queue.iter().map(|h| h.trace_len).sum();
+        let needed = self.speed.estimate(queued + trace_len) * 2 + Duration::from_secs(2);
+        let remaining = Duration::from_millis(view.deadline.saturating_sub(height + 1) * block_ms);
+        if needed > remaining {
+            return self.skip(
+                id,
+                format!("cannot deliver in time: need ~{needed:?}, {remaining:?} left"),
+            );
+        }
+        let tx = self
+            .client
+            .send(&self.cfg.key, TxBody::LockJob { job_id: id })
+            .await?;
+        match self.client.wait_tx(&tx, Duration::from_secs(30)).await {
+            Ok(h) => {
+                info!(job = %id.short(), price = view.current_price, height = h, "locked at price {} ({trace_len} cycles)", view.current_price);
+                let job = self.client.job(&id).await?.job;
+                Ok(Some(Held { job, trace_len }))
+            }
+            Err(e) => {
+                info!(job = %id.short(), "lock not taken: {e}");
+                self.skipped.insert(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Anyone may fulfil a locked job whose lock deadline has passed: the locker is slashed and
+    /// the rescuer paid. One provider cannot sit on a job.
+    async fn rescue(&mut self, height: u64) -> anyhow::Result<()> {
+        let me = self.cfg.key.address();
+        let locked = self
+            .client
+            .jobs(&JobQuery {
+                state: Some(JobState::Locked),
+                limit: Some(50),
+                ..Default::default()
+            })
+            .await?;
+        for s in locked.jobs {
+            if s.locker == Some(me)
+                || self.skipped.contains(&s.id)
+                || self.queue.len() >= self.cfg.max_queue
+            {
+                continue;
+            }
+            let view = self.client.job(&s.id).await?;
+            if height < view.lock_deadline || height >= view.deadline {
+                continue;
+            }
+            if view.job.request.mode == Mode::Optimistic {
+                let mine = self.client.provider(&me).await?;
+                if mine.stake.provider_free() < view.job.request.offer.collateral {
+                    continue;
+                }
+            }
+            info!(job = %s.id.short(), "rescuing: its locker missed the lock deadline (block {})", view.lock_deadline);
+            self.skipped.insert(s.id);
+            self.queue.push_back(Held {
+                job: view.job,
+                trace_len: 0,
+            });
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, id: Digest, why: String) -> anyhow::Result<Option<Held>> {
+        info!(job = %id.short(), "skipped: {why}");
+        self.skipped.insert(id);
+        Ok(None)
+    }
+
+    /// Jobs held: queued plus the one being proved.
+    fn held(&self) -> usize {
+        self.queue.len() + usize::from(self.busy.is_some())
+    }
+
+    /// Collects a finished delivery and starts the next. Optimistic jobs need only fast
+    /// execution, so they go first; proofs run one at a time (a proof uses every core) in a
+    /// background task, while this loop keeps watching and locking.
+    async fn drive_deliveries(&mut self) {
+        if self.busy.as_ref().is_some_and(|h| h.is_finished()) {
+            match self.busy.take().expect("checked").await {
+                Ok(Outcome::Done(Some((trace_len, took)))) => self.speed.observe(trace_len, took),
+                Ok(Outcome::Done(None)) => {}
+                Ok(Outcome::Retry(held)) => self.queue.push_back(*held),
+                Ok(Outcome::ProvingFailed) | Err(_) => {
+                    // Stop taking new work while proving fails: locking more would only lose
+                    // collateral.
+                    self.paused_until = Some(Instant::now() + Duration::from_secs(30));
+                }
+            }
+        }
+        if self.busy.is_none() {
+            let next = self
+                .queue
+                .iter()
+                .position(|h| h.job.request.mode == Mode::Optimistic)
+                .unwrap_or(0);
+            if let Some(held) = self.queue.remove(next) {
+                let (client, key) = (self.client.clone(), self.cfg.key.clone());
+                self.busy = Some(tokio::spawn(deliver(client, key, held)));
+            }
+        }
+    }
+}
+
+/// How a delivery ended.
+enum Outcome {
+    /// Fulfilled (or given up on); with the trace length and time if a proof was made.
+    Done(Option<(u64, Duration)>),
+    /// Could not start yet (e.g. advice not available): queue it again.
+    Retry(Box<Held>),
+    ProvingFailed,
+}
+
+/// Proves (or, in optimistic mode, executes) a held job and fulfils it.
+async fn deliver(client: Client, key: Keypair, held: Held) -> Outcome {
+    let job = held.job;
+    let id = job.id;
+    let advice = match job.request.advice_hash {
+        None => Default::default(),
+        Some(hash) => match client.get_advice(&id, &key).await {
+            Ok(a) if a.commitment() == hash => a,
+            Ok(_) => {
+                warn!(job = %id.short(), "advice from the node does not match the job's commitment; not proving");
+                return Outcome::Done(None);
+            }
+            Err(e @ verity_client::ClientError::Refused { .. }) => {
+                warn!(job = %id.short(), "the node will not hand over the advice: {e}; giving the job up");
+                return Outcome::Done(None);
+            }
+            Err(e) => {
+                warn!(job = %id.short(), "cannot fetch advice: {e}; will retry");
+                return Outcome::Retry(Box::new(Held {
+                    job,
+                    trace_len: held.trace_len,
+                }));
+            }
+        },
+    };
+    let program = match Program::assemble(&job.request.program, "job.masm") {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(job = %id.short(), "cannot assemble a locked job: {e}");
+            return Outcome::Done(None);
+        }
+    };
+    let inputs = Inputs {
+        stack: job.request.stack_inputs.clone(),
+        advice,
+    };
+    let mode = job.request.mode;
+    let max = job.request.max_cycles;
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || match mode {
+        Mode::Proof => verity_vm::prove(
+            &program,
+            &inputs,
+            ProveOptions {
+                max_cycles: max,
+                ..Default::default()
+            },
+        )
+        .map(|r| (r.stack_outputs.clone(), Some(r))),
+        Mode::Optimistic => verity_vm::execute_outputs(&program, &inputs, max).map(|o| (o, None)),
+    })
+    .await;
+    let (outputs, receipt) = match result {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            // Stop taking new work while proving fails: locking more would only lose collateral.
+            warn!(job = %id.short(), "proving failed: {e}; pausing new locks for 30 s");
+            return Outcome::ProvingFailed;
+        }
+        Err(e) => {
+            warn!(job = %id.short(), "proving task failed: {e}");
+            return Outcome::ProvingFailed;
+        }
+    };
+    let took = started.elapsed();
+    let observed = receipt.as_ref().map(|r| (r.trace_len, took));
+    if let Some(r) = &receipt {
+        info!(job = %id.short(), cycles = r.cycles, "proved in {took:.2?}");
+    }
+    let body = TxBody::Fulfil {
+        job_id: id,
+        outputs,
+        proof: receipt.as_ref().map(|r| r.proof.clone()),
+    };
+    let sent = match client.send(&key, body).await {
+        Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(h) => {
+            info!(job = %id.short(), height = h, "fulfilled at height {h}");
+            if let Some(r) = &receipt
+                && let Err(e) = client.put_receipt(&id, r).await
+            {
+                warn!(job = %id.short(), "could not upload the receipt: {e}");
+            }
+        }
+        Err(e) => warn!(job = %id.short(), "fulfilment not accepted: {e}"),
+    }
+    Outcome::Done(observed)
+}

@@ -1,0 +1,135 @@
+//! Crash-safe storage in redb: blocks, the state after each block, transaction outcomes and
+//! blobs (proofs, advice, receipts) addressed by hash.
+//!
+//! A block, the state it produced and everything derived from it are written in one redb
+//! transaction, so after a crash the database holds either all of a block or none of it.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+use verity_ledger::{BlockHeader, State};
+use verity_types::{Digest, SignedTx};
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_outcomes");
+const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+
+const STATE_KEY: &str = "state";
+
+/// A committed block as stored.
+#[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct StoredBlock {
+    pub header: BlockHeader,
+    pub txs: Vec<SignedTx>,
+    pub state_root: Digest,
+}
+
+/// A transaction's fate: the block it was in, and the ledger's reason if it was rejected.
+#[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct TxOutcome {
+    pub height: u64,
+    pub error: Option<String>,
+}
+
+pub struct Storage {
+    db: Database,
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("storage: {e}")
+}
+
+impl Storage {
+    pub fn open(dir: &Path) -> anyhow::Result<Storage> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("verity.redb")).map_err(err)?;
+        let tx = db.begin_write().map_err(err)?;
+        {
+            tx.open_table(BLOCKS).map_err(err)?;
+            tx.open_table(META).map_err(err)?;
+            tx.open_table(TXS).map_err(err)?;
+            tx.open_table(BLOBS).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(Storage { db })
+    }
+
+    /// The state after the last committed block, if any block was ever committed.
+    pub fn load_state(&self) -> anyhow::Result<Option<State>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let meta = tx.open_table(META).map_err(err)?;
+        match meta.get(STATE_KEY).map_err(err)? {
+            Some(v) => Ok(Some(State::from_bytes(v.value()).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits a block atomically: the block, the resulting state, each transaction's
+    /// outcome, and the blobs it introduced.
+    pub fn commit_block(
+        &self,
+        block: &StoredBlock,
+        state: &State,
+        outcomes: &[(Digest, TxOutcome)],
+        blobs: &[(Digest, Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut blocks = tx.open_table(BLOCKS).map_err(err)?;
+            blocks
+                .insert(
+                    block.header.height,
+                    borsh::to_vec(block).map_err(err)?.as_slice(),
+                )
+                .map_err(err)?;
+            let mut meta = tx.open_table(META).map_err(err)?;
+            meta.insert(STATE_KEY, state.to_bytes().as_slice())
+                .map_err(err)?;
+            let mut txs = tx.open_table(TXS).map_err(err)?;
+            for (id, outcome) in outcomes {
+                txs.insert(&id.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
+                    .map_err(err)?;
+            }
+            let mut table = tx.open_table(BLOBS).map_err(err)?;
+            for (id, bytes) in blobs {
+                table.insert(&id.0, bytes.as_slice()).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn put_blob(&self, id: &Digest, bytes: &[u8]) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(BLOBS)
+            .map_err(err)?
+            .insert(&id.0, bytes)
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    pub fn blob(&self, id: &Digest) -> anyhow::Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(BLOBS).map_err(err)?;
+        Ok(table.get(&id.0).map_err(err)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn tx_outcome(&self, id: &Digest) -> anyhow::Result<Option<TxOutcome>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(TXS).map_err(err)?;
+        match table.get(&id.0).map_err(err)? {
+            Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn block(&self, height: u64) -> anyhow::Result<Option<StoredBlock>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(BLOCKS).map_err(err)?;
+        match table.get(height).map_err(err)? {
+            Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! A real node on loopback with a real provider worker and real proofs of small programs.
+
+use std::time::Duration;
+
+use verity_client::{Client, ClientError};
+use verity_ledger::JobState;
+use verity_node::{NodeConfig, ProviderConfig, RunningNode, devnet};
+use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, TxBody};
+
+const FIB: &str = include_str!("../../../examples/fib.masm");
+
+async fn start_node(dir: &std::path::Path) -> RunningNode {
+    let mut config = NodeConfig::new(dir.to_path_buf(), devnet::genesis());
+    config.block_interval_ms = 50;
+    verity_node::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        devnet::dev_key("validator"),
+    )
+    .await
+    .unwrap()
+}
+
+fn provider_cfg(url: &str, name: &str) -> ProviderConfig {
+    let mut cfg = ProviderConfig::new(url, devnet::dev_key(name));
+    cfg.price_per_mcycle = 100;
+    cfg.poll_interval = Duration::from_millis(50);
+    cfg
+}
+
+fn fib_job(n: u64, mode: Mode, lock_timeout: u64, timeout: u64) -> JobRequest {
+    JobRequest {
+        program: FIB.into(),
+        stack_inputs: vec![n],
+        advice_hash: None,
+        mode,
+        offer: Offer {
+            min_price: 10,
+            max_price: 100,
+            ramp_start: 0,
+            ramp_period: 4,
+            lock_timeout,
+            timeout,
+            collateral: 100,
+        },
+        max_cycles: 1 << 12,
+        min_trust: None,
+    }
+}
+
+async fn submit(client: &Client, req: JobRequest) -> Digest {
+    let key = devnet::dev_key("client");
+    let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
+    client.wait_tx(&id, Duration::from_secs(10)).await.unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proof_job_goes_from_submission_to_a_verified_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let client = Client::new(&node.url());
+
+    let id = submit(&client, fib_job(10, Mode::Proof, 40, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized);
+    assert_eq!(job.outputs.as_ref().unwrap()[0], 55);
+    assert_eq!(job.fulfiller, Some(devnet::dev_key("provider").address()));
+    let states: Vec<_> = job.timeline.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        vec![JobState::Submitted, JobState::Locked, JobState::Finalized]
+    );
+
+    // The SDK verifies the receipt locally. Until the provider uploads its own receipt (right
+    // after its fulfilment lands) the node rebuilds one from the ledger, without a cycle
+    // count; the uploaded one carries it.
+    let receipt = client.receipt(&id).await.unwrap();
+    assert_eq!(receipt.stack_outputs[0], 55);
+    let start = std::time::Instant::now();
+    while client.receipt(&id).await.unwrap().cycles == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "provider uploaded its receipt"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Provenance checks against the state root with verity-types alone.
+    let p = client.provenance(&id).await.unwrap();
+    assert!(p.record.verify_inclusion(&p.state_root, &p.proof));
+    assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
+
+    let head = client.head().await.unwrap();
+    assert_eq!(head.providers_online, 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optimistic_job_finalizes_after_the_challenge_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let client = Client::new(&node.url());
+    let id = submit(&client, fib_job(12, Mode::Optimistic, 40, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized);
+    assert_eq!(job.outputs.as_ref().unwrap()[0], 144);
+    let fulfilled = job
+        .timeline
+        .iter()
+        .find(|e| e.state == JobState::Fulfilled)
+        .unwrap()
+        .height;
+    let finalized = job.timeline.last().unwrap().height;
+    assert!(
+        finalized >= fulfilled + 20,
+        "finalized only after the 20-block window"
+    );
+    // No proof, so no receipt.
+    assert!(matches!(
+        client.receipt(&id).await,
+        Err(ClientError::Refused { status: 404, .. })
+    ));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_providers_the_job_expires_and_the_client_is_refunded() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let client = Client::new(&node.url());
+    let who = devnet::dev_key("client").address();
+    let before = client.account(&who).await.unwrap().balance;
+    let id = submit(&client, fib_job(5, Mode::Proof, 5, 10)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Expired);
+    assert_eq!(client.account(&who).await.unwrap().balance, before);
+    let view = client.job(&id).await.unwrap();
+    assert!(view.failure.unwrap().contains("nobody locked it"));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locker_that_stops_is_slashed_and_rescued_by_another_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    let client = Client::new(&node.url());
+    let id = submit(&client, fib_job(7, Mode::Proof, 10, 400)).await;
+    // "provider" locks and then never delivers.
+    let lazy = devnet::dev_key("provider");
+    let lock = client
+        .send(&lazy, TxBody::LockJob { job_id: id })
+        .await
+        .unwrap();
+    client
+        .wait_tx(&lock, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // provider2 runs a worker; it rescues once the lock deadline passes.
+    node.spawn_provider(provider_cfg(&node.url(), "provider2"));
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized);
+    assert_eq!(job.fulfiller, Some(devnet::dev_key("provider2").address()));
+    let lazy_view = client.provider(&lazy.address()).await.unwrap();
+    assert_eq!(lazy_view.stats.slashed, 1);
+    assert_eq!(lazy_view.stake.provider, 1_000_000 - 100);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_4xx_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let url = node.url();
+    let http = reqwest::Client::new();
+
+    let check = |resp: reqwest::Response, status: u16, needle: &'static str| async move {
+        assert_eq!(resp.status().as_u16(), status);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let msg = body["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "expected `{needle}` in `{msg}`");
+    };
+    let post = |body: String| {
+        http.post(format!("{url}/v1/txs"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    check(
+        post("{not json".into()).await.unwrap(),
+        400,
+        "invalid JSON body",
+    )
+    .await;
+    check(
+        post("{\"tx\": \"***\"}".into()).await.unwrap(),
+        400,
+        "not valid base64",
+    )
+    .await;
+    check(
+        post("{\"tx\": \"AAAA\"}".into()).await.unwrap(),
+        400,
+        "not a valid transaction encoding",
+    )
+    .await;
+
+    // A well-formed transaction with a bad signature.
+    let key = devnet::dev_key("client");
+    let mut tx = verity_types::Tx {
+        chain_id: devnet::DEVNET_CHAIN_ID.into(),
+        signer: key.address(),
+        nonce: 0,
+        body: TxBody::Transfer {
+            to: Keypair::dev("x").address(),
+            amount: 1,
+        },
+    }
+    .sign(&key);
+    tx.signature.0[5] ^= 1;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(tx.to_bytes());
+    check(
+        post(format!("{{\"tx\": \"{b64}\"}}")).await.unwrap(),
+        400,
+        "signature does not match",
+    )
+    .await;
+
+    let unknown = Digest::blake3(b"nope");
+    check(
+        http.get(format!("{url}/v1/jobs/{unknown}"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "is unknown",
+    )
+    .await;
+    check(
+        http.get(format!("{url}/v1/jobs/xyz")).send().await.unwrap(),
+        400,
+        "job id `xyz` is not valid",
+    )
+    .await;
+    check(
+        http.get(format!("{url}/v1/jobs?state=dancing"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "unknown job state",
+    )
+    .await;
+    check(
+        http.get(format!("{url}/v1/jobs?limit=100000"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "limit must be",
+    )
+    .await;
+    check(
+        http.get(format!("{url}/v1/nowhere")).send().await.unwrap(),
+        404,
+        "no such endpoint",
+    )
+    .await;
+
+    let huge = format!("{{\"tx\": \"{}\"}}", "A".repeat(3 * 1024 * 1024));
+    let resp = post(huge).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "oversized bodies are refused");
+
+    // The node is still healthy afterwards.
+    assert!(Client::new(&url).head().await.is_ok());
+    node.stop().await;
+}

@@ -1,0 +1,749 @@
+//! Network commands: `devnet`, `node`, `provider`, `job ...`, `jobs`, `status`, `account`,
+//! `keys`, `stake`, `unstake`, `transfer`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use verity_client::{Client, JobQuery};
+use verity_ledger::{Genesis, JobState, TimelineEntry};
+use verity_node::{NodeConfig, ProviderConfig, devnet};
+use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, TxBody, format_felts};
+
+use crate::ProgramArgs;
+use crate::proof_cmds::load;
+
+/// Where to find the node.
+#[derive(Args, Clone)]
+pub struct NodeArgs {
+    /// The node's API URL.
+    #[arg(long, env = "VERITY_NODE", default_value = "http://127.0.0.1:8545")]
+    pub node: String,
+}
+
+/// Which key signs.
+#[derive(Args, Clone)]
+pub struct KeyArgs {
+    /// A key name (in $VERITY_HOME/keys, default ~/.verity/keys), a key file, or a devnet
+    /// account name (client, provider, provider2, validator).
+    #[arg(long, default_value = "client")]
+    pub key: String,
+}
+
+fn verity_home() -> PathBuf {
+    std::env::var_os("VERITY_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".verity")))
+        .unwrap_or_else(|| PathBuf::from(".verity"))
+}
+
+fn read_key_file(path: &Path) -> Result<Keypair> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim().trim_start_matches("0x"), &mut seed)
+        .with_context(|| format!("key file {} must hold 64 hex digits", path.display()))?;
+    Ok(Keypair::from_seed(seed))
+}
+
+pub fn resolve_key(name: &str) -> Result<Keypair> {
+    let as_path = Path::new(name);
+    if as_path.is_file() {
+        return read_key_file(as_path);
+    }
+    let named = verity_home().join("keys").join(format!("{name}.key"));
+    if named.is_file() {
+        return read_key_file(&named);
+    }
+    if devnet::DEV_ACCOUNTS.contains(&name) {
+        return Ok(devnet::dev_key(name));
+    }
+    bail!(
+        "no key `{name}`: not a file, not in {}, not a devnet account",
+        verity_home().join("keys").display()
+    )
+}
+
+fn resolve_address(s: &str) -> Result<Address> {
+    if s.starts_with("0x") || s.len() == 64 {
+        return s
+            .parse()
+            .map_err(|e| anyhow::anyhow!("`{s}` is not an address: {e}"));
+    }
+    Ok(resolve_key(s)?.address())
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("`{s}` is not a job id: {e}"))
+}
+
+// ------------------------------------------------------------------------ devnet / node
+
+#[derive(Args)]
+pub struct DevnetArgs {
+    /// API address.
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    listen: SocketAddr,
+    /// Data directory (default: a fresh temporary directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Milliseconds between blocks.
+    #[arg(long, default_value_t = 250)]
+    block_ms: u64,
+    /// Submit the bundled examples in both modes, print a table of results, and exit.
+    #[arg(long)]
+    demo: bool,
+}
+
+pub async fn devnet(args: DevnetArgs) -> Result<()> {
+    let (dir, _tmp) = match args.data_dir {
+        Some(d) => (d, None),
+        None => {
+            let t = std::env::temp_dir().join(format!("verity-devnet-{}", std::process::id()));
+            (t.clone(), Some(TempDir(t)))
+        }
+    };
+    let mut config = NodeConfig::new(dir.clone(), devnet::genesis());
+    config.block_interval_ms = args.block_ms;
+    let mut running = verity_node::start(config, args.listen, devnet::dev_key("validator")).await?;
+    let url = running.url();
+    let mut provider = ProviderConfig::new(&url, devnet::dev_key("provider"));
+    provider.price_per_mcycle = 100;
+    running.spawn_provider(provider);
+    println!(
+        "verity devnet: chain {}, API {url}, data {}",
+        devnet::DEVNET_CHAIN_ID,
+        dir.display()
+    );
+    println!("dev accounts (use with --key NAME):");
+    for name in devnet::DEV_ACCOUNTS {
+        println!("  {name:<10} {}", devnet::dev_key(name).address());
+    }
+    if args.demo {
+        let result = demo(&url).await;
+        running.stop().await;
+        return result;
+    }
+    println!("press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
+    Ok(())
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Submits the bundled examples in both modes and prints what became of them.
+async fn demo(url: &str) -> Result<()> {
+    let client = Client::new(url);
+    let key = devnet::dev_key("client");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let cases: [(&str, Option<&str>, &str); 3] = [
+        ("fib.masm", None, "50"),
+        ("hash_chain.masm", Some("hash_chain.inputs"), ""),
+        ("preimage.masm", Some("preimage.inputs"), ""),
+    ];
+    let mut submitted = Vec::new();
+    for mode in [Mode::Proof, Mode::Optimistic] {
+        for (file, inputs, stack) in cases {
+            let args = ProgramArgs {
+                program: examples.join(file),
+                input: inputs.is_none().then(|| stack.to_string()),
+                inputs_file: inputs.map(|i| examples.join(i)),
+                max_cycles: None,
+            };
+            // The one dev provider proves one job at a time; give every demo job time to be
+            // picked up (30 s at 250 ms blocks) even behind the slowest proof.
+            let offer = OfferArgs {
+                lock_timeout: 120,
+                ..OfferArgs::default()
+            };
+            let id = submit_job(&client, &key, &args, mode, &offer).await?;
+            println!(
+                "submitted {file} ({}) as job {}",
+                mode_name(mode),
+                id.short()
+            );
+            submitted.push((file, mode, id, Instant::now()));
+        }
+    }
+    println!();
+    println!(
+        "{:<16} {:<11} {:<10} {:<22} {:>6} {:<13} {:>8}  receipt",
+        "example", "mode", "state", "outputs", "price", "provider", "secs"
+    );
+    let mut failures = 0;
+    for (file, mode, id, started) in submitted {
+        let job = client
+            .wait_job(&id, Duration::from_secs(180), |_| {})
+            .await?;
+        let outputs = job
+            .outputs
+            .as_ref()
+            .map(|o| short_outputs(o))
+            .unwrap_or_else(|| "-".into());
+        let receipt = if mode == Mode::Proof && job.state == JobState::Finalized {
+            match client.receipt(&id).await {
+                Ok(_) => "verified".to_string(),
+                Err(e) => {
+                    failures += 1;
+                    format!("FAILED: {e}")
+                }
+            }
+        } else if mode == Mode::Optimistic {
+            "(optimistic: no proof)".into()
+        } else {
+            failures += 1;
+            "-".into()
+        };
+        if job.state != JobState::Finalized {
+            failures += 1;
+        }
+        println!(
+            "{:<16} {:<11} {:<10} {:<22} {:>6} {:<13} {:>8.1}  {receipt}",
+            file,
+            mode_name(mode),
+            job.state.to_string(),
+            outputs,
+            job.lock_price,
+            job.fulfiller
+                .map(|a| a.short())
+                .unwrap_or_else(|| "-".into()),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if failures > 0 {
+        bail!("{failures} demo job(s) did not finish as expected");
+    }
+    println!("\nall demo jobs finalized; proof-mode receipts verified locally");
+    Ok(())
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Proof => "proof",
+        Mode::Optimistic => "optimistic",
+    }
+}
+
+fn short_outputs(o: &[u64]) -> String {
+    let shown = format_felts(&o[..o.len().min(2)]);
+    if o.len() > 2 {
+        format!("{shown},…")
+    } else {
+        shown
+    }
+}
+
+#[derive(Args)]
+pub struct NodeCmdArgs {
+    /// Data directory (created if missing); the node resumes from it after a restart.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Genesis file (JSON); default: the devnet genesis.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    listen: SocketAddr,
+    /// The validator's key (name or file).
+    #[arg(long, default_value = "validator")]
+    validator_key: String,
+    #[arg(long, default_value_t = 250)]
+    block_ms: u64,
+}
+
+pub async fn node(args: NodeCmdArgs) -> Result<()> {
+    let genesis: Genesis = match &args.genesis {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read genesis {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("genesis {} is not valid", p.display()))?
+        }
+        None => devnet::genesis(),
+    };
+    let mut config = NodeConfig::new(args.data_dir.clone(), genesis);
+    config.block_interval_ms = args.block_ms;
+    let running =
+        verity_node::start(config, args.listen, resolve_key(&args.validator_key)?).await?;
+    println!(
+        "verity node: API {} (height {})",
+        running.url(),
+        running.node.state().height
+    );
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ProviderArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The provider's key (name or file); it must be staked as a provider.
+    #[arg(long, default_value = "provider")]
+    key: String,
+    /// The least accepted, per million cycles of proof trace.
+    #[arg(long, default_value_t = 100)]
+    price_per_mcycle: u64,
+    /// Most jobs held at once.
+    #[arg(long, default_value_t = 4)]
+    max_queue: usize,
+}
+
+pub async fn provider(args: ProviderArgs) -> Result<()> {
+    let mut cfg = ProviderConfig::new(&args.node.node, resolve_key(&args.key)?);
+    cfg.price_per_mcycle = args.price_per_mcycle;
+    cfg.max_queue = args.max_queue.max(1);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(verity_node::Provider::new(cfg).run(rx));
+    tokio::signal::ctrl_c().await?;
+    let _ = tx.send(true);
+    let _ = worker.await;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------ jobs
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Proof,
+    Optimistic,
+}
+
+#[derive(Args, Clone)]
+pub struct OfferArgs {
+    /// Highest price paid (escrowed at submission).
+    #[arg(long, default_value_t = 1000)]
+    max_price: u64,
+    /// Starting price of the auction (default: a tenth of the max price).
+    #[arg(long)]
+    min_price: Option<u64>,
+    /// Blocks before the price starts to rise.
+    #[arg(long, default_value_t = 0)]
+    ramp_start: u64,
+    /// Blocks over which the price rises from min to max.
+    #[arg(long, default_value_t = 8)]
+    ramp_period: u64,
+    /// Blocks a provider has to lock the job.
+    #[arg(long, default_value_t = 40)]
+    lock_timeout: u64,
+    /// Blocks until the job must be fulfilled.
+    #[arg(long, default_value_t = 400)]
+    timeout: u64,
+    /// Collateral the locking provider puts up (default: the max price).
+    #[arg(long)]
+    collateral: Option<u64>,
+    /// Minimum provider trust score (0–1000).
+    #[arg(long)]
+    min_trust: Option<u32>,
+}
+
+impl Default for OfferArgs {
+    fn default() -> Self {
+        OfferArgs {
+            max_price: 1000,
+            min_price: None,
+            ramp_start: 0,
+            ramp_period: 8,
+            lock_timeout: 40,
+            timeout: 400,
+            collateral: None,
+            min_trust: None,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Submit a job: the program runs locally first (to catch errors and size the cycle cap).
+    Submit(SubmitArgs),
+    /// A job's state, price, provider and (with --timeline) every transition.
+    Status {
+        id: String,
+        #[arg(long)]
+        timeline: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Fetch a job's receipt, verify it, and write it to a file.
+    Receipt {
+        id: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    program: ProgramArgs,
+    #[arg(long, value_enum, default_value = "proof")]
+    mode: ModeArg,
+    #[command(flatten)]
+    offer: OfferArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Follow the job until it ends, printing its timeline and outputs.
+    #[arg(long)]
+    wait: bool,
+}
+
+async fn submit_job(
+    client: &Client,
+    key: &Keypair,
+    args: &ProgramArgs,
+    mode: Mode,
+    offer: &OfferArgs,
+) -> Result<Digest> {
+    let (program, inputs) = load(args)?;
+    let source = std::fs::read_to_string(&args.program)?;
+    // Run locally first: a failing program is caught here, and the cycle cap defaults to
+    // twice what the program needs.
+    let cap = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    let run = verity_vm::execute(&program, &inputs, cap).context("the program fails locally")?;
+    let max_cycles = args.max_cycles.unwrap_or_else(|| {
+        (run.trace_len * 2).clamp(u64::from(verity_vm::MIN_MAX_CYCLES), u64::from(cap)) as u32
+    });
+    let advice_hash = if inputs.advice.is_empty() {
+        None
+    } else {
+        Some(client.put_advice(&inputs.advice).await?)
+    };
+    let req = JobRequest {
+        program: source,
+        stack_inputs: inputs.stack.clone(),
+        advice_hash,
+        mode,
+        offer: Offer {
+            min_price: offer.min_price.unwrap_or(offer.max_price / 10),
+            max_price: offer.max_price,
+            ramp_start: offer.ramp_start,
+            ramp_period: offer.ramp_period,
+            lock_timeout: offer.lock_timeout,
+            timeout: offer.timeout,
+            collateral: offer.collateral.unwrap_or(offer.max_price),
+        },
+        max_cycles,
+        min_trust: offer.min_trust,
+    };
+    req.offer
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
+    let tx = client.send(key, TxBody::SubmitJob(req)).await?;
+    client
+        .wait_tx(&tx, Duration::from_secs(30))
+        .await
+        .context("the ledger refused the job")?;
+    Ok(tx)
+}
+
+fn print_entry(e: &TimelineEntry) {
+    let tx =
+        e.tx.map(|t| format!(" tx {}", t.short()))
+            .unwrap_or_default();
+    println!(
+        "  block {:>6}  {:<10} {}{tx}",
+        e.height,
+        e.state.to_string(),
+        e.note
+    );
+}
+
+pub async fn job(cmd: JobCmd) -> Result<()> {
+    match cmd {
+        JobCmd::Submit(args) => {
+            let client = Client::new(&args.node.node);
+            let key = resolve_key(&args.key.key)?;
+            let mode = match args.mode {
+                ModeArg::Proof => Mode::Proof,
+                ModeArg::Optimistic => Mode::Optimistic,
+            };
+            let id = submit_job(&client, &key, &args.program, mode, &args.offer).await?;
+            println!("job {id}");
+            if args.wait {
+                let job = client
+                    .wait_job(&id, Duration::from_secs(600), print_entry)
+                    .await?;
+                match (&job.outputs, job.state) {
+                    (Some(o), JobState::Finalized) => println!("outputs: {}", format_felts(o)),
+                    _ => bail!("job ended {}", job.state),
+                }
+                if mode == Mode::Proof {
+                    client.receipt(&id).await?;
+                    println!(
+                        "receipt verified locally (get it with `verity job receipt {id} -o FILE`)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        JobCmd::Status { id, timeline, node } => {
+            let client = Client::new(&node.node);
+            let view = client.job(&parse_digest(&id)?).await?;
+            let j = &view.job;
+            println!("job      {}", j.id);
+            println!("state    {}", j.state);
+            println!("program  {}", j.program_hash);
+            println!("mode     {}", mode_name(j.request.mode));
+            println!("client   {}", j.client);
+            println!(
+                "price    {} (auction now {}, max {})",
+                j.lock_price, view.current_price, j.request.offer.max_price
+            );
+            println!(
+                "provider {}",
+                j.locker
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+            println!(
+                "deadlines lock by block {}, deliver by block {}",
+                view.lock_deadline, view.deadline
+            );
+            if let Some(o) = &j.outputs {
+                println!("outputs  {}", format_felts(o));
+            }
+            if let Some(f) = &view.failure {
+                println!("failure  {f}");
+            }
+            if timeline {
+                println!("timeline");
+                for e in &j.timeline {
+                    print_entry(e);
+                }
+            }
+            Ok(())
+        }
+        JobCmd::Receipt { id, output, node } => {
+            let client = Client::new(&node.node);
+            let receipt = client.receipt(&parse_digest(&id)?).await?;
+            std::fs::write(&output, receipt.to_json())
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            println!("receipt verified and written to {}", output.display());
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    client: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn jobs(args: JobsArgs) -> Result<()> {
+    let client = Client::new(&args.node.node);
+    let q = JobQuery {
+        state: args
+            .state
+            .as_deref()
+            .map(|s| s.parse::<JobState>().map_err(anyhow::Error::msg))
+            .transpose()?,
+        client: args.client.as_deref().map(resolve_address).transpose()?,
+        provider: args.provider.as_deref().map(resolve_address).transpose()?,
+        after: None,
+        limit: Some(args.limit),
+    };
+    let page = client.jobs(&q).await?;
+    println!(
+        "{:<14} {:<10} {:<11} {:>8} {:>7} {:<13}",
+        "job", "state", "mode", "submitted", "price", "provider"
+    );
+    for j in &page.jobs {
+        println!(
+            "{:<14} {:<10} {:<11} {:>8} {:>7} {:<13}",
+            j.id.short(),
+            j.state.to_string(),
+            mode_name(j.mode),
+            j.submitted_height,
+            j.lock_price,
+            j.locker.map(|a| a.short()).unwrap_or_else(|| "-".into())
+        );
+    }
+    if page.next.is_some() {
+        println!("(more: raise --limit)");
+    }
+    Ok(())
+}
+
+pub async fn status(node: NodeArgs) -> Result<()> {
+    let client = Client::new(&node.node);
+    let head = client.head().await?;
+    println!("node      {} (reachable)", client.url());
+    println!("chain     {}", head.chain_id);
+    println!("height    {}", head.height);
+    println!(
+        "block time {} ms since epoch (every {} ms)",
+        head.timestamp_ms, head.block_interval_ms
+    );
+    println!("state root {}", head.state_root);
+    println!("mempool   {}", head.mempool);
+    println!("providers online {}", head.providers_online);
+    Ok(())
+}
+
+pub async fn account(who: String, node: NodeArgs) -> Result<()> {
+    let client = Client::new(&node.node);
+    let a = client.account(&resolve_address(&who)?).await?;
+    println!("address  {}", a.address);
+    println!("balance  {}", a.balance);
+    println!("nonce    {} (next {})", a.nonce, a.next_nonce);
+    println!(
+        "stake    provider {} ({} locked), validator {}, unbonding {}",
+        a.stake.provider,
+        a.stake.provider_locked,
+        a.stake.validator,
+        a.stake.unbonding.iter().map(|u| u.amount).sum::<u64>()
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Create a new random key in $VERITY_HOME/keys.
+    New { name: String },
+    /// List keys in $VERITY_HOME/keys, and the devnet accounts.
+    List,
+}
+
+pub fn keys(cmd: KeysCmd) -> Result<()> {
+    let dir = verity_home().join("keys");
+    match cmd {
+        KeysCmd::New { name } => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("key names use letters, digits, - and _");
+            }
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{name}.key"));
+            if path.exists() {
+                bail!("{} already exists", path.display());
+            }
+            let key = Keypair::generate();
+            std::fs::write(&path, hex::encode(key.seed()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            println!("{name} {} ({})", key.address(), path.display());
+        }
+        KeysCmd::List => {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                let mut names: Vec<_> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "key"))
+                    .collect();
+                names.sort();
+                for p in names {
+                    let k = read_key_file(&p)?;
+                    println!(
+                        "{:<12} {}",
+                        p.file_stem().unwrap_or_default().to_string_lossy(),
+                        k.address()
+                    );
+                }
+            }
+            for name in devnet::DEV_ACCOUNTS {
+                println!("{name:<12} {} (devnet)", devnet::dev_key(name).address());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Provider,
+    Validator,
+}
+
+#[derive(Args)]
+pub struct StakeArgs {
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    #[arg(long)]
+    amount: u64,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn stake(args: StakeArgs, unstake: bool) -> Result<()> {
+    let role = match args.role {
+        RoleArg::Provider => Role::Provider,
+        RoleArg::Validator => Role::Validator,
+    };
+    let body = if unstake {
+        TxBody::Unstake {
+            role,
+            amount: args.amount,
+        }
+    } else {
+        TxBody::Stake {
+            role,
+            amount: args.amount,
+        }
+    };
+    send_and_wait(&args.node, &args.key, body).await
+}
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Recipient address or key name.
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    amount: u64,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn transfer(args: TransferArgs) -> Result<()> {
+    let to = resolve_address(&args.to)?;
+    send_and_wait(
+        &args.node,
+        &args.key,
+        TxBody::Transfer {
+            to,
+            amount: args.amount,
+        },
+    )
+    .await
+}
+
+async fn send_and_wait(node: &NodeArgs, key: &KeyArgs, body: TxBody) -> Result<()> {
+    let client = Client::new(&node.node);
+    let key = resolve_key(&key.key)?;
+    let tx = client.send(&key, body).await?;
+    let h = client.wait_tx(&tx, Duration::from_secs(30)).await?;
+    println!("transaction {} included at height {h}", tx.short());
+    Ok(())
+}
