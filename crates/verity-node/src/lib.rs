@@ -49,7 +49,15 @@ impl RunningNode {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
-            let _ = t.await;
+            // Long-lived connections (event streams) would hold a graceful shutdown open
+            // forever: give tasks a moment to finish, then stop them.
+            let abort = t.abort_handle();
+            if tokio::time::timeout(std::time::Duration::from_secs(2), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }

@@ -291,3 +291,36 @@ async fn bad_requests_get_clear_4xx_errors() {
     assert!(Client::new(&url).head().await.is_ok());
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_events_stream_as_server_sent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let mut stream = reqwest::Client::new()
+        .get(format!("{}/v1/events", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let client = Client::new(&node.url());
+    let id = submit(&client, fib_job(3, Mode::Proof, 5, 10)).await;
+    // Read until both the submission and the expiry of this job have streamed by.
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(seen.contains("\"submitted\"") && seen.contains("\"expired\"")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events seen so far: {seen}"
+        );
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: job"));
+    assert!(seen.contains(&id.to_string()));
+    drop(stream);
+    node.stop().await;
+}

@@ -454,11 +454,24 @@ fn print_entry(e: &TimelineEntry) {
         e.tx.map(|t| format!(" tx {}", t.short()))
             .unwrap_or_default();
     println!(
-        "  block {:>6}  {:<10} {}{tx}",
+        "  block {:>6}  {}  {:<10} {}{tx}",
         e.height,
+        utc_time(e.timestamp_ms),
         e.state.to_string(),
         e.note
     );
+}
+
+/// `HH:MM:SS.mmm` UTC of a block timestamp (the block's time, not this machine's).
+fn utc_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+        ms % 1000
+    )
 }
 
 pub async fn job(cmd: JobCmd) -> Result<()> {
