@@ -311,14 +311,8 @@ impl Ctx<'_> {
         let locker = job.locker.expect("locked job has a locker");
         let collateral = job.request.offer.collateral;
         let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
-        let stake = self.state.stakes.entry(locker).or_default();
-        stake.provider_locked -= collateral;
-        stake.provider -= collateral;
-        let burn = collateral / 2;
-        let to_client = collateral - burn;
-        self.state.burned += burn;
+        let (burn, to_client) = self.slash_half(locker, collateral);
         self.credit(client, refund + to_client);
-        self.stats(locker).slashed += 1;
         self.record(
             job_id,
             JobState::Slashed,
@@ -357,6 +351,24 @@ impl Ctx<'_> {
             ),
         );
         self.finish(job_id);
+    }
+
+    /// Takes `amount` of locked provider stake away from `who` (it leaves the stake entirely;
+    /// the caller says where it goes).
+    fn forfeit(&mut self, who: Address, amount: u64) {
+        let stake = self.state.stakes.entry(who).or_default();
+        stake.provider_locked -= amount;
+        stake.provider -= amount;
+    }
+
+    /// Slashes a locker's collateral: half is burned, the other half is returned for the
+    /// caller to credit (to the rescuer, or else the client). Returns `(burned, remainder)`.
+    fn slash_half(&mut self, locker: Address, collateral: u64) -> (u64, u64) {
+        self.forfeit(locker, collateral);
+        let burn = collateral / 2;
+        self.state.burned += burn;
+        self.stats(locker).slashed += 1;
+        (burn, collateral - burn)
     }
 
     /// Writes the provenance record of a job that reached a terminal state.
@@ -728,13 +740,8 @@ impl Ctx<'_> {
         let latency = h - job.locked_height.expect("locked job has a lock height");
         if rescue {
             // The locker sat on the job: half its collateral burned, half to the rescuer.
-            let stake = self.state.stakes.entry(locker).or_default();
-            stake.provider_locked -= collateral;
-            stake.provider -= collateral;
-            let burn = collateral / 2;
-            self.state.burned += burn;
-            self.credit(who, collateral - burn);
-            self.stats(locker).slashed += 1;
+            let (_, to_rescuer) = self.slash_half(locker, collateral);
+            self.credit(who, to_rescuer);
             self.stats(who).rescued += 1;
         } else {
             self.stats(who).fulfilled += 1;
@@ -834,9 +841,7 @@ impl Ctx<'_> {
         let client = job.client;
         job.outputs = Some(outputs.to_vec());
         job.proof_hash = Some(Digest::blake3(proof));
-        let stake = self.state.stakes.entry(fulfiller).or_default();
-        stake.provider_locked -= bond;
-        stake.provider -= bond;
+        self.forfeit(fulfiller, bond);
         self.credit(challenger, bond);
         self.credit(client, refund);
         self.stats(fulfiller).overturned += 1;
