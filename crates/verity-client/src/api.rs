@@ -41,6 +41,30 @@ pub struct Head {
     pub mempool: usize,
     pub providers_online: usize,
     pub block_interval_ms: u64,
+    /// Present when the node is a validator of a BFT network (absent for a single producer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<ConsensusView>,
+}
+
+/// Consensus progress as one validator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsensusView {
+    /// Validators in the set.
+    pub validators: usize,
+    /// Validators whose votes this node saw in the last 20 views (itself included).
+    pub validators_seen: usize,
+    /// Newest block this node has finalized and applied (equals `height`).
+    pub finalized_height: u64,
+    /// View of the newest finalization, and the newest view votes were seen for.
+    pub finalized_view: u64,
+    pub current_view: u64,
+    /// When this node applied its newest finalized block (its clock, ms since the epoch).
+    pub last_finalized_ms: u64,
+    pub blocks_proposed: u64,
+    pub blocks_rejected: u64,
+    pub nullified_views: u64,
+    /// Equivocation evidence consensus reported.
+    pub faults_seen: u64,
 }
 
 /// `GET /v1/jobs/{id}`: the job with its full timeline, plus derived figures.

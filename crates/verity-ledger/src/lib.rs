@@ -9,10 +9,12 @@
 //! `Slashed` and `Overturned` as the other terminal states; see `docs/ARCHITECTURE.md`.
 
 mod apply;
+mod block;
 mod error;
 mod state;
 
 pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
+pub use block::{Block, genesis_block_id};
 pub use error::{BlockError, TxError};
 pub use state::{
     Account, Genesis, GenesisAccount, GenesisStake, Job, JobState, Params, Provenance,

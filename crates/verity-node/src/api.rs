@@ -18,8 +18,8 @@ use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_client::{
-    AccountView, AdviceStored, ErrorBody, Head, Heartbeat, JobPage, JobSummary, JobView,
-    ProvenanceView, ProviderView, SubmitTx, Submitted, TxStatus, advice_request_message,
+    AccountView, AdviceStored, ConsensusView, ErrorBody, Head, Heartbeat, JobPage, JobSummary,
+    JobView, ProvenanceView, ProviderView, SubmitTx, Submitted, TxStatus, advice_request_message,
     heartbeat_message,
 };
 use verity_ledger::{Job, JobState};
@@ -101,6 +101,18 @@ async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
         mempool: node.mempool_len(),
         providers_online: node.providers_online(online_window(&node)),
         block_interval_ms: node.config.block_interval_ms,
+        consensus: node.consensus_status().map(|c| ConsensusView {
+            validators: c.validators,
+            validators_seen: c.validators_seen,
+            finalized_height: c.finalized_height.max(s.height),
+            finalized_view: c.finalized_view,
+            current_view: c.current_view,
+            last_finalized_ms: c.last_finalized_ms,
+            blocks_proposed: c.blocks_proposed,
+            blocks_rejected: c.blocks_rejected,
+            nullified_views: c.nullified_views,
+            faults_seen: c.faults_seen,
+        }),
     }))
 }
 

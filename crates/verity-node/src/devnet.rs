@@ -49,3 +49,30 @@ pub fn genesis() -> Genesis {
         ],
     }
 }
+
+/// The dev key name of validator `i` of a multi-validator devnet (`validator`, `validator2`, …).
+pub fn validator_name(i: usize) -> String {
+    if i == 0 {
+        "validator".into()
+    } else {
+        format!("validator{}", i + 1)
+    }
+}
+
+/// The devnet genesis with `n` equally staked validators (the first is the usual `validator`).
+pub fn genesis_with_validators(n: usize) -> Genesis {
+    let mut g = genesis();
+    for i in 1..n {
+        let key = dev_key(&validator_name(i));
+        g.accounts.push(GenesisAccount {
+            address: key.address(),
+            balance: 1_000_000_000,
+        });
+        g.stakes.push(GenesisStake {
+            address: key.address(),
+            role: Role::Validator,
+            amount: 1_000_000,
+        });
+    }
+    g
+}

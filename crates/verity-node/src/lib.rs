@@ -28,6 +28,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    consensus: Option<verity_consensus::RunningValidator>,
 }
 
 impl RunningNode {
@@ -46,7 +47,11 @@ impl RunningNode {
         self.tasks.push(tokio::spawn(Provider::new(cfg).run(rx)));
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
+        if let Some(consensus) = self.consensus.take() {
+            // Joins the consensus threads: not on the async executor.
+            let _ = tokio::task::spawn_blocking(move || consensus.stop()).await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             // Long-lived connections (event streams) would hold a graceful shutdown open
@@ -62,13 +67,82 @@ impl RunningNode {
     }
 }
 
-/// Opens the node, binds the API on `listen`, and starts producing blocks with `validator`.
+/// Opens the node, binds the API on `listen`, and starts producing blocks with `validator`
+/// (a single-producer network: the devnet, or a one-validator chain).
 pub async fn start(
     config: NodeConfig,
     listen: SocketAddr,
     validator: Keypair,
 ) -> anyhow::Result<RunningNode> {
     let node = Node::open(config)?;
+    let mut running = serve(node.clone(), listen).await?;
+    let rx = running.shutdown.subscribe();
+    running.tasks.push(tokio::spawn(run_producer(
+        node,
+        SoloProducer::new(validator),
+        rx,
+    )));
+    Ok(running)
+}
+
+/// Opens the node, binds the API on `listen`, and joins a BFT network as validator `key`:
+/// the validator set is the genesis validators, reached at the addresses in `network`.
+pub async fn start_validator(
+    config: NodeConfig,
+    listen: SocketAddr,
+    key: Keypair,
+    network: verity_consensus::NetworkConfig,
+) -> anyhow::Result<RunningNode> {
+    let validators = genesis_validators(&config.genesis);
+    anyhow::ensure!(
+        validators.contains(&key.address()),
+        "{} is not a validator in the genesis (validators: {})",
+        key.address(),
+        validators
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for v in &validators {
+        anyhow::ensure!(
+            network.peers.iter().any(|(a, _)| a == v),
+            "the peers file has no address for genesis validator {v}"
+        );
+    }
+    let chain_id = config.genesis.chain_id.clone();
+    let block_interval = std::time::Duration::from_millis(config.block_interval_ms);
+    let node = Node::open(config)?;
+    let mut running = serve(node.clone(), listen).await?;
+    let app = verity_consensus::AppConfig {
+        key,
+        block_interval,
+        verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        fault: None,
+    };
+    let cfg = verity_consensus::ValidatorConfig::new(app, validators, &chain_id);
+    let chain = node.clone();
+    let validator =
+        tokio::task::spawn_blocking(move || verity_consensus::spawn(chain, cfg, network))
+            .await?
+            .map_err(|e| anyhow::anyhow!("cannot start consensus: {e}"))?;
+    node.attach_consensus(validator.status.clone(), validator.gossip());
+    running.consensus = Some(validator);
+    Ok(running)
+}
+
+/// The validator set: every genesis account staked as a validator.
+pub fn genesis_validators(genesis: &verity_ledger::Genesis) -> Vec<verity_types::Address> {
+    let set: std::collections::BTreeSet<_> = genesis
+        .stakes
+        .iter()
+        .filter(|s| s.role == verity_types::Role::Validator && s.amount > 0)
+        .map(|s| s.address)
+        .collect();
+    set.into_iter().collect()
+}
+
+async fn serve(node: Arc<Node>, listen: SocketAddr) -> anyhow::Result<RunningNode> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -85,15 +159,11 @@ pub async fn start(
             tracing::error!("API server failed: {e}");
         }
     }));
-    tasks.push(tokio::spawn(run_producer(
-        node.clone(),
-        SoloProducer::new(validator),
-        rx,
-    )));
     Ok(RunningNode {
         node,
         addr,
         shutdown,
         tasks,
+        consensus: None,
     })
 }

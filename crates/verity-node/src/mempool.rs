@@ -2,7 +2,7 @@
 //! bounded queue in arrival order (which is nonce order per account: only the next nonce is
 //! admitted).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use verity_ledger::State;
 use verity_types::{Address, Digest, SignedTx, TxBody};
@@ -104,6 +104,29 @@ impl Mempool {
         *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
         self.queue.push_back((id, tx));
         Ok(id)
+    }
+
+    /// Up to `max` transactions, oldest first, left in the pool (under consensus a proposal
+    /// may not be finalized, so nothing leaves until a block including it is committed).
+    pub fn peek(&self, max: usize) -> Vec<SignedTx> {
+        self.queue
+            .iter()
+            .take(max)
+            .map(|(_, tx)| tx.clone())
+            .collect()
+    }
+
+    /// After a block: drops the transactions it included, the ones in `dropped`, and any whose
+    /// nonce the state has moved past.
+    pub fn prune(&mut self, state: &State, included: &BTreeSet<Digest>) {
+        self.queue.retain(|(id, tx)| {
+            !included.contains(id)
+                && tx.tx.nonce >= state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce)
+        });
+        self.pending_per_signer.clear();
+        for (_, tx) in &self.queue {
+            *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
+        }
     }
 
     /// Removes and returns up to `max` transactions, oldest first.

@@ -1,13 +1,14 @@
 //! The node core: the current state, the mempool, storage and the event stream, and
 //! `commit`, the one door through which blocks enter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 use tracing::{info, warn};
-use verity_ledger::{BlockHeader, BlockOutcome, Event, Genesis, State};
+use verity_consensus::{ConsensusStatus, Gossip, StatusHandle};
+use verity_ledger::{Block, BlockOutcome, Event, Genesis, State, genesis_block_id};
 use verity_types::{Address, Digest, SignedTx, TxBody};
 
 use crate::mempool::{AdmitError, Mempool};
@@ -38,7 +39,13 @@ impl NodeConfig {
 pub struct Node {
     pub config: NodeConfig,
     storage: Storage,
-    state: RwLock<Arc<State>>,
+    /// The state after the last committed block, and that block's id (one lock: they change
+    /// together).
+    head: RwLock<(Arc<State>, Digest)>,
+    genesis_id: Digest,
+    /// Set when consensus runs: sends admitted transactions to the other validators.
+    gossip: OnceLock<Gossip>,
+    consensus: OnceLock<StatusHandle>,
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
@@ -58,6 +65,9 @@ impl Node {
     /// genesis on first run.
     pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Node>> {
         let storage = Storage::open(&config.data_dir)?;
+        let genesis_state = State::from_genesis(&config.genesis)
+            .map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
+        let genesis_id = genesis_block_id(&genesis_state);
         let state = match storage.load_state()? {
             Some(state) => {
                 if state.chain_id != config.genesis.chain_id {
@@ -74,15 +84,21 @@ impl Node {
                 );
                 state
             }
-            None => State::from_genesis(&config.genesis)
-                .map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?,
+            None => genesis_state,
+        };
+        let tip_id = match storage.block(state.height)? {
+            Some(block) => block.to_block().id(),
+            None => genesis_id,
         };
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new(Node {
             mempool: Mutex::new(Mempool::new(config.mempool_limit, config.max_tx_bytes)),
             config,
             storage,
-            state: RwLock::new(Arc::new(state)),
+            head: RwLock::new((Arc::new(state), tip_id)),
+            genesis_id,
+            gossip: OnceLock::new(),
+            consensus: OnceLock::new(),
             events,
             heartbeats: Mutex::new(BTreeMap::new()),
             inflight: Mutex::new(Default::default()),
@@ -91,7 +107,28 @@ impl Node {
 
     /// A snapshot of the current state (cheap: shared, immutable).
     pub fn state(&self) -> Arc<State> {
-        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.head
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The id of the last committed block.
+    pub fn tip_id(&self) -> Digest {
+        self.head.read().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Connects the node to a running consensus engine: admitted transactions are gossiped to
+    /// the other validators, and `status` feeds the API.
+    pub fn attach_consensus(&self, status: StatusHandle, gossip: Gossip) {
+        let _ = self.consensus.set(status);
+        let _ = self.gossip.set(gossip);
+    }
+
+    /// Consensus progress, when this node is a validator of a multi-validator network.
+    pub fn consensus_status(&self) -> Option<ConsensusStatus> {
+        self.consensus.get().map(StatusHandle::get)
     }
 
     pub fn storage(&self) -> &Storage {
@@ -104,7 +141,11 @@ impl Node {
 
     pub fn submit(&self, tx: SignedTx) -> Result<Digest, AdmitError> {
         let state = self.state();
-        lock(&self.mempool).admit(tx, &state)
+        let id = lock(&self.mempool).admit(tx.clone(), &state)?;
+        if let Some(gossip) = self.gossip.get() {
+            gossip(&tx);
+        }
+        Ok(id)
     }
 
     pub fn mempool_len(&self) -> usize {
@@ -149,19 +190,21 @@ impl Node {
     /// Applies an ordered block and makes it durable before anyone can see it. This is the seam
     /// between ordering (a block producer, later consensus) and execution (the ledger).
     /// CPU-heavy (it verifies proofs): call it from a blocking thread.
-    pub fn commit(&self, header: BlockHeader, txs: Vec<SignedTx>) -> anyhow::Result<BlockOutcome> {
-        let result = self.commit_inner(header, txs);
+    pub fn commit(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
+        let result = self.commit_inner(block);
         // Only now, with the block durable and the state swapped (or the block abandoned), do
         // its transactions stop counting as pending.
         lock(&self.inflight).clear();
         result
     }
 
-    fn commit_inner(
-        &self,
-        header: BlockHeader,
-        txs: Vec<SignedTx>,
-    ) -> anyhow::Result<BlockOutcome> {
+    fn commit_inner(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
+        let (header, txs) = (block.header.clone(), block.txs.clone());
+        anyhow::ensure!(
+            block.parent_id == self.tip_id(),
+            "block {} does not extend the committed tip",
+            header.height
+        );
         let mut next = (*self.state()).clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let outcome = verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)?;
@@ -190,18 +233,76 @@ impl Node {
                 },
             ));
         }
+        let id = block.id();
+        let included: BTreeSet<Digest> = block.txs.iter().map(SignedTx::id).collect();
         let block = StoredBlock {
+            parent_id: block.parent_id,
             header: header.clone(),
             txs,
             state_root: outcome.state_root,
         };
         self.storage
             .commit_block(&block, &next, &outcomes, &blobs)?;
-        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        let next = Arc::new(next);
+        lock(&self.mempool).prune(&next, &included);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id);
         for event in &outcome.events {
             info!(height = event.height, job = %event.job_id.short(), state = %event.state, "{}", event.note);
             let _ = self.events.send(event.clone());
         }
         Ok(outcome)
+    }
+}
+
+/// The node as consensus sees it: the committed chain in its database, and its mempool.
+impl verity_consensus::Chain for Node {
+    fn genesis_id(&self) -> Digest {
+        self.genesis_id
+    }
+
+    fn tip(&self) -> verity_consensus::Tip {
+        let (state, id) = self.head.read().unwrap_or_else(|e| e.into_inner()).clone();
+        verity_consensus::Tip {
+            height: state.height,
+            id,
+            state,
+        }
+    }
+
+    fn commit(&self, block: &Block) -> anyhow::Result<()> {
+        Node::commit(self, block).map(|_| ())
+    }
+
+    fn block_by_id(&self, id: &Digest) -> Option<Block> {
+        let height = self.storage.height_of(id).ok()??;
+        self.block_at(height)
+    }
+
+    fn block_at(&self, height: u64) -> Option<Block> {
+        Some(self.storage.block(height).ok()??.to_block())
+    }
+
+    fn candidates(&self, max: usize) -> Vec<SignedTx> {
+        lock(&self.mempool).peek(max)
+    }
+
+    fn admit(&self, tx: SignedTx) {
+        let state = self.state();
+        // Gossip is best effort: a copy we already hold, or one that arrives out of nonce
+        // order, is simply not taken (the node that admitted it still proposes it).
+        let _ = lock(&self.mempool).admit(tx, &state);
+    }
+
+    fn discard(&self, tx: &SignedTx, reason: &str) {
+        let id = tx.id();
+        let state = self.state();
+        lock(&self.mempool).prune(&state, &BTreeSet::from([id]));
+        let outcome = TxOutcome {
+            height: state.height + 1,
+            error: Some(reason.to_string()),
+        };
+        if let Err(e) = self.storage.put_tx_outcome(&id, &outcome) {
+            warn!("cannot record a dropped transaction: {e:#}");
+        }
     }
 }

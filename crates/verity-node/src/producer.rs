@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::error;
-use verity_ledger::{BlockHeader, State};
+use verity_ledger::{Block, BlockHeader, State};
 use verity_types::{Keypair, SignedTx};
 
 use crate::node::Node;
@@ -64,8 +64,13 @@ pub async fn run_producer(
         let max = n.state().params.max_block_txs as usize;
         let candidates = n.take_txs(max);
         let (header, txs) = producer.propose(&n.state(), candidates);
+        let block = Block {
+            parent_id: n.tip_id(),
+            header,
+            txs,
+        };
         // Applying verifies proofs: keep it off the async executor.
-        let result = tokio::task::spawn_blocking(move || n.commit(header, txs)).await;
+        let result = tokio::task::spawn_blocking(move || n.commit(&block)).await;
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => error!("block production failed: {e:#}"),

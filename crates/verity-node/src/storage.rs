@@ -7,22 +7,35 @@
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
-use verity_ledger::{BlockHeader, State};
+use verity_ledger::{Block, BlockHeader, State};
 use verity_types::{Digest, SignedTx};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_outcomes");
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
 
 const STATE_KEY: &str = "state";
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct StoredBlock {
+    /// The id of the block this one extends (see [`verity_ledger::Block`]).
+    pub parent_id: Digest,
     pub header: BlockHeader,
     pub txs: Vec<SignedTx>,
     pub state_root: Digest,
+}
+
+impl StoredBlock {
+    pub fn to_block(&self) -> Block {
+        Block {
+            parent_id: self.parent_id,
+            header: self.header.clone(),
+            txs: self.txs.clone(),
+        }
+    }
 }
 
 /// A transaction's fate: the block it was in, and the ledger's reason if it was rejected.
@@ -51,6 +64,7 @@ impl Storage {
             tx.open_table(META).map_err(err)?;
             tx.open_table(TXS).map_err(err)?;
             tx.open_table(BLOBS).map_err(err)?;
+            tx.open_table(BLOCK_IDS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(Storage { db })
@@ -83,6 +97,10 @@ impl Storage {
                     block.header.height,
                     borsh::to_vec(block).map_err(err)?.as_slice(),
                 )
+                .map_err(err)?;
+            tx.open_table(BLOCK_IDS)
+                .map_err(err)?
+                .insert(&block.to_block().id().0, block.header.height)
                 .map_err(err)?;
             let mut meta = tx.open_table(META).map_err(err)?;
             meta.insert(STATE_KEY, state.to_bytes().as_slice())
@@ -122,6 +140,23 @@ impl Storage {
             Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
             None => Ok(None),
         }
+    }
+
+    /// Records why a transaction left the pool without being included.
+    pub fn put_tx_outcome(&self, id: &Digest, outcome: &TxOutcome) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(TXS)
+            .map_err(err)?
+            .insert(&id.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The height of a committed block, by id.
+    pub fn height_of(&self, id: &Digest) -> anyhow::Result<Option<u64>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(BLOCK_IDS).map_err(err)?;
+        Ok(table.get(&id.0).map_err(err)?.map(|v| v.value()))
     }
 
     pub fn block(&self, height: u64) -> anyhow::Result<Option<StoredBlock>> {

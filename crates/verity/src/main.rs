@@ -30,8 +30,9 @@ enum Command {
     Verify(proof_cmds::VerifyArgs),
     /// Run a whole network on this machine: a validator, a provider and funded dev keys.
     Devnet(net_cmds::DevnetArgs),
-    /// Run a node (validator producing blocks) with a persistent data directory.
-    Node(net_cmds::NodeCmdArgs),
+    /// Set up and run a validator node: `node init` makes its key, `node run` runs it.
+    #[command(subcommand)]
+    Node(net_cmds::NodeCmd),
     /// Run a provider worker against a node: lock, prove and fulfil jobs.
     Provider(net_cmds::ProviderArgs),
     /// Submit jobs and inspect them.
@@ -113,7 +114,7 @@ fn network(command: Command) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Devnet(args) => net_cmds::devnet(args).await,
-            Command::Node(args) => net_cmds::node(args).await,
+            Command::Node(cmd) => net_cmds::node(cmd).await,
             Command::Provider(args) => net_cmds::provider(args).await,
             Command::Job(cmd) => net_cmds::job(cmd).await,
             Command::Jobs(args) => net_cmds::jobs(args).await,

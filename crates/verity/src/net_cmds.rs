@@ -96,6 +96,11 @@ pub struct DevnetArgs {
     /// Submit the bundled examples in both modes, print a table of results, and exit.
     #[arg(long)]
     demo: bool,
+    /// Validators. 1: a single block producer. More: that many validator nodes on loopback
+    /// running BFT consensus (simplex) over authenticated p2p, each with its own data
+    /// directory, API port (--listen, +1, +2, ...) and p2p port.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    validators: u16,
 }
 
 pub async fn devnet(args: DevnetArgs) -> Result<()> {
@@ -106,9 +111,18 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
             (t.clone(), Some(TempDir(t)))
         }
     };
-    let mut config = NodeConfig::new(dir.clone(), devnet::genesis());
-    config.block_interval_ms = args.block_ms;
-    let mut running = verity_node::start(config, args.listen, devnet::dev_key("validator")).await?;
+    let n = args.validators as usize;
+    let mut others = Vec::new();
+    let mut running = if n == 1 {
+        let mut config = NodeConfig::new(dir.clone(), devnet::genesis());
+        config.block_interval_ms = args.block_ms;
+        verity_node::start(config, args.listen, devnet::dev_key("validator")).await?
+    } else {
+        let mut nodes = start_bft_devnet(&dir, n, args.listen, args.block_ms).await?;
+        let first = nodes.remove(0);
+        others = nodes;
+        first
+    };
     let url = running.url();
     let mut provider = ProviderConfig::new(&url, devnet::dev_key("provider"));
     provider.price_per_mcycle = 100;
@@ -122,15 +136,103 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
     for name in devnet::DEV_ACCOUNTS {
         println!("  {name:<10} {}", devnet::dev_key(name).address());
     }
-    if args.demo {
-        let result = demo(&url).await;
-        running.stop().await;
-        return result;
+    if n > 1 {
+        println!("validators (BFT, simplex over authenticated p2p):");
+        for (i, r) in std::iter::once(&running).chain(others.iter()).enumerate() {
+            println!(
+                "  {:<11} {}  API {}",
+                devnet::validator_name(i),
+                devnet::dev_key(&devnet::validator_name(i))
+                    .address()
+                    .short(),
+                r.url()
+            );
+        }
     }
-    println!("press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
+    let result = if args.demo {
+        let result = demo(&url).await;
+        if result.is_ok() && n > 1 {
+            print_agreement(std::iter::once(&running).chain(others.iter())).await;
+        }
+        result
+    } else {
+        println!("press Ctrl-C to stop");
+        tokio::signal::ctrl_c().await.map_err(Into::into)
+    };
+    for r in others {
+        r.stop().await;
+    }
     running.stop().await;
-    Ok(())
+    result
+}
+
+/// Starts `n` validator nodes on loopback: node `i` serves its API on `listen` + i.
+async fn start_bft_devnet(
+    dir: &Path,
+    n: usize,
+    listen: SocketAddr,
+    block_ms: u64,
+) -> Result<Vec<verity_node::RunningNode>> {
+    let genesis = devnet::genesis_with_validators(n);
+    let mut peers = Vec::new();
+    for i in 0..n {
+        // Ask the OS for a free port for each validator's p2p listener.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        peers.push((
+            devnet::dev_key(&devnet::validator_name(i)).address(),
+            probe.local_addr()?,
+        ));
+    }
+    let mut nodes = Vec::new();
+    for (i, (_, p2p)) in peers.iter().enumerate() {
+        let mut config = NodeConfig::new(dir.join(format!("v{i}")), genesis.clone());
+        config.block_interval_ms = block_ms;
+        let api = SocketAddr::new(
+            listen.ip(),
+            if listen.port() == 0 {
+                0
+            } else {
+                listen.port() + i as u16
+            },
+        );
+        let network = verity_consensus::NetworkConfig {
+            listen: *p2p,
+            peers: peers.clone(),
+            storage_dir: dir.join(format!("v{i}")).join("consensus"),
+            worker_threads: 1,
+        };
+        let key = devnet::dev_key(&devnet::validator_name(i));
+        nodes.push(verity_node::start_validator(config, api, key, network).await?);
+    }
+    Ok(nodes)
+}
+
+/// After the demo: every validator's view of the chain, to show they agree.
+async fn print_agreement<'a>(nodes: impl Iterator<Item = &'a verity_node::RunningNode>) {
+    let nodes: Vec<_> = nodes.collect();
+    let target = nodes
+        .iter()
+        .map(|r| r.node.state().height)
+        .max()
+        .unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while nodes.iter().any(|r| r.node.state().height < target)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!("validators at height {target}:");
+    for (i, r) in nodes.iter().enumerate() {
+        let root = r
+            .node
+            .storage()
+            .block(target)
+            .ok()
+            .flatten()
+            .map(|b| b.to_block().id().short())
+            .unwrap_or_else(|| "(behind)".into());
+        println!("  {:<11} block {root}", devnet::validator_name(i));
+    }
 }
 
 struct TempDir(PathBuf);
@@ -242,41 +344,196 @@ fn short_outputs(o: &[u64]) -> String {
     }
 }
 
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Create a validator's directory and key; prints its line for the peers file.
+    Init(NodeInitArgs),
+    /// Run a node. With `--peers`, it is one validator of a BFT network; without, it
+    /// produces every block itself (a one-validator chain).
+    Run(NodeCmdArgs),
+}
+
+#[derive(Args)]
+pub struct NodeInitArgs {
+    /// Directory for the node's key, database and consensus journal.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The address other validators reach this one on (p2p, TCP).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    p2p: SocketAddr,
+}
+
 #[derive(Args)]
 pub struct NodeCmdArgs {
     /// Data directory (created if missing); the node resumes from it after a restart.
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[arg(long, visible_alias = "data-dir")]
+    dir: PathBuf,
     /// Genesis file (JSON); default: the devnet genesis.
     #[arg(long)]
     genesis: Option<PathBuf>,
+    /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:8545")]
     listen: SocketAddr,
-    /// The validator's key (name or file).
-    #[arg(long, default_value = "validator")]
-    validator_key: String,
+    /// The validator's key (name or file); default: `validator.key` in the directory if
+    /// `node init` made one, else the devnet validator.
+    #[arg(long, visible_alias = "validator-key")]
+    key: Option<String>,
+    /// Peers file (TOML): every genesis validator's address and p2p address. Makes this
+    /// node one validator of a BFT network.
+    #[arg(long)]
+    peers: Option<PathBuf>,
+    /// p2p listen address (default: this validator's entry in the peers file).
+    #[arg(long)]
+    p2p: Option<SocketAddr>,
+    /// Minimum milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
     block_ms: u64,
 }
 
-pub async fn node(args: NodeCmdArgs) -> Result<()> {
-    let genesis: Genesis = match &args.genesis {
+/// `peers.toml`: `[[validator]]` tables with `address` and `p2p`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeersFile {
+    validator: Vec<PeerEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerEntry {
+    address: String,
+    p2p: SocketAddr,
+}
+
+fn read_peers(path: &Path) -> Result<Vec<(Address, SocketAddr)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read peers file {}", path.display()))?;
+    let file: PeersFile = toml::from_str(&text)
+        .with_context(|| format!("peers file {} is not valid", path.display()))?;
+    let mut peers = Vec::new();
+    for (i, p) in file.validator.into_iter().enumerate() {
+        let address: Address = p.address.parse().map_err(|e| {
+            anyhow::anyhow!(
+                "peers file {}: validator {} has a bad address: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        peers.push((address, p.p2p));
+    }
+    if peers.is_empty() {
+        bail!("peers file {} lists no validators", path.display());
+    }
+    Ok(peers)
+}
+
+fn peer_line(address: &Address, p2p: &SocketAddr) -> String {
+    format!("[[validator]]\naddress = \"{address}\"\np2p = \"{p2p}\"\n")
+}
+
+pub async fn node(cmd: NodeCmd) -> Result<()> {
+    match cmd {
+        NodeCmd::Init(args) => node_init(args),
+        NodeCmd::Run(args) => node_run(args).await,
+    }
+}
+
+fn node_init(args: NodeInitArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let key_path = args.dir.join("validator.key");
+    if key_path.exists() {
+        bail!(
+            "{} already exists: this directory is initialised (delete it to start over)",
+            key_path.display()
+        );
+    }
+    let key = Keypair::generate();
+    write_secret(&key_path, &hex::encode(key.seed()))?;
+    let line = peer_line(&key.address(), &args.p2p);
+    std::fs::write(args.dir.join("peer.toml"), &line)
+        .with_context(|| format!("cannot write {}", args.dir.join("peer.toml").display()))?;
+    println!("validator {}", key.address());
+    println!("key       {}", key_path.display());
+    println!(
+        "add to the network's peers file (also in {}):",
+        args.dir.join("peer.toml").display()
+    );
+    print!("{line}");
+    println!("and give the address a validator stake in the genesis.");
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn read_genesis(path: Option<&Path>) -> Result<Genesis> {
+    match path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("cannot read genesis {}", p.display()))?;
             serde_json::from_str(&text)
-                .with_context(|| format!("genesis {} is not valid", p.display()))?
+                .with_context(|| format!("genesis {} is not valid", p.display()))
         }
-        None => devnet::genesis(),
+        None => Ok(devnet::genesis()),
+    }
+}
+
+async fn node_run(args: NodeCmdArgs) -> Result<()> {
+    let genesis = read_genesis(args.genesis.as_deref())?;
+    let key = match &args.key {
+        Some(k) => resolve_key(k)?,
+        None if args.dir.join("validator.key").is_file() => {
+            read_key_file(&args.dir.join("validator.key"))?
+        }
+        None => devnet::dev_key("validator"),
     };
-    let mut config = NodeConfig::new(args.data_dir.clone(), genesis);
+    let mut config = NodeConfig::new(args.dir.clone(), genesis);
     config.block_interval_ms = args.block_ms;
-    let running =
-        verity_node::start(config, args.listen, resolve_key(&args.validator_key)?).await?;
+    let running = match &args.peers {
+        None => verity_node::start(config, args.listen, key).await?,
+        Some(peers_path) => {
+            let peers = read_peers(peers_path)?;
+            let listen = match args.p2p {
+                Some(a) => a,
+                None => peers
+                    .iter()
+                    .find(|(a, _)| *a == key.address())
+                    .map(|(_, p)| *p)
+                    .with_context(|| {
+                        format!(
+                            "{} is not in the peers file {}; pass --p2p",
+                            key.address(),
+                            peers_path.display()
+                        )
+                    })?,
+            };
+            let network = verity_consensus::NetworkConfig {
+                listen,
+                peers,
+                storage_dir: args.dir.join("consensus"),
+                worker_threads: 2,
+            };
+            verity_node::start_validator(config, args.listen, key, network).await?
+        }
+    };
     println!(
-        "verity node: API {} (height {})",
+        "verity node: API {} (height {}){}",
         running.url(),
-        running.node.state().height
+        running.node.state().height,
+        if args.peers.is_some() {
+            ", BFT validator"
+        } else {
+            ""
+        }
     );
     tokio::signal::ctrl_c().await?;
     running.stop().await;
@@ -612,6 +869,23 @@ pub async fn status(node: NodeArgs) -> Result<()> {
     println!("state root {}", head.state_root);
     println!("mempool   {}", head.mempool);
     println!("providers online {}", head.providers_online);
+    match head.consensus {
+        Some(c) => {
+            println!(
+                "consensus BFT (simplex): finalized height {}, view {} (current {})",
+                c.finalized_height, c.finalized_view, c.current_view
+            );
+            println!(
+                "validators {} in the set, {} seen voting recently",
+                c.validators, c.validators_seen
+            );
+            println!(
+                "blocks    {} proposed here, {} rejected, {} views skipped, {} faults seen",
+                c.blocks_proposed, c.blocks_rejected, c.nullified_views, c.faults_seen
+            );
+        }
+        None => println!("consensus single block producer"),
+    }
     Ok(())
 }
 

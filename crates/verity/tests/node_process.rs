@@ -60,7 +60,8 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     let listen = format!("127.0.0.1:{port}");
     let node_args = [
         "node",
-        "--data-dir",
+        "run",
+        "--dir",
         &data,
         "--listen",
         &listen,

@@ -1,0 +1,146 @@
+//! What consensus needs from the node: the committed tip, a way to commit a finalized block,
+//! stored blocks (to serve peers that are catching up), and the mempool.
+//!
+//! The node implements [`Chain`] over its database; [`MemoryChain`] is the same contract in
+//! memory, for deterministic simulations.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use verity_ledger::{Block, Genesis, State, apply_block, genesis_block_id};
+use verity_types::{Digest, SignedTx};
+
+/// The last committed (finalized and applied) block.
+#[derive(Clone)]
+pub struct Tip {
+    pub height: u64,
+    pub id: Digest,
+    pub state: Arc<State>,
+}
+
+pub trait Chain: Send + Sync + 'static {
+    /// The id block 1 names as its parent ([`verity_ledger::genesis_block_id`]).
+    fn genesis_id(&self) -> Digest;
+    /// The last committed block and the state after it.
+    fn tip(&self) -> Tip;
+    /// Applies a finalized block that extends the tip and makes it durable before returning.
+    /// Called with `block.parent_id == tip().id`, in height order, from a blocking thread.
+    fn commit(&self, block: &Block) -> anyhow::Result<()>;
+    /// A committed block by id.
+    fn block_by_id(&self, id: &Digest) -> Option<Block>;
+    /// A committed block by height.
+    fn block_at(&self, height: u64) -> Option<Block>;
+    /// Pending transactions, oldest first (left in the pool: a proposal may not be finalized).
+    fn candidates(&self, max: usize) -> Vec<SignedTx>;
+    /// A transaction gossiped by a peer.
+    fn admit(&self, tx: SignedTx);
+    /// A transaction the proposer found would fail; drop it from the pool, say why.
+    fn discard(&self, tx: &SignedTx, reason: &str);
+}
+
+/// A [`Chain`] held in memory: blocks, state and pool survive a simulated crash of the
+/// validator (the test keeps the `Arc`), exactly as the node's database would.
+pub struct MemoryChain {
+    inner: Mutex<MemoryInner>,
+}
+
+struct MemoryInner {
+    genesis_id: Digest,
+    tip: Tip,
+    blocks: Vec<Block>,
+    ids: BTreeMap<Digest, u64>,
+    pool: Vec<SignedTx>,
+}
+
+impl MemoryChain {
+    pub fn new(genesis: &Genesis) -> Result<MemoryChain, String> {
+        let state = State::from_genesis(genesis)?;
+        Ok(MemoryChain {
+            inner: Mutex::new(MemoryInner {
+                genesis_id: genesis_block_id(&state),
+                tip: Tip {
+                    height: state.height,
+                    id: genesis_block_id(&state),
+                    state: Arc::new(state),
+                },
+                blocks: Vec::new(),
+                ids: BTreeMap::new(),
+                pool: Vec::new(),
+            }),
+        })
+    }
+
+    /// Committed block ids, in height order.
+    pub fn ids(&self) -> Vec<Digest> {
+        let inner = self.lock();
+        inner.blocks.iter().map(Block::id).collect()
+    }
+
+    pub fn pool_len(&self) -> usize {
+        self.lock().pool.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Chain for MemoryChain {
+    fn genesis_id(&self) -> Digest {
+        self.lock().genesis_id
+    }
+
+    fn tip(&self) -> Tip {
+        self.lock().tip.clone()
+    }
+
+    fn commit(&self, block: &Block) -> anyhow::Result<()> {
+        let mut inner = self.lock();
+        anyhow::ensure!(
+            block.parent_id == inner.tip.id,
+            "block does not extend the tip"
+        );
+        let mut next = (*inner.tip.state).clone();
+        apply_block(&mut next, &block.header, &block.txs)?;
+        let id = block.id();
+        let included: std::collections::BTreeSet<Digest> =
+            block.txs.iter().map(SignedTx::id).collect();
+        inner.pool.retain(|tx| !included.contains(&tx.id()));
+        inner.ids.insert(id, next.height);
+        inner.blocks.push(block.clone());
+        inner.tip = Tip {
+            height: next.height,
+            id,
+            state: Arc::new(next),
+        };
+        Ok(())
+    }
+
+    fn block_by_id(&self, id: &Digest) -> Option<Block> {
+        let inner = self.lock();
+        let height = *inner.ids.get(id)?;
+        inner.blocks.get(height.checked_sub(1)? as usize).cloned()
+    }
+
+    fn block_at(&self, height: u64) -> Option<Block> {
+        let inner = self.lock();
+        inner.blocks.get(height.checked_sub(1)? as usize).cloned()
+    }
+
+    fn candidates(&self, max: usize) -> Vec<SignedTx> {
+        self.lock().pool.iter().take(max).cloned().collect()
+    }
+
+    fn admit(&self, tx: SignedTx) {
+        let mut inner = self.lock();
+        let id = tx.id();
+        if inner.pool.iter().all(|t| t.id() != id) {
+            inner.pool.push(tx);
+        }
+    }
+
+    fn discard(&self, tx: &SignedTx, _reason: &str) {
+        let id = tx.id();
+        self.lock().pool.retain(|t| t.id() != id);
+    }
+}

@@ -1,0 +1,24 @@
+//! BFT consensus glue: orders Verity blocks with commonware's simplex and feeds the ledger.
+//!
+//! Each validator runs a simplex engine (votes signed with its ed25519 key, the same key as its
+//! ledger address) over authenticated p2p. When it leads a view it builds a block from its
+//! mempool on the parent consensus names; otherwise it re-executes the proposed block
+//! (signatures, Miden proofs, every ledger rule) before voting for it. Finalized blocks are
+//! applied to the [`Chain`] in height order, fetching any the node missed from its peers.
+//!
+//! Nothing here knows about HTTP, storage engines or the auction rules: the node implements
+//! [`Chain`], the ledger decides what a block does.
+
+mod app;
+mod chain;
+mod network;
+mod status;
+mod validator;
+
+pub use app::{AppConfig, Fault, MAX_BLOCK_BYTES, address_of, execute};
+pub use chain::{Chain, MemoryChain, Tip};
+pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
+pub use status::{ConsensusStatus, StatusHandle};
+pub use validator::{
+    Channels, MAX_MESSAGE_BYTES, Validator, ValidatorConfig, channel, public_key, start,
+};

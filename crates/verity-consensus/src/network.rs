@@ -1,0 +1,173 @@
+//! Running a validator for real: commonware's tokio runtime on its own threads, authenticated
+//! and encrypted p2p over TCP (`lookup`: every validator's address is known up front), and the
+//! consensus journal on disk.
+//!
+//! The node keeps its own tokio runtime for HTTP; the two meet only through [`Chain`] (plain
+//! method calls) and the gossip function returned here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use commonware_codec::DecodeExt;
+use commonware_cryptography::ChaCha20Poly1305;
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_p2p::authenticated::lookup;
+use commonware_p2p::{Address as PeerAddress, AddressableManager};
+use commonware_runtime::{IoBuf, Quota, Runner, Supervisor};
+use commonware_stream::cups::{self, Cups};
+use commonware_stream::sake::{self, Sake};
+use commonware_utils::ordered::Map;
+use commonware_utils::{NZU32, NZUsize};
+use verity_types::{Address, SignedTx};
+
+use crate::chain::Chain;
+use crate::status::StatusHandle;
+use crate::validator::{Channels, MAX_MESSAGE_BYTES, ValidatorConfig, channel, public_key};
+
+/// Where this validator listens and where the others are.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The p2p address to listen on.
+    pub listen: SocketAddr,
+    /// Every validator's ledger address and p2p address (this one included).
+    pub peers: Vec<(Address, SocketAddr)>,
+    /// Directory for the consensus journal.
+    pub storage_dir: PathBuf,
+    pub worker_threads: usize,
+}
+
+/// Sends a transaction to the other validators.
+pub type Gossip = Arc<dyn Fn(&SignedTx) + Send + Sync>;
+
+/// A validator running on its own runtime. Dropping it stops it.
+pub struct RunningValidator {
+    pub status: StatusHandle,
+    gossip: Gossip,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningValidator {
+    pub fn gossip(&self) -> Gossip {
+        self.gossip.clone()
+    }
+
+    /// Stops consensus and waits for its threads to finish.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RunningValidator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts a validator over TCP. Returns once the p2p network is listening and consensus has
+/// started (or with the reason it could not).
+pub fn spawn<C: Chain>(
+    chain: Arc<C>,
+    config: ValidatorConfig,
+    net: NetworkConfig,
+) -> Result<RunningValidator, String> {
+    let signer = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
+        .map_err(|e| format!("bad validator key: {e}"))?;
+    let mut peers = Vec::new();
+    for (address, socket) in &net.peers {
+        peers.push((public_key(address)?, PeerAddress::from(*socket)));
+    }
+    let peers: Map<PublicKey, PeerAddress> = Map::from_iter_dedup(peers);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(StatusHandle, Gossip), String>>();
+    let runtime = commonware_runtime::tokio::Config::new()
+        .with_storage_directory(net.storage_dir.clone())
+        .with_worker_threads(net.worker_threads.max(1));
+    let thread = std::thread::Builder::new()
+        .name("consensus".into())
+        .spawn(move || {
+            commonware_runtime::tokio::Runner::new(runtime).start(|context| async move {
+                let namespace = config.namespace.clone();
+                let p2p = lookup::Config::local(
+                    Cups::<_, ChaCha20Poly1305>::new(
+                        Sake {
+                            signer,
+                            synchrony_bound: Duration::from_secs(5),
+                            max_handshake_age: Duration::from_secs(10),
+                            version: sake::Version::V1,
+                        },
+                        cups::Version::V1,
+                    ),
+                    &namespace,
+                    net.listen,
+                    NZUsize!(peers.len().max(1) + 1),
+                    MAX_MESSAGE_BYTES,
+                    NZUsize!(1024),
+                );
+                let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p);
+                let _ = oracle.track(0, peers);
+                let quota = Quota::per_second(NZU32!(10_000));
+                let mut regs = channel::ALL
+                    .iter()
+                    .map(|ch| network.register(*ch, quota))
+                    .collect::<Vec<_>>()
+                    .into_iter();
+                let mut next = || regs.next().expect("one registration per channel");
+                let channels = Channels {
+                    votes: next(),
+                    certificates: next(),
+                    resolver: next(),
+                    blocks: next(),
+                    sync: next(),
+                    txs: next(),
+                };
+                network.start();
+                match crate::validator::start(
+                    context.child("consensus"),
+                    config,
+                    chain,
+                    channels,
+                    oracle,
+                ) {
+                    Ok((validator, _handle)) => {
+                        let status = validator.status.clone();
+                        let validator = Arc::new(validator);
+                        let gossip: Gossip = Arc::new(move |tx: &SignedTx| validator.gossip(tx));
+                        let _ = ready_tx.send(Ok((status, gossip)));
+                        let _ = stop_rx.await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the consensus thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok((status, gossip))) => Ok(RunningValidator {
+            status,
+            gossip,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err("consensus failed to start (see the log)".into())
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Wiring one validator: the simplex engine, the [`App`], and the six p2p channels they use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commonware_codec::DecodeExt;
+use commonware_consensus::simplex::Engine;
+use commonware_consensus::simplex::config::{Config, Floor, ForwardPolicy, SkipPolicy};
+use commonware_consensus::simplex::elector::RoundRobin;
+use commonware_consensus::simplex::scheme::ed25519::Scheme;
+use commonware_consensus::types::{Epoch, ViewDelta};
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_cryptography::sha256::Digest as Sha256Digest;
+use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::buffer::paged::CacheRef;
+use commonware_runtime::{Clock, Handle, IoBuf, Metrics, Spawner, Storage};
+use commonware_utils::ordered::Set;
+use commonware_utils::{NZDuration, NZU16, NZUsize};
+use tracing::debug;
+use verity_types::{Address, SignedTx};
+
+use crate::app::{App, AppConfig};
+use crate::chain::Chain;
+use crate::status::StatusHandle;
+
+/// p2p channel numbers. Every validator must use the same ones.
+pub mod channel {
+    pub const VOTES: u64 = 0;
+    pub const CERTIFICATES: u64 = 1;
+    pub const RESOLVER: u64 = 2;
+    pub const BLOCKS: u64 = 3;
+    pub const SYNC: u64 = 4;
+    pub const TXS: u64 = 5;
+    pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BLOCKS, SYNC, TXS];
+}
+
+/// Largest p2p message: a full block plus framing.
+pub const MAX_MESSAGE_BYTES: u32 = (crate::app::MAX_BLOCK_BYTES + 256 * 1024) as u32;
+
+#[derive(Debug, Clone)]
+pub struct ValidatorConfig {
+    pub app: AppConfig,
+    /// The validator set (ledger addresses, which are their consensus keys), from genesis.
+    pub validators: Vec<Address>,
+    /// Domain separation for votes: the chain id, so votes never replay across chains.
+    pub namespace: Vec<u8>,
+    /// Storage partition for the consensus journal.
+    pub partition: String,
+    /// How long to wait for a leader's proposal before voting to skip its view.
+    pub leader_timeout: Duration,
+    /// How long to wait for a proposal to be notarized before voting to skip.
+    pub certification_timeout: Duration,
+}
+
+impl ValidatorConfig {
+    /// Defaults suited to a LAN or loopback network.
+    pub fn new(app: AppConfig, validators: Vec<Address>, namespace: &str) -> ValidatorConfig {
+        ValidatorConfig {
+            app,
+            validators,
+            namespace: namespace.as_bytes().to_vec(),
+            partition: "verity-simplex".into(),
+            leader_timeout: Duration::from_secs(1),
+            certification_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The channels a validator talks on, as (sender, receiver) pairs.
+pub struct Channels<S, R> {
+    pub votes: (S, R),
+    pub certificates: (S, R),
+    pub resolver: (S, R),
+    pub blocks: (S, R),
+    pub sync: (S, R),
+    pub txs: (S, R),
+}
+
+/// A started validator: its status, and a way to gossip transactions to the others.
+pub struct Validator<S> {
+    pub status: StatusHandle,
+    pub public_key: PublicKey,
+    txs_out: S,
+}
+
+impl<S: Sender<PublicKey = PublicKey>> Validator<S> {
+    /// Sends a transaction this node admitted to every other validator, so whoever proposes
+    /// next can include it.
+    pub fn gossip(&self, tx: &SignedTx) {
+        let _ = self
+            .txs_out
+            .clone()
+            .send(Recipients::All, tx.to_bytes(), false);
+    }
+}
+
+/// The consensus key of a ledger address.
+pub fn public_key(address: &Address) -> Result<PublicKey, String> {
+    PublicKey::decode(IoBuf::copy_from_slice(&address.0))
+        .map_err(|e| format!("{address} is not an ed25519 key: {e}"))
+}
+
+/// Starts a validator under `context`. Aborting the returned handle stops everything it
+/// started (as a crash would; the [`Chain`] and the consensus journal are what survive).
+pub fn start<E, C, S, R, B>(
+    context: E,
+    config: ValidatorConfig,
+    chain: Arc<C>,
+    channels: Channels<S, R>,
+    blocker: B,
+) -> Result<(Validator<S>, Handle<()>), String>
+where
+    E: Clock + rand_core::CryptoRng + Spawner + Storage + Metrics + Send + Sync + 'static,
+    C: Chain,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    B: Blocker<PublicKey = PublicKey>,
+{
+    let private = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
+        .map_err(|e| format!("bad validator key: {e}"))?;
+    let keys = config
+        .validators
+        .iter()
+        .map(public_key)
+        .collect::<Result<Vec<_>, _>>()?;
+    let participants = Set::from_iter_dedup(keys);
+    let me = public_key(&config.app.key.address())?;
+    let scheme = Scheme::signer(&config.namespace, participants.clone(), private)
+        .ok_or_else(|| format!("{} is not in the validator set", config.app.key.address()))?;
+    let genesis = chain.genesis_id();
+    let status = StatusHandle::default();
+    status.update(|s| s.validators = participants.len());
+    let validator = Validator {
+        status: status.clone(),
+        public_key: me,
+        txs_out: channels.txs.0.clone(),
+    };
+
+    let handle = context.child("validator").spawn(move |ctx| async move {
+        let app = App::new(
+            ctx.child("app"),
+            chain.clone(),
+            config.app.clone(),
+            status,
+            channels.blocks.0.clone(),
+            channels.sync.0.clone(),
+        );
+        let committer = app.clone();
+        ctx.child("committer")
+            .spawn(move |_| committer.run_committer());
+        let receiver = app.clone();
+        let blocks_rx = channels.blocks.1;
+        ctx.child("blocks")
+            .spawn(move |_| receiver.run_block_receiver(blocks_rx));
+        let syncer = app.clone();
+        let sync_rx = channels.sync.1;
+        ctx.child("sync").spawn(move |_| syncer.run_sync(sync_rx));
+        let pool = chain.clone();
+        let mut txs_rx = channels.txs.1;
+        ctx.child("txs").spawn(move |_| async move {
+            while let Ok((peer, msg)) = txs_rx.recv().await {
+                match borsh::from_slice::<SignedTx>(msg.as_ref()) {
+                    Ok(tx) => pool.admit(tx),
+                    Err(e) => debug!(?peer, "ignoring malformed transaction: {e}"),
+                }
+            }
+        });
+
+        let engine_config = Config {
+            scheme,
+            elector: RoundRobin::<commonware_cryptography::Sha256>::default(),
+            blocker,
+            automaton: app.clone(),
+            relay: app.clone(),
+            reporter: app,
+            track_historical_votes: false,
+            strategy: Sequential,
+            partition: config.partition.clone(),
+            mailbox_size: NZUsize!(1024),
+            epoch: Epoch::zero(),
+            floor: Floor::Genesis(Sha256Digest(genesis.0)),
+            replay_buffer: NZUsize!(1024 * 1024),
+            write_buffer: NZUsize!(1024 * 1024),
+            page_cache: CacheRef::new(NZU16!(4096), NZUsize!(256)),
+            leader_timeout: config.leader_timeout,
+            certification_timeout: config.certification_timeout,
+            timeout_retry: config.certification_timeout * 2,
+            view_retention: ViewDelta::new(64),
+            skip: SkipPolicy::Disabled,
+            fetch_timeout: NZDuration!(Duration::from_secs(1)),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::SilentVoters,
+        };
+        let engine = Engine::new(ctx.child("engine"), engine_config);
+        let _ = engine
+            .start(channels.votes, channels.certificates, channels.resolver)
+            .await;
+    });
+    Ok((validator, handle))
+}

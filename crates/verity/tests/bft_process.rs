@@ -1,0 +1,213 @@
+//! Four `verity node run --peers` processes on loopback form a BFT network. One is killed with
+//! SIGKILL while a job is in flight; the job still ends with a verified receipt, and the
+//! killed validator, restarted, catches up to the same chain.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use verity_client::Client;
+use verity_ledger::{Genesis, GenesisStake, JobState};
+use verity_node::devnet;
+use verity_types::{Address, JobRequest, Mode, Offer, Role, TxBody};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn verity(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verity"));
+    cmd.args(args).env("VERITY_LOG", "warn");
+    cmd
+}
+
+fn spawn(args: &[&str], log: &Path) -> Proc {
+    let log = std::fs::File::create(log).unwrap();
+    Proc(
+        verity(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn height(client: &Client) -> Option<u64> {
+    client.head().await.ok().map(|h| h.height)
+}
+
+async fn wait_height(client: &Client, at_least: u64, what: &str) {
+    let start = Instant::now();
+    loop {
+        if height(client).await.is_some_and(|h| h >= at_least) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{what}: height {at_least} not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validator_processes_survive_kill_9_mid_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+
+    // `verity node init` for each validator; the peers file is their lines concatenated.
+    let mut peers = String::new();
+    let mut validators: Vec<Address> = Vec::new();
+    for i in 0..4 {
+        let d = root.join(format!("v{i}"));
+        let p2p = format!("127.0.0.1:{}", free_port());
+        let out = verity(&["node", "init", "--dir", d.to_str().unwrap(), "--p2p", &p2p])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = std::fs::read_to_string(d.join("peer.toml")).unwrap();
+        let address = line
+            .lines()
+            .find_map(|l| l.strip_prefix("address = \""))
+            .unwrap()
+            .trim_end_matches('"')
+            .parse()
+            .unwrap();
+        validators.push(address);
+        peers.push_str(&line);
+    }
+    let peers_path = root.join("peers.toml");
+    std::fs::write(&peers_path, peers).unwrap();
+
+    // The devnet genesis, with these four as its validators.
+    let mut genesis: Genesis = devnet::genesis();
+    genesis.stakes.retain(|s| s.role != Role::Validator);
+    for v in &validators {
+        genesis.stakes.push(GenesisStake {
+            address: *v,
+            role: Role::Validator,
+            amount: 1_000_000,
+        });
+    }
+    let genesis_path = root.join("genesis.json");
+    std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
+
+    let apis: Vec<String> = (0..4)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let run_args = |i: usize| -> Vec<String> {
+        vec![
+            "node".into(),
+            "run".into(),
+            "--dir".into(),
+            root.join(format!("v{i}")).to_str().unwrap().into(),
+            "--genesis".into(),
+            genesis_path.to_str().unwrap().into(),
+            "--peers".into(),
+            peers_path.to_str().unwrap().into(),
+            "--listen".into(),
+            apis[i].clone(),
+            "--block-ms".into(),
+            "100".into(),
+        ]
+    };
+    let start = |i: usize| {
+        let args = run_args(i);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        spawn(&args, &root.join(format!("v{i}.log")))
+    };
+    let mut nodes: Vec<Option<Proc>> = (0..4).map(|i| Some(start(i))).collect();
+    let clients: Vec<Client> = apis
+        .iter()
+        .map(|a| Client::new(&format!("http://{a}")))
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        wait_height(c, 3, &format!("validator {i}")).await;
+    }
+    let head = clients[0].head().await.unwrap();
+    let consensus = head.consensus.expect("a BFT node reports consensus");
+    assert_eq!(consensus.validators, 4);
+
+    // A provider process on validator 0; the client submits through validator 1.
+    let url0 = format!("http://{}", apis[0]);
+    let _provider = spawn(
+        &["provider", "--node", &url0, "--key", "provider"],
+        &root.join("provider.log"),
+    );
+    let req = JobRequest {
+        program: include_str!("../../../examples/fib.masm").into(),
+        stack_inputs: vec![20],
+        advice_hash: None,
+        mode: Mode::Proof,
+        offer: Offer {
+            min_price: 10,
+            max_price: 100,
+            ramp_start: 0,
+            ramp_period: 0,
+            lock_timeout: 600,
+            timeout: 1_200,
+            collateral: 50,
+        },
+        max_cycles: 1 << 12,
+        min_trust: None,
+    };
+    let job_id = clients[1]
+        .send(&devnet::dev_key("client"), TxBody::SubmitJob(req))
+        .await
+        .unwrap();
+
+    // Once the job is on the ledger, kill validator 3 without warning.
+    let t = Instant::now();
+    while clients[0].job(&job_id).await.is_err() {
+        assert!(t.elapsed() < Duration::from_secs(60), "job never included");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut killed = nodes[3].take().unwrap();
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let stopped_at = height(&clients[0]).await.unwrap();
+
+    // Three of four validators are a quorum: the job completes with a verified receipt.
+    let job = clients[0]
+        .wait_job(&job_id, Duration::from_secs(120), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized);
+    assert_eq!(job.outputs.unwrap()[0], 6765);
+    clients[0].receipt(&job_id).await.unwrap();
+    // Validator 2 saw the same result.
+    let seen_by_2 = clients[2].job(&job_id).await.unwrap().job;
+    assert!(matches!(
+        seen_by_2.state,
+        JobState::Fulfilled | JobState::Finalized
+    ));
+
+    // Restart the killed validator: it rejoins and catches up past where it died.
+    nodes[3] = Some(start(3));
+    let target = height(&clients[0]).await.unwrap();
+    assert!(
+        target > stopped_at,
+        "the chain kept going without validator 3"
+    );
+    wait_height(&clients[3], target, "restarted validator 3").await;
+    let h = clients[3].job(&job_id).await.unwrap().job;
+    assert_eq!(h.state, JobState::Finalized);
+    assert_eq!(h.outputs.unwrap()[0], 6765);
+}
