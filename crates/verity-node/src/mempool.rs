@@ -116,17 +116,33 @@ impl Mempool {
             .collect()
     }
 
-    /// After a block: drops the transactions it included, the ones in `dropped`, and any whose
-    /// nonce the state has moved past.
-    pub fn prune(&mut self, state: &State, included: &BTreeSet<Digest>) {
+    /// After a block (or after a proposer dropped a transaction): removes `gone`, anything the
+    /// state's nonces have moved past, and any transaction left behind a gap in its account's
+    /// nonces (it could never be included). Returns the ones removed for a gap.
+    pub fn prune(&mut self, state: &State, gone: &BTreeSet<Digest>) -> Vec<SignedTx> {
+        let mut next: BTreeMap<Address, u64> = BTreeMap::new();
+        let mut orphaned = Vec::new();
+        // The queue holds each account's transactions in nonce order (admission takes only
+        // the next nonce), so one pass finds the gaps.
         self.queue.retain(|(id, tx)| {
-            !included.contains(id)
-                && tx.tx.nonce >= state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce)
+            let account_nonce = state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce);
+            if gone.contains(id) || tx.tx.nonce < account_nonce {
+                return false;
+            }
+            let expected = next.entry(tx.tx.signer).or_insert(account_nonce);
+            if tx.tx.nonce == *expected {
+                *expected += 1;
+                true
+            } else {
+                orphaned.push(tx.clone());
+                false
+            }
         });
         self.pending_per_signer.clear();
         for (_, tx) in &self.queue {
             *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
         }
+        orphaned
     }
 
     /// Removes and returns up to `max` transactions, oldest first.
@@ -142,5 +158,47 @@ impl Mempool {
             }
         }
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devnet;
+    use verity_types::Tx;
+
+    fn transfer(nonce: u64) -> SignedTx {
+        let key = devnet::dev_key("client");
+        Tx {
+            chain_id: devnet::DEVNET_CHAIN_ID.into(),
+            signer: key.address(),
+            nonce,
+            body: TxBody::Transfer {
+                to: devnet::dev_key("provider").address(),
+                amount: 1,
+            },
+        }
+        .sign(&key)
+    }
+
+    #[test]
+    fn a_dropped_transaction_takes_its_successors_with_it() {
+        let state = State::from_genesis(&devnet::genesis()).unwrap();
+        let mut pool = Mempool::new(100, 1 << 20);
+        let txs: Vec<SignedTx> = (0..4).map(transfer).collect();
+        for tx in &txs {
+            pool.admit(tx.clone(), &state).unwrap();
+        }
+        // A proposer dropped nonce 1: 2 and 3 can never be included now.
+        let orphaned = pool.prune(&state, &BTreeSet::from([txs[1].id()]));
+        assert_eq!(
+            orphaned.iter().map(|t| t.tx.nonce).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        assert_eq!(pool.peek(10), vec![txs[0].clone()]);
+        // The account can carry on from the nonce after the one still pending.
+        assert_eq!(pool.next_nonce(&state, &txs[0].tx.signer), 1);
+        pool.admit(transfer(1), &state).unwrap();
+        assert_eq!(pool.len(), 2);
     }
 }

@@ -244,13 +244,38 @@ impl Node {
         self.storage
             .commit_block(&block, &next, &outcomes, &blobs)?;
         let next = Arc::new(next);
-        lock(&self.mempool).prune(&next, &included);
+        let orphaned = lock(&self.mempool).prune(&next, &included);
+        self.record_orphans(&orphaned, next.height);
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id);
         for event in &outcome.events {
             info!(height = event.height, job = %event.job_id.short(), state = %event.state, "{}", event.note);
             let _ = self.events.send(event.clone());
         }
         Ok(outcome)
+    }
+}
+
+impl Node {
+    /// Remembers why a transaction left the pool without being included, so its sender can
+    /// ask (`GET /v1/txs/{id}`).
+    fn record_dropped(&self, id: &Digest, height: u64, reason: &str) {
+        let outcome = TxOutcome {
+            height,
+            error: Some(format!("dropped before inclusion: {reason}")),
+        };
+        if let Err(e) = self.storage.put_tx_outcome(id, &outcome) {
+            warn!("cannot record a dropped transaction: {e:#}");
+        }
+    }
+
+    fn record_orphans(&self, orphaned: &[SignedTx], height: u64) {
+        for tx in orphaned {
+            self.record_dropped(
+                &tx.id(),
+                height,
+                "an earlier transaction from this account was dropped, leaving a nonce gap",
+            );
+        }
     }
 }
 
@@ -296,13 +321,8 @@ impl verity_consensus::Chain for Node {
     fn discard(&self, tx: &SignedTx, reason: &str) {
         let id = tx.id();
         let state = self.state();
-        lock(&self.mempool).prune(&state, &BTreeSet::from([id]));
-        let outcome = TxOutcome {
-            height: state.height + 1,
-            error: Some(reason.to_string()),
-        };
-        if let Err(e) = self.storage.put_tx_outcome(&id, &outcome) {
-            warn!("cannot record a dropped transaction: {e:#}");
-        }
+        let orphaned = lock(&self.mempool).prune(&state, &BTreeSet::from([id]));
+        self.record_dropped(&id, state.height + 1, reason);
+        self.record_orphans(&orphaned, state.height + 1);
     }
 }
