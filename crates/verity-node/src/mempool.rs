@@ -144,21 +144,6 @@ impl Mempool {
         }
         orphaned
     }
-
-    /// Removes and returns up to `max` transactions, oldest first.
-    pub fn take(&mut self, max: usize) -> Vec<SignedTx> {
-        let n = max.min(self.queue.len());
-        let taken: Vec<SignedTx> = self.queue.drain(..n).map(|(_, tx)| tx).collect();
-        for tx in &taken {
-            if let Some(c) = self.pending_per_signer.get_mut(&tx.tx.signer) {
-                *c -= 1;
-                if *c == 0 {
-                    self.pending_per_signer.remove(&tx.tx.signer);
-                }
-            }
-        }
-        taken
-    }
 }
 
 #[cfg(test)]

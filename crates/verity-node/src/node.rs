@@ -49,9 +49,6 @@ pub struct Node {
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
-    /// Transactions taken from the mempool for a block that is not committed yet; they still
-    /// count as pending for anyone asking.
-    inflight: Mutex<std::collections::BTreeSet<Digest>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,7 +98,6 @@ impl Node {
             consensus: OnceLock::new(),
             events,
             heartbeats: Mutex::new(BTreeMap::new()),
-            inflight: Mutex::new(Default::default()),
         }))
     }
 
@@ -153,7 +149,7 @@ impl Node {
     }
 
     pub fn mempool_contains(&self, id: &Digest) -> bool {
-        lock(&self.inflight).contains(id) || lock(&self.mempool).contains(id)
+        lock(&self.mempool).contains(id)
     }
 
     pub fn next_nonce(&self, who: &Address) -> u64 {
@@ -161,12 +157,10 @@ impl Node {
         lock(&self.mempool).next_nonce(&state, who)
     }
 
-    /// Takes transactions for the next block, oldest first.
-    pub fn take_txs(&self, max: usize) -> Vec<SignedTx> {
-        let mut inflight = lock(&self.inflight);
-        let txs = lock(&self.mempool).take(max);
-        inflight.extend(txs.iter().map(SignedTx::id));
-        txs
+    /// Transactions for the next block, oldest first. They stay in the pool (and count as
+    /// pending) until a block including them is committed.
+    pub fn candidates(&self, max: usize) -> Vec<SignedTx> {
+        lock(&self.mempool).peek(max)
     }
 
     pub fn record_heartbeat(&self, who: Address, height: u64) {
@@ -191,11 +185,7 @@ impl Node {
     /// between ordering (a block producer, later consensus) and execution (the ledger).
     /// CPU-heavy (it verifies proofs): call it from a blocking thread.
     pub fn commit(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
-        let result = self.commit_inner(block);
-        // Only now, with the block durable and the state swapped (or the block abandoned), do
-        // its transactions stop counting as pending.
-        lock(&self.inflight).clear();
-        result
+        self.commit_inner(block)
     }
 
     fn commit_inner(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
@@ -308,7 +298,7 @@ impl verity_consensus::Chain for Node {
     }
 
     fn candidates(&self, max: usize) -> Vec<SignedTx> {
-        lock(&self.mempool).peek(max)
+        Node::candidates(self, max)
     }
 
     fn admit(&self, tx: SignedTx) {

@@ -62,7 +62,7 @@ pub async fn run_producer(
         }
         let n = node.clone();
         let max = n.state().params.max_block_txs as usize;
-        let candidates = n.take_txs(max);
+        let candidates = n.candidates(max);
         let (header, txs) = producer.propose(&n.state(), candidates);
         let block = Block {
             parent_id: n.tip_id(),
