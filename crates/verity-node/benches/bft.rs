@@ -161,6 +161,7 @@ async fn measure(label: &str, validators: usize) {
                 };
                 let t = Instant::now();
                 let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
+                committed(&client, &id).await;
                 let job = client
                     .wait_job(&id, Duration::from_secs(120), |_| {})
                     .await

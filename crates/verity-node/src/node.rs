@@ -136,8 +136,11 @@ impl Node {
     }
 
     pub fn submit(&self, tx: SignedTx) -> Result<Digest, AdmitError> {
-        let state = self.state();
-        let id = lock(&self.mempool).admit(tx.clone(), &state)?;
+        // Pool first, then state: `commit` changes both under the pool lock, so admission
+        // never sees a pruned pool with the old state's nonces.
+        let mut pool = lock(&self.mempool);
+        let id = pool.admit(tx.clone(), &self.state())?;
+        drop(pool);
         if let Some(gossip) = self.gossip.get() {
             gossip(&tx);
         }
@@ -153,8 +156,8 @@ impl Node {
     }
 
     pub fn next_nonce(&self, who: &Address) -> u64 {
-        let state = self.state();
-        lock(&self.mempool).next_nonce(&state, who)
+        let pool = lock(&self.mempool);
+        pool.next_nonce(&self.state(), who)
     }
 
     /// Transactions for the next block, oldest first. They stay in the pool (and count as
@@ -234,9 +237,12 @@ impl Node {
         self.storage
             .commit_block(&block, &next, &outcomes, &blobs)?;
         let next = Arc::new(next);
-        let orphaned = lock(&self.mempool).prune(&next, &included);
-        self.record_orphans(&orphaned, next.height);
+        let height = next.height;
+        let mut pool = lock(&self.mempool);
+        let orphaned = pool.prune(&next, &included);
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id);
+        drop(pool);
+        self.record_orphans(&orphaned, height);
         for event in &outcome.events {
             info!(height = event.height, job = %event.job_id.short(), state = %event.state, "{}", event.note);
             let _ = self.events.send(event.clone());
@@ -302,16 +308,18 @@ impl verity_consensus::Chain for Node {
     }
 
     fn admit(&self, tx: SignedTx) {
-        let state = self.state();
         // Gossip is best effort: a copy we already hold, or one that arrives out of nonce
         // order, is simply not taken (the node that admitted it still proposes it).
-        let _ = lock(&self.mempool).admit(tx, &state);
+        let mut pool = lock(&self.mempool);
+        let _ = pool.admit(tx, &self.state());
     }
 
     fn discard(&self, tx: &SignedTx, reason: &str) {
         let id = tx.id();
+        let mut pool = lock(&self.mempool);
         let state = self.state();
-        let orphaned = lock(&self.mempool).prune(&state, &BTreeSet::from([id]));
+        let orphaned = pool.prune(&state, &BTreeSet::from([id]));
+        drop(pool);
         self.record_dropped(&id, state.height + 1, reason);
         self.record_orphans(&orphaned, state.height + 1);
     }
