@@ -440,6 +440,28 @@ where
         Some(id)
     }
 
+    /// Builds a block as the leader would, returning it with its parent's state (for the
+    /// byzantine test validator, which signs it itself).
+    pub(crate) async fn propose_for_test(
+        &self,
+        ctx: Context<Sha256Digest, PublicKey>,
+    ) -> Option<(Block, Arc<State>)> {
+        let parent = from_consensus(&ctx.parent.1);
+        let id = self.propose_block(ctx).await?;
+        let tip = self.chain.tip();
+        let parent_state = self.state_of(&tip, &parent)?;
+        let block = (**self.lock().blocks.get(&id)?).clone();
+        Some((block, parent_state))
+    }
+
+    /// Records a block and the state after it as built here.
+    pub(crate) fn remember(&self, block: Block, after: State) {
+        let id = block.id();
+        let mut inner = self.lock();
+        inner.blocks.insert(id, Arc::new(block));
+        inner.states.insert(id, Arc::new(after));
+    }
+
     async fn verify_block(
         &self,
         ctx: Context<Sha256Digest, PublicKey>,

@@ -10,6 +10,8 @@
 //! [`Chain`], the ledger decides what a block does.
 
 mod app;
+#[doc(hidden)]
+pub mod byzantine;
 mod chain;
 mod network;
 mod status;

@@ -101,6 +101,22 @@ pub fn public_key(address: &Address) -> Result<PublicKey, String> {
         .map_err(|e| format!("{address} is not an ed25519 key: {e}"))
 }
 
+/// This validator's signing scheme over the validator set, and its key.
+pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), String> {
+    let private = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
+        .map_err(|e| format!("bad validator key: {e}"))?;
+    let keys = config
+        .validators
+        .iter()
+        .map(public_key)
+        .collect::<Result<Vec<_>, _>>()?;
+    let participants = Set::from_iter_dedup(keys);
+    let me = public_key(&config.app.key.address())?;
+    let scheme = Scheme::signer(&config.namespace, participants, private)
+        .ok_or_else(|| format!("{} is not in the validator set", config.app.key.address()))?;
+    Ok((scheme, me))
+}
+
 /// Starts a validator under `context`. Aborting the returned handle stops everything it
 /// started (as a crash would; the [`Chain`] and the consensus journal are what survive).
 pub fn start<E, C, S, R, B>(

@@ -3,12 +3,14 @@
 //! simulated (reproducible by seed).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use commonware_cryptography::ed25519::PublicKey;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{Clock, Handle, Quota, Runner, Supervisor, deterministic};
 use commonware_utils::{NZU32, NZUsize, probability};
+use verity_consensus::byzantine::start_equivocator;
 use verity_consensus::{
     AppConfig, Chain, Channels, Fault, MAX_MESSAGE_BYTES, MemoryChain, Validator, ValidatorConfig,
     channel, public_key, start,
@@ -87,6 +89,8 @@ struct Net {
     chains: Vec<Arc<MemoryChain>>,
     validators: Vec<Option<(Validator<Sender>, Handle<()>)>>,
     faults: Vec<Option<Fault>>,
+    /// Validator run as an equivocator instead of an honest engine, and its count.
+    equivocator: Option<(usize, Arc<AtomicU64>)>,
 }
 
 const LAN: Link = Link {
@@ -97,6 +101,15 @@ const LAN: Link = Link {
 
 impl Net {
     async fn new(context: Ctx, n: usize, faults: Vec<Option<Fault>>) -> Net {
+        Net::with_equivocator(context, n, faults, None).await
+    }
+
+    async fn with_equivocator(
+        context: Ctx,
+        n: usize,
+        faults: Vec<Option<Fault>>,
+        equivocator: Option<usize>,
+    ) -> Net {
         let genesis = genesis(n);
         let keys: Vec<PublicKey> = (0..n)
             .map(|i| public_key(&validator_key(i).address()).unwrap())
@@ -122,6 +135,7 @@ impl Net {
             chains,
             validators: (0..n).map(|_| None).collect(),
             faults,
+            equivocator: equivocator.map(|i| (i, Arc::new(AtomicU64::new(0)))),
         };
         net.link_all(LAN).await;
         for i in 0..n {
@@ -186,6 +200,19 @@ impl Net {
         );
         // All validators share the simulated disk: one journal partition each.
         config.partition = format!("verity-simplex-{i}");
+        if let Some((e, counter)) = &mut self.equivocator
+            && *e == i
+        {
+            let (_, count) = start_equivocator(
+                self.context.child("byzantine"),
+                config,
+                self.chains[i].clone(),
+                channels,
+            )
+            .unwrap();
+            *counter = count;
+            return;
+        }
         let started = start(
             self.context.child("validator").with_attribute("index", i),
             config,
@@ -479,6 +506,30 @@ fn byzantine_proposer_cannot_finalize_invalid_blocks() {
         {
             net.context.sleep(Duration::from_millis(100)).await;
         }
+        net.assert_no_fork();
+    });
+}
+
+#[test]
+fn equivocating_leader_cannot_split_the_chain() {
+    run(6, |context| async move {
+        let net = Net::with_equivocator(context, 4, vec![None; 4], Some(0)).await;
+        for nonce in 0..5 {
+            net.submit(1 + (nonce % 3) as usize, transfer(nonce));
+        }
+        net.wait_for(&[1, 2, 3], 30).await;
+        let (_, equivocations) = net.equivocator.as_ref().unwrap();
+        assert!(
+            equivocations.load(Ordering::Relaxed) > 0,
+            "the byzantine validator never led a view"
+        );
+        while net.chains[1..]
+            .iter()
+            .any(|c| c.tip().state.accounts[&Keypair::dev("client").address()].nonce != 5)
+        {
+            net.context.sleep(Duration::from_millis(100)).await;
+        }
+        // Every validator, the equivocator included, committed one and the same chain.
         net.assert_no_fork();
     });
 }

@@ -1,0 +1,141 @@
+//! A byzantine validator, for tests: instead of an honest engine it runs an equivocator. It
+//! follows the chain like a validator (it receives, fetches and commits blocks), and whenever
+//! it leads a view it builds two different valid blocks on the certified parent, signs a
+//! notarize vote for each, and sends one block and vote to a single victim and the other to
+//! everyone else. Honest validators must never finalize both.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use commonware_codec::{Decode, Encode};
+use commonware_consensus::simplex::elector::{
+    Config as _, Elector as _, RoundRobin, RoundRobinElector,
+};
+use commonware_consensus::simplex::scheme::ed25519::Scheme;
+use commonware_consensus::simplex::types::{
+    Activity, Certificate, Context, Notarize, Proposal, Vote,
+};
+use commonware_consensus::types::{Epoch, Round};
+use commonware_consensus::{Reporter, Viewable};
+use commonware_cryptography::certificate::{Scheme as _, Verifier as _};
+use commonware_cryptography::ed25519::PublicKey;
+use commonware_cryptography::sha256::Digest as Sha256Digest;
+use commonware_p2p::{Receiver, Recipients, Sender};
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage};
+use commonware_utils::ordered::Quorum as _;
+use tracing::warn;
+
+use crate::app::{App, execute};
+use crate::chain::Chain;
+use crate::status::StatusHandle;
+use crate::validator::{Channels, ValidatorConfig, scheme};
+
+/// Starts an equivocating validator in place of an honest one. The counter says how many
+/// views it equivocated in.
+pub fn start_equivocator<E, C, S, R>(
+    context: E,
+    config: ValidatorConfig,
+    chain: Arc<C>,
+    channels: Channels<S, R>,
+) -> Result<(Handle<()>, Arc<AtomicU64>), String>
+where
+    E: Clock + rand_core::CryptoRng + Spawner + Storage + Metrics + Send + Sync + 'static,
+    C: Chain,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+{
+    let (scheme, me) = scheme(&config)?;
+    let count = Arc::new(AtomicU64::new(0));
+    let equivocations = count.clone();
+    let handle = context.child("equivocator").spawn(move |ctx| async move {
+        let mut app = App::new(
+            ctx.child("app"),
+            chain,
+            config.app.clone(),
+            StatusHandle::default(),
+            channels.blocks.0.clone(),
+            channels.sync.0.clone(),
+        );
+        let committer = app.clone();
+        ctx.child("committer")
+            .spawn(move |_| committer.run_committer());
+        let receiver = app.clone();
+        let blocks_rx = channels.blocks.1;
+        ctx.child("blocks")
+            .spawn(move |_| receiver.run_block_receiver(blocks_rx));
+        let syncer = app.clone();
+        let sync_rx = channels.sync.1;
+        ctx.child("sync").spawn(move |_| syncer.run_sync(sync_rx));
+
+        let participants = scheme.participants().clone();
+        let elector: RoundRobinElector<Scheme> =
+            RoundRobin::<commonware_cryptography::Sha256>::default().build(&participants);
+        let (mut votes_out, _) = channels.votes;
+        let (_, mut certificates_in) = channels.certificates;
+        let mut blocks_out = channels.blocks.0;
+        let codec = scheme.certificate_codec_config();
+        let mut led = BTreeSet::new();
+        while let Ok((_, msg)) = certificates_in.recv().await {
+            let Ok(certificate) = Certificate::<Scheme, Sha256Digest>::decode_cfg(msg, &codec)
+            else {
+                continue;
+            };
+            let (view, parent) = match certificate {
+                Certificate::Notarization(n) => (n.view(), n.proposal.payload),
+                Certificate::Finalization(f) => {
+                    let out = (f.view(), f.proposal.payload);
+                    // Follow the chain like everyone else.
+                    app.report(Activity::Finalization(f));
+                    out
+                }
+                _ => continue,
+            };
+            let round = Round::new(Epoch::zero(), view.next());
+            if participants.key(elector.elect(round, ())) != Some(&me) || !led.insert(view) {
+                continue;
+            }
+            let context = Context {
+                round,
+                leader: me.clone(),
+                parent: (view, parent),
+            };
+            let Some((a, parent_state)) = app.propose_for_test(context).await else {
+                continue;
+            };
+            // A second, different block on the same parent: same transactions, one
+            // millisecond later.
+            let mut b = a.clone();
+            b.header.timestamp_ms += 1;
+            let Ok(after_b) = execute(&parent_state, &b, 1) else {
+                continue;
+            };
+            app.remember(b.clone(), after_b);
+            let victim = participants
+                .iter()
+                .find(|k| **k != me)
+                .expect("more than one validator")
+                .clone();
+            let others: Vec<PublicKey> = participants
+                .iter()
+                .filter(|k| **k != me && **k != victim)
+                .cloned()
+                .collect();
+            warn!(
+                view = round.view().get(),
+                "equivocating: two blocks for one view"
+            );
+            equivocations.fetch_add(1, Ordering::Relaxed);
+            for (block, to) in [
+                (&a, Recipients::One(victim.clone())),
+                (&b, Recipients::Some(others.clone())),
+            ] {
+                let _ = blocks_out.send(to.clone(), block.to_bytes(), true);
+                let proposal = Proposal::new(round, view, Sha256Digest(block.id().0));
+                let vote = Notarize::<Scheme, _>::sign(&scheme, proposal).expect("we sign");
+                let _ = votes_out.send(to, Vote::Notarize(vote).encode(), true);
+            }
+        }
+    });
+    Ok((handle, count))
+}
