@@ -584,8 +584,28 @@ where
         }
     }
 
+    /// Starts the tasks that follow the chain under `parent`: the committer, the block
+    /// receiver, and the sync server/client.
+    pub(crate) fn spawn_followers(
+        &self,
+        parent: &E,
+        blocks: impl commonware_p2p::Receiver<PublicKey = PublicKey>,
+        sync: impl commonware_p2p::Receiver<PublicKey = PublicKey>,
+    ) {
+        let app = self.clone();
+        parent
+            .child("committer")
+            .spawn(move |_| app.run_committer());
+        let app = self.clone();
+        parent
+            .child("blocks")
+            .spawn(move |_| app.run_block_receiver(blocks));
+        let app = self.clone();
+        parent.child("sync").spawn(move |_| app.run_sync(sync));
+    }
+
     /// Runs forever: commits finalized blocks as they (and their ancestors) become known.
-    pub(crate) async fn run_committer(self) {
+    async fn run_committer(self) {
         loop {
             self.commit_finalized().await;
             self.context.sleep(POLL).await;
@@ -593,7 +613,7 @@ where
     }
 
     /// Runs forever: takes blocks proposers send.
-    pub(crate) async fn run_block_receiver(
+    async fn run_block_receiver(
         self,
         mut rx: impl commonware_p2p::Receiver<PublicKey = PublicKey>,
     ) {
@@ -608,10 +628,7 @@ where
     }
 
     /// Runs forever: answers block requests and takes responses.
-    pub(crate) async fn run_sync(
-        self,
-        mut rx: impl commonware_p2p::Receiver<PublicKey = PublicKey>,
-    ) {
+    async fn run_sync(self, mut rx: impl commonware_p2p::Receiver<PublicKey = PublicKey>) {
         while let Ok((peer, msg)) = rx.recv().await {
             let Ok(message) = borsh::from_slice::<SyncMessage>(msg.as_ref()) else {
                 debug!(?peer, "ignoring malformed sync message");

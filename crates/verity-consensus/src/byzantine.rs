@@ -57,16 +57,7 @@ where
             channels.blocks.0.clone(),
             channels.sync.0.clone(),
         );
-        let committer = app.clone();
-        ctx.child("committer")
-            .spawn(move |_| committer.run_committer());
-        let receiver = app.clone();
-        let blocks_rx = channels.blocks.1;
-        ctx.child("blocks")
-            .spawn(move |_| receiver.run_block_receiver(blocks_rx));
-        let syncer = app.clone();
-        let sync_rx = channels.sync.1;
-        ctx.child("sync").spawn(move |_| syncer.run_sync(sync_rx));
+        app.spawn_followers(&ctx, channels.blocks.1, channels.sync.1);
 
         let participants = scheme.participants().clone();
         let elector: RoundRobinElector<Scheme> =

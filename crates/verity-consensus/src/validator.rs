@@ -9,6 +9,7 @@ use commonware_consensus::simplex::config::{Config, Floor, ForwardPolicy, SkipPo
 use commonware_consensus::simplex::elector::RoundRobin;
 use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_consensus::types::{Epoch, ViewDelta};
+use commonware_cryptography::certificate::Scheme as _;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_cryptography::sha256::Digest as Sha256Digest;
 use commonware_p2p::{Blocker, Receiver, Recipients, Sender};
@@ -133,17 +134,8 @@ where
     R: Receiver<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
 {
-    let private = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
-        .map_err(|e| format!("bad validator key: {e}"))?;
-    let keys = config
-        .validators
-        .iter()
-        .map(public_key)
-        .collect::<Result<Vec<_>, _>>()?;
-    let participants = Set::from_iter_dedup(keys);
-    let me = public_key(&config.app.key.address())?;
-    let scheme = Scheme::signer(&config.namespace, participants.clone(), private)
-        .ok_or_else(|| format!("{} is not in the validator set", config.app.key.address()))?;
+    let (scheme, me) = scheme(&config)?;
+    let participants = scheme.participants().clone();
     let genesis = chain.genesis_id();
     let status = StatusHandle::default();
     status.update(|s| s.validators = participants.len());
@@ -162,16 +154,7 @@ where
             channels.blocks.0.clone(),
             channels.sync.0.clone(),
         );
-        let committer = app.clone();
-        ctx.child("committer")
-            .spawn(move |_| committer.run_committer());
-        let receiver = app.clone();
-        let blocks_rx = channels.blocks.1;
-        ctx.child("blocks")
-            .spawn(move |_| receiver.run_block_receiver(blocks_rx));
-        let syncer = app.clone();
-        let sync_rx = channels.sync.1;
-        ctx.child("sync").spawn(move |_| syncer.run_sync(sync_rx));
+        app.spawn_followers(&ctx, channels.blocks.1, channels.sync.1);
         let pool = chain.clone();
         let mut txs_rx = channels.txs.1;
         ctx.child("txs").spawn(move |_| async move {

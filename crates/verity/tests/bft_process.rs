@@ -2,9 +2,8 @@
 //! SIGKILL while a job is in flight; the job still ends with a verified receipt, and the
 //! killed validator, restarted, catches up to the same chain.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use verity_client::Client;
@@ -12,38 +11,7 @@ use verity_ledger::{Genesis, GenesisStake, JobState};
 use verity_node::devnet;
 use verity_types::{Address, JobRequest, Mode, Offer, Role, TxBody};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn verity(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_verity"));
-    cmd.args(args).env("VERITY_LOG", "warn");
-    cmd
-}
-
-fn spawn(args: &[&str], log: &Path) -> Proc {
-    let log = std::fs::File::create(log).unwrap();
-    Proc(
-        verity(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    )
-}
+use common::{Proc, free_port, spawn, verity};
 
 async fn height(client: &Client) -> Option<u64> {
     client.head().await.ok().map(|h| h.height)
@@ -131,7 +99,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     let start = |i: usize| {
         let args = run_args(i);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        spawn(&args, &root.join(format!("v{i}.log")))
+        spawn(&args, Some(&root.join(format!("v{i}.log"))))
     };
     let mut nodes: Vec<Option<Proc>> = (0..4).map(|i| Some(start(i))).collect();
     let clients: Vec<Client> = apis
@@ -149,7 +117,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     let url0 = format!("http://{}", apis[0]);
     let _provider = spawn(
         &["provider", "--node", &url0, "--key", "provider"],
-        &root.join("provider.log"),
+        Some(&root.join("provider.log")),
     );
     let req = JobRequest {
         program: include_str!("../../../examples/fib.masm").into(),

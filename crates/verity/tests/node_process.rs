@@ -1,8 +1,8 @@
 //! `verity node` as a real process: killed with SIGKILL while a job is locked, restarted, and
 //! nothing committed is lost; then a `verity provider` process completes the job.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use verity_client::Client;
@@ -10,33 +10,7 @@ use verity_ledger::JobState;
 use verity_node::devnet;
 use verity_types::{JobRequest, Mode, Offer, TxBody};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_verity"))
-            .args(args)
-            .env("VERITY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
+use common::{free_port, spawn};
 
 async fn wait_up(client: &Client) -> u64 {
     let start = Instant::now();
@@ -71,7 +45,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     let url = format!("http://{listen}");
     let client = Client::new(&url);
 
-    let mut node = spawn(&node_args);
+    let mut node = spawn(&node_args, None);
     wait_up(&client).await;
     let req = JobRequest {
         program: include_str!("../../../examples/fib.masm").into(),
@@ -123,7 +97,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     node.0.wait().unwrap();
     assert!(client.head().await.is_err(), "the node is down");
 
-    let _node = spawn(&node_args);
+    let _node = spawn(&node_args, None);
     let height_after = wait_up(&client).await;
     assert!(
         height_after >= height_before,
@@ -145,7 +119,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     );
 
     // The provider that locked it resumes from the ledger and delivers.
-    let _provider = spawn(&["provider", "--node", &url, "--key", "provider"]);
+    let _provider = spawn(&["provider", "--node", &url, "--key", "provider"], None);
     let job = client
         .wait_job(&submit, Duration::from_secs(60), |_| {})
         .await
