@@ -44,6 +44,23 @@ pub struct Head {
     /// Present when the node is a validator of a BFT network (absent for a single producer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus: Option<ConsensusView>,
+    /// Present when this node runs a re-execution auditor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditor: Option<AuditorView>,
+}
+
+/// What this node's re-execution auditor has done since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditorView {
+    /// Optimistic fulfilments checked, per 10,000 (chosen by block hash).
+    pub sample_per_10k: u32,
+    pub sampled: u64,
+    /// Re-executed and found correct.
+    pub matched: u64,
+    /// Found wrong and challenged with a proof.
+    pub challenged: u64,
+    /// Sampled but not checkable here (the private advice is on another node).
+    pub unverifiable: u64,
 }
 
 /// Consensus progress as one validator sees it.

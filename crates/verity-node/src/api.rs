@@ -113,6 +113,7 @@ async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
             nullified_views: c.nullified_views,
             faults_seen: c.faults_seen,
         }),
+        auditor: node.auditor_view(),
     }))
 }
 

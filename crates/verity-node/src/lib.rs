@@ -6,6 +6,7 @@
 //! nothing of networks or clocks (the node does).
 
 pub mod api;
+pub mod auditor;
 pub mod devnet;
 pub mod mempool;
 pub mod node;
@@ -13,9 +14,10 @@ pub mod producer;
 pub mod provider;
 pub mod storage;
 
+pub use auditor::{AuditorConfig, run_auditor};
 pub use node::{Node, NodeConfig};
 pub use producer::{BlockProducer, SoloProducer, run_producer};
-pub use provider::{Provider, ProviderConfig};
+pub use provider::{Provider, ProviderConfig, ProviderFault};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,20 @@ impl RunningNode {
     pub fn spawn_provider(&mut self, cfg: ProviderConfig) {
         let rx = self.shutdown.subscribe();
         self.tasks.push(tokio::spawn(Provider::new(cfg).run(rx)));
+    }
+
+    /// Starts the re-execution auditor against this node (validators do; see `auditor`).
+    pub fn spawn_auditor(&mut self, cfg: AuditorConfig) {
+        let counters = std::sync::Arc::new(auditor::AuditorCounters::default());
+        self.node
+            .attach_auditor(counters.clone(), cfg.sample_per_10k);
+        let rx = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(run_auditor(
+            self.node.clone(),
+            cfg,
+            counters,
+            rx,
+        )));
     }
 
     pub async fn stop(mut self) {

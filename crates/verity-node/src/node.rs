@@ -46,6 +46,7 @@ pub struct Node {
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<StatusHandle>,
+    auditor: OnceLock<(Arc<crate::auditor::AuditorCounters>, u32)>,
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
@@ -96,6 +97,7 @@ impl Node {
             genesis_id,
             gossip: OnceLock::new(),
             consensus: OnceLock::new(),
+            auditor: OnceLock::new(),
             events,
             heartbeats: Mutex::new(BTreeMap::new()),
         }))
@@ -120,6 +122,15 @@ impl Node {
     pub fn attach_consensus(&self, status: StatusHandle, gossip: Gossip) {
         let _ = self.consensus.set(status);
         let _ = self.gossip.set(gossip);
+    }
+
+    /// Registers the auditor running against this node (for the API).
+    pub fn attach_auditor(&self, counters: Arc<crate::auditor::AuditorCounters>, rate: u32) {
+        let _ = self.auditor.set((counters, rate));
+    }
+
+    pub fn auditor_view(&self) -> Option<verity_client::AuditorView> {
+        self.auditor.get().map(|(c, rate)| c.view(*rate))
     }
 
     /// Consensus progress, when this node is a validator of a multi-validator network.

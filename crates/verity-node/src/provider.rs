@@ -23,6 +23,17 @@ pub struct ProviderConfig {
     /// Most jobs held (locked, not yet fulfilled) at once.
     pub max_queue: usize,
     pub poll_interval: Duration,
+    /// Misbehaviour to exhibit, for tests of the auditors. Never set in production.
+    #[doc(hidden)]
+    pub fault: Option<ProviderFault>,
+}
+
+/// Scripted misbehaviour of a provider (tests).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderFault {
+    /// In optimistic mode, claim outputs that differ from the program's.
+    WrongOutputs,
 }
 
 impl ProviderConfig {
@@ -33,6 +44,7 @@ impl ProviderConfig {
             price_per_mcycle: 1_000,
             max_queue: 4,
             poll_interval: Duration::from_millis(200),
+            fault: None,
         }
     }
 }
@@ -333,7 +345,8 @@ impl Provider {
                 .unwrap_or(0);
             if let Some(held) = self.queue.remove(next) {
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
-                self.busy = Some(tokio::spawn(deliver(client, key, held)));
+                let fault = self.cfg.fault;
+                self.busy = Some(tokio::spawn(deliver(client, key, held, fault)));
             }
         }
     }
@@ -349,7 +362,12 @@ enum Outcome {
 }
 
 /// Proves (or, in optimistic mode, executes) a held job and fulfils it.
-async fn deliver(client: Client, key: Keypair, held: Held) -> Outcome {
+async fn deliver(
+    client: Client,
+    key: Keypair,
+    held: Held,
+    fault: Option<ProviderFault>,
+) -> Outcome {
     let job = held.job;
     let id = job.id;
     let advice = match job.request.advice_hash {
@@ -400,7 +418,7 @@ async fn deliver(client: Client, key: Keypair, held: Held) -> Outcome {
         Mode::Optimistic => verity_vm::execute_outputs(&program, &inputs, max).map(|o| (o, None)),
     })
     .await;
-    let (outputs, receipt) = match result {
+    let (mut outputs, receipt) = match result {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             // Stop taking new work while proving fails: locking more would only lose collateral.
@@ -412,6 +430,10 @@ async fn deliver(client: Client, key: Keypair, held: Held) -> Outcome {
             return Outcome::ProvingFailed;
         }
     };
+    if fault == Some(ProviderFault::WrongOutputs) && mode == Mode::Optimistic {
+        // A different, still valid, field element.
+        outputs[0] = if outputs[0] == 0 { 1 } else { outputs[0] - 1 };
+    }
     let took = started.elapsed();
     let observed = receipt.as_ref().map(|r| (r.trace_len, took));
     if let Some(r) = &receipt {
@@ -422,9 +444,23 @@ async fn deliver(client: Client, key: Keypair, held: Held) -> Outcome {
         outputs,
         proof: receipt.as_ref().map(|r| r.proof.clone()),
     };
-    let sent = match client.send(&key, body).await {
-        Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
-        Err(e) => Err(e),
+    // The worker's other transactions (locks) race this one for the account's next nonce;
+    // a refusal for a stale nonce is worth retrying, anything else is final.
+    let mut attempts = 0;
+    let sent = loop {
+        let sent = match client.send(&key, body.clone()).await {
+            Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
+            Err(e) => Err(e),
+        };
+        match &sent {
+            Err(verity_client::ClientError::Refused { message, .. })
+                if message.contains("nonce") && attempts < 10 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => break sent,
+        }
     };
     match sent {
         Ok(h) => {

@@ -324,3 +324,76 @@ async fn job_events_stream_as_server_sent_events() {
     drop(stream);
     node.stop().await;
 }
+
+/// A node whose validator runs the re-execution auditor on every optimistic fulfilment, with a
+/// challenge window long enough to prove in (100 blocks of 50 ms).
+async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
+    let mut genesis = devnet::genesis();
+    genesis.params.challenge_window = 100;
+    let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
+    config.block_interval_ms = 50;
+    let mut node = verity_node::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        devnet::dev_key("validator"),
+    )
+    .await
+    .unwrap();
+    node.spawn_auditor(verity_node::AuditorConfig {
+        key: devnet::dev_key("validator"),
+        sample_per_10k: 10_000,
+    });
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditor_overturns_a_wrong_optimistic_result_and_takes_the_bond() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_audited_node(dir.path()).await;
+    let mut liar = provider_cfg(&node.url(), "provider2");
+    liar.fault = Some(verity_node::ProviderFault::WrongOutputs);
+    node.spawn_provider(liar);
+    let client = Client::new(&node.url());
+    let validator = devnet::dev_key("validator").address();
+    let before = client.account(&validator).await.unwrap().balance;
+
+    let id = submit(&client, fib_job(10, Mode::Optimistic, 40, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Overturned, "{:?}", job.timeline);
+    // The auditor's proof put the right answer on the ledger and won the provider's bond.
+    assert_eq!(job.outputs.as_ref().unwrap()[0], 55);
+    let after = client.account(&validator).await.unwrap().balance;
+    assert_eq!(
+        after,
+        before + 100,
+        "the bond (the offer's collateral) goes to the auditor"
+    );
+    let liar = client
+        .provider(&devnet::dev_key("provider2").address())
+        .await
+        .unwrap();
+    assert_eq!(liar.stats.overturned, 1);
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert_eq!((audit.sampled, audit.challenged, audit.matched), (1, 1, 0));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditor_leaves_a_correct_optimistic_result_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_audited_node(dir.path()).await;
+    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let client = Client::new(&node.url());
+    let id = submit(&client, fib_job(10, Mode::Optimistic, 40, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized, "{:?}", job.timeline);
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert_eq!((audit.sampled, audit.matched, audit.challenged), (1, 1, 0));
+    node.stop().await;
+}

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Genesis, JobState, TimelineEntry};
-use verity_node::{NodeConfig, ProviderConfig, devnet};
+use verity_node::{AuditorConfig, NodeConfig, ProviderConfig, devnet};
 use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, TxBody, format_felts};
 
 use crate::ProgramArgs;
@@ -101,6 +101,13 @@ pub struct DevnetArgs {
     /// directory, API port (--listen, +1, +2, ...) and p2p port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     validators: u16,
+    /// Optimistic fulfilments this validator re-executes, per 10,000 (chosen by block hash);
+    /// a wrong result is challenged with a proof.
+    #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    audit_sample: u32,
+    /// Do not run the re-execution auditor.
+    #[arg(long)]
+    no_audit: bool,
 }
 
 pub async fn devnet(args: DevnetArgs) -> Result<()> {
@@ -123,6 +130,17 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         others = nodes;
         first
     };
+    if !args.no_audit {
+        for (i, r) in std::iter::once(&mut running)
+            .chain(others.iter_mut())
+            .enumerate()
+        {
+            r.spawn_auditor(AuditorConfig {
+                key: devnet::dev_key(&devnet::validator_name(i)),
+                sample_per_10k: args.audit_sample,
+            });
+        }
+    }
     let url = running.url();
     let mut provider = ProviderConfig::new(&url, devnet::dev_key("provider"));
     provider.price_per_mcycle = 100;
@@ -388,6 +406,13 @@ pub struct NodeCmdArgs {
     /// Minimum milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
     block_ms: u64,
+    /// Optimistic fulfilments this validator re-executes, per 10,000 (chosen by block hash);
+    /// a wrong result is challenged with a proof.
+    #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    audit_sample: u32,
+    /// Do not run the re-execution auditor.
+    #[arg(long)]
+    no_audit: bool,
 }
 
 /// `peers.toml`: `[[validator]]` tables with `address` and `p2p`.
@@ -498,6 +523,7 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
     };
     let mut config = NodeConfig::new(args.dir.clone(), genesis);
     config.block_interval_ms = args.block_ms;
+    let key_for_audit = key.clone();
     let running = match &args.peers {
         None => verity_node::start(config, args.listen, key).await?,
         Some(peers_path) => {
@@ -525,6 +551,13 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
             verity_node::start_validator(config, args.listen, key, network).await?
         }
     };
+    let mut running = running;
+    if !args.no_audit {
+        running.spawn_auditor(AuditorConfig {
+            key: key_for_audit,
+            sample_per_10k: args.audit_sample,
+        });
+    }
     println!(
         "verity node: API {} (height {}){}",
         running.url(),
@@ -885,6 +918,12 @@ pub async fn status(node: NodeArgs) -> Result<()> {
             );
         }
         None => println!("consensus single block producer"),
+    }
+    if let Some(a) = head.auditor {
+        println!(
+            "auditor   re-executes {}/10,000 optimistic results: {} sampled, {} correct, {} challenged, {} not checkable here",
+            a.sample_per_10k, a.sampled, a.matched, a.challenged, a.unverifiable
+        );
     }
     Ok(())
 }
