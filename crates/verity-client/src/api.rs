@@ -153,7 +153,10 @@ pub struct ProviderView {
     pub address: Address,
     pub stake: StakeInfo,
     pub stats: ProviderStats,
+    /// The trust profile's score (`profile.score`), what an offer's `min_trust` is checked
+    /// against.
     pub trust_score: u32,
+    pub profile: verity_ledger::TrustProfile,
     pub online: bool,
     pub last_seen_height: Option<u64>,
 }

@@ -205,6 +205,11 @@ impl Client {
         self.get(&format!("/v1/accounts/{addr}")).await
     }
 
+    /// Every provider with stake or a record, best trust score first.
+    pub async fn providers(&self) -> Result<Vec<ProviderView>, ClientError> {
+        self.get("/v1/providers").await
+    }
+
     pub async fn provider(&self, addr: &Address) -> Result<ProviderView, ClientError> {
         self.get(&format!("/v1/providers/{addr}")).await
     }

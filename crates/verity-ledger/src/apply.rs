@@ -631,13 +631,7 @@ impl Ctx<'_> {
             });
         }
         if let Some(min) = job.request.min_trust {
-            let score = self
-                .state
-                .providers
-                .get(&provider)
-                .cloned()
-                .unwrap_or_default()
-                .trust_score();
+            let score = crate::trust::TrustProfile::of(self.state, &provider).score;
             if score < min {
                 return Err(TxError::NotEligible(format!(
                     "trust score {score} is below the required {min}"
@@ -743,9 +737,17 @@ impl Ctx<'_> {
             let (_, to_rescuer) = self.slash_half(locker, collateral);
             self.credit(who, to_rescuer);
             self.stats(who).rescued += 1;
+        } else if job.client == who {
+            // Fulfilling one's own job proves nothing about serving others.
+            self.stats(who).self_dealt += 1;
         } else {
-            self.stats(who).fulfilled += 1;
-            self.stats(who).total_latency_blocks += latency;
+            let stats = self.stats(who);
+            stats.fulfilled += 1;
+            stats.total_latency_blocks += latency;
+            stats.recent_latencies.push(latency);
+            if stats.recent_latencies.len() > crate::trust::LATENCY_WINDOW {
+                stats.recent_latencies.remove(0);
+            }
         }
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         job.fulfiller = Some(who);

@@ -12,6 +12,7 @@ mod apply;
 mod block;
 mod error;
 mod state;
+pub mod trust;
 
 pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
 pub use block::{Block, genesis_block_id};
@@ -20,3 +21,4 @@ pub use state::{
     Account, Genesis, GenesisAccount, GenesisStake, Job, JobState, Params, Provenance,
     ProviderStats, StakeInfo, State, TimelineEntry, Unbonding,
 };
+pub use trust::TrustProfile;

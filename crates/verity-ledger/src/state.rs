@@ -217,17 +217,10 @@ pub struct ProviderStats {
     pub overturned: u64,
     /// Sum of lock-to-fulfil latencies, in blocks, over fulfilled jobs.
     pub total_latency_blocks: u64,
-}
-
-impl ProviderStats {
-    /// Trust score in 0..=1000: the fulfilment rate with a prior of one success in two tries,
-    /// so a new provider starts at 500 and moves with evidence. (Replaced by the full trust
-    /// profile of the audits issue.)
-    pub fn trust_score(&self) -> u32 {
-        let good = self.fulfilled + 1;
-        let tries = self.locked + self.rescued + 2 + self.overturned;
-        ((good.min(tries) * 1000) / tries) as u32
-    }
+    /// Jobs it fulfilled that it had submitted itself (not counted as `fulfilled`).
+    pub self_dealt: u64,
+    /// The last [`crate::trust::LATENCY_WINDOW`] lock-to-fulfil latencies, oldest first.
+    pub recent_latencies: Vec<u64>,
 }
 
 /// A finished job's provenance: enough to say which program ran on which inputs, what it

@@ -281,6 +281,15 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
 
 fn check_invariants(chain: &Chain) {
     chain.check_supply();
+    // Trust profiles kept incrementally equal the ones recomputed from the jobs' history.
+    for (provider, kept) in &chain.state.providers {
+        let mut rebuilt = verity_ledger::trust::stats_from_history(&chain.state, provider);
+        let mut kept = kept.clone();
+        // Within one block the order of equal-height fulfilments is not in the history.
+        kept.recent_latencies.sort_unstable();
+        rebuilt.recent_latencies.sort_unstable();
+        assert_eq!(kept, rebuilt, "provider {provider}'s record drifted from its history");
+    }
     for job in chain.state.jobs.values() {
         let terminal_entries = job
             .timeline

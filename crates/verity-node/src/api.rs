@@ -22,7 +22,7 @@ use verity_client::{
     JobView, ProvenanceView, ProviderView, SubmitTx, Submitted, TxStatus, advice_request_message,
     heartbeat_message,
 };
-use verity_ledger::{Job, JobState};
+use verity_ledger::{Job, JobState, TrustProfile};
 use verity_types::{Address, Digest, Receipt, Signature, SignedTx};
 use verity_vm::AdviceData;
 
@@ -83,6 +83,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}/advice", get(get_advice))
         .route("/v1/advice", post(put_advice))
         .route("/v1/accounts/{addr}", get(account))
+        .route("/v1/providers", get(providers))
         .route("/v1/providers/heartbeat", post(heartbeat))
         .route("/v1/providers/{addr}", get(provider))
         .route("/v1/events", get(events))
@@ -418,16 +419,46 @@ async fn provider(
 ) -> ApiResult<ProviderView> {
     let address = parse_address(&addr)?;
     let state = node.state();
+    Ok(Json(provider_view(&node, &state, address)))
+}
+
+fn provider_view(node: &Node, state: &verity_ledger::State, address: Address) -> ProviderView {
     let stats = state.providers.get(&address).cloned().unwrap_or_default();
     let last = node.last_seen(&address);
-    Ok(Json(ProviderView {
+    let profile = TrustProfile::of(state, &address);
+    ProviderView {
         address,
         stake: state.stakes.get(&address).cloned().unwrap_or_default(),
-        trust_score: stats.trust_score(),
+        trust_score: profile.score,
+        profile,
         stats,
-        online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(&node)),
+        online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(node)),
         last_seen_height: last,
-    }))
+    }
+}
+
+/// `GET /v1/providers`: every staked provider or provider with a record, best score first.
+async fn providers(State(node): State<Arc<Node>>) -> ApiResult<Vec<ProviderView>> {
+    let state = node.state();
+    let mut who: std::collections::BTreeSet<Address> = state.providers.keys().copied().collect();
+    who.extend(
+        state
+            .stakes
+            .iter()
+            .filter(|(_, s)| s.provider > 0)
+            .map(|(a, _)| *a),
+    );
+    let mut views: Vec<ProviderView> = who
+        .into_iter()
+        .map(|a| provider_view(&node, &state, a))
+        .collect();
+    views.sort_by(|a, b| {
+        b.trust_score
+            .cmp(&a.trust_score)
+            .then(b.profile.fulfilled.cmp(&a.profile.fulfilled))
+            .then(a.address.cmp(&b.address))
+    });
+    Ok(Json(views))
 }
 
 async fn heartbeat(

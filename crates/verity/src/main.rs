@@ -33,8 +33,11 @@ enum Command {
     /// Set up and run a validator node: `node init` makes its key, `node run` runs it.
     #[command(subcommand)]
     Node(net_cmds::NodeCmd),
-    /// Run a provider worker against a node: lock, prove and fulfil jobs.
+    /// Run a provider worker against a node (lock, prove and fulfil jobs), or `provider show
+    /// ADDR` for a provider's trust profile.
     Provider(net_cmds::ProviderArgs),
+    /// Every provider's trust profile, best score first.
+    Providers(net_cmds::NodeArgs),
     /// Submit jobs and inspect them.
     #[command(subcommand)]
     Job(net_cmds::JobCmd),
@@ -116,6 +119,7 @@ fn network(command: Command) -> anyhow::Result<()> {
             Command::Devnet(args) => net_cmds::devnet(args).await,
             Command::Node(cmd) => net_cmds::node(cmd).await,
             Command::Provider(args) => net_cmds::provider(args).await,
+            Command::Providers(node) => net_cmds::providers(node).await,
             Command::Job(cmd) => net_cmds::job(cmd).await,
             Command::Jobs(args) => net_cmds::jobs(args).await,
             Command::Status(node) => net_cmds::status(node).await,

@@ -574,7 +574,10 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ProviderArgs {
+    #[command(subcommand)]
+    cmd: Option<ProviderCmd>,
     #[command(flatten)]
     node: NodeArgs,
     /// The provider's key (name or file); it must be staked as a provider.
@@ -588,7 +591,80 @@ pub struct ProviderArgs {
     max_queue: usize,
 }
 
+#[derive(Subcommand)]
+pub enum ProviderCmd {
+    /// A provider's trust profile: record, fulfilment rate, latency, score.
+    Show {
+        /// Address or key name.
+        who: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn print_profile(p: &verity_ledger::TrustProfile) {
+    println!("provider   {}", p.provider);
+    println!("score      {} / 1000", p.score);
+    println!("stake      {}", p.stake);
+    println!(
+        "jobs       {} locked, {} fulfilled, {} rescued, {} slashed, {} overturned ({} self-dealt, not counted)",
+        p.locked, p.fulfilled, p.rescued, p.slashed, p.overturned, p.self_dealt
+    );
+    match p.fulfilment_rate_bp {
+        Some(r) => println!("fulfilled  {}.{:02}% of ended locks", r / 100, r % 100),
+        None => println!("fulfilled  - (no lock has ended)"),
+    }
+    match (p.latency_p50_blocks, p.latency_p95_blocks) {
+        (Some(a), Some(b)) => {
+            println!("latency    p50 {a} blocks, p95 {b} blocks (lock to fulfil)")
+        }
+        _ => println!("latency    - (nothing fulfilled yet)"),
+    }
+}
+
+/// `verity providers`: every provider, best score first.
+pub async fn providers(node: NodeArgs) -> Result<()> {
+    let list = Client::new(&node.node).providers().await?;
+    println!(
+        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+        "provider",
+        "score",
+        "stake",
+        "locked",
+        "fulfilled",
+        "slashed",
+        "overturned",
+        "p50 blk",
+        "online"
+    );
+    for p in list {
+        println!(
+            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+            p.address.short(),
+            p.profile.score,
+            p.profile.stake,
+            p.profile.locked,
+            p.profile.fulfilled,
+            p.profile.slashed,
+            p.profile.overturned,
+            p.profile
+                .latency_p50_blocks
+                .map_or("-".into(), |l| l.to_string()),
+            if p.online { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
 pub async fn provider(args: ProviderArgs) -> Result<()> {
+    if let Some(ProviderCmd::Show { who, node }) = args.cmd {
+        let view = Client::new(&node.node)
+            .provider(&resolve_address(&who)?)
+            .await?;
+        print_profile(&view.profile);
+        println!("online     {}", if view.online { "yes" } else { "no" });
+        return Ok(());
+    }
     let mut cfg = ProviderConfig::new(&args.node.node, resolve_key(&args.key)?);
     cfg.price_per_mcycle = args.price_per_mcycle;
     cfg.max_queue = args.max_queue.max(1);

@@ -1,0 +1,177 @@
+//! Trust profiles: a deterministic function of what the ledger recorded about a provider.
+//!
+//! The formula and the reasons for each term are in `docs/TRUST.md`. Everything is integer
+//! arithmetic over ledger data, so every node computes the same profile, and an offer's
+//! `min_trust` is enforced by the state transition itself.
+
+use serde::{Deserialize, Serialize};
+use verity_types::Address;
+
+use crate::state::{JobState, ProviderStats, State};
+
+/// How many recent lock-to-fulfil latencies each provider's record keeps (for the median and
+/// the 95th percentile): recent behaviour, bounded state.
+pub const LATENCY_WINDOW: usize = 64;
+
+/// Provider stake at which the stake term stops limiting the score.
+pub const FULL_TRUST_STAKE: u64 = 100_000;
+
+/// A provider's public record and score.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustProfile {
+    pub provider: Address,
+    /// Provider stake (total, including what is locked as collateral).
+    pub stake: u64,
+    pub locked: u64,
+    /// Jobs it locked and delivered in time (jobs it submitted itself are not counted).
+    pub fulfilled: u64,
+    /// Jobs it delivered after another provider's lock lapsed.
+    pub rescued: u64,
+    /// Locks it let lapse (collateral slashed).
+    pub slashed: u64,
+    /// Optimistic results proven wrong (bond lost).
+    pub overturned: u64,
+    /// Fulfilments of its own jobs: recorded, but not evidence of anything.
+    pub self_dealt: u64,
+    /// Delivered in time, per 10,000 locks that have ended (`None` before any has).
+    pub fulfilment_rate_bp: Option<u32>,
+    /// Lock-to-fulfil latency over the last [`LATENCY_WINDOW`] fulfilments, in blocks.
+    pub latency_p50_blocks: Option<u64>,
+    pub latency_p95_blocks: Option<u64>,
+    /// 0..=1000; see [`score`].
+    pub score: u32,
+}
+
+/// The score, 0..=1000.
+///
+/// `evidence = 1000 · (good + 1) / (good + bad + 2)` with `good = fulfilled + rescued` and
+/// `bad = slashed + 3 · overturned`, i.e. a success rate with a prior of one success and one
+/// failure (a new provider starts at 500); then capped by stake:
+/// `cap = 500 + 500 · min(stake, FULL_TRUST_STAKE) / FULL_TRUST_STAKE`.
+pub fn score(stats: &ProviderStats, stake: u64) -> u32 {
+    let good = u128::from(stats.fulfilled) + u128::from(stats.rescued);
+    let bad = u128::from(stats.slashed) + 3 * u128::from(stats.overturned);
+    let evidence = 1000 * (good + 1) / (good + bad + 2);
+    let stake = u128::from(stake.min(FULL_TRUST_STAKE));
+    let cap = 500 + 500 * stake / u128::from(FULL_TRUST_STAKE);
+    evidence.min(cap) as u32
+}
+
+/// The `p`-th percentile (0..=100) of `values`, nearest-rank.
+fn percentile(values: &[u64], p: usize) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+impl TrustProfile {
+    /// The profile of `provider` in `state` (a provider with no record gets the prior).
+    pub fn of(state: &State, provider: &Address) -> TrustProfile {
+        let stats = state.providers.get(provider).cloned().unwrap_or_default();
+        let stake = state.stakes.get(provider).map_or(0, |s| s.provider);
+        let ended = stats.fulfilled + stats.slashed + stats.overturned;
+        TrustProfile {
+            provider: *provider,
+            stake,
+            locked: stats.locked,
+            fulfilled: stats.fulfilled,
+            rescued: stats.rescued,
+            slashed: stats.slashed,
+            overturned: stats.overturned,
+            self_dealt: stats.self_dealt,
+            fulfilment_rate_bp: (ended > 0)
+                .then(|| (u128::from(stats.fulfilled) * 10_000 / u128::from(ended)) as u32),
+            latency_p50_blocks: percentile(&stats.recent_latencies, 50),
+            latency_p95_blocks: percentile(&stats.recent_latencies, 95),
+            score: score(&stats, stake),
+        }
+    }
+}
+
+/// A provider's record rebuilt from the jobs on the ledger alone (every job, with its lock,
+/// fulfilment and final state, stays in the state). The ledger keeps [`ProviderStats`]
+/// incrementally; this is the independent definition it must agree with, and what an
+/// explorer or auditor can recompute.
+pub fn stats_from_history(state: &State, provider: &Address) -> ProviderStats {
+    let mut stats = ProviderStats::default();
+    let mut fulfilments: Vec<(u64, u64)> = Vec::new();
+    for job in state.jobs.values() {
+        let locked_here = job.locker == Some(*provider);
+        let rescued = job.fulfiller.is_some() && job.fulfiller != job.locker;
+        if locked_here {
+            stats.locked += 1;
+            if job.state == JobState::Slashed || rescued {
+                stats.slashed += 1;
+            }
+        }
+        if job.fulfiller == Some(*provider) {
+            if rescued {
+                stats.rescued += 1;
+            } else if job.client == *provider {
+                stats.self_dealt += 1;
+            } else {
+                let (Some(at), Some(locked)) = (job.fulfilled_height, job.locked_height) else {
+                    continue;
+                };
+                stats.fulfilled += 1;
+                stats.total_latency_blocks += at - locked;
+                fulfilments.push((at, at - locked));
+            }
+            if job.state == JobState::Overturned {
+                stats.overturned += 1;
+            }
+        }
+    }
+    fulfilments.sort_unstable();
+    let skip = fulfilments.len().saturating_sub(LATENCY_WINDOW);
+    stats.recent_latencies = fulfilments.into_iter().skip(skip).map(|(_, l)| l).collect();
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(fulfilled: u64, slashed: u64, overturned: u64) -> ProviderStats {
+        ProviderStats {
+            locked: fulfilled + slashed + overturned,
+            fulfilled,
+            slashed,
+            overturned,
+            ..ProviderStats::default()
+        }
+    }
+
+    #[test]
+    fn a_new_provider_starts_at_the_prior_and_moves_with_evidence() {
+        assert_eq!(score(&stats(0, 0, 0), FULL_TRUST_STAKE), 500);
+        assert_eq!(score(&stats(8, 0, 0), FULL_TRUST_STAKE), 900);
+        assert_eq!(score(&stats(0, 1, 0), FULL_TRUST_STAKE), 333);
+        // A wrong result weighs three missed deadlines.
+        assert_eq!(
+            score(&stats(10, 0, 1), FULL_TRUST_STAKE),
+            score(&stats(10, 3, 0), FULL_TRUST_STAKE)
+        );
+    }
+
+    #[test]
+    fn stake_caps_the_score() {
+        let perfect = stats(1_000, 0, 0);
+        assert_eq!(score(&perfect, 0), 500);
+        assert_eq!(score(&perfect, FULL_TRUST_STAKE / 2), 750);
+        assert_eq!(score(&perfect, FULL_TRUST_STAKE * 10), 999);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u64> = (1..=20).collect();
+        assert_eq!(percentile(&v, 50), Some(10));
+        assert_eq!(percentile(&v, 95), Some(19));
+        assert_eq!(percentile(&[7], 95), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+    }
+}
