@@ -329,9 +329,13 @@ where
         true
     }
 
-    async fn propose_block(&self, ctx: Context<Sha256Digest, PublicKey>) -> Option<Digest> {
+    async fn propose_block(
+        &self,
+        ctx: Context<Sha256Digest, PublicKey>,
+        cancelled: impl Fn() -> bool,
+    ) -> Option<Digest> {
         let parent_id = from_consensus(&ctx.parent.1);
-        let parent_state = self.state_after(parent_id, || false).await?;
+        let parent_state = self.state_after(parent_id, cancelled).await?;
 
         // Pace the chain: no child sooner than `block_interval` after its parent.
         let earliest = parent_state.timestamp_ms + self.config.block_interval.as_millis() as u64;
@@ -447,7 +451,7 @@ where
         ctx: Context<Sha256Digest, PublicKey>,
     ) -> Option<(Block, Arc<State>)> {
         let parent = from_consensus(&ctx.parent.1);
-        let id = self.propose_block(ctx).await?;
+        let id = self.propose_block(ctx, || false).await?;
         let tip = self.chain.tip();
         let parent_state = self.state_of(&tip, &parent)?;
         let block = (**self.lock().blocks.get(&id)?).clone();
@@ -714,7 +718,7 @@ where
         let (tx, rx) = oneshot::channel();
         let app = self.clone();
         self.context.child("propose").spawn(move |_| async move {
-            if let Some(id) = app.propose_block(context).await {
+            if let Some(id) = app.propose_block(context, || tx.is_closed()).await {
                 let _ = tx.send(to_consensus(id));
             }
         });

@@ -288,7 +288,10 @@ fn check_invariants(chain: &Chain) {
         // Within one block the order of equal-height fulfilments is not in the history.
         kept.recent_latencies.sort_unstable();
         rebuilt.recent_latencies.sort_unstable();
-        assert_eq!(kept, rebuilt, "provider {provider}'s record drifted from its history");
+        assert_eq!(
+            kept, rebuilt,
+            "provider {provider}'s record drifted from its history"
+        );
     }
     for job in chain.state.jobs.values() {
         let terminal_entries = job

@@ -78,7 +78,9 @@ async fn main() {
             }
         }
         delays.sort_unstable();
-        let p50 = delays.get(delays.len() / 2).map_or("-".into(), |d| d.to_string());
+        let p50 = delays
+            .get(delays.len() / 2)
+            .map_or("-".into(), |d| d.to_string());
         let max = delays.last().map_or("-".into(), |d| d.to_string());
         println!(
             "{:>9}% {:>10} {:>9} {:>22} {:>20}",
