@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Digest, JobRequest, Mode, Role, SignedTx, TxBody};
+use verity_types::{Address, AuditReport, Digest, JobRequest, Mode, Role, SignedTx, TxBody};
 
 use crate::error::{BlockError, TxError};
 use crate::state::{Job, JobState, Provenance, State, TimelineEntry, Unbonding};
@@ -434,6 +434,8 @@ impl Ctx<'_> {
                 outputs,
                 proof,
             } => self.challenge(signer, id, *job_id, outputs, proof),
+            TxBody::Announce { endpoint } => self.announce(signer, endpoint),
+            TxBody::Audit(report) => self.audit(signer, report),
         }?;
         // Only an accepted transaction consumes its nonce.
         self.state.accounts.entry(signer).or_default().nonce += 1;
@@ -858,6 +860,110 @@ impl Ctx<'_> {
             ),
         );
         self.finish(job_id);
+        Ok(())
+    }
+
+    fn announce(&mut self, provider: Address, endpoint: &str) -> Result<(), TxError> {
+        if self
+            .state
+            .stakes
+            .get(&provider)
+            .is_none_or(|s| s.provider == 0)
+        {
+            return Err(TxError::BadEndpoint(
+                "only a staked provider announces an endpoint".into(),
+            ));
+        }
+        if endpoint.len() > crate::trust::MAX_ENDPOINT_BYTES {
+            return Err(TxError::Oversized {
+                what: "endpoint",
+                size: endpoint.len(),
+                limit: crate::trust::MAX_ENDPOINT_BYTES,
+            });
+        }
+        let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !scheme_ok
+            || endpoint
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(TxError::BadEndpoint(format!(
+                "`{endpoint}` is not an http(s) URL"
+            )));
+        }
+        self.state.endpoints.insert(provider, endpoint.to_string());
+        Ok(())
+    }
+
+    fn audit(&mut self, auditor: Address, report: &AuditReport) -> Result<(), TxError> {
+        use crate::trust::{AUDIT_EPOCH_BLOCKS, MAX_AUDIT_ENTRIES, MAX_PROBES_PER_EPOCH};
+        let stake = self.state.stakes.get(&auditor).map_or(0, |s| s.validator);
+        if stake == 0 {
+            return Err(TxError::BadAudit("only a staked validator audits".into()));
+        }
+        let current = self.h() / AUDIT_EPOCH_BLOCKS;
+        if report.epoch >= current {
+            return Err(TxError::BadAudit(format!(
+                "epoch {} has not ended (this is epoch {current})",
+                report.epoch
+            )));
+        }
+        if report.epoch + 2 < current {
+            return Err(TxError::BadAudit(format!(
+                "epoch {} is too old to report (this is epoch {current})",
+                report.epoch
+            )));
+        }
+        if self.state.audits.contains_key(&(report.epoch, auditor)) {
+            return Err(TxError::BadAudit(format!(
+                "{} already audited epoch {}",
+                auditor.short(),
+                report.epoch
+            )));
+        }
+        if report.liveness.len() > MAX_AUDIT_ENTRIES {
+            return Err(TxError::Oversized {
+                what: "audit",
+                size: report.liveness.len(),
+                limit: MAX_AUDIT_ENTRIES,
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for l in &report.liveness {
+            if !seen.insert(l.provider) {
+                return Err(TxError::BadAudit(format!(
+                    "provider {} appears twice",
+                    l.provider.short()
+                )));
+            }
+            if l.answered > l.probes || l.probes > MAX_PROBES_PER_EPOCH {
+                return Err(TxError::BadAudit(format!(
+                    "provider {}: {} of {} probes answered (at most {MAX_PROBES_PER_EPOCH} probes)",
+                    l.provider.short(),
+                    l.answered,
+                    l.probes
+                )));
+            }
+            if !self.state.endpoints.contains_key(&l.provider) {
+                return Err(TxError::BadAudit(format!(
+                    "provider {} announced no endpoint",
+                    l.provider.short()
+                )));
+            }
+        }
+        // --- valid: weight every probe by the auditor's stake.
+        for l in &report.liveness {
+            let record = self.state.liveness.entry(l.provider).or_default();
+            record.weighted_probes += u128::from(stake) * u128::from(l.probes);
+            record.weighted_answered += u128::from(stake) * u128::from(l.answered);
+            record.reports += 1;
+            if l.answered > 0 {
+                record.last_median_latency_ms = l.median_latency_ms;
+            }
+        }
+        self.state
+            .audits
+            .insert((report.epoch, auditor), report.clone());
         Ok(())
     }
 }

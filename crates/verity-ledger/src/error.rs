@@ -41,6 +41,10 @@ pub enum TxError {
     BadProgram(String),
     #[error("invalid inputs: {0}")]
     BadInputs(String),
+    #[error("invalid audit: {0}")]
+    BadAudit(String),
+    #[error("invalid endpoint: {0}")]
+    BadEndpoint(String),
     #[error("not eligible to lock: {0}")]
     NotEligible(String),
     #[error(

@@ -7,7 +7,7 @@ use std::fmt;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use verity_types::merkle::{InclusionProof, leaf_hash, root};
-use verity_types::{Address, Digest, JobRequest, Mode, Role};
+use verity_types::{Address, AuditReport, Digest, JobRequest, Mode, Role};
 
 /// Chain parameters, fixed at genesis.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -263,6 +263,26 @@ pub struct State {
     pub providers: BTreeMap<Address, ProviderStats>,
     pub provenance: BTreeMap<Digest, Provenance>,
     pub schedule: Schedule,
+    /// Where each provider can be probed (its latest `Announce`).
+    pub endpoints: BTreeMap<Address, String>,
+    /// Stake-weighted liveness per provider, summed over every audit.
+    pub liveness: BTreeMap<Address, LivenessRecord>,
+    /// Every audit filed, by (epoch, auditor): the history behind `liveness`.
+    pub audits: BTreeMap<(u64, Address), AuditReport>,
+}
+
+/// What audits say about one provider's liveness, each probe weighted by the stake of the
+/// validator that made it.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct LivenessRecord {
+    pub weighted_probes: u128,
+    pub weighted_answered: u128,
+    /// Audits that covered this provider.
+    pub reports: u64,
+    /// Median response time in the latest audit that had answers.
+    pub last_median_latency_ms: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +319,9 @@ const TAG_JOB: u8 = 3;
 const TAG_PROVIDER: u8 = 4;
 const TAG_PROVENANCE: u8 = 5;
 const TAG_SCHEDULE: u8 = 6;
+const TAG_ENDPOINT: u8 = 7;
+const TAG_LIVENESS: u8 = 8;
+const TAG_AUDIT: u8 = 9;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -330,6 +353,9 @@ impl State {
             providers: BTreeMap::new(),
             provenance: BTreeMap::new(),
             schedule: BTreeSet::new(),
+            endpoints: BTreeMap::new(),
+            liveness: BTreeMap::new(),
+            audits: BTreeMap::new(),
         };
         let mut supply: u64 = 0;
         for a in &g.accounts {
@@ -420,6 +446,22 @@ impl State {
                 .map(|(id, v)| (key(TAG_PROVENANCE, &id.0), enc(v))),
         );
         out.push((vec![TAG_SCHEDULE], enc(&self.schedule)));
+        out.extend(
+            self.endpoints
+                .iter()
+                .map(|(a, v)| (key(TAG_ENDPOINT, &a.0), enc(v))),
+        );
+        out.extend(
+            self.liveness
+                .iter()
+                .map(|(a, v)| (key(TAG_LIVENESS, &a.0), enc(v))),
+        );
+        out.extend(self.audits.iter().map(|((epoch, auditor), v)| {
+            let mut k = vec![TAG_AUDIT];
+            k.extend_from_slice(&epoch.to_be_bytes());
+            k.extend_from_slice(&auditor.0);
+            (k, enc(v))
+        }));
         out
     }
 

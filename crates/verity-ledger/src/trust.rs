@@ -16,6 +16,15 @@ pub const LATENCY_WINDOW: usize = 64;
 /// Provider stake at which the stake term stops limiting the score.
 pub const FULL_TRUST_STAKE: u64 = 100_000;
 
+/// Blocks per audit epoch: each validator files at most one `Audit` per epoch.
+pub const AUDIT_EPOCH_BLOCKS: u64 = 100;
+/// Providers in one audit.
+pub const MAX_AUDIT_ENTRIES: usize = 256;
+/// Probes of one provider in one audit (a probe every ~second of a 100-block epoch is far less).
+pub const MAX_PROBES_PER_EPOCH: u32 = 10_000;
+/// Longest announced endpoint.
+pub const MAX_ENDPOINT_BYTES: usize = 256;
+
 /// A provider's public record and score.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustProfile {
@@ -38,8 +47,25 @@ pub struct TrustProfile {
     /// Lock-to-fulfil latency over the last [`LATENCY_WINDOW`] fulfilments, in blocks.
     pub latency_p50_blocks: Option<u64>,
     pub latency_p95_blocks: Option<u64>,
-    /// 0..=1000; see [`score`].
+    /// Announced probe endpoint.
+    pub endpoint: Option<String>,
+    /// Stake-weighted share of audit probes answered, per 10,000 (`None` before any audit).
+    pub uptime_bp: Option<u32>,
+    /// Audits that covered it, and the median probe latency in the latest one.
+    pub audits: u64,
+    pub probe_latency_ms: Option<u32>,
+    /// 0..=1000; see [`score`] and [`with_uptime`].
     pub score: u32,
+}
+
+/// The score with liveness audits: `score × (10,000 + uptime_bp) / 20,000`, i.e. a provider
+/// that never answers keeps half its score, one that always answers keeps all of it; before
+/// any audit the score is unchanged.
+pub fn with_uptime(score: u32, uptime_bp: Option<u32>) -> u32 {
+    match uptime_bp {
+        None => score,
+        Some(u) => (u64::from(score) * (10_000 + u64::from(u.min(10_000))) / 20_000) as u32,
+    }
 }
 
 /// The score, 0..=1000.
@@ -74,6 +100,10 @@ impl TrustProfile {
         let stats = state.providers.get(provider).cloned().unwrap_or_default();
         let stake = state.stakes.get(provider).map_or(0, |s| s.provider);
         let ended = stats.fulfilled + stats.slashed + stats.overturned;
+        let liveness = state.liveness.get(provider);
+        let uptime_bp = liveness
+            .filter(|l| l.weighted_probes > 0)
+            .map(|l| (l.weighted_answered * 10_000 / l.weighted_probes).min(10_000) as u32);
         TrustProfile {
             provider: *provider,
             stake,
@@ -87,7 +117,13 @@ impl TrustProfile {
                 .then(|| (u128::from(stats.fulfilled) * 10_000 / u128::from(ended)) as u32),
             latency_p50_blocks: percentile(&stats.recent_latencies, 50),
             latency_p95_blocks: percentile(&stats.recent_latencies, 95),
-            score: score(&stats, stake),
+            endpoint: state.endpoints.get(provider).cloned(),
+            uptime_bp,
+            audits: liveness.map_or(0, |l| l.reports),
+            probe_latency_ms: liveness
+                .filter(|l| l.weighted_answered > 0)
+                .map(|l| l.last_median_latency_ms),
+            score: with_uptime(score(&stats, stake), uptime_bp),
         }
     }
 }
@@ -164,6 +200,14 @@ mod tests {
         assert_eq!(score(&perfect, 0), 500);
         assert_eq!(score(&perfect, FULL_TRUST_STAKE / 2), 750);
         assert_eq!(score(&perfect, FULL_TRUST_STAKE * 10), 999);
+    }
+
+    #[test]
+    fn uptime_scales_the_score_between_half_and_all() {
+        assert_eq!(with_uptime(800, None), 800);
+        assert_eq!(with_uptime(800, Some(10_000)), 800);
+        assert_eq!(with_uptime(800, Some(5_000)), 600);
+        assert_eq!(with_uptime(800, Some(0)), 400);
     }
 
     #[test]

@@ -15,4 +15,4 @@ pub use crypto::{Address, Keypair, Signature};
 pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
-pub use tx::{JobRequest, Mode, Offer, Role, SignedTx, Tx, TxBody};
+pub use tx::{AuditReport, JobRequest, Liveness, Mode, Offer, Role, SignedTx, Tx, TxBody};

@@ -176,6 +176,32 @@ pub enum TxBody {
         outputs: Vec<u64>,
         proof: Vec<u8>,
     },
+    /// A provider says where auditors can probe it (an `http://` or `https://` URL).
+    Announce {
+        endpoint: String,
+    },
+    /// A validator's liveness audit of providers over one finished audit epoch.
+    Audit(AuditReport),
+}
+
+/// What one validator observed of providers during one audit epoch.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// The epoch observed (`height / AUDIT_EPOCH_BLOCKS` in the ledger); it must have ended.
+    pub epoch: u64,
+    /// One entry per provider probed, each provider at most once.
+    pub liveness: Vec<Liveness>,
+}
+
+/// Probes of one provider's announced endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Liveness {
+    pub provider: Address,
+    pub probes: u32,
+    /// Probes answered with a valid signature in time.
+    pub answered: u32,
+    /// Median response time of the answered probes, in milliseconds.
+    pub median_latency_ms: u32,
 }
 
 /// The signed part of a transaction.
