@@ -61,6 +61,13 @@ pub struct AuditorView {
     pub challenged: u64,
     /// Sampled but not checkable here (the private advice is on another node).
     pub unverifiable: u64,
+    /// Liveness probes of provider endpoints sent, answered, and audits filed.
+    #[serde(default)]
+    pub probes: u64,
+    #[serde(default)]
+    pub probes_answered: u64,
+    #[serde(default)]
+    pub audits_filed: u64,
 }
 
 /// Consensus progress as one validator sees it.
@@ -176,6 +183,19 @@ pub struct Heartbeat {
 /// What a provider signs to fetch a job's private advice.
 pub fn advice_request_message(job: &Digest) -> Vec<u8> {
     format!("verity/advice/v1/{job}").into_bytes()
+}
+
+/// What a provider signs to answer an auditor's liveness probe carrying `nonce`.
+pub fn ping_message(provider: &Address, nonce: &str) -> Vec<u8> {
+    format!("verity/ping/v1/{provider}/{nonce}").into_bytes()
+}
+
+/// A provider's answer to `GET {endpoint}/v1/ping?nonce=…`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingAnswer {
+    pub provider: Address,
+    /// Hex signature over [`ping_message`].
+    pub signature: String,
 }
 
 /// What a provider signs to announce itself online at a height.

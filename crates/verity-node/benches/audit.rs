@@ -36,8 +36,8 @@ async fn main() {
         .await
         .unwrap();
         node.spawn_auditor(AuditorConfig {
-            key: devnet::dev_key("validator"),
             sample_per_10k: rate,
+            ..AuditorConfig::new(devnet::dev_key("validator"))
         });
         let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
         liar.price_per_mcycle = 100;

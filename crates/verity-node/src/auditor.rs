@@ -25,6 +25,18 @@ pub struct AuditorConfig {
     pub key: Keypair,
     /// Fulfilments checked, per 10,000.
     pub sample_per_10k: u32,
+    /// How often each announced provider endpoint is probed for liveness.
+    pub probe_interval: std::time::Duration,
+}
+
+impl AuditorConfig {
+    pub fn new(key: Keypair) -> AuditorConfig {
+        AuditorConfig {
+            key,
+            sample_per_10k: 2_500,
+            probe_interval: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 /// What an auditor has done since it started.
@@ -35,6 +47,9 @@ pub struct AuditorCounters {
     pub challenged: AtomicU64,
     /// Sampled, but the job's private advice is not on this node, so it cannot re-execute.
     pub unverifiable: AtomicU64,
+    pub probes: AtomicU64,
+    pub probes_answered: AtomicU64,
+    pub audits_filed: AtomicU64,
 }
 
 impl AuditorCounters {
@@ -45,6 +60,9 @@ impl AuditorCounters {
             matched: self.matched.load(Ordering::Relaxed),
             challenged: self.challenged.load(Ordering::Relaxed),
             unverifiable: self.unverifiable.load(Ordering::Relaxed),
+            probes: self.probes.load(Ordering::Relaxed),
+            probes_answered: self.probes_answered.load(Ordering::Relaxed),
+            audits_filed: self.audits_filed.load(Ordering::Relaxed),
         }
     }
 }
@@ -208,5 +226,134 @@ mod tests {
             .filter(|j| sampled(&block, j, 2_500) != sampled(&other, j, 2_500))
             .count();
         assert!(differs > 1_000);
+    }
+}
+
+/// Probes of one provider in one epoch.
+#[derive(Default)]
+struct Tally {
+    probes: u32,
+    answered: u32,
+    latencies_ms: Vec<u32>,
+}
+
+/// Runs until `shutdown` fires: probes every announced provider endpoint each
+/// `probe_interval`, and after each audit epoch ends files one signed `Audit` with what it saw.
+pub async fn run_prober(
+    node: Arc<Node>,
+    config: AuditorConfig,
+    counters: Arc<AuditorCounters>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::collections::BTreeMap;
+    use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, MAX_AUDIT_ENTRIES, MAX_PROBES_PER_EPOCH};
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("a plain HTTP client");
+    let tallies: Arc<std::sync::Mutex<BTreeMap<(u64, verity_types::Address), Tally>>> =
+        Arc::default();
+    let mut filed: std::collections::BTreeSet<u64> = Default::default();
+    let mut ticker = tokio::time::interval(config.probe_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let state = node.state();
+        let epoch = state.height / AUDIT_EPOCH_BLOCKS;
+
+        // File audits for epochs that have ended (and can still be reported).
+        let ready: Vec<u64> = {
+            let t = tallies.lock().unwrap_or_else(|e| e.into_inner());
+            t.keys()
+                .map(|(e, _)| *e)
+                .filter(|e| *e < epoch && !filed.contains(e))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        for e in ready {
+            filed.insert(e);
+            let liveness: Vec<verity_types::Liveness> = {
+                let mut t = tallies.lock().unwrap_or_else(|e| e.into_inner());
+                let keys: Vec<_> = t.keys().filter(|(te, _)| *te == e).copied().collect();
+                keys.into_iter()
+                    .filter_map(|k| t.remove(&k).map(|tally| (k.1, tally)))
+                    .take(MAX_AUDIT_ENTRIES)
+                    .map(|(provider, mut tally)| {
+                        tally.latencies_ms.sort_unstable();
+                        verity_types::Liveness {
+                            provider,
+                            probes: tally.probes.min(MAX_PROBES_PER_EPOCH),
+                            answered: tally.answered.min(tally.probes.min(MAX_PROBES_PER_EPOCH)),
+                            median_latency_ms: tally
+                                .latencies_ms
+                                .get(tally.latencies_ms.len() / 2)
+                                .copied()
+                                .unwrap_or(0),
+                        }
+                    })
+                    .collect()
+            };
+            if liveness.is_empty() || e + 2 < epoch {
+                continue;
+            }
+            let tx = Tx {
+                chain_id: state.chain_id.clone(),
+                signer: config.key.address(),
+                nonce: node.next_nonce(&config.key.address()),
+                body: TxBody::Audit(verity_types::AuditReport { epoch: e, liveness }),
+            }
+            .sign(&config.key);
+            match node.submit(tx) {
+                Ok(_) => {
+                    counters.audits_filed.fetch_add(1, Ordering::Relaxed);
+                    info!(epoch = e, "filed a liveness audit");
+                }
+                Err(err) => warn!(epoch = e, "cannot file the liveness audit: {err}"),
+            }
+        }
+        filed.retain(|e| e + 3 >= epoch);
+
+        // Probe every announced endpoint, concurrently.
+        for (provider, endpoint) in state.endpoints.clone() {
+            let (http, tallies, counters) = (http.clone(), tallies.clone(), counters.clone());
+            tokio::spawn(async move {
+                let nonce = hex::encode(rand::random::<[u8; 16]>());
+                let url = format!("{}/v1/ping?nonce={nonce}", endpoint.trim_end_matches('/'));
+                let started = std::time::Instant::now();
+                let answered = match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        match r.json::<verity_client::PingAnswer>().await {
+                            Ok(a) => {
+                                let mut sig = [0u8; 64];
+                                a.provider == provider
+                                    && hex::decode_to_slice(&a.signature, &mut sig).is_ok()
+                                    && provider.verify(
+                                        &verity_client::ping_message(&provider, &nonce),
+                                        &verity_types::Signature(sig),
+                                    )
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    _ => false,
+                };
+                let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                counters.probes.fetch_add(1, Ordering::Relaxed);
+                if answered {
+                    counters.probes_answered.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut t = tallies.lock().unwrap_or_else(|e| e.into_inner());
+                let tally = t.entry((epoch, provider)).or_default();
+                tally.probes += 1;
+                if answered {
+                    tally.answered += 1;
+                    tally.latencies_ms.push(ms);
+                }
+            });
+        }
     }
 }

@@ -55,6 +55,12 @@ impl RunningNode {
         self.node
             .attach_auditor(counters.clone(), cfg.sample_per_10k);
         let rx = self.shutdown.subscribe();
+        self.tasks.push(tokio::spawn(auditor::run_prober(
+            self.node.clone(),
+            cfg.clone(),
+            counters.clone(),
+            rx.clone(),
+        )));
         self.tasks.push(tokio::spawn(run_auditor(
             self.node.clone(),
             cfg,

@@ -23,6 +23,10 @@ pub struct ProviderConfig {
     /// Most jobs held (locked, not yet fulfilled) at once.
     pub max_queue: usize,
     pub poll_interval: Duration,
+    /// Where to answer auditors' liveness probes (`GET /v1/ping`); the worker announces it
+    /// on the ledger as `http://ADDR` (or `endpoint`, when set: the public URL).
+    pub probe_listen: Option<std::net::SocketAddr>,
+    pub endpoint: Option<String>,
     /// Misbehaviour to exhibit, for tests of the auditors. Never set in production.
     #[doc(hidden)]
     pub fault: Option<ProviderFault>,
@@ -34,6 +38,8 @@ pub struct ProviderConfig {
 pub enum ProviderFault {
     /// In optimistic mode, claim outputs that differ from the program's.
     WrongOutputs,
+    /// Answer only every other liveness probe.
+    FlakyEndpoint,
 }
 
 impl ProviderConfig {
@@ -44,6 +50,8 @@ impl ProviderConfig {
             price_per_mcycle: 1_000,
             max_queue: 4,
             poll_interval: Duration::from_millis(200),
+            probe_listen: None,
+            endpoint: None,
             fault: None,
         }
     }
@@ -94,9 +102,82 @@ impl Provider {
     }
 
     /// Runs until `shutdown` fires.
+    /// Answers auditors' liveness probes on `listen`, and announces the endpoint on the
+    /// ledger if it changed.
+    async fn serve_probes(
+        &self,
+        listen: std::net::SocketAddr,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), verity_client::ClientError> {
+        use axum::extract::Query;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| verity_client::ClientError::Protocol(format!("bind {listen}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| verity_client::ClientError::Protocol(e.to_string()))?;
+        let key = self.cfg.key.clone();
+        let flaky = self.cfg.fault == Some(ProviderFault::FlakyEndpoint);
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let app = axum::Router::new().route(
+            "/v1/ping",
+            axum::routing::get(
+                move |Query(q): Query<std::collections::BTreeMap<String, String>>| {
+                    let key = key.clone();
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        let nonce = q.get("nonce").cloned().unwrap_or_default();
+                        if nonce.is_empty() || nonce.len() > 128 || (flaky && n % 2 == 1) {
+                            return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                        }
+                        let me = key.address();
+                        let sig = key.sign(&verity_client::ping_message(&me, &nonce));
+                        Ok(axum::Json(verity_client::PingAnswer {
+                            provider: me,
+                            signature: hex::encode(sig.0),
+                        }))
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await;
+        });
+        let endpoint = self
+            .cfg
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let me = self.cfg.key.address();
+        let current = self.client.provider(&me).await?.profile.endpoint;
+        if current.as_deref() != Some(endpoint.as_str()) {
+            let tx = self
+                .client
+                .send(
+                    &self.cfg.key,
+                    TxBody::Announce {
+                        endpoint: endpoint.clone(),
+                    },
+                )
+                .await?;
+            self.client.wait_tx(&tx, Duration::from_secs(30)).await?;
+            info!(%endpoint, "announced the liveness endpoint");
+        }
+        Ok(())
+    }
+
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let me = self.cfg.key.address();
         info!(provider = %me.short(), "provider worker started");
+        if let Some(listen) = self.cfg.probe_listen
+            && let Err(e) = self.serve_probes(listen, shutdown.clone()).await
+        {
+            warn!("cannot answer liveness probes: {e}");
+        }
         if let Err(e) = self.resume().await {
             warn!("could not check for jobs to resume: {e}");
         }

@@ -340,8 +340,8 @@ async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
     .await
     .unwrap();
     node.spawn_auditor(verity_node::AuditorConfig {
-        key: devnet::dev_key("validator"),
         sample_per_10k: 10_000,
+        ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
     });
     node
 }
@@ -395,5 +395,57 @@ async fn auditor_leaves_a_correct_optimistic_result_alone() {
     assert_eq!(job.state, JobState::Finalized, "{:?}", job.timeline);
     let audit = client.head().await.unwrap().auditor.unwrap();
     assert_eq!((audit.sampled, audit.matched, audit.challenged), (1, 1, 0));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    node.spawn_auditor(verity_node::AuditorConfig {
+        probe_interval: Duration::from_millis(100),
+        ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
+    });
+    let mut steady = provider_cfg(&node.url(), "provider");
+    steady.probe_listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut flaky = provider_cfg(&node.url(), "provider2");
+    flaky.probe_listen = Some("127.0.0.1:0".parse().unwrap());
+    flaky.fault = Some(verity_node::ProviderFault::FlakyEndpoint);
+    node.spawn_provider(steady);
+    node.spawn_provider(flaky);
+    let client = Client::new(&node.url());
+    let (a, b) = (
+        devnet::dev_key("provider").address(),
+        devnet::dev_key("provider2").address(),
+    );
+    // Epochs are 100 blocks (5 s here): wait for the first audit of each.
+    let start = std::time::Instant::now();
+    let (steady, flaky) = loop {
+        let (s, f) = (
+            client.provider(&a).await.unwrap(),
+            client.provider(&b).await.unwrap(),
+        );
+        if s.profile.audits > 0 && f.profile.audits > 0 {
+            break (s.profile, f.profile);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no audit filed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        steady
+            .endpoint
+            .as_deref()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(steady.uptime_bp, Some(10_000));
+    let flaky_uptime = flaky.uptime_bp.unwrap();
+    assert!(
+        (3_000..=7_000).contains(&flaky_uptime),
+        "flaky uptime {flaky_uptime}"
+    );
+    assert!(flaky.score < steady.score);
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert!(audit.audits_filed >= 1 && audit.probes > audit.probes_answered);
     node.stop().await;
 }

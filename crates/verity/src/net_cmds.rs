@@ -136,14 +136,15 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
             .enumerate()
         {
             r.spawn_auditor(AuditorConfig {
-                key: devnet::dev_key(&devnet::validator_name(i)),
                 sample_per_10k: args.audit_sample,
+                ..AuditorConfig::new(devnet::dev_key(&devnet::validator_name(i)))
             });
         }
     }
     let url = running.url();
     let mut provider = ProviderConfig::new(&url, devnet::dev_key("provider"));
     provider.price_per_mcycle = 100;
+    provider.probe_listen = Some(SocketAddr::new(args.listen.ip(), 0));
     running.spawn_provider(provider);
     println!(
         "verity devnet: chain {}, API {url}, data {}",
@@ -554,8 +555,8 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
     let mut running = running;
     if !args.no_audit {
         running.spawn_auditor(AuditorConfig {
-            key: key_for_audit,
             sample_per_10k: args.audit_sample,
+            ..AuditorConfig::new(key_for_audit)
         });
     }
     println!(
@@ -589,6 +590,12 @@ pub struct ProviderArgs {
     /// Most jobs held at once.
     #[arg(long, default_value_t = 4)]
     max_queue: usize,
+    /// Answer validators' liveness probes on this address (announced on the ledger).
+    #[arg(long)]
+    probe_listen: Option<SocketAddr>,
+    /// The public URL of the probe endpoint, if not `http://PROBE_LISTEN`.
+    #[arg(long, requires = "probe_listen")]
+    endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -614,6 +621,20 @@ fn print_profile(p: &verity_ledger::TrustProfile) {
         Some(r) => println!("fulfilled  {}.{:02}% of ended locks", r / 100, r % 100),
         None => println!("fulfilled  - (no lock has ended)"),
     }
+    match p.uptime_bp {
+        Some(u) => println!(
+            "uptime     {}.{:02}% of audit probes answered ({} audits, stake-weighted; last median {} ms)",
+            u / 100,
+            u % 100,
+            p.audits,
+            p.probe_latency_ms.unwrap_or(0)
+        ),
+        None => println!("uptime     - (not audited yet)"),
+    }
+    println!(
+        "endpoint   {}",
+        p.endpoint.as_deref().unwrap_or("- (none announced)")
+    );
     match (p.latency_p50_blocks, p.latency_p95_blocks) {
         (Some(a), Some(b)) => {
             println!("latency    p50 {a} blocks, p95 {b} blocks (lock to fulfil)")
@@ -639,7 +660,7 @@ pub async fn providers(node: NodeArgs) -> Result<()> {
     );
     for p in list {
         println!(
-            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>6}",
             p.address.short(),
             p.profile.score,
             p.profile.stake,
@@ -650,6 +671,9 @@ pub async fn providers(node: NodeArgs) -> Result<()> {
             p.profile
                 .latency_p50_blocks
                 .map_or("-".into(), |l| l.to_string()),
+            p.profile
+                .uptime_bp
+                .map_or("-".into(), |u| format!("{}%", u / 100)),
             if p.online { "yes" } else { "no" }
         );
     }
@@ -668,6 +692,8 @@ pub async fn provider(args: ProviderArgs) -> Result<()> {
     let mut cfg = ProviderConfig::new(&args.node.node, resolve_key(&args.key)?);
     cfg.price_per_mcycle = args.price_per_mcycle;
     cfg.max_queue = args.max_queue.max(1);
+    cfg.probe_listen = args.probe_listen;
+    cfg.endpoint = args.endpoint;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(verity_node::Provider::new(cfg).run(rx));
     tokio::signal::ctrl_c().await?;
@@ -999,6 +1025,10 @@ pub async fn status(node: NodeArgs) -> Result<()> {
         println!(
             "auditor   re-executes {}/10,000 optimistic results: {} sampled, {} correct, {} challenged, {} not checkable here",
             a.sample_per_10k, a.sampled, a.matched, a.challenged, a.unverifiable
+        );
+        println!(
+            "liveness  {} probes, {} answered, {} audits filed",
+            a.probes, a.probes_answered, a.audits_filed
         );
     }
     Ok(())
