@@ -647,7 +647,7 @@ fn print_profile(p: &verity_ledger::TrustProfile) {
 pub async fn providers(node: NodeArgs) -> Result<()> {
     let list = Client::new(&node.node).providers().await?;
     println!(
-        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>6}",
         "provider",
         "score",
         "stake",
@@ -656,6 +656,7 @@ pub async fn providers(node: NodeArgs) -> Result<()> {
         "slashed",
         "overturned",
         "p50 blk",
+        "uptime",
         "online"
     );
     for p in list {
