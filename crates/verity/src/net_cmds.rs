@@ -105,7 +105,7 @@ pub struct DevnetArgs {
     /// a wrong result is challenged with a proof.
     #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     audit_sample: u32,
-    /// Do not run the re-execution auditor.
+    /// Do not run the auditor (re-execution sampling and liveness probes).
     #[arg(long)]
     no_audit: bool,
 }
@@ -411,7 +411,7 @@ pub struct NodeCmdArgs {
     /// a wrong result is challenged with a proof.
     #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     audit_sample: u32,
-    /// Do not run the re-execution auditor.
+    /// Do not run the auditor (re-execution sampling and liveness probes).
     #[arg(long)]
     no_audit: bool,
 }
