@@ -40,6 +40,8 @@ pub enum ProviderFault {
     WrongOutputs,
     /// Answer only every other liveness probe.
     FlakyEndpoint,
+    /// Wait this long after computing a result before delivering it.
+    Slow { delay_ms: u64 },
 }
 
 impl ProviderConfig {
@@ -514,6 +516,9 @@ async fn deliver(
     if fault == Some(ProviderFault::WrongOutputs) && mode == Mode::Optimistic {
         // A different, still valid, field element.
         outputs[0] = if outputs[0] == 0 { 1 } else { outputs[0] - 1 };
+    }
+    if let Some(ProviderFault::Slow { delay_ms }) = fault {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
     }
     let took = started.elapsed();
     let observed = receipt.as_ref().map(|r| (r.trace_len, took));

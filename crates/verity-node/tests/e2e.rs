@@ -449,3 +449,41 @@ async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
     assert!(audit.audits_filed >= 1 && audit.probes > audit.probes_answered);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_shows_in_its_latency_percentiles() {
+    // The same job on two networks: one prompt provider, one that sits on results.
+    let mut latencies = Vec::new();
+    for fault in [
+        None,
+        Some(verity_node::ProviderFault::Slow { delay_ms: 1_500 }),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = start_node(dir.path()).await;
+        let mut cfg = provider_cfg(&node.url(), "provider");
+        cfg.fault = fault;
+        node.spawn_provider(cfg);
+        let client = Client::new(&node.url());
+        let id = submit(&client, fib_job(10, Mode::Proof, 40, 400)).await;
+        let job = client
+            .wait_job(&id, Duration::from_secs(60), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(job.state, JobState::Finalized);
+        let profile = client
+            .provider(&devnet::dev_key("provider").address())
+            .await
+            .unwrap()
+            .profile;
+        assert_eq!(profile.fulfilment_rate_bp, Some(10_000));
+        latencies.push(profile.latency_p50_blocks.unwrap());
+        node.stop().await;
+    }
+    // 1.5 s is 30 blocks of 50 ms.
+    assert!(
+        latencies[1] >= latencies[0] + 25,
+        "slow p50 {} vs prompt p50 {}",
+        latencies[1],
+        latencies[0]
+    );
+}
