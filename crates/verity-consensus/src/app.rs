@@ -31,8 +31,11 @@ use crate::status::{ConsensusStatus, StatusHandle};
 
 /// Upper bound on an encoded block (also the p2p message limit, with headroom).
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
-/// Blocks held in memory above the committed tip (proposed, received or fetched).
-const MAX_PENDING_BLOCKS: usize = 4096;
+/// Proposed blocks held in memory above the committed tip.
+const MAX_PENDING_BLOCKS: usize = 1024;
+/// How far above the tip an unsolicited (proposed) block may be: further ahead, a node is
+/// catching up and fetches what it needs by id instead.
+const MAX_PROPOSAL_LEAD: u64 = 64;
 /// Ancestors sent back with a fetched block, so a lagging node catches up in few round trips.
 const SYNC_BATCH: usize = 32;
 /// How long to wait before asking peers again for a block we still miss.
@@ -305,11 +308,13 @@ where
     }
 
     /// Remembers a block we were sent, if it could still matter. `solicited` blocks answer a
-    /// request (or are the parent of one); unsolicited ones are proposals.
+    /// request (or are the parent of one): they are taken only if we asked, however far
+    /// behind we are (catching up after a long outage walks back from a finalized block).
+    /// Unsolicited ones are proposals: taken only near the tip, and only so many.
     fn insert_block(&self, block: Block, solicited: bool) -> bool {
         let tip_height = self.chain.tip().height;
         let h = block.header.height;
-        if h <= tip_height || h > tip_height + MAX_PENDING_BLOCKS as u64 {
+        if h <= tip_height || (!solicited && h > tip_height + MAX_PROPOSAL_LEAD) {
             return false;
         }
         let id = block.id();
@@ -317,12 +322,13 @@ where
         if inner.blocks.contains_key(&id) {
             return false;
         }
-        let wanted = inner.requested.remove(&id).is_some()
-            || inner.blocks.values().any(|b| b.parent_id == id);
-        if solicited && !wanted {
-            return false;
-        }
-        if inner.blocks.len() >= MAX_PENDING_BLOCKS {
+        if solicited {
+            let wanted = inner.requested.remove(&id).is_some()
+                || inner.blocks.values().any(|b| b.parent_id == id);
+            if !wanted {
+                return false;
+            }
+        } else if inner.blocks.len() >= MAX_PENDING_BLOCKS {
             return false;
         }
         inner.blocks.insert(id, Arc::new(block));

@@ -382,7 +382,8 @@ fn crashed_validator_restarts_and_catches_up() {
         for nonce in 0..5 {
             net.submit(0, transfer(nonce));
         }
-        net.wait_for(&[0, 1, 2], stopped_at + 30).await;
+        // Longer than a proposal may lead the tip: it must catch up by fetching.
+        net.wait_for(&[0, 1, 2], stopped_at + 100).await;
         assert_eq!(
             net.height(3),
             stopped_at,
