@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
 use verity_types::{Digest, Keypair, Mode, TxBody};
@@ -185,7 +185,16 @@ impl Provider {
         }
         loop {
             if let Err(e) = self.step().await {
-                warn!("provider step failed: {e}");
+                match e.downcast_ref::<verity_client::ClientError>() {
+                    // Another of this worker's transactions took the nonce first; the next
+                    // step retries with a fresh one.
+                    Some(verity_client::ClientError::Refused { message, .. })
+                        if message.contains("nonce") =>
+                    {
+                        debug!("provider step raced another transaction: {e}");
+                    }
+                    _ => warn!("provider step failed: {e}"),
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}
