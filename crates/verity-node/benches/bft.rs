@@ -31,37 +31,14 @@ async fn network(validators: usize, block_ms: u64) -> (Vec<RunningNode>, tempfil
         .unwrap();
         return (vec![node], dir);
     }
-    let genesis = devnet::genesis_with_validators(validators);
-    let peers: Vec<_> = (0..validators)
-        .map(|i| {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            (
-                devnet::dev_key(&devnet::validator_name(i)).address(),
-                probe.local_addr().unwrap(),
-            )
-        })
-        .collect();
-    let mut nodes = Vec::new();
-    for (i, (_, p2p)) in peers.iter().enumerate() {
-        let mut config = NodeConfig::new(dir.path().join(format!("v{i}")), genesis.clone());
-        config.block_interval_ms = block_ms;
-        let net = verity_consensus::NetworkConfig {
-            listen: *p2p,
-            peers: peers.clone(),
-            storage_dir: dir.path().join(format!("v{i}/consensus")),
-            worker_threads: 1,
-        };
-        nodes.push(
-            verity_node::start_validator(
-                config,
-                "127.0.0.1:0".parse().unwrap(),
-                devnet::dev_key(&devnet::validator_name(i)),
-                net,
-            )
-            .await
-            .unwrap(),
-        );
-    }
+    let nodes = devnet::start_bft_network(
+        dir.path(),
+        validators,
+        "127.0.0.1:0".parse().unwrap(),
+        block_ms,
+    )
+    .await
+    .unwrap();
     (nodes, dir)
 }
 

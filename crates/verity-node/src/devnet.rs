@@ -76,3 +76,41 @@ pub fn genesis_with_validators(n: usize) -> Genesis {
     }
     g
 }
+
+/// Starts `n` devnet validators on this machine, running BFT consensus over authenticated
+/// p2p on free loopback ports. Validator `i` keeps its data in `dir/v{i}` and serves its API
+/// on `listen` + i (or on a free port each, when `listen`'s port is 0).
+pub async fn start_bft_network(
+    dir: &std::path::Path,
+    n: usize,
+    listen: std::net::SocketAddr,
+    block_ms: u64,
+) -> anyhow::Result<Vec<crate::RunningNode>> {
+    let genesis = genesis_with_validators(n);
+    let mut peers = Vec::new();
+    for i in 0..n {
+        // Ask the OS for a free port for each validator's p2p listener.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        peers.push((dev_key(&validator_name(i)).address(), probe.local_addr()?));
+    }
+    let mut nodes = Vec::new();
+    for (i, (_, p2p)) in peers.iter().enumerate() {
+        let mut config = crate::NodeConfig::new(dir.join(format!("v{i}")), genesis.clone());
+        config.block_interval_ms = block_ms;
+        let port = if listen.port() == 0 {
+            0
+        } else {
+            listen.port() + i as u16
+        };
+        let network = verity_consensus::NetworkConfig {
+            listen: *p2p,
+            peers: peers.clone(),
+            storage_dir: dir.join(format!("v{i}")).join("consensus"),
+            worker_threads: 1,
+        };
+        let api = std::net::SocketAddr::new(listen.ip(), port);
+        let key = dev_key(&validator_name(i));
+        nodes.push(crate::start_validator(config, api, key, network).await?);
+    }
+    Ok(nodes)
+}

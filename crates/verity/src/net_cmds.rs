@@ -125,7 +125,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         config.block_interval_ms = args.block_ms;
         verity_node::start(config, args.listen, devnet::dev_key("validator")).await?
     } else {
-        let mut nodes = start_bft_devnet(&dir, n, args.listen, args.block_ms).await?;
+        let mut nodes = devnet::start_bft_network(&dir, n, args.listen, args.block_ms).await?;
         let first = nodes.remove(0);
         others = nodes;
         first
@@ -183,47 +183,6 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
     }
     running.stop().await;
     result
-}
-
-/// Starts `n` validator nodes on loopback: node `i` serves its API on `listen` + i.
-async fn start_bft_devnet(
-    dir: &Path,
-    n: usize,
-    listen: SocketAddr,
-    block_ms: u64,
-) -> Result<Vec<verity_node::RunningNode>> {
-    let genesis = devnet::genesis_with_validators(n);
-    let mut peers = Vec::new();
-    for i in 0..n {
-        // Ask the OS for a free port for each validator's p2p listener.
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        peers.push((
-            devnet::dev_key(&devnet::validator_name(i)).address(),
-            probe.local_addr()?,
-        ));
-    }
-    let mut nodes = Vec::new();
-    for (i, (_, p2p)) in peers.iter().enumerate() {
-        let mut config = NodeConfig::new(dir.join(format!("v{i}")), genesis.clone());
-        config.block_interval_ms = block_ms;
-        let api = SocketAddr::new(
-            listen.ip(),
-            if listen.port() == 0 {
-                0
-            } else {
-                listen.port() + i as u16
-            },
-        );
-        let network = verity_consensus::NetworkConfig {
-            listen: *p2p,
-            peers: peers.clone(),
-            storage_dir: dir.join(format!("v{i}")).join("consensus"),
-            worker_threads: 1,
-        };
-        let key = devnet::dev_key(&devnet::validator_name(i));
-        nodes.push(verity_node::start_validator(config, api, key, network).await?);
-    }
-    Ok(nodes)
 }
 
 /// After the demo: every validator's view of the chain, to show they agree.
