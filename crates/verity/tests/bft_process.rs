@@ -11,24 +11,12 @@ use verity_ledger::{Genesis, GenesisStake, JobState};
 use verity_node::devnet;
 use verity_types::{Address, JobRequest, Mode, Offer, Role, TxBody};
 
-use common::{Proc, free_port, spawn, verity};
+use common::{Proc, free_port, spawn, verity, wait_height};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
 
 async fn height(client: &Client) -> Option<u64> {
     client.head().await.ok().map(|h| h.height)
-}
-
-async fn wait_height(client: &Client, at_least: u64, what: &str) {
-    let start = Instant::now();
-    loop {
-        if height(client).await.is_some_and(|h| h >= at_least) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{what}: height {at_least} not reached"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +95,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         .map(|a| Client::new(&format!("http://{a}")))
         .collect();
     for (i, c) in clients.iter().enumerate() {
-        wait_height(c, 3, &format!("validator {i}")).await;
+        wait_height(c, 3, &format!("validator {i}"), TIMEOUT).await;
     }
     let head = clients[0].head().await.unwrap();
     let consensus = head.consensus.expect("a BFT node reports consensus");
@@ -174,7 +162,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         target > stopped_at,
         "the chain kept going without validator 3"
     );
-    wait_height(&clients[3], target, "restarted validator 3").await;
+    wait_height(&clients[3], target, "restarted validator 3", TIMEOUT).await;
     let h = clients[3].job(&job_id).await.unwrap().job;
     assert_eq!(h.state, JobState::Finalized);
     assert_eq!(h.outputs.unwrap()[0], 6765);

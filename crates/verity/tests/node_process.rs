@@ -3,28 +3,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use verity_client::Client;
 use verity_ledger::JobState;
 use verity_node::devnet;
 use verity_types::{JobRequest, Mode, Offer, TxBody};
 
-use common::{free_port, spawn};
-
-async fn wait_up(client: &Client) -> u64 {
-    let start = Instant::now();
-    loop {
-        if let Ok(h) = client.head().await {
-            return h.height;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{free_port, spawn, wait_height};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_a_job_is_locked_loses_nothing() {
@@ -46,7 +32,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     let client = Client::new(&url);
 
     let mut node = spawn(&node_args, None);
-    wait_up(&client).await;
+    wait_height(&client, 0, "node", Duration::from_secs(30)).await;
     let req = JobRequest {
         program: include_str!("../../../examples/fib.masm").into(),
         stack_inputs: vec![15],
@@ -98,7 +84,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     assert!(client.head().await.is_err(), "the node is down");
 
     let _node = spawn(&node_args, None);
-    let height_after = wait_up(&client).await;
+    let height_after = wait_height(&client, 0, "node", Duration::from_secs(30)).await;
     assert!(
         height_after >= height_before,
         "no committed block lost ({height_after} < {height_before})"

@@ -5,6 +5,9 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use verity_client::Client;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -44,4 +47,22 @@ pub fn spawn(args: &[&str], log: Option<&Path>) -> Proc {
             .spawn()
             .unwrap(),
     )
+}
+
+/// Waits until the node behind `client` answers with a height of at least `at_least`, and
+/// returns that height; fails the test after `timeout`.
+pub async fn wait_height(client: &Client, at_least: u64, what: &str, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        if let Ok(head) = client.head().await
+            && head.height >= at_least
+        {
+            return head.height;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: height {at_least} not reached in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
