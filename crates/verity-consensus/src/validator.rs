@@ -81,7 +81,6 @@ pub struct Channels<S, R> {
 /// A started validator: its status, and a way to gossip transactions to the others.
 pub struct Validator<S> {
     pub status: StatusHandle,
-    pub public_key: PublicKey,
     txs_out: S,
 }
 
@@ -134,14 +133,13 @@ where
     R: Receiver<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
 {
-    let (scheme, me) = scheme(&config)?;
+    let (scheme, _) = scheme(&config)?;
     let participants = scheme.participants().clone();
     let genesis = chain.genesis_id();
     let status = StatusHandle::default();
     status.update(|s| s.validators = participants.len());
     let validator = Validator {
         status: status.clone(),
-        public_key: me,
         txs_out: channels.txs.0.clone(),
     };
 
