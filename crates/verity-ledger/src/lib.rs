@@ -18,7 +18,7 @@ pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply
 pub use block::{Block, genesis_block_id};
 pub use error::{BlockError, TxError};
 pub use state::{
-    Account, Genesis, GenesisAccount, GenesisStake, Job, JobState, Params, Provenance,
-    ProviderStats, StakeInfo, State, TimelineEntry, Unbonding,
+    Account, AuditorRecord, CanaryCommitment, CanaryRecord, Genesis, GenesisAccount, GenesisStake,
+    Job, JobState, Params, Provenance, ProviderStats, StakeInfo, State, TimelineEntry, Unbonding,
 };
 pub use trust::TrustProfile;

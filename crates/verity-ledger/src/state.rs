@@ -269,6 +269,54 @@ pub struct State {
     pub liveness: BTreeMap<Address, LivenessRecord>,
     /// Every audit filed, by (epoch, auditor): the history behind `liveness`.
     pub audits: BTreeMap<(u64, Address), AuditReport>,
+    /// Canary commitments, by (epoch, auditor), and whether each was revealed.
+    pub canary_commits: BTreeMap<(u64, Address), CanaryCommitment>,
+    /// Canary verdicts per provider, from revealed canaries.
+    pub canaries: BTreeMap<Address, CanaryRecord>,
+    /// What each validator's audits amounted to, including audits proofs contradicted.
+    pub auditors: BTreeMap<Address, AuditorRecord>,
+}
+
+/// A validator's commitment to the seed of its canaries in one epoch.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CanaryCommitment {
+    pub commitment: Digest,
+    pub count: u32,
+    pub committed_height: u64,
+    pub revealed: bool,
+}
+
+/// Revealed canaries a provider answered.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct CanaryRecord {
+    /// Delivered in time with the right outputs.
+    pub passed: u64,
+    /// Proven wrong, or locked and not delivered.
+    pub failed: u64,
+}
+
+/// A validator's record as an auditor.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+pub struct AuditorRecord {
+    /// Liveness audits filed.
+    pub liveness_audits: u64,
+    pub canary_commitments: u64,
+    pub canary_reveals: u64,
+    /// Canaries revealed that gave a verdict (passed or failed).
+    pub canaries_judged: u64,
+    /// Canaries nobody locked (no verdict on anyone).
+    pub canaries_unpicked: u64,
+    /// Canaries whose optimistic result finalized unchallenged while the auditor claimed other
+    /// outputs: it neither proved its claim in the window nor was proven wrong. No verdict.
+    pub canaries_disputed: u64,
+    /// Claims a proof on the ledger contradicted: each reveal with one costs stake.
+    pub contradicted: u64,
+    /// Validator stake slashed for contradicted audits.
+    pub slashed: u64,
 }
 
 /// What audits say about one provider's liveness, each probe weighted by the stake of the
@@ -322,6 +370,9 @@ const TAG_SCHEDULE: u8 = 6;
 const TAG_ENDPOINT: u8 = 7;
 const TAG_LIVENESS: u8 = 8;
 const TAG_AUDIT: u8 = 9;
+const TAG_CANARY_COMMIT: u8 = 10;
+const TAG_CANARY: u8 = 11;
+const TAG_AUDITOR: u8 = 12;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -356,6 +407,9 @@ impl State {
             endpoints: BTreeMap::new(),
             liveness: BTreeMap::new(),
             audits: BTreeMap::new(),
+            canary_commits: BTreeMap::new(),
+            canaries: BTreeMap::new(),
+            auditors: BTreeMap::new(),
         };
         let mut supply: u64 = 0;
         for a in &g.accounts {
@@ -462,6 +516,22 @@ impl State {
             k.extend_from_slice(&auditor.0);
             (k, enc(v))
         }));
+        out.extend(self.canary_commits.iter().map(|((epoch, auditor), v)| {
+            let mut k = vec![TAG_CANARY_COMMIT];
+            k.extend_from_slice(&epoch.to_be_bytes());
+            k.extend_from_slice(&auditor.0);
+            (k, enc(v))
+        }));
+        out.extend(
+            self.canaries
+                .iter()
+                .map(|(a, v)| (key(TAG_CANARY, &a.0), enc(v))),
+        );
+        out.extend(
+            self.auditors
+                .iter()
+                .map(|(a, v)| (key(TAG_AUDITOR, &a.0), enc(v))),
+        );
         out
     }
 

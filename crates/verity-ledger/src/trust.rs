@@ -24,6 +24,12 @@ pub const MAX_AUDIT_ENTRIES: usize = 256;
 pub const MAX_PROBES_PER_EPOCH: u32 = 10_000;
 /// Longest announced endpoint.
 pub const MAX_ENDPOINT_BYTES: usize = 256;
+/// Canaries one validator may commit to per epoch.
+pub const MAX_CANARIES_PER_EPOCH: u32 = 64;
+/// Epochs after a canary epoch ends within which its seed may be revealed.
+pub const CANARY_REVEAL_EPOCHS: u64 = 5;
+/// Share of validator stake (per 10,000) burned when a proof contradicts its canary reveal.
+pub const FALSE_AUDIT_SLASH_BP: u32 = 1_000;
 
 /// A provider's public record and score.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +60,12 @@ pub struct TrustProfile {
     /// Audits that covered it, and the median probe latency in the latest one.
     pub audits: u64,
     pub probe_latency_ms: Option<u32>,
-    /// 0..=1000; see [`score`] and [`with_uptime`].
+    /// Revealed canaries it answered right, and those it got wrong or let lapse.
+    pub canaries_passed: u64,
+    pub canaries_failed: u64,
+    /// Canaries passed per 10,000 judged (`None` before any).
+    pub canary_pass_bp: Option<u32>,
+    /// 0..=1000; see [`score`], [`with_uptime`] and [`with_canaries`].
     pub score: u32,
 }
 
@@ -66,6 +77,13 @@ pub fn with_uptime(score: u32, uptime_bp: Option<u32>) -> u32 {
         None => score,
         Some(u) => (u64::from(score) * (10_000 + u64::from(u.min(10_000))) / 20_000) as u32,
     }
+}
+
+/// The score with canaries: `score × (10,000 + pass_bp) / 20,000`, the same shape as
+/// [`with_uptime`]: failing every known-answer job halves the score; before any canary it is
+/// unchanged.
+pub fn with_canaries(score: u32, pass_bp: Option<u32>) -> u32 {
+    with_uptime(score, pass_bp)
 }
 
 /// The score, 0..=1000.
@@ -104,6 +122,10 @@ impl TrustProfile {
         let uptime_bp = liveness
             .filter(|l| l.weighted_probes > 0)
             .map(|l| (l.weighted_answered * 10_000 / l.weighted_probes).min(10_000) as u32);
+        let canaries = state.canaries.get(provider).cloned().unwrap_or_default();
+        let judged = canaries.passed + canaries.failed;
+        let canary_pass_bp = (judged > 0)
+            .then(|| (u128::from(canaries.passed) * 10_000 / u128::from(judged)) as u32);
         TrustProfile {
             provider: *provider,
             stake,
@@ -123,7 +145,10 @@ impl TrustProfile {
             probe_latency_ms: liveness
                 .filter(|l| l.weighted_answered > 0)
                 .map(|l| l.last_median_latency_ms),
-            score: with_uptime(score(&stats, stake), uptime_bp),
+            canaries_passed: canaries.passed,
+            canaries_failed: canaries.failed,
+            canary_pass_bp,
+            score: with_canaries(with_uptime(score(&stats, stake), uptime_bp), canary_pass_bp),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! wire and on disk (digests, field elements, receipts) and how untrusted text becomes them,
 //! with errors that say what was wrong.
 
+pub mod canary;
 pub mod crypto;
 pub mod digest;
 pub mod field;
@@ -15,4 +16,7 @@ pub use crypto::{Address, Keypair, Signature};
 pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
-pub use tx::{AuditReport, JobRequest, Liveness, Mode, Offer, Role, SignedTx, Tx, TxBody};
+pub use tx::{
+    AuditReport, CanaryClaim, CanaryReveal, JobRequest, Liveness, Mode, Offer, Role, SignedTx, Tx,
+    TxBody,
+};

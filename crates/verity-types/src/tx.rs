@@ -182,6 +182,34 @@ pub enum TxBody {
     },
     /// A validator's liveness audit of providers over one finished audit epoch.
     Audit(AuditReport),
+    /// A validator commits, before audit epoch `epoch` starts, to the seed its canary jobs in
+    /// that epoch derive from (see [`crate::canary`]): it cannot later pick which jobs were
+    /// canaries, nor what their answers were.
+    CanaryCommit {
+        epoch: u64,
+        commitment: Digest,
+        /// Most canaries it will reveal for the epoch.
+        count: u32,
+    },
+    /// The seed, after the epoch, with each canary job and the answer the validator claims is
+    /// right. The ledger checks the claims against the outcomes it holds.
+    CanaryReveal(CanaryReveal),
+}
+
+/// The opening of a [`TxBody::CanaryCommit`].
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CanaryReveal {
+    pub epoch: u64,
+    pub seed: Digest,
+    pub canaries: Vec<CanaryClaim>,
+}
+
+/// One canary: the job the key derived for `index` submitted, and its right outputs.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CanaryClaim {
+    pub index: u32,
+    pub job_id: Digest,
+    pub expected: Vec<u64>,
 }
 
 /// What one validator observed of providers during one audit epoch.

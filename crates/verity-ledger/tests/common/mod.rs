@@ -72,6 +72,18 @@ impl Chain {
         .sign(&k)
     }
 
+    /// A transaction signed by any key (not only the named dev accounts).
+    pub fn tx_by(&self, k: &Keypair, body: TxBody) -> SignedTx {
+        let nonce = self.state.accounts.get(&k.address()).map_or(0, |a| a.nonce);
+        Tx {
+            chain_id: CHAIN.into(),
+            signer: k.address(),
+            nonce,
+            body,
+        }
+        .sign(k)
+    }
+
     pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {
         let header = BlockHeader {
             chain_id: CHAIN.into(),
