@@ -68,6 +68,16 @@ pub struct AuditorView {
     pub probes_answered: u64,
     #[serde(default)]
     pub audits_filed: u64,
+    /// Canary commitments made, canary jobs sent, canaries answered wrong and challenged,
+    /// and reveals sent.
+    #[serde(default)]
+    pub canary_commits: u64,
+    #[serde(default)]
+    pub canaries_sent: u64,
+    #[serde(default)]
+    pub canaries_challenged: u64,
+    #[serde(default)]
+    pub canary_reveals: u64,
 }
 
 /// Consensus progress as one validator sees it.

@@ -16,6 +16,30 @@ use verity_ledger::Job;
 use verity_types::{Address, Digest, Keypair, Receipt, SignedTx, Tx, TxBody};
 use verity_vm::AdviceData;
 
+/// The offer `verity job submit` makes unless told otherwise: a reverse Dutch auction from a
+/// tenth of `max_price` up to it over 8 blocks, 40 blocks to lock, 400 to deliver, collateral
+/// equal to the price. Validators' canary jobs make the same offer, so they look the same.
+pub const fn default_offer(max_price: u64) -> verity_types::Offer {
+    verity_types::Offer {
+        min_price: max_price / 10,
+        max_price,
+        ramp_start: 0,
+        ramp_period: 8,
+        lock_timeout: 40,
+        timeout: 400,
+        collateral: max_price,
+    }
+}
+
+/// The default max price of a job.
+pub const DEFAULT_MAX_PRICE: u64 = 1_000;
+
+/// The cycle cap a job asks for when its submitter does not choose one: twice what a local
+/// run took, within the VM's limits.
+pub fn suggested_max_cycles(trace_len: u64, cap: u32) -> u32 {
+    (trace_len * 2).clamp(u64::from(verity_vm::MIN_MAX_CYCLES), u64::from(cap)) as u32
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

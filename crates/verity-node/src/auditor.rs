@@ -27,6 +27,21 @@ pub struct AuditorConfig {
     pub sample_per_10k: u32,
     /// How often each announced provider endpoint is probed for liveness.
     pub probe_interval: std::time::Duration,
+    /// Canary jobs sent per audit epoch (0: none).
+    pub canaries_per_epoch: u32,
+    /// Pays for canaries (their client accounts are funded from it). `None`: the validator's
+    /// own key, which links each canary's funding to a validator on the ledger; an operator
+    /// should fund a separate key through the channels ordinary clients use.
+    pub canary_funder: Option<Keypair>,
+    /// Scripted misbehaviour, for tests of what the ledger does to a lying auditor.
+    pub fault: Option<AuditorFault>,
+}
+
+/// How a scripted auditor misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditorFault {
+    /// Reveals canaries with answers that differ from the right ones.
+    FalseCanaryClaims,
 }
 
 impl AuditorConfig {
@@ -35,6 +50,9 @@ impl AuditorConfig {
             key,
             sample_per_10k: 2_500,
             probe_interval: std::time::Duration::from_secs(2),
+            canaries_per_epoch: 1,
+            canary_funder: None,
+            fault: None,
         }
     }
 }
@@ -50,6 +68,10 @@ pub struct AuditorCounters {
     pub probes: AtomicU64,
     pub probes_answered: AtomicU64,
     pub audits_filed: AtomicU64,
+    pub canary_commits: AtomicU64,
+    pub canaries_sent: AtomicU64,
+    pub canaries_challenged: AtomicU64,
+    pub canary_reveals: AtomicU64,
 }
 
 impl AuditorCounters {
@@ -63,6 +85,10 @@ impl AuditorCounters {
             probes: self.probes.load(Ordering::Relaxed),
             probes_answered: self.probes_answered.load(Ordering::Relaxed),
             audits_filed: self.audits_filed.load(Ordering::Relaxed),
+            canary_commits: self.canary_commits.load(Ordering::Relaxed),
+            canaries_sent: self.canaries_sent.load(Ordering::Relaxed),
+            canaries_challenged: self.canaries_challenged.load(Ordering::Relaxed),
+            canary_reveals: self.canary_reveals.load(Ordering::Relaxed),
         }
     }
 }

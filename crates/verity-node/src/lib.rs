@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auditor;
+pub mod canary;
 pub mod devnet;
 pub mod mempool;
 pub mod node;
@@ -14,7 +15,7 @@ pub mod producer;
 pub mod provider;
 pub mod storage;
 
-pub use auditor::{AuditorConfig, run_auditor};
+pub use auditor::{AuditorConfig, AuditorFault, run_auditor};
 pub use node::{Node, NodeConfig};
 pub use producer::{BlockProducer, SoloProducer, run_producer};
 pub use provider::{Provider, ProviderConfig, ProviderFault};
@@ -49,13 +50,20 @@ impl RunningNode {
         self.tasks.push(tokio::spawn(Provider::new(cfg).run(rx)));
     }
 
-    /// Starts the re-execution auditor against this node (validators do; see `auditor`).
+    /// Starts the auditor against this node (validators do): re-execution sampling and
+    /// liveness probes (`auditor`), canary jobs (`canary`).
     pub fn spawn_auditor(&mut self, cfg: AuditorConfig) {
         let counters = std::sync::Arc::new(auditor::AuditorCounters::default());
         self.node
             .attach_auditor(counters.clone(), cfg.sample_per_10k);
         let rx = self.shutdown.subscribe();
         self.tasks.push(tokio::spawn(auditor::run_prober(
+            self.node.clone(),
+            cfg.clone(),
+            counters.clone(),
+            rx.clone(),
+        )));
+        self.tasks.push(tokio::spawn(canary::run_canaries(
             self.node.clone(),
             cfg.clone(),
             counters.clone(),

@@ -15,6 +15,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_outcomes");
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
+/// This node's own secrets (canary seeds): never served by the API, unlike blobs.
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
 const STATE_KEY: &str = "state";
 
@@ -65,6 +67,7 @@ impl Storage {
             tx.open_table(TXS).map_err(err)?;
             tx.open_table(BLOBS).map_err(err)?;
             tx.open_table(BLOCK_IDS).map_err(err)?;
+            tx.open_table(SECRETS).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(Storage { db })
@@ -125,6 +128,22 @@ impl Storage {
             .insert(&id.0, bytes)
             .map_err(err)?;
         tx.commit().map_err(err)
+    }
+
+    /// Stores a secret durably (the write is committed before this returns).
+    pub fn put_secret(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(SECRETS)
+            .map_err(err)?
+            .insert(name, bytes)
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    pub fn secret(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(SECRETS).map_err(err)?;
+        Ok(table.get(name).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
     pub fn blob(&self, id: &Digest) -> anyhow::Result<Option<Vec<u8>>> {

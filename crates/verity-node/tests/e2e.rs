@@ -328,6 +328,21 @@ async fn job_events_stream_as_server_sent_events() {
 /// A node whose validator runs the re-execution auditor on every optimistic fulfilment, with a
 /// challenge window long enough to prove in (100 blocks of 50 ms).
 async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
+    start_audited_node_with(
+        dir,
+        verity_node::AuditorConfig {
+            sample_per_10k: 10_000,
+            canaries_per_epoch: 0,
+            ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
+        },
+    )
+    .await
+}
+
+async fn start_audited_node_with(
+    dir: &std::path::Path,
+    auditor: verity_node::AuditorConfig,
+) -> RunningNode {
     let mut genesis = devnet::genesis();
     genesis.params.challenge_window = 100;
     let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
@@ -339,10 +354,7 @@ async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
     )
     .await
     .unwrap();
-    node.spawn_auditor(verity_node::AuditorConfig {
-        sample_per_10k: 10_000,
-        ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
-    });
+    node.spawn_auditor(auditor);
     node
 }
 
@@ -404,6 +416,7 @@ async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
     let mut node = start_node(dir.path()).await;
     node.spawn_auditor(verity_node::AuditorConfig {
         probe_interval: Duration::from_millis(100),
+        canaries_per_epoch: 0,
         ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
     });
     let mut steady = provider_cfg(&node.url(), "provider");
@@ -486,4 +499,134 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
         latencies[1],
         latencies[0]
     );
+}
+
+/// A node whose validator sends two canaries per epoch (one optimistic, one proof-mode) and
+/// re-executes nothing, so whatever is caught, canaries caught; one provider serves them.
+async fn canary_network(
+    dir: &std::path::Path,
+    provider: Option<verity_node::ProviderFault>,
+    auditor: Option<verity_node::AuditorFault>,
+) -> (RunningNode, Client) {
+    let mut node = start_audited_node_with(
+        dir,
+        verity_node::AuditorConfig {
+            sample_per_10k: 0,
+            canaries_per_epoch: 2,
+            fault: auditor,
+            ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
+        },
+    )
+    .await;
+    let mut cfg = provider_cfg(&node.url(), "provider");
+    cfg.fault = provider;
+    node.spawn_provider(cfg);
+    let client = Client::new(&node.url());
+    (node, client)
+}
+
+/// Waits until the validator's canaries of epoch 1 are revealed on the ledger.
+async fn wait_first_reveal(node: &RunningNode) -> verity_ledger::AuditorRecord {
+    let validator = devnet::dev_key("validator").address();
+    let start = std::time::Instant::now();
+    loop {
+        let state = node.node.state();
+        if state
+            .canary_commits
+            .get(&(1, validator))
+            .is_some_and(|c| c.revealed)
+        {
+            return state.auditors[&validator].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no reveal by height {}",
+            state.height
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_credit_an_honest_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = canary_network(dir.path(), None, None).await;
+    let record = wait_first_reveal(&node).await;
+    assert_eq!((record.canaries_judged, record.contradicted), (2, 0));
+    let p = client
+        .provider(&devnet::dev_key("provider").address())
+        .await
+        .unwrap()
+        .profile;
+    assert_eq!((p.canaries_passed, p.canaries_failed), (2, 0));
+    assert_eq!(p.canary_pass_bp, Some(10_000));
+    assert_eq!(
+        (p.slashed, p.overturned),
+        (0, 0),
+        "an honest provider is never slashed"
+    );
+    // Until the reveal, the canaries were jobs of two unrelated fresh accounts.
+    let validator = devnet::dev_key("validator").address();
+    let state = node.node.state();
+    let canary_clients: std::collections::BTreeSet<_> =
+        state.jobs.values().map(|j| j.client).collect();
+    assert!(canary_clients.len() >= 2 && !canary_clients.contains(&validator));
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert!(audit.canaries_sent >= 2 && audit.canary_reveals >= 1);
+    assert_eq!(audit.canaries_challenged, 0);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_catches_a_provider_lying_on_optimistic_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = canary_network(
+        dir.path(),
+        Some(verity_node::ProviderFault::WrongOutputs),
+        None,
+    )
+    .await;
+    let record = wait_first_reveal(&node).await;
+    assert_eq!(record.contradicted, 0);
+    let p = client
+        .provider(&devnet::dev_key("provider").address())
+        .await
+        .unwrap()
+        .profile;
+    // The optimistic canary was answered wrong, challenged with a proof and overturned (no
+    // re-execution sampling: the canary caught it); the proof-mode one could not be faked.
+    assert_eq!((p.canaries_passed, p.canaries_failed), (1, 1));
+    assert_eq!(p.overturned, 1);
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert_eq!((audit.canaries_challenged, audit.challenged), (1, 0));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_posting_false_canary_claims_is_slashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, client) = canary_network(
+        dir.path(),
+        None,
+        Some(verity_node::AuditorFault::FalseCanaryClaims),
+    )
+    .await;
+    let record = wait_first_reveal(&node).await;
+    // It claimed the proof-mode canary's proven answer was wrong.
+    assert_eq!(record.contradicted, 1);
+    let slash = 1_000_000 * u64::from(verity_ledger::trust::FALSE_AUDIT_SLASH_BP) / 10_000;
+    assert_eq!(record.slashed, slash);
+    let validator = devnet::dev_key("validator").address();
+    assert_eq!(
+        node.node.state().stakes[&validator].validator,
+        1_000_000 - slash
+    );
+    // Its verdicts count for nothing; the honest provider is untouched.
+    let p = client
+        .provider(&devnet::dev_key("provider").address())
+        .await
+        .unwrap()
+        .profile;
+    assert_eq!((p.canaries_passed, p.canaries_failed, p.slashed), (0, 0, 0));
+    node.stop().await;
 }

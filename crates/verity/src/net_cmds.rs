@@ -673,22 +673,22 @@ pub enum ModeArg {
 #[derive(Args, Clone)]
 pub struct OfferArgs {
     /// Highest price paid (escrowed at submission).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = verity_client::DEFAULT_MAX_PRICE)]
     max_price: u64,
     /// Starting price of the auction (default: a tenth of the max price).
     #[arg(long)]
     min_price: Option<u64>,
     /// Blocks before the price starts to rise.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_OFFER.ramp_start)]
     ramp_start: u64,
     /// Blocks over which the price rises from min to max.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = DEFAULT_OFFER.ramp_period)]
     ramp_period: u64,
     /// Blocks a provider has to lock the job.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = DEFAULT_OFFER.lock_timeout)]
     lock_timeout: u64,
     /// Blocks until the job must be fulfilled.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = DEFAULT_OFFER.timeout)]
     timeout: u64,
     /// Collateral the locking provider puts up (default: the max price).
     #[arg(long)]
@@ -698,15 +698,18 @@ pub struct OfferArgs {
     min_trust: Option<u32>,
 }
 
+/// The SDK's default offer, which validators' canary jobs share.
+const DEFAULT_OFFER: Offer = verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE);
+
 impl Default for OfferArgs {
     fn default() -> Self {
         OfferArgs {
-            max_price: 1000,
+            max_price: DEFAULT_OFFER.max_price,
             min_price: None,
-            ramp_start: 0,
-            ramp_period: 8,
-            lock_timeout: 40,
-            timeout: 400,
+            ramp_start: DEFAULT_OFFER.ramp_start,
+            ramp_period: DEFAULT_OFFER.ramp_period,
+            lock_timeout: DEFAULT_OFFER.lock_timeout,
+            timeout: DEFAULT_OFFER.timeout,
             collateral: None,
             min_trust: None,
         }
@@ -765,9 +768,9 @@ async fn submit_job(
     // twice what the program needs.
     let cap = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
     let run = verity_vm::execute(&program, &inputs, cap).context("the program fails locally")?;
-    let max_cycles = args.max_cycles.unwrap_or_else(|| {
-        (run.trace_len * 2).clamp(u64::from(verity_vm::MIN_MAX_CYCLES), u64::from(cap)) as u32
-    });
+    let max_cycles = args
+        .max_cycles
+        .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
     let advice_hash = if inputs.advice.is_empty() {
         None
     } else {

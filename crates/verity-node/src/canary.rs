@@ -1,0 +1,457 @@
+//! Canary jobs: known-answer jobs a validator sends providers, indistinguishable from client
+//! jobs until it reveals them.
+//!
+//! Before audit epoch `e` starts, the validator draws a random seed, stores it, and commits to
+//! it on the ledger (`CanaryCommit`). The seed determines each canary's client key (a fresh
+//! address), its program size, its mode and when in the epoch it is sent; the canary's client
+//! account is funded in advance from the configured funder, so the job itself is an ordinary
+//! `SubmitJob` from an ordinary account, with the SDK's default offer. While a canary runs,
+//! the validator watches it: an optimistic canary answered wrong is challenged with a proof
+//! (the ledger's existing path). Once every canary of the epoch has ended, the validator
+//! reveals the seed with the answers it claims are right (`CanaryReveal`); the ledger checks
+//! the opening and judges each canary from what it holds (proofs, challenges, deadlines), and
+//! slashes the validator if a proof contradicts a claim.
+//!
+//! Everything but the seed is recomputed from the seed and the ledger, so a restart loses
+//! nothing: the seed is written to storage before the commitment is sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::{info, warn};
+use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, CANARY_REVEAL_EPOCHS};
+use verity_ledger::{JobState, State};
+use verity_types::canary::{client_key, commitment};
+use verity_types::{
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, SignedTx, Tx, TxBody,
+};
+use verity_vm::{Inputs, Program, ProveOptions};
+
+use crate::auditor::{AuditorConfig, AuditorCounters, AuditorFault};
+use crate::node::Node;
+
+/// The program canaries run: the one clients run most in the devnet and the docs.
+const FIB: &str = include_str!("../../../examples/fib.masm");
+
+/// Canaries are sent within the first three quarters of their epoch, so a late one still
+/// lands inside it.
+const SEND_WINDOW: u64 = AUDIT_EPOCH_BLOCKS * 3 / 4;
+
+/// Blocks to wait for a transaction this auditor sent before sending it again.
+const RESEND_AFTER: u64 = 30;
+
+/// One canary, derived from the seed.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub key: Keypair,
+    pub request: JobRequest,
+    /// Blocks into the epoch at which it is sent.
+    pub offset: u64,
+    /// The right outputs.
+    pub expected: Vec<u64>,
+    /// The id its `SubmitJob` gets (a signature is deterministic, so this is known ahead).
+    pub job_id: Digest,
+    pub submit: SignedTx,
+}
+
+/// Derives canary `index` of `auditor`'s `epoch` from its seed: fib(n) with `n` drawn from
+/// the seed, the SDK's default offer and cycle cap, the mode alternating with the index.
+pub fn derive(
+    chain_id: &str,
+    auditor: &verity_types::Address,
+    epoch: u64,
+    seed: &Digest,
+    index: u32,
+) -> Result<Canary, String> {
+    let mut bytes = b"verity/canary/job/v1".to_vec();
+    bytes.extend_from_slice(&seed.0);
+    bytes.extend_from_slice(&index.to_le_bytes());
+    let h = Digest::blake3(&bytes).0;
+    let n = 20 + u64::from(u16::from_le_bytes([h[0], h[1]])) % 480;
+    let offset = u64::from(u16::from_le_bytes([h[2], h[3]])) % SEND_WINDOW;
+    let mode = if (epoch + u64::from(index)) % 2 == 0 {
+        Mode::Optimistic
+    } else {
+        Mode::Proof
+    };
+    let program = Program::assemble(FIB, "fib.masm").map_err(|e| e.to_string())?;
+    let inputs = Inputs {
+        stack: vec![n],
+        advice: Default::default(),
+    };
+    let run = verity_vm::execute(&program, &inputs, verity_vm::DEFAULT_MAX_CYCLES)
+        .map_err(|e| e.to_string())?;
+    let request = JobRequest {
+        program: FIB.to_string(),
+        stack_inputs: vec![n],
+        advice_hash: None,
+        mode,
+        offer: verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE),
+        max_cycles: verity_client::suggested_max_cycles(
+            run.trace_len,
+            verity_vm::DEFAULT_MAX_CYCLES,
+        ),
+        min_trust: None,
+    };
+    let key = client_key(auditor, epoch, seed, index);
+    let submit = Tx {
+        chain_id: chain_id.to_string(),
+        signer: key.address(),
+        nonce: 0,
+        body: TxBody::SubmitJob(request.clone()),
+    }
+    .sign(&key);
+    Ok(Canary {
+        key,
+        request,
+        offset,
+        expected: run.outputs,
+        job_id: submit.id(),
+        submit,
+    })
+}
+
+fn seed_name(auditor: &verity_types::Address, epoch: u64) -> String {
+    format!("canary-seed/{auditor}/{epoch}")
+}
+
+/// The canary loop's memory: all of it can be rebuilt from the stored seeds and the ledger.
+#[derive(Default)]
+struct Canaries {
+    seeds: BTreeMap<u64, Digest>,
+    derived: BTreeMap<(u64, u32), Canary>,
+    /// Height at which a transaction was last sent, by (epoch, what for, canary index).
+    sent: BTreeMap<(u64, &'static str, u32), u64>,
+}
+
+impl Canaries {
+    /// Sends at most once per [`RESEND_AFTER`] blocks for the same purpose.
+    fn due(&mut self, what: (u64, &'static str, u32), height: u64) -> bool {
+        match self.sent.get(&what) {
+            Some(at) if height < at + RESEND_AFTER => false,
+            _ => {
+                self.sent.insert(what, height);
+                true
+            }
+        }
+    }
+
+    /// Forgets epochs that can no longer be revealed.
+    fn prune(&mut self, epoch: u64) {
+        let keep = |e: u64| e + CANARY_REVEAL_EPOCHS + 1 >= epoch;
+        self.seeds.retain(|e, _| keep(*e));
+        self.derived.retain(|(e, _), _| keep(*e));
+        self.sent.retain(|(e, _, _), _| keep(*e));
+    }
+}
+
+/// Runs until `shutdown` fires. Sends `config.canaries_per_epoch` canaries each epoch.
+pub async fn run_canaries(
+    node: Arc<Node>,
+    config: AuditorConfig,
+    counters: Arc<AuditorCounters>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if config.canaries_per_epoch == 0 {
+        return;
+    }
+    let me = config.key.address();
+    info!(auditor = %me.short(), per_epoch = config.canaries_per_epoch, "canary auditor started");
+    let mut memory = Canaries::default();
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let state = node.state();
+        if let Err(e) = step(&node, &config, &counters, &mut memory, &state).await {
+            warn!("canary auditor: {e}");
+        }
+    }
+}
+
+async fn step(
+    node: &Arc<Node>,
+    config: &AuditorConfig,
+    counters: &Arc<AuditorCounters>,
+    memory: &mut Canaries,
+    state: &State,
+) -> anyhow::Result<()> {
+    let me = config.key.address();
+    let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
+    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
+
+    // 1. Commit to the next epoch's seed (stored first: a crash cannot orphan a commitment).
+    let next = epoch + 1;
+    if !state.canary_commits.contains_key(&(next, me)) && memory.due((next, "commit", 0), h) {
+        let seed = load_or_create_seed(node, &me, next)?;
+        memory.seeds.insert(next, seed);
+        let commit = TxBody::CanaryCommit {
+            epoch: next,
+            commitment: commitment(&me, next, &seed),
+            count: config.canaries_per_epoch,
+        };
+        send(node, state, &config.key, commit)?;
+        counters.canary_commits.fetch_add(1, Ordering::Relaxed);
+        info!(epoch = next, "committed to canaries");
+    }
+    // Fund each committed canary's client account an epoch before its job appears.
+    if let Some(commit) = state.canary_commits.get(&(next, me)) {
+        for i in 0..commit.count {
+            let c = canary(node, state, memory, &me, next, i).await?;
+            let have = state
+                .accounts
+                .get(&c.key.address())
+                .map_or(0, |a| a.balance);
+            let need = c.request.offer.max_price;
+            if have < need && memory.due((next, "fund", i), h) {
+                let body = TxBody::Transfer {
+                    to: c.key.address(),
+                    amount: need - have,
+                };
+                send(node, state, &funder, body)?;
+            }
+        }
+    }
+
+    // 2. Send this epoch's canaries when their time comes.
+    if let Some(commit) = state.canary_commits.get(&(epoch, me)) {
+        for i in 0..commit.count {
+            let c = canary(node, state, memory, &me, epoch, i).await?;
+            let account = state.accounts.get(&c.key.address());
+            let funded = account.is_some_and(|a| a.balance >= c.request.offer.max_price);
+            let fresh = account.is_none_or(|a| a.nonce == 0);
+            if h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
+                && funded
+                && fresh
+                && !node.mempool_contains(&c.job_id)
+                && memory.due((epoch, "submit", i), h)
+            {
+                match node.submit(c.submit.clone()) {
+                    Ok(_) => {
+                        counters.canaries_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => warn!(epoch, index = i, "cannot send a canary: {e}"),
+                }
+            }
+        }
+    }
+
+    // 3. Watch live canaries; 4. reveal ended epochs; 5. sweep what revealed canaries left.
+    let live: Vec<(u64, u32)> = state
+        .canary_commits
+        .range((epoch.saturating_sub(CANARY_REVEAL_EPOCHS), me)..)
+        .filter(|((_, who), _)| *who == me)
+        .flat_map(|((e, _), c)| (0..c.count).map(move |i| (*e, i)))
+        .collect();
+    let mut reveals: BTreeMap<u64, Vec<CanaryClaim>> = BTreeMap::new();
+    let mut open: BTreeSet<u64> = BTreeSet::new();
+    for (e, i) in live {
+        let revealed = state.canary_commits[&(e, me)].revealed;
+        let c = canary(node, state, memory, &me, e, i).await?;
+        let Some(job) = state.jobs.get(&c.job_id) else {
+            continue;
+        };
+        if revealed {
+            let left = state
+                .accounts
+                .get(&c.key.address())
+                .map_or(0, |a| a.balance);
+            if left > 0 && memory.due((e, "sweep", i), h) {
+                let body = TxBody::Transfer {
+                    to: funder.address(),
+                    amount: left,
+                };
+                send(node, state, &c.key, body)?;
+            }
+            continue;
+        }
+        if job.state == JobState::Fulfilled
+            && job.outputs.as_deref() != Some(c.expected.as_slice())
+            && memory.due((e, "challenge", i), h)
+        {
+            warn!(job = %job.id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "a canary was answered wrong: challenging with a proof");
+            tokio::spawn(challenge(
+                node.clone(),
+                config.clone(),
+                counters.clone(),
+                c.clone(),
+            ));
+        }
+        let in_epoch =
+            (e * AUDIT_EPOCH_BLOCKS..(e + 1) * AUDIT_EPOCH_BLOCKS).contains(&job.submitted_height);
+        if !in_epoch {
+            continue;
+        }
+        if !job.state.is_terminal() {
+            open.insert(e);
+        }
+        let mut expected = c.expected.clone();
+        if config.fault == Some(AuditorFault::FalseCanaryClaims) {
+            expected[0] = (expected[0] + 1) % MODULUS;
+        }
+        reveals.entry(e).or_default().push(CanaryClaim {
+            index: i,
+            job_id: c.job_id,
+            expected,
+        });
+    }
+    for (e, canaries) in reveals {
+        if e >= epoch || open.contains(&e) || !memory.due((e, "reveal", 0), h) {
+            continue;
+        }
+        let seed = memory.seeds[&e];
+        let n = canaries.len();
+        send(
+            node,
+            state,
+            &config.key,
+            TxBody::CanaryReveal(CanaryReveal {
+                epoch: e,
+                seed,
+                canaries,
+            }),
+        )?;
+        counters.canary_reveals.fetch_add(1, Ordering::Relaxed);
+        info!(epoch = e, canaries = n, "revealed canaries");
+    }
+    memory.prune(epoch);
+    Ok(())
+}
+
+/// Canary `i` of epoch `e`, derived once (the seed comes from memory or storage).
+async fn canary(
+    node: &Arc<Node>,
+    state: &State,
+    memory: &mut Canaries,
+    me: &verity_types::Address,
+    e: u64,
+    i: u32,
+) -> anyhow::Result<Canary> {
+    if let Some(c) = memory.derived.get(&(e, i)) {
+        return Ok(c.clone());
+    }
+    let seed = match memory.seeds.get(&e) {
+        Some(s) => *s,
+        None => {
+            let bytes = node
+                .storage()
+                .secret(&seed_name(me, e))?
+                .ok_or_else(|| anyhow::anyhow!("the seed of epoch {e} is not in storage"))?;
+            let seed = Digest(
+                bytes
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("a stored canary seed is not 32 bytes"))?,
+            );
+            memory.seeds.insert(e, seed);
+            seed
+        }
+    };
+    let (chain, me2) = (state.chain_id.clone(), *me);
+    let c = tokio::task::spawn_blocking(move || derive(&chain, &me2, e, &seed, i))
+        .await?
+        .map_err(|err| anyhow::anyhow!("cannot derive canary {i} of epoch {e}: {err}"))?;
+    memory.derived.insert((e, i), c.clone());
+    Ok(c)
+}
+
+fn load_or_create_seed(
+    node: &Node,
+    me: &verity_types::Address,
+    epoch: u64,
+) -> anyhow::Result<Digest> {
+    let name = seed_name(me, epoch);
+    if let Some(bytes) = node.storage().secret(&name)? {
+        if let Ok(seed) = <[u8; 32]>::try_from(bytes) {
+            return Ok(Digest(seed));
+        }
+    }
+    let seed = Digest(rand::random());
+    node.storage().put_secret(&name, &seed.0)?;
+    Ok(seed)
+}
+
+fn send(node: &Node, state: &State, key: &Keypair, body: TxBody) -> anyhow::Result<()> {
+    let tx = Tx {
+        chain_id: state.chain_id.clone(),
+        signer: key.address(),
+        nonce: node.next_nonce(&key.address()),
+        body,
+    }
+    .sign(key);
+    node.submit(tx)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("cannot send a transaction: {e}"))
+}
+
+async fn challenge(
+    node: Arc<Node>,
+    config: AuditorConfig,
+    counters: Arc<AuditorCounters>,
+    c: Canary,
+) {
+    let request = c.request.clone();
+    let proved = tokio::task::spawn_blocking(move || {
+        let program = Program::assemble(&request.program, "fib.masm")?;
+        let inputs = Inputs {
+            stack: request.stack_inputs.clone(),
+            advice: Default::default(),
+        };
+        let options = ProveOptions {
+            max_cycles: request.max_cycles,
+            ..Default::default()
+        };
+        verity_vm::prove(&program, &inputs, options)
+    })
+    .await;
+    let receipt = match proved {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return warn!("cannot prove a canary's outputs: {e}"),
+        Err(_) => return,
+    };
+    let body = TxBody::Challenge {
+        job_id: c.job_id,
+        outputs: receipt.stack_outputs,
+        proof: receipt.proof,
+    };
+    match send(&node, &node.state(), &config.key, body) {
+        Ok(()) => {
+            counters.canaries_challenged.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => warn!(job = %c.job_id.short(), "{e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canary_is_a_pure_function_of_the_seed_and_looks_like_a_default_client_job() {
+        let auditor = Keypair::dev("validator").address();
+        let seed = Digest::blake3(b"seed");
+        let a = derive("chain", &auditor, 3, &seed, 0).unwrap();
+        let b = derive("chain", &auditor, 3, &seed, 0).unwrap();
+        assert_eq!(
+            (a.job_id, &a.expected, a.offset),
+            (b.job_id, &b.expected, b.offset)
+        );
+        assert_eq!(a.request.offer, verity_client::default_offer(1_000));
+        assert!(a.offset < SEND_WINDOW);
+        assert_ne!(a.key.address(), auditor);
+        // The mode alternates with the index; another index is another job.
+        let c = derive("chain", &auditor, 3, &seed, 1).unwrap();
+        assert_ne!(a.request.mode, c.request.mode);
+        assert_ne!(a.job_id, c.job_id);
+        // The expected outputs are what the program computes.
+        let n = a.request.stack_inputs[0];
+        let (mut x, mut y) = (0u128, 1u128);
+        for _ in 0..n {
+            (x, y) = (y, (x + y) % u128::from(MODULUS));
+        }
+        assert_eq!(u128::from(a.expected[0]), x);
+    }
+}
