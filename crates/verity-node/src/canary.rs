@@ -70,7 +70,7 @@ pub fn derive(
     let h = Digest::blake3(&bytes).0;
     let n = 20 + u64::from(u16::from_le_bytes([h[0], h[1]])) % 480;
     let offset = u64::from(u16::from_le_bytes([h[2], h[3]])) % SEND_WINDOW;
-    let mode = if (epoch + u64::from(index)) % 2 == 0 {
+    let mode = if (epoch + u64::from(index)).is_multiple_of(2) {
         Mode::Optimistic
     } else {
         Mode::Proof
@@ -365,9 +365,9 @@ fn load_or_create_seed(
 ) -> anyhow::Result<Digest> {
     let name = seed_name(me, epoch);
     if let Some(bytes) = node.storage().secret(&name)? {
-        if let Ok(seed) = <[u8; 32]>::try_from(bytes) {
-            return Ok(Digest(seed));
-        }
+        let seed = <[u8; 32]>::try_from(bytes)
+            .map_err(|_| anyhow::anyhow!("stored canary seed {name} is not 32 bytes"))?;
+        return Ok(Digest(seed));
     }
     let seed = Digest(rand::random());
     node.storage().put_secret(&name, &seed.0)?;
