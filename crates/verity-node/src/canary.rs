@@ -337,15 +337,8 @@ async fn canary(
     let seed = match memory.seeds.get(&e) {
         Some(s) => *s,
         None => {
-            let bytes = node
-                .storage()
-                .secret(&seed_name(me, e))?
+            let seed = stored_seed(node, me, e)?
                 .ok_or_else(|| anyhow::anyhow!("the seed of epoch {e} is not in storage"))?;
-            let seed = Digest(
-                bytes
-                    .try_into()
-                    .map_err(|_| anyhow::anyhow!("a stored canary seed is not 32 bytes"))?,
-            );
             memory.seeds.insert(e, seed);
             seed
         }
@@ -358,19 +351,30 @@ async fn canary(
     Ok(c)
 }
 
+fn stored_seed(
+    node: &Node,
+    me: &verity_types::Address,
+    epoch: u64,
+) -> anyhow::Result<Option<Digest>> {
+    let name = seed_name(me, epoch);
+    let Some(bytes) = node.storage().secret(&name)? else {
+        return Ok(None);
+    };
+    let seed = <[u8; 32]>::try_from(bytes)
+        .map_err(|_| anyhow::anyhow!("stored canary seed {name} is not 32 bytes"))?;
+    Ok(Some(Digest(seed)))
+}
+
 fn load_or_create_seed(
     node: &Node,
     me: &verity_types::Address,
     epoch: u64,
 ) -> anyhow::Result<Digest> {
-    let name = seed_name(me, epoch);
-    if let Some(bytes) = node.storage().secret(&name)? {
-        let seed = <[u8; 32]>::try_from(bytes)
-            .map_err(|_| anyhow::anyhow!("stored canary seed {name} is not 32 bytes"))?;
-        return Ok(Digest(seed));
+    if let Some(seed) = stored_seed(node, me, epoch)? {
+        return Ok(seed);
     }
     let seed = Digest(rand::random());
-    node.storage().put_secret(&name, &seed.0)?;
+    node.storage().put_secret(&seed_name(me, epoch), &seed.0)?;
     Ok(seed)
 }
 
