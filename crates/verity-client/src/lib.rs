@@ -234,6 +234,11 @@ impl Client {
         self.get("/v1/providers").await
     }
 
+    /// Every validator's record as an auditor (canaries, contradicted claims, slashes).
+    pub async fn auditors(&self) -> Result<Vec<verity_ledger::trust::AuditorProfile>, ClientError> {
+        self.get("/v1/auditors").await
+    }
+
     pub async fn provider(&self, addr: &Address) -> Result<ProviderView, ClientError> {
         self.get(&format!("/v1/providers/{addr}")).await
     }

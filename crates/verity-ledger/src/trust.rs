@@ -153,6 +153,49 @@ impl TrustProfile {
     }
 }
 
+/// A validator's public record as an auditor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditorProfile {
+    pub validator: Address,
+    /// Validator stake: the weight of its liveness audits.
+    pub stake: u64,
+    pub record: crate::state::AuditorRecord,
+    /// Canary commitments whose reveal window closed without a reveal.
+    pub unrevealed: u64,
+}
+
+impl AuditorProfile {
+    pub fn of(state: &State, validator: &Address) -> AuditorProfile {
+        let epoch = state.height / AUDIT_EPOCH_BLOCKS;
+        let unrevealed = state
+            .canary_commits
+            .iter()
+            .filter(|((e, who), c)| {
+                who == validator && !c.revealed && e + CANARY_REVEAL_EPOCHS < epoch
+            })
+            .count() as u64;
+        AuditorProfile {
+            validator: *validator,
+            stake: state.stakes.get(validator).map_or(0, |s| s.validator),
+            record: state.auditors.get(validator).cloned().unwrap_or_default(),
+            unrevealed,
+        }
+    }
+
+    /// Every staked validator, and every address with an auditor record.
+    pub fn all(state: &State) -> Vec<AuditorProfile> {
+        let mut who: std::collections::BTreeSet<Address> = state.auditors.keys().copied().collect();
+        who.extend(
+            state
+                .stakes
+                .iter()
+                .filter(|(_, s)| s.validator > 0)
+                .map(|(a, _)| *a),
+        );
+        who.iter().map(|a| AuditorProfile::of(state, a)).collect()
+    }
+}
+
 /// A provider's record rebuilt from the jobs on the ledger alone (every job, with its lock,
 /// fulfilment and final state, stays in the state). The ledger keeps [`ProviderStats`]
 /// incrementally; this is the independent definition it must agree with, and what an

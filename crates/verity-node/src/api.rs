@@ -86,6 +86,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/providers", get(providers))
         .route("/v1/providers/heartbeat", post(heartbeat))
         .route("/v1/providers/{addr}", get(provider))
+        .route("/v1/auditors", get(auditors))
         .route("/v1/events", get(events))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -435,6 +436,15 @@ fn provider_view(node: &Node, state: &verity_ledger::State, address: Address) ->
         online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(node)),
         last_seen_height: last,
     }
+}
+
+/// `GET /v1/auditors`: every validator's record as an auditor, from the ledger.
+async fn auditors(
+    State(node): State<Arc<Node>>,
+) -> ApiResult<Vec<verity_ledger::trust::AuditorProfile>> {
+    Ok(Json(verity_ledger::trust::AuditorProfile::all(
+        &node.state(),
+    )))
 }
 
 /// `GET /v1/providers`: every staked provider or provider with a record, best score first.

@@ -616,11 +616,11 @@ async fn an_auditor_posting_false_canary_claims_is_slashed() {
     assert_eq!(record.contradicted, 1);
     let slash = 1_000_000 * u64::from(verity_ledger::trust::FALSE_AUDIT_SLASH_BP) / 10_000;
     assert_eq!(record.slashed, slash);
+    // The API shows it too, with the stake it has left.
     let validator = devnet::dev_key("validator").address();
-    assert_eq!(
-        node.node.state().stakes[&validator].validator,
-        1_000_000 - slash
-    );
+    let auditors = client.auditors().await.unwrap();
+    let me = auditors.iter().find(|a| a.validator == validator).unwrap();
+    assert_eq!((me.stake, me.record.contradicted), (1_000_000 - slash, 1));
     // Its verdicts count for nothing; the honest provider is untouched.
     let p = client
         .provider(&devnet::dev_key("provider").address())

@@ -38,6 +38,9 @@ enum Command {
     Provider(net_cmds::ProviderArgs),
     /// Every provider's trust profile, best score first.
     Providers(net_cmds::NodeArgs),
+    /// Every validator's record as an auditor: canaries revealed, claims contradicted, stake
+    /// slashed.
+    Auditors(net_cmds::NodeArgs),
     /// Submit jobs and inspect them.
     #[command(subcommand)]
     Job(net_cmds::JobCmd),
@@ -120,6 +123,7 @@ fn network(command: Command) -> anyhow::Result<()> {
             Command::Node(cmd) => net_cmds::node(cmd).await,
             Command::Provider(args) => net_cmds::provider(args).await,
             Command::Providers(node) => net_cmds::providers(node).await,
+            Command::Auditors(node) => net_cmds::auditors(node).await,
             Command::Job(cmd) => net_cmds::job(cmd).await,
             Command::Jobs(args) => net_cmds::jobs(args).await,
             Command::Status(node) => net_cmds::status(node).await,

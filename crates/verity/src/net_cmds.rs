@@ -101,13 +101,47 @@ pub struct DevnetArgs {
     /// directory, API port (--listen, +1, +2, ...) and p2p port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     validators: u16,
+    #[command(flatten)]
+    audit: AuditArgs,
+}
+
+/// How a validator audits providers (`verity devnet`, `verity node run`).
+#[derive(Args)]
+pub struct AuditArgs {
     /// Optimistic fulfilments this validator re-executes, per 10,000 (chosen by block hash);
     /// a wrong result is challenged with a proof.
     #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     audit_sample: u32,
-    /// Do not run the auditor (re-execution sampling and liveness probes).
+    /// Canary jobs (known answers, revealed after the epoch) this validator sends per audit
+    /// epoch of 100 blocks; 0 sends none.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=i64::from(verity_ledger::trust::MAX_CANARIES_PER_EPOCH)))]
+    canaries: u32,
+    /// The key that funds canaries (a key name or file; default: the validator's own key,
+    /// which links canary accounts to the validator on the ledger).
+    #[arg(long)]
+    canary_funder: Option<String>,
+    /// Do not run the auditor (re-execution sampling, canaries and liveness probes).
     #[arg(long)]
     no_audit: bool,
+}
+
+impl AuditArgs {
+    /// The auditor of validator `key`, or `None` with `--no-audit`.
+    fn config(&self, key: Keypair) -> Result<Option<AuditorConfig>> {
+        if self.no_audit {
+            return Ok(None);
+        }
+        let canary_funder = match &self.canary_funder {
+            Some(name) => Some(resolve_key(name).context("--canary-funder")?),
+            None => None,
+        };
+        Ok(Some(AuditorConfig {
+            sample_per_10k: self.audit_sample,
+            canaries_per_epoch: self.canaries,
+            canary_funder,
+            ..AuditorConfig::new(key)
+        }))
+    }
 }
 
 pub async fn devnet(args: DevnetArgs) -> Result<()> {
@@ -130,15 +164,15 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         others = nodes;
         first
     };
-    if !args.no_audit {
-        for (i, r) in std::iter::once(&mut running)
-            .chain(others.iter_mut())
-            .enumerate()
+    for (i, r) in std::iter::once(&mut running)
+        .chain(others.iter_mut())
+        .enumerate()
+    {
+        if let Some(cfg) = args
+            .audit
+            .config(devnet::dev_key(&devnet::validator_name(i)))?
         {
-            r.spawn_auditor(AuditorConfig {
-                sample_per_10k: args.audit_sample,
-                ..AuditorConfig::new(devnet::dev_key(&devnet::validator_name(i)))
-            });
+            r.spawn_auditor(cfg);
         }
     }
     let url = running.url();
@@ -366,13 +400,8 @@ pub struct NodeCmdArgs {
     /// Minimum milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
     block_ms: u64,
-    /// Optimistic fulfilments this validator re-executes, per 10,000 (chosen by block hash);
-    /// a wrong result is challenged with a proof.
-    #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
-    audit_sample: u32,
-    /// Do not run the auditor (re-execution sampling and liveness probes).
-    #[arg(long)]
-    no_audit: bool,
+    #[command(flatten)]
+    audit: AuditArgs,
 }
 
 /// `peers.toml`: `[[validator]]` tables with `address` and `p2p`.
@@ -512,11 +541,8 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
         }
     };
     let mut running = running;
-    if !args.no_audit {
-        running.spawn_auditor(AuditorConfig {
-            sample_per_10k: args.audit_sample,
-            ..AuditorConfig::new(key_for_audit)
-        });
+    if let Some(cfg) = args.audit.config(key_for_audit)? {
+        running.spawn_auditor(cfg);
     }
     println!(
         "verity node: API {} (height {}){}",
@@ -600,13 +626,58 @@ fn print_profile(p: &verity_ledger::TrustProfile) {
         }
         _ => println!("latency    - (nothing fulfilled yet)"),
     }
+    match p.canary_pass_bp {
+        Some(r) => println!(
+            "canaries   {} passed, {} failed ({}.{:02}% passed; revealed known-answer jobs)",
+            p.canaries_passed,
+            p.canaries_failed,
+            r / 100,
+            r % 100
+        ),
+        None => println!("canaries   - (none revealed yet)"),
+    }
+}
+
+/// `verity auditors`: every validator's record as an auditor.
+pub async fn auditors(node: NodeArgs) -> Result<()> {
+    let list = Client::new(&node.node).auditors().await?;
+    println!(
+        "{:<14} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10} {:>12} {:>8}",
+        "validator",
+        "stake",
+        "liveness",
+        "commits",
+        "reveals",
+        "judged",
+        "unpicked",
+        "unrevealed",
+        "contradicted",
+        "slashed"
+    );
+    for a in list {
+        let r = &a.record;
+        println!(
+            "{:<14} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10} {:>12} {:>8}",
+            a.validator.short(),
+            a.stake,
+            r.liveness_audits,
+            r.canary_commitments,
+            r.canary_reveals,
+            r.canaries_judged,
+            r.canaries_unpicked,
+            a.unrevealed,
+            r.contradicted,
+            r.slashed
+        );
+    }
+    Ok(())
 }
 
 /// `verity providers`: every provider, best score first.
 pub async fn providers(node: NodeArgs) -> Result<()> {
     let list = Client::new(&node.node).providers().await?;
     println!(
-        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>6}",
+        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>8} {:>6}",
         "provider",
         "score",
         "stake",
@@ -616,11 +687,12 @@ pub async fn providers(node: NodeArgs) -> Result<()> {
         "overturned",
         "p50 blk",
         "uptime",
+        "canaries",
         "online"
     );
     for p in list {
         println!(
-            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>6}",
+            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>8} {:>6}",
             p.address.short(),
             p.profile.score,
             p.profile.stake,
@@ -634,6 +706,10 @@ pub async fn providers(node: NodeArgs) -> Result<()> {
             p.profile
                 .uptime_bp
                 .map_or("-".into(), |u| format!("{}%", u / 100)),
+            match p.profile.canaries_passed + p.profile.canaries_failed {
+                0 => "-".to_string(),
+                n => format!("{}/{n}", p.profile.canaries_passed),
+            },
             if p.online { "yes" } else { "no" }
         );
     }
@@ -992,6 +1068,10 @@ pub async fn status(node: NodeArgs) -> Result<()> {
         println!(
             "liveness  {} probes, {} answered, {} audits filed",
             a.probes, a.probes_answered, a.audits_filed
+        );
+        println!(
+            "canaries  {} commitments, {} sent, {} answered wrong and challenged, {} reveals",
+            a.canary_commits, a.canaries_sent, a.canaries_challenged, a.canary_reveals
         );
     }
     Ok(())
