@@ -1,9 +1,10 @@
-//! Re-execution auditing: detection rate and delay against a provider that lies on every
-//! optimistic job, at several sampling rates, and what the auditor spends doing it.
+//! Auditing: detection rate and delay against a provider that lies on every optimistic job,
+//! by re-execution sampling at several rates and by canaries alone, and what each costs.
 //!
 //! Run: `cargo bench --workspace --profile dev --bench audit`
 //! One node (50 ms blocks, challenge window 100 blocks), one lying provider worker, the
-//! validator's auditor; 12 fib(n) optimistic jobs per rate, one at a time.
+//! validator's auditor; 12 fib(n) optimistic jobs per rate, one at a time. Then canaries only
+//! (2 per epoch, no sampling) for three epochs, and the cost of one canary.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ async fn main() {
         .unwrap();
         node.spawn_auditor(AuditorConfig {
             sample_per_10k: rate,
+            canaries_per_epoch: 0,
             ..AuditorConfig::new(devnet::dev_key("validator"))
         });
         let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
@@ -112,4 +114,108 @@ async fn main() {
         prove * 1e3,
         100.0 * exec / prove
     );
+
+    canaries_alone().await;
+    canary_cost();
+}
+
+/// A provider lying on every optimistic job, audited by canaries only (2 per epoch, one of
+/// each mode), for three epochs.
+async fn canaries_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = devnet::genesis();
+    genesis.params.challenge_window = 100;
+    let mut config = NodeConfig::new(dir.path().to_path_buf(), genesis);
+    config.block_interval_ms = 50;
+    let mut node = verity_node::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        devnet::dev_key("validator"),
+    )
+    .await
+    .unwrap();
+    node.spawn_auditor(AuditorConfig {
+        sample_per_10k: 0,
+        canaries_per_epoch: 2,
+        ..AuditorConfig::new(devnet::dev_key("validator"))
+    });
+    let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
+    liar.price_per_mcycle = 100;
+    liar.poll_interval = Duration::from_millis(50);
+    liar.fault = Some(ProviderFault::WrongOutputs);
+    node.spawn_provider(liar);
+    let me = devnet::dev_key("validator").address();
+    let epochs = 3u64;
+    let start = Instant::now();
+    while !(1..=epochs).all(|e| {
+        node.node
+            .state()
+            .canary_commits
+            .get(&(e, me))
+            .is_some_and(|c| c.revealed)
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "canaries not revealed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state = node.node.state();
+    let liar = devnet::dev_key("provider2").address();
+    let record = state.canaries.get(&liar).cloned().unwrap_or_default();
+    let mut delays: Vec<u64> = state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Overturned)
+        .map(|j| j.timeline.last().unwrap().height - j.fulfilled_height.unwrap())
+        .collect();
+    delays.sort_unstable();
+    println!(
+        "canaries only, {epochs} epochs of 2: {} passed, {} failed by the liar; overturn delay p50 {} blocks; liar's score {}",
+        record.passed,
+        record.failed,
+        delays
+            .get(delays.len() / 2)
+            .map_or("-".into(), |d| d.to_string()),
+        verity_ledger::TrustProfile::of(&state, &liar).score
+    );
+    node.stop().await;
+}
+
+/// What one canary costs: the validator derives it (assemble, execute for the answer); the
+/// provider that takes it executes and, in proof mode, proves it. Canary sizes are the ones
+/// the auditor draws (fib(n), n in 20..500).
+fn canary_cost() {
+    let auditor = devnet::dev_key("validator").address();
+    let seed = verity_types::Digest::blake3(b"bench");
+    let count = 8u32;
+    let (mut derive_s, mut prove_s) = (0.0, 0.0);
+    for i in 0..count {
+        let t = Instant::now();
+        let c = verity_node::canary::derive("bench", &auditor, 1, &seed, i).unwrap();
+        derive_s += t.elapsed().as_secs_f64();
+        let program = Program::assemble(&c.request.program, "fib.masm").unwrap();
+        let inputs = Inputs {
+            stack: c.request.stack_inputs.clone(),
+            advice: Default::default(),
+        };
+        let t = Instant::now();
+        verity_vm::prove(&program, &inputs, Default::default()).unwrap();
+        prove_s += t.elapsed().as_secs_f64();
+    }
+    let (derive_ms, prove_ms) = (
+        1e3 * derive_s / f64::from(count),
+        1e3 * prove_s / f64::from(count),
+    );
+    // Default: 1 canary per validator per 100-block epoch; devnet blocks are 250 ms.
+    let epoch_s = 100.0 * 0.25;
+    println!(
+        "one canary: {derive_ms:.1} ms for the validator to derive and answer, {prove_ms:.0} ms to prove (mean of {count})"
+    );
+    for validators in [1u32, 4, 16] {
+        println!(
+            "  {validators:>2} validators at the default 1 per epoch: {:.2}% of one prover's time (epoch {epoch_s} s; an upper bound: the optimistic half only execute)",
+            100.0 * f64::from(validators) * prove_ms / 1e3 / epoch_s
+        );
+    }
 }
