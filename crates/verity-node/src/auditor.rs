@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use verity_client::AuditorView;
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, Tx, TxBody};
+use verity_types::{Digest, Keypair, Mode, TxBody};
 use verity_vm::{AdviceData, Inputs, Program, ProveOptions};
 
 use crate::node::Node;
@@ -206,18 +206,12 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         Err(_) => return,
     };
     warn!(job = %id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "wrong outputs: challenging with a proof");
-    let tx = Tx {
-        chain_id: node.state().chain_id.clone(),
-        signer: config.key.address(),
-        nonce: node.next_nonce(&config.key.address()),
-        body: TxBody::Challenge {
-            job_id: id,
-            outputs: receipt.stack_outputs.clone(),
-            proof: receipt.proof.clone(),
-        },
-    }
-    .sign(&config.key);
-    match node.submit(tx) {
+    let body = TxBody::Challenge {
+        job_id: id,
+        outputs: receipt.stack_outputs.clone(),
+        proof: receipt.proof.clone(),
+    };
+    match node.sign_and_submit(&config.key, body) {
         Ok(_) => {
             counters.challenged.fetch_add(1, Ordering::Relaxed);
         }
@@ -326,14 +320,8 @@ pub async fn run_prober(
             if liveness.is_empty() || e + 2 < epoch {
                 continue;
             }
-            let tx = Tx {
-                chain_id: state.chain_id.clone(),
-                signer: config.key.address(),
-                nonce: node.next_nonce(&config.key.address()),
-                body: TxBody::Audit(verity_types::AuditReport { epoch: e, liveness }),
-            }
-            .sign(&config.key);
-            match node.submit(tx) {
+            let body = TxBody::Audit(verity_types::AuditReport { epoch: e, liveness });
+            match node.sign_and_submit(&config.key, body) {
                 Ok(_) => {
                     counters.audits_filed.fetch_add(1, Ordering::Relaxed);
                     info!(epoch = e, "filed a liveness audit");

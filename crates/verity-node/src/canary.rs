@@ -123,6 +123,9 @@ struct Canaries {
     derived: BTreeMap<(u64, u32), Canary>,
     /// Height at which a transaction was last sent, by (epoch, what for, canary index).
     sent: BTreeMap<(u64, &'static str, u32), u64>,
+    /// Canary jobs being proved for a challenge right now (a proof can take longer than the
+    /// resend interval; proving the same job twice would only slow both).
+    proving: Arc<std::sync::Mutex<BTreeSet<Digest>>>,
 }
 
 impl Canaries {
@@ -194,7 +197,7 @@ async fn step(
             commitment: commitment(&me, next, &seed),
             count: config.canaries_per_epoch,
         };
-        send(node, state, &config.key, commit)?;
+        send(node, &config.key, commit)?;
         counters.canary_commits.fetch_add(1, Ordering::Relaxed);
         info!(epoch = next, "committed to canaries");
     }
@@ -212,7 +215,7 @@ async fn step(
                     to: c.key.address(),
                     amount: need - have,
                 };
-                send(node, state, &funder, body)?;
+                send(node, &funder, body)?;
             }
         }
     }
@@ -247,15 +250,19 @@ async fn step(
         .filter(|((_, who), _)| *who == me)
         .flat_map(|((e, _), c)| (0..c.count).map(move |i| (*e, i)))
         .collect();
-    let mut reveals: BTreeMap<u64, Vec<CanaryClaim>> = BTreeMap::new();
+    // Every unrevealed epoch gets a reveal, even one whose canaries never went out (it then
+    // reveals none), so no commitment is left hanging.
+    let mut reveals: BTreeMap<u64, Vec<CanaryClaim>> = live
+        .iter()
+        .filter(|(e, _)| !state.canary_commits[&(*e, me)].revealed)
+        .map(|(e, _)| (*e, Vec::new()))
+        .collect();
     let mut open: BTreeSet<u64> = BTreeSet::new();
     for (e, i) in live {
         let revealed = state.canary_commits[&(e, me)].revealed;
         let c = canary(node, state, memory, &me, e, i).await?;
-        let Some(job) = state.jobs.get(&c.job_id) else {
-            continue;
-        };
         if revealed {
+            // What the canary account has left (refunds, or funds never spent) goes back.
             let left = state
                 .accounts
                 .get(&c.key.address())
@@ -265,19 +272,33 @@ async fn step(
                     to: funder.address(),
                     amount: left,
                 };
-                send(node, state, &c.key, body)?;
+                send(node, &c.key, body)?;
             }
             continue;
         }
+        let Some(job) = state.jobs.get(&c.job_id) else {
+            continue;
+        };
         if job.state == JobState::Fulfilled
             && job.outputs.as_deref() != Some(c.expected.as_slice())
+            && !memory
+                .proving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&job.id)
             && memory.due((e, "challenge", i), h)
         {
+            memory
+                .proving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job.id);
             warn!(job = %job.id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "a canary was answered wrong: challenging with a proof");
             tokio::spawn(challenge(
                 node.clone(),
                 config.clone(),
                 counters.clone(),
+                memory.proving.clone(),
                 c.clone(),
             ));
         }
@@ -307,7 +328,6 @@ async fn step(
         let n = canaries.len();
         send(
             node,
-            state,
             &config.key,
             TxBody::CanaryReveal(CanaryReveal {
                 epoch: e,
@@ -378,15 +398,8 @@ fn load_or_create_seed(
     Ok(seed)
 }
 
-fn send(node: &Node, state: &State, key: &Keypair, body: TxBody) -> anyhow::Result<()> {
-    let tx = Tx {
-        chain_id: state.chain_id.clone(),
-        signer: key.address(),
-        nonce: node.next_nonce(&key.address()),
-        body,
-    }
-    .sign(key);
-    node.submit(tx)
+fn send(node: &Node, key: &Keypair, body: TxBody) -> anyhow::Result<()> {
+    node.sign_and_submit(key, body)
         .map(|_| ())
         .map_err(|e| anyhow::anyhow!("cannot send a transaction: {e}"))
 }
@@ -395,7 +408,21 @@ async fn challenge(
     node: Arc<Node>,
     config: AuditorConfig,
     counters: Arc<AuditorCounters>,
+    proving: Arc<std::sync::Mutex<BTreeSet<Digest>>>,
     c: Canary,
+) {
+    prove_and_challenge(&node, &config, &counters, &c).await;
+    proving
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&c.job_id);
+}
+
+async fn prove_and_challenge(
+    node: &Arc<Node>,
+    config: &AuditorConfig,
+    counters: &AuditorCounters,
+    c: &Canary,
 ) {
     let request = c.request.clone();
     let proved = tokio::task::spawn_blocking(move || {
@@ -421,7 +448,7 @@ async fn challenge(
         outputs: receipt.stack_outputs,
         proof: receipt.proof,
     };
-    match send(&node, &node.state(), &config.key, body) {
+    match send(node, &config.key, body) {
         Ok(()) => {
             counters.canaries_challenged.fetch_add(1, Ordering::Relaxed);
         }

@@ -158,6 +158,31 @@ impl Node {
         Ok(id)
     }
 
+    /// Signs `body` with `key` at the signer's next nonce and admits it, under the pool lock:
+    /// the node's own tasks (auditor, canaries) sending from one key at once cannot pick the
+    /// same nonce.
+    pub fn sign_and_submit(
+        &self,
+        key: &verity_types::Keypair,
+        body: verity_types::TxBody,
+    ) -> Result<Digest, AdmitError> {
+        let mut pool = lock(&self.mempool);
+        let state = self.state();
+        let tx = verity_types::Tx {
+            chain_id: state.chain_id.clone(),
+            signer: key.address(),
+            nonce: pool.next_nonce(&state, &key.address()),
+            body,
+        }
+        .sign(key);
+        let id = pool.admit(tx.clone(), &state)?;
+        drop(pool);
+        if let Some(gossip) = self.gossip.get() {
+            gossip(&tx);
+        }
+        Ok(id)
+    }
+
     pub fn mempool_len(&self) -> usize {
         lock(&self.mempool).len()
     }
