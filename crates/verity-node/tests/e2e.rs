@@ -632,3 +632,39 @@ async fn an_auditor_posting_false_canary_claims_is_slashed() {
     assert_eq!((p.canaries_passed, p.canaries_failed, p.slashed), (0, 0, 0));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_sent_before_a_restart_are_revealed_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _) = canary_network(dir.path(), None, None).await;
+    // Wait until both epoch-1 canaries are on the ledger, then stop the node.
+    let start = std::time::Instant::now();
+    loop {
+        let state = node.node.state();
+        let sent = state
+            .jobs
+            .values()
+            .filter(|j| (100..200).contains(&j.submitted_height))
+            .count();
+        if sent == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "canaries not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.stop().await;
+
+    // A new process: nothing in memory, only the node's storage (which holds the seed).
+    let (node, client) = canary_network(dir.path(), None, None).await;
+    let record = wait_first_reveal(&node).await;
+    assert_eq!((record.canaries_judged, record.contradicted), (2, 0));
+    let audit = client.head().await.unwrap().auditor.unwrap();
+    assert!(
+        audit.canary_reveals >= 1,
+        "the restarted auditor revealed the canaries it had sent before"
+    );
+    node.stop().await;
+}
