@@ -27,7 +27,8 @@ pub struct AuditorConfig {
     pub sample_per_10k: u32,
     /// How often each announced provider endpoint is probed for liveness.
     pub probe_interval: std::time::Duration,
-    /// Canary jobs sent per audit epoch (0: none).
+    /// Canary slots committed per audit epoch (0: none); each is sent with probability 1/V
+    /// (V validators), so the network sends about this many per epoch.
     pub canaries_per_epoch: u32,
     /// Pays for canaries (their client accounts are funded from it). `None`: the validator's
     /// own key, which links each canary's funding to a validator on the ledger; an operator

@@ -53,16 +53,22 @@ pub struct Canary {
     /// The id its `SubmitJob` gets (a signature is deterministic, so this is known ahead).
     pub job_id: Digest,
     pub submit: SignedTx,
+    /// Whether this validator sends it: each of `V` validators sends each canary slot with
+    /// probability 1/V, so the network sends about `count` canaries per epoch whatever its
+    /// size (the cost of canaries does not grow with the validator set).
+    pub send: bool,
 }
 
 /// Derives canary `index` of `auditor`'s `epoch` from its seed: fib(n) with `n` drawn from
-/// the seed, the SDK's default offer and cycle cap, the mode alternating with the index.
+/// the seed, the SDK's default offer and cycle cap, the mode alternating with the index, sent
+/// by this one of `validators` validators with probability 1/`validators`.
 pub fn derive(
     chain_id: &str,
     auditor: &verity_types::Address,
     epoch: u64,
     seed: &Digest,
     index: u32,
+    validators: u64,
 ) -> Result<Canary, String> {
     let mut bytes = b"verity/canary/job/v1".to_vec();
     bytes.extend_from_slice(&seed.0);
@@ -70,6 +76,8 @@ pub fn derive(
     let h = Digest::blake3(&bytes).0;
     let n = 20 + u64::from(u16::from_le_bytes([h[0], h[1]])) % 480;
     let offset = u64::from(u16::from_le_bytes([h[2], h[3]])) % SEND_WINDOW;
+    let draw = u64::from_le_bytes(h[4..12].try_into().expect("8 bytes"));
+    let send = draw % validators.max(1) == 0;
     let mode = if (epoch + u64::from(index)).is_multiple_of(2) {
         Mode::Optimistic
     } else {
@@ -109,6 +117,7 @@ pub fn derive(
         expected: run.outputs,
         job_id: submit.id(),
         submit,
+        send,
     })
 }
 
@@ -149,7 +158,8 @@ impl Canaries {
     }
 }
 
-/// Runs until `shutdown` fires. Sends `config.canaries_per_epoch` canaries each epoch.
+/// Runs until `shutdown` fires. Commits to `config.canaries_per_epoch` canary slots each
+/// epoch, and sends each with probability 1/V (V validators; see [`Canary::send`]).
 pub async fn run_canaries(
     node: Arc<Node>,
     config: AuditorConfig,
@@ -210,7 +220,7 @@ async fn step(
                 .get(&c.key.address())
                 .map_or(0, |a| a.balance);
             let need = c.request.offer.max_price;
-            if have < need && memory.due((next, "fund", i), h) {
+            if c.send && have < need && memory.due((next, "fund", i), h) {
                 let body = TxBody::Transfer {
                     to: c.key.address(),
                     amount: need - have,
@@ -227,7 +237,8 @@ async fn step(
             let account = state.accounts.get(&c.key.address());
             let funded = account.is_some_and(|a| a.balance >= c.request.offer.max_price);
             let fresh = account.is_none_or(|a| a.nonce == 0);
-            if h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
+            if c.send
+                && h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
                 && funded
                 && fresh
                 && !node.mempool_contains(&c.job_id)
@@ -364,7 +375,8 @@ async fn canary(
         }
     };
     let (chain, me2) = (state.chain_id.clone(), *me);
-    let c = tokio::task::spawn_blocking(move || derive(&chain, &me2, e, &seed, i))
+    let validators = state.stakes.values().filter(|s| s.validator > 0).count() as u64;
+    let c = tokio::task::spawn_blocking(move || derive(&chain, &me2, e, &seed, i, validators))
         .await?
         .map_err(|err| anyhow::anyhow!("cannot derive canary {i} of epoch {e}: {err}"))?;
     memory.derived.insert((e, i), c.clone());
@@ -464,8 +476,9 @@ mod tests {
     fn a_canary_is_a_pure_function_of_the_seed_and_looks_like_a_default_client_job() {
         let auditor = Keypair::dev("validator").address();
         let seed = Digest::blake3(b"seed");
-        let a = derive("chain", &auditor, 3, &seed, 0).unwrap();
-        let b = derive("chain", &auditor, 3, &seed, 0).unwrap();
+        let a = derive("chain", &auditor, 3, &seed, 0, 1).unwrap();
+        let b = derive("chain", &auditor, 3, &seed, 0, 1).unwrap();
+        assert!(a.send, "a lone validator sends every canary");
         assert_eq!(
             (a.job_id, &a.expected, a.offset),
             (b.job_id, &b.expected, b.offset)
@@ -474,7 +487,7 @@ mod tests {
         assert!(a.offset < SEND_WINDOW);
         assert_ne!(a.key.address(), auditor);
         // The mode alternates with the index; another index is another job.
-        let c = derive("chain", &auditor, 3, &seed, 1).unwrap();
+        let c = derive("chain", &auditor, 3, &seed, 1, 1).unwrap();
         assert_ne!(a.request.mode, c.request.mode);
         assert_ne!(a.job_id, c.job_id);
         // The expected outputs are what the program computes.
@@ -484,5 +497,20 @@ mod tests {
             (x, y) = (y, (x + y) % u128::from(MODULUS));
         }
         assert_eq!(u128::from(a.expected[0]), x);
+    }
+
+    #[test]
+    fn with_v_validators_each_sends_about_one_slot_in_v() {
+        let auditor = Keypair::dev("validator").address();
+        let sent = (0..400u32)
+            .filter(|i| {
+                let seed = Digest::blake3(&i.to_le_bytes());
+                derive("chain", &auditor, 1, &seed, 0, 4).unwrap().send
+            })
+            .count();
+        assert!(
+            (60..140).contains(&sent),
+            "{sent} of 400 slots sent at V = 4"
+        );
     }
 }

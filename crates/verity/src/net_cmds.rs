@@ -112,8 +112,9 @@ pub struct AuditArgs {
     /// a wrong result is challenged with a proof.
     #[arg(long, default_value_t = 2_500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     audit_sample: u32,
-    /// Canary jobs (known answers, revealed after the epoch) this validator sends per audit
-    /// epoch of 100 blocks; 0 sends none.
+    /// Canary jobs (known answers, revealed after the epoch) per audit epoch of 100 blocks,
+    /// network-wide: each of V validators commits to this many and sends each with
+    /// probability 1/V. 0 sends none.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=i64::from(verity_ledger::trust::MAX_CANARIES_PER_EPOCH)))]
     canaries: u32,
     /// The key that funds canaries (a key name or file; default: the validator's own key,
