@@ -166,4 +166,20 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     let h = clients[3].job(&job_id).await.unwrap().job;
     assert_eq!(h.state, JobState::Finalized);
     assert_eq!(h.outputs.unwrap()[0], 6765);
+
+    // Every validator runs the auditor by default: each committed to canaries on the ledger,
+    // and `verity auditors` lists all four.
+    let auditors = clients[0].auditors().await.unwrap();
+    assert_eq!(auditors.len(), 4);
+    assert!(
+        auditors.iter().all(|a| a.record.canary_commitments >= 1),
+        "{auditors:?}"
+    );
+    let out = verity(&["auditors", "--node", &url0]).output().unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 5, "{table}");
+    for a in &auditors {
+        assert!(table.contains(&a.validator.short()), "{table}");
+    }
 }
