@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use verity_ledger::{JobState, State};
-use verity_types::{Digest, JobRequest, Mode, Offer, Role, SignedTx, Tx, TxBody};
+use verity_types::{
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, Tx, TxBody, canary,
+};
 
 const ACTORS: [&str; 5] = ["client", "p1", "p2", "watcher", "nobody"];
 const TINY: &str = "begin push.1 drop end";
@@ -62,7 +64,39 @@ enum Action {
     WrongChain {
         who: usize,
     },
+    /// Skips ahead (empty blocks), so audit epochs end and canaries can be revealed.
+    Skip {
+        blocks: u64,
+    },
+    CanaryCommit {
+        who: usize,
+        ahead: u64,
+        count: u32,
+    },
+    /// `watcher` funds canary `index` of its next epoch.
+    CanaryFund {
+        index: u32,
+    },
+    /// Canary `index` of `watcher`'s current epoch submits its job.
+    CanarySubmit {
+        index: u32,
+        mode_proof: bool,
+    },
+    CanaryReveal {
+        who: usize,
+        back: u64,
+        right: bool,
+    },
     Empty,
+}
+
+/// The seed every canary of `who` in `epoch` derives from in these tests.
+fn canary_seed(who: &str, epoch: u64) -> Digest {
+    Digest::blake3(format!("{who}/{epoch}").as_bytes())
+}
+
+fn epoch_of(chain: &Chain) -> u64 {
+    chain.state.height / verity_ledger::trust::AUDIT_EPOCH_BLOCKS
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -125,7 +159,21 @@ fn action() -> impl Strategy<Value = Action> {
         }),
         who.clone().prop_map(|who| Action::BadNonce { who }),
         who.clone().prop_map(|who| Action::BadSignature { who }),
-        who.prop_map(|who| Action::WrongChain { who }),
+        who.clone().prop_map(|who| Action::WrongChain { who }),
+        (0..120u64).prop_map(|blocks| Action::Skip { blocks }),
+        (who.clone(), 0..4u64, 0..3u32).prop_map(|(who, ahead, count)| Action::CanaryCommit {
+            who,
+            ahead,
+            count
+        }),
+        (0..3u32).prop_map(|index| Action::CanaryFund { index }),
+        (0..3u32, any::<bool>())
+            .prop_map(|(index, mode_proof)| Action::CanarySubmit { index, mode_proof }),
+        (who, 0..3u64, any::<bool>()).prop_map(|(who, back, right)| Action::CanaryReveal {
+            who,
+            back,
+            right
+        }),
         Just(Action::Empty),
     ]
 }
@@ -275,7 +323,93 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
             }
             .sign(&k)
         }
-        Action::Empty => return None,
+        Action::Skip { .. } | Action::Empty => return None,
+        Action::CanaryCommit { who, ahead, count } => {
+            let epoch = epoch_of(chain) + ahead;
+            chain.tx(
+                ACTORS[who],
+                TxBody::CanaryCommit {
+                    epoch,
+                    commitment: canary::commitment(
+                        &addr(ACTORS[who]),
+                        epoch,
+                        &canary_seed(ACTORS[who], epoch),
+                    ),
+                    count,
+                },
+            )
+        }
+        Action::CanaryFund { index } => {
+            let epoch = epoch_of(chain) + 1;
+            let to = canary::client_address(
+                &addr("watcher"),
+                epoch,
+                &canary_seed("watcher", epoch),
+                index,
+            );
+            chain.tx("watcher", TxBody::Transfer { to, amount: 1_000 })
+        }
+        Action::CanarySubmit { index, mode_proof } => {
+            let epoch = epoch_of(chain);
+            let k = canary::client_key(
+                &addr("watcher"),
+                epoch,
+                &canary_seed("watcher", epoch),
+                index,
+            );
+            let mut req = fib_job(
+                1,
+                if mode_proof {
+                    Mode::Proof
+                } else {
+                    Mode::Optimistic
+                },
+            );
+            req.program = TINY.into();
+            req.stack_inputs = vec![];
+            chain.tx_by(&k, TxBody::SubmitJob(req))
+        }
+        Action::CanaryReveal { who, back, right } => {
+            let (me, epoch) = (addr(ACTORS[who]), epoch_of(chain).saturating_sub(back));
+            let seed = canary_seed(ACTORS[who], epoch);
+            let count = chain
+                .state
+                .canary_commits
+                .get(&(epoch, me))
+                .map_or(1, |c| c.count);
+            // Claim every job a canary key of this epoch submitted, with its outputs (or
+            // different ones).
+            let canaries = (0..count)
+                .filter_map(|i| {
+                    // A canary key's first job in the epoch (a reveal names one per index).
+                    let client = canary::client_address(&me, epoch, &seed, i);
+                    let blocks = verity_ledger::trust::AUDIT_EPOCH_BLOCKS;
+                    chain
+                        .state
+                        .jobs
+                        .values()
+                        .filter(|j| j.client == client)
+                        .filter(|j| j.submitted_height / blocks == epoch)
+                        .min_by_key(|j| (j.submitted_height, j.id))
+                        .map(|j| CanaryClaim {
+                            index: i,
+                            job_id: j.id,
+                            expected: match (&j.outputs, right) {
+                                (Some(o), true) => o.clone(),
+                                _ => outputs(2),
+                            },
+                        })
+                })
+                .collect();
+            chain.tx(
+                ACTORS[who],
+                TxBody::CanaryReveal(CanaryReveal {
+                    epoch,
+                    seed,
+                    canaries,
+                }),
+            )
+        }
     })
 }
 
@@ -332,7 +466,14 @@ proptest! {
     #[test]
     fn invariants_hold_and_rejections_change_nothing(actions in proptest::collection::vec(action(), 1..40)) {
         let mut chain = Chain::new();
+        // `watcher` is a validator, so its canary commitments and reveals can be accepted.
+        chain.send("watcher", TxBody::Stake { role: Role::Validator, amount: 5_000 }).unwrap();
         for a in &actions {
+            if let Action::Skip { blocks } = a {
+                chain.advance_to(chain.height() + blocks);
+                check_invariants(&chain);
+                continue;
+            }
             let expected_if_rejected = chain.clone_state_after_empty_block();
             let Some(tx) = to_tx(&chain, a) else {
                 chain.block(vec![]);
@@ -354,6 +495,13 @@ proptest! {
         let mut chain = Chain::new();
         let mut roots = Vec::new();
         for actions in &blocks {
+            for a in actions {
+                if let Action::Skip { blocks } = a {
+                    for _ in 0..*blocks {
+                        roots.push(chain.block(vec![]).state_root);
+                    }
+                }
+            }
             // Build the block's txs against the state as it evolves within the block: nonces
             // must increase, so sign each tx against a scratch copy.
             let mut txs = Vec::new();
@@ -380,4 +528,84 @@ proptest! {
         }
         prop_assert_eq!(replay.to_bytes(), chain.state.to_bytes());
     }
+
+    /// `watcher` commits to three canaries of epoch 1 and funds them; then random submits,
+    /// locks, fulfilments, skips and early reveals; finally it reveals. Every block keeps the
+    /// invariants, rejected transactions change nothing, and the verdicts are exactly what the
+    /// jobs' ends say (fake proofs never verify here, so no proof contradicts anyone).
+    #[test]
+    fn canary_reveals_judge_exactly_what_the_ledger_shows(
+        steps in proptest::collection::vec(canary_step(), 1..30),
+        right in any::<bool>(),
+    ) {
+        let mut chain = Chain::new();
+        chain.send("watcher", TxBody::Stake { role: Role::Validator, amount: 5_000 }).unwrap();
+        for a in [Action::CanaryCommit { who: 3, ahead: 1, count: 3 }, Action::CanaryFund { index: 0 }, Action::CanaryFund { index: 1 }, Action::CanaryFund { index: 2 }] {
+            let tx = to_tx(&chain, &a).unwrap();
+            prop_assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+        }
+        chain.advance_to(verity_ledger::trust::AUDIT_EPOCH_BLOCKS);
+        for a in &steps {
+            if let Action::Skip { blocks } = a {
+                chain.advance_to(chain.height() + blocks);
+                check_invariants(&chain);
+                continue;
+            }
+            let expected_if_rejected = chain.clone_state_after_empty_block();
+            let tx = to_tx(&chain, a).unwrap();
+            let out = chain.block(vec![tx]);
+            if let Err(e) = &out.tx_results[0] {
+                prop_assert_eq!(chain.state.to_bytes(), expected_if_rejected.to_bytes(), "rejected {:?} ({}) changed the state", a, e);
+            }
+            check_invariants(&chain);
+        }
+        let watcher = addr("watcher");
+        if chain.state.canary_commits[&(1, watcher)].revealed {
+            return Ok(());
+        }
+        // Long enough for every canary (timeouts ≤ 11 blocks, window 5) to end.
+        chain.advance_to(chain.height().max(2 * verity_ledger::trust::AUDIT_EPOCH_BLOCKS) + 20);
+        let reveal = to_tx(&chain, &Action::CanaryReveal { who: 3, back: chain.height() / 100 - 1, right }).unwrap();
+        let claimed = match &reveal.tx.body { TxBody::CanaryReveal(r) => r.canaries.clone(), _ => unreachable!() };
+        prop_assert_eq!(chain.block(vec![reveal]).tx_results, vec![Ok(())]);
+        check_invariants(&chain);
+
+        let ended = |state: JobState| claimed.iter().filter(|c| chain.state.jobs[&c.job_id].state == state).count() as u64;
+        let record = &chain.state.auditors[&watcher];
+        let verdicts: u64 = chain.state.canaries.values().map(|r| r.passed + r.failed).sum();
+        let passed: u64 = chain.state.canaries.values().map(|r| r.passed).sum();
+        prop_assert_eq!(record.contradicted, 0);
+        prop_assert_eq!(record.canaries_unpicked, ended(JobState::Expired));
+        // Rescues add a failed locker on top of the rescuer's verdict.
+        let rescued = claimed.iter().filter(|c| { let j = &chain.state.jobs[&c.job_id]; j.fulfiller.is_some() && j.fulfiller != j.locker }).count() as u64;
+        if right {
+            prop_assert_eq!(passed, ended(JobState::Finalized));
+            prop_assert_eq!(record.canaries_disputed, 0);
+        } else {
+            prop_assert_eq!(passed, 0);
+            prop_assert_eq!(record.canaries_disputed, ended(JobState::Finalized));
+        }
+        prop_assert_eq!(verdicts, passed + ended(JobState::Slashed) + rescued);
+    }
+}
+
+fn canary_step() -> impl Strategy<Value = Action> {
+    let provider = prop_oneof![Just(1usize), Just(2usize)];
+    prop_oneof![
+        (0..3u32, any::<bool>())
+            .prop_map(|(index, mode_proof)| Action::CanarySubmit { index, mode_proof }),
+        (provider.clone(), 0..3usize).prop_map(|(who, job)| Action::Lock { who, job }),
+        (provider, 0..3usize, 0..2u64).prop_map(|(who, job, output)| Action::Fulfil {
+            who,
+            job,
+            output,
+            with_proof: false
+        }),
+        (0..15u64).prop_map(|blocks| Action::Skip { blocks }),
+        any::<bool>().prop_map(|right| Action::CanaryReveal {
+            who: 3,
+            back: 0,
+            right
+        }),
+    ]
 }
