@@ -149,6 +149,10 @@ impl Canaries {
         }
     }
 
+    fn proving(&self) -> std::sync::MutexGuard<'_, BTreeSet<Digest>> {
+        self.proving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Forgets epochs that can no longer be revealed.
     fn prune(&mut self, epoch: u64) {
         let keep = |e: u64| e + CANARY_REVEAL_EPOCHS + 1 >= epoch;
@@ -172,6 +176,7 @@ pub async fn run_canaries(
     let me = config.key.address();
     info!(auditor = %me.short(), per_epoch = config.canaries_per_epoch, "canary auditor started");
     let mut memory = Canaries::default();
+    let mut last_error: Option<(String, u64)> = None;
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -180,13 +185,28 @@ pub async fn run_canaries(
             _ = shutdown.changed() => return,
         }
         let state = node.state();
-        if let Err(e) = step(&node, &config, &counters, &mut memory, &state).await {
-            warn!("canary auditor: {e}");
+        // The phases fail independently: a canary that cannot be funded must not hold up
+        // another epoch's reveal. The same error is logged once per RESEND_AFTER blocks.
+        let results = [
+            commit_and_fund(&node, &config, &counters, &mut memory, &state).await,
+            send_due(&node, &config, &counters, &mut memory, &state).await,
+            watch_and_reveal(&node, &config, &counters, &mut memory, &state).await,
+        ];
+        for e in results.into_iter().filter_map(Result::err) {
+            let message = e.to_string();
+            let repeat = last_error
+                .as_ref()
+                .is_some_and(|(m, at)| *m == message && state.height < at + RESEND_AFTER);
+            if !repeat {
+                warn!("canary auditor: {message}");
+                last_error = Some((message, state.height));
+            }
         }
     }
 }
 
-async fn step(
+/// Commits to the next epoch's seed and funds its canaries.
+async fn commit_and_fund(
     node: &Arc<Node>,
     config: &AuditorConfig,
     counters: &Arc<AuditorCounters>,
@@ -197,7 +217,7 @@ async fn step(
     let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
     let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
 
-    // 1. Commit to the next epoch's seed (stored first: a crash cannot orphan a commitment).
+    // The seed is stored before the commitment is sent: a crash cannot orphan a commitment.
     let next = epoch + 1;
     if !state.canary_commits.contains_key(&(next, me)) && memory.due((next, "commit", 0), h) {
         let seed = load_or_create_seed(node, &me, next)?;
@@ -207,9 +227,14 @@ async fn step(
             commitment: commitment(&me, next, &seed),
             count: config.canaries_per_epoch,
         };
-        send(node, &config.key, commit)?;
-        counters.canary_commits.fetch_add(1, Ordering::Relaxed);
-        info!(epoch = next, "committed to canaries");
+        // A failed send is retried after RESEND_AFTER blocks; it must not hold up the rest.
+        match send(node, &config.key, commit) {
+            Ok(()) => {
+                counters.canary_commits.fetch_add(1, Ordering::Relaxed);
+                info!(epoch = next, "committed to canaries");
+            }
+            Err(e) => warn!(epoch = next, "canary commitment: {e}"),
+        }
     }
     // Fund each committed canary's client account an epoch before its job appears.
     if let Some(commit) = state.canary_commits.get(&(next, me)) {
@@ -225,12 +250,26 @@ async fn step(
                     to: c.key.address(),
                     amount: need - have,
                 };
-                send(node, &funder, body)?;
+                if let Err(e) = send(node, &funder, body) {
+                    warn!(epoch = next, index = i, "funding a canary: {e}");
+                }
             }
         }
     }
 
-    // 2. Send this epoch's canaries when their time comes.
+    Ok(())
+}
+
+/// Sends this epoch's canaries when their time comes.
+async fn send_due(
+    node: &Arc<Node>,
+    config: &AuditorConfig,
+    counters: &Arc<AuditorCounters>,
+    memory: &mut Canaries,
+    state: &State,
+) -> anyhow::Result<()> {
+    let me = config.key.address();
+    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
     if let Some(commit) = state.canary_commits.get(&(epoch, me)) {
         for i in 0..commit.count {
             let c = canary(node, state, memory, &me, epoch, i).await?;
@@ -254,7 +293,21 @@ async fn step(
         }
     }
 
-    // 3. Watch live canaries; 4. reveal ended epochs; 5. sweep what revealed canaries left.
+    Ok(())
+}
+
+/// Watches live canaries (challenging wrong answers), reveals ended epochs, and sweeps what
+/// revealed canaries' accounts have left back to the funder.
+async fn watch_and_reveal(
+    node: &Arc<Node>,
+    config: &AuditorConfig,
+    counters: &Arc<AuditorCounters>,
+    memory: &mut Canaries,
+    state: &State,
+) -> anyhow::Result<()> {
+    let me = config.key.address();
+    let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
+    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
     let live: Vec<(u64, u32)> = state
         .canary_commits
         .range((epoch.saturating_sub(CANARY_REVEAL_EPOCHS), me)..)
@@ -271,7 +324,18 @@ async fn step(
     let mut open: BTreeSet<u64> = BTreeSet::new();
     for (e, i) in live {
         let revealed = state.canary_commits[&(e, me)].revealed;
-        let c = canary(node, state, memory, &me, e, i).await?;
+        // One epoch that cannot be derived (its seed lost with a wiped data directory) must
+        // not stop the others.
+        let c = match canary(node, state, memory, &me, e, i).await {
+            Ok(c) => c,
+            Err(err) => {
+                if memory.due((e, "underivable", i), h) {
+                    warn!(epoch = e, index = i, "{err}");
+                }
+                reveals.remove(&e);
+                continue;
+            }
+        };
         if revealed {
             // What the canary account has left (refunds, or funds never spent) goes back.
             let left = state
@@ -283,7 +347,9 @@ async fn step(
                     to: funder.address(),
                     amount: left,
                 };
-                send(node, &c.key, body)?;
+                if let Err(err) = send(node, &c.key, body) {
+                    warn!(epoch = e, index = i, "sweeping a canary account: {err}");
+                }
             }
             continue;
         }
@@ -292,18 +358,10 @@ async fn step(
         };
         if job.state == JobState::Fulfilled
             && job.outputs.as_deref() != Some(c.expected.as_slice())
-            && !memory
-                .proving
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&job.id)
+            && !memory.proving().contains(&job.id)
             && memory.due((e, "challenge", i), h)
         {
-            memory
-                .proving
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job.id);
+            memory.proving().insert(job.id);
             warn!(job = %job.id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "a canary was answered wrong: challenging with a proof");
             tokio::spawn(challenge(
                 node.clone(),
@@ -335,19 +393,22 @@ async fn step(
         if e >= epoch || open.contains(&e) || !memory.due((e, "reveal", 0), h) {
             continue;
         }
-        let seed = memory.seeds[&e];
+        let Some(seed) = memory.seeds.get(&e).copied() else {
+            continue;
+        };
         let n = canaries.len();
-        send(
-            node,
-            &config.key,
-            TxBody::CanaryReveal(CanaryReveal {
-                epoch: e,
-                seed,
-                canaries,
-            }),
-        )?;
-        counters.canary_reveals.fetch_add(1, Ordering::Relaxed);
-        info!(epoch = e, canaries = n, "revealed canaries");
+        let reveal = TxBody::CanaryReveal(CanaryReveal {
+            epoch: e,
+            seed,
+            canaries,
+        });
+        match send(node, &config.key, reveal) {
+            Ok(()) => {
+                counters.canary_reveals.fetch_add(1, Ordering::Relaxed);
+                info!(epoch = e, canaries = n, "revealed canaries");
+            }
+            Err(err) => warn!(epoch = e, "revealing canaries: {err}"),
+        }
     }
     memory.prune(epoch);
     Ok(())
