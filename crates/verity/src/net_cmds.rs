@@ -154,6 +154,13 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         }
     };
     let n = args.validators as usize;
+    // Flags are checked before anything starts.
+    let audits = (0..n)
+        .map(|i| {
+            args.audit
+                .config(devnet::dev_key(&devnet::validator_name(i)))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut others = Vec::new();
     let mut running = if n == 1 {
         let mut config = NodeConfig::new(dir.clone(), devnet::genesis());
@@ -165,14 +172,11 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         others = nodes;
         first
     };
-    for (i, r) in std::iter::once(&mut running)
+    for (r, audit) in std::iter::once(&mut running)
         .chain(others.iter_mut())
-        .enumerate()
+        .zip(audits)
     {
-        if let Some(cfg) = args
-            .audit
-            .config(devnet::dev_key(&devnet::validator_name(i)))?
-        {
+        if let Some(cfg) = audit {
             r.spawn_auditor(cfg);
         }
     }
@@ -513,7 +517,8 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
     };
     let mut config = NodeConfig::new(args.dir.clone(), genesis);
     config.block_interval_ms = args.block_ms;
-    let key_for_audit = key.clone();
+    // Flags are checked before anything starts.
+    let audit = args.audit.config(key.clone())?;
     let running = match &args.peers {
         None => verity_node::start(config, args.listen, key).await?,
         Some(peers_path) => {
@@ -542,7 +547,7 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
         }
     };
     let mut running = running;
-    if let Some(cfg) = args.audit.config(key_for_audit)? {
+    if let Some(cfg) = audit {
         running.spawn_auditor(cfg);
     }
     println!(

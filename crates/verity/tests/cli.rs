@@ -215,6 +215,16 @@ fn malformed_inputs_give_clear_errors() {
             &["verify", "/nonexistent/r.receipt"],
             "cannot read receipt /nonexistent/r.receipt",
         ),
+        (
+            &[
+                "devnet",
+                "--listen",
+                "127.0.0.1:0",
+                "--canary-funder",
+                "/nonexistent/funder.key",
+            ],
+            "--canary-funder: no key `/nonexistent/funder.key`",
+        ),
     ];
     for (args, needle) in cases {
         let out = verity(args);
