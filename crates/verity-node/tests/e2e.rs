@@ -328,21 +328,6 @@ async fn job_events_stream_as_server_sent_events() {
 /// A node whose validator runs the re-execution auditor on every optimistic fulfilment, with a
 /// challenge window long enough to prove in (100 blocks of 50 ms).
 async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
-    start_audited_node_with(
-        dir,
-        verity_node::AuditorConfig {
-            sample_per_10k: 10_000,
-            canaries_per_epoch: 0,
-            ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
-        },
-    )
-    .await
-}
-
-async fn start_audited_node_with(
-    dir: &std::path::Path,
-    auditor: verity_node::AuditorConfig,
-) -> RunningNode {
     let mut genesis = devnet::genesis();
     genesis.params.challenge_window = 100;
     let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
@@ -354,7 +339,11 @@ async fn start_audited_node_with(
     )
     .await
     .unwrap();
-    node.spawn_auditor(auditor);
+    node.spawn_auditor(verity_node::AuditorConfig {
+        sample_per_10k: 10_000,
+        canaries_per_epoch: 0,
+        ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
+    });
     node
 }
 
@@ -503,21 +492,30 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
 
 /// A node whose validator sends two canaries per epoch (one optimistic, one proof-mode) and
 /// re-executes nothing, so whatever is caught, canaries caught; one provider serves them.
+/// Blocks are 100 ms: canaries make the SDK's default offer (40 blocks to lock), and on a
+/// loaded 2-core machine 40 blocks of 50 ms were sometimes too few for the provider to lock.
 async fn canary_network(
     dir: &std::path::Path,
     provider: Option<verity_node::ProviderFault>,
     auditor: Option<verity_node::AuditorFault>,
 ) -> (RunningNode, Client) {
-    let mut node = start_audited_node_with(
-        dir,
-        verity_node::AuditorConfig {
-            sample_per_10k: 0,
-            canaries_per_epoch: 2,
-            fault: auditor,
-            ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
-        },
+    let mut genesis = devnet::genesis();
+    genesis.params.challenge_window = 200;
+    let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
+    config.block_interval_ms = 100;
+    let mut node = verity_node::start(
+        config,
+        "127.0.0.1:0".parse().unwrap(),
+        devnet::dev_key("validator"),
     )
-    .await;
+    .await
+    .unwrap();
+    node.spawn_auditor(verity_node::AuditorConfig {
+        sample_per_10k: 0,
+        canaries_per_epoch: 2,
+        fault: auditor,
+        ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
+    });
     let mut cfg = provider_cfg(&node.url(), "provider");
     cfg.fault = provider;
     node.spawn_provider(cfg);
@@ -536,10 +534,24 @@ async fn wait_first_reveal(node: &RunningNode) -> verity_ledger::AuditorRecord {
             .get(&(1, validator))
             .is_some_and(|c| c.revealed)
         {
+            // Every job's history, for the assertion messages.
+            for job in state.jobs.values() {
+                eprintln!(
+                    "job {} ({:?}, submitted at {}): {}",
+                    job.id.short(),
+                    job.request.mode,
+                    job.submitted_height,
+                    job.timeline
+                        .iter()
+                        .map(|t| format!("@{} {}: {}", t.height, t.state, t.note))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+            }
             return state.auditors[&validator].clone();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_secs(180),
             "no reveal by height {}",
             state.height
         );
