@@ -23,7 +23,7 @@ use commonware_p2p::{Recipients, Sender};
 use commonware_runtime::{Clock, Spawner};
 use commonware_utils::channel::oneshot;
 use tracing::{debug, info, warn};
-use verity_ledger::{Block, BlockHeader, State, TxError, apply_block_parallel};
+use verity_ledger::{Block, BlockHeader, BlockOutcome, State, TxError, apply_block_parallel};
 use verity_types::{Address, Digest, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
@@ -77,6 +77,10 @@ struct Inner {
     blocks: BTreeMap<Digest, Arc<Block>>,
     /// The state after each block we executed successfully.
     states: BTreeMap<Digest, Arc<State>>,
+    /// The outcome of each block we verified by executing it exactly as committed (not our
+    /// own proposals, whose dry run also saw the transactions later left out): handed to
+    /// `Chain::commit` so a finalized block is not executed again.
+    outcomes: BTreeMap<Digest, Arc<BlockOutcome>>,
     /// Blocks that failed execution (never voted for).
     invalid: BTreeSet<Digest>,
     /// Blocks we asked peers for, and when.
@@ -142,8 +146,12 @@ fn invalidates_block(e: &TxError) -> bool {
     )
 }
 
-/// Executes `block` on `parent`: the state after it, or why it is invalid.
-pub fn execute(parent: &State, block: &Block, threads: usize) -> Result<State, String> {
+/// Executes `block` on `parent`: the state after it and the outcome, or why it is invalid.
+pub fn execute(
+    parent: &State,
+    block: &Block,
+    threads: usize,
+) -> Result<(State, BlockOutcome), String> {
     if block.header.parent != parent.state_root() {
         return Err("block does not name its parent's state root".into());
     }
@@ -157,7 +165,7 @@ pub fn execute(parent: &State, block: &Block, threads: usize) -> Result<State, S
             return Err(format!("transaction {} is invalid: {e}", tx.id().short()));
         }
     }
-    Ok(next)
+    Ok((next, outcome))
 }
 
 fn now_ms(context: &impl Clock) -> u64 {
@@ -265,9 +273,12 @@ where
                             .spawn(move |_| async move { execute(&parent, &block, threads) })
                             .await;
                         match result {
-                            Ok(Ok(next)) => {
+                            Ok(Ok((next, outcome))) => {
                                 let next = Arc::new(next);
-                                self.lock().states.insert(bid, next.clone());
+                                let mut inner = self.lock();
+                                inner.states.insert(bid, next.clone());
+                                inner.outcomes.insert(bid, Arc::new(outcome));
+                                drop(inner);
                                 self.status.update(|s| s.blocks_verified += 1);
                                 state = next;
                             }
@@ -554,11 +565,22 @@ where
         for block in path.into_iter().rev() {
             let chain = self.chain.clone();
             let b = block.clone();
+            let executed = {
+                let inner = self.lock();
+                let id = block.id();
+                match (inner.states.get(&id), inner.outcomes.get(&id)) {
+                    (Some(state), Some(outcome)) => Some(crate::chain::Executed {
+                        state: state.clone(),
+                        outcome: outcome.clone(),
+                    }),
+                    _ => None,
+                }
+            };
             let result = self
                 .context
                 .child("commit")
                 .shared(true)
-                .spawn(move |_| async move { chain.commit(&b) })
+                .spawn(move |_| async move { chain.commit(&b, executed) })
                 .await;
             match result {
                 Ok(Ok(())) => {
@@ -588,6 +610,7 @@ where
         inner.blocks.retain(|_, b| b.header.height > tip.height);
         let live: BTreeSet<Digest> = inner.blocks.keys().copied().collect();
         inner.states.retain(|id, _| live.contains(id));
+        inner.outcomes.retain(|id, _| live.contains(id));
         inner.invalid.retain(|id| live.contains(id));
         if inner.requested.len() > MAX_PENDING_BLOCKS {
             inner.requested.clear();

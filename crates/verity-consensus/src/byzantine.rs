@@ -98,7 +98,7 @@ where
             // millisecond later.
             let mut b = a.clone();
             b.header.timestamp_ms += 1;
-            let Ok(after_b) = execute(&parent_state, &b, 1) else {
+            let Ok((after_b, _)) = execute(&parent_state, &b, 1) else {
                 continue;
             };
             app.remember(b.clone(), after_b);

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use verity_ledger::{Block, Genesis, State, apply_block, genesis_block_id};
+use verity_ledger::{Block, BlockOutcome, Genesis, State, apply_block, genesis_block_id};
 use verity_types::{Digest, SignedTx};
 
 /// The last committed (finalized and applied) block.
@@ -18,6 +18,14 @@ pub struct Tip {
     pub state: Arc<State>,
 }
 
+/// A block consensus already executed on its parent while verifying it: the state after it
+/// and the outcome. Handed to [`Chain::commit`] so the block need not be executed again.
+#[derive(Clone)]
+pub struct Executed {
+    pub state: Arc<State>,
+    pub outcome: Arc<BlockOutcome>,
+}
+
 pub trait Chain: Send + Sync + 'static {
     /// The id block 1 names as its parent ([`verity_ledger::genesis_block_id`]).
     fn genesis_id(&self) -> Digest;
@@ -25,7 +33,9 @@ pub trait Chain: Send + Sync + 'static {
     fn tip(&self) -> Tip;
     /// Applies a finalized block that extends the tip and makes it durable before returning.
     /// Called with `block.parent_id == tip().id`, in height order, from a blocking thread.
-    fn commit(&self, block: &Block) -> anyhow::Result<()>;
+    /// `executed`, when given, is this block executed on the tip's state (the ledger is
+    /// deterministic, so it is what executing it again would give).
+    fn commit(&self, block: &Block, executed: Option<Executed>) -> anyhow::Result<()>;
     /// A committed block by id.
     fn block_by_id(&self, id: &Digest) -> Option<Block>;
     /// A committed block by height.
@@ -94,14 +104,23 @@ impl Chain for MemoryChain {
         self.lock().tip.clone()
     }
 
-    fn commit(&self, block: &Block) -> anyhow::Result<()> {
+    fn commit(&self, block: &Block, executed: Option<Executed>) -> anyhow::Result<()> {
         let mut inner = self.lock();
         anyhow::ensure!(
             block.parent_id == inner.tip.id,
             "block does not extend the tip"
         );
+        // Executes anyway and checks what consensus handed over: in simulations this catches
+        // a verified state that is not the one the block produces.
         let mut next = (*inner.tip.state).clone();
-        apply_block(&mut next, &block.header, &block.txs)?;
+        let outcome = apply_block(&mut next, &block.header, &block.txs)?;
+        if let Some(e) = executed {
+            anyhow::ensure!(
+                e.outcome.state_root == outcome.state_root && *e.outcome == outcome,
+                "block {} was verified to a different outcome",
+                block.header.height
+            );
+        }
         let id = block.id();
         let included: std::collections::BTreeSet<Digest> =
             block.txs.iter().map(SignedTx::id).collect();

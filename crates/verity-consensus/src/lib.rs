@@ -18,7 +18,7 @@ mod status;
 mod validator;
 
 pub use app::{AppConfig, Fault, MAX_BLOCK_BYTES, address_of, execute};
-pub use chain::{Chain, MemoryChain, Tip};
+pub use chain::{Chain, Executed, MemoryChain, Tip};
 pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
 pub use status::{ConsensusStatus, StatusHandle};
 pub use validator::{

@@ -224,19 +224,36 @@ impl Node {
     /// between ordering (a block producer, later consensus) and execution (the ledger).
     /// CPU-heavy (it verifies proofs): call it from a blocking thread.
     pub fn commit(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
-        self.commit_inner(block)
+        self.commit_inner(block, None)
     }
 
-    fn commit_inner(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
+    /// `executed`: the block already executed on the tip's state by consensus, which verified
+    /// it that way before voting; the ledger is deterministic, so it is used as is.
+    fn commit_inner(
+        &self,
+        block: &Block,
+        executed: Option<verity_consensus::Executed>,
+    ) -> anyhow::Result<BlockOutcome> {
         let (header, txs) = (block.header.clone(), block.txs.clone());
         anyhow::ensure!(
             block.parent_id == self.tip_id(),
             "block {} does not extend the committed tip",
             header.height
         );
-        let mut next = (*self.state()).clone();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let outcome = verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)?;
+        let (next, outcome): (Arc<State>, BlockOutcome) = match executed {
+            Some(e)
+                if e.state.height == header.height && e.outcome.tx_results.len() == txs.len() =>
+            {
+                (e.state, (*e.outcome).clone())
+            }
+            _ => {
+                let mut next = (*self.state()).clone();
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let outcome =
+                    verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)?;
+                (Arc::new(next), outcome)
+            }
+        };
 
         let mut outcomes = Vec::with_capacity(txs.len());
         let mut blobs = Vec::new();
@@ -272,7 +289,6 @@ impl Node {
         };
         self.storage
             .commit_block(&block, &next, &outcomes, &blobs)?;
-        let next = Arc::new(next);
         let height = next.height;
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
@@ -326,8 +342,12 @@ impl verity_consensus::Chain for Node {
         }
     }
 
-    fn commit(&self, block: &Block) -> anyhow::Result<()> {
-        Node::commit(self, block).map(|_| ())
+    fn commit(
+        &self,
+        block: &Block,
+        executed: Option<verity_consensus::Executed>,
+    ) -> anyhow::Result<()> {
+        self.commit_inner(block, executed).map(|_| ())
     }
 
     fn block_by_id(&self, id: &Digest) -> Option<Block> {
