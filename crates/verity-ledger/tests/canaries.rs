@@ -3,28 +3,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, FALSE_AUDIT_SLASH_BP};
 use verity_ledger::{JobState, TrustProfile, TxError};
 use verity_types::canary::{client_key, commitment};
-use verity_types::{CanaryClaim, CanaryReveal, Digest, Keypair, Mode, Receipt, Role, TxBody};
-use verity_vm::{Inputs, Program, ProveOptions};
-
-fn fib_receipt(n: u64) -> Receipt {
-    static CACHE: OnceLock<std::sync::Mutex<std::collections::BTreeMap<u64, Receipt>>> =
-        OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(r) = cache.lock().unwrap().get(&n) {
-        return r.clone();
-    }
-    let program = Program::assemble(FIB, "fib.masm").unwrap();
-    let inputs = Inputs::from_stack_list(&n.to_string()).unwrap();
-    let r = verity_vm::prove(&program, &inputs, ProveOptions::default()).unwrap();
-    cache.lock().unwrap().insert(n, r.clone());
-    r
-}
+use verity_types::{CanaryClaim, CanaryReveal, Digest, Keypair, Mode, Role, TxBody};
 
 fn wrong(outputs: &[u64]) -> Vec<u64> {
     let mut w = outputs.to_vec();
@@ -110,17 +93,24 @@ fn fulfil(chain: &mut Chain, who: &str, job: Digest, outputs: Vec<u64>, proof: O
     chain.send(who, body).unwrap();
 }
 
-#[test]
-fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
+/// A chain where `watcher` (validator stake 3,000) committed to `count` canaries of epoch 1
+/// with `seed`, at the start of epoch 1.
+fn watched(seed: &[u8], count: u32) -> (Chain, Canaries) {
     let mut chain = Chain::new();
     stake_validator(&mut chain, "watcher", 3_000);
     let c = Canaries {
         auditor: "watcher",
         epoch: 1,
-        seed: Digest::blake3(b"watcher's epoch-1 seed"),
+        seed: Digest::blake3(seed),
     };
-    c.commit(&mut chain, 4).unwrap();
+    c.commit(&mut chain, count).unwrap();
     chain.advance_to(AUDIT_EPOCH_BLOCKS);
+    (chain, c)
+}
+
+#[test]
+fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
+    let (mut chain, c) = watched(b"watcher's epoch-1 seed", 4);
     let r = fib_receipt(10);
 
     // 0: proof mode, p1 delivers a proof: passes.
@@ -230,15 +220,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
 
 #[test]
 fn an_auditor_whose_claim_a_proof_contradicts_is_slashed() {
-    let mut chain = Chain::new();
-    stake_validator(&mut chain, "watcher", 3_000);
-    let c = Canaries {
-        auditor: "watcher",
-        epoch: 1,
-        seed: Digest::blake3(b"seed"),
-    };
-    c.commit(&mut chain, 1).unwrap();
-    chain.advance_to(AUDIT_EPOCH_BLOCKS);
+    let (mut chain, c) = watched(b"seed", 1);
     let r = fib_receipt(12);
     let job = c.submit(&mut chain, 0, 12, Mode::Proof);
     lock(&mut chain, "p1", job);
@@ -271,15 +253,7 @@ fn an_auditor_whose_claim_a_proof_contradicts_is_slashed() {
 
 #[test]
 fn an_unproven_claim_against_an_optimistic_result_is_no_verdict() {
-    let mut chain = Chain::new();
-    stake_validator(&mut chain, "watcher", 3_000);
-    let c = Canaries {
-        auditor: "watcher",
-        epoch: 1,
-        seed: Digest::blake3(b"seed"),
-    };
-    c.commit(&mut chain, 1).unwrap();
-    chain.advance_to(AUDIT_EPOCH_BLOCKS);
+    let (mut chain, c) = watched(b"seed", 1);
     let r = fib_receipt(10);
     let job = c.submit(&mut chain, 0, 10, Mode::Optimistic);
     lock(&mut chain, "p1", job);

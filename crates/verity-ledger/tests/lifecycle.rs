@@ -2,30 +2,9 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use verity_ledger::{JobState, TxError};
 use verity_types::{Digest, Mode, Receipt, TxBody};
-use verity_vm::{Inputs, Program, ProveOptions};
-
-fn fib_receipt(n: u64) -> Receipt {
-    static CACHE: OnceLock<std::sync::Mutex<std::collections::BTreeMap<u64, Receipt>>> =
-        OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(r) = cache.lock().unwrap().get(&n) {
-        return r.clone();
-    }
-    let program = Program::assemble(FIB, "fib.masm").unwrap();
-    let r = verity_vm::prove(
-        &program,
-        &Inputs::from_stack_list(&n.to_string()).unwrap(),
-        ProveOptions::default(),
-    )
-    .unwrap();
-    cache.lock().unwrap().insert(n, r.clone());
-    r
-}
 
 fn submit(chain: &mut Chain, n: u64, mode: Mode) -> Digest {
     let tx = chain.tx("client", TxBody::SubmitJob(fib_job(n, mode)));

@@ -4,7 +4,9 @@
 use verity_ledger::{
     BlockHeader, BlockOutcome, Genesis, GenesisAccount, GenesisStake, Params, State, TxError,
 };
-use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, SignedTx, Tx, TxBody};
+use verity_types::{
+    Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, Tx, TxBody,
+};
 
 pub const CHAIN: &str = "verity-test";
 pub const FIB: &str = include_str!("../../../../examples/fib.masm");
@@ -61,15 +63,7 @@ impl Chain {
     }
 
     pub fn tx(&self, who: &str, body: TxBody) -> SignedTx {
-        let k = key(who);
-        let nonce = self.state.accounts.get(&k.address()).map_or(0, |a| a.nonce);
-        Tx {
-            chain_id: CHAIN.into(),
-            signer: k.address(),
-            nonce,
-            body,
-        }
-        .sign(&k)
+        self.tx_by(&key(who), body)
     }
 
     /// A transaction signed by any key (not only the named dev accounts).
@@ -123,6 +117,21 @@ impl Chain {
             "supply is conserved"
         );
     }
+}
+
+/// A real proof of fib(n), made once per `n` per test binary.
+pub fn fib_receipt(n: u64) -> Receipt {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<std::collections::BTreeMap<u64, Receipt>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().unwrap().get(&n) {
+        return r.clone();
+    }
+    let program = verity_vm::Program::assemble(FIB, "fib.masm").unwrap();
+    let inputs = verity_vm::Inputs::from_stack_list(&n.to_string()).unwrap();
+    let r = verity_vm::prove(&program, &inputs, verity_vm::ProveOptions::default()).unwrap();
+    cache.lock().unwrap().insert(n, r.clone());
+    r
 }
 
 pub fn offer() -> Offer {
