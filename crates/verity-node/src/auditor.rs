@@ -187,11 +187,7 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         if outputs == claimed {
             return Ok(None);
         }
-        let options = ProveOptions {
-            max_cycles: max,
-            ..Default::default()
-        };
-        verity_vm::prove(&program, &inputs, options).map(Some)
+        prove_within(&program, &inputs, max).map(Some)
     })
     .await;
     let receipt = match checked {
@@ -207,17 +203,41 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         Err(_) => return,
     };
     warn!(job = %id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "wrong outputs: challenging with a proof");
-    let body = TxBody::Challenge {
-        job_id: id,
-        outputs: receipt.stack_outputs.clone(),
-        proof: receipt.proof.clone(),
-    };
-    match node.sign_and_submit(&config.key, body) {
+    match submit_challenge(&node, &config.key, id, receipt) {
         Ok(_) => {
             counters.challenged.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => warn!(job = %id.short(), "cannot submit the challenge: {e}"),
     }
+}
+
+/// Proves `program` on `inputs` within the job's cycle cap: the proof a challenge carries.
+/// CPU-heavy: call it from a blocking thread.
+pub(crate) fn prove_within(
+    program: &Program,
+    inputs: &Inputs,
+    max_cycles: u32,
+) -> Result<verity_types::Receipt, verity_vm::VmError> {
+    let options = ProveOptions {
+        max_cycles,
+        ..Default::default()
+    };
+    verity_vm::prove(program, inputs, options)
+}
+
+/// Challenges `job_id`'s outputs with `receipt` (a proof of different ones), signed by `key`.
+pub(crate) fn submit_challenge(
+    node: &Node,
+    key: &Keypair,
+    job_id: Digest,
+    receipt: verity_types::Receipt,
+) -> Result<Digest, crate::mempool::AdmitError> {
+    let body = TxBody::Challenge {
+        job_id,
+        outputs: receipt.stack_outputs,
+        proof: receipt.proof,
+    };
+    node.sign_and_submit(key, body)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use verity_types::canary::{client_key, commitment};
 use verity_types::{
     CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, SignedTx, Tx, TxBody,
 };
-use verity_vm::{Inputs, Program, ProveOptions};
+use verity_vm::{Inputs, Program};
 
 use crate::auditor::{AuditorConfig, AuditorCounters, AuditorFault};
 use crate::node::Node;
@@ -504,11 +504,7 @@ async fn prove_and_challenge(
             stack: request.stack_inputs.clone(),
             advice: Default::default(),
         };
-        let options = ProveOptions {
-            max_cycles: request.max_cycles,
-            ..Default::default()
-        };
-        verity_vm::prove(&program, &inputs, options)
+        crate::auditor::prove_within(&program, &inputs, request.max_cycles)
     })
     .await;
     let receipt = match proved {
@@ -516,16 +512,11 @@ async fn prove_and_challenge(
         Ok(Err(e)) => return warn!("cannot prove a canary's outputs: {e}"),
         Err(_) => return,
     };
-    let body = TxBody::Challenge {
-        job_id: c.job_id,
-        outputs: receipt.stack_outputs,
-        proof: receipt.proof,
-    };
-    match send(node, &config.key, body) {
-        Ok(()) => {
+    match crate::auditor::submit_challenge(node, &config.key, c.job_id, receipt) {
+        Ok(_) => {
             counters.canaries_challenged.fetch_add(1, Ordering::Relaxed);
         }
-        Err(e) => warn!(job = %c.job_id.short(), "{e}"),
+        Err(e) => warn!(job = %c.job_id.short(), "cannot submit the challenge: {e}"),
     }
 }
 
