@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{AuditorConfig, NodeConfig, ProviderConfig, ProviderFault, devnet};
+use verity_node::{AuditorConfig, ProviderConfig, ProviderFault, devnet};
 use verity_types::{JobRequest, Mode, Offer, TxBody};
 use verity_vm::{Inputs, Program};
 
@@ -25,17 +25,7 @@ async fn main() {
     );
     for rate in [10_000u32, 5_000, 2_500] {
         let dir = tempfile::tempdir().unwrap();
-        let mut genesis = devnet::genesis();
-        genesis.params.challenge_window = 100;
-        let mut config = NodeConfig::new(dir.path().to_path_buf(), genesis);
-        config.block_interval_ms = 50;
-        let mut node = verity_node::start(
-            config,
-            "127.0.0.1:0".parse().unwrap(),
-            devnet::dev_key("validator"),
-        )
-        .await
-        .unwrap();
+        let mut node = audited_network(dir.path()).await;
         node.spawn_auditor(AuditorConfig {
             sample_per_10k: rate,
             canaries_per_epoch: 0,
@@ -119,21 +109,20 @@ async fn main() {
     canary_cost();
 }
 
+/// One node with 50 ms blocks and a challenge window of 100 blocks (long enough to prove in).
+async fn audited_network(dir: &std::path::Path) -> verity_node::RunningNode {
+    let mut genesis = devnet::genesis();
+    genesis.params.challenge_window = 100;
+    devnet::start_single(dir, genesis, "127.0.0.1:0".parse().unwrap(), 50)
+        .await
+        .unwrap()
+}
+
 /// A provider lying on every optimistic job, audited by canaries only (2 per epoch, one of
 /// each mode), for three epochs.
 async fn canaries_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut genesis = devnet::genesis();
-    genesis.params.challenge_window = 100;
-    let mut config = NodeConfig::new(dir.path().to_path_buf(), genesis);
-    config.block_interval_ms = 50;
-    let mut node = verity_node::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        devnet::dev_key("validator"),
-    )
-    .await
-    .unwrap();
+    let mut node = audited_network(dir.path()).await;
     node.spawn_auditor(AuditorConfig {
         sample_per_10k: 0,
         canaries_per_epoch: 2,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{NodeConfig, ProviderConfig, RunningNode, devnet};
+use verity_node::{ProviderConfig, RunningNode, devnet};
 use verity_types::{JobRequest, Keypair, Mode, Offer, SignedTx, Tx, TxBody};
 
 const FIB: &str = include_str!("../../../examples/fib.masm");
@@ -20,12 +20,11 @@ const FIB: &str = include_str!("../../../examples/fib.masm");
 async fn network(validators: usize, block_ms: u64) -> (Vec<RunningNode>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     if validators == 1 {
-        let mut config = NodeConfig::new(dir.path().join("v0"), devnet::genesis());
-        config.block_interval_ms = block_ms.max(1);
-        let node = verity_node::start(
-            config,
+        let node = devnet::start_single(
+            &dir.path().join("v0"),
+            devnet::genesis(),
             "127.0.0.1:0".parse().unwrap(),
-            devnet::dev_key("validator"),
+            block_ms.max(1),
         )
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{NodeConfig, ProviderConfig, devnet};
+use verity_node::{ProviderConfig, devnet};
 use verity_types::{JobRequest, Mode, Offer, TxBody};
 
 const FIB: &str = include_str!("../../../examples/fib.masm");
@@ -22,11 +22,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig::new(dir.path().to_path_buf(), devnet::genesis());
-    let mut node = verity_node::start(
-        config,
+    let mut node = devnet::start_single(
+        dir.path(),
+        devnet::genesis(),
         "127.0.0.1:0".parse().unwrap(),
-        devnet::dev_key("validator"),
+        verity_node::node::DEFAULT_BLOCK_INTERVAL_MS,
     )
     .await
     .unwrap();

@@ -77,6 +77,19 @@ pub fn genesis_with_validators(n: usize) -> Genesis {
     g
 }
 
+/// Starts a single-producer node on `genesis`: data in `dir`, the dev `validator` key sealing
+/// a block at most every `block_ms`, the API on `listen`.
+pub async fn start_single(
+    dir: &std::path::Path,
+    genesis: Genesis,
+    listen: std::net::SocketAddr,
+    block_ms: u64,
+) -> anyhow::Result<crate::RunningNode> {
+    let mut config = crate::NodeConfig::new(dir.to_path_buf(), genesis);
+    config.block_interval_ms = block_ms;
+    crate::start(config, listen, dev_key("validator")).await
+}
+
 /// Starts `n` devnet validators on this machine, running BFT consensus over authenticated
 /// p2p on free loopback ports. Validator `i` keeps its data in `dir/v{i}` and serves its API
 /// on `listen` + i (or on a free port each, when `listen`'s port is 0).

@@ -14,6 +14,9 @@ use verity_types::{Address, Digest, SignedTx, TxBody};
 use crate::mempool::{AdmitError, Mempool};
 use crate::storage::{Storage, StoredBlock, TxOutcome};
 
+/// Minimum milliseconds between blocks unless configured (the devnet's 250 ms).
+pub const DEFAULT_BLOCK_INTERVAL_MS: u64 = 250;
+
 /// How a node is set up.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -29,7 +32,7 @@ impl NodeConfig {
         NodeConfig {
             data_dir,
             genesis,
-            block_interval_ms: 250,
+            block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
             mempool_limit: 10_000,
             max_tx_bytes: 1024 * 1024,
         }

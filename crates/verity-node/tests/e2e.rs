@@ -3,22 +3,21 @@
 use std::time::Duration;
 
 use verity_client::{Client, ClientError};
-use verity_ledger::JobState;
-use verity_node::{NodeConfig, ProviderConfig, RunningNode, devnet};
+use verity_ledger::{Genesis, JobState};
+use verity_node::{ProviderConfig, RunningNode, devnet};
 use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, TxBody};
 
 const FIB: &str = include_str!("../../../examples/fib.masm");
 
 async fn start_node(dir: &std::path::Path) -> RunningNode {
-    let mut config = NodeConfig::new(dir.to_path_buf(), devnet::genesis());
-    config.block_interval_ms = 50;
-    verity_node::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        devnet::dev_key("validator"),
-    )
-    .await
-    .unwrap()
+    start_with(dir, devnet::genesis(), 50).await
+}
+
+/// A devnet node on `genesis` with `block_ms` blocks, its API on a free loopback port.
+async fn start_with(dir: &std::path::Path, genesis: Genesis, block_ms: u64) -> RunningNode {
+    devnet::start_single(dir, genesis, "127.0.0.1:0".parse().unwrap(), block_ms)
+        .await
+        .unwrap()
 }
 
 fn provider_cfg(url: &str, name: &str) -> ProviderConfig {
@@ -330,15 +329,7 @@ async fn job_events_stream_as_server_sent_events() {
 async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
     let mut genesis = devnet::genesis();
     genesis.params.challenge_window = 100;
-    let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
-    config.block_interval_ms = 50;
-    let mut node = verity_node::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        devnet::dev_key("validator"),
-    )
-    .await
-    .unwrap();
+    let mut node = start_with(dir, genesis, 50).await;
     node.spawn_auditor(verity_node::AuditorConfig {
         sample_per_10k: 10_000,
         canaries_per_epoch: 0,
@@ -501,15 +492,7 @@ async fn canary_network(
 ) -> (RunningNode, Client) {
     let mut genesis = devnet::genesis();
     genesis.params.challenge_window = 200;
-    let mut config = NodeConfig::new(dir.to_path_buf(), genesis);
-    config.block_interval_ms = 100;
-    let mut node = verity_node::start(
-        config,
-        "127.0.0.1:0".parse().unwrap(),
-        devnet::dev_key("validator"),
-    )
-    .await
-    .unwrap();
+    let mut node = start_with(dir, genesis, 100).await;
     node.spawn_auditor(verity_node::AuditorConfig {
         sample_per_10k: 0,
         canaries_per_epoch: 2,

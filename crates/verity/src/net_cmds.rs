@@ -163,9 +163,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut others = Vec::new();
     let mut running = if n == 1 {
-        let mut config = NodeConfig::new(dir.clone(), devnet::genesis());
-        config.block_interval_ms = args.block_ms;
-        verity_node::start(config, args.listen, devnet::dev_key("validator")).await?
+        devnet::start_single(&dir, devnet::genesis(), args.listen, args.block_ms).await?
     } else {
         let mut nodes = devnet::start_bft_network(&dir, n, args.listen, args.block_ms).await?;
         let first = nodes.remove(0);
