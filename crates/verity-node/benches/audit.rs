@@ -25,17 +25,15 @@ async fn main() {
     );
     for rate in [10_000u32, 5_000, 2_500] {
         let dir = tempfile::tempdir().unwrap();
-        let mut node = audited_network(dir.path()).await;
-        node.spawn_auditor(AuditorConfig {
-            sample_per_10k: rate,
-            canaries_per_epoch: 0,
-            ..AuditorConfig::new(devnet::dev_key("validator"))
-        });
-        let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
-        liar.price_per_mcycle = 100;
-        liar.poll_interval = Duration::from_millis(50);
-        liar.fault = Some(ProviderFault::WrongOutputs);
-        node.spawn_provider(liar);
+        let node = audited_network(
+            dir.path(),
+            AuditorConfig {
+                sample_per_10k: rate,
+                canaries_per_epoch: 0,
+                ..AuditorConfig::new(devnet::dev_key("validator"))
+            },
+        )
+        .await;
         let client = Client::new(&node.url());
         let key = devnet::dev_key("client");
         let mut delays = Vec::new();
@@ -109,30 +107,39 @@ async fn main() {
     canary_cost();
 }
 
-/// One node with 50 ms blocks and a challenge window of 100 blocks (long enough to prove in).
-async fn audited_network(dir: &std::path::Path) -> verity_node::RunningNode {
+/// One node with 50 ms blocks and a challenge window of 100 blocks (long enough to prove in),
+/// its validator auditing with `auditor`, and a provider that lies on every optimistic job.
+async fn audited_network(
+    dir: &std::path::Path,
+    auditor: AuditorConfig,
+) -> verity_node::RunningNode {
     let mut genesis = devnet::genesis();
     genesis.params.challenge_window = 100;
-    devnet::start_single(dir, genesis, "127.0.0.1:0".parse().unwrap(), 50)
+    let mut node = devnet::start_single(dir, genesis, "127.0.0.1:0".parse().unwrap(), 50)
         .await
-        .unwrap()
+        .unwrap();
+    node.spawn_auditor(auditor);
+    let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
+    liar.price_per_mcycle = 100;
+    liar.poll_interval = Duration::from_millis(50);
+    liar.fault = Some(ProviderFault::WrongOutputs);
+    node.spawn_provider(liar);
+    node
 }
 
 /// A provider lying on every optimistic job, audited by canaries only (2 per epoch, one of
 /// each mode), for three epochs.
 async fn canaries_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = audited_network(dir.path()).await;
-    node.spawn_auditor(AuditorConfig {
-        sample_per_10k: 0,
-        canaries_per_epoch: 2,
-        ..AuditorConfig::new(devnet::dev_key("validator"))
-    });
-    let mut liar = ProviderConfig::new(&node.url(), devnet::dev_key("provider2"));
-    liar.price_per_mcycle = 100;
-    liar.poll_interval = Duration::from_millis(50);
-    liar.fault = Some(ProviderFault::WrongOutputs);
-    node.spawn_provider(liar);
+    let node = audited_network(
+        dir.path(),
+        AuditorConfig {
+            sample_per_10k: 0,
+            canaries_per_epoch: 2,
+            ..AuditorConfig::new(devnet::dev_key("validator"))
+        },
+    )
+    .await;
     let me = devnet::dev_key("validator").address();
     let epochs = 3u64;
     let start = Instant::now();
