@@ -178,9 +178,19 @@ pub struct ProviderView {
     pub last_seen_height: Option<u64>,
 }
 
+/// `POST /v1/jobs/{id}/private`: a job's private inputs, from its client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AdviceStored {
-    pub advice_hash: Digest,
+pub struct PrivateUpload {
+    /// The field elements (before padding) whose commitment the job carries.
+    pub values: Vec<u64>,
+    /// The job's client's signature over [`private_upload_message`].
+    pub signature: Signature,
+}
+
+/// `GET /v1/jobs/{id}/private`: what the provider entitled to the job receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrivateData {
+    pub values: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,9 +200,29 @@ pub struct Heartbeat {
     pub signature: Signature,
 }
 
-/// What a provider signs to fetch a job's private advice.
-pub fn advice_request_message(job: &Digest) -> Vec<u8> {
-    format!("verity/advice/v1/{job}").into_bytes()
+/// `POST /v1/jobs/{id}/receipt`: a receipt (as its JSON file) signed by the job's fulfiller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReceiptUpload {
+    pub receipt: serde_json::Value,
+    /// The fulfiller's signature over [`receipt_upload_message`].
+    pub signature: Signature,
+}
+
+/// What a fulfiller signs to upload the receipt of its proof.
+pub fn receipt_upload_message(job: &Digest, proof_hash: &Digest) -> Vec<u8> {
+    format!("verity/receipt-upload/v1/{job}/{proof_hash}").into_bytes()
+}
+
+/// What a job's client signs to hand its private inputs to a node for that job only.
+pub fn private_upload_message(job: &Digest) -> Vec<u8> {
+    format!("verity/private-upload/v1/{job}").into_bytes()
+}
+
+/// What a provider signs to fetch a job's private inputs. `height` is the chain height it
+/// saw: nodes accept a request only near their own height, so a captured request cannot be
+/// replayed later (by someone who is not entitled then).
+pub fn private_request_message(job: &Digest, provider: &Address, height: u64) -> Vec<u8> {
+    format!("verity/private-request/v1/{job}/{provider}/{height}").into_bytes()
 }
 
 /// What a provider signs to answer an auditor's liveness probe carrying `nonce`.

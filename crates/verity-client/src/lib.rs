@@ -14,7 +14,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_ledger::Job;
 use verity_types::{Address, Digest, Keypair, Receipt, SignedTx, Tx, TxBody};
-use verity_vm::AdviceData;
 
 /// The offer `verity job submit` makes unless told otherwise: a reverse Dutch auction from a
 /// tenth of `max_price` up to it over 8 blocks, 40 blocks to lock, 400 to deliver, collateral
@@ -243,30 +242,52 @@ impl Client {
         self.get(&format!("/v1/providers/{addr}")).await
     }
 
-    /// Hands private advice to the node, which releases it only to the job's locking provider.
-    pub async fn put_advice(&self, advice: &AdviceData) -> Result<Digest, ClientError> {
-        let r: AdviceStored = self.post("/v1/advice", advice).await?;
-        Ok(r.advice_hash)
+    /// Hands a job's private inputs to the node, signed by the job's client (`key`): the
+    /// node keeps them for that job only and releases them only to a provider entitled to it.
+    pub async fn put_private(
+        &self,
+        job: &Digest,
+        values: &[u64],
+        key: &Keypair,
+    ) -> Result<(), ClientError> {
+        let body = PrivateUpload {
+            values: values.to_vec(),
+            signature: key.sign(&private_upload_message(job)),
+        };
+        let _: serde_json::Value = self.post(&format!("/v1/jobs/{job}/private"), &body).await?;
+        Ok(())
     }
 
-    /// Fetches a job's advice as its locking provider (signs the request with `key`).
-    pub async fn get_advice(&self, job: &Digest, key: &Keypair) -> Result<AdviceData, ClientError> {
-        let sig = key.sign(&advice_request_message(job));
+    /// Fetches a job's private inputs as the provider entitled to them (signs the request,
+    /// bound to the current height, with `key`).
+    pub async fn get_private(&self, job: &Digest, key: &Keypair) -> Result<Vec<u64>, ClientError> {
+        let height = self.head().await?.height;
+        let sig = key.sign(&private_request_message(job, &key.address(), height));
         let sig = format!("0x{}", hex_encode(&sig.0));
-        self.get(&format!(
-            "/v1/jobs/{job}/advice?provider={}&signature={sig}",
-            key.address()
-        ))
-        .await
+        let data: PrivateData = self
+            .get(&format!(
+                "/v1/jobs/{job}/private?provider={}&height={height}&signature={sig}",
+                key.address()
+            ))
+            .await?;
+        Ok(data.values)
     }
 
-    /// Uploads a provider's receipt (it carries the cycle count the ledger does not store).
-    pub async fn put_receipt(&self, job: &Digest, receipt: &Receipt) -> Result<(), ClientError> {
+    /// Uploads the receipt of a proof this fulfiller (`key`) posted: it carries the cycle
+    /// count the ledger does not store.
+    pub async fn put_receipt(
+        &self,
+        job: &Digest,
+        receipt: &Receipt,
+        key: &Keypair,
+    ) -> Result<(), ClientError> {
         let value: serde_json::Value = serde_json::from_str(&receipt.to_json())
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let _: serde_json::Value = self
-            .post(&format!("/v1/jobs/{job}/receipt"), &value)
-            .await?;
+        let body = ReceiptUpload {
+            receipt: value,
+            signature: key.sign(&receipt_upload_message(job, &receipt.proof_hash())),
+        };
+        let _: serde_json::Value = self.post(&format!("/v1/jobs/{job}/receipt"), &body).await?;
         Ok(())
     }
 

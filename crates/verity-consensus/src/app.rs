@@ -33,6 +33,9 @@ use crate::status::{ConsensusStatus, StatusHandle};
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Proposed blocks held in memory above the committed tip.
 const MAX_PENDING_BLOCKS: usize = 1024;
+/// Unsolicited blocks held from one proposer: an honest leader has one proposal per view it
+/// leads, so a peer sending more is only filling our memory (up to 4 MiB a block).
+const MAX_PENDING_PER_PROPOSER: usize = 16;
 /// How far above the tip an unsolicited (proposed) block may be: further ahead, a node is
 /// catching up and fetches what it needs by id instead.
 const MAX_PROPOSAL_LEAD: u64 = 64;
@@ -41,6 +44,10 @@ const SYNC_BATCH: usize = 32;
 /// How long to wait before asking peers again for a block we still miss.
 const REFETCH_AFTER: Duration = Duration::from_millis(400);
 const POLL: Duration = Duration::from_millis(20);
+/// How far ahead of a validator's clock a proposed block's timestamp may be. A block from the
+/// far future would make every honest leader wait for it (each child must come
+/// `block_interval` after its parent), halting the chain.
+pub const MAX_FUTURE_DRIFT: Duration = Duration::from_secs(5);
 
 /// Misbehaviour a validator can be told to exhibit, so tests can run byzantine peers through
 /// the real engine. Never set in production configs.
@@ -137,13 +144,7 @@ pub fn address_of(key: &PublicKey) -> Address {
 /// accepted, so including it is the proposer's fault. (Other failures, such as a lock that
 /// lost a race, are recorded as the transaction's outcome and the block stays valid.)
 fn invalidates_block(e: &TxError) -> bool {
-    matches!(
-        e,
-        TxError::BadSignature
-            | TxError::WrongChain { .. }
-            | TxError::BadNonce { .. }
-            | TxError::Oversized { .. }
-    )
+    e.invalidates_block()
 }
 
 /// Executes `block` on `parent`: the state after it and the outcome, or why it is invalid.
@@ -322,7 +323,8 @@ where
     /// request (or are the parent of one): they are taken only if we asked, however far
     /// behind we are (catching up after a long outage walks back from a finalized block).
     /// Unsolicited ones are proposals: taken only near the tip, and only so many.
-    fn insert_block(&self, block: Block, solicited: bool) -> bool {
+    fn insert_block(&self, block: Block, sender: Option<Address>) -> bool {
+        let solicited = sender.is_none();
         let tip_height = self.chain.tip().height;
         let h = block.header.height;
         if h <= tip_height || (!solicited && h > tip_height + MAX_PROPOSAL_LEAD) {
@@ -339,8 +341,21 @@ where
             if !wanted {
                 return false;
             }
-        } else if inner.blocks.len() >= MAX_PENDING_BLOCKS {
-            return false;
+        } else {
+            // A proposal comes from its proposer, and each proposer gets a small share.
+            let proposer = block.header.proposer;
+            if sender != Some(proposer) || inner.blocks.len() >= MAX_PENDING_BLOCKS {
+                return false;
+            }
+            let held = inner
+                .blocks
+                .values()
+                .filter(|b| b.header.proposer == proposer)
+                .count();
+            if held >= MAX_PENDING_PER_PROPOSER {
+                debug!(proposer = %proposer.short(), "dropping a proposal: too many pending from this proposer");
+                return false;
+            }
         }
         inner.blocks.insert(id, Arc::new(block));
         true
@@ -358,9 +373,12 @@ where
         let earliest = parent_state.timestamp_ms + self.config.block_interval.as_millis() as u64;
         let now = now_ms(self.context.as_ref());
         if now < earliest {
-            self.context
-                .sleep(Duration::from_millis(earliest - now))
-                .await;
+            // Never wait more than the interval plus the drift validators accept: a parent
+            // further ahead than that (finalized by a faulty majority, or a clock jump here)
+            // must not stall this leader.
+            let wait = Duration::from_millis(earliest - now)
+                .min(self.config.block_interval + MAX_FUTURE_DRIFT);
+            self.context.sleep(wait).await;
         }
         let timestamp_ms = now_ms(self.context.as_ref()).max(parent_state.timestamp_ms);
 
@@ -525,6 +543,13 @@ where
         if block.header.proposer != address_of(&ctx.leader) {
             return reject("its proposer is not this view's leader");
         }
+        let now = now_ms(self.context.as_ref());
+        if block.header.timestamp_ms > now.saturating_add(MAX_FUTURE_DRIFT.as_millis() as u64) {
+            return reject(&format!(
+                "its timestamp {} is more than {MAX_FUTURE_DRIFT:?} ahead of this validator's clock ({now})",
+                block.header.timestamp_ms
+            ));
+        }
         let accepted = self
             .state_after(id, || response.is_closed())
             .await
@@ -653,7 +678,7 @@ where
         while let Ok((peer, msg)) = rx.recv().await {
             match Block::from_bytes(msg.as_ref()) {
                 Ok(block) => {
-                    self.insert_block(block, false);
+                    self.insert_block(block, Some(address_of(&peer)));
                 }
                 Err(e) => debug!(?peer, "ignoring block: {e}"),
             }
@@ -682,7 +707,7 @@ where
                 SyncMessage::Response(blocks) => {
                     for bytes in blocks.into_iter().take(SYNC_BATCH) {
                         if let Ok(block) = Block::from_bytes(&bytes) {
-                            self.insert_block(block, true);
+                            self.insert_block(block, None);
                         }
                     }
                 }

@@ -299,7 +299,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
         let job = JobRequest {
             program: FIB.into(),
             stack_inputs: vec![10],
-            advice_hash: None,
+            private_inputs: None,
             mode: Mode::Proof,
             offer: Offer {
                 min_price: 100,

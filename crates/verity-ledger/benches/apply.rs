@@ -94,7 +94,7 @@ fn job(n: u64, mode: Mode) -> JobRequest {
     JobRequest {
         program: FIB.into(),
         stack_inputs: vec![n],
-        advice_hash: None,
+        private_inputs: None,
         mode,
         offer: Offer {
             min_price: 1,

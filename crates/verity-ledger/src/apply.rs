@@ -11,9 +11,11 @@ use std::sync::Mutex;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use verity_types::{
-    Address, AuditReport, CanaryReveal, Digest, JobRequest, Mode, Role, SignedTx, TxBody,
+    Address, AuditReport, CanaryReveal, Digest, JobRequest, Mode, Role, SignedTx, StackOutputs,
+    TxBody,
 };
 
+use crate::admission::{Admissible, precheck};
 use crate::error::{BlockError, TxError};
 use crate::state::{Job, JobState, Provenance, State, TimelineEntry, Unbonding};
 
@@ -52,7 +54,12 @@ pub struct BlockOutcome {
 #[derive(Debug, Default)]
 pub struct ProofCache(Mutex<BTreeMap<Digest, Result<(), String>>>);
 
-fn proof_key(program_hash: &Digest, inputs: &[u64], outputs: &[u64], proof: &[u8]) -> Digest {
+fn proof_key(
+    program_hash: &Digest,
+    inputs: &[u64],
+    outputs: &StackOutputs,
+    proof: &[u8],
+) -> Digest {
     let bytes = borsh::to_vec(&(program_hash, inputs, outputs, Digest::blake3(proof)))
         .expect("encoding to a Vec cannot fail");
     Digest::blake3(&bytes)
@@ -63,7 +70,7 @@ impl ProofCache {
         &self,
         program_hash: &Digest,
         inputs: &[u64],
-        outputs: &[u64],
+        outputs: &StackOutputs,
         proof: &[u8],
     ) -> Result<(), String> {
         let key = proof_key(program_hash, inputs, outputs, proof);
@@ -104,7 +111,7 @@ pub fn apply_block_parallel(
     struct Check<'t> {
         program_hash: Digest,
         inputs: Vec<u64>,
-        outputs: &'t [u64],
+        outputs: &'t StackOutputs,
         proof: &'t [u8],
     }
     let mut checks: Vec<Check> = Vec::new();
@@ -125,7 +132,7 @@ pub fn apply_block_parallel(
         if let Some(job) = state.jobs.get(job_id) {
             checks.push(Check {
                 program_hash: job.program_hash,
-                inputs: job.request.stack_inputs.clone(),
+                inputs: job.proof_inputs(),
                 outputs,
                 proof,
             });
@@ -177,6 +184,13 @@ fn apply_block_with(
         return Err(BlockError::TooManyTxs {
             got: txs.len(),
             limit: state.params.max_block_txs as usize,
+        });
+    }
+    let bytes: usize = txs.iter().map(|tx| tx.encoded_len()).sum();
+    if bytes > state.params.max_block_bytes as usize {
+        return Err(BlockError::TooManyBytes {
+            got: bytes,
+            limit: state.params.max_block_bytes as usize,
         });
     }
     state.height = header.height;
@@ -401,23 +415,21 @@ impl Ctx<'_> {
     // ---------------------------------------------------------------- transactions
 
     fn apply_tx(&mut self, stx: &SignedTx) -> Result<(), TxError> {
+        let expected = self
+            .state
+            .accounts
+            .get(&stx.tx.signer)
+            .map_or(0, |a| a.nonce);
+        let Admissible { fee, .. } = precheck(self.state, stx, expected)?;
+        // Includable: from here on the fee is paid and the nonce consumed whatever the body
+        // does, so a rejected transaction can never execute later (a replay once the account
+        // is funded, say), and every transaction costs its sender.
         let tx = &stx.tx;
-        if tx.chain_id != self.state.chain_id {
-            return Err(TxError::WrongChain {
-                expected: self.state.chain_id.clone(),
-                got: tx.chain_id.clone(),
-            });
-        }
-        if !stx.signature_is_valid() {
-            return Err(TxError::BadSignature);
-        }
-        let expected = self.state.accounts.get(&tx.signer).map_or(0, |a| a.nonce);
-        if tx.nonce != expected {
-            return Err(TxError::BadNonce {
-                expected,
-                got: tx.nonce,
-            });
-        }
+        let account = self.state.accounts.entry(tx.signer).or_default();
+        account.balance -= fee;
+        account.nonce += 1;
+        self.state.burned += fee;
+        self.state.fees_burned += fee;
         let id = stx.id();
         let signer = tx.signer;
         match &tx.body {
@@ -444,10 +456,7 @@ impl Ctx<'_> {
                 count,
             } => self.canary_commit(signer, *epoch, *commitment, *count),
             TxBody::CanaryReveal(reveal) => self.canary_reveal(signer, reveal),
-        }?;
-        // Only an accepted transaction consumes its nonce.
-        self.state.accounts.entry(signer).or_default().nonce += 1;
-        Ok(())
+        }
     }
 
     fn balance(&self, who: &Address) -> u64 {
@@ -478,6 +487,11 @@ impl Ctx<'_> {
     fn stake(&mut self, who: Address, role: Role, amount: u64) -> Result<(), TxError> {
         if amount == 0 {
             return Err(TxError::ZeroAmount);
+        }
+        // Validator stake weighs audits; outside the consensus set it would buy audit weight
+        // without running consensus.
+        if role == Role::Validator {
+            self.require_validator(&who, "hold validator stake")?;
         }
         self.debit_check(&who, amount)?;
         self.state.accounts.entry(who).or_default().balance -= amount;
@@ -528,20 +542,6 @@ impl Ctx<'_> {
                 req.offer.timeout, p.max_job_timeout
             )));
         }
-        if req.program.len() > p.max_program_bytes as usize {
-            return Err(TxError::Oversized {
-                what: "program",
-                size: req.program.len(),
-                limit: p.max_program_bytes as usize,
-            });
-        }
-        if req.stack_inputs.len() > 16 {
-            return Err(TxError::Oversized {
-                what: "stack inputs",
-                size: req.stack_inputs.len(),
-                limit: 16,
-            });
-        }
         if let Some(bad) = req
             .stack_inputs
             .iter()
@@ -561,15 +561,35 @@ impl Ctx<'_> {
             return Err(TxError::BadOffer("min_trust is a score out of 1000".into()));
         }
         self.debit_check(&client, req.offer.max_price)?;
-        // Assembling is deterministic: the MAST root is a function of the source alone.
-        let program = verity_vm::Program::assemble(&req.program, "job.masm")
-            .map_err(|e| TxError::BadProgram(e.to_string()))?;
+        // Assembling is deterministic: the MAST root is a function of the source (and, for
+        // private inputs, Verity's loader) alone. Its size was bounded at admission.
+        let job_program = verity_vm::assemble_job(
+            &req.program,
+            req.private_inputs.as_ref(),
+            u64::from(p.max_program_nodes),
+        )
+        .map_err(|e| TxError::BadProgram(e.to_string()))?;
+        let hints = &job_program.shape.advice_reads;
+        // An optimistic result is sound only if the statement (program, public inputs,
+        // committed data) determines the outputs; raw advice reads are unverified hints, and
+        // a challenger could prove other outputs with other hints.
+        if req.mode == Mode::Optimistic
+            && let Some(read) = hints.first()
+        {
+            return Err(TxError::BadProgram(format!(
+                "`{}` on line {} reads unverified advice, so the program's outputs are not determined by its inputs: use proof mode (or private inputs, which are committed)",
+                read.instruction, read.line
+            )));
+        }
+        let unverified_hints = !hints.is_empty();
+        let program_hash = job_program.program.hash();
 
         self.state.accounts.entry(client).or_default().balance -= req.offer.max_price;
         let job = Job {
             id,
             client,
-            program_hash: program.hash(),
+            program_hash,
+            unverified_hints,
             request: req.clone(),
             submitted_height: self.h(),
             state: JobState::Submitted,
@@ -607,6 +627,51 @@ impl Ctx<'_> {
             .ok_or(TxError::UnknownJob(*job_id))
     }
 
+    /// Whether `provider` may be given `job` (by a lock or a rescue): a staked provider whose
+    /// trust score meets the offer's `min_trust`.
+    fn check_eligible(&self, provider: &Address, job: &Job) -> Result<(), TxError> {
+        if self
+            .state
+            .stakes
+            .get(provider)
+            .is_none_or(|s| s.provider == 0)
+        {
+            return Err(TxError::NotEligible("not staked as a provider".into()));
+        }
+        if let Some(min) = job.request.min_trust {
+            let score = crate::trust::TrustProfile::of(self.state, provider).score;
+            if score < min {
+                return Err(TxError::NotEligible(format!(
+                    "trust score {score} is below the required {min}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_free_stake(&self, provider: &Address, needed: u64) -> Result<(), TxError> {
+        let available = self
+            .state
+            .stakes
+            .get(provider)
+            .map_or(0, |s| s.provider_free());
+        if available < needed {
+            return Err(TxError::InsufficientStake {
+                role: "provider",
+                needed,
+                available,
+            });
+        }
+        Ok(())
+    }
+
+    fn require_validator(&self, who: &Address, what: &'static str) -> Result<(), TxError> {
+        if !self.state.validators.contains(who) {
+            return Err(TxError::NotValidator(what));
+        }
+        Ok(())
+    }
+
     fn lock(&mut self, provider: Address, tx: Digest, job_id: Digest) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
@@ -624,30 +689,8 @@ impl Ctx<'_> {
             )));
         }
         let collateral = job.request.offer.collateral;
-        let free = self
-            .state
-            .stakes
-            .get(&provider)
-            .map_or(0, |s| s.provider_free());
-        let staked = self.state.stakes.get(&provider).map_or(0, |s| s.provider);
-        if staked == 0 {
-            return Err(TxError::NotEligible("not staked as a provider".into()));
-        }
-        if free < collateral {
-            return Err(TxError::InsufficientStake {
-                role: "provider",
-                needed: collateral,
-                available: free,
-            });
-        }
-        if let Some(min) = job.request.min_trust {
-            let score = crate::trust::TrustProfile::of(self.state, &provider).score;
-            if score < min {
-                return Err(TxError::NotEligible(format!(
-                    "trust score {score} is below the required {min}"
-                )));
-            }
-        }
+        self.check_eligible(&provider, job)?;
+        self.check_free_stake(&provider, collateral)?;
         let price = job.request.offer.price_at(h - job.submitted_height);
         let deadline = job.deadline();
 
@@ -676,7 +719,7 @@ impl Ctx<'_> {
         who: Address,
         tx: Digest,
         job_id: Digest,
-        outputs: &[u64],
+        outputs: &StackOutputs,
         proof: Option<&[u8]>,
     ) -> Result<(), TxError> {
         let h = self.h();
@@ -702,10 +745,9 @@ impl Ctx<'_> {
                 lock_deadline: job.lock_deadline(),
             });
         }
-        if outputs.len() != 16 || outputs.iter().any(|v| *v >= verity_types::MODULUS) {
-            return Err(TxError::BadInputs(
-                "outputs must be 16 field elements".into(),
-            ));
+        // A rescue gives the rescuer the job: the offer's terms apply to it as to a lock.
+        if rescue {
+            self.check_eligible(&who, job)?;
         }
         let collateral = job.request.offer.collateral;
         let mode = job.request.mode;
@@ -714,30 +756,15 @@ impl Ctx<'_> {
             (Mode::Optimistic, Some(_)) => return Err(TxError::ProofNotAllowed),
             (Mode::Optimistic, None) => None,
             (Mode::Proof, Some(proof)) => {
-                let limit = self.state.params.max_proof_bytes as usize;
-                if proof.len() > limit {
-                    return Err(TxError::Oversized {
-                        what: "proof",
-                        size: proof.len(),
-                        limit,
-                    });
-                }
                 self.proofs
-                    .verify(&job.program_hash, &job.request.stack_inputs, outputs, proof)
+                    .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
                     .map_err(TxError::BadProof)?;
                 Some(Digest::blake3(proof))
             }
         };
         // An optimistic rescuer posts its own bond; the locker's collateral becomes its bond.
         if mode == Mode::Optimistic && rescue {
-            let free = self.state.stakes.get(&who).map_or(0, |s| s.provider_free());
-            if free < collateral {
-                return Err(TxError::InsufficientStake {
-                    role: "provider",
-                    needed: collateral,
-                    available: free,
-                });
-            }
+            self.check_free_stake(&who, collateral)?;
         }
 
         // --- all checks passed; mutate.
@@ -762,7 +789,7 @@ impl Ctx<'_> {
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         job.fulfiller = Some(who);
         job.fulfilled_height = Some(h);
-        job.outputs = Some(outputs.to_vec());
+        job.outputs = Some(*outputs);
         job.proof_hash = proof_hash;
         let (client, price) = (job.client, job.lock_price);
         let how = if rescue { "rescued" } else { "fulfilled" };
@@ -811,7 +838,7 @@ impl Ctx<'_> {
         challenger: Address,
         tx: Digest,
         job_id: Digest,
-        outputs: &[u64],
+        outputs: &StackOutputs,
         proof: &[u8],
     ) -> Result<(), TxError> {
         let h = self.h();
@@ -830,31 +857,35 @@ impl Ctx<'_> {
                 "the challenge window closed at block {window_end}"
             )));
         }
-        if job.outputs.as_deref() == Some(outputs) {
+        // Outputs are canonical (16 field elements, see `StackOutputs`), so "different" here
+        // means a different result, never a different spelling of the same one.
+        if job.outputs == Some(*outputs) {
             return Err(TxError::SameOutputs);
         }
-        let limit = self.state.params.max_proof_bytes as usize;
-        if proof.len() > limit {
-            return Err(TxError::Oversized {
-                what: "proof",
-                size: proof.len(),
-                limit,
-            });
+        // A fulfiller that challenges itself (its wrong result was sampled for audit, say)
+        // would otherwise take back its own bond.
+        if job.fulfiller == Some(challenger) {
+            return Err(TxError::SelfChallenge);
         }
+        // The same statement as the job's (program, public inputs, committed private data),
+        // with other outputs.
         self.proofs
-            .verify(&job.program_hash, &job.request.stack_inputs, outputs, proof)
+            .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
             .map_err(TxError::BadProof)?;
 
-        // --- the fulfilment was wrong: the bond pays the challenger, the client is refunded.
+        // --- the fulfilment was wrong: half the bond pays the challenger, half is burned (so a
+        // liar challenging itself through a second key still loses), the client is refunded.
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         let fulfiller = job.fulfiller.expect("fulfilled");
         let bond = std::mem::take(&mut job.bond);
         let refund = std::mem::take(&mut job.escrow);
         let client = job.client;
-        job.outputs = Some(outputs.to_vec());
+        job.outputs = Some(*outputs);
         job.proof_hash = Some(Digest::blake3(proof));
         self.forfeit(fulfiller, bond);
-        self.credit(challenger, bond);
+        let burn = bond / 2;
+        self.state.burned += burn;
+        self.credit(challenger, bond - burn);
         self.credit(client, refund);
         self.stats(fulfiller).overturned += 1;
         self.record(
@@ -862,9 +893,10 @@ impl Ctx<'_> {
             JobState::Overturned,
             Some(tx),
             format!(
-                "{} proved different outputs: {}'s bond {bond} to the challenger, {refund} refunded",
+                "{} proved different outputs: {}'s bond {bond} forfeited ({} to the challenger, {burn} burned), {refund} refunded",
                 challenger.short(),
-                fulfiller.short()
+                fulfiller.short(),
+                bond - burn
             ),
         );
         self.finish(job_id);
@@ -882,13 +914,6 @@ impl Ctx<'_> {
                 "only a staked provider announces an endpoint".into(),
             ));
         }
-        if endpoint.len() > crate::trust::MAX_ENDPOINT_BYTES {
-            return Err(TxError::Oversized {
-                what: "endpoint",
-                size: endpoint.len(),
-                limit: crate::trust::MAX_ENDPOINT_BYTES,
-            });
-        }
         let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://");
         if !scheme_ok
             || endpoint
@@ -904,7 +929,8 @@ impl Ctx<'_> {
     }
 
     fn audit(&mut self, auditor: Address, report: &AuditReport) -> Result<(), TxError> {
-        use crate::trust::{AUDIT_EPOCH_BLOCKS, MAX_AUDIT_ENTRIES, MAX_PROBES_PER_EPOCH};
+        use crate::trust::{AUDIT_EPOCH_BLOCKS, MAX_PROBES_PER_EPOCH};
+        self.require_validator(&auditor, "file audits")?;
         let stake = self.state.stakes.get(&auditor).map_or(0, |s| s.validator);
         if stake == 0 {
             return Err(TxError::BadAudit("only a staked validator audits".into()));
@@ -928,13 +954,6 @@ impl Ctx<'_> {
                 auditor.short(),
                 report.epoch
             )));
-        }
-        if report.liveness.len() > MAX_AUDIT_ENTRIES {
-            return Err(TxError::Oversized {
-                what: "audit",
-                size: report.liveness.len(),
-                limit: MAX_AUDIT_ENTRIES,
-            });
         }
         let mut seen = std::collections::BTreeSet::new();
         for l in &report.liveness {
@@ -988,6 +1007,7 @@ impl Ctx<'_> {
         count: u32,
     ) -> Result<(), TxError> {
         use crate::trust::{AUDIT_EPOCH_BLOCKS, MAX_CANARIES_PER_EPOCH};
+        self.require_validator(&auditor, "commit to canaries")?;
         if self
             .state
             .stakes
@@ -1072,11 +1092,11 @@ impl Ctx<'_> {
             ));
         }
         if reveal.canaries.len() > commit.count as usize {
-            return Err(TxError::Oversized {
-                what: "canary reveal",
-                size: reveal.canaries.len(),
-                limit: commit.count as usize,
-            });
+            return Err(TxError::BadAudit(format!(
+                "{} canaries revealed, {} committed",
+                reveal.canaries.len(),
+                commit.count
+            )));
         }
         let (start, end) = (epoch * AUDIT_EPOCH_BLOCKS, (epoch + 1) * AUDIT_EPOCH_BLOCKS);
         let mut indices = std::collections::BTreeSet::new();
@@ -1111,11 +1131,6 @@ impl Ctx<'_> {
                     job.state
                 )));
             }
-            if c.expected.len() != 16 || c.expected.iter().any(|v| *v >= verity_types::MODULUS) {
-                return Err(TxError::BadInputs(
-                    "expected outputs must be 16 field elements".into(),
-                ));
-            }
         }
 
         // --- valid: judge each canary.
@@ -1124,7 +1139,7 @@ impl Ctx<'_> {
         let (mut unpicked, mut disputed, mut contradicted) = (0u64, 0u64, 0u64);
         for c in &reveal.canaries {
             let job = &self.state.jobs[&c.job_id];
-            let right = job.outputs.as_deref() == Some(c.expected.as_slice());
+            let right = job.outputs == Some(c.expected);
             // A rescued job: the locker let it lapse, whatever the rescuer then did.
             if let (Some(locker), Some(fulfiller)) = (job.locker, job.fulfiller)
                 && locker != fulfiller

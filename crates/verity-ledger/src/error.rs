@@ -2,9 +2,16 @@ use verity_types::{Address, Digest};
 
 use crate::state::JobState;
 
-/// Why a transaction was rejected. A rejected transaction changes nothing.
+/// Why a transaction was rejected.
+///
+/// The first group ([`TxError::invalidates_block`]) means the transaction could not be
+/// included at all: it changes nothing, and a block carrying one is invalid. Any other error
+/// is a rejection of what the transaction asked for: its fee is paid and its nonce consumed
+/// (so it can never execute later), and nothing else changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
+    #[error("cannot pay the fee: {fee} needed, {available} available")]
+    CannotPayFee { fee: u64, available: u64 },
     #[error("signature does not match the signer")]
     BadSignature,
     #[error("transaction is for chain `{got}`, this is `{expected}`")]
@@ -61,8 +68,28 @@ pub enum TxError {
     BadProof(String),
     #[error("the challenge proves the same outputs as the fulfilment")]
     SameOutputs,
+    #[error("the fulfiller cannot challenge its own result")]
+    SelfChallenge,
+    #[error("only the consensus validator set may {0}")]
+    NotValidator(&'static str),
     #[error("amount overflows")]
     Overflow,
+}
+
+impl TxError {
+    /// Whether this failure means the transaction could never have been included (wrong
+    /// chain, bad signature, wrong nonce, unpayable fee, over a size limit): including it is
+    /// the proposer's fault, and validators refuse the block.
+    pub fn invalidates_block(&self) -> bool {
+        matches!(
+            self,
+            TxError::BadSignature
+                | TxError::WrongChain { .. }
+                | TxError::BadNonce { .. }
+                | TxError::CannotPayFee { .. }
+                | TxError::Oversized { .. }
+        )
+    }
 }
 
 /// Why a whole block was refused (as opposed to one of its transactions).
@@ -76,4 +103,6 @@ pub enum BlockError {
     TimeWentBackwards { previous: u64, got: u64 },
     #[error("block has {got} transactions, more than the limit of {limit}")]
     TooManyTxs { got: usize, limit: usize },
+    #[error("block's transactions take {got} bytes, more than the limit of {limit}")]
+    TooManyBytes { got: usize, limit: usize },
 }

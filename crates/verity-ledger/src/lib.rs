@@ -8,12 +8,14 @@
 //! The job lifecycle is `Submitted → Locked → Fulfilled → Finalized`, with `Expired`,
 //! `Slashed` and `Overturned` as the other terminal states; see `docs/ARCHITECTURE.md`.
 
+mod admission;
 mod apply;
 mod block;
 mod error;
 mod state;
 pub mod trust;
 
+pub use admission::{Admissible, precheck};
 pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
 pub use block::{Block, genesis_block_id};
 pub use error::{BlockError, TxError};

@@ -7,10 +7,11 @@ use std::fmt;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use verity_types::merkle::{InclusionProof, leaf_hash, root};
-use verity_types::{Address, AuditReport, Digest, JobRequest, Mode, Role};
+use verity_types::{Address, AuditReport, Digest, JobRequest, Mode, Role, StackOutputs};
 
-/// Chain parameters, fixed at genesis.
+/// Chain parameters, fixed at genesis. A genesis file may name only some; the rest default.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Params {
     /// Blocks an optimistic fulfilment waits for a challenge before it finalizes.
     pub challenge_window: u64,
@@ -26,6 +27,33 @@ pub struct Params {
     pub max_job_timeout: u64,
     /// Most transactions per block.
     pub max_block_txs: u32,
+    /// Most bytes of encoded transactions per block.
+    pub max_block_bytes: u32,
+    /// Fee every included transaction pays, accepted or rejected (burned).
+    pub fee_base: u64,
+    /// Fee per started KiB of the encoded transaction (pays for gossip, storage, assembly).
+    pub fee_per_kib: u64,
+    /// Fee for a transaction that makes every validator verify a STARK proof.
+    pub fee_per_proof: u64,
+    /// Largest program a job may expand to after assembly, in MAST nodes (`repeat.N` copies
+    /// its body N times): bounds what one `SubmitJob` costs every validator to assemble.
+    pub max_program_nodes: u32,
+}
+
+impl Params {
+    /// The fee of a transaction of `size` encoded bytes doing `body`. Integer arithmetic;
+    /// saturates rather than wraps (a fee above every balance simply cannot be paid).
+    pub fn fee(&self, body: &verity_types::TxBody, size: usize) -> u64 {
+        use verity_types::TxBody;
+        let kib = (size as u64).div_ceil(1024);
+        let proofs = match body {
+            TxBody::Fulfil { proof: Some(_), .. } | TxBody::Challenge { .. } => 1,
+            _ => 0,
+        };
+        self.fee_base
+            .saturating_add(self.fee_per_kib.saturating_mul(kib))
+            .saturating_add(self.fee_per_proof.saturating_mul(proofs))
+    }
 }
 
 impl Default for Params {
@@ -38,6 +66,11 @@ impl Default for Params {
             max_job_cycles: 1 << 22,
             max_job_timeout: 100_000,
             max_block_txs: 10_000,
+            max_block_bytes: 4 * 1024 * 1024,
+            fee_base: 10,
+            fee_per_kib: 10,
+            fee_per_proof: 100,
+            max_program_nodes: 1 << 16,
         }
     }
 }
@@ -169,7 +202,12 @@ pub struct TimelineEntry {
 pub struct Job {
     pub id: Digest,
     pub client: Address,
+    /// The MAST root of what is proven: the program, wrapped with Verity's loader when the job
+    /// has private inputs.
     pub program_hash: Digest,
+    /// The program reads raw advice (unverified hints): only proof mode is allowed, and its
+    /// result is proven for *some* hints, not for particular ones.
+    pub unverified_hints: bool,
     pub request: JobRequest,
     pub submitted_height: u64,
     pub state: JobState,
@@ -181,7 +219,7 @@ pub struct Job {
     /// Who posted the outputs (the locker, or a rescuer).
     pub fulfiller: Option<Address>,
     pub fulfilled_height: Option<u64>,
-    pub outputs: Option<Vec<u64>>,
+    pub outputs: Option<StackOutputs>,
     pub proof_hash: Option<Digest>,
     /// Optimistic mode: the fulfiller's bond, held in its provider stake.
     pub bond: u64,
@@ -197,11 +235,20 @@ impl Job {
         self.submitted_height + self.request.offer.timeout
     }
 
-    /// Blake3 of the public inputs' canonical encoding (and the advice commitment).
+    /// Blake3 of the public inputs' canonical encoding (and the private-input commitment).
     pub fn input_hash(&self) -> Digest {
-        let bytes = borsh::to_vec(&(&self.request.stack_inputs, &self.request.advice_hash))
+        let bytes = borsh::to_vec(&(&self.request.stack_inputs, &self.request.private_inputs))
             .expect("encoding to a Vec cannot fail");
         Digest::blake3(&bytes)
+    }
+
+    /// The public stack inputs a proof of this job is checked against: the private-input
+    /// commitment first (when there is one), then the job's own public inputs.
+    pub fn proof_inputs(&self) -> Vec<u64> {
+        verity_vm::job_stack_inputs(
+            &self.request.stack_inputs,
+            self.request.private_inputs.as_ref(),
+        )
     }
 }
 
@@ -256,7 +303,12 @@ pub struct State {
     pub timestamp_ms: u64,
     /// Supply at genesis. Invariant: `total_held() + burned == genesis_supply`.
     pub genesis_supply: u64,
+    /// Everything burned: slashes, challenge burns, fees (fees also counted in `fees_burned`).
     pub burned: u64,
+    pub fees_burned: u64,
+    /// The consensus validator set, fixed at genesis: only these audit, commit to canaries or
+    /// hold validator stake.
+    pub validators: BTreeSet<Address>,
     pub accounts: BTreeMap<Address, Account>,
     pub stakes: BTreeMap<Address, StakeInfo>,
     pub jobs: BTreeMap<Digest, Job>,
@@ -359,6 +411,17 @@ pub struct Genesis {
     pub stakes: Vec<GenesisStake>,
 }
 
+impl Genesis {
+    /// The consensus validator set: every address staked as a validator at genesis.
+    pub fn validators(&self) -> BTreeSet<Address> {
+        self.stakes
+            .iter()
+            .filter(|s| s.role == Role::Validator && s.amount > 0)
+            .map(|s| s.address)
+            .collect()
+    }
+}
+
 // Table tags in state keys: a proof for one table cannot stand for another.
 const TAG_META: u8 = 0;
 const TAG_ACCOUNT: u8 = 1;
@@ -398,6 +461,8 @@ impl State {
             timestamp_ms: g.genesis_time_ms,
             genesis_supply: 0,
             burned: 0,
+            fees_burned: 0,
+            validators: g.validators(),
             accounts: BTreeMap::new(),
             stakes: BTreeMap::new(),
             jobs: BTreeMap::new(),
@@ -460,6 +525,8 @@ impl State {
             self.timestamp_ms,
             self.genesis_supply,
             self.burned,
+            self.fees_burned,
+            &self.validators,
         ))
     }
 

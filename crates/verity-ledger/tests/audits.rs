@@ -25,18 +25,24 @@ fn audit(epoch: u64, entries: Vec<Liveness>) -> TxBody {
 /// A chain where `p1` announced an endpoint and `watcher` (3,000) and `client` (1,000) are
 /// staked validators, past the end of audit epoch 0.
 fn audited_chain() -> Chain {
-    let mut chain = Chain::new();
+    // `client` joins the genesis validator set (1,000); `watcher` is in it with 1,000 and
+    // stakes 2,000 more.
+    let mut genesis = Chain::new().genesis;
+    genesis.stakes.push(verity_ledger::GenesisStake {
+        address: addr("client"),
+        role: Role::Validator,
+        amount: 1_000,
+    });
+    let mut chain = Chain::from_genesis(genesis);
     let announce = TxBody::Announce {
         endpoint: "http://127.0.0.1:7000".into(),
     };
     chain.send("p1", announce).unwrap();
-    for (who, amount) in [("watcher", 3_000), ("client", 1_000)] {
-        let stake = TxBody::Stake {
-            role: Role::Validator,
-            amount,
-        };
-        chain.send(who, stake).unwrap();
-    }
+    let stake = TxBody::Stake {
+        role: Role::Validator,
+        amount: 2_000,
+    };
+    chain.send("watcher", stake).unwrap();
     chain.advance_to(100);
     chain
 }
@@ -91,8 +97,11 @@ fn audits_are_weighted_by_the_auditors_stake() {
 fn malformed_or_untimely_audits_are_rejected_and_change_nothing() {
     let mut chain = audited_chain();
     let bad = |e: Result<(), TxError>| assert!(matches!(e, Err(TxError::BadAudit(_))), "{e:?}");
-    // Not a validator.
-    bad(chain.send("p2", audit(0, vec![liveness("p1", 1, 1)])));
+    // Not in the validator set.
+    assert!(matches!(
+        chain.send("p2", audit(0, vec![liveness("p1", 1, 1)])),
+        Err(TxError::NotValidator(_))
+    ));
     // The epoch has not ended.
     bad(chain.send("watcher", audit(1, vec![liveness("p1", 1, 1)])));
     // More answers than probes; a provider twice; a provider without an endpoint.

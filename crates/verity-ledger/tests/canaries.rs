@@ -7,12 +7,12 @@ use common::*;
 use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, FALSE_AUDIT_SLASH_BP};
 use verity_ledger::{JobState, TrustProfile, TxError};
 use verity_types::canary::{client_key, commitment};
-use verity_types::{CanaryClaim, CanaryReveal, Digest, Keypair, Mode, Role, TxBody};
+use verity_types::{CanaryClaim, CanaryReveal, Digest, Keypair, Mode, Role, StackOutputs, TxBody};
 
-fn wrong(outputs: &[u64]) -> Vec<u64> {
+fn wrong(outputs: &[u64]) -> StackOutputs {
     let mut w = outputs.to_vec();
     w[0] += 1;
-    w
+    StackOutputs::new(&w).unwrap()
 }
 
 /// An auditor's canaries for one epoch, as the ledger tests drive them.
@@ -54,7 +54,7 @@ impl Canaries {
     fn reveal(
         &self,
         chain: &mut Chain,
-        claims: Vec<(u32, Digest, Vec<u64>)>,
+        claims: Vec<(u32, Digest, StackOutputs)>,
     ) -> Result<(), TxError> {
         let body = TxBody::CanaryReveal(CanaryReveal {
             epoch: self.epoch,
@@ -84,7 +84,13 @@ fn lock(chain: &mut Chain, who: &str, job: Digest) {
     chain.send(who, TxBody::LockJob { job_id: job }).unwrap();
 }
 
-fn fulfil(chain: &mut Chain, who: &str, job: Digest, outputs: Vec<u64>, proof: Option<Vec<u8>>) {
+fn fulfil(
+    chain: &mut Chain,
+    who: &str,
+    job: Digest,
+    outputs: StackOutputs,
+    proof: Option<Vec<u8>>,
+) {
     let body = TxBody::Fulfil {
         job_id: job,
         outputs,
@@ -97,7 +103,8 @@ fn fulfil(chain: &mut Chain, who: &str, job: Digest, outputs: Vec<u64>, proof: O
 /// with `seed`, at the start of epoch 1.
 fn watched(seed: &[u8], count: u32) -> (Chain, Canaries) {
     let mut chain = Chain::new();
-    stake_validator(&mut chain, "watcher", 3_000);
+    // With its 1,000 at genesis: 3,000.
+    stake_validator(&mut chain, "watcher", 2_000);
     let c = Canaries {
         auditor: "watcher",
         epoch: 1,
@@ -138,14 +145,8 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
     lock(&mut chain, "p2", j2);
     // 3: nobody locks: no verdict on anyone.
     let j3 = c.submit(&mut chain, 3, 10, Mode::Proof);
-    let claims = |exp: &[u64]| {
-        vec![
-            (0, j0, exp.to_vec()),
-            (1, j1, exp.to_vec()),
-            (2, j2, exp.to_vec()),
-            (3, j3, exp.to_vec()),
-        ]
-    };
+    let claims =
+        |exp: &StackOutputs| vec![(0, j0, *exp), (1, j1, *exp), (2, j2, *exp), (3, j3, *exp)];
 
     // Until revealed, a canary is an ordinary job of an ordinary-looking account.
     for j in [j0, j1, j2, j3] {
@@ -272,19 +273,24 @@ fn an_unproven_claim_against_an_optimistic_result_is_no_verdict() {
 #[test]
 fn commitments_come_from_validators_before_their_epoch_and_reveals_in_time() {
     let mut chain = Chain::new();
-    stake_validator(&mut chain, "watcher", 3_000);
+    // With its 1,000 at genesis: 3,000.
+    stake_validator(&mut chain, "watcher", 2_000);
     let bad = |e: Result<(), TxError>| assert!(matches!(e, Err(TxError::BadAudit(_))), "{e:?}");
     let at = |epoch| Canaries {
         auditor: "watcher",
         epoch,
         seed: Digest::blake3(b"seed"),
     };
-    // Not a validator.
-    bad(Canaries {
+    // Not in the validator set.
+    let outsider = Canaries {
         auditor: "p1",
         ..at(1)
     }
-    .commit(&mut chain, 1));
+    .commit(&mut chain, 1);
+    assert!(
+        matches!(outsider, Err(TxError::NotValidator(_))),
+        "{outsider:?}"
+    );
     // The current epoch (its jobs could already be chosen), too far ahead, no canaries, too many.
     bad(at(0).commit(&mut chain, 1));
     bad(at(3).commit(&mut chain, 1));

@@ -7,7 +7,8 @@ use common::*;
 use proptest::prelude::*;
 use verity_ledger::{JobState, State};
 use verity_types::{
-    CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, Tx, TxBody, canary,
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, StackOutputs, Tx,
+    TxBody, canary,
 };
 
 const ACTORS: [&str; 5] = ["client", "p1", "p2", "watcher", "nobody"];
@@ -188,7 +189,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
     let outputs = |o: u64| {
         let mut v = vec![0u64; 16];
         v[0] = o;
-        v
+        StackOutputs::new(&v).unwrap()
     };
     let role = |p: bool| if p { Role::Provider } else { Role::Validator };
     Some(match *a {
@@ -234,7 +235,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
             TxBody::SubmitJob(JobRequest {
                 program: TINY.into(),
                 stack_inputs: vec![],
-                advice_hash: None,
+                private_inputs: None,
                 mode: if mode_proof {
                     Mode::Proof
                 } else {
@@ -395,7 +396,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
                             index: i,
                             job_id: j.id,
                             expected: match (&j.outputs, right) {
-                                (Some(o), true) => o.clone(),
+                                (Some(o), true) => *o,
                                 _ => outputs(2),
                             },
                         })
@@ -465,7 +466,7 @@ proptest! {
     /// transaction leaves the state exactly as an empty block would have.
     #[test]
     fn invariants_hold_and_rejections_change_nothing(actions in proptest::collection::vec(action(), 1..40)) {
-        let mut chain = Chain::new();
+        let mut chain = Chain::with_fees();
         // `watcher` is a validator, so its canary commitments and reveals can be accepted.
         chain.send("watcher", TxBody::Stake { role: Role::Validator, amount: 5_000 }).unwrap();
         for a in &actions {
@@ -479,10 +480,11 @@ proptest! {
                 chain.block(vec![]);
                 continue;
             };
-            let out = chain.block(vec![tx]);
+            let out = chain.block(vec![tx.clone()]);
             if let Err(e) = &out.tx_results[0] {
                 prop_assert!(!e.to_string().is_empty());
-                prop_assert_eq!(chain.state.to_bytes(), expected_if_rejected.to_bytes(), "rejected {:?} ({}) changed the state", a, e);
+                let expected = chain.expected_after_rejection(&expected_if_rejected, &tx, e);
+                prop_assert_eq!(chain.state.to_bytes(), expected.to_bytes(), "rejected {:?} ({}) changed more than its fee and nonce", a, e);
             }
             check_invariants(&chain);
         }
@@ -492,7 +494,7 @@ proptest! {
     /// snapshot) reproduces every state root.
     #[test]
     fn replay_is_deterministic(blocks in proptest::collection::vec(proptest::collection::vec(action(), 0..5), 1..15)) {
-        let mut chain = Chain::new();
+        let mut chain = Chain::with_fees();
         let mut roots = Vec::new();
         for actions in &blocks {
             for a in actions {
@@ -553,9 +555,10 @@ proptest! {
             }
             let expected_if_rejected = chain.clone_state_after_empty_block();
             let tx = to_tx(&chain, a).unwrap();
-            let out = chain.block(vec![tx]);
+            let out = chain.block(vec![tx.clone()]);
             if let Err(e) = &out.tx_results[0] {
-                prop_assert_eq!(chain.state.to_bytes(), expected_if_rejected.to_bytes(), "rejected {:?} ({}) changed the state", a, e);
+                let expected = chain.expected_after_rejection(&expected_if_rejected, &tx, e);
+                prop_assert_eq!(chain.state.to_bytes(), expected.to_bytes(), "rejected {:?} ({}) changed more than its fee and nonce", a, e);
             }
             check_invariants(&chain);
         }

@@ -103,24 +103,19 @@ fn bad_proofs_are_rejected_and_change_nothing() {
             proof: Some(other.proof.clone()),
         },
     );
-    let mut expected = chain.clone_state_after_empty_block();
-    let out = chain.block(vec![tx]);
-    assert!(
-        matches!(&out.tx_results[0], Err(TxError::BadProof(_))),
-        "{:?}",
-        out.tx_results
-    );
-    expected.height = chain.state.height;
+    let empty = chain.clone_state_after_empty_block();
+    let out = chain.block(vec![tx.clone()]);
+    let err = out.tx_results[0].clone().unwrap_err();
+    assert!(matches!(err, TxError::BadProof(_)), "{err:?}");
     assert_eq!(
         chain.state.to_bytes(),
-        expected.to_bytes(),
-        "state unchanged by the rejected tx"
+        chain.expected_after_rejection(&empty, &tx, &err).to_bytes(),
+        "the rejected tx consumed its nonce (and fee) and changed nothing else"
     );
 
     // Right proof, wrong claimed outputs.
     let good = fib_receipt(10);
-    let mut outputs = good.stack_outputs.clone();
-    outputs[0] = 56;
+    let outputs = with_top(&good.stack_outputs, 56);
     let r = chain.send(
         "p1",
         TxBody::Fulfil {
@@ -261,14 +256,13 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
     let job = submit(&mut chain, 10, Mode::Optimistic);
     chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
     let truth = fib_receipt(10);
-    let mut lie = truth.stack_outputs.clone();
-    lie[0] = 54;
+    let lie = with_top(&truth.stack_outputs, 54);
     chain
         .send(
             "p1",
             TxBody::Fulfil {
                 job_id: job,
-                outputs: lie.clone(),
+                outputs: lie,
                 proof: None,
             },
         )
@@ -285,8 +279,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
         },
     );
     assert_eq!(r, Err(TxError::SameOutputs));
-    let mut wrong = truth.stack_outputs.clone();
-    wrong[0] = 53;
+    let wrong = with_top(&truth.stack_outputs, 53);
     let r = chain.send(
         "watcher",
         TxBody::Challenge {
@@ -325,9 +318,10 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
     );
     assert_eq!(
         chain.balance("watcher"),
-        watcher0 + 500,
-        "the bond pays the challenger"
+        watcher0 + 250,
+        "half the bond pays the challenger"
     );
+    assert_eq!(chain.state.burned, 250, "the other half is burned");
     assert_eq!(
         chain.balance("client"),
         client0,

@@ -41,7 +41,7 @@ async fn main() {
             let req = JobRequest {
                 program: FIB.into(),
                 stack_inputs: vec![10 + n],
-                advice_hash: None,
+                private_inputs: None,
                 mode: Mode::Optimistic,
                 offer: Offer {
                     min_price: 10,
@@ -193,7 +193,7 @@ fn canary_cost() {
         let program = Program::assemble(&c.request.program, "fib.masm").unwrap();
         let inputs = Inputs {
             stack: c.request.stack_inputs.clone(),
-            advice: Default::default(),
+            ..Default::default()
         };
         let t = Instant::now();
         verity_vm::prove(&program, &inputs, Default::default()).unwrap();

@@ -121,7 +121,7 @@ async fn measure(label: &str, validators: usize) {
                 let req = JobRequest {
                     program: FIB.into(),
                     stack_inputs: vec![n],
-                    advice_hash: None,
+                    private_inputs: None,
                     mode: Mode::Proof,
                     offer: Offer {
                         min_price: 50,

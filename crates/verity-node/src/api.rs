@@ -18,13 +18,13 @@ use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_client::{
-    AccountView, AdviceStored, ConsensusView, ErrorBody, Head, Heartbeat, JobPage, JobSummary,
-    JobView, ProvenanceView, ProviderView, SubmitTx, Submitted, TxStatus, advice_request_message,
-    heartbeat_message,
+    AccountView, ConsensusView, ErrorBody, Head, Heartbeat, JobPage, JobSummary, JobView,
+    PrivateData, PrivateUpload, ProvenanceView, ProviderView, ReceiptUpload, SubmitTx, Submitted,
+    TxStatus, heartbeat_message, private_request_message, private_upload_message,
+    receipt_upload_message,
 };
 use verity_ledger::{Job, JobState, TrustProfile};
 use verity_types::{Address, Digest, Receipt, Signature, SignedTx};
-use verity_vm::AdviceData;
 
 use crate::node::Node;
 
@@ -80,8 +80,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/receipt", get(receipt).post(upload_receipt))
         .route("/v1/jobs/{id}/provenance", get(provenance))
-        .route("/v1/jobs/{id}/advice", get(get_advice))
-        .route("/v1/advice", post(put_advice))
+        .route("/v1/jobs/{id}/private", get(get_private).post(put_private))
         .route("/v1/accounts/{addr}", get(account))
         .route("/v1/providers", get(providers))
         .route("/v1/providers/heartbeat", post(heartbeat))
@@ -94,12 +93,12 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
-    let s = node.state();
+    let (s, state_root) = node.state_with_root();
     Ok(Json(Head {
         chain_id: s.chain_id.clone(),
         height: s.height,
         timestamp_ms: s.timestamp_ms,
-        state_root: s.state_root(),
+        state_root,
         mempool: node.mempool_len(),
         providers_online: node.providers_online(online_window(&node)),
         block_interval_ms: node.config.block_interval_ms,
@@ -288,30 +287,41 @@ async fn receipt(
         .blob(&proof_hash)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
-    let receipt = verity_vm::receipt_from_proof(
-        job.program_hash,
-        job.request.stack_inputs.clone(),
-        outputs.clone(),
-        proof,
-        0,
-        0,
-    )
-    .map_err(internal)?;
+    let receipt =
+        verity_vm::receipt_from_proof(job.program_hash, job.proof_inputs(), *outputs, proof, 0, 0)
+            .map_err(internal)?;
     Ok(([("content-type", "application/json")], receipt.to_json()).into_response())
 }
 
+/// `POST /v1/jobs/{id}/receipt`: the fulfiller's receipt, signed by it. The proof fields are
+/// checked against the ledger; `cycles` and `trace_len` are the prover's word (not attested by
+/// the proof), so only the fulfiller may supply them.
 async fn upload_receipt(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<Json<ReceiptUpload>, JsonRejection>,
 ) -> ApiResult<serde_json::Value> {
+    let Json(upload) = body?;
     let state = node.state();
     let job = find_job(&state, &id)?;
-    let receipt = Receipt::from_json(&body).map_err(|e| bad(e.to_string()))?;
+    let text = upload.receipt.to_string();
+    let receipt = Receipt::from_json(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let signed_by_fulfiller = job.fulfiller.is_some_and(|f| {
+        f.verify(
+            &receipt_upload_message(&job.id, &receipt.proof_hash()),
+            &upload.signature,
+        )
+    });
+    if !signed_by_fulfiller {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only the job's fulfiller uploads its receipt (signature does not match)".into(),
+        ));
+    }
     let matches = Some(receipt.proof_hash()) == job.proof_hash
         && receipt.program_hash == job.program_hash
-        && receipt.stack_inputs == job.request.stack_inputs
-        && Some(&receipt.stack_outputs) == job.outputs.as_ref();
+        && receipt.stack_inputs == job.proof_inputs()
+        && Some(receipt.stack_outputs) == job.outputs;
     if !matches {
         return Err(bad("receipt does not match the job's result on the ledger"));
     }
@@ -339,18 +349,56 @@ async fn provenance(
     }))
 }
 
-async fn put_advice(
+/// How far a private-data request's height may be from this node's: requests are fresh.
+const PRIVATE_REQUEST_WINDOW: u64 = 8;
+
+/// `POST /v1/jobs/{id}/private`: the job's client hands over the data its commitment names.
+/// Only for an existing job with private inputs, signed by its client, matching the
+/// commitment: nothing else is stored, so the node holds no data it was not asked to serve.
+async fn put_private(
     State(node): State<Arc<Node>>,
-    body: Result<Json<AdviceData>, JsonRejection>,
-) -> ApiResult<AdviceStored> {
-    let Json(advice) = body?;
-    let hash = advice.commitment();
-    let bytes = serde_json::to_vec(&advice).map_err(internal)?;
-    node.storage().put_blob(&hash, &bytes).map_err(internal)?;
-    Ok(Json(AdviceStored { advice_hash: hash }))
+    Path(id): Path<String>,
+    body: Result<Json<PrivateUpload>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(upload) = body?;
+    let state = node.state();
+    let job = find_job(&state, &id)?;
+    let commitment = job
+        .request
+        .private_inputs
+        .ok_or_else(|| bad("this job has no private inputs"))?;
+    if !job
+        .client
+        .verify(&private_upload_message(&job.id), &upload.signature)
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "signature is not the job's client's".into(),
+        ));
+    }
+    if job.state.is_terminal() {
+        return Err(bad(format!("job is {}: nobody needs its data", job.state)));
+    }
+    let values = upload.values;
+    // Hashing up to 64Ki elements: CPU work, off the executor.
+    let checked = tokio::task::spawn_blocking(move || {
+        verity_vm::check_private(&values, &commitment).map(|()| values)
+    })
+    .await
+    .map_err(internal)?;
+    let values = checked.map_err(|e| bad(e.to_string()))?;
+    let bytes = serde_json::to_vec(&PrivateData { values }).map_err(internal)?;
+    node.storage()
+        .put_blob(&crate::node::private_inputs_key(&job.id), &bytes)
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({"stored": true})))
 }
 
-async fn get_advice(
+/// `GET /v1/jobs/{id}/private?provider=…&height=…&signature=…`: the data, to the provider
+/// entitled to the job now: its locker, or after the lock deadline a provider eligible to
+/// rescue it (staked, meeting the offer's `min_trust`). The request is signed and bound to a
+/// height near this node's, so it cannot be replayed later.
+async fn get_private(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<BTreeMap<String, String>>,
@@ -358,44 +406,67 @@ async fn get_advice(
     let state = node.state();
     let job = find_job(&state, &id)?;
     let provider = parse_address(q.get("provider").ok_or_else(|| bad("missing `provider`"))?)?;
+    let height: u64 = q
+        .get("height")
+        .ok_or_else(|| bad("missing `height`"))?
+        .parse()
+        .map_err(|_| bad("`height` is not a number"))?;
     let sig_hex = q
         .get("signature")
         .ok_or_else(|| bad("missing `signature`"))?;
     let mut sig = [0u8; 64];
     hex::decode_to_slice(sig_hex.strip_prefix("0x").unwrap_or(sig_hex), &mut sig)
         .map_err(|e| bad(format!("signature is not 64 bytes of hex: {e}")))?;
-    if !provider.verify(&advice_request_message(&job.id), &Signature(sig)) {
+    if !provider.verify(
+        &private_request_message(&job.id, &provider, height),
+        &Signature(sig),
+    ) {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "signature does not match the provider".into(),
         ));
     }
-    let holder = if job.state == JobState::Locked {
-        job.locker
-    } else {
-        None
-    };
-    let allowed = holder == Some(provider)
-        || (job.state == JobState::Locked && state.height >= job.lock_deadline());
-    if !allowed {
+    if height.abs_diff(state.height) > PRIVATE_REQUEST_WINDOW {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!(
-                "advice is released only to the provider holding the lock (job is {})",
+                "request is for height {height}, this node is at {}: sign a fresh one",
+                state.height
+            ),
+        ));
+    }
+    if job.request.private_inputs.is_none() {
+        return Err(not_found("this job has no private inputs"));
+    }
+    let entitled = job.state == JobState::Locked
+        && (job.locker == Some(provider)
+            || (state.height >= job.lock_deadline() && eligible(&state, job, &provider)));
+    if !entitled {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "private inputs go only to the provider holding the lock, or after the lock deadline to an eligible rescuer (job is {})",
                 job.state
             ),
         ));
     }
-    let hash = job
-        .request
-        .advice_hash
-        .ok_or_else(|| not_found("this job has no private advice"))?;
     let bytes = node
         .storage()
-        .blob(&hash)
+        .blob(&crate::node::private_inputs_key(&job.id))
         .map_err(internal)?
-        .ok_or_else(|| not_found("the client has not uploaded this job's advice to this node"))?;
+        .ok_or_else(|| {
+            not_found("the client has not uploaded this job's private inputs to this node")
+        })?;
     Ok(([("content-type", "application/json")], bytes).into_response())
+}
+
+/// Whether `provider` could rescue `job` on the ledger: staked, and trusted enough.
+fn eligible(state: &verity_ledger::State, job: &Job, provider: &Address) -> bool {
+    state.stakes.get(provider).is_some_and(|s| s.provider > 0)
+        && job
+            .request
+            .min_trust
+            .is_none_or(|min| TrustProfile::of(state, provider).score >= min)
 }
 
 async fn account(
@@ -485,7 +556,19 @@ async fn heartbeat(
             "heartbeat signature does not match the provider".into(),
         ));
     }
-    let height = node.state().height;
+    let state = node.state();
+    // Only staked providers are tracked, so fresh keys cannot grow the heartbeat table.
+    if state
+        .stakes
+        .get(&hb.provider)
+        .is_none_or(|s| s.provider == 0)
+    {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only a staked provider sends heartbeats".into(),
+        ));
+    }
+    let height = state.height;
     if hb.height + online_window(&node) < height || hb.height > height + 1 {
         return Err(bad(format!(
             "heartbeat height {} is not current (head is {height})",

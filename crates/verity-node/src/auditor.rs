@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use verity_client::AuditorView;
 use verity_ledger::{Job, JobState};
 use verity_types::{Digest, Keypair, Mode, TxBody};
-use verity_vm::{AdviceData, Inputs, Program, ProveOptions};
+use verity_vm::{Inputs, Program, ProveOptions};
 
 use crate::node::Node;
 
@@ -34,6 +34,9 @@ pub struct AuditorConfig {
     /// own key, which links each canary's funding to a validator on the ledger; an operator
     /// should fund a separate key through the channels ordinary clients use.
     pub canary_funder: Option<Keypair>,
+    /// Probe endpoints on loopback and private addresses too (devnets and tests). Off by
+    /// default, so a provider cannot point validators at their own internal services.
+    pub probe_private_hosts: bool,
     /// Scripted misbehaviour, for tests of what the ledger does to a lying auditor.
     pub fault: Option<AuditorFault>,
 }
@@ -53,6 +56,7 @@ impl AuditorConfig {
             probe_interval: std::time::Duration::from_secs(2),
             canaries_per_epoch: 1,
             canary_funder: None,
+            probe_private_hosts: false,
             fault: None,
         }
     }
@@ -156,37 +160,55 @@ pub async fn run_auditor(
 
 async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCounters>, job: Job) {
     let id = job.id;
-    let advice = match job.request.advice_hash {
-        None => AdviceData::default(),
-        Some(hash) => match node.storage().blob(&hash).ok().flatten() {
-            Some(bytes) => match serde_json::from_slice::<AdviceData>(&bytes) {
-                Ok(a) if a.commitment() == hash => a,
-                _ => {
-                    counters.unverifiable.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            },
-            None => {
+    // Private inputs are on this node only if the client uploaded them here.
+    let private = match job.request.private_inputs {
+        None => None,
+        Some(commitment) => match node.private_inputs(&id) {
+            Some(values) if verity_vm::check_private(&values, &commitment).is_ok() => {
+                Some((commitment, values))
+            }
+            _ => {
                 counters.unverifiable.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         },
     };
-    let Ok(program) = Program::assemble(&job.request.program, "job.masm") else {
+    let Ok(job_program) = verity_vm::assemble_job(
+        &job.request.program,
+        job.request.private_inputs.as_ref(),
+        u64::MAX,
+    ) else {
         return;
     };
-    let inputs = Inputs {
-        stack: job.request.stack_inputs.clone(),
-        advice,
+    let program = job_program.program;
+    let Ok(inputs) = verity_vm::job_inputs(
+        &job.request.stack_inputs,
+        private.as_ref().map(|(c, v)| (c, v.as_slice())),
+    ) else {
+        return;
     };
     let max = job.request.max_cycles;
-    let claimed = job.outputs.clone().unwrap_or_default();
+    let claimed = job.outputs;
+    let bond = job.bond;
     // Re-execute (fast processor, no proof), and prove only if the result differs.
     let checked = tokio::task::spawn_blocking(move || {
         let outputs = verity_vm::execute_outputs(&program, &inputs, max)?;
-        if outputs == claimed {
+        if Some(outputs) == claimed {
             return Ok(None);
         }
+        // A proof costs up to the cycle cap in time and memory. Prove only when the bond
+        // pays for it, and one proof at a time: wrong results fed in bulk (say, from an
+        // attacker's own client to its own provider) cannot exhaust the auditor.
+        if bond < min_bond_to_prove(max) {
+            return Err(verity_vm::VmError::Proving(format!(
+                "bond {bond} does not cover a proof of up to {max} cycles; not challenging"
+            )));
+        }
+        let Ok(_permit) = CHALLENGE_PROOFS.try_lock() else {
+            return Err(verity_vm::VmError::Proving(
+                "another challenge proof is in progress; not challenging this one".into(),
+            ));
+        };
         prove_within(&program, &inputs, max).map(Some)
     })
     .await;
@@ -209,6 +231,87 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         }
         Err(e) => warn!(job = %id.short(), "cannot submit the challenge: {e}"),
     }
+}
+
+/// Largest ping answer read (an answer is ~200 bytes).
+const MAX_PING_BYTES: usize = 4 * 1024;
+
+/// Reads a response body up to `cap` bytes; `None` if it is longer or fails.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > cap {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+/// The endpoints probed in `epoch`: all of them if they fit in `max`, else a window of `max`
+/// that starts further along each epoch (wrapping), in address order.
+pub fn probe_window(
+    endpoints: &std::collections::BTreeMap<verity_types::Address, String>,
+    epoch: u64,
+    max: usize,
+) -> Vec<(verity_types::Address, String)> {
+    let all: Vec<_> = endpoints.iter().map(|(a, e)| (*a, e.clone())).collect();
+    if all.len() <= max {
+        return all;
+    }
+    let start = (epoch as usize).wrapping_mul(max) % all.len();
+    all.iter().cycle().skip(start).take(max).cloned().collect()
+}
+
+/// Whether an announced endpoint may be probed: http(s) only, and unless `private_ok`, not a
+/// loopback, private, link-local or unspecified address (or `localhost`). Host names are
+/// not resolved here; docs/SECURITY.md notes what that leaves open.
+pub fn probe_allowed(endpoint: &str, private_ok: bool) -> bool {
+    let Ok(url) = reqwest::Url::parse(endpoint) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return false;
+    }
+    if private_ok {
+        return true;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Err(_) => {
+            let d = host.to_ascii_lowercase();
+            d != "localhost" && !d.ends_with(".localhost")
+        }
+        Ok(std::net::IpAddr::V4(ip)) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || (a == 100 && (b & 0xc0) == 64))
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let seg = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (seg & 0xfe00) == 0xfc00
+                || (seg & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some())
+        }
+    }
+}
+
+/// One challenge proof at a time per process (a proof uses every core and up to ~10 GB).
+static CHALLENGE_PROOFS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The smallest bond worth a challenge proof of a job capped at `max_cycles`: one unit per
+/// 1,024 cycles of the cap (a 2^20-cycle job needs a bond of at least 1,024).
+pub fn min_bond_to_prove(max_cycles: u32) -> u64 {
+    u64::from(max_cycles).div_ceil(1024)
 }
 
 /// Proves `program` on `inputs` within the job's cycle cap: the proof a challenge carries.
@@ -243,6 +346,52 @@ pub(crate) fn submit_challenge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_go_only_to_public_http_hosts_unless_allowed() {
+        for bad in [
+            "http://127.0.0.1:9000",
+            "http://10.1.2.3",
+            "http://192.168.0.1/x",
+            "http://172.16.0.1",
+            "http://169.254.169.254/latest/meta-data",
+            "http://localhost:8080",
+            "http://[::1]:80",
+            "http://[fd00::1]",
+            "http://[::ffff:127.0.0.1]",
+            "file:///etc/passwd",
+            "gopher://example.com",
+            "not a url",
+        ] {
+            assert!(!probe_allowed(bad, false), "{bad} must not be probed");
+        }
+        assert!(probe_allowed("https://provider.example.com:8443", false));
+        assert!(probe_allowed("http://203.0.113.7:9000", false));
+        assert!(
+            probe_allowed("http://127.0.0.1:9000", true),
+            "devnets allow loopback"
+        );
+        assert!(!probe_allowed("file:///etc/passwd", true));
+    }
+
+    #[test]
+    fn every_endpoint_is_probed_within_a_few_epochs() {
+        let endpoints: std::collections::BTreeMap<_, _> = (0u32..600)
+            .map(|i| {
+                (
+                    Keypair::dev(&format!("p{i}")).address(),
+                    format!("https://p{i}.example"),
+                )
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for epoch in 0..3 {
+            let window = probe_window(&endpoints, epoch, 256);
+            assert_eq!(window.len(), 256);
+            seen.extend(window.into_iter().map(|(a, _)| a));
+        }
+        assert_eq!(seen.len(), 600, "three windows of 256 cover 600 endpoints");
+    }
 
     #[test]
     fn the_sample_is_a_function_of_public_data_at_the_configured_rate() {
@@ -288,8 +437,10 @@ pub async fn run_prober(
 ) {
     use std::collections::BTreeMap;
     use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, MAX_AUDIT_ENTRIES, MAX_PROBES_PER_EPOCH};
+    // Bounded in time, no redirects (a redirect could lead anywhere), bodies read up to a cap.
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a plain HTTP client");
     let tallies: Arc<std::sync::Mutex<BTreeMap<(u64, verity_types::Address), Tally>>> =
@@ -352,8 +503,13 @@ pub async fn run_prober(
         }
         filed.retain(|e| e + 3 >= epoch);
 
-        // Probe every announced endpoint, concurrently.
-        for (provider, endpoint) in state.endpoints.clone() {
+        // Probe this epoch's share of the announced endpoints, concurrently: an audit covers
+        // at most MAX_AUDIT_ENTRIES providers, so with more of them the window rotates with
+        // the epoch and every provider is audited in turn.
+        for (provider, endpoint) in probe_window(&state.endpoints, epoch, MAX_AUDIT_ENTRIES) {
+            if !probe_allowed(&endpoint, config.probe_private_hosts) {
+                continue;
+            }
             let (http, tallies, counters) = (http.clone(), tallies.clone(), counters.clone());
             tokio::spawn(async move {
                 let nonce = hex::encode(rand::random::<[u8; 16]>());
@@ -361,8 +517,10 @@ pub async fn run_prober(
                 let started = std::time::Instant::now();
                 let answered = match http.get(&url).send().await {
                     Ok(r) if r.status().is_success() => {
-                        match r.json::<verity_client::PingAnswer>().await {
-                            Ok(a) => {
+                        match read_capped(r, MAX_PING_BYTES).await.and_then(|b| {
+                            serde_json::from_slice::<verity_client::PingAnswer>(&b).ok()
+                        }) {
+                            Some(a) => {
                                 let mut sig = [0u8; 64];
                                 a.provider == provider
                                     && hex::decode_to_slice(&a.signature, &mut sig).is_ok()
@@ -371,7 +529,7 @@ pub async fn run_prober(
                                         &verity_types::Signature(sig),
                                     )
                             }
-                            Err(_) => false,
+                            None => false,
                         }
                     }
                     _ => false,

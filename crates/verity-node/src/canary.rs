@@ -24,7 +24,8 @@ use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, CANARY_REVEAL_EPOCHS};
 use verity_ledger::{JobState, State};
 use verity_types::canary::{client_key, commitment};
 use verity_types::{
-    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, SignedTx, Tx, TxBody,
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, SignedTx, StackOutputs,
+    Tx, TxBody,
 };
 use verity_vm::{Inputs, Program};
 
@@ -49,7 +50,7 @@ pub struct Canary {
     /// Blocks into the epoch at which it is sent.
     pub offset: u64,
     /// The right outputs.
-    pub expected: Vec<u64>,
+    pub expected: StackOutputs,
     /// The id its `SubmitJob` gets (a signature is deterministic, so this is known ahead).
     pub job_id: Digest,
     pub submit: SignedTx,
@@ -86,14 +87,14 @@ pub fn derive(
     let program = Program::assemble(FIB, "fib.masm").map_err(|e| e.to_string())?;
     let inputs = Inputs {
         stack: vec![n],
-        advice: Default::default(),
+        ..Inputs::default()
     };
     let run = verity_vm::execute(&program, &inputs, verity_vm::DEFAULT_MAX_CYCLES)
         .map_err(|e| e.to_string())?;
     let request = JobRequest {
         program: FIB.to_string(),
         stack_inputs: vec![n],
-        advice_hash: None,
+        private_inputs: None,
         mode,
         offer: verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE),
         max_cycles: verity_client::suggested_max_cycles(
@@ -244,7 +245,10 @@ async fn commit_and_fund(
                 .accounts
                 .get(&c.key.address())
                 .map_or(0, |a| a.balance);
-            let need = c.request.offer.max_price;
+            // The escrow, the submission's fee, and the fee of sweeping what is left back.
+            let need = c.request.offer.max_price
+                + state.params.fee(&c.submit.tx.body, c.submit.encoded_len())
+                + sweep_fee(state);
             if c.send && have < need && memory.due((next, "fund", i), h) {
                 let body = TxBody::Transfer {
                     to: c.key.address(),
@@ -274,7 +278,11 @@ async fn send_due(
         for i in 0..commit.count {
             let c = canary(node, state, memory, &me, epoch, i).await?;
             let account = state.accounts.get(&c.key.address());
-            let funded = account.is_some_and(|a| a.balance >= c.request.offer.max_price);
+            let funded = account.is_some_and(|a| {
+                a.balance
+                    >= c.request.offer.max_price
+                        + state.params.fee(&c.submit.tx.body, c.submit.encoded_len())
+            });
             let fresh = account.is_none_or(|a| a.nonce == 0);
             if c.send
                 && h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
@@ -342,10 +350,10 @@ async fn watch_and_reveal(
                 .accounts
                 .get(&c.key.address())
                 .map_or(0, |a| a.balance);
-            if left > 0 && memory.due((e, "sweep", i), h) {
+            if left > sweep_fee(state) && memory.due((e, "sweep", i), h) {
                 let body = TxBody::Transfer {
                     to: funder.address(),
-                    amount: left,
+                    amount: left - sweep_fee(state),
                 };
                 if let Err(err) = send(node, &c.key, body) {
                     warn!(epoch = e, index = i, "sweeping a canary account: {err}");
@@ -357,7 +365,7 @@ async fn watch_and_reveal(
             continue;
         };
         if job.state == JobState::Fulfilled
-            && job.outputs.as_deref() != Some(c.expected.as_slice())
+            && job.outputs != Some(c.expected)
             && !memory.proving().contains(&job.id)
             && memory.due((e, "challenge", i), h)
         {
@@ -379,9 +387,11 @@ async fn watch_and_reveal(
         if !job.state.is_terminal() {
             open.insert(e);
         }
-        let mut expected = c.expected.clone();
+        let mut expected = c.expected;
         if config.fault == Some(AuditorFault::FalseCanaryClaims) {
-            expected[0] = (expected[0] + 1) % MODULUS;
+            let mut wrong = expected.to_vec();
+            wrong[0] = (wrong[0] + 1) % MODULUS;
+            expected = StackOutputs::new(&wrong).expect("16 field elements");
         }
         reveals.entry(e).or_default().push(CanaryClaim {
             index: i,
@@ -502,7 +512,7 @@ async fn prove_and_challenge(
         let program = Program::assemble(&request.program, "fib.masm")?;
         let inputs = Inputs {
             stack: request.stack_inputs.clone(),
-            advice: Default::default(),
+            ..Inputs::default()
         };
         crate::auditor::prove_within(&program, &inputs, request.max_cycles)
     })
@@ -565,4 +575,9 @@ mod tests {
             "{sent} of 400 slots sent at V = 4"
         );
     }
+}
+
+/// The fee of the transfer that sweeps a canary account (a transfer is well under 1 KiB).
+fn sweep_fee(state: &State) -> u64 {
+    state.params.fee_base + state.params.fee_per_kib
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use verity_ledger::State;
+use verity_ledger::{State, TxError, precheck};
 use verity_types::{Address, Digest, SignedTx, TxBody};
 
 /// Why the mempool refused a transaction.
@@ -12,25 +12,40 @@ use verity_types::{Address, Digest, SignedTx, TxBody};
 pub enum AdmitError {
     #[error("transaction is {size} bytes; the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("transaction is for chain `{got}`, this node runs `{expected}`")]
-    WrongChain { expected: String, got: String },
-    #[error("signature does not match the signer")]
-    BadSignature,
-    #[error("nonce {got} is wrong: the next nonce for this account is {expected}")]
-    BadNonce { expected: u64, got: u64 },
-    #[error("insufficient funds: {needed} needed, {available} available")]
+    /// The ledger's own inclusion checks (chain, limits, signature, nonce, fee).
+    #[error("{0}")]
+    Invalid(TxError),
+    #[error("insufficient funds: {needed} needed (fee included), {available} available")]
     InsufficientFunds { needed: u64, available: u64 },
+    #[error("account {0} already has {1} transactions pending; wait for some to be included")]
+    TooManyPending(String, u64),
     #[error("transaction {0} is already pending")]
     Duplicate(Digest),
     #[error("the mempool is full ({0} transactions); try again shortly")]
     Full(usize),
 }
 
+/// Most transactions one account may have waiting: one key cannot fill the pool.
+pub const MAX_PENDING_PER_SIGNER: u64 = 64;
+/// Most bytes the pool holds in all.
+pub const MAX_POOL_BYTES: usize = 64 * 1024 * 1024;
+
+struct Pending {
+    id: Digest,
+    tx: SignedTx,
+    /// Fee plus what the transaction moves out of the balance.
+    cost: u64,
+    size: usize,
+}
+
 pub struct Mempool {
-    queue: VecDeque<(Digest, SignedTx)>,
+    queue: VecDeque<Pending>,
     pending_per_signer: BTreeMap<Address, u64>,
+    pending_cost: BTreeMap<Address, u64>,
+    bytes: usize,
     limit: usize,
     max_tx_bytes: usize,
+    max_bytes: usize,
 }
 
 impl Mempool {
@@ -38,8 +53,11 @@ impl Mempool {
         Mempool {
             queue: VecDeque::new(),
             pending_per_signer: BTreeMap::new(),
+            pending_cost: BTreeMap::new(),
+            bytes: 0,
             limit,
             max_tx_bytes,
+            max_bytes: MAX_POOL_BYTES,
         }
     }
 
@@ -52,7 +70,7 @@ impl Mempool {
     }
 
     pub fn contains(&self, id: &Digest) -> bool {
-        self.queue.iter().any(|(i, _)| i == id)
+        self.queue.iter().any(|p| p.id == *id)
     }
 
     /// The nonce the account's next transaction should carry.
@@ -62,57 +80,67 @@ impl Mempool {
     }
 
     pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Digest, AdmitError> {
-        let size = tx.to_bytes().len();
+        let size = tx.encoded_len();
         if size > self.max_tx_bytes {
             return Err(AdmitError::TooLarge {
                 size,
                 limit: self.max_tx_bytes,
             });
         }
-        if tx.tx.chain_id != state.chain_id {
-            return Err(AdmitError::WrongChain {
-                expected: state.chain_id.clone(),
-                got: tx.tx.chain_id.clone(),
-            });
-        }
-        if !tx.signature_is_valid() {
-            return Err(AdmitError::BadSignature);
-        }
         let id = tx.id();
         if self.contains(&id) {
             return Err(AdmitError::Duplicate(id));
         }
-        let expected = self.next_nonce(state, &tx.tx.signer);
-        if tx.tx.nonce != expected {
-            return Err(AdmitError::BadNonce {
-                expected,
-                got: tx.tx.nonce,
-            });
+        let signer = tx.tx.signer;
+        let pending = self.pending_per_signer.get(&signer).copied().unwrap_or(0);
+        if pending >= MAX_PENDING_PER_SIGNER {
+            return Err(AdmitError::TooManyPending(signer.short(), pending));
         }
-        let needed = match &tx.tx.body {
+        let expected = self.next_nonce(state, &signer);
+        // The same checks the ledger makes before executing: what passes here is includable.
+        let fee = precheck(state, &tx, expected)
+            .map_err(AdmitError::Invalid)?
+            .fee;
+        let moved = match &tx.tx.body {
             TxBody::Transfer { amount, .. } | TxBody::Stake { amount, .. } => *amount,
             TxBody::SubmitJob(req) => req.offer.max_price,
             _ => 0,
         };
-        let available = state.accounts.get(&tx.tx.signer).map_or(0, |a| a.balance);
+        // What this account's pending transactions will already have spent comes first.
+        let committed = self.pending_cost.get(&signer).copied().unwrap_or(0);
+        let needed = moved.saturating_add(fee).saturating_add(committed);
+        let available = state.accounts.get(&signer).map_or(0, |a| a.balance);
         if needed > available {
             return Err(AdmitError::InsufficientFunds { needed, available });
         }
-        if self.queue.len() >= self.limit {
-            return Err(AdmitError::Full(self.limit));
+        if self.queue.len() >= self.limit || self.bytes + size > self.max_bytes {
+            return Err(AdmitError::Full(self.queue.len()));
         }
-        *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
-        self.queue.push_back((id, tx));
+        *self.pending_cost.entry(signer).or_default() += moved.saturating_add(fee);
+        self.bytes += size;
+        *self.pending_per_signer.entry(signer).or_default() += 1;
+        self.queue.push_back(Pending {
+            id,
+            tx,
+            cost: moved.saturating_add(fee),
+            size,
+        });
         Ok(id)
     }
 
-    /// Up to `max` transactions, oldest first, left in the pool (under consensus a proposal
-    /// may not be finalized, so nothing leaves until a block including it is committed).
-    pub fn peek(&self, max: usize) -> Vec<SignedTx> {
+    /// Transactions oldest first, left in the pool (under consensus a proposal may not be
+    /// finalized, so nothing leaves until a block including it is committed): at most `max`
+    /// of them and `max_bytes` of encoded transactions, the ledger's block limits.
+    pub fn peek(&self, max: usize, max_bytes: usize) -> Vec<SignedTx> {
+        let mut bytes = 0;
         self.queue
             .iter()
             .take(max)
-            .map(|(_, tx)| tx.clone())
+            .take_while(|p| {
+                bytes += p.size;
+                bytes <= max_bytes
+            })
+            .map(|p| p.tx.clone())
             .collect()
     }
 
@@ -124,9 +152,10 @@ impl Mempool {
         let mut orphaned = Vec::new();
         // The queue holds each account's transactions in nonce order (admission takes only
         // the next nonce), so one pass finds the gaps.
-        self.queue.retain(|(id, tx)| {
+        self.queue.retain(|p| {
+            let tx = &p.tx;
             let account_nonce = state.accounts.get(&tx.tx.signer).map_or(0, |a| a.nonce);
-            if gone.contains(id) || tx.tx.nonce < account_nonce {
+            if gone.contains(&p.id) || tx.tx.nonce < account_nonce {
                 return false;
             }
             let expected = next.entry(tx.tx.signer).or_insert(account_nonce);
@@ -139,8 +168,12 @@ impl Mempool {
             }
         });
         self.pending_per_signer.clear();
-        for (_, tx) in &self.queue {
-            *self.pending_per_signer.entry(tx.tx.signer).or_default() += 1;
+        self.pending_cost.clear();
+        self.bytes = 0;
+        for p in &self.queue {
+            *self.pending_per_signer.entry(p.tx.tx.signer).or_default() += 1;
+            *self.pending_cost.entry(p.tx.tx.signer).or_default() += p.cost;
+            self.bytes += p.size;
         }
         orphaned
     }
@@ -180,7 +213,7 @@ mod tests {
             orphaned.iter().map(|t| t.tx.nonce).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        assert_eq!(pool.peek(10), vec![txs[0].clone()]);
+        assert_eq!(pool.peek(10, usize::MAX), vec![txs[0].clone()]);
         // The account can carry on from the nonce after the one still pending.
         assert_eq!(pool.next_nonce(&state, &txs[0].tx.signer), 1);
         pool.admit(transfer(1), &state).unwrap();

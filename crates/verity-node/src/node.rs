@@ -44,7 +44,9 @@ pub struct Node {
     storage: Storage,
     /// The state after the last committed block, and that block's id (one lock: they change
     /// together).
-    head: RwLock<(Arc<State>, Digest)>,
+    /// The committed state, its block id and its state root (computed once per block, so
+    /// API reads never rebuild the Merkle tree).
+    head: RwLock<(Arc<State>, Digest, Digest)>,
     genesis_id: Digest,
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
@@ -96,7 +98,7 @@ impl Node {
             mempool: Mutex::new(Mempool::new(config.mempool_limit, config.max_tx_bytes)),
             config,
             storage,
-            head: RwLock::new((Arc::new(state), tip_id)),
+            head: RwLock::new((Arc::new(state.clone()), tip_id, state.state_root())),
             genesis_id,
             gossip: OnceLock::new(),
             consensus: OnceLock::new(),
@@ -118,6 +120,12 @@ impl Node {
     /// The id of the last committed block.
     pub fn tip_id(&self) -> Digest {
         self.head.read().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// The committed state and its state root, read together.
+    pub fn state_with_root(&self) -> (Arc<State>, Digest) {
+        let head = self.head.read().unwrap_or_else(|e| e.into_inner());
+        (head.0.clone(), head.2)
     }
 
     /// Connects the node to a running consensus engine: admitted transactions are gossiped to
@@ -202,7 +210,16 @@ impl Node {
     /// Transactions for the next block, oldest first. They stay in the pool (and count as
     /// pending) until a block including them is committed.
     pub fn candidates(&self, max: usize) -> Vec<SignedTx> {
-        lock(&self.mempool).peek(max)
+        let max_bytes = self.state().params.max_block_bytes as usize;
+        lock(&self.mempool).peek(max, max_bytes)
+    }
+
+    /// A job's private inputs, if its client uploaded them to this node.
+    pub fn private_inputs(&self, job: &Digest) -> Option<Vec<u64>> {
+        let bytes = self.storage().blob(&private_inputs_key(job)).ok()??;
+        serde_json::from_slice::<verity_client::PrivateData>(&bytes)
+            .ok()
+            .map(|d| d.values)
     }
 
     pub fn record_heartbeat(&self, who: Address, height: u64) {
@@ -295,7 +312,7 @@ impl Node {
         let height = next.height;
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
-        *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, outcome.state_root);
         drop(pool);
         self.record_orphans(&orphaned, height);
         for event in &outcome.events {
@@ -337,7 +354,7 @@ impl verity_consensus::Chain for Node {
     }
 
     fn tip(&self) -> verity_consensus::Tip {
-        let (state, id) = self.head.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (state, id, _) = self.head.read().unwrap_or_else(|e| e.into_inner()).clone();
         verity_consensus::Tip {
             height: state.height,
             id,
@@ -382,4 +399,9 @@ impl verity_consensus::Chain for Node {
         self.record_dropped(&id, state.height + 1, reason);
         self.record_orphans(&orphaned, state.height + 1);
     }
+}
+
+/// Where a node keeps a job's private inputs (never served but to the provider entitled).
+pub fn private_inputs_key(job: &Digest) -> Digest {
+    Digest::blake3(format!("private/{job}").as_bytes())
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, TxBody};
+use verity_types::{Digest, Keypair, Mode, StackOutputs, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 #[derive(Debug, Clone)]
@@ -273,19 +273,19 @@ impl Provider {
         let job = view.job;
         let id = job.id;
         let me = self.cfg.key.address();
-        let program = match Program::assemble(&job.request.program, "job.masm") {
+        let program = match job_program(&job) {
             Ok(p) if p.hash() == job.program_hash => p,
             Ok(_) => return self.skip(id, "program source does not match its hash".into()),
             Err(e) => return self.skip(id, format!("program does not assemble: {e}")),
         };
-        // Estimate the cost by fast execution; advice is private until we hold the lock, so a
-        // job with advice is priced at its cycle cap.
-        let trace_len = if job.request.advice_hash.is_some() {
+        // Estimate the cost by fast execution; private inputs are released only after the
+        // lock, so a job with them is priced at its cycle cap.
+        let trace_len = if job.request.private_inputs.is_some() {
             u64::from(job.request.max_cycles).next_power_of_two()
         } else {
             let inputs = Inputs {
                 stack: job.request.stack_inputs.clone(),
-                advice: Default::default(),
+                ..Inputs::default()
             };
             let max = job.request.max_cycles;
             match tokio::task::spawn_blocking(move || verity_vm::execute(&program, &inputs, max))
@@ -335,10 +335,12 @@ impl Provider {
             );
         }
         // Never lock what we cannot deliver: queued work plus this job must fit, with margin,
-        // before the job's deadline.
+        // before the *lock* deadline. After it anyone may rescue the job and the locker is
+        // slashed, so the final deadline is not ours to plan against.
         let queued: u64 = self.queue.iter().map(|h| h.trace_len).sum();
         let needed = self.speed.estimate(queued + trace_len) * 2 + Duration::from_secs(2);
-        let remaining = Duration::from_millis(view.deadline.saturating_sub(height + 1) * block_ms);
+        let remaining =
+            Duration::from_millis(view.lock_deadline.saturating_sub(height + 1) * block_ms);
         if needed > remaining {
             return self.skip(
                 id,
@@ -462,20 +464,29 @@ async fn deliver(
 ) -> Outcome {
     let job = held.job;
     let id = job.id;
-    let advice = match job.request.advice_hash {
-        None => Default::default(),
-        Some(hash) => match client.get_advice(&id, &key).await {
-            Ok(a) if a.commitment() == hash => a,
+    let private = match job.request.private_inputs {
+        None => None,
+        Some(commitment) => match client.get_private(&id, &key).await {
+            Ok(values) if verity_vm::check_private(&values, &commitment).is_ok() => {
+                Some((commitment, values))
+            }
             Ok(_) => {
-                warn!(job = %id.short(), "advice from the node does not match the job's commitment; not proving");
+                warn!(job = %id.short(), "private inputs from the node do not match the job's commitment; not proving");
                 return Outcome::Done(None);
             }
+            // Not uploaded yet (the client sends them once the job is on the ledger).
+            Err(verity_client::ClientError::Refused { status: 404, .. }) => {
+                return Outcome::Retry(Box::new(Held {
+                    job,
+                    trace_len: held.trace_len,
+                }));
+            }
             Err(e @ verity_client::ClientError::Refused { .. }) => {
-                warn!(job = %id.short(), "the node will not hand over the advice: {e}; giving the job up");
+                warn!(job = %id.short(), "the node will not hand over the private inputs: {e}; giving the job up");
                 return Outcome::Done(None);
             }
             Err(e) => {
-                warn!(job = %id.short(), "cannot fetch advice: {e}; will retry");
+                warn!(job = %id.short(), "cannot fetch private inputs: {e}; will retry");
                 return Outcome::Retry(Box::new(Held {
                     job,
                     trace_len: held.trace_len,
@@ -483,16 +494,22 @@ async fn deliver(
             }
         },
     };
-    let program = match Program::assemble(&job.request.program, "job.masm") {
+    let program = match job_program(&job) {
         Ok(p) => p,
         Err(e) => {
             warn!(job = %id.short(), "cannot assemble a locked job: {e}");
             return Outcome::Done(None);
         }
     };
-    let inputs = Inputs {
-        stack: job.request.stack_inputs.clone(),
-        advice,
+    let inputs = match verity_vm::job_inputs(
+        &job.request.stack_inputs,
+        private.as_ref().map(|(c, v)| (c, v.as_slice())),
+    ) {
+        Ok(i) => i,
+        Err(e) => {
+            warn!(job = %id.short(), "cannot build the job's inputs: {e}");
+            return Outcome::Done(None);
+        }
     };
     let mode = job.request.mode;
     let max = job.request.max_cycles;
@@ -506,7 +523,7 @@ async fn deliver(
                 ..Default::default()
             },
         )
-        .map(|r| (r.stack_outputs.clone(), Some(r))),
+        .map(|r| (r.stack_outputs, Some(r))),
         Mode::Optimistic => verity_vm::execute_outputs(&program, &inputs, max).map(|o| (o, None)),
     })
     .await;
@@ -524,7 +541,9 @@ async fn deliver(
     };
     if fault == Some(ProviderFault::WrongOutputs) && mode == Mode::Optimistic {
         // A different, still valid, field element.
-        outputs[0] = if outputs[0] == 0 { 1 } else { outputs[0] - 1 };
+        let mut wrong = outputs.to_vec();
+        wrong[0] = if wrong[0] == 0 { 1 } else { wrong[0] - 1 };
+        outputs = StackOutputs::new(&wrong).expect("still 16 field elements");
     }
     if let Some(ProviderFault::Slow { delay_ms }) = fault {
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -561,7 +580,7 @@ async fn deliver(
         Ok(h) => {
             info!(job = %id.short(), height = h, "fulfilled at height {h}");
             if let Some(r) = &receipt
-                && let Err(e) = client.put_receipt(&id, r).await
+                && let Err(e) = client.put_receipt(&id, r, &key).await
             {
                 warn!(job = %id.short(), "could not upload the receipt: {e}");
             }
@@ -569,4 +588,15 @@ async fn deliver(
         Err(e) => warn!(job = %id.short(), "fulfilment not accepted: {e}"),
     }
     Outcome::Done(observed)
+}
+
+/// The program a job's proof is about (wrapped with Verity's loader for private inputs),
+/// assembled exactly as the ledger assembled it.
+fn job_program(job: &Job) -> Result<Program, verity_vm::VmError> {
+    verity_vm::assemble_job(
+        &job.request.program,
+        job.request.private_inputs.as_ref(),
+        u64::MAX,
+    )
+    .map(|j| j.program)
 }

@@ -31,7 +31,7 @@ fn fib_job(n: u64, mode: Mode, lock_timeout: u64, timeout: u64) -> JobRequest {
     JobRequest {
         program: FIB.into(),
         stack_inputs: vec![n],
-        advice_hash: None,
+        private_inputs: None,
         mode,
         offer: Offer {
             min_price: 10,
@@ -333,6 +333,7 @@ async fn start_audited_node(dir: &std::path::Path) -> RunningNode {
     node.spawn_auditor(verity_node::AuditorConfig {
         sample_per_10k: 10_000,
         canaries_per_epoch: 0,
+        probe_private_hosts: true,
         ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
     });
     node
@@ -397,6 +398,7 @@ async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
     node.spawn_auditor(verity_node::AuditorConfig {
         probe_interval: Duration::from_millis(100),
         canaries_per_epoch: 0,
+        probe_private_hosts: true,
         ..verity_node::AuditorConfig::new(devnet::dev_key("validator"))
     });
     let mut steady = provider_cfg(&node.url(), "provider");

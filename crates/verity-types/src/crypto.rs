@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::digest::{Digest, DigestError};
@@ -67,7 +67,9 @@ impl Address {
         let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
-        key.verify(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+        // Strict: rejects small-order keys and non-canonical encodings, so one signer has one
+        // valid signature per message (no malleated twin with another transaction id).
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
             .is_ok()
     }
 

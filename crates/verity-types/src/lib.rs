@@ -9,14 +9,16 @@ pub mod crypto;
 pub mod digest;
 pub mod field;
 pub mod merkle;
+pub mod outputs;
 pub mod receipt;
 pub mod tx;
 
 pub use crypto::{Address, Keypair, Signature};
 pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
+pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{
-    AuditReport, CanaryClaim, CanaryReveal, JobRequest, Liveness, Mode, Offer, Role, SignedTx, Tx,
-    TxBody,
+    AuditReport, CanaryClaim, CanaryReveal, JobRequest, Liveness, Mode, Offer, PrivateCommitment,
+    Role, SignedTx, Tx, TxBody,
 };

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::field::MODULUS;
+use crate::outputs::StackOutputs;
 
 /// The `format` tag every receipt file carries.
 pub const RECEIPT_FORMAT: &str = "verity-receipt";
@@ -93,7 +94,7 @@ pub struct Receipt {
     /// Public stack inputs, top of the stack first.
     pub stack_inputs: Vec<u64>,
     /// The 16 output stack elements, top first.
-    pub stack_outputs: Vec<u64>,
+    pub stack_outputs: StackOutputs,
     /// VM cycles executed, as reported by the prover (the proof attests to the trace, not to
     /// this number; it is shown for cost accounting).
     pub cycles: u64,
@@ -192,12 +193,12 @@ impl Receipt {
                 stack_inputs.len()
             )));
         }
-        if stack_outputs.len() != STACK_DEPTH {
-            return Err(ReceiptError::Field(format!(
+        let stack_outputs = StackOutputs::new(&stack_outputs).map_err(|_| {
+            ReceiptError::Field(format!(
                 "stack_outputs has {} elements; a Miden program ends with exactly {STACK_DEPTH}",
                 stack_outputs.len()
-            )));
-        }
+            ))
+        })?;
         let proof = BASE64
             .decode(file.proof.as_bytes())
             .map_err(|e| ReceiptError::Field(format!("proof is not valid base64: {e}")))?;
@@ -244,7 +245,7 @@ mod tests {
             security_bits: 96,
             program_hash: Digest::blake3(b"program"),
             stack_inputs: vec![1, 2],
-            stack_outputs: (0..16).collect(),
+            stack_outputs: StackOutputs::new(&(0..16).collect::<Vec<u64>>()).unwrap(),
             cycles: 100,
             trace_len: 128,
             proof: vec![1, 2, 3, 4],

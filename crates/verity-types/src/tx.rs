@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Keypair, Signature};
 use crate::digest::Digest;
+use crate::outputs::StackOutputs;
 
 /// Domain separator for transaction signatures: a signature over a Verity transaction can
 /// never be replayed as a signature over anything else.
@@ -124,6 +125,46 @@ impl Offer {
     }
 }
 
+/// A commitment to a job's private inputs: the data never goes on the ledger, but the proof
+/// is bound to it.
+///
+/// The data is a list of field elements, zero-padded to whole words (4 elements). The
+/// commitment is Miden's native hash (Poseidon2) of the padded data. For such a job the
+/// ledger proves a wrapped program: Verity's loader runs first, pipes `words` words from the
+/// advice provider into memory while hashing them, and fails unless the hash equals the
+/// commitment, which the ledger itself puts on the proof's public input stack. So a proof is
+/// accepted only if it was made on the client's data.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+pub struct PrivateCommitment {
+    /// The Poseidon2 digest, as 4 field elements.
+    pub commitment: [u64; 4],
+    /// Length of the padded data in words.
+    pub words: u32,
+}
+
+impl PrivateCommitment {
+    /// The key under which nodes keep (and providers fetch) the data.
+    pub fn id(&self) -> Digest {
+        let mut bytes = b"verity/private/v1".to_vec();
+        for v in self.commitment {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.words.to_le_bytes());
+        Digest::blake3(&bytes)
+    }
+}
+
 /// A job request: a program, its public inputs, a commitment to its private inputs, and the
 /// terms.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -133,9 +174,8 @@ pub struct JobRequest {
     pub program: String,
     /// Public stack inputs, top first.
     pub stack_inputs: Vec<u64>,
-    /// Blake3 of the private advice inputs' canonical JSON, if any. The advice itself never
-    /// goes on the ledger; the provider checks what it receives against this.
-    pub advice_hash: Option<Digest>,
+    /// The client's private inputs, committed (see [`PrivateCommitment`]), if any.
+    pub private_inputs: Option<PrivateCommitment>,
     pub mode: Mode,
     pub offer: Offer,
     pub max_cycles: u32,
@@ -167,13 +207,13 @@ pub enum TxBody {
     /// `proof` is required in `Proof` mode and must be absent in `Optimistic` mode.
     Fulfil {
         job_id: Digest,
-        outputs: Vec<u64>,
+        outputs: StackOutputs,
         proof: Option<Vec<u8>>,
     },
     /// Overturns an optimistic fulfilment with a proof of different outputs.
     Challenge {
         job_id: Digest,
-        outputs: Vec<u64>,
+        outputs: StackOutputs,
         proof: Vec<u8>,
     },
     /// A provider says where auditors can probe it (an `http://` or `https://` URL).
@@ -209,7 +249,7 @@ pub struct CanaryReveal {
 pub struct CanaryClaim {
     pub index: u32,
     pub job_id: Digest,
-    pub expected: Vec<u64>,
+    pub expected: StackOutputs,
 }
 
 /// What one validator observed of providers during one audit epoch.
@@ -275,6 +315,11 @@ impl SignedTx {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("writing to a Vec cannot fail")
+    }
+
+    /// Length of [`SignedTx::to_bytes`], without building it.
+    pub fn encoded_len(&self) -> usize {
+        borsh::object_length(self).expect("counting bytes cannot fail")
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedTx, String> {

@@ -18,6 +18,10 @@ pub enum VmError {
     Execution(String),
     #[error("proving failed: {0}")]
     Proving(String),
+    #[error(
+        "program expands to {ops} operations once its repeats are unrolled; the limit is {limit}"
+    )]
+    TooLarge { ops: u64, limit: u64 },
 }
 
 /// Why a proof or receipt did not check out. Each variant names the part that failed.

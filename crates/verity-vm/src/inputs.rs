@@ -29,6 +29,10 @@ pub struct Inputs {
     pub stack: Vec<u64>,
     /// Private advice inputs. These never appear in receipts or on the ledger.
     pub advice: AdviceData,
+    /// Committed private inputs (Verity's `private_inputs` field): field elements the program
+    /// reads from memory at [`crate::PRIVATE_INPUTS_ADDR`], bound to the proof by their
+    /// commitment (see [`crate::prepare`]). Empty for none.
+    pub private: Vec<u64>,
 }
 
 /// Private (non-deterministic) inputs, as in Miden's `.inputs` files.
@@ -67,6 +71,9 @@ struct InputsFile {
     advice_map: Option<BTreeMap<String, Vec<u64>>>,
     #[serde(default)]
     merkle_store: Option<Vec<MerkleDataFile>>,
+    /// Verity's extension: committed private inputs (see [`Inputs::private`]).
+    #[serde(default)]
+    private_inputs: Option<Vec<String>>,
 }
 
 /// The advice part of an inputs file, used to carry advice on the wire in the same shape.
@@ -97,7 +104,7 @@ impl Inputs {
         check_stack_len(&stack)?;
         Ok(Inputs {
             stack,
-            advice: AdviceData::default(),
+            ..Inputs::default()
         })
     }
 
@@ -112,6 +119,20 @@ impl Inputs {
             .map(|(i, v)| entry("operand_stack", i, parse_felt(v)))
             .collect::<Result<Vec<_>, _>>()?;
         check_stack_len(&stack)?;
+        let private = file
+            .private_inputs
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| entry("private_inputs", i, parse_felt(v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if private.len() > crate::MAX_PRIVATE_WORDS as usize * 4 {
+            return Err(VmError::Inputs(format!(
+                "private_inputs has {} elements; the limit is {}",
+                private.len(),
+                crate::MAX_PRIVATE_WORDS * 4
+            )));
+        }
         let advice = AdviceFile {
             advice_stack: file.advice_stack.unwrap_or_default(),
             advice_map: file.advice_map.unwrap_or_default(),
@@ -120,6 +141,7 @@ impl Inputs {
         Ok(Inputs {
             stack,
             advice: AdviceData::try_from(advice).map_err(VmError::Inputs)?,
+            private,
         })
     }
 

@@ -10,17 +10,24 @@
 
 mod error;
 mod inputs;
+mod job;
 mod program;
 mod prove;
+mod shape;
 
 pub use error::{VerifyError, VmError};
 pub use inputs::{AdviceData, Inputs, MerkleData};
+pub use job::{
+    JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, assemble_job,
+    check_private, commit_private, commitment_in_stack, job_inputs, job_stack_inputs, prepare,
+};
 pub use program::Program;
 pub use prove::{
     DEFAULT_MAX_CYCLES, Execution, MAX_MAX_CYCLES, MIN_MAX_CYCLES, PROVABLE_HASHES, ProveOptions,
     ProveStage, Verified, baseline_miden_prove, execute, execute_outputs, prove,
     prove_with_progress, receipt_from_proof, verify_proof, verify_receipt,
 };
+pub use shape::{AdviceRead, ProgramShape, inspect};
 
 /// The VM that makes and checks proofs, as written into receipts.
 pub const VM_VERSION: &str = "miden-vm 0.23.5";

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use miden_assembly::ast::{Module, ModuleKind};
 use miden_assembly::debuginfo::{DefaultSourceManager, SourceLanguage, SourceManager, Uri};
 use miden_assembly::diagnostics::reporting::PrintDiagnostic;
 use miden_assembly::{Assembler, Report};
@@ -35,6 +36,34 @@ impl Program {
         let mut assembler = Assembler::new(source_manager.clone());
         assembler
             .link_dynamic_library(CoreLibrary::default())
+            .map_err(|e| VmError::Assembly(render(e)))?;
+        let inner = assembler
+            .assemble_program(file)
+            .map_err(|e| VmError::Assembly(format!("failed to assemble {name}:\n{}", render(e))))?;
+        let hash = Digest(inner.hash().into());
+        Ok(Program { inner, hash })
+    }
+
+    /// Assembles a job's wrapped program (see [`crate::job`]): the core library and Verity's
+    /// loader library `verity::private`, linked statically so any host can run it.
+    pub(crate) fn assemble_with_loader(source: &str, name: &str) -> Result<Program, VmError> {
+        let source_manager = Arc::new(DefaultSourceManager::default());
+        let loader = Module::parser(ModuleKind::Library)
+            .parse_str(
+                "verity::private",
+                crate::job::LOADER_SOURCE,
+                source_manager.clone(),
+            )
+            .map_err(|e| VmError::Assembly(render(e)))?;
+        let library = Assembler::new(source_manager.clone())
+            .with_dynamic_library(CoreLibrary::default())
+            .and_then(|a| a.assemble_library([loader]))
+            .map_err(|e| VmError::Assembly(render(e)))?;
+        let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
+        let mut assembler = Assembler::new(source_manager.clone());
+        assembler
+            .link_dynamic_library(CoreLibrary::default())
+            .and_then(|()| assembler.link_static_library(&library))
             .map_err(|e| VmError::Assembly(render(e)))?;
         let inner = assembler
             .assemble_program(file)

@@ -16,6 +16,7 @@ use miden_vm::{
     DefaultHost, ExecutionError, ExecutionOptions, ExecutionProof, FastProcessor, Kernel,
     ProgramInfo, StackInputs, StackOutputs, Word,
 };
+use verity_types::StackOutputs as Outputs;
 use verity_types::{Digest, HashFunction, RECEIPT_VERSION, Receipt};
 
 use crate::error::{VerifyError, VmError};
@@ -59,7 +60,7 @@ impl Default for ProveOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Execution {
     /// The 16 output stack elements, top first.
-    pub outputs: Vec<u64>,
+    pub outputs: Outputs,
     /// VM cycles executed (rows of the main trace).
     pub cycles: u64,
     /// Trace length a proof would be made over (the longest trace segment, padded to a power
@@ -192,8 +193,9 @@ fn exec_error(err: ExecutionError) -> VmError {
     }
 }
 
-fn outputs(stack: &StackOutputs) -> Vec<u64> {
-    stack.iter().map(|f| f.as_canonical_u64()).collect()
+fn outputs(stack: &StackOutputs) -> Outputs {
+    let values: Vec<u64> = stack.iter().map(|f| f.as_canonical_u64()).collect();
+    Outputs::new(&values).expect("Miden's stack outputs are 16 canonical field elements")
 }
 
 /// Runs `program` on `inputs` without proving: outputs, cycles and the trace length a proof
@@ -219,7 +221,7 @@ pub fn execute_outputs(
     program: &Program,
     inputs: &Inputs,
     max_cycles: u32,
-) -> Result<Vec<u64>, VmError> {
+) -> Result<Outputs, VmError> {
     let mut host = host()?;
     let output = processor(inputs, max_cycles)?
         .execute_sync(&program.inner, &mut host)
@@ -331,7 +333,7 @@ fn public_felts(what: &'static str, values: &[u64]) -> Result<Vec<Felt>, VerifyE
 pub fn verify_proof(
     program_hash: &Digest,
     stack_inputs: &[u64],
-    stack_outputs: &[u64],
+    stack_outputs: &Outputs,
     proof: &[u8],
 ) -> Result<Verified, VerifyError> {
     let proof = ExecutionProof::from_bytes(proof)
@@ -418,7 +420,7 @@ pub fn baseline_miden_prove(
     program: &Program,
     inputs: &Inputs,
     max_cycles: u32,
-) -> Result<Vec<u64>, VmError> {
+) -> Result<Outputs, VmError> {
     let mut host = host()?;
     let (outputs, _proof) = miden_vm::prove_sync(
         &program.inner,
@@ -438,7 +440,7 @@ pub fn baseline_miden_prove(
 pub fn receipt_from_proof(
     program_hash: Digest,
     stack_inputs: Vec<u64>,
-    stack_outputs: Vec<u64>,
+    stack_outputs: Outputs,
     proof: Vec<u8>,
     cycles: u64,
     trace_len: u64,

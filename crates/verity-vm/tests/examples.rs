@@ -19,6 +19,14 @@ fn inputs_file(name: &str) -> Inputs {
     Inputs::from_inputs_file(&examples_dir().join(name)).expect("example inputs parse")
 }
 
+/// An example with committed private inputs, prepared as a network job would be proven.
+fn private_example(program: &str, inputs: &str) -> (Program, Inputs, Inputs) {
+    let source = std::fs::read_to_string(examples_dir().join(program)).unwrap();
+    let file = inputs_file(inputs);
+    let (program, prepared) = verity_vm::prepare(&source, program, &file).unwrap();
+    (program, file, prepared)
+}
+
 /// fib(n) in Miden's field, computed independently on the host.
 fn fib_mod_p(n: u64) -> u64 {
     let (mut a, mut b) = (0u128, 1u128);
@@ -90,10 +98,9 @@ fn fib_prove_verify_round_trip() {
 
 #[test]
 fn hash_chain_matches_the_blake3_crate() {
-    let program = example("hash_chain.masm");
-    let inputs = inputs_file("hash_chain.inputs");
-    let rounds = inputs.stack[0];
-    let mut digest = words_to_bytes_le(&inputs.advice.stack);
+    let (program, file, inputs) = private_example("hash_chain.masm", "hash_chain.inputs");
+    let rounds = file.stack[0];
+    let mut digest = words_to_bytes_le(&file.private);
     for _ in 0..rounds {
         digest = blake3::hash(&digest).as_bytes().to_vec();
     }
@@ -101,12 +108,17 @@ fn hash_chain_matches_the_blake3_crate() {
     assert_eq!(&receipt.stack_outputs[..8], &u32_words_le(&digest)[..]);
     assert!(receipt.stack_outputs[8..].iter().all(|v| *v == 0));
     verity_vm::verify_receipt(&receipt).unwrap();
-    // The private seed is not in the receipt.
+    // The receipt's public inputs are the seed's commitment and n, not the seed.
+    let commitment = verity_vm::commit_private(&file.private).unwrap();
+    assert_eq!(
+        receipt.stack_inputs,
+        verity_vm::job_stack_inputs(&file.stack, Some(&commitment))
+    );
     let json = receipt.to_json();
-    for word in &inputs.advice.stack {
+    for word in &file.private {
         assert!(
             !json.contains(&format!("\"{word}\"")),
-            "advice word {word} leaked"
+            "private word {word} leaked"
         );
     }
 }
@@ -114,11 +126,9 @@ fn hash_chain_matches_the_blake3_crate() {
 #[test]
 fn preimage_proves_knowledge_without_revealing_it() {
     use sha2::{Digest as _, Sha256};
-    let program = example("preimage.masm");
-    let inputs = inputs_file("preimage.inputs");
-    let preimage: Vec<u8> = inputs
-        .advice
-        .stack
+    let (program, file, inputs) = private_example("preimage.masm", "preimage.inputs");
+    let preimage: Vec<u8> = file
+        .private
         .iter()
         .flat_map(|w| (*w as u32).to_be_bytes())
         .collect();
@@ -127,7 +137,7 @@ fn preimage_proves_knowledge_without_revealing_it() {
         .map(|c| u32::from_be_bytes(c.try_into().unwrap()) as u64)
         .collect();
     assert_eq!(
-        inputs.stack, expected,
+        file.stack, expected,
         "the public input is sha256 of the secret"
     );
 
@@ -136,9 +146,23 @@ fn preimage_proves_knowledge_without_revealing_it() {
     verity_vm::verify_receipt(&receipt).unwrap();
 
     // A wrong preimage cannot be proved: execution fails on the assertion.
-    let mut wrong = inputs.clone();
-    wrong.advice.stack[0] ^= 1;
-    let err = verity_vm::prove(&program, &wrong, ProveOptions::default()).unwrap_err();
+    let mut wrong = file.clone();
+    wrong.private[0] ^= 1;
+    let (wrong_program, wrong_inputs) = verity_vm::prepare(
+        &std::fs::read_to_string(examples_dir().join("preimage.masm")).unwrap(),
+        "preimage.masm",
+        &wrong,
+    )
+    .unwrap();
+    let err = verity_vm::prove(&wrong_program, &wrong_inputs, ProveOptions::default()).unwrap_err();
+    assert!(matches!(err, VmError::Execution(_)), "{err}");
+
+    // Nor can the right commitment be proven with other data in the advice map: the loader
+    // checks the data against the commitment on the public stack.
+    let mut swapped = inputs.clone();
+    let key = *swapped.advice.map.keys().next().unwrap();
+    swapped.advice.map.insert(key, wrong.private.clone());
+    let err = verity_vm::prove(&program, &swapped, ProveOptions::default()).unwrap_err();
     assert!(matches!(err, VmError::Execution(_)), "{err}");
 }
 
@@ -147,7 +171,9 @@ fn tampered_receipts_are_rejected_naming_what_failed() {
     let good = fib_receipt();
 
     let mut r = good.clone();
-    r.stack_outputs[0] += 1;
+    let mut outputs = r.stack_outputs.to_vec();
+    outputs[0] += 1;
+    r.stack_outputs = verity_types::StackOutputs::new(&outputs).unwrap();
     assert!(matches!(
         verity_vm::verify_receipt(&r),
         Err(VerifyError::ProofRejected { .. })
@@ -214,12 +240,14 @@ fn tampered_receipts_are_rejected_naming_what_failed() {
 #[test]
 fn out_of_field_public_values_are_reported_not_panicked() {
     let good = fib_receipt();
-    let mut outputs = good.stack_outputs.clone();
+    // Out-of-field outputs cannot even be represented.
+    let mut outputs = good.stack_outputs.to_vec();
     outputs[3] = MODULUS;
+    assert!(verity_types::StackOutputs::new(&outputs).is_err());
     let err = verity_vm::verify_proof(
         &good.program_hash,
-        &good.stack_inputs,
-        &outputs,
+        &[MODULUS],
+        &good.stack_outputs,
         &good.proof,
     )
     .unwrap_err();
@@ -227,7 +255,7 @@ fn out_of_field_public_values_are_reported_not_panicked() {
         matches!(
             err,
             VerifyError::PublicValues {
-                what: "stack outputs",
+                what: "stack inputs",
                 ..
             }
         ),
@@ -278,12 +306,20 @@ fn cycle_limit_stops_runaway_programs() {
 
 #[test]
 fn missing_advice_is_an_execution_error() {
+    let reads_advice = Program::assemble("begin adv_push add end", "hint.masm").unwrap();
     let err = verity_vm::execute(
-        &example("hash_chain.masm"),
+        &reads_advice,
         &Inputs::from_stack_list("1").unwrap(),
         1 << 16,
     )
     .unwrap_err();
+    assert!(matches!(err, VmError::Execution(_)), "{err}");
+    // A job's private inputs missing from the advice map: the loader fails, no output.
+    let source = std::fs::read_to_string(examples_dir().join("hash_chain.masm")).unwrap();
+    let given = inputs_file("hash_chain.inputs");
+    let (program, mut prepared) = verity_vm::prepare(&source, "hash_chain.masm", &given).unwrap();
+    prepared.advice.map.clear();
+    let err = verity_vm::execute(&program, &prepared, 1 << 16).unwrap_err();
     assert!(matches!(err, VmError::Execution(_)), "{err}");
 }
 

@@ -79,6 +79,11 @@ pub struct ProgramArgs {
     /// Advice inputs are private: they never appear in the receipt.
     #[arg(long, value_name = "FILE", conflicts_with = "input")]
     pub inputs_file: Option<PathBuf>,
+    /// Private inputs: comma-separated field elements the program reads from memory at
+    /// 2^28 (element i at 2^28 + i). Only their commitment is public: it is bound to the proof
+    /// (see the README). Overrides `private_inputs` in an inputs file.
+    #[arg(long, value_name = "LIST")]
+    pub private: Option<String>,
     /// Stop with an error past this many VM cycles (default 2^20; for `job submit`, twice
     /// what the program needs when run locally).
     #[arg(long, value_name = "N")]

@@ -124,11 +124,16 @@ pub struct AuditArgs {
     /// Do not run the auditor (re-execution sampling, canaries and liveness probes).
     #[arg(long)]
     no_audit: bool,
+    /// Also probe provider endpoints on loopback and private addresses (10/8, 192.168/16,
+    /// ...). Off by default: an announced URL must not make validators reach into their own
+    /// networks. `verity devnet` turns it on (its providers listen on 127.0.0.1).
+    #[arg(long)]
+    probe_private_hosts: bool,
 }
 
 impl AuditArgs {
     /// The auditor of validator `key`, or `None` with `--no-audit`.
-    fn config(&self, key: Keypair) -> Result<Option<AuditorConfig>> {
+    fn config(&self, key: Keypair, local_network: bool) -> Result<Option<AuditorConfig>> {
         if self.no_audit {
             return Ok(None);
         }
@@ -140,6 +145,7 @@ impl AuditArgs {
             sample_per_10k: self.audit_sample,
             canaries_per_epoch: self.canaries,
             canary_funder,
+            probe_private_hosts: self.probe_private_hosts || local_network,
             ..AuditorConfig::new(key)
         }))
     }
@@ -158,7 +164,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
     let audits = (0..n)
         .map(|i| {
             args.audit
-                .config(devnet::dev_key(&devnet::validator_name(i)))
+                .config(devnet::dev_key(&devnet::validator_name(i)), true)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut others = Vec::new();
@@ -274,6 +280,7 @@ async fn demo(url: &str) -> Result<()> {
                 program: examples.join(file),
                 input: inputs.is_none().then(|| stack.to_string()),
                 inputs_file: inputs.map(|i| examples.join(i)),
+                private: None,
                 max_cycles: None,
             };
             // The one dev provider proves one job at a time; give every demo job time to be
@@ -480,16 +487,22 @@ fn node_init(args: NodeInitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes a file only its owner can read.
+/// Writes a new file only its owner can read: created with mode 0600 (never readable by
+/// others, not even for an instant), and never over an existing file.
 fn write_secret(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
-    Ok(())
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn read_genesis(path: Option<&Path>) -> Result<Genesis> {
@@ -511,12 +524,19 @@ async fn node_run(args: NodeCmdArgs) -> Result<()> {
         None if args.dir.join("validator.key").is_file() => {
             read_key_file(&args.dir.join("validator.key"))?
         }
-        None => devnet::dev_key("validator"),
+        // The dev validator key is public: a node signing with it outside the devnet's own
+        // genesis could be impersonated by anyone.
+        None if args.genesis.is_none() => devnet::dev_key("validator"),
+        None => bail!(
+            "no validator key: pass --key, or run `verity node init --dir {}` first (the public \
+             devnet key is used only with the devnet genesis)",
+            args.dir.display()
+        ),
     };
     let mut config = NodeConfig::new(args.dir.clone(), genesis);
     config.block_interval_ms = args.block_ms;
     // Flags are checked before anything starts.
-    let audit = args.audit.config(key.clone())?;
+    let audit = args.audit.config(key.clone(), false)?;
     let running = match &args.peers {
         None => verity_node::start(config, args.listen, key).await?,
         Some(peers_path) => {
@@ -842,24 +862,30 @@ async fn submit_job(
     mode: Mode,
     offer: &OfferArgs,
 ) -> Result<Digest> {
-    let (program, inputs) = load(args)?;
+    let (program, inputs, given) = load(args)?;
     let source = std::fs::read_to_string(&args.program)?;
-    // Run locally first: a failing program is caught here, and the cycle cap defaults to
-    // twice what the program needs.
+    if !given.advice.is_empty() {
+        bail!(
+            "network jobs take no raw advice (advice_stack, advice_map, merkle_store): pass \
+             private data as `private_inputs` (or --private), which the proof is bound to"
+        );
+    }
+    // Run locally first, exactly as the job will be proven: a failing program is caught
+    // here, and the cycle cap defaults to twice what the program needs.
     let cap = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
     let run = verity_vm::execute(&program, &inputs, cap).context("the program fails locally")?;
     let max_cycles = args
         .max_cycles
         .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
-    let advice_hash = if inputs.advice.is_empty() {
+    let private_inputs = if given.private.is_empty() {
         None
     } else {
-        Some(client.put_advice(&inputs.advice).await?)
+        Some(verity_vm::commit_private(&given.private)?)
     };
     let req = JobRequest {
         program: source,
-        stack_inputs: inputs.stack.clone(),
-        advice_hash,
+        stack_inputs: given.stack.clone(),
+        private_inputs,
         mode,
         offer: Offer {
             min_price: offer.min_price.unwrap_or(offer.max_price / 10),
@@ -881,6 +907,14 @@ async fn submit_job(
         .wait_tx(&tx, Duration::from_secs(30))
         .await
         .context("the ledger refused the job")?;
+    // The data goes to the node only once the job exists, signed, for this job alone; the
+    // node hands it only to the provider entitled to the job.
+    if !given.private.is_empty() {
+        client
+            .put_private(&tx, &given.private, key)
+            .await
+            .context("cannot hand the private inputs to the node")?;
+    }
     Ok(tx)
 }
 
@@ -1122,12 +1156,7 @@ pub fn keys(cmd: KeysCmd) -> Result<()> {
                 bail!("{} already exists", path.display());
             }
             let key = Keypair::generate();
-            std::fs::write(&path, hex::encode(key.seed()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            }
+            write_secret(&path, &hex::encode(key.seed()))?;
             println!("{name} {} ({})", key.address(), path.display());
         }
         KeysCmd::List => {

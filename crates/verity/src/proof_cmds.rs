@@ -45,18 +45,29 @@ pub struct VerifyArgs {
 }
 
 /// Reads the program and its inputs from the shared flags.
-pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs)> {
-    let program = Program::from_file(&args.program)?;
-    let inputs = match (&args.input, &args.inputs_file) {
+///
+/// Returns the program and inputs to run or prove, prepared as a network job would be: with
+/// private inputs (`--private`, or `private_inputs` in the inputs file), the program wrapped
+/// with Verity's loader and their commitment first on the public stack. Also returns the
+/// inputs as given (public stack and private values), for submitting a job.
+pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs, Inputs)> {
+    let source = std::fs::read_to_string(&args.program)
+        .with_context(|| format!("cannot read program file {}", args.program.display()))?;
+    let mut given = match (&args.input, &args.inputs_file) {
         (Some(list), _) => Inputs::from_stack_list(list).context("in --input")?,
         (None, Some(path)) => Inputs::from_inputs_file(path)?,
         (None, None) => Inputs::default(),
     };
-    Ok((program, inputs))
+    if let Some(list) = &args.private {
+        given.private = parse_felt_list(list).context("in --private")?;
+    }
+    let (program, prepared) =
+        verity_vm::prepare(&source, &args.program.display().to_string(), &given)?;
+    Ok((program, prepared, given))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let (program, inputs) = load(&args.program)?;
+    let (program, inputs, _) = load(&args.program)?;
     let started = Instant::now();
     let max_cycles = args
         .program
@@ -76,7 +87,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn prove(args: ProveArgs) -> Result<()> {
-    let (program, inputs) = load(&args.program)?;
+    let (program, inputs, _) = load(&args.program)?;
     let output = args
         .output
         .clone()
@@ -146,7 +157,18 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 
     if let Some(path) = &args.program {
         let program = Program::from_file(path)?;
-        if program.hash() != receipt.program_hash {
+        // A receipt of a job with private inputs attests the program wrapped with Verity's
+        // loader for the commitment on its public stack.
+        let wrapped = || -> Option<Program> {
+            let commitment = verity_vm::commitment_in_stack(&receipt.stack_inputs)?;
+            let source = std::fs::read_to_string(path).ok()?;
+            verity_vm::assemble_job(&source, Some(&commitment), u64::MAX)
+                .ok()
+                .map(|j| j.program)
+        };
+        let matches = program.hash() == receipt.program_hash
+            || wrapped().is_some_and(|w| w.hash() == receipt.program_hash);
+        if !matches {
             return Err(verity_vm::VerifyError::ProgramMismatch {
                 receipt: receipt.program_hash,
                 program: program.hash(),

@@ -110,7 +110,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     let req = JobRequest {
         program: include_str!("../../../examples/fib.masm").into(),
         stack_inputs: vec![20],
-        advice_hash: None,
+        private_inputs: None,
         mode: Mode::Proof,
         offer: Offer {
             min_price: 10,

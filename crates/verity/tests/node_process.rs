@@ -36,7 +36,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     let req = JobRequest {
         program: include_str!("../../../examples/fib.masm").into(),
         stack_inputs: vec![15],
-        advice_hash: None,
+        private_inputs: None,
         mode: Mode::Proof,
         offer: Offer {
             min_price: 10,

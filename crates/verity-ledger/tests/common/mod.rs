@@ -5,7 +5,8 @@ use verity_ledger::{
     BlockHeader, BlockOutcome, Genesis, GenesisAccount, GenesisStake, Params, State, TxError,
 };
 use verity_types::{
-    Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, Tx, TxBody,
+    Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, StackOutputs, Tx,
+    TxBody,
 };
 
 pub const CHAIN: &str = "verity-test";
@@ -26,15 +27,33 @@ pub fn addr(name: &str) -> Address {
 }
 
 impl Chain {
+    /// A chain without transaction fees, so settlement tests can assert exact payouts; fees
+    /// have their own tests and the property tests run with them ([`Chain::with_fees`]).
     pub fn new() -> Chain {
+        Chain::with_params(Params {
+            challenge_window: 5,
+            unbonding_period: 10,
+            fee_base: 0,
+            fee_per_kib: 0,
+            fee_per_proof: 0,
+            ..Params::default()
+        })
+    }
+
+    /// A chain with the default fees.
+    pub fn with_fees() -> Chain {
+        Chain::with_params(Params {
+            challenge_window: 5,
+            unbonding_period: 10,
+            ..Params::default()
+        })
+    }
+
+    pub fn with_params(params: Params) -> Chain {
         let genesis = Genesis {
             chain_id: CHAIN.into(),
             genesis_time_ms: 1_000,
-            params: Params {
-                challenge_window: 5,
-                unbonding_period: 10,
-                ..Params::default()
-            },
+            params,
             accounts: ["client", "p1", "p2", "watcher"]
                 .iter()
                 .map(|n| GenesisAccount {
@@ -42,6 +61,8 @@ impl Chain {
                     balance: 1_000_000,
                 })
                 .collect(),
+            // `p1` and `p2` are providers; `watcher` is the one consensus validator (audits and
+            // canaries are for the validator set only).
             stakes: ["p1", "p2"]
                 .iter()
                 .map(|n| GenesisStake {
@@ -49,8 +70,17 @@ impl Chain {
                     role: Role::Provider,
                     amount: 10_000,
                 })
+                .chain(std::iter::once(GenesisStake {
+                    address: addr("watcher"),
+                    role: Role::Validator,
+                    amount: 1_000,
+                }))
                 .collect(),
         };
+        Chain::from_genesis(genesis)
+    }
+
+    pub fn from_genesis(genesis: Genesis) -> Chain {
         Chain {
             state: State::from_genesis(&genesis).unwrap(),
             blocks: Vec::new(),
@@ -134,6 +164,13 @@ pub fn fib_receipt(n: u64) -> Receipt {
     r
 }
 
+/// `outputs` with the top of the stack replaced by `top` (a different, valid result).
+pub fn with_top(outputs: &StackOutputs, top: u64) -> StackOutputs {
+    let mut v = outputs.to_vec();
+    v[0] = top;
+    StackOutputs::new(&v).unwrap()
+}
+
 pub fn offer() -> Offer {
     Offer {
         min_price: 100,
@@ -150,7 +187,7 @@ pub fn fib_job(n: u64, mode: Mode) -> JobRequest {
     JobRequest {
         program: FIB.into(),
         stack_inputs: vec![n],
-        advice_hash: None,
+        private_inputs: None,
         mode,
         offer: offer(),
         max_cycles: 1 << 16,
@@ -171,6 +208,23 @@ impl Chain {
             proposer: addr("validator"),
         };
         verity_ledger::apply_block(&mut s, &header, &[]).unwrap();
+        s
+    }
+
+    /// What the state must be after a block holding only `tx` that the ledger rejected with
+    /// `error`: as after an empty block if the transaction could not be included at all;
+    /// otherwise that, plus its fee paid (burned) and its nonce consumed, and nothing else.
+    pub fn expected_after_rejection(&self, empty: &State, tx: &SignedTx, error: &TxError) -> State {
+        let mut s = empty.clone();
+        if error.invalidates_block() {
+            return s;
+        }
+        let fee = s.params.fee(&tx.tx.body, tx.encoded_len());
+        let account = s.accounts.entry(tx.tx.signer).or_default();
+        account.balance -= fee;
+        account.nonce += 1;
+        s.burned += fee;
+        s.fees_burned += fee;
         s
     }
 }

@@ -1,0 +1,466 @@
+//! The attacks of the security review (docs/SECURITY.md), each written as the attacker would
+//! try it against the ledger, with the defence it must meet. Real Miden proofs.
+
+mod common;
+
+use common::*;
+use verity_ledger::{JobState, TxError, precheck};
+use verity_types::{JobRequest, Keypair, Mode, Role, SignedTx, StackOutputs, Tx, TxBody, canary};
+
+/// Adds the first two private inputs to the public input (the client's data gives 3 + 4 +
+/// 10 = 17).
+const PRIVATE_SUM: &str = "\
+begin
+    push.268435456 mem_load
+    push.268435457 mem_load
+    add add
+end
+";
+
+fn private_job(data: &[u64], mode: Mode) -> JobRequest {
+    JobRequest {
+        program: PRIVATE_SUM.into(),
+        stack_inputs: vec![10],
+        private_inputs: Some(verity_vm::commit_private(data).unwrap()),
+        mode,
+        offer: offer(),
+        max_cycles: 1 << 16,
+        min_trust: None,
+    }
+}
+
+/// A real proof of PRIVATE_SUM on `data`, as a provider would make it for a job committing to
+/// `data`.
+fn prove_private(data: &[u64]) -> verity_types::Receipt {
+    let commitment = verity_vm::commit_private(data).unwrap();
+    let job = verity_vm::assemble_job(PRIVATE_SUM, Some(&commitment), u64::MAX).unwrap();
+    let inputs = verity_vm::job_inputs(&[10], Some((&commitment, data))).unwrap();
+    verity_vm::prove(&job.program, &inputs, verity_vm::ProveOptions::default()).unwrap()
+}
+
+fn submit_req(chain: &mut Chain, req: JobRequest) -> verity_types::Digest {
+    let tx = chain.tx("client", TxBody::SubmitJob(req));
+    let id = tx.id();
+    assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+    id
+}
+
+fn fulfil(
+    chain: &mut Chain,
+    who: &str,
+    job: verity_types::Digest,
+    r: &verity_types::Receipt,
+    proof: bool,
+) -> Result<(), TxError> {
+    chain.send(
+        who,
+        TxBody::Fulfil {
+            job_id: job,
+            outputs: r.stack_outputs,
+            proof: proof.then(|| r.proof.clone()),
+        },
+    )
+}
+
+// ------------------------------------------------------------------ 1. truncated outputs
+
+#[test]
+fn truncated_outputs_cannot_overturn_a_correct_result() {
+    let mut chain = Chain::new();
+    let job = submit_req(&mut chain, fib_job(10, Mode::Optimistic));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let honest = fib_receipt(10);
+    fulfil(&mut chain, "p1", job, &honest, false).unwrap();
+
+    // `[55]` is not a result: it cannot be built, and an encoding carrying it does not decode.
+    assert!(StackOutputs::new(&[55]).is_err());
+    let challenge = chain.tx(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: honest.stack_outputs,
+            proof: honest.proof.clone(),
+        },
+    );
+    let bytes = challenge.to_bytes();
+    let outputs_bytes = borsh::to_vec(&honest.stack_outputs).unwrap();
+    let at = bytes
+        .windows(outputs_bytes.len())
+        .position(|w| w == outputs_bytes.as_slice())
+        .expect("outputs are in the encoding");
+    let mut truncated = bytes[..at].to_vec();
+    truncated.extend_from_slice(&borsh::to_vec(&vec![55u64]).unwrap());
+    truncated.extend_from_slice(&bytes[at + outputs_bytes.len()..]);
+    assert!(SignedTx::from_bytes(&truncated).is_err());
+
+    // The only spelling of the honest result is the honest result: no overturn.
+    assert_eq!(
+        chain.block(vec![challenge]).tx_results,
+        vec![Err(TxError::SameOutputs)]
+    );
+    let end = chain.state.jobs[&job].fulfilled_height.unwrap() + 5;
+    chain.advance_to(end);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+}
+
+// ------------------------------------------------------------------ 2. private inputs bound
+
+#[test]
+fn a_proof_on_data_of_the_provers_choosing_is_not_paid() {
+    let mut chain = Chain::new();
+    let client_data = [3, 4];
+    let job = submit_req(&mut chain, private_job(&client_data, Mode::Proof));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+
+    // The provider proves the same program on data it picked (600 + 66 + 10 = 676).
+    let forged = prove_private(&[600, 66]);
+    assert_eq!(forged.stack_outputs[0], 676);
+    assert!(matches!(
+        fulfil(&mut chain, "p1", job, &forged, true),
+        Err(TxError::BadProof(_))
+    ));
+    // Nor the bare program (no loader) on any data.
+    let bare = verity_vm::prove(
+        &verity_vm::Program::assemble(PRIVATE_SUM, "bare.masm").unwrap(),
+        &verity_vm::Inputs::from_stack_list("10").unwrap(),
+        verity_vm::ProveOptions::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        fulfil(&mut chain, "p1", job, &bare, true),
+        Err(TxError::BadProof(_))
+    ));
+
+    // The proof on the client's data is accepted.
+    let honest = prove_private(&client_data);
+    assert_eq!(honest.stack_outputs[0], 17);
+    fulfil(&mut chain, "p1", job, &honest, true).unwrap();
+    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+}
+
+#[test]
+fn a_challenge_proven_on_other_data_cannot_overturn_a_correct_result() {
+    let mut chain = Chain::new();
+    let client_data = [3, 4];
+    let job = submit_req(&mut chain, private_job(&client_data, Mode::Optimistic));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let honest = prove_private(&client_data);
+    fulfil(&mut chain, "p1", job, &honest, false).unwrap();
+
+    let other = prove_private(&[5, 5]);
+    assert_ne!(other.stack_outputs, honest.stack_outputs);
+    let r = chain.send(
+        "watcher",
+        TxBody::Challenge {
+            job_id: job,
+            outputs: other.stack_outputs,
+            proof: other.proof.clone(),
+        },
+    );
+    assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
+    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+}
+
+#[test]
+fn optimistic_jobs_whose_outputs_depend_on_unverified_hints_are_refused() {
+    let mut chain = Chain::new();
+    let hinted = "begin\n    push.1 drop\n    adv_push\n    add\nend\n";
+    let req = JobRequest {
+        program: hinted.into(),
+        ..fib_job(1, Mode::Optimistic)
+    };
+    let r = chain.send("client", TxBody::SubmitJob(req.clone()));
+    let Err(TxError::BadProgram(msg)) = r else {
+        panic!("expected a refusal, got {r:?}");
+    };
+    assert!(
+        msg.contains("adv_push") && msg.contains("line 3"),
+        "names the instruction and line: {msg}"
+    );
+    // Proof mode takes it, and the job says it uses unverified hints.
+    let tx = chain.tx(
+        "client",
+        TxBody::SubmitJob(JobRequest {
+            mode: Mode::Proof,
+            ..req
+        }),
+    );
+    let id = tx.id();
+    assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+    assert!(chain.state.jobs[&id].unverified_hints);
+}
+
+// ------------------------------------------------------------------ 3. self-challenge
+
+#[test]
+fn a_liar_cannot_challenge_itself_and_a_second_key_still_loses_half_the_bond() {
+    let mut chain = Chain::new();
+    let job = submit_req(&mut chain, fib_job(10, Mode::Optimistic));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let truth = fib_receipt(10);
+    let lie = with_top(&truth.stack_outputs, 54);
+    chain
+        .send(
+            "p1",
+            TxBody::Fulfil {
+                job_id: job,
+                outputs: lie,
+                proof: None,
+            },
+        )
+        .unwrap();
+    // Its result was sampled for audit: it races the auditor with its own challenge.
+    let challenge = TxBody::Challenge {
+        job_id: job,
+        outputs: truth.stack_outputs,
+        proof: truth.proof.clone(),
+    };
+    assert_eq!(
+        chain.send("p1", challenge.clone()),
+        Err(TxError::SelfChallenge)
+    );
+    // Through a second key (`p2`, the liar's sybil), the pair ends 250 down: the bond of 500
+    // leaves p1's stake, 250 reaches p2, 250 is burned.
+    let (p1_stake, p2_balance) = (
+        chain.state.stakes[&addr("p1")].provider,
+        chain.balance("p2"),
+    );
+    chain.send("p2", challenge).unwrap();
+    let lost = p1_stake - chain.state.stakes[&addr("p1")].provider;
+    let won = chain.balance("p2") - p2_balance;
+    assert_eq!((lost, won), (500, 250));
+    chain.check_supply();
+}
+
+// ------------------------------------------------------------------ 5. replay of rejections
+
+#[test]
+fn a_rejected_transfer_cannot_execute_once_the_account_is_funded() {
+    let mut chain = Chain::with_fees();
+    let poor = Keypair::dev("poor");
+    chain
+        .send(
+            "client",
+            TxBody::Transfer {
+                to: poor.address(),
+                amount: 100,
+            },
+        )
+        .unwrap();
+    // 100 pays the fee but not the 5,000 it sends: rejected, and its nonce is spent.
+    let transfer = chain.tx_by(
+        &poor,
+        TxBody::Transfer {
+            to: addr("watcher"),
+            amount: 5_000,
+        },
+    );
+    let out = chain.block(vec![transfer.clone()]);
+    assert!(matches!(
+        out.tx_results[0],
+        Err(TxError::InsufficientFunds { .. })
+    ));
+    let fee = chain
+        .state
+        .params
+        .fee(&transfer.tx.body, transfer.encoded_len());
+    assert!(fee > 0);
+    assert_eq!(chain.state.accounts[&poor.address()].nonce, 1);
+    assert_eq!(chain.state.accounts[&poor.address()].balance, 100 - fee);
+
+    // Funded later, the old signed transfer is stale: it cannot even be included.
+    chain
+        .send(
+            "client",
+            TxBody::Transfer {
+                to: poor.address(),
+                amount: 10_000,
+            },
+        )
+        .unwrap();
+    let watcher = chain.balance("watcher");
+    let replay = chain.block(vec![transfer]);
+    assert!(matches!(
+        replay.tx_results[0],
+        Err(TxError::BadNonce { .. })
+    ));
+    assert_eq!(chain.balance("watcher"), watcher);
+    chain.check_supply();
+}
+
+#[test]
+fn every_included_transaction_pays_its_fee_and_fees_are_burned() {
+    let mut chain = Chain::with_fees();
+    let before = chain.balance("client");
+    let tx = chain.tx("client", TxBody::SubmitJob(fib_job(10, Mode::Proof)));
+    let fee = chain.state.params.fee(&tx.tx.body, tx.encoded_len());
+    assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+    assert_eq!(chain.balance("client"), before - 1_000 - fee);
+    assert_eq!(chain.state.fees_burned, fee);
+    // A proof costs the per-proof fee on top of its bytes.
+    let proof_tx = chain.tx(
+        "p1",
+        TxBody::Fulfil {
+            job_id: verity_types::Digest::default(),
+            outputs: fib_receipt(10).stack_outputs,
+            proof: Some(fib_receipt(10).proof.clone()),
+        },
+    );
+    let p = &chain.state.params;
+    assert_eq!(
+        p.fee(&proof_tx.tx.body, proof_tx.encoded_len()),
+        p.fee_base
+            + p.fee_per_kib * (proof_tx.encoded_len() as u64).div_ceil(1024)
+            + p.fee_per_proof
+    );
+    // A key with nothing cannot pay: its transaction is not includable at all.
+    let broke = Keypair::dev("broke");
+    let spam = chain.tx_by(
+        &broke,
+        TxBody::Announce {
+            endpoint: "http://x".into(),
+        },
+    );
+    assert!(matches!(
+        precheck(&chain.state, &spam, 0),
+        Err(TxError::CannotPayFee { .. })
+    ));
+    chain.check_supply();
+}
+
+#[test]
+fn a_block_over_the_byte_cap_is_refused_whole() {
+    let mut chain = Chain::with_params(verity_ledger::Params {
+        max_block_bytes: 1_000,
+        ..Chain::new().state.params
+    });
+    let txs: Vec<SignedTx> = (0..10)
+        .map(|i| {
+            Tx {
+                chain_id: CHAIN.into(),
+                signer: addr("client"),
+                nonce: i,
+                body: TxBody::Transfer {
+                    to: addr("p1"),
+                    amount: 1,
+                },
+            }
+            .sign(&key("client"))
+        })
+        .collect();
+    let header = verity_ledger::BlockHeader {
+        chain_id: CHAIN.into(),
+        height: 1,
+        timestamp_ms: 2_000,
+        parent: verity_types::Digest::default(),
+        proposer: addr("watcher"),
+    };
+    let mut state = chain.state.clone();
+    assert!(matches!(
+        verity_ledger::apply_block(&mut state, &header, &txs),
+        Err(verity_ledger::BlockError::TooManyBytes { .. })
+    ));
+    assert_eq!(
+        chain.block(txs[..2].to_vec()).tx_results,
+        vec![Ok(()), Ok(())]
+    );
+}
+
+// ------------------------------------------------------------------ 6. rescuers and min_trust
+
+#[test]
+fn a_rescuer_below_the_offers_min_trust_cannot_take_the_job() {
+    let mut chain = Chain::new();
+    // p2 misses a deadline once: its score drops to 333.
+    let first = submit_req(&mut chain, fib_job(10, Mode::Proof));
+    chain.send("p2", TxBody::LockJob { job_id: first }).unwrap();
+    let deadline = chain.state.jobs[&first].deadline();
+    chain.advance_to(deadline);
+    assert_eq!(chain.state.jobs[&first].state, JobState::Slashed);
+    assert!(verity_ledger::TrustProfile::of(&chain.state, &addr("p2")).score < 500);
+
+    let job = submit_req(
+        &mut chain,
+        JobRequest {
+            min_trust: Some(500),
+            ..fib_job(10, Mode::Proof)
+        },
+    );
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let lock_deadline = chain.state.jobs[&job].lock_deadline();
+    chain.advance_to(lock_deadline);
+    // p1 sat on it; p2 may not rescue a job it could not have locked.
+    let r = fulfil(&mut chain, "p2", job, &fib_receipt(10), true);
+    assert!(matches!(r, Err(TxError::NotEligible(_))), "{r:?}");
+    // An unstaked key may not either.
+    let r = fulfil(&mut chain, "client", job, &fib_receipt(10), true);
+    assert!(matches!(r, Err(TxError::NotEligible(_))), "{r:?}");
+    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+}
+
+// ------------------------------------------------------------------ 8. audits from outsiders
+
+#[test]
+fn validator_stake_outside_the_consensus_set_buys_no_audit_weight() {
+    let mut chain = Chain::new();
+    // `client` is rich and not a validator: it tries to buy its way into auditing.
+    let r = chain.send(
+        "client",
+        TxBody::Stake {
+            role: Role::Validator,
+            amount: 100_000,
+        },
+    );
+    assert_eq!(r, Err(TxError::NotValidator("hold validator stake")));
+    chain.advance_to(verity_ledger::trust::AUDIT_EPOCH_BLOCKS);
+    let r = chain.send(
+        "client",
+        TxBody::Audit(verity_types::AuditReport {
+            epoch: 0,
+            liveness: vec![],
+        }),
+    );
+    assert!(matches!(r, Err(TxError::NotValidator(_))), "{r:?}");
+    let seed = verity_types::Digest::blake3(b"s");
+    let r = chain.send(
+        "client",
+        TxBody::CanaryCommit {
+            epoch: 2,
+            commitment: canary::commitment(&addr("client"), 2, &seed),
+            count: 1,
+        },
+    );
+    assert!(matches!(r, Err(TxError::NotValidator(_))), "{r:?}");
+    // The set's own member still may.
+    chain
+        .send(
+            "watcher",
+            TxBody::Stake {
+                role: Role::Validator,
+                amount: 10,
+            },
+        )
+        .unwrap();
+}
+
+// ------------------------------------------------------------------ 10. unmetered assembly
+
+#[test]
+fn a_program_that_unrolls_past_the_limit_is_refused_before_assembly() {
+    let chain = Chain::new();
+    // 378 bytes of this kind took 9.6 s to assemble on every validator.
+    let bomb = "begin\n repeat.1000000\n  repeat.1000000\n   push.1 drop\n  end\n end\nend\n";
+    let tx = chain.tx(
+        "client",
+        TxBody::SubmitJob(JobRequest {
+            program: bomb.into(),
+            ..fib_job(1, Mode::Proof)
+        }),
+    );
+    let r = precheck(&chain.state, &tx, 0);
+    assert!(
+        matches!(r, Err(TxError::Oversized { what, .. }) if what.contains("unrolled")),
+        "{r:?}"
+    );
+    assert!(r.unwrap_err().invalidates_block());
+}
