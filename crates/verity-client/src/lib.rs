@@ -209,8 +209,11 @@ impl Client {
         let receipt =
             Receipt::from_json(&bytes).map_err(|e| ClientError::BadReceipt(e.to_string()))?;
         let job = self.job(id).await?.job;
+        // The job's statement: its program (wrapped for private inputs) and public inputs
+        // (the private-input commitment first), with the outputs on the ledger.
         if receipt.program_hash != job.program_hash
-            || receipt.stack_inputs != job.request.stack_inputs
+            || receipt.stack_inputs != job.proof_inputs()
+            || Some(receipt.stack_outputs) != job.outputs
         {
             return Err(ClientError::BadReceipt(
                 "receipt is not for this job".into(),

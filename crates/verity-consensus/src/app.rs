@@ -140,13 +140,6 @@ pub fn address_of(key: &PublicKey) -> Address {
     Address(a)
 }
 
-/// A transaction failure that makes a whole block invalid: it could never have been
-/// accepted, so including it is the proposer's fault. (Other failures, such as a lock that
-/// lost a race, are recorded as the transaction's outcome and the block stays valid.)
-fn invalidates_block(e: &TxError) -> bool {
-    e.invalidates_block()
-}
-
 /// Executes `block` on `parent`: the state after it and the outcome, or why it is invalid.
 pub fn execute(
     parent: &State,
@@ -160,8 +153,10 @@ pub fn execute(
     let outcome = apply_block_parallel(&mut next, &block.header, &block.txs, threads)
         .map_err(|e| e.to_string())?;
     for (tx, result) in block.txs.iter().zip(&outcome.tx_results) {
+        // A transaction that could never have been included is the proposer's fault; other
+        // failures (a lock that lost a race) are the transaction's recorded outcome.
         if let Err(e) = result
-            && invalidates_block(e)
+            && e.invalidates_block()
         {
             return Err(format!("transaction {} is invalid: {e}", tx.id().short()));
         }
@@ -319,10 +314,11 @@ where
         let _ = self.sync_out.clone().send(Recipients::All, msg, false);
     }
 
-    /// Remembers a block we were sent, if it could still matter. `solicited` blocks answer a
-    /// request (or are the parent of one): they are taken only if we asked, however far
-    /// behind we are (catching up after a long outage walks back from a finalized block).
-    /// Unsolicited ones are proposals: taken only near the tip, and only so many.
+    /// Remembers a block we were sent, if it could still matter. Solicited blocks (`sender`
+    /// is `None`) answer a request (or are the parent of one): they are taken only if we
+    /// asked, however far behind we are (catching up after a long outage walks back from a
+    /// finalized block). Unsolicited ones are proposals from `sender`: taken only from their
+    /// proposer, near the tip, and only so many per proposer.
     fn insert_block(&self, block: Block, sender: Option<Address>) -> bool {
         let solicited = sender.is_none();
         let tip_height = self.chain.tip().height;
@@ -426,8 +422,10 @@ where
             proposer: self.config.key.address(),
         };
 
-        // Dry run: keep only transactions that succeed (a failed one changes nothing, so the
-        // state after the kept ones is the same state).
+        // Dry run: keep every transaction that can be included, accepted or rejected (a
+        // rejected one pays its fee and spends its nonce, so it can never execute later), and
+        // drop those that cannot (they changed nothing, so the state after the kept ones is
+        // the same state).
         let threads = self.config.verify_threads;
         let (parent_for_run, header_for_run, txs_for_run) =
             (parent_state.clone(), header.clone(), txs.clone());
@@ -455,10 +453,11 @@ where
                 Ok(()) => kept.push(tx),
                 // Its predecessor has not reached us yet: keep it for a later block.
                 Err(TxError::BadNonce { expected, got }) if got > expected => {}
-                Err(e) => {
+                Err(e) if e.invalidates_block() => {
                     debug!(tx = %tx.id().short(), "dropping transaction: {e}");
                     self.chain.discard(&tx, &e.to_string());
                 }
+                Err(_) => kept.push(tx),
             }
         }
         if self.config.fault == Some(Fault::ForgedTransactions) {

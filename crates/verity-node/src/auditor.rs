@@ -190,6 +190,7 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
     let max = job.request.max_cycles;
     let claimed = job.outputs;
     let bond = job.bond;
+    let min_bond = min_bond_to_prove(max, &node.state().params);
     // Re-execute (fast processor, no proof), and prove only if the result differs.
     let checked = tokio::task::spawn_blocking(move || {
         let outputs = verity_vm::execute_outputs(&program, &inputs, max)?;
@@ -199,7 +200,7 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         // A proof costs up to the cycle cap in time and memory. Prove only when the bond
         // pays for it, and one proof at a time: wrong results fed in bulk (say, from an
         // attacker's own client to its own provider) cannot exhaust the auditor.
-        if bond < min_bond_to_prove(max) {
+        if bond < min_bond {
             return Err(verity_vm::VmError::Proving(format!(
                 "bond {bond} does not cover a proof of up to {max} cycles; not challenging"
             )));
@@ -308,10 +309,12 @@ pub fn probe_allowed(endpoint: &str, private_ok: bool) -> bool {
 /// One challenge proof at a time per process (a proof uses every core and up to ~10 GB).
 static CHALLENGE_PROOFS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The smallest bond worth a challenge proof of a job capped at `max_cycles`: one unit per
-/// 1,024 cycles of the cap (a 2^20-cycle job needs a bond of at least 1,024).
-pub fn min_bond_to_prove(max_cycles: u32) -> u64 {
-    u64::from(max_cycles).div_ceil(1024)
+/// The smallest bond worth a challenge proof of a job capped at `max_cycles`: the half the
+/// challenger wins must pay the challenge's fee (a proof of up to 256 KiB) and one unit per
+/// 1,024 cycles of the cap for the proving itself.
+pub fn min_bond_to_prove(max_cycles: u32, params: &verity_ledger::Params) -> u64 {
+    let fee = params.fee_base + params.fee_per_kib * 256 + params.fee_per_proof;
+    2 * (fee + u64::from(max_cycles).div_ceil(1024))
 }
 
 /// Proves `program` on `inputs` within the job's cycle cap: the proof a challenge carries.
@@ -346,6 +349,18 @@ pub(crate) fn submit_challenge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_challenge_is_proven_only_when_half_the_bond_pays_for_it() {
+        let params = verity_ledger::Params::default();
+        let min = min_bond_to_prove(1 << 20, &params);
+        // The largest challenge the ledger takes (proof at its 512 KiB cap is refused; 256 KiB
+        // is the planning size) costs less than what the challenger wins.
+        let fee = params.fee_base + params.fee_per_kib * 256 + params.fee_per_proof;
+        assert!(min / 2 >= fee + 1024, "min bond {min}, fee {fee}");
+        // A zero bond (an attacker feeding wrong results to itself for free) never qualifies.
+        assert!(min_bond_to_prove(verity_vm::MIN_MAX_CYCLES, &params) > 0);
+    }
 
     #[test]
     fn probes_go_only_to_public_http_hosts_unless_allowed() {

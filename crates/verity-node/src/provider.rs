@@ -337,8 +337,15 @@ impl Provider {
         // Never lock what we cannot deliver: queued work plus this job must fit, with margin,
         // before the *lock* deadline. After it anyone may rescue the job and the locker is
         // slashed, so the final deadline is not ours to plan against.
+        // Proofs run one after another, so the queue's proofs come first; an optimistic
+        // result needs only a fast execution. Four blocks cover including the lock and the
+        // fulfilment.
         let queued: u64 = self.queue.iter().map(|h| h.trace_len).sum();
-        let needed = self.speed.estimate(queued + trace_len) * 2 + Duration::from_secs(2);
+        let proving = match job.request.mode {
+            Mode::Proof => queued + trace_len,
+            Mode::Optimistic => 0,
+        };
+        let needed = self.speed.estimate(proving) * 2 + Duration::from_millis(4 * block_ms);
         let remaining =
             Duration::from_millis(view.lock_deadline.saturating_sub(height + 1) * block_ms);
         if needed > remaining {

@@ -47,6 +47,19 @@ fn fib_job(n: u64, mode: Mode, lock_timeout: u64, timeout: u64) -> JobRequest {
     }
 }
 
+/// The fee the devnet charges for submitting `req` from the dev client.
+fn fee_of(req: &JobRequest) -> u64 {
+    let key = devnet::dev_key("client");
+    let tx = verity_types::Tx {
+        chain_id: devnet::DEVNET_CHAIN_ID.into(),
+        signer: key.address(),
+        nonce: 0,
+        body: TxBody::SubmitJob(req.clone()),
+    }
+    .sign(&key);
+    devnet::genesis().params.fee(&tx.tx.body, tx.encoded_len())
+}
+
 async fn submit(client: &Client, req: JobRequest) -> Digest {
     let key = devnet::dev_key("client");
     let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
@@ -61,7 +74,7 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     node.spawn_provider(provider_cfg(&node.url(), "provider"));
     let client = Client::new(&node.url());
 
-    let id = submit(&client, fib_job(10, Mode::Proof, 40, 400)).await;
+    let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -105,7 +118,7 @@ async fn optimistic_job_finalizes_after_the_challenge_window() {
     let mut node = start_node(dir.path()).await;
     node.spawn_provider(provider_cfg(&node.url(), "provider"));
     let client = Client::new(&node.url());
-    let id = submit(&client, fib_job(12, Mode::Optimistic, 40, 400)).await;
+    let id = submit(&client, fib_job(12, Mode::Optimistic, 200, 400)).await;
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -138,13 +151,19 @@ async fn without_providers_the_job_expires_and_the_client_is_refunded() {
     let client = Client::new(&node.url());
     let who = devnet::dev_key("client").address();
     let before = client.account(&who).await.unwrap().balance;
-    let id = submit(&client, fib_job(5, Mode::Proof, 5, 10)).await;
+    let request = fib_job(5, Mode::Proof, 5, 10);
+    let fee = fee_of(&request);
+    let id = submit(&client, request).await;
     let job = client
         .wait_job(&id, Duration::from_secs(30), |_| {})
         .await
         .unwrap();
     assert_eq!(job.state, JobState::Expired);
-    assert_eq!(client.account(&who).await.unwrap().balance, before);
+    assert_eq!(
+        client.account(&who).await.unwrap().balance,
+        before - fee,
+        "refunded in full; only the submission's fee is spent"
+    );
     let view = client.job(&id).await.unwrap();
     assert!(view.failure.unwrap().contains("nobody locked it"));
     node.stop().await;
@@ -350,19 +369,38 @@ async fn auditor_overturns_a_wrong_optimistic_result_and_takes_the_bond() {
     let validator = devnet::dev_key("validator").address();
     let before = client.account(&validator).await.unwrap().balance;
 
-    let id = submit(&client, fib_job(10, Mode::Optimistic, 40, 400)).await;
+    // A bond worth a challenge: half of it pays the challenge's fee several times over.
+    let mut request = fib_job(10, Mode::Optimistic, 200, 400);
+    request.offer.collateral = 1_000;
+    let id = submit(&client, request).await;
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
     assert_eq!(job.state, JobState::Overturned, "{:?}", job.timeline);
-    // The auditor's proof put the right answer on the ledger and won the provider's bond.
+    // The auditor's proof put the right answer on the ledger and won half the bond.
     assert_eq!(job.outputs.as_ref().unwrap()[0], 55);
     let after = client.account(&validator).await.unwrap().balance;
+    let receipt = client.receipt(&id).await.unwrap();
+    let key = devnet::dev_key("validator");
+    let challenge = verity_types::Tx {
+        chain_id: devnet::DEVNET_CHAIN_ID.into(),
+        signer: validator,
+        nonce: 0,
+        body: TxBody::Challenge {
+            job_id: id,
+            outputs: receipt.stack_outputs,
+            proof: receipt.proof,
+        },
+    }
+    .sign(&key);
+    let fee = devnet::genesis()
+        .params
+        .fee(&challenge.tx.body, challenge.encoded_len());
     assert_eq!(
         after,
-        before + 100,
-        "the bond (the offer's collateral) goes to the auditor"
+        before + 500 - fee,
+        "half the bond (the offer's collateral) goes to the auditor, less the challenge's fee"
     );
     let liar = client
         .provider(&devnet::dev_key("provider2").address())
@@ -380,7 +418,7 @@ async fn auditor_leaves_a_correct_optimistic_result_alone() {
     let mut node = start_audited_node(dir.path()).await;
     node.spawn_provider(provider_cfg(&node.url(), "provider"));
     let client = Client::new(&node.url());
-    let id = submit(&client, fib_job(10, Mode::Optimistic, 40, 400)).await;
+    let id = submit(&client, fib_job(10, Mode::Optimistic, 200, 400)).await;
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -459,7 +497,7 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
         cfg.fault = fault;
         node.spawn_provider(cfg);
         let client = Client::new(&node.url());
-        let id = submit(&client, fib_job(10, Mode::Proof, 40, 400)).await;
+        let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
         let job = client
             .wait_job(&id, Duration::from_secs(60), |_| {})
             .await
@@ -663,5 +701,151 @@ async fn canaries_sent_before_a_restart_are_revealed_after_it() {
         audit.canary_reveals >= 1,
         "the restarted auditor revealed the canaries it had sent before"
     );
+    node.stop().await;
+}
+
+/// Adds the first two private inputs to the public input.
+const PRIVATE_SUM: &str = "\
+begin
+    push.268435456 mem_load
+    push.268435457 mem_load
+    add add
+end
+";
+
+fn private_job(data: &[u64], mode: Mode) -> JobRequest {
+    JobRequest {
+        program: PRIVATE_SUM.into(),
+        stack_inputs: vec![10],
+        private_inputs: Some(verity_vm::commit_private(data).unwrap()),
+        ..fib_job(1, mode, 200, 400)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_private_inputs_is_proven_on_the_clients_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let client = Client::new(&node.url());
+    let data = [3, 4];
+    let id = submit(&client, private_job(&data, Mode::Proof)).await;
+    client
+        .put_private(&id, &data, &devnet::dev_key("client"))
+        .await
+        .unwrap();
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Finalized, "{:?}", job.timeline);
+    assert_eq!(job.outputs.unwrap()[0], 17);
+    // The receipt's public inputs are the commitment and the public input, not the data.
+    let receipt = client.receipt(&id).await.unwrap();
+    let commitment = job.request.private_inputs.unwrap();
+    assert_eq!(
+        receipt.stack_inputs,
+        verity_vm::job_stack_inputs(&[10], Some(&commitment))
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_inputs_go_only_to_the_entitled_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let client = Client::new(&node.url());
+    let (owner, locker, other) = (
+        devnet::dev_key("client"),
+        devnet::dev_key("provider"),
+        devnet::dev_key("provider2"),
+    );
+    let data = [3, 4];
+    let victim = submit(&client, private_job(&data, Mode::Proof)).await;
+
+    // Only the job's client uploads, and only data matching the commitment.
+    let refused = |r: Result<(), ClientError>, status: u16| match r {
+        Err(ClientError::Refused { status: s, .. }) if s == status => {}
+        other => panic!("expected {status}, got {other:?}"),
+    };
+    refused(client.put_private(&victim, &data, &other).await, 403);
+    refused(client.put_private(&victim, &[3, 5], &owner).await, 400);
+    client.put_private(&victim, &data, &owner).await.unwrap();
+
+    // Before any lock nobody gets it.
+    assert!(client.get_private(&victim, &locker).await.is_err());
+    let lock = client
+        .send(&locker, TxBody::LockJob { job_id: victim })
+        .await
+        .unwrap();
+    client
+        .wait_tx(&lock, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(client.get_private(&victim, &locker).await.unwrap(), data);
+    // Another provider, before the lock deadline: refused.
+    let r = client.get_private(&victim, &other).await;
+    assert!(
+        matches!(r, Err(ClientError::Refused { status: 403, .. })),
+        "{r:?}"
+    );
+
+    // A copycat job naming the victim's commitment, locked by the attacker, holds no data.
+    let copycat_client = Keypair::dev("copycat");
+    let fund = client
+        .send(
+            &owner,
+            TxBody::Transfer {
+                to: copycat_client.address(),
+                amount: 10_000,
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .wait_tx(&fund, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let copy = client
+        .send(
+            &copycat_client,
+            TxBody::SubmitJob(private_job(&data, Mode::Proof)),
+        )
+        .await
+        .unwrap();
+    client
+        .wait_tx(&copy, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let lock = client
+        .send(&other, TxBody::LockJob { job_id: copy })
+        .await
+        .unwrap();
+    client
+        .wait_tx(&lock, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let r = client.get_private(&copy, &other).await;
+    assert!(
+        matches!(r, Err(ClientError::Refused { status: 404, .. })),
+        "{r:?}"
+    );
+
+    // A request signed for an old height is not accepted again later.
+    let head = client.head().await.unwrap().height;
+    let old = head.saturating_sub(20);
+    let sig = locker.sign(&verity_client::private_request_message(
+        &victim,
+        &locker.address(),
+        old,
+    ));
+    let url = format!(
+        "{}/v1/jobs/{victim}/private?provider={}&height={old}&signature=0x{}",
+        node.url(),
+        locker.address(),
+        hex::encode(sig.0)
+    );
+    let status = reqwest::get(&url).await.unwrap().status();
+    assert_eq!(status.as_u16(), 403, "a stale request is refused");
     node.stop().await;
 }

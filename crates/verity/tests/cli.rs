@@ -269,3 +269,55 @@ fn inputs_file_runs_miden_programs_unchanged() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("outputs: 1,0,"), "{}", stdout(&out));
 }
+
+#[test]
+fn private_inputs_are_bound_to_the_receipt_and_never_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let receipt = dir.path().join("pre.receipt");
+    let out = verity(&[
+        "prove",
+        &example("preimage.masm"),
+        "--inputs-file",
+        &example("preimage.inputs"),
+        "-o",
+        receipt.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // `--program` accepts the source: the receipt is for it, wrapped with the loader for the
+    // commitment on its public stack.
+    let out = verity(&[
+        "verify",
+        receipt.to_str().unwrap(),
+        "--program",
+        &example("preimage.masm"),
+        "--expect-output",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&receipt).unwrap();
+    let secret: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(example("preimage.inputs")).unwrap())
+            .unwrap();
+    for word in secret["private_inputs"].as_array().unwrap() {
+        assert!(
+            !text.contains(&format!("\"{}\"", word.as_str().unwrap())),
+            "private word {word} is in the receipt"
+        );
+    }
+    // Another preimage fails inside the program: no receipt.
+    let out = verity(&[
+        "run",
+        &example("preimage.masm"),
+        "--inputs-file",
+        &example("preimage.inputs"),
+        "--private",
+        "1,2,3,4,5,6,7,8",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sha256(preimage) does not match"),
+        "{}",
+        stderr(&out)
+    );
+}
