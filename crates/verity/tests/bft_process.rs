@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use verity_client::Client;
-use verity_ledger::{Genesis, GenesisStake, JobState};
+use verity_ledger::{Genesis, GenesisAccount, GenesisStake, JobState};
 use verity_node::devnet;
 use verity_types::{Address, JobRequest, Mode, Offer, Role, TxBody};
 
@@ -52,7 +52,8 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     let peers_path = root.join("peers.toml");
     std::fs::write(&peers_path, peers).unwrap();
 
-    // The devnet genesis, with these four as its validators.
+    // The devnet genesis, with these four as its validators, each with a balance to pay the
+    // fees of its audit transactions.
     let mut genesis: Genesis = devnet::genesis();
     genesis.stakes.retain(|s| s.role != Role::Validator);
     for v in &validators {
@@ -60,6 +61,10 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
             address: *v,
             role: Role::Validator,
             amount: 1_000_000,
+        });
+        genesis.accounts.push(GenesisAccount {
+            address: *v,
+            balance: 1_000_000,
         });
     }
     let genesis_path = root.join("genesis.json");
