@@ -331,7 +331,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
                 1,
                 TxBody::Fulfil {
                     job_id,
-                    outputs: receipt.stack_outputs.clone(),
+                    outputs: receipt.stack_outputs,
                     proof: Some(receipt.proof.clone()),
                 },
             ),

@@ -193,7 +193,7 @@ fn main() {
                     i,
                     TxBody::Fulfil {
                         job_id: ids[i],
-                        outputs: receipts[i].stack_outputs.clone(),
+                        outputs: receipts[i].stack_outputs,
                         proof: Some(receipts[i].proof.clone()),
                     },
                 )

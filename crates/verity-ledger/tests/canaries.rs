@@ -127,7 +127,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
         &mut chain,
         "p1",
         j0,
-        r.stack_outputs.clone(),
+        r.stack_outputs,
         Some(r.proof.clone()),
     );
     // 1: optimistic, p2 posts a wrong answer and the auditor proves the right one: fails.
@@ -136,7 +136,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
     fulfil(&mut chain, "p2", j1, wrong(&r.stack_outputs), None);
     let challenge = TxBody::Challenge {
         job_id: j1,
-        outputs: r.stack_outputs.clone(),
+        outputs: r.stack_outputs,
         proof: r.proof.clone(),
     };
     chain.send("watcher", challenge).unwrap();
@@ -178,8 +178,8 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
         ..liar
     };
     let swapped = vec![
-        (0, j1, r.stack_outputs.clone()),
-        (1, j0, r.stack_outputs.clone()),
+        (0, j1, r.stack_outputs),
+        (1, j0, r.stack_outputs),
     ];
     let e = c.reveal(&mut chain, swapped);
     assert!(
@@ -229,7 +229,7 @@ fn an_auditor_whose_claim_a_proof_contradicts_is_slashed() {
         &mut chain,
         "p1",
         job,
-        r.stack_outputs.clone(),
+        r.stack_outputs,
         Some(r.proof.clone()),
     );
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
@@ -258,7 +258,7 @@ fn an_unproven_claim_against_an_optimistic_result_is_no_verdict() {
     let r = fib_receipt(10);
     let job = c.submit(&mut chain, 0, 10, Mode::Optimistic);
     lock(&mut chain, "p1", job);
-    fulfil(&mut chain, "p1", job, r.stack_outputs.clone(), None);
+    fulfil(&mut chain, "p1", job, r.stack_outputs, None);
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
     assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
     // The auditor never challenged, so its different claim is unproven: nobody is judged
@@ -309,8 +309,8 @@ fn commitments_come_from_validators_before_their_epoch_and_reveals_in_time() {
     lock(&mut chain, "p1", job);
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
     assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
-    bad(c.reveal(&mut chain, vec![(0, job, r.clone())]));
-    bad(c.reveal(&mut chain, vec![(2, job, r.clone())]));
+    bad(c.reveal(&mut chain, vec![(0, job, r)]));
+    bad(c.reveal(&mut chain, vec![(2, job, r)]));
     // Too late: five epochs after the canary epoch ended.
     chain.advance_to(7 * AUDIT_EPOCH_BLOCKS);
     let late = c.reveal(&mut chain, vec![(0, job, r)]);

@@ -24,7 +24,7 @@ fn fulfil_with(
         who,
         TxBody::Fulfil {
             job_id: job,
-            outputs: receipt.stack_outputs.clone(),
+            outputs: receipt.stack_outputs,
             proof: Some(receipt.proof.clone()),
         },
     )
@@ -99,7 +99,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
         "p1",
         TxBody::Fulfil {
             job_id: job,
-            outputs: other.stack_outputs.clone(),
+            outputs: other.stack_outputs,
             proof: Some(other.proof.clone()),
         },
     );
@@ -130,7 +130,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
         "p1",
         TxBody::Fulfil {
             job_id: job,
-            outputs: good.stack_outputs.clone(),
+            outputs: good.stack_outputs,
             proof: None,
         },
     );
@@ -218,7 +218,7 @@ fn optimistic_result_finalizes_after_the_window() {
         "p1",
         TxBody::Fulfil {
             job_id: job,
-            outputs: outputs.clone(),
+            outputs,
             proof: Some(vec![1]),
         },
     );
@@ -293,7 +293,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
         "watcher",
         TxBody::Challenge {
             job_id: job,
-            outputs: truth.stack_outputs.clone(),
+            outputs: truth.stack_outputs,
             proof: vec![0; 100],
         },
     );
@@ -304,7 +304,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
         "watcher",
         TxBody::Challenge {
             job_id: job,
-            outputs: truth.stack_outputs.clone(),
+            outputs: truth.stack_outputs,
             proof: truth.proof.clone(),
         },
     );
@@ -347,7 +347,7 @@ fn parallel_verification_gives_the_same_result() {
                 "p1",
                 TxBody::Fulfil {
                     job_id: a,
-                    outputs: ra.stack_outputs.clone(),
+                    outputs: ra.stack_outputs,
                     proof: Some(ra.proof.clone()),
                 },
             ),
@@ -356,7 +356,7 @@ fn parallel_verification_gives_the_same_result() {
                 "p2",
                 TxBody::Fulfil {
                     job_id: b,
-                    outputs: ra.stack_outputs.clone(),
+                    outputs: ra.stack_outputs,
                     proof: Some(ra.proof.clone()),
                 },
             ),

@@ -530,6 +530,11 @@ async fn prove_and_challenge(
     }
 }
 
+/// The fee of the transfer that sweeps a canary account (a transfer is well under 1 KiB).
+fn sweep_fee(state: &State) -> u64 {
+    state.params.fee_base + state.params.fee_per_kib
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,9 +580,4 @@ mod tests {
             "{sent} of 400 slots sent at V = 4"
         );
     }
-}
-
-/// The fee of the transfer that sweeps a canary account (a transfer is well under 1 KiB).
-fn sweep_fee(state: &State) -> u64 {
-    state.params.fee_base + state.params.fee_per_kib
 }
