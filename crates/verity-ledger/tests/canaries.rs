@@ -123,13 +123,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
     // 0: proof mode, p1 delivers a proof: passes.
     let j0 = c.submit(&mut chain, 0, 10, Mode::Proof);
     lock(&mut chain, "p1", j0);
-    fulfil(
-        &mut chain,
-        "p1",
-        j0,
-        r.stack_outputs,
-        Some(r.proof.clone()),
-    );
+    fulfil(&mut chain, "p1", j0, r.stack_outputs, Some(r.proof.clone()));
     // 1: optimistic, p2 posts a wrong answer and the auditor proves the right one: fails.
     let j1 = c.submit(&mut chain, 1, 10, Mode::Optimistic);
     lock(&mut chain, "p2", j1);
@@ -177,10 +171,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
         seed: Digest::blake3(b"watcher's epoch-1 seed"),
         ..liar
     };
-    let swapped = vec![
-        (0, j1, r.stack_outputs),
-        (1, j0, r.stack_outputs),
-    ];
+    let swapped = vec![(0, j1, r.stack_outputs), (1, j0, r.stack_outputs)];
     let e = c.reveal(&mut chain, swapped);
     assert!(
         matches!(e, Err(TxError::BadAudit(ref m)) if m.contains("canary key")),
