@@ -55,6 +55,8 @@ pub const MAX_FUTURE_DRIFT: Duration = Duration::from_secs(5);
 pub enum Fault {
     /// When leading, propose blocks carrying a transaction with a forged signature.
     ForgedTransactions,
+    /// When leading, propose blocks timestamped ten years ahead.
+    FutureTimestamps,
 }
 
 #[derive(Debug, Clone)]
@@ -376,7 +378,10 @@ where
                 .min(self.config.block_interval + MAX_FUTURE_DRIFT);
             self.context.sleep(wait).await;
         }
-        let timestamp_ms = now_ms(self.context.as_ref()).max(parent_state.timestamp_ms);
+        let mut timestamp_ms = now_ms(self.context.as_ref()).max(parent_state.timestamp_ms);
+        if self.config.fault == Some(Fault::FutureTimestamps) {
+            timestamp_ms += 10 * 365 * 24 * 3600 * 1000;
+        }
 
         // Transactions already in the unfinalized blocks between the tip and the parent.
         let tip = self.chain.tip();

@@ -470,6 +470,40 @@ fn lossy_slow_links_still_progress_without_divergence() {
 }
 
 #[test]
+fn a_block_from_the_far_future_is_refused_and_the_chain_goes_on() {
+    run(5, |context| async move {
+        let mut faults = vec![None; 4];
+        faults[0] = Some(Fault::FutureTimestamps);
+        let net = Net::new(context, 4, faults).await;
+        for nonce in 0..5 {
+            net.submit(1, transfer(nonce));
+        }
+        // Honest leaders keep finalizing: none waits for a parent ten years ahead.
+        net.wait_for(&[1, 2, 3], 20).await;
+        net.assert_no_fork();
+        for i in 1..4 {
+            for block in net.blocks(i) {
+                assert_ne!(
+                    block.header.proposer,
+                    validator_key(0).address(),
+                    "a far-future block was finalized"
+                );
+            }
+            assert!(
+                net.validators[i]
+                    .as_ref()
+                    .unwrap()
+                    .0
+                    .status
+                    .get()
+                    .blocks_rejected
+                    > 0
+            );
+        }
+    });
+}
+
+#[test]
 fn byzantine_proposer_cannot_finalize_invalid_blocks() {
     run(5, |context| async move {
         let mut faults = vec![None; 4];

@@ -183,7 +183,7 @@ impl Mempool {
 mod tests {
     use super::*;
     use crate::devnet;
-    use verity_types::Tx;
+    use verity_types::{Keypair, Tx};
 
     fn transfer(nonce: u64) -> SignedTx {
         let key = devnet::dev_key("client");
@@ -197,6 +197,56 @@ mod tests {
             },
         }
         .sign(&key)
+    }
+
+    #[test]
+    fn a_key_without_funds_or_over_its_share_cannot_fill_the_pool() {
+        let state = State::from_genesis(&devnet::genesis()).unwrap();
+        let mut pool = Mempool::new(10_000, 1 << 20);
+        // A fresh key cannot pay the fee: nothing is admitted.
+        let fresh = Keypair::dev("fresh");
+        let spam = Tx {
+            chain_id: devnet::DEVNET_CHAIN_ID.into(),
+            signer: fresh.address(),
+            nonce: 0,
+            body: TxBody::Announce {
+                endpoint: "http://x".into(),
+            },
+        }
+        .sign(&fresh);
+        assert!(matches!(
+            pool.admit(spam, &state),
+            Err(AdmitError::Invalid(TxError::CannotPayFee { .. }))
+        ));
+        // A funded key gets MAX_PENDING_PER_SIGNER slots, not the pool.
+        for nonce in 0..MAX_PENDING_PER_SIGNER {
+            pool.admit(transfer(nonce), &state).unwrap();
+        }
+        assert!(matches!(
+            pool.admit(transfer(MAX_PENDING_PER_SIGNER), &state),
+            Err(AdmitError::TooManyPending(..))
+        ));
+        // Pending spending counts: a balance is not spent twice across pending transactions.
+        let client = devnet::dev_key("client");
+        let balance = state.accounts[&client.address()].balance;
+        let mut other = Mempool::new(100, 1 << 20);
+        let all = |nonce| {
+            Tx {
+                chain_id: devnet::DEVNET_CHAIN_ID.into(),
+                signer: client.address(),
+                nonce,
+                body: TxBody::Transfer {
+                    to: fresh.address(),
+                    amount: balance / 2 + 1,
+                },
+            }
+            .sign(&client)
+        };
+        other.admit(all(0), &state).unwrap();
+        assert!(matches!(
+            other.admit(all(1), &state),
+            Err(AdmitError::InsufficientFunds { .. })
+        ));
     }
 
     #[test]

@@ -169,6 +169,30 @@ async fn without_providers_the_job_expires_and_the_client_is_refunded() {
     node.stop().await;
 }
 
+/// After the lock deadline anyone may rescue a locked job and the locker is slashed, so a
+/// provider plans against the lock deadline, not the (much later) final deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_does_not_lock_what_it_cannot_deliver_before_the_lock_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start_node(dir.path()).await;
+    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let client = Client::new(&node.url());
+    // Three blocks of 50 ms to lock and deliver; 400 blocks until the final deadline.
+    let id = submit(&client, fib_job(10, Mode::Proof, 3, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state, JobState::Expired, "{:?}", job.timeline);
+    assert_eq!(job.locker, None);
+    let me = client
+        .provider(&devnet::dev_key("provider").address())
+        .await
+        .unwrap();
+    assert_eq!((me.stats.locked, me.stats.slashed), (0, 0));
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locker_that_stops_is_slashed_and_rescued_by_another_provider() {
     let dir = tempfile::tempdir().unwrap();
