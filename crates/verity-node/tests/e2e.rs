@@ -178,7 +178,9 @@ async fn a_provider_does_not_lock_what_it_cannot_deliver_before_the_lock_deadlin
     node.spawn_provider(provider_cfg(&node.url(), "provider"));
     let client = Client::new(&node.url());
     // Three blocks of 50 ms to lock and deliver; 400 blocks until the final deadline.
-    let id = submit(&client, fib_job(10, Mode::Proof, 3, 400)).await;
+    let mut request = fib_job(10, Mode::Proof, 3, 400);
+    request.offer.ramp_period = 0;
+    let id = submit(&client, request).await;
     let job = client
         .wait_job(&id, Duration::from_secs(30), |_| {})
         .await
