@@ -178,19 +178,12 @@ pub struct ProviderView {
     pub last_seen_height: Option<u64>,
 }
 
-/// `POST /v1/jobs/{id}/private`: a job's private inputs, from its client.
+/// `GET /v1/jobs/{id}/private`: a job's private inputs as its client provided them on the
+/// ledger, sealed to the locker (see [`crate::sealing`]): public, readable by the locker only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PrivateUpload {
-    /// The field elements (before padding) whose commitment the job carries.
-    pub values: Vec<u64>,
-    /// The job's client's signature over [`private_upload_message`].
-    pub signature: Signature,
-}
-
-/// `GET /v1/jobs/{id}/private`: what the provider entitled to the job receives.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PrivateData {
-    pub values: Vec<u64>,
+pub struct SealedInputs {
+    /// Base64 of the sealed box.
+    pub sealed: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,18 +204,6 @@ pub struct ReceiptUpload {
 /// What a fulfiller signs to upload the receipt of its proof.
 pub fn receipt_upload_message(job: &Digest, proof_hash: &Digest) -> Vec<u8> {
     format!("verity/receipt-upload/v1/{job}/{proof_hash}").into_bytes()
-}
-
-/// What a job's client signs to hand its private inputs to a node for that job only.
-pub fn private_upload_message(job: &Digest) -> Vec<u8> {
-    format!("verity/private-upload/v1/{job}").into_bytes()
-}
-
-/// What a provider signs to fetch a job's private inputs. `height` is the chain height it
-/// saw: nodes accept a request only near their own height, so a captured request cannot be
-/// replayed later (by someone who is not entitled then).
-pub fn private_request_message(job: &Digest, provider: &Address, height: u64) -> Vec<u8> {
-    format!("verity/private-request/v1/{job}/{provider}/{height}").into_bytes()
 }
 
 /// What a provider signs to answer an auditor's liveness probe carrying `nonce`.

@@ -7,6 +7,7 @@
 mod api;
 
 pub use api::*;
+pub mod sealing;
 
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub enum ClientError {
     Protocol(String),
     #[error("the node's receipt does not verify: {0}")]
     BadReceipt(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// A handle on one node.
@@ -245,35 +248,66 @@ impl Client {
         self.get(&format!("/v1/providers/{addr}")).await
     }
 
-    /// Hands a job's private inputs to the node, signed by the job's client (`key`): the
-    /// node keeps them for that job only and releases them only to a provider entitled to it.
-    pub async fn put_private(
+    /// Hands a locked job's private inputs to its locker, on the ledger, sealed to the
+    /// locker's key: waits (up to `timeout`) for a provider to lock the job, then sends
+    /// `ProvideInputs` signed by the job's client (`key`). Returns the locker.
+    pub async fn provide_private(
         &self,
         job: &Digest,
         values: &[u64],
         key: &Keypair,
-    ) -> Result<(), ClientError> {
-        let body = PrivateUpload {
-            values: values.to_vec(),
-            signature: key.sign(&private_upload_message(job)),
+        timeout: Duration,
+    ) -> Result<Address, ClientError> {
+        let started = std::time::Instant::now();
+        let locker = loop {
+            let view = self.job(job).await?;
+            match (view.job.state, view.job.locker) {
+                (verity_ledger::JobState::Locked, Some(locker))
+                    if view.job.inputs_provided_height.is_none() =>
+                {
+                    break locker;
+                }
+                (verity_ledger::JobState::Submitted, _) => {}
+                (state, _) => {
+                    return Err(ClientError::Protocol(format!(
+                        "job {job} is {state}: its private inputs cannot be provided now"
+                    )));
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(ClientError::Timeout(format!(
+                    "no provider locked job {job} within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let _: serde_json::Value = self.post(&format!("/v1/jobs/{job}/private"), &body).await?;
-        Ok(())
+        let sealed = sealing::seal(job, values, &locker)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let tx = self
+            .send(
+                key,
+                TxBody::ProvideInputs {
+                    job_id: *job,
+                    sealed,
+                },
+            )
+            .await?;
+        self.wait_tx(&tx, Duration::from_secs(30)).await?;
+        Ok(locker)
     }
 
-    /// Fetches a job's private inputs as the provider entitled to them (signs the request,
-    /// bound to the current height, with `key`).
-    pub async fn get_private(&self, job: &Digest, key: &Keypair) -> Result<Vec<u64>, ClientError> {
-        let height = self.head().await?.height;
-        let sig = key.sign(&private_request_message(job, &key.address(), height));
-        let sig = format!("0x{}", hex_encode(&sig.0));
-        let data: PrivateData = self
-            .get(&format!(
-                "/v1/jobs/{job}/private?provider={}&height={height}&signature={sig}",
-                key.address()
-            ))
-            .await?;
-        Ok(data.values)
+    /// A job's private inputs as provided on the ledger, opened with the locker's `key`.
+    /// `Refused { status: 404 }` until the client has provided them.
+    pub async fn private_inputs(
+        &self,
+        job: &Digest,
+        key: &Keypair,
+    ) -> Result<Vec<u64>, ClientError> {
+        let body: SealedInputs = self.get(&format!("/v1/jobs/{job}/private")).await?;
+        let sealed = BASE64
+            .decode(body.sealed.as_bytes())
+            .map_err(|e| ClientError::Protocol(format!("sealed inputs are not base64: {e}")))?;
+        sealing::open(job, &sealed, key).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Uploads the receipt of a proof this fulfiller (`key`) posted: it carries the cycle
@@ -338,8 +372,4 @@ impl Client {
 
 async fn tokio_sleep(d: Duration) {
     tokio::time::sleep(d).await
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,6 +10,10 @@ use crate::error::TxError;
 use crate::state::State;
 use crate::trust::{MAX_AUDIT_ENTRIES, MAX_CANARIES_PER_EPOCH, MAX_ENDPOINT_BYTES};
 
+/// Largest sealed private input: the largest private input (`verity_vm::MAX_PRIVATE_WORDS`
+/// words of field elements, 8 bytes each) plus the sealing's overhead.
+pub const MAX_SEALED_INPUTS_BYTES: usize = verity_vm::MAX_PRIVATE_WORDS as usize * 32 + 1024;
+
 /// What including a transaction will cost its signer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admissible {
@@ -83,6 +87,9 @@ fn check_limits(state: &State, body: &TxBody) -> Result<(), TxError> {
         }
         | TxBody::Challenge { proof, .. } => {
             oversized("proof", proof.len(), p.max_proof_bytes as usize)
+        }
+        TxBody::ProvideInputs { sealed, .. } => {
+            oversized("sealed inputs", sealed.len(), MAX_SEALED_INPUTS_BYTES)
         }
         TxBody::Announce { endpoint } => oversized("endpoint", endpoint.len(), MAX_ENDPOINT_BYTES),
         TxBody::Audit(report) => oversized("audit", report.liveness.len(), MAX_AUDIT_ENTRIES),

@@ -287,8 +287,16 @@ impl Ctx<'_> {
             let Some(job) = self.state.jobs.get(&job_id) else {
                 continue;
             };
+            let inputs_due = job
+                .locked_height
+                .map(|l| l + self.state.params.private_inputs_timeout);
             match job.state {
                 JobState::Submitted if h >= job.lock_deadline() => self.expire(job_id),
+                JobState::Locked if job.awaiting_inputs() => {
+                    if inputs_due.is_some_and(|due| h >= due) {
+                        self.release_unprovided(job_id)
+                    }
+                }
                 JobState::Locked if h >= job.deadline() => self.slash_unfulfilled(job_id),
                 JobState::Fulfilled
                     if h >= job.fulfilled_height.unwrap_or(0)
@@ -335,6 +343,35 @@ impl Ctx<'_> {
             None,
             format!(
                 "{} missed the deadline: collateral {collateral} slashed ({burn} burned, {to_client} to the client); escrow {refund} refunded",
+                locker.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    /// The client never provided its private inputs: the locker is released without penalty
+    /// and paid the offer's `min_price` for the wasted lock; the rest is refunded.
+    fn release_unprovided(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let locker = job.locker.expect("locked job has a locker");
+        let collateral = job.request.offer.collateral;
+        let pay = job.request.offer.min_price;
+        let client = job.client;
+        let refund = std::mem::take(&mut job.escrow) - pay;
+        self.state.stakes.entry(locker).or_default().provider_locked -= collateral;
+        self.credit(locker, pay);
+        self.credit(client, refund);
+        self.stats(locker).released += 1;
+        self.record(
+            job_id,
+            JobState::Expired,
+            None,
+            format!(
+                "the client never provided its private inputs: {}'s lock released, {pay} paid to it for the wasted lock, {refund} refunded",
                 locker.short()
             ),
         );
@@ -448,6 +485,10 @@ impl Ctx<'_> {
                 outputs,
                 proof,
             } => self.challenge(signer, id, *job_id, outputs, proof),
+            TxBody::ProvideInputs { job_id, sealed } => {
+                self.provide_inputs(signer, id, *job_id, sealed)
+            }
+            TxBody::ReleaseLock { job_id } => self.release_lock(signer, id, *job_id),
             TxBody::Announce { endpoint } => self.announce(signer, endpoint),
             TxBody::Audit(report) => self.audit(signer, report),
             TxBody::CanaryCommit {
@@ -602,6 +643,9 @@ impl Ctx<'_> {
             outputs: None,
             proof_hash: None,
             bond: 0,
+            inputs_provided_height: None,
+            sealed_inputs_hash: None,
+            inputs_delay: 0,
             timeline: Vec::new(),
         };
         let lock_deadline = job.lock_deadline();
@@ -703,8 +747,13 @@ impl Ctx<'_> {
         job.locker = Some(provider);
         job.lock_price = price;
         job.locked_height = Some(h);
+        let private = job.request.private_inputs.is_some();
         self.stats(provider).locked += 1;
         self.state.schedule.insert((deadline, job_id));
+        if private {
+            let due = h + self.state.params.private_inputs_timeout;
+            self.state.schedule.insert((due, job_id));
+        }
         self.record(
             job_id,
             JobState::Locked,
@@ -745,8 +794,15 @@ impl Ctx<'_> {
                 lock_deadline: job.lock_deadline(),
             });
         }
-        // A rescue gives the rescuer the job: the offer's terms apply to it as to a lock.
+        // A rescue gives the rescuer the job: the offer's terms apply to it as to a lock. A
+        // job's private inputs are sealed to its locker, so nobody else can prove it.
         if rescue {
+            if job.request.private_inputs.is_some() {
+                return Err(TxError::NotEligible(
+                    "a job with private inputs is sealed to its locker: it cannot be rescued"
+                        .into(),
+                ));
+            }
             self.check_eligible(&who, job)?;
         }
         let collateral = job.request.offer.collateral;
@@ -830,6 +886,96 @@ impl Ctx<'_> {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// The client hands its locker the private inputs, sealed to the locker's key; the
+    /// locker's deadlines move by the time it waited.
+    fn provide_inputs(
+        &mut self,
+        client: Address,
+        tx: Digest,
+        job_id: Digest,
+        sealed: &[u8],
+    ) -> Result<(), TxError> {
+        let h = self.h();
+        let job = self.job(&job_id)?;
+        if job.client != client {
+            return Err(TxError::NotEligible(
+                "only the job's client provides its private inputs".into(),
+            ));
+        }
+        if job.request.private_inputs.is_none() {
+            return Err(TxError::BadInputs("this job has no private inputs".into()));
+        }
+        if !job.awaiting_inputs() {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "locked and waiting for its private inputs",
+            });
+        }
+        if sealed.is_empty() {
+            return Err(TxError::BadInputs("sealed inputs are empty".into()));
+        }
+        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        let locker = job.locker.expect("locked job has a locker");
+        job.inputs_provided_height = Some(h);
+        job.sealed_inputs_hash = Some(Digest::blake3(sealed));
+        job.inputs_delay = h - job.locked_height.expect("locked job has a lock height");
+        let (lock_deadline, deadline) = (job.lock_deadline(), job.deadline());
+        self.state.schedule.insert((deadline, job_id));
+        self.record(
+            job_id,
+            JobState::Locked,
+            Some(tx),
+            format!(
+                "private inputs provided, sealed to {}; deliver by block {lock_deadline} (rescue after it is not possible), slashed at {deadline}",
+                locker.short()
+            ),
+        );
+        Ok(())
+    }
+
+    /// The locker gives up a job whose private inputs it received but cannot use.
+    fn release_lock(&mut self, who: Address, tx: Digest, job_id: Digest) -> Result<(), TxError> {
+        let h = self.h();
+        let job = self.job(&job_id)?;
+        if job.locker != Some(who) || job.state != JobState::Locked {
+            return Err(TxError::NotEligible(
+                "only the provider holding the lock releases it".into(),
+            ));
+        }
+        if job.request.private_inputs.is_none() || job.inputs_provided_height.is_none() {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "locked with private inputs provided",
+            });
+        }
+        if h >= job.deadline() {
+            return Err(TxError::DeadlinePassed(format!(
+                "the job's deadline was block {}",
+                job.deadline()
+            )));
+        }
+        let collateral = job.request.offer.collateral;
+        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        let client = job.client;
+        let refund = std::mem::take(&mut job.escrow);
+        self.state.stakes.entry(who).or_default().provider_locked -= collateral;
+        self.credit(client, refund);
+        self.stats(who).released += 1;
+        self.record(
+            job_id,
+            JobState::Expired,
+            Some(tx),
+            format!(
+                "{} released the lock: the private inputs it received were unusable; {refund} refunded, nobody slashed",
+                who.short()
+            ),
+        );
+        self.finish(job_id);
         Ok(())
     }
 

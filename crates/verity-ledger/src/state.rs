@@ -38,6 +38,9 @@ pub struct Params {
     /// Largest program a job may expand to after assembly, in MAST nodes (`repeat.N` copies
     /// its body N times): bounds what one `SubmitJob` costs every validator to assemble.
     pub max_program_nodes: u32,
+    /// Blocks a locker waits for a job's private inputs; then the lock is released and the
+    /// client pays the locker the offer's `min_price` for the wasted lock.
+    pub private_inputs_timeout: u64,
 }
 
 impl Params {
@@ -73,6 +76,7 @@ impl Default for Params {
             fee_per_kib: 1,
             fee_per_proof: 10,
             max_program_nodes: 1 << 16,
+            private_inputs_timeout: 40,
         }
     }
 }
@@ -225,16 +229,30 @@ pub struct Job {
     pub proof_hash: Option<Digest>,
     /// Optimistic mode: the fulfiller's bond, held in its provider stake.
     pub bond: u64,
+    /// Private inputs: the height the client provided them to the locker (sealed to its key),
+    /// and the hash of what it sent; `None` while the locker waits for them.
+    pub inputs_provided_height: Option<u64>,
+    pub sealed_inputs_hash: Option<Digest>,
+    /// Blocks the locker waited for the private inputs: its lock and final deadlines move by
+    /// this much, so the delivery clock starts when the data is there.
+    pub inputs_delay: u64,
     pub timeline: Vec<TimelineEntry>,
 }
 
 impl Job {
     pub fn lock_deadline(&self) -> u64 {
-        self.submitted_height + self.request.offer.lock_timeout
+        self.submitted_height + self.request.offer.lock_timeout + self.inputs_delay
     }
 
     pub fn deadline(&self) -> u64 {
-        self.submitted_height + self.request.offer.timeout
+        self.submitted_height + self.request.offer.timeout + self.inputs_delay
+    }
+
+    /// Locked, with private inputs the client has not provided yet.
+    pub fn awaiting_inputs(&self) -> bool {
+        self.state == JobState::Locked
+            && self.request.private_inputs.is_some()
+            && self.inputs_provided_height.is_none()
     }
 
     /// Blake3 of the public inputs' canonical encoding (and the private-input commitment).
@@ -268,6 +286,9 @@ pub struct ProviderStats {
     pub total_latency_blocks: u64,
     /// Jobs it fulfilled that it had submitted itself (not counted as `fulfilled`).
     pub self_dealt: u64,
+    /// Locks of jobs with private inputs released without a verdict: the client never provided
+    /// them, or the locker gave the job up saying they were unusable.
+    pub released: u64,
     /// The last [`crate::trust::LATENCY_WINDOW`] lock-to-fulfil latencies, oldest first.
     pub recent_latencies: Vec<u64>,
 }

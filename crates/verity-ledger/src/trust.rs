@@ -48,6 +48,9 @@ pub struct TrustProfile {
     pub overturned: u64,
     /// Fulfilments of its own jobs: recorded, but not evidence of anything.
     pub self_dealt: u64,
+    /// Locks of private-input jobs released without a verdict (inputs never provided, or
+    /// given up as unusable): neither a success nor a failure, shown for clients to judge.
+    pub released: u64,
     /// Delivered in time, per 10,000 locks that have ended (`None` before any has).
     pub fulfilment_rate_bp: Option<u32>,
     /// Lock-to-fulfil latency over the last [`LATENCY_WINDOW`] fulfilments, in blocks.
@@ -135,6 +138,7 @@ impl TrustProfile {
             slashed: stats.slashed,
             overturned: stats.overturned,
             self_dealt: stats.self_dealt,
+            released: stats.released,
             fulfilment_rate_bp: (ended > 0)
                 .then(|| (u128::from(stats.fulfilled) * 10_000 / u128::from(ended)) as u32),
             latency_p50_blocks: percentile(&stats.recent_latencies, 50),
@@ -210,6 +214,10 @@ pub fn stats_from_history(state: &State, provider: &Address) -> ProviderStats {
             stats.locked += 1;
             if job.state == JobState::Slashed || rescued {
                 stats.slashed += 1;
+            }
+            // A locked job ends expired only when its lock was released (private inputs).
+            if job.state == JobState::Expired {
+                stats.released += 1;
             }
         }
         if job.fulfiller == Some(*provider) {

@@ -464,3 +464,116 @@ fn a_program_that_unrolls_past_the_limit_is_refused_before_assembly() {
     );
     assert!(r.unwrap_err().invalidates_block());
 }
+
+// ------------------------------------------------------------------ 4. withheld private inputs
+
+fn provide(chain: &mut Chain, who: &str, job: verity_types::Digest) -> Result<(), TxError> {
+    chain.send(
+        who,
+        TxBody::ProvideInputs {
+            job_id: job,
+            sealed: vec![1, 2, 3],
+        },
+    )
+}
+
+#[test]
+fn withheld_private_inputs_release_the_locker_and_the_client_pays_for_the_lock() {
+    let mut chain = Chain::new();
+    let (client0, p1_0) = (chain.balance("client"), chain.balance("p1"));
+    let job = submit_req(&mut chain, private_job(&[3, 4], Mode::Proof));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let locked = chain.height();
+    // The client never provides its data. The locker is not slashed at the job's deadline:
+    // its lock is released when the inputs are due, and it is paid the offer's floor price.
+    let due = locked + chain.state.params.private_inputs_timeout;
+    chain.advance_to(due - 1);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    chain.advance_to(due);
+    let j = &chain.state.jobs[&job];
+    assert_eq!(j.state, JobState::Expired, "{:?}", j.timeline);
+    let min = offer().min_price;
+    assert_eq!(chain.balance("p1"), p1_0 + min, "paid for the wasted lock");
+    assert_eq!(chain.balance("client"), client0 - min);
+    let stake = &chain.state.stakes[&addr("p1")];
+    assert_eq!(
+        (stake.provider, stake.provider_locked),
+        (10_000, 0),
+        "no slash"
+    );
+    let stats = &chain.state.providers[&addr("p1")];
+    assert_eq!((stats.released, stats.slashed), (1, 0));
+    chain.check_supply();
+}
+
+#[test]
+fn the_delivery_clock_starts_when_the_private_inputs_arrive() {
+    let mut chain = Chain::new();
+    let job = submit_req(&mut chain, private_job(&[3, 4], Mode::Proof));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let (lock_deadline, deadline) = {
+        let j = &chain.state.jobs[&job];
+        (j.lock_deadline(), j.deadline())
+    };
+    chain.advance_to(chain.height() + 4);
+    // Only the job's client provides, and only once.
+    assert!(matches!(
+        provide(&mut chain, "p2", job),
+        Err(TxError::NotEligible(_))
+    ));
+    provide(&mut chain, "client", job).unwrap();
+    assert!(matches!(
+        provide(&mut chain, "client", job),
+        Err(TxError::WrongState { .. })
+    ));
+    let j = &chain.state.jobs[&job];
+    let delay = j.inputs_delay;
+    assert_eq!(
+        delay,
+        j.inputs_provided_height.unwrap() - j.locked_height.unwrap()
+    );
+    assert!(delay >= 4);
+    assert_eq!(
+        (j.lock_deadline(), j.deadline()),
+        (lock_deadline + delay, deadline + delay)
+    );
+    // Not slashed at the old deadline; slashed at the moved one.
+    chain.advance_to(deadline);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    chain.advance_to(deadline + delay);
+    assert_eq!(chain.state.jobs[&job].state, JobState::Slashed);
+    chain.check_supply();
+}
+
+#[test]
+fn a_job_sealed_to_its_locker_cannot_be_rescued_and_only_the_locker_releases_it() {
+    let mut chain = Chain::new();
+    let data = [3, 4];
+    let job = submit_req(&mut chain, private_job(&data, Mode::Proof));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    // Before the inputs arrive there is nothing to release (the timeout handles it).
+    assert!(matches!(
+        chain.send("p1", TxBody::ReleaseLock { job_id: job }),
+        Err(TxError::WrongState { .. })
+    ));
+    provide(&mut chain, "client", job).unwrap();
+    let lock_deadline = chain.state.jobs[&job].lock_deadline();
+    chain.advance_to(lock_deadline);
+    // Someone who knows the data (here, anyone with a proof) still cannot take the job.
+    let r = fulfil(&mut chain, "p2", job, &prove_private(&data), true);
+    assert!(matches!(r, Err(TxError::NotEligible(_))), "{r:?}");
+    // Only the locker gives it up; the client is refunded in full and nobody is slashed.
+    assert!(matches!(
+        chain.send("p2", TxBody::ReleaseLock { job_id: job }),
+        Err(TxError::NotEligible(_))
+    ));
+    let client0 = chain.balance("client");
+    chain
+        .send("p1", TxBody::ReleaseLock { job_id: job })
+        .unwrap();
+    assert_eq!(chain.state.jobs[&job].state, JobState::Expired);
+    assert_eq!(chain.balance("client"), client0 + offer().max_price);
+    assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
+    assert_eq!(chain.state.providers[&addr("p1")].released, 1);
+    chain.check_supply();
+}

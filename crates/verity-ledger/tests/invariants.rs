@@ -45,6 +45,16 @@ enum Action {
         who: usize,
         job: usize,
     },
+    /// Sends a job's (sealed) private inputs.
+    Provide {
+        who: usize,
+        job: usize,
+    },
+    /// Gives up a lock of a job with private inputs.
+    Release {
+        who: usize,
+        job: usize,
+    },
     Fulfil {
         who: usize,
         job: usize,
@@ -145,6 +155,8 @@ fn action() -> impl Strategy<Value = Action> {
                 }
             ),
         (who.clone(), 0..8usize).prop_map(|(who, job)| Action::Lock { who, job }),
+        (who.clone(), 0..8usize).prop_map(|(who, job)| Action::Provide { who, job }),
+        (who.clone(), 0..8usize).prop_map(|(who, job)| Action::Release { who, job }),
         (who.clone(), 0..8usize, 0..3u64, any::<bool>()).prop_map(
             |(who, job, output, with_proof)| Action::Fulfil {
                 who,
@@ -235,7 +247,10 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
             TxBody::SubmitJob(JobRequest {
                 program: TINY.into(),
                 stack_inputs: vec![],
-                private_inputs: None,
+                // A third of the jobs have private inputs.
+                private_inputs: collateral
+                    .is_multiple_of(3)
+                    .then(|| verity_vm::commit_private(&[collateral]).unwrap()),
                 mode: if mode_proof {
                     Mode::Proof
                 } else {
@@ -255,6 +270,16 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
             }),
         ),
         Action::Lock { who, job } => chain.tx(ACTORS[who], TxBody::LockJob { job_id: pick(job) }),
+        Action::Provide { who, job } => chain.tx(
+            ACTORS[who],
+            TxBody::ProvideInputs {
+                job_id: pick(job),
+                sealed: vec![7; 48],
+            },
+        ),
+        Action::Release { who, job } => {
+            chain.tx(ACTORS[who], TxBody::ReleaseLock { job_id: pick(job) })
+        }
         Action::Fulfil {
             who,
             job,

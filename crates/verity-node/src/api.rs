@@ -19,12 +19,11 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_client::{
     AccountView, ConsensusView, ErrorBody, Head, Heartbeat, JobPage, JobSummary, JobView,
-    PrivateData, PrivateUpload, ProvenanceView, ProviderView, ReceiptUpload, SubmitTx, Submitted,
-    TxStatus, heartbeat_message, private_request_message, private_upload_message,
-    receipt_upload_message,
+    ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted, TxStatus,
+    heartbeat_message, receipt_upload_message,
 };
 use verity_ledger::{Job, JobState, TrustProfile};
-use verity_types::{Address, Digest, Receipt, Signature, SignedTx};
+use verity_types::{Address, Digest, Receipt, SignedTx};
 
 use crate::node::Node;
 
@@ -80,7 +79,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/receipt", get(receipt).post(upload_receipt))
         .route("/v1/jobs/{id}/provenance", get(provenance))
-        .route("/v1/jobs/{id}/private", get(get_private).post(put_private))
+        .route("/v1/jobs/{id}/private", get(sealed_inputs))
         .route("/v1/accounts/{addr}", get(account))
         .route("/v1/providers", get(providers))
         .route("/v1/providers/heartbeat", post(heartbeat))
@@ -349,124 +348,25 @@ async fn provenance(
     }))
 }
 
-/// How far a private-data request's height may be from this node's: requests are fresh.
-const PRIVATE_REQUEST_WINDOW: u64 = 8;
-
-/// `POST /v1/jobs/{id}/private`: the job's client hands over the data its commitment names.
-/// Only for an existing job with private inputs, signed by its client, matching the
-/// commitment: nothing else is stored, so the node holds no data it was not asked to serve.
-async fn put_private(
+/// `GET /v1/jobs/{id}/private`: the private inputs the job's client provided on the ledger,
+/// sealed to the locker. Public: every node holds them, only the locker can open them.
+async fn sealed_inputs(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    body: Result<Json<PrivateUpload>, JsonRejection>,
-) -> ApiResult<serde_json::Value> {
-    let Json(upload) = body?;
+) -> ApiResult<SealedInputs> {
     let state = node.state();
     let job = find_job(&state, &id)?;
-    let commitment = job
-        .request
-        .private_inputs
-        .ok_or_else(|| bad("this job has no private inputs"))?;
-    if !job
-        .client
-        .verify(&private_upload_message(&job.id), &upload.signature)
-    {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "signature is not the job's client's".into(),
-        ));
-    }
-    if job.state.is_terminal() {
-        return Err(bad(format!("job is {}: nobody needs its data", job.state)));
-    }
-    let values = upload.values;
-    // Hashing up to 64Ki elements: CPU work, off the executor.
-    let checked = tokio::task::spawn_blocking(move || {
-        verity_vm::check_private(&values, &commitment).map(|()| values)
-    })
-    .await
-    .map_err(internal)?;
-    let values = checked.map_err(|e| bad(e.to_string()))?;
-    let bytes = serde_json::to_vec(&PrivateData { values }).map_err(internal)?;
-    node.storage()
-        .put_blob(&crate::node::private_inputs_key(&job.id), &bytes)
-        .map_err(internal)?;
-    Ok(Json(serde_json::json!({"stored": true})))
-}
-
-/// `GET /v1/jobs/{id}/private?provider=…&height=…&signature=…`: the data, to the provider
-/// entitled to the job now: its locker, or after the lock deadline a provider eligible to
-/// rescue it (staked, meeting the offer's `min_trust`). The request is signed and bound to a
-/// height near this node's, so it cannot be replayed later.
-async fn get_private(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let state = node.state();
-    let job = find_job(&state, &id)?;
-    let provider = parse_address(q.get("provider").ok_or_else(|| bad("missing `provider`"))?)?;
-    let height: u64 = q
-        .get("height")
-        .ok_or_else(|| bad("missing `height`"))?
-        .parse()
-        .map_err(|_| bad("`height` is not a number"))?;
-    let sig_hex = q
-        .get("signature")
-        .ok_or_else(|| bad("missing `signature`"))?;
-    let mut sig = [0u8; 64];
-    hex::decode_to_slice(sig_hex.strip_prefix("0x").unwrap_or(sig_hex), &mut sig)
-        .map_err(|e| bad(format!("signature is not 64 bytes of hex: {e}")))?;
-    if !provider.verify(
-        &private_request_message(&job.id, &provider, height),
-        &Signature(sig),
-    ) {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "signature does not match the provider".into(),
-        ));
-    }
-    if height.abs_diff(state.height) > PRIVATE_REQUEST_WINDOW {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "request is for height {height}, this node is at {}: sign a fresh one",
-                state.height
-            ),
-        ));
-    }
     if job.request.private_inputs.is_none() {
         return Err(not_found("this job has no private inputs"));
     }
-    let entitled = job.state == JobState::Locked
-        && (job.locker == Some(provider)
-            || (state.height >= job.lock_deadline() && eligible(&state, job, &provider)));
-    if !entitled {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "private inputs go only to the provider holding the lock, or after the lock deadline to an eligible rescuer (job is {})",
-                job.state
-            ),
-        ));
-    }
-    let bytes = node
+    let sealed = node
         .storage()
         .blob(&crate::node::private_inputs_key(&job.id))
         .map_err(internal)?
-        .ok_or_else(|| {
-            not_found("the client has not uploaded this job's private inputs to this node")
-        })?;
-    Ok(([("content-type", "application/json")], bytes).into_response())
-}
-
-/// Whether `provider` could rescue `job` on the ledger: staked, and trusted enough.
-fn eligible(state: &verity_ledger::State, job: &Job, provider: &Address) -> bool {
-    state.stakes.get(provider).is_some_and(|s| s.provider > 0)
-        && job
-            .request
-            .min_trust
-            .is_none_or(|min| TrustProfile::of(state, provider).score >= min)
+        .ok_or_else(|| not_found("the client has not provided this job's private inputs yet"))?;
+    Ok(Json(SealedInputs {
+        sealed: BASE64.encode(sealed),
+    }))
 }
 
 async fn account(

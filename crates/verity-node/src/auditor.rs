@@ -68,7 +68,7 @@ pub struct AuditorCounters {
     pub sampled: AtomicU64,
     pub matched: AtomicU64,
     pub challenged: AtomicU64,
-    /// Sampled, but the job's private advice is not on this node, so it cannot re-execute.
+    /// Sampled, but the job's private inputs are sealed to its locker, so it cannot re-execute.
     pub unverifiable: AtomicU64,
     pub probes: AtomicU64,
     pub probes_answered: AtomicU64,
@@ -160,19 +160,12 @@ pub async fn run_auditor(
 
 async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCounters>, job: Job) {
     let id = job.id;
-    // Private inputs are on this node only if the client uploaded them here.
-    let private = match job.request.private_inputs {
-        None => None,
-        Some(commitment) => match node.private_inputs(&id) {
-            Some(values) if verity_vm::check_private(&values, &commitment).is_ok() => {
-                Some((commitment, values))
-            }
-            _ => {
-                counters.unverifiable.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        },
-    };
+    // Private inputs are sealed to the locker: only it and the client know them, so an
+    // auditor cannot re-execute the job (the client can still challenge a wrong result).
+    if job.request.private_inputs.is_some() {
+        counters.unverifiable.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let Ok(job_program) = verity_vm::assemble_job(
         &job.request.program,
         job.request.private_inputs.as_ref(),
@@ -181,10 +174,7 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         return;
     };
     let program = job_program.program;
-    let Ok(inputs) = verity_vm::job_inputs(
-        &job.request.stack_inputs,
-        private.as_ref().map(|(c, v)| (c, v.as_slice())),
-    ) else {
+    let Ok(inputs) = verity_vm::job_inputs(&job.request.stack_inputs, None) else {
         return;
     };
     let max = job.request.max_cycles;

@@ -214,14 +214,6 @@ impl Node {
         lock(&self.mempool).peek(max, max_bytes)
     }
 
-    /// A job's private inputs, if its client uploaded them to this node.
-    pub fn private_inputs(&self, job: &Digest) -> Option<Vec<u64>> {
-        let bytes = self.storage().blob(&private_inputs_key(job)).ok()??;
-        serde_json::from_slice::<verity_client::PrivateData>(&bytes)
-            .ok()
-            .map(|d| d.values)
-    }
-
     pub fn record_heartbeat(&self, who: Address, height: u64) {
         lock(&self.heartbeats).insert(who, height);
     }
@@ -283,10 +275,14 @@ impl Node {
                 warn!(tx = %tx.id().short(), signer = %tx.tx.signer.short(), "transaction rejected: {e}");
             }
             if result.is_ok() {
-                // Keep accepted proofs addressable by hash, for receipts.
+                // Keep accepted proofs addressable by hash, for receipts, and sealed private
+                // inputs by job, for its locker.
                 match &tx.tx.body {
                     TxBody::Fulfil { proof: Some(p), .. } | TxBody::Challenge { proof: p, .. } => {
                         blobs.push((Digest::blake3(p), p.clone()));
+                    }
+                    TxBody::ProvideInputs { job_id, sealed } => {
+                        blobs.push((private_inputs_key(job_id), sealed.clone()));
                     }
                     _ => {}
                 }
@@ -401,7 +397,7 @@ impl verity_consensus::Chain for Node {
     }
 }
 
-/// Where a node keeps a job's private inputs (never served but to the provider entitled).
+/// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
 pub fn private_inputs_key(job: &Digest) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
 }

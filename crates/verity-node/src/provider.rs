@@ -473,31 +473,42 @@ async fn deliver(
     let id = job.id;
     let private = match job.request.private_inputs {
         None => None,
-        Some(commitment) => match client.get_private(&id, &key).await {
+        Some(commitment) => match client.private_inputs(&id, &key).await {
             Ok(values) if verity_vm::check_private(&values, &commitment).is_ok() => {
                 Some((commitment, values))
             }
-            Ok(_) => {
-                warn!(job = %id.short(), "private inputs from the node do not match the job's commitment; not proving");
-                return Outcome::Done(None);
-            }
-            // Not uploaded yet (the client sends them once the job is on the ledger).
+            // Not provided yet: the ledger releases the lock (and pays us) if they never come.
             Err(verity_client::ClientError::Refused { status: 404, .. }) => {
                 return Outcome::Retry(Box::new(Held {
                     job,
                     trace_len: held.trace_len,
                 }));
             }
-            Err(e @ verity_client::ClientError::Refused { .. }) => {
-                warn!(job = %id.short(), "the node will not hand over the private inputs: {e}; giving the job up");
-                return Outcome::Done(None);
-            }
-            Err(e) => {
-                warn!(job = %id.short(), "cannot fetch private inputs: {e}; will retry");
+            Err(e @ verity_client::ClientError::Unreachable { .. }) => {
+                warn!(job = %id.short(), "cannot fetch the private inputs: {e}; will retry");
                 return Outcome::Retry(Box::new(Held {
                     job,
                     trace_len: held.trace_len,
                 }));
+            }
+            // They do not open, or do not match the commitment: nobody can prove this job, so
+            // give the lock up rather than be slashed at the deadline.
+            other => {
+                let why = match other {
+                    Ok(_) => "they do not match the job's commitment".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                warn!(job = %id.short(), "the client's private inputs are unusable ({why}); releasing the lock");
+                let body = TxBody::ReleaseLock { job_id: id };
+                match client.send(&key, body).await {
+                    Ok(tx) => {
+                        if let Err(e) = client.wait_tx(&tx, Duration::from_secs(30)).await {
+                            warn!(job = %id.short(), "release not accepted: {e}");
+                        }
+                    }
+                    Err(e) => warn!(job = %id.short(), "cannot release the lock: {e}"),
+                }
+                return Outcome::Done(None);
             }
         },
     };

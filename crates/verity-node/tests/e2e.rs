@@ -756,10 +756,16 @@ async fn a_job_with_private_inputs_is_proven_on_the_clients_data() {
     let client = Client::new(&node.url());
     let data = [3, 4];
     let id = submit(&client, private_job(&data, Mode::Proof)).await;
-    client
-        .put_private(&id, &data, &devnet::dev_key("client"))
+    let locker = client
+        .provide_private(
+            &id,
+            &data,
+            &devnet::dev_key("client"),
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
+    assert_eq!(locker, devnet::dev_key("provider").address());
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -777,7 +783,7 @@ async fn a_job_with_private_inputs_is_proven_on_the_clients_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_inputs_go_only_to_the_entitled_provider() {
+async fn private_inputs_reach_only_the_locker() {
     let dir = tempfile::tempdir().unwrap();
     let node = start_node(dir.path()).await;
     let client = Client::new(&node.url());
@@ -788,18 +794,12 @@ async fn private_inputs_go_only_to_the_entitled_provider() {
     );
     let data = [3, 4];
     let victim = submit(&client, private_job(&data, Mode::Proof)).await;
-
-    // Only the job's client uploads, and only data matching the commitment.
-    let refused = |r: Result<(), ClientError>, status: u16| match r {
-        Err(ClientError::Refused { status: s, .. }) if s == status => {}
-        other => panic!("expected {status}, got {other:?}"),
-    };
-    refused(client.put_private(&victim, &data, &other).await, 403);
-    refused(client.put_private(&victim, &[3, 5], &owner).await, 400);
-    client.put_private(&victim, &data, &owner).await.unwrap();
-
-    // Before any lock nobody gets it.
-    assert!(client.get_private(&victim, &locker).await.is_err());
+    // Nothing before a lock: there is nobody to seal to, and nothing on the node.
+    let r = client.private_inputs(&victim, &locker).await;
+    assert!(
+        matches!(r, Err(ClientError::Refused { status: 404, .. })),
+        "{r:?}"
+    );
     let lock = client
         .send(&locker, TxBody::LockJob { job_id: victim })
         .await
@@ -808,21 +808,48 @@ async fn private_inputs_go_only_to_the_entitled_provider() {
         .wait_tx(&lock, Duration::from_secs(10))
         .await
         .unwrap();
-    assert_eq!(client.get_private(&victim, &locker).await.unwrap(), data);
-    // Another provider, before the lock deadline: refused.
-    let r = client.get_private(&victim, &other).await;
+
+    // Only the job's client provides them.
+    let sealed = verity_client::sealing::seal(&victim, &[600, 66], &locker.address()).unwrap();
+    let forged = client
+        .send(
+            &other,
+            TxBody::ProvideInputs {
+                job_id: victim,
+                sealed,
+            },
+        )
+        .await
+        .unwrap();
     assert!(
-        matches!(r, Err(ClientError::Refused { status: 403, .. })),
-        "{r:?}"
+        client
+            .wait_tx(&forged, Duration::from_secs(10))
+            .await
+            .is_err()
+    );
+    client
+        .provide_private(&victim, &data, &owner, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // Every node serves the sealed box; the locker opens it, another provider cannot.
+    assert_eq!(client.private_inputs(&victim, &locker).await.unwrap(), data);
+    let r = client.private_inputs(&victim, &other).await;
+    assert!(matches!(r, Err(ClientError::Protocol(_))), "{r:?}");
+    // The delivery clock started when the inputs arrived.
+    let job = client.job(&victim).await.unwrap().job;
+    assert_eq!(
+        job.inputs_delay,
+        job.inputs_provided_height.unwrap() - job.locked_height.unwrap()
     );
 
-    // A copycat job naming the victim's commitment, locked by the attacker, holds no data.
-    let copycat_client = Keypair::dev("copycat");
+    // A copycat job naming the victim's commitment holds nothing.
+    let copycat = Keypair::dev("copycat");
     let fund = client
         .send(
             &owner,
             TxBody::Transfer {
-                to: copycat_client.address(),
+                to: copycat.address(),
                 amount: 10_000,
             },
         )
@@ -833,45 +860,17 @@ async fn private_inputs_go_only_to_the_entitled_provider() {
         .await
         .unwrap();
     let copy = client
-        .send(
-            &copycat_client,
-            TxBody::SubmitJob(private_job(&data, Mode::Proof)),
-        )
+        .send(&copycat, TxBody::SubmitJob(private_job(&data, Mode::Proof)))
         .await
         .unwrap();
     client
         .wait_tx(&copy, Duration::from_secs(10))
         .await
         .unwrap();
-    let lock = client
-        .send(&other, TxBody::LockJob { job_id: copy })
-        .await
-        .unwrap();
-    client
-        .wait_tx(&lock, Duration::from_secs(10))
-        .await
-        .unwrap();
-    let r = client.get_private(&copy, &other).await;
+    let r = client.private_inputs(&copy, &other).await;
     assert!(
         matches!(r, Err(ClientError::Refused { status: 404, .. })),
         "{r:?}"
     );
-
-    // A request signed for an old height is not accepted again later.
-    let head = client.head().await.unwrap().height;
-    let old = head.saturating_sub(20);
-    let sig = locker.sign(&verity_client::private_request_message(
-        &victim,
-        &locker.address(),
-        old,
-    ));
-    let url = format!(
-        "{}/v1/jobs/{victim}/private?provider={}&height={old}&signature=0x{}",
-        node.url(),
-        locker.address(),
-        hex::encode(sig.0)
-    );
-    let status = reqwest::get(&url).await.unwrap().status();
-    assert_eq!(status.as_u16(), 403, "a stale request is refused");
     node.stop().await;
 }

@@ -216,6 +216,20 @@ pub enum TxBody {
         outputs: StackOutputs,
         proof: Vec<u8>,
     },
+    /// The client hands a locked job's private inputs to its locker, sealed to the locker's
+    /// key (see `verity_client::sealing`): on the ledger, so every node holds them and their
+    /// arrival is a fact, and encrypted, so only the locker can read them. The locker's
+    /// delivery clock starts here.
+    ProvideInputs {
+        job_id: Digest,
+        sealed: Vec<u8>,
+    },
+    /// The locker of a job with private inputs gives it up after receiving inputs it cannot use
+    /// (they do not open, or do not match the commitment). No one can tell from the ledger
+    /// which side is at fault, so nobody is paid or slashed; both records show the release.
+    ReleaseLock {
+        job_id: Digest,
+    },
     /// A provider says where auditors can probe it (an `http://` or `https://` URL).
     Announce {
         endpoint: String,

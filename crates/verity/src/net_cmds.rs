@@ -907,13 +907,22 @@ async fn submit_job(
         .wait_tx(&tx, Duration::from_secs(30))
         .await
         .context("the ledger refused the job")?;
-    // The data goes to the node only once the job exists, signed, for this job alone; the
-    // node hands it only to the provider entitled to the job.
+    // The data goes on the ledger only once a provider holds the lock, sealed to its key:
+    // every node relays it, only the locker can read it, and the locker's delivery clock
+    // starts then.
     if !given.private.is_empty() {
-        client
-            .put_private(&tx, &given.private, key)
+        let head = client.head().await?;
+        let window = Duration::from_millis(head.block_interval_ms * offer.lock_timeout)
+            + Duration::from_secs(30);
+        eprintln!(
+            "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
+            tx.short()
+        );
+        let locker = client
+            .provide_private(&tx, &given.private, key, window)
             .await
-            .context("cannot hand the private inputs to the node")?;
+            .context("cannot provide the private inputs")?;
+        eprintln!("private inputs provided to {}", locker.short());
     }
     Ok(tx)
 }
