@@ -94,6 +94,15 @@ mod tests {
         let mut altered = sealed.clone();
         altered[40] ^= 1;
         assert_eq!(open(&job, &altered, &provider), Err(SealError::Open));
+        // Any truncation or single-byte change is refused, never a panic.
+        for cut in 0..sealed.len() {
+            assert!(open(&job, &sealed[..cut], &provider).is_err());
+        }
+        for at in 0..sealed.len() {
+            let mut changed = sealed.clone();
+            changed[at] = changed[at].wrapping_add(1);
+            assert!(open(&job, &changed, &provider).is_err(), "byte {at}");
+        }
         // Two seals of the same data differ (ephemeral keys): nothing links them.
         assert_ne!(sealed, seal(&job, &[3, 4], &provider.address()).unwrap());
     }

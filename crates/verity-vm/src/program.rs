@@ -31,6 +31,10 @@ impl Program {
     /// `name` (usually the file path) is used in error messages, which show the line and
     /// column of the problem.
     pub fn assemble(source: &str, name: &str) -> Result<Program, VmError> {
+        contained(|| Program::assemble_inner(source, name))
+    }
+
+    fn assemble_inner(source: &str, name: &str) -> Result<Program, VmError> {
         let source_manager = Arc::new(DefaultSourceManager::default());
         let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
         let mut assembler = Assembler::new(source_manager.clone());
@@ -47,6 +51,10 @@ impl Program {
     /// Assembles a job's wrapped program (see [`crate::job`]): the core library and Verity's
     /// loader library `verity::private`, linked statically so any host can run it.
     pub(crate) fn assemble_with_loader(source: &str, name: &str) -> Result<Program, VmError> {
+        contained(|| Program::assemble_with_loader_inner(source, name))
+    }
+
+    fn assemble_with_loader_inner(source: &str, name: &str) -> Result<Program, VmError> {
         let source_manager = Arc::new(DefaultSourceManager::default());
         let loader = Module::parser(ModuleKind::Library)
             .parse_str(
@@ -84,6 +92,16 @@ impl Program {
     pub fn hash(&self) -> Digest {
         self.hash
     }
+}
+
+/// Runs Miden's parser or assembler on source from anyone: a panic inside it is contained and
+/// reported as an assembly error, never taken down the caller (a validator applying a block).
+pub(crate) fn contained<T>(f: impl FnOnce() -> Result<T, VmError>) -> Result<T, VmError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(VmError::Assembly(
+            "the assembler could not process this program".into(),
+        ))
+    })
 }
 
 /// Renders a Miden diagnostic with its source snippet (file, line, caret), without colours.

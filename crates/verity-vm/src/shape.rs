@@ -46,8 +46,14 @@ pub struct ProgramShape {
     pub entry_offset: Option<usize>,
 }
 
-/// Parses `source` and measures it. Fails on a syntax error (with the line), never panics.
+/// Parses `source` and measures it. Fails on a syntax error (with the line), never panics:
+/// the ledger runs it on source from anyone, so a panic inside Miden's parser is contained and
+/// reported as an error.
 pub fn inspect(source: &str, name: &str) -> Result<ProgramShape, VmError> {
+    crate::program::contained(|| inspect_inner(source, name))
+}
+
+fn inspect_inner(source: &str, name: &str) -> Result<ProgramShape, VmError> {
     let source_manager = Arc::new(DefaultSourceManager::default());
     let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
     let module = Module::parser(ModuleKind::Executable)
