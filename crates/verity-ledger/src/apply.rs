@@ -292,12 +292,16 @@ impl Ctx<'_> {
                 .map(|l| l + self.state.params.private_inputs_timeout);
             match job.state {
                 JobState::Submitted if h >= job.lock_deadline() => self.expire(job_id),
-                JobState::Locked if job.awaiting_inputs() => {
-                    if inputs_due.is_some_and(|due| h >= due) {
-                        self.release_unprovided(job_id)
-                    }
+                // A locker waiting for private inputs is released when they are due, and never
+                // slashed meanwhile: its delivery clock has not started.
+                JobState::Locked
+                    if job.awaiting_inputs() && inputs_due.is_some_and(|due| h >= due) =>
+                {
+                    self.release_unprovided(job_id)
                 }
-                JobState::Locked if h >= job.deadline() => self.slash_unfulfilled(job_id),
+                JobState::Locked if !job.awaiting_inputs() && h >= job.deadline() => {
+                    self.slash_unfulfilled(job_id)
+                }
                 JobState::Fulfilled
                     if h >= job.fulfilled_height.unwrap_or(0)
                         + self.state.params.challenge_window =>
