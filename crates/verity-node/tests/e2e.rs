@@ -327,6 +327,26 @@ async fn bad_requests_get_clear_4xx_errors() {
     )
     .await;
 
+    // Heartbeats only from staked providers (fresh keys cannot grow the table), and
+    // receipts only from a job's fulfiller.
+    let fresh = Keypair::dev("fresh");
+    let head = Client::new(&url).head().await.unwrap().height;
+    let hb = verity_client::Heartbeat {
+        provider: fresh.address(),
+        height: head,
+        signature: fresh.sign(&verity_client::heartbeat_message(&fresh.address(), head)),
+    };
+    check(
+        http.post(format!("{url}/v1/providers/heartbeat"))
+            .json(&hb)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "only a staked provider",
+    )
+    .await;
+
     let huge = format!("{{\"tx\": \"{}\"}}", "A".repeat(3 * 1024 * 1024));
     let resp = post(huge).await.unwrap();
     assert_eq!(resp.status().as_u16(), 413, "oversized bodies are refused");

@@ -321,3 +321,49 @@ fn private_inputs_are_bound_to_the_receipt_and_never_in_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn key_files_are_private_from_the_start_and_a_custom_network_needs_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = dir.path().join("v1");
+    let out = verity(&[
+        "node",
+        "init",
+        "--dir",
+        node_dir.to_str().unwrap(),
+        "--p2p",
+        "127.0.0.1:9000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node_dir.join("validator.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "validator.key mode {mode:o}");
+    }
+    // A node on a custom genesis without a key refuses to sign with the public dev key.
+    let genesis = dir.path().join("genesis.json");
+    std::fs::write(
+        &genesis,
+        r#"{"chain_id":"custom","accounts":[],"stakes":[]}"#,
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    let out = verity(&[
+        "node",
+        "run",
+        "--dir",
+        empty.to_str().unwrap(),
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no validator key"),
+        "{}",
+        stderr(&out)
+    );
+}
