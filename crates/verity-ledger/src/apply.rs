@@ -212,6 +212,28 @@ fn apply_block_with(
     })
 }
 
+/// Refuses a transaction on `job` unless the job is in `state` (`expected` names it).
+fn require_state(job: &Job, state: JobState, expected: &'static str) -> Result<(), TxError> {
+    if job.state != state {
+        return Err(TxError::WrongState {
+            job: job.id,
+            state: job.state,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a transaction at height `h` once `deadline` (`what`) has come.
+fn require_before(h: u64, deadline: u64, what: &str) -> Result<(), TxError> {
+    if h >= deadline {
+        return Err(TxError::DeadlinePassed(format!(
+            "{what} was block {deadline}"
+        )));
+    }
+    Ok(())
+}
+
 struct Ctx<'a> {
     state: &'a mut State,
     header: &'a BlockHeader,
@@ -723,19 +745,8 @@ impl Ctx<'_> {
     fn lock(&mut self, provider: Address, tx: Digest, job_id: Digest) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
-        if job.state != JobState::Submitted {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "submitted",
-            });
-        }
-        if h >= job.lock_deadline() {
-            return Err(TxError::DeadlinePassed(format!(
-                "the lock deadline was block {}",
-                job.lock_deadline()
-            )));
-        }
+        require_state(job, JobState::Submitted, "submitted")?;
+        require_before(h, job.lock_deadline(), "the lock deadline")?;
         let collateral = job.request.offer.collateral;
         self.check_eligible(&provider, job)?;
         self.check_free_stake(&provider, collateral)?;
@@ -777,19 +788,8 @@ impl Ctx<'_> {
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
-        if job.state != JobState::Locked {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "locked",
-            });
-        }
-        if h >= job.deadline() {
-            return Err(TxError::DeadlinePassed(format!(
-                "the job's deadline was block {}",
-                job.deadline()
-            )));
-        }
+        require_state(job, JobState::Locked, "locked")?;
+        require_before(h, job.deadline(), "the job's deadline")?;
         let locker = job.locker.expect("locked job has a locker");
         let rescue = who != locker;
         if rescue && h < job.lock_deadline() {
@@ -957,12 +957,7 @@ impl Ctx<'_> {
                 expected: "locked with private inputs provided",
             });
         }
-        if h >= job.deadline() {
-            return Err(TxError::DeadlinePassed(format!(
-                "the job's deadline was block {}",
-                job.deadline()
-            )));
-        }
+        require_before(h, job.deadline(), "the job's deadline")?;
         let collateral = job.request.offer.collateral;
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         let client = job.client;
@@ -993,13 +988,7 @@ impl Ctx<'_> {
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
-        if job.state != JobState::Fulfilled {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "fulfilled (optimistic)",
-            });
-        }
+        require_state(job, JobState::Fulfilled, "fulfilled (optimistic)")?;
         let window_end =
             job.fulfilled_height.expect("fulfilled") + self.state.params.challenge_window;
         if h >= window_end {

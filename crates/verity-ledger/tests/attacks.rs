@@ -7,15 +7,8 @@ use common::*;
 use verity_ledger::{JobState, TxError, precheck};
 use verity_types::{JobRequest, Keypair, Mode, Role, SignedTx, StackOutputs, Tx, TxBody, canary};
 
-/// Adds the first two private inputs to the public input (the client's data gives 3 + 4 +
-/// 10 = 17).
-const PRIVATE_SUM: &str = "\
-begin
-    push.268435456 mem_load
-    push.268435457 mem_load
-    add add
-end
-";
+/// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
+const PRIVATE_SUM: &str = include_str!("../../../examples/private_sum.masm");
 
 fn private_job(data: &[u64], mode: Mode) -> JobRequest {
     JobRequest {

@@ -750,14 +750,8 @@ async fn canaries_sent_before_a_restart_are_revealed_after_it() {
     node.stop().await;
 }
 
-/// Adds the first two private inputs to the public input.
-const PRIVATE_SUM: &str = "\
-begin
-    push.268435456 mem_load
-    push.268435457 mem_load
-    add add
-end
-";
+/// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
+const PRIVATE_SUM: &str = include_str!("../../../examples/private_sum.masm");
 
 fn private_job(data: &[u64], mode: Mode) -> JobRequest {
     JobRequest {

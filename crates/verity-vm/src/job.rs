@@ -216,14 +216,7 @@ pub fn assemble_job(
 mod tests {
     use super::*;
 
-    const SUM: &str = "\
-# Adds the first two private inputs to the public input.
-begin
-    push.268435456 mem_load
-    push.268435457 mem_load
-    add add
-end
-";
+    const SUM: &str = include_str!("../../../examples/private_sum.masm");
 
     #[test]
     fn the_loader_makes_private_data_readable_and_binds_it() {
