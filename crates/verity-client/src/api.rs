@@ -201,9 +201,11 @@ pub struct ReceiptUpload {
     pub signature: Signature,
 }
 
-/// What a fulfiller signs to upload the receipt of its proof.
-pub fn receipt_upload_message(job: &Digest, proof_hash: &Digest) -> Vec<u8> {
-    format!("verity/receipt-upload/v1/{job}/{proof_hash}").into_bytes()
+/// What a fulfiller signs to upload a receipt: the job and the Blake3 of the whole receipt
+/// file (`Receipt::to_json`), so no field of it (the unattested `cycles` and `trace_len`
+/// included) can be changed and re-sent under the same signature.
+pub fn receipt_upload_message(job: &Digest, receipt_hash: &Digest) -> Vec<u8> {
+    format!("verity/receipt-upload/v2/{job}/{receipt_hash}").into_bytes()
 }
 
 /// What a provider signs to answer an auditor's liveness probe carrying `nonce`.

@@ -296,17 +296,30 @@ impl Client {
         Ok(locker)
     }
 
-    /// A job's private inputs as provided on the ledger, opened with the locker's `key`.
+    /// A job's private inputs as provided on the ledger, still sealed (open them with
+    /// [`sealing::open`] after checking them against the job's `sealed_inputs_hash`).
     /// `Refused { status: 404 }` until the client has provided them.
+    pub async fn sealed_inputs(&self, job: &Digest) -> Result<Vec<u8>, ClientError> {
+        let body: SealedInputs = self.get(&format!("/v1/jobs/{job}/private")).await?;
+        BASE64
+            .decode(body.sealed.as_bytes())
+            .map_err(|e| ClientError::Protocol(format!("sealed inputs are not base64: {e}")))
+    }
+
+    /// A job's private inputs as provided on the ledger, checked against the hash the ledger
+    /// recorded and opened with the locker's `key`.
     pub async fn private_inputs(
         &self,
         job: &Digest,
         key: &Keypair,
     ) -> Result<Vec<u64>, ClientError> {
-        let body: SealedInputs = self.get(&format!("/v1/jobs/{job}/private")).await?;
-        let sealed = BASE64
-            .decode(body.sealed.as_bytes())
-            .map_err(|e| ClientError::Protocol(format!("sealed inputs are not base64: {e}")))?;
+        let recorded = self.job(job).await?.job.sealed_inputs_hash;
+        let sealed = self.sealed_inputs(job).await?;
+        if recorded != Some(Digest::blake3(&sealed)) {
+            return Err(ClientError::Protocol(
+                "the node served sealed inputs that are not the ones on the ledger".into(),
+            ));
+        }
         sealing::open(job, &sealed, key).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -322,7 +335,10 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let body = ReceiptUpload {
             receipt: value,
-            signature: key.sign(&receipt_upload_message(job, &receipt.proof_hash())),
+            signature: key.sign(&receipt_upload_message(
+                job,
+                &Digest::blake3(receipt.to_json().as_bytes()),
+            )),
         };
         let _: serde_json::Value = self.post(&format!("/v1/jobs/{job}/receipt"), &body).await?;
         Ok(())

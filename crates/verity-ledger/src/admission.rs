@@ -20,6 +20,39 @@ pub struct Admissible {
     pub fee: u64,
     /// Encoded size in bytes.
     pub size: usize,
+    /// What assembling it costs every validator, in operations ([`assembly_ops`]).
+    pub assembly_ops: u64,
+}
+
+/// Assembly cost counted for any `SubmitJob`, however small its program: parsing, linking and
+/// hashing cost something even for a one-line program.
+pub const ASSEMBLY_BASE_OPS: u64 = 1024;
+
+/// What assembling a transaction's program costs, in operations: the program's size once its
+/// `repeat`s are unrolled (see `verity_vm::inspect`) plus [`ASSEMBLY_BASE_OPS`]; 0 for any other
+/// transaction. A program that does not parse costs the base (it is refused before assembly).
+pub fn assembly_ops(body: &TxBody) -> u64 {
+    match body {
+        TxBody::SubmitJob(req) => {
+            let unrolled =
+                verity_vm::inspect(&req.program, "job.masm").map_or(0, |s| s.expanded_ops);
+            unrolled.saturating_add(ASSEMBLY_BASE_OPS)
+        }
+        _ => 0,
+    }
+}
+
+/// The fee of a transaction: [`crate::Params::fee`] for its size and proofs, plus
+/// `fee_per_kib` per 1,024 operations of assembly, so a program that unrolls is paid for like
+/// the bytes it would take written out.
+pub fn fee_of(state: &State, stx: &SignedTx) -> u64 {
+    fee_with(state, stx, assembly_ops(&stx.tx.body))
+}
+
+fn fee_with(state: &State, stx: &SignedTx, assembly_ops: u64) -> u64 {
+    let p = &state.params;
+    p.fee(&stx.tx.body, stx.encoded_len())
+        .saturating_add(p.fee_per_kib.saturating_mul(assembly_ops.div_ceil(1024)))
 }
 
 /// Checks chain, size limits, signature, nonce (`expected_nonce`: the ledger's, or the
@@ -33,7 +66,7 @@ pub fn precheck(state: &State, stx: &SignedTx, expected_nonce: u64) -> Result<Ad
             got: tx.chain_id.clone(),
         });
     }
-    check_limits(state, &tx.body)?;
+    // Cheap checks first: an unsigned or stale transaction costs no parsing.
     if !stx.signature_is_valid() {
         return Err(TxError::BadSignature);
     }
@@ -43,13 +76,18 @@ pub fn precheck(state: &State, stx: &SignedTx, expected_nonce: u64) -> Result<Ad
             got: tx.nonce,
         });
     }
+    let assembly_ops = check_limits(state, &tx.body)?;
     let size = stx.encoded_len();
-    let fee = state.params.fee(&tx.body, size);
+    let fee = fee_with(state, stx, assembly_ops);
     let available = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
     if available < fee {
         return Err(TxError::CannotPayFee { fee, available });
     }
-    Ok(Admissible { fee, size })
+    Ok(Admissible {
+        fee,
+        size,
+        assembly_ops,
+    })
 }
 
 fn oversized(what: &'static str, size: usize, limit: usize) -> Result<(), TxError> {
@@ -59,8 +97,9 @@ fn oversized(what: &'static str, size: usize, limit: usize) -> Result<(), TxErro
     Ok(())
 }
 
-/// Size limits a transaction's body must respect whatever the state.
-fn check_limits(state: &State, body: &TxBody) -> Result<(), TxError> {
+/// Size limits a transaction's body must respect whatever the state; returns its assembly
+/// cost ([`assembly_ops`]).
+fn check_limits(state: &State, body: &TxBody) -> Result<u64, TxError> {
     let p = &state.params;
     match body {
         TxBody::SubmitJob(req) => {
@@ -73,31 +112,35 @@ fn check_limits(state: &State, body: &TxBody) -> Result<(), TxError> {
             oversized("stack inputs", req.stack_inputs.len(), 16 - reserved)?;
             // What assembling would cost every validator, bounded before anyone assembles it.
             // (A program that does not parse is the transaction's own failure, charged later.)
-            if let Ok(shape) = verity_vm::inspect(&req.program, "job.masm") {
-                oversized(
-                    "program (operations once unrolled)",
-                    usize::try_from(shape.expanded_ops).unwrap_or(usize::MAX),
-                    p.max_program_nodes as usize,
-                )?;
-            }
-            Ok(())
+            let ops = assembly_ops(body);
+            oversized(
+                "program (operations once unrolled)",
+                usize::try_from(ops - ASSEMBLY_BASE_OPS).unwrap_or(usize::MAX),
+                p.max_program_nodes as usize,
+            )?;
+            Ok(ops)
         }
         TxBody::Fulfil {
             proof: Some(proof), ..
         }
         | TxBody::Challenge { proof, .. } => {
-            oversized("proof", proof.len(), p.max_proof_bytes as usize)
+            oversized("proof", proof.len(), p.max_proof_bytes as usize).map(|()| 0)
         }
         TxBody::ProvideInputs { sealed, .. } => {
-            oversized("sealed inputs", sealed.len(), MAX_SEALED_INPUTS_BYTES)
+            oversized("sealed inputs", sealed.len(), MAX_SEALED_INPUTS_BYTES).map(|()| 0)
         }
-        TxBody::Announce { endpoint } => oversized("endpoint", endpoint.len(), MAX_ENDPOINT_BYTES),
-        TxBody::Audit(report) => oversized("audit", report.liveness.len(), MAX_AUDIT_ENTRIES),
+        TxBody::Announce { endpoint } => {
+            oversized("endpoint", endpoint.len(), MAX_ENDPOINT_BYTES).map(|()| 0)
+        }
+        TxBody::Audit(report) => {
+            oversized("audit", report.liveness.len(), MAX_AUDIT_ENTRIES).map(|()| 0)
+        }
         TxBody::CanaryReveal(reveal) => oversized(
             "canary reveal",
             reveal.canaries.len(),
             MAX_CANARIES_PER_EPOCH as usize,
-        ),
-        _ => Ok(()),
+        )
+        .map(|()| 0),
+        _ => Ok(0),
     }
 }

@@ -193,6 +193,16 @@ fn apply_block_with(
             limit: state.params.max_block_bytes as usize,
         });
     }
+    let assembly: u64 = txs
+        .iter()
+        .map(|tx| crate::admission::assembly_ops(&tx.tx.body))
+        .fold(0, u64::saturating_add);
+    if assembly > state.params.max_block_assembly_ops {
+        return Err(BlockError::TooMuchAssembly {
+            got: assembly,
+            limit: state.params.max_block_assembly_ops,
+        });
+    }
     state.height = header.height;
     state.timestamp_ms = header.timestamp_ms;
 
@@ -627,6 +637,24 @@ impl Ctx<'_> {
         if req.min_trust.is_some_and(|t| t > 1000) {
             return Err(TxError::BadOffer("min_trust is a score out of 1000".into()));
         }
+        if let Some(private) = &req.private_inputs {
+            if private
+                .commitment
+                .iter()
+                .any(|v| *v >= verity_types::MODULUS)
+            {
+                return Err(TxError::BadInputs(
+                    "the private-input commitment is not 4 field elements".into(),
+                ));
+            }
+            // Only the prover and the client know the data: no auditor or watcher could
+            // check an optimistic result, so a lie would always be paid.
+            if req.mode == Mode::Optimistic {
+                return Err(TxError::BadInputs(
+                    "jobs with private inputs run in proof mode: nobody but the client could challenge an optimistic result".into(),
+                ));
+            }
+        }
         self.debit_check(&client, req.offer.max_price)?;
         // Assembling is deterministic: the MAST root is a function of the source (and, for
         // private inputs, Verity's loader) alone. Its size was bounded at admission.
@@ -798,6 +826,14 @@ impl Ctx<'_> {
                 lock_deadline: job.lock_deadline(),
             });
         }
+        // A locker still waiting for the private inputs has nothing to prove on yet.
+        if job.awaiting_inputs() {
+            return Err(TxError::WrongState {
+                job: job_id,
+                state: job.state,
+                expected: "locked with its private inputs provided",
+            });
+        }
         // A rescue gives the rescuer the job: the offer's terms apply to it as to a lock. A
         // job's private inputs are sealed to its locker, so nobody else can prove it.
         if rescue {
@@ -961,17 +997,26 @@ impl Ctx<'_> {
         let collateral = job.request.offer.collateral;
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         let client = job.client;
-        let refund = std::mem::take(&mut job.escrow);
-        self.state.stakes.entry(who).or_default().provider_locked -= collateral;
-        self.credit(client, refund);
+        // Nobody can tell from the ledger whether the data was bad or the locker lies, so both
+        // lose a little, to nobody's profit: the client the offer's floor price, the locker a
+        // tenth of its collateral. Walking away is never free for either.
+        let escrow = std::mem::take(&mut job.escrow);
+        let client_burn = job.request.offer.min_price.min(escrow);
+        let locker_burn = collateral / 10;
+        let stake = self.state.stakes.entry(who).or_default();
+        stake.provider_locked -= collateral;
+        stake.provider -= locker_burn;
+        self.state.burned += client_burn + locker_burn;
+        self.credit(client, escrow - client_burn);
         self.stats(who).released += 1;
         self.record(
             job_id,
             JobState::Expired,
             Some(tx),
             format!(
-                "{} released the lock: the private inputs it received were unusable; {refund} refunded, nobody slashed",
-                who.short()
+                "{} released the lock, saying the private inputs were unusable: {client_burn} of the escrow and {locker_burn} of its collateral burned, {} refunded",
+                who.short(),
+                escrow - client_burn
             ),
         );
         self.finish(job_id);

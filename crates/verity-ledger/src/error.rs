@@ -105,4 +105,6 @@ pub enum BlockError {
     TooManyTxs { got: usize, limit: usize },
     #[error("block's transactions take {got} bytes, more than the limit of {limit}")]
     TooManyBytes { got: usize, limit: usize },
+    #[error("block's programs take {got} operations to assemble, more than the limit of {limit}")]
+    TooMuchAssembly { got: u64, limit: u64 },
 }

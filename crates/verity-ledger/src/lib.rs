@@ -15,7 +15,7 @@ mod error;
 mod state;
 pub mod trust;
 
-pub use admission::{Admissible, precheck};
+pub use admission::{ASSEMBLY_BASE_OPS, Admissible, assembly_ops, fee_of, precheck};
 pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
 pub use block::{Block, genesis_block_id};
 pub use error::{BlockError, TxError};

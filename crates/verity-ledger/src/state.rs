@@ -41,6 +41,9 @@ pub struct Params {
     /// Blocks a locker waits for a job's private inputs; then the lock is released and the
     /// client pays the locker the offer's `min_price` for the wasted lock.
     pub private_inputs_timeout: u64,
+    /// Most assembly work per block, in operations (`admission::assembly_ops` summed over its
+    /// `SubmitJob`s): bounds the time every validator spends assembling one block's programs.
+    pub max_block_assembly_ops: u64,
 }
 
 impl Params {
@@ -77,6 +80,7 @@ impl Default for Params {
             fee_per_proof: 10,
             max_program_nodes: 1 << 16,
             private_inputs_timeout: 40,
+            max_block_assembly_ops: 1 << 18,
         }
     }
 }

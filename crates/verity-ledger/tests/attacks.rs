@@ -104,6 +104,12 @@ fn a_proof_on_data_of_the_provers_choosing_is_not_paid() {
     let client_data = [3, 4];
     let job = submit_req(&mut chain, private_job(&client_data, Mode::Proof));
     chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    // Nothing can be fulfilled before the client provides the data.
+    assert!(matches!(
+        fulfil(&mut chain, "p1", job, &prove_private(&client_data), true),
+        Err(TxError::WrongState { .. })
+    ));
+    provide(&mut chain, "client", job).unwrap();
 
     // The provider proves the same program on data it picked (600 + 66 + 10 = 676).
     let forged = prove_private(&[600, 66]);
@@ -131,27 +137,26 @@ fn a_proof_on_data_of_the_provers_choosing_is_not_paid() {
     assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
 }
 
+/// An optimistic result on private data could be checked by nobody but the client (and a
+/// challenge on other data never verifies): such jobs run in proof mode only.
 #[test]
-fn a_challenge_proven_on_other_data_cannot_overturn_a_correct_result() {
+fn private_inputs_cannot_be_optimistic_and_challenges_stay_on_the_committed_data() {
     let mut chain = Chain::new();
-    let client_data = [3, 4];
-    let job = submit_req(&mut chain, private_job(&client_data, Mode::Optimistic));
-    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
-    let honest = prove_private(&client_data);
-    fulfil(&mut chain, "p1", job, &honest, false).unwrap();
-
-    let other = prove_private(&[5, 5]);
-    assert_ne!(other.stack_outputs, honest.stack_outputs);
     let r = chain.send(
-        "watcher",
-        TxBody::Challenge {
-            job_id: job,
-            outputs: other.stack_outputs,
-            proof: other.proof.clone(),
-        },
+        "client",
+        TxBody::SubmitJob(private_job(&[3, 4], Mode::Optimistic)),
     );
-    assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
-    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    assert!(
+        matches!(r, Err(TxError::BadInputs(ref m)) if m.contains("proof mode")),
+        "{r:?}"
+    );
+    // A commitment outside the field is refused too (no proof could ever match it).
+    let mut bad = private_job(&[3, 4], Mode::Proof);
+    bad.private_inputs.as_mut().unwrap().commitment[0] = verity_types::MODULUS;
+    assert!(matches!(
+        chain.send("client", TxBody::SubmitJob(bad)),
+        Err(TxError::BadInputs(_))
+    ));
 }
 
 #[test]
@@ -286,7 +291,14 @@ fn every_included_transaction_pays_its_fee_and_fees_are_burned() {
     let mut chain = Chain::with_fees();
     let before = chain.balance("client");
     let tx = chain.tx("client", TxBody::SubmitJob(fib_job(10, Mode::Proof)));
-    let fee = chain.state.params.fee(&tx.tx.body, tx.encoded_len());
+    let fee = verity_ledger::fee_of(&chain.state, &tx);
+    // Its program's assembly is paid for like bytes: a KiB's fee per 1,024 operations.
+    let ops = verity_ledger::assembly_ops(&tx.tx.body);
+    let p = &chain.state.params;
+    assert_eq!(
+        fee,
+        p.fee(&tx.tx.body, tx.encoded_len()) + p.fee_per_kib * ops.div_ceil(1024)
+    );
     assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
     assert_eq!(chain.balance("client"), before - 1_000 - fee);
     assert_eq!(chain.state.fees_burned, fee);
@@ -560,13 +572,21 @@ fn a_job_sealed_to_its_locker_cannot_be_rescued_and_only_the_locker_releases_it(
         chain.send("p2", TxBody::ReleaseLock { job_id: job }),
         Err(TxError::NotEligible(_))
     ));
-    let client0 = chain.balance("client");
+    // Walking away costs both sides a little, to nobody's profit: the client the floor price,
+    // the locker a tenth of its collateral.
+    let (client0, burned0) = (chain.balance("client"), chain.state.burned);
     chain
         .send("p1", TxBody::ReleaseLock { job_id: job })
         .unwrap();
     assert_eq!(chain.state.jobs[&job].state, JobState::Expired);
-    assert_eq!(chain.balance("client"), client0 + offer().max_price);
-    assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
+    let (min, collateral) = (offer().min_price, offer().collateral);
+    assert_eq!(chain.balance("client"), client0 + offer().max_price - min);
+    assert_eq!(chain.state.burned, burned0 + min + collateral / 10);
+    let stake = &chain.state.stakes[&addr("p1")];
+    assert_eq!(
+        (stake.provider, stake.provider_locked),
+        (10_000 - collateral / 10, 0)
+    );
     assert_eq!(chain.state.providers[&addr("p1")].released, 1);
     chain.check_supply();
 }

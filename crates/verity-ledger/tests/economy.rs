@@ -101,13 +101,7 @@ impl Books {
     fn block(&mut self, txs: Vec<(&'static str, SignedTx)>) {
         let fees: Vec<(&'static str, u64, bool)> = txs
             .iter()
-            .map(|(who, tx)| {
-                (
-                    *who,
-                    self.chain.state.params.fee(&tx.tx.body, tx.encoded_len()),
-                    false,
-                )
-            })
+            .map(|(who, tx)| (*who, verity_ledger::fee_of(&self.chain.state, tx), false))
             .collect();
         let out = self
             .chain

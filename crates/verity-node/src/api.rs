@@ -307,7 +307,7 @@ async fn upload_receipt(
     let receipt = Receipt::from_json(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let signed_by_fulfiller = job.fulfiller.is_some_and(|f| {
         f.verify(
-            &receipt_upload_message(&job.id, &receipt.proof_hash()),
+            &receipt_upload_message(&job.id, &Digest::blake3(receipt.to_json().as_bytes())),
             &upload.signature,
         )
     });

@@ -273,27 +273,52 @@ pub fn probe_allowed(endpoint: &str, private_ok: bool) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     match host.parse::<std::net::IpAddr>() {
         Err(_) => {
-            let d = host.to_ascii_lowercase();
+            let d = host.trim_end_matches('.').to_ascii_lowercase();
             d != "localhost" && !d.ends_with(".localhost")
         }
-        Ok(std::net::IpAddr::V4(ip)) => {
-            let [a, b, ..] = ip.octets();
-            !(ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || (a == 100 && (b & 0xc0) == 64))
-        }
+        Ok(std::net::IpAddr::V4(ip)) => public_v4(ip),
+        Ok(std::net::IpAddr::V6(ip)) if ip.is_loopback() || ip.is_unspecified() => false,
         Ok(std::net::IpAddr::V6(ip)) => {
-            let seg = ip.segments()[0];
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || (seg & 0xfe00) == 0xfc00
-                || (seg & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some())
+            let seg = ip.segments();
+            // Forms that embed an IPv4 address are judged by it: mapped (::ffff:a.b.c.d),
+            // compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+            let embedded = if seg[..2] == [0x64, 0xff9b] && seg[2..6] == [0; 4] {
+                Some(std::net::Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                ))
+            } else if seg[0] == 0x2002 {
+                Some(std::net::Ipv4Addr::new(
+                    (seg[1] >> 8) as u8,
+                    seg[1] as u8,
+                    (seg[2] >> 8) as u8,
+                    seg[2] as u8,
+                ))
+            } else {
+                ip.to_ipv4()
+            };
+            match embedded {
+                Some(v4) => public_v4(v4),
+                None => !((seg[0] & 0xfe00) == 0xfc00 || (seg[0] & 0xffc0) == 0xfe80),
+            }
         }
     }
+}
+
+/// A public IPv4 address: not loopback, private, link-local, unspecified, broadcast, shared
+/// (100.64/10), benchmarking (198.18/15) or reserved (240/4).
+fn public_v4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || (a == 100 && (b & 0xc0) == 64)
+        || (a == 198 && (b & 0xfe) == 18)
+        || a >= 240)
 }
 
 /// One challenge proof at a time per process (a proof uses every core and up to ~10 GB).
@@ -364,6 +389,12 @@ mod tests {
             "http://[::1]:80",
             "http://[fd00::1]",
             "http://[::ffff:127.0.0.1]",
+            "http://localhost.:8080",
+            "http://[64:ff9b::a00:1]",
+            "http://[2002:c0a8:1::]",
+            "http://[::10.0.0.1]",
+            "http://198.18.0.1",
+            "http://240.0.0.1",
             "file:///etc/passwd",
             "gopher://example.com",
             "not a url",

@@ -247,7 +247,7 @@ async fn commit_and_fund(
                 .map_or(0, |a| a.balance);
             // The escrow, the submission's fee, and the fee of sweeping what is left back.
             let need = c.request.offer.max_price
-                + state.params.fee(&c.submit.tx.body, c.submit.encoded_len())
+                + verity_ledger::fee_of(state, &c.submit)
                 + sweep_fee(state);
             if c.send && have < need && memory.due((next, "fund", i), h) {
                 let body = TxBody::Transfer {
@@ -279,9 +279,7 @@ async fn send_due(
             let c = canary(node, state, memory, &me, epoch, i).await?;
             let account = state.accounts.get(&c.key.address());
             let funded = account.is_some_and(|a| {
-                a.balance
-                    >= c.request.offer.max_price
-                        + state.params.fee(&c.submit.tx.body, c.submit.encoded_len())
+                a.balance >= c.request.offer.max_price + verity_ledger::fee_of(state, &c.submit)
             });
             let fresh = account.is_none_or(|a| a.nonce == 0);
             if c.send

@@ -36,6 +36,8 @@ struct Pending {
     /// Fee plus what the transaction moves out of the balance.
     cost: u64,
     size: usize,
+    /// What assembling its program costs (`verity_ledger::assembly_ops`).
+    assembly_ops: u64,
 }
 
 pub struct Mempool {
@@ -98,9 +100,8 @@ impl Mempool {
         }
         let expected = self.next_nonce(state, &signer);
         // The same checks the ledger makes before executing: what passes here is includable.
-        let fee = precheck(state, &tx, expected)
-            .map_err(AdmitError::Invalid)?
-            .fee;
+        let admissible = precheck(state, &tx, expected).map_err(AdmitError::Invalid)?;
+        let fee = admissible.fee;
         let moved = match &tx.tx.body {
             TxBody::Transfer { amount, .. } | TxBody::Stake { amount, .. } => *amount,
             TxBody::SubmitJob(req) => req.offer.max_price,
@@ -124,21 +125,24 @@ impl Mempool {
             tx,
             cost: moved.saturating_add(fee),
             size,
+            assembly_ops: admissible.assembly_ops,
         });
         Ok(id)
     }
 
     /// Transactions oldest first, left in the pool (under consensus a proposal may not be
     /// finalized, so nothing leaves until a block including it is committed): at most `max`
-    /// of them and `max_bytes` of encoded transactions, the ledger's block limits.
-    pub fn peek(&self, max: usize, max_bytes: usize) -> Vec<SignedTx> {
-        let mut bytes = 0;
+    /// of them, `max_bytes` of encoded transactions and `max_assembly_ops` of program
+    /// assembly, the ledger's block limits.
+    pub fn peek(&self, max: usize, max_bytes: usize, max_assembly_ops: u64) -> Vec<SignedTx> {
+        let (mut bytes, mut ops) = (0usize, 0u64);
         self.queue
             .iter()
             .take(max)
             .take_while(|p| {
                 bytes += p.size;
-                bytes <= max_bytes
+                ops = ops.saturating_add(p.assembly_ops);
+                bytes <= max_bytes && ops <= max_assembly_ops
             })
             .map(|p| p.tx.clone())
             .collect()
@@ -263,7 +267,7 @@ mod tests {
             orphaned.iter().map(|t| t.tx.nonce).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        assert_eq!(pool.peek(10, usize::MAX), vec![txs[0].clone()]);
+        assert_eq!(pool.peek(10, usize::MAX, u64::MAX), vec![txs[0].clone()]);
         // The account can carry on from the nonce after the one still pending.
         assert_eq!(pool.next_nonce(&state, &txs[0].tx.signer), 1);
         pool.admit(transfer(1), &state).unwrap();

@@ -210,8 +210,12 @@ impl Node {
     /// Transactions for the next block, oldest first. They stay in the pool (and count as
     /// pending) until a block including them is committed.
     pub fn candidates(&self, max: usize) -> Vec<SignedTx> {
-        let max_bytes = self.state().params.max_block_bytes as usize;
-        lock(&self.mempool).peek(max, max_bytes)
+        let params = self.state().params.clone();
+        lock(&self.mempool).peek(
+            max,
+            params.max_block_bytes as usize,
+            params.max_block_assembly_ops,
+        )
     }
 
     pub fn record_heartbeat(&self, who: Address, height: u64) {

@@ -473,31 +473,22 @@ async fn deliver(
     let id = job.id;
     let private = match job.request.private_inputs {
         None => None,
-        Some(commitment) => match client.private_inputs(&id, &key).await {
-            Ok(values) if verity_vm::check_private(&values, &commitment).is_ok() => {
-                Some((commitment, values))
-            }
-            // Not provided yet: the ledger releases the lock (and pays us) if they never come.
-            Err(verity_client::ClientError::Refused { status: 404, .. }) => {
+        Some(commitment) => match fetch_private(&client, &key, &id, &commitment).await {
+            Fetched::Ready(values) => Some((commitment, values)),
+            Fetched::NotYet(why) => {
+                debug!(job = %id.short(), "private inputs not ready: {why}");
                 return Outcome::Retry(Box::new(Held {
                     job,
                     trace_len: held.trace_len,
                 }));
             }
-            Err(e @ verity_client::ClientError::Unreachable { .. }) => {
-                warn!(job = %id.short(), "cannot fetch the private inputs: {e}; will retry");
-                return Outcome::Retry(Box::new(Held {
-                    job,
-                    trace_len: held.trace_len,
-                }));
+            Fetched::Gone(why) => {
+                info!(job = %id.short(), "dropping the job: {why}");
+                return Outcome::Done(None);
             }
-            // They do not open, or do not match the commitment: nobody can prove this job, so
-            // give the lock up rather than be slashed at the deadline.
-            other => {
-                let why = match other {
-                    Ok(_) => "they do not match the job's commitment".to_string(),
-                    Err(e) => e.to_string(),
-                };
+            // Opened and unusable: nobody can prove this job, so give the lock up rather than
+            // be slashed at the deadline.
+            Fetched::Unusable(why) => {
                 warn!(job = %id.short(), "the client's private inputs are unusable ({why}); releasing the lock");
                 let body = TxBody::ReleaseLock { job_id: id };
                 match client.send(&key, body).await {
@@ -617,4 +608,48 @@ fn job_program(job: &Job) -> Result<Program, verity_vm::VmError> {
         u64::MAX,
     )
     .map(|j| j.program)
+}
+
+/// What fetching a held job's private inputs came to.
+enum Fetched {
+    Ready(Vec<u64>),
+    /// Not provided yet, or the node is behind or unreachable: try again.
+    NotYet(String),
+    /// The job is no longer ours to prove (released, expired).
+    Gone(String),
+    /// The ledger's sealed inputs do not open with our key or do not match the commitment.
+    Unusable(String),
+}
+
+async fn fetch_private(
+    client: &Client,
+    key: &Keypair,
+    id: &Digest,
+    commitment: &verity_types::PrivateCommitment,
+) -> Fetched {
+    let job = match client.job(id).await {
+        Ok(view) => view.job,
+        Err(e) => return Fetched::NotYet(e.to_string()),
+    };
+    if job.state != JobState::Locked || job.locker != Some(key.address()) {
+        return Fetched::Gone(format!("it is {} and not locked by us", job.state));
+    }
+    let Some(recorded) = job.sealed_inputs_hash else {
+        return Fetched::NotYet("the client has not provided them".into());
+    };
+    let sealed = match client.sealed_inputs(id).await {
+        Ok(s) => s,
+        Err(e) => return Fetched::NotYet(e.to_string()),
+    };
+    // The node's copy must be the ledger's: anyone can seal a box to our key.
+    if Digest::blake3(&sealed) != recorded {
+        return Fetched::NotYet("the node served sealed inputs that are not the ledger's".into());
+    }
+    match verity_client::sealing::open(id, &sealed, key) {
+        Err(e) => Fetched::Unusable(e.to_string()),
+        Ok(values) => match verity_vm::check_private(&values, commitment) {
+            Ok(()) => Fetched::Ready(values),
+            Err(e) => Fetched::Unusable(e.to_string()),
+        },
+    }
 }

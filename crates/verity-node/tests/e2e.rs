@@ -57,7 +57,8 @@ fn fee_of(req: &JobRequest) -> u64 {
         body: TxBody::SubmitJob(req.clone()),
     }
     .sign(&key);
-    devnet::genesis().params.fee(&tx.tx.body, tx.encoded_len())
+    let state = verity_ledger::State::from_genesis(&devnet::genesis()).unwrap();
+    verity_ledger::fee_of(&state, &tx)
 }
 
 async fn submit(client: &Client, req: JobRequest) -> Digest {

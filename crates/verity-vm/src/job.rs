@@ -202,10 +202,15 @@ pub fn assemble_job(
                     "a job with private inputs needs a `begin ... end` block with at least one instruction".into(),
                 )
             })?;
+            let (Some(head), Some(tail)) = (source.get(..at), source.get(at..)) else {
+                return Err(VmError::Assembly(
+                    "cannot find where the program starts".into(),
+                ));
+            };
             let mut wrapped = String::with_capacity(source.len() + LOADER_CALL.len());
-            wrapped.push_str(&source[..at]);
+            wrapped.push_str(head);
             wrapped.push_str(LOADER_CALL);
-            wrapped.push_str(&source[at..]);
+            wrapped.push_str(tail);
             Program::assemble_with_loader(&wrapped, "job.masm")?
         }
     };

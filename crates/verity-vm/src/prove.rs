@@ -2,6 +2,9 @@
 //! verifier.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, LazyLock};
+
+use miden_core::precompile::PrecompileVerifierRegistry;
 
 use miden_assembly::diagnostics::Report;
 use miden_assembly::diagnostics::reporting::PrintDiagnostic;
@@ -328,6 +331,30 @@ fn public_felts(what: &'static str, values: &[u64]) -> Result<Vec<Felt>, VerifyE
         .collect()
 }
 
+/// The core library's precompile verifiers: what `miden_vm::verify` (0.23.5) uses, built
+/// without `CoreLibrary::default()`, which deserializes and validates the whole core library
+/// (~30 ms, three quarters of a cold `verity verify`) only to build this list.
+static PRECOMPILES: LazyLock<PrecompileVerifierRegistry> = LazyLock::new(|| {
+    use miden_core_lib::handlers::{ecdsa, eddsa_ed25519, keccak256, sha512};
+    PrecompileVerifierRegistry::new()
+        .with_verifier(
+            &keccak256::KECCAK_HASH_BYTES_EVENT_NAME,
+            Arc::new(keccak256::KeccakPrecompile),
+        )
+        .with_verifier(
+            &sha512::SHA512_HASH_BYTES_EVENT_NAME,
+            Arc::new(sha512::Sha512Precompile),
+        )
+        .with_verifier(
+            &ecdsa::ECDSA_VERIFY_EVENT_NAME,
+            Arc::new(ecdsa::EcdsaPrecompile),
+        )
+        .with_verifier(
+            &eddsa_ed25519::EDDSA25519_VERIFY_EVENT_NAME,
+            Arc::new(eddsa_ed25519::EddsaPrecompile),
+        )
+});
+
 /// Verifies a serialized Miden proof against a program hash and public stack values. This is
 /// the check the ledger runs inside its state transition: it never panics, whatever the bytes.
 pub fn verify_proof(
@@ -359,7 +386,8 @@ pub fn verify_proof(
     // The verifier deserializes attacker-controlled bytes; a panic in it must not take down a
     // node, so it is contained and reported as a malformed proof.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        miden_vm::verify(info, inputs, outputs, proof)
+        miden_verifier::verify_with_precompiles(info, inputs, outputs, proof, &PRECOMPILES)
+            .map(|(security_bits, _)| security_bits)
     }))
     .map_err(|_| VerifyError::MalformedProof("the verifier could not parse the proof".into()))?;
     let security_bits = result.map_err(|e| VerifyError::ProofRejected {

@@ -53,7 +53,40 @@ pub fn inspect(source: &str, name: &str) -> Result<ProgramShape, VmError> {
     crate::program::contained(|| inspect_inner(source, name))
 }
 
+/// Deepest nesting of blocks Miden accepts (its assembler's own limit).
+pub const MAX_NESTING: usize = 256;
+
+/// How deeply `source` nests blocks, from its tokens alone (comments skipped): Miden's parser
+/// and analysis recurse per level, and a stack overflow cannot be contained, so a program
+/// nested deeper than [`MAX_NESTING`] is refused before it is parsed.
+fn nesting_depth(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for line in source.lines() {
+        let code = line.split('#').next().unwrap_or("");
+        for token in code.split_whitespace() {
+            let opens = token == "begin"
+                || token == "proc"
+                || token.starts_with("if.")
+                || token.starts_with("while.")
+                || token.starts_with("repeat.");
+            if opens {
+                depth += 1;
+                deepest = deepest.max(depth);
+            } else if token == "end" {
+                depth = depth.saturating_sub(1);
+            }
+        }
+    }
+    deepest
+}
+
 fn inspect_inner(source: &str, name: &str) -> Result<ProgramShape, VmError> {
+    let depth = nesting_depth(source);
+    if depth > MAX_NESTING {
+        return Err(VmError::Assembly(format!(
+            "{name} nests blocks {depth} deep; the limit is {MAX_NESTING}"
+        )));
+    }
     let source_manager = Arc::new(DefaultSourceManager::default());
     let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
     let module = Module::parser(ModuleKind::Executable)
@@ -235,6 +268,28 @@ mod tests {
         );
         let pure = inspect("begin push.1 push.2 add end", "e.masm").unwrap();
         assert!(pure.advice_reads.is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!(
+            "begin\n{}push.1 drop\n{}end\n",
+            "if.true\n".repeat(5_000),
+            "end\n".repeat(5_000)
+        );
+        // On a small stack, as a validator's worker thread might have: no overflow.
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || inspect(&deep, "deep.masm"))
+            .unwrap();
+        let err = handle.join().expect("no stack overflow").unwrap_err();
+        assert!(err.to_string().contains("nests blocks"), "{err}");
+        let fine = format!(
+            "begin\n{}push.1 drop\n{}end\n",
+            "if.true\n".repeat(10),
+            "end\n".repeat(10)
+        );
+        assert!(inspect(&fine, "fine.masm").is_ok());
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Chain {
         if error.invalidates_block() {
             return s;
         }
-        let fee = s.params.fee(&tx.tx.body, tx.encoded_len());
+        let fee = verity_ledger::fee_of(&s, tx);
         let account = s.accounts.entry(tx.tx.signer).or_default();
         account.balance -= fee;
         account.nonce += 1;
