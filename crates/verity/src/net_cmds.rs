@@ -276,6 +276,11 @@ async fn demo(url: &str) -> Result<()> {
     let mut submitted = Vec::new();
     for mode in [Mode::Proof, Mode::Optimistic] {
         for (file, inputs, stack) in cases {
+            // Jobs with private inputs run in proof mode only (nobody but the client could
+            // challenge an optimistic result on data only it and the prover know).
+            if mode == Mode::Optimistic && inputs.is_some() {
+                continue;
+            }
             let args = ProgramArgs {
                 program: examples.join(file),
                 input: inputs.is_none().then(|| stack.to_string()),
