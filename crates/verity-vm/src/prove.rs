@@ -363,8 +363,28 @@ pub fn verify_proof(
     stack_outputs: &Outputs,
     proof: &[u8],
 ) -> Result<Verified, VerifyError> {
-    let proof = ExecutionProof::from_bytes(proof)
-        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?;
+    verify_parsed(
+        program_hash,
+        stack_inputs,
+        stack_outputs,
+        parse_proof(proof)?,
+    )
+}
+
+/// Decodes proof bytes from anyone: a panic in Miden's deserializer is contained and reported
+/// as a malformed proof.
+fn parse_proof(bytes: &[u8]) -> Result<ExecutionProof, VerifyError> {
+    catch_unwind(AssertUnwindSafe(|| ExecutionProof::from_bytes(bytes)))
+        .map_err(|_| VerifyError::MalformedProof("the proof could not be decoded".into()))?
+        .map_err(|e| VerifyError::MalformedProof(e.to_string()))
+}
+
+fn verify_parsed(
+    program_hash: &Digest,
+    stack_inputs: &[u64],
+    stack_outputs: &Outputs,
+    proof: ExecutionProof,
+) -> Result<Verified, VerifyError> {
     let hash = Word::try_from(program_hash.0).map_err(|e| VerifyError::PublicValues {
         what: "program hash",
         why: e.to_string(),
@@ -406,20 +426,20 @@ pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
             expected: crate::VM_VERSION.to_string(),
         });
     }
-    let actual = ExecutionProof::from_bytes(&receipt.proof)
-        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?
-        .hash_fn();
+    // Decoded once: a cold verification pays for one decoding of a ~100-200 KB proof.
+    let proof = parse_proof(&receipt.proof)?;
+    let actual = proof.hash_fn();
     if actual != miden_hash_fn(receipt.hash_fn) {
         return Err(VerifyError::HashFunctionMismatch {
             claimed: receipt.hash_fn,
             actual: format!("{actual:?}"),
         });
     }
-    let verified = verify_proof(
+    let verified = verify_parsed(
         &receipt.program_hash,
         &receipt.stack_inputs,
         &receipt.stack_outputs,
-        &receipt.proof,
+        proof,
     )?;
     if verified.security_bits < receipt.security_bits {
         return Err(VerifyError::SecurityMismatch {
