@@ -31,6 +31,33 @@ pub const fn default_offer(max_price: u64) -> verity_types::Offer {
     }
 }
 
+/// Reference proving speed, in `n·log2(n)` per second for a padded trace of `n` rows: the
+/// README's build on a 2-core machine proves 2^16 rows in ~9 s, 1.05 M such units. STARK
+/// proving grows like `n log n` (FFTs and Merkle trees over the trace), not linearly.
+pub const REFERENCE_PROVE_RATE: f64 = 110_000.0;
+
+/// `n·log2(n)` for a trace of `trace_len` rows (the unit of [`REFERENCE_PROVE_RATE`]).
+pub fn prove_work(trace_len: u64) -> f64 {
+    let n = trace_len.max(2) as f64;
+    n * n.log2()
+}
+
+/// Expected proving time of a trace of `trace_len` rows at `rate` (`n·log2 n` per second).
+pub fn expected_prove_time(trace_len: u64, rate: f64) -> Duration {
+    Duration::from_secs_f64(prove_work(trace_len) / rate.max(1.0))
+}
+
+/// Lock and final timeouts (in blocks of `block_ms`) that give an honest provider at a third
+/// of the reference speed time to lock, prove a trace of `trace_len` rows and be included
+/// (plus 10 s), never below the SDK's defaults: a default offer fits the job it is for.
+pub fn default_timeouts(trace_len: u64, block_ms: u64) -> (u64, u64) {
+    let defaults = default_offer(DEFAULT_MAX_PRICE);
+    let needed = expected_prove_time(trace_len, REFERENCE_PROVE_RATE) * 3 + Duration::from_secs(10);
+    let blocks = (needed.as_millis() as u64).div_ceil(block_ms.max(1));
+    let lock_timeout = blocks.max(defaults.lock_timeout);
+    (lock_timeout, (2 * lock_timeout).max(defaults.timeout))
+}
+
 /// The default max price of a job.
 pub const DEFAULT_MAX_PRICE: u64 = 1_000;
 
@@ -388,4 +415,31 @@ impl Client {
 
 async fn tokio_sleep(d: Duration) {
     tokio::time::sleep(d).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_offers_give_big_jobs_time_and_small_ones_the_usual_terms() {
+        let defaults = default_offer(DEFAULT_MAX_PRICE);
+        // A small job: about the usual 40 blocks (10 s of slack for inclusion dominate).
+        let (lock, timeout) = default_timeouts(1 << 10, 250);
+        assert!((defaults.lock_timeout..50).contains(&lock), "{lock}");
+        assert_eq!(timeout, defaults.timeout);
+        // Issue 14's job: fib(15000), trace 2^18, which took 99.9 s to prove on the old build
+        // against a 100 s default deadline. Now the locker alone gets three times the expected
+        // proving time, and the final deadline twice that.
+        let (lock, timeout) = default_timeouts(1 << 18, 250);
+        let lock_window = Duration::from_millis(lock * 250);
+        assert!(lock_window >= expected_prove_time(1 << 18, REFERENCE_PROVE_RATE) * 3);
+        assert!(lock_window > Duration::from_secs(100), "{lock_window:?}");
+        assert_eq!(timeout, 2 * lock);
+        // Proving grows faster than the trace.
+        assert!(
+            expected_prove_time(1 << 18, REFERENCE_PROVE_RATE)
+                > expected_prove_time(1 << 16, REFERENCE_PROVE_RATE) * 4
+        );
+    }
 }

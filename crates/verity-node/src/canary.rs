@@ -33,7 +33,7 @@ use crate::auditor::{AuditorConfig, AuditorCounters, AuditorFault};
 use crate::node::Node;
 
 /// The program canaries run: the one clients run most in the devnet and the docs.
-const FIB: &str = include_str!("../../../examples/fib.masm");
+pub(crate) const FIB: &str = include_str!("../../../examples/fib.masm");
 
 /// Canaries are sent within the first three quarters of their epoch, so a late one still
 /// lands inside it.

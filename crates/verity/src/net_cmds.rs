@@ -291,7 +291,7 @@ async fn demo(url: &str) -> Result<()> {
             // The one dev provider proves one job at a time; give every demo job time to be
             // picked up (30 s at 250 ms blocks) even behind the slowest proof.
             let offer = OfferArgs {
-                lock_timeout: 120,
+                lock_timeout: Some(120),
                 ..OfferArgs::default()
             };
             let id = submit_job(&client, &key, &args, mode, &offer).await?;
@@ -789,12 +789,13 @@ pub struct OfferArgs {
     /// Blocks over which the price rises from min to max.
     #[arg(long, default_value_t = DEFAULT_OFFER.ramp_period)]
     ramp_period: u64,
-    /// Blocks a provider has to lock the job.
-    #[arg(long, default_value_t = DEFAULT_OFFER.lock_timeout)]
-    lock_timeout: u64,
-    /// Blocks until the job must be fulfilled.
-    #[arg(long, default_value_t = DEFAULT_OFFER.timeout)]
-    timeout: u64,
+    /// Blocks a provider has to lock and deliver the job before anyone may rescue it
+    /// (default: sized from the program's trace length, at least 40).
+    #[arg(long)]
+    lock_timeout: Option<u64>,
+    /// Blocks until the job must be fulfilled (default: twice the lock timeout, at least 400).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Collateral the locking provider puts up (default: the max price).
     #[arg(long)]
     collateral: Option<u64>,
@@ -813,8 +814,8 @@ impl Default for OfferArgs {
             min_price: None,
             ramp_start: DEFAULT_OFFER.ramp_start,
             ramp_period: DEFAULT_OFFER.ramp_period,
-            lock_timeout: DEFAULT_OFFER.lock_timeout,
-            timeout: DEFAULT_OFFER.timeout,
+            lock_timeout: None,
+            timeout: None,
             collateral: None,
             min_trust: None,
         }
@@ -882,6 +883,13 @@ async fn submit_job(
     let max_cycles = args
         .max_cycles
         .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
+    // Offers that fit the job: unless told otherwise, give an honest provider time to prove
+    // this trace length (the network's defaults once slashed honest provers of big jobs).
+    let head = client.head().await?;
+    let (lock_timeout, timeout) =
+        verity_client::default_timeouts(run.trace_len, head.block_interval_ms);
+    let lock_timeout = offer.lock_timeout.unwrap_or(lock_timeout);
+    let timeout = offer.timeout.unwrap_or(timeout.max(lock_timeout));
     let private_inputs = if given.private.is_empty() {
         None
     } else {
@@ -897,8 +905,8 @@ async fn submit_job(
             max_price: offer.max_price,
             ramp_start: offer.ramp_start,
             ramp_period: offer.ramp_period,
-            lock_timeout: offer.lock_timeout,
-            timeout: offer.timeout,
+            lock_timeout,
+            timeout,
             collateral: offer.collateral.unwrap_or(offer.max_price),
         },
         max_cycles,
@@ -916,9 +924,8 @@ async fn submit_job(
     // every node relays it, only the locker can read it, and the locker's delivery clock
     // starts then.
     if !given.private.is_empty() {
-        let head = client.head().await?;
-        let window = Duration::from_millis(head.block_interval_ms * offer.lock_timeout)
-            + Duration::from_secs(30);
+        let window =
+            Duration::from_millis(head.block_interval_ms * lock_timeout) + Duration::from_secs(30);
         eprintln!(
             "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
             tx.short()
