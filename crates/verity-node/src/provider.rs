@@ -260,7 +260,8 @@ impl Provider {
             self.client.heartbeat(&self.cfg.key, head.height).await?;
             self.last_heartbeat = Some(Instant::now());
         }
-        self.drive_deliveries().await;
+        self.drive_deliveries(head.height, head.block_interval_ms)
+            .await;
         if self.paused_until.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
@@ -458,7 +459,7 @@ impl Provider {
     /// Collects a finished delivery and starts the next. Optimistic jobs need only fast
     /// execution, so they go first; proofs run one at a time (a proof uses every core) in a
     /// background task, while this loop keeps watching and locking.
-    async fn drive_deliveries(&mut self) {
+    async fn drive_deliveries(&mut self, height: u64, block_ms: u64) {
         if self.busy.as_ref().is_some_and(|h| h.is_finished()) {
             match self.busy.take().expect("checked").await {
                 Ok(Outcome::Done(Some((trace_len, took)))) => self.speed.observe(trace_len, took),
@@ -478,6 +479,21 @@ impl Provider {
                 .position(|h| h.job.request.mode == Mode::Optimistic)
                 .unwrap_or(0);
             if let Some(held) = self.queue.remove(next) {
+                // Say so before a proof misses, not after: the estimate against the time left
+                // before the lock deadline (after it, anyone may rescue and we are slashed).
+                if held.job.request.mode == Mode::Proof && held.trace_len > 0 {
+                    let expected = self.speed.estimate(held.trace_len);
+                    let left = Duration::from_millis(
+                        held.job.lock_deadline().saturating_sub(height) * block_ms,
+                    );
+                    if expected > left {
+                        warn!(
+                            job = %held.job.id.short(),
+                            "this proof is expected to take ~{expected:.1?}, {left:.1?} before the lock deadline (block {}): it will probably miss",
+                            held.job.lock_deadline()
+                        );
+                    }
+                }
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
                 let fault = self.cfg.fault;
                 self.busy = Some(tokio::spawn(deliver(client, key, held, fault)));

@@ -1,14 +1,16 @@
 //! Network commands: `devnet`, `node`, `provider`, `job ...`, `jobs`, `status`, `account`,
 //! `keys`, `stake`, `unstake`, `transfer`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use verity_client::{Client, JobQuery};
-use verity_ledger::{Genesis, JobState, TimelineEntry};
+use verity_ledger::{Genesis, Job, JobState, TimelineEntry};
 use verity_node::{AuditorConfig, NodeConfig, ProviderConfig, devnet};
 use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, TxBody, format_felts};
 
@@ -294,7 +296,7 @@ async fn demo(url: &str) -> Result<()> {
                 lock_timeout: Some(120),
                 ..OfferArgs::default()
             };
-            let id = submit_job(&client, &key, &args, mode, &offer).await?;
+            let (id, _) = submit_job(&client, &key, &args, mode, &offer).await?;
             println!(
                 "submitted {file} ({}) as job {}",
                 mode_name(mode),
@@ -867,7 +869,7 @@ async fn submit_job(
     args: &ProgramArgs,
     mode: Mode,
     offer: &OfferArgs,
-) -> Result<Digest> {
+) -> Result<(Digest, u64)> {
     let (program, inputs, given) = load(args)?;
     let source = std::fs::read_to_string(&args.program)?;
     if !given.advice.is_empty() {
@@ -936,7 +938,7 @@ async fn submit_job(
             .context("cannot provide the private inputs")?;
         eprintln!("private inputs provided to {}", locker.short());
     }
-    Ok(tx)
+    Ok((tx, run.trace_len))
 }
 
 fn print_entry(e: &TimelineEntry) {
@@ -964,6 +966,52 @@ fn utc_time(ms: u64) -> String {
     )
 }
 
+/// Follows a job to its end: prints each timeline entry as it happens, and below them a live
+/// line with the state, the auction price, the time since submission and the expected
+/// proving time. Waits until the ledger ends the job (its deadline bounds that).
+async fn follow(client: &Client, id: &Digest, mode: Mode, trace_len: u64) -> Result<Job> {
+    let expected = match mode {
+        Mode::Proof => {
+            verity_client::expected_prove_time(trace_len, verity_client::REFERENCE_PROVE_RATE)
+        }
+        Mode::Optimistic => Duration::ZERO,
+    };
+    let live = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    live.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+    live.enable_steady_tick(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut seen = 0;
+    loop {
+        let view = client.job(id).await?;
+        for entry in &view.job.timeline[seen.min(view.job.timeline.len())..] {
+            live.suspend(|| print_entry(entry));
+        }
+        seen = view.job.timeline.len();
+        if view.job.state.is_terminal() {
+            live.finish_and_clear();
+            return Ok(view.job);
+        }
+        let price = if view.job.state == JobState::Submitted {
+            format!("price now {}", view.current_price)
+        } else {
+            format!("price {}", view.job.lock_price)
+        };
+        live.set_message(format!(
+            "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · deliver by block {}",
+            view.job.state,
+            started.elapsed(),
+            expected,
+            trace_len.max(1).trailing_zeros(),
+            view.lock_deadline
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub async fn job(cmd: JobCmd) -> Result<()> {
     match cmd {
         JobCmd::Submit(args) => {
@@ -973,12 +1021,11 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 ModeArg::Proof => Mode::Proof,
                 ModeArg::Optimistic => Mode::Optimistic,
             };
-            let id = submit_job(&client, &key, &args.program, mode, &args.offer).await?;
+            let (id, trace_len) =
+                submit_job(&client, &key, &args.program, mode, &args.offer).await?;
             println!("job {id}");
             if args.wait {
-                let job = client
-                    .wait_job(&id, Duration::from_secs(600), print_entry)
-                    .await?;
+                let job = follow(&client, &id, mode, trace_len).await?;
                 match (&job.outputs, job.state) {
                     (Some(o), JobState::Finalized) => println!("outputs: {}", format_felts(o)),
                     _ => bail!("job ended {}", job.state),
