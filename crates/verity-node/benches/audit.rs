@@ -188,7 +188,7 @@ fn canary_cost() {
     let (mut derive_s, mut prove_s) = (0.0, 0.0);
     for i in 0..count {
         let t = Instant::now();
-        let c = verity_node::canary::derive("bench", &auditor, 1, &seed, i, 1).unwrap();
+        let c = verity_node::canary::derive("bench", &auditor, 1, &seed, i, 1, 250).unwrap();
         derive_s += t.elapsed().as_secs_f64();
         let program = Program::assemble(&c.request.program, "fib.masm").unwrap();
         let inputs = Inputs {

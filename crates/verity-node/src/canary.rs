@@ -24,8 +24,8 @@ use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, CANARY_REVEAL_EPOCHS};
 use verity_ledger::{JobState, State};
 use verity_types::canary::{client_key, commitment};
 use verity_types::{
-    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, SignedTx, StackOutputs,
-    Tx, TxBody,
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, Offer, SignedTx,
+    StackOutputs, Tx, TxBody,
 };
 use verity_vm::{Inputs, Program};
 
@@ -61,8 +61,10 @@ pub struct Canary {
 }
 
 /// Derives canary `index` of `auditor`'s `epoch` from its seed: fib(n) with `n` drawn from
-/// the seed, the SDK's default offer and cycle cap, the mode alternating with the index, sent
-/// by this one of `validators` validators with probability 1/`validators`.
+/// the seed, the SDK's default offer, timeouts and cycle cap (as `verity job submit` sizes
+/// them for the trace on a chain of `block_ms` blocks, so a canary looks like any CLI job),
+/// the mode alternating with the index, sent by this one of `validators` validators with
+/// probability 1/`validators`.
 pub fn derive(
     chain_id: &str,
     auditor: &verity_types::Address,
@@ -70,6 +72,7 @@ pub fn derive(
     seed: &Digest,
     index: u32,
     validators: u64,
+    block_ms: u64,
 ) -> Result<Canary, String> {
     let mut bytes = b"verity/canary/job/v1".to_vec();
     bytes.extend_from_slice(&seed.0);
@@ -96,7 +99,14 @@ pub fn derive(
         stack_inputs: vec![n],
         private_inputs: None,
         mode,
-        offer: verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE),
+        offer: {
+            let (lock_timeout, timeout) = verity_client::default_timeouts(run.trace_len, block_ms);
+            Offer {
+                lock_timeout,
+                timeout,
+                ..verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE)
+            }
+        },
         max_cycles: verity_client::suggested_max_cycles(
             run.trace_len,
             verity_vm::DEFAULT_MAX_CYCLES,
@@ -445,9 +455,12 @@ async fn canary(
     };
     let (chain, me2) = (state.chain_id.clone(), *me);
     let validators = state.stakes.values().filter(|s| s.validator > 0).count() as u64;
-    let c = tokio::task::spawn_blocking(move || derive(&chain, &me2, e, &seed, i, validators))
-        .await?
-        .map_err(|err| anyhow::anyhow!("cannot derive canary {i} of epoch {e}: {err}"))?;
+    let block_ms = node.config.block_interval_ms;
+    let c = tokio::task::spawn_blocking(move || {
+        derive(&chain, &me2, e, &seed, i, validators, block_ms)
+    })
+    .await?
+    .map_err(|err| anyhow::anyhow!("cannot derive canary {i} of epoch {e}: {err}"))?;
     memory.derived.insert((e, i), c.clone());
     Ok(c)
 }
@@ -541,8 +554,8 @@ mod tests {
     fn a_canary_is_a_pure_function_of_the_seed_and_looks_like_a_default_client_job() {
         let auditor = Keypair::dev("validator").address();
         let seed = Digest::blake3(b"seed");
-        let a = derive("chain", &auditor, 3, &seed, 0, 1).unwrap();
-        let b = derive("chain", &auditor, 3, &seed, 0, 1).unwrap();
+        let a = derive("chain", &auditor, 3, &seed, 0, 1, 250).unwrap();
+        let b = derive("chain", &auditor, 3, &seed, 0, 1, 250).unwrap();
         assert!(a.send, "a lone validator sends every canary");
         assert_eq!(
             (a.job_id, &a.expected, a.offset),
@@ -552,7 +565,7 @@ mod tests {
         assert!(a.offset < SEND_WINDOW);
         assert_ne!(a.key.address(), auditor);
         // The mode alternates with the index; another index is another job.
-        let c = derive("chain", &auditor, 3, &seed, 1, 1).unwrap();
+        let c = derive("chain", &auditor, 3, &seed, 1, 1, 250).unwrap();
         assert_ne!(a.request.mode, c.request.mode);
         assert_ne!(a.job_id, c.job_id);
         // The expected outputs are what the program computes.
@@ -570,7 +583,7 @@ mod tests {
         let sent = (0..400u32)
             .filter(|i| {
                 let seed = Digest::blake3(&i.to_le_bytes());
-                derive("chain", &auditor, 1, &seed, 0, 4).unwrap().send
+                derive("chain", &auditor, 1, &seed, 0, 4, 250).unwrap().send
             })
             .count();
         assert!(

@@ -570,8 +570,9 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
 
 /// A node whose validator sends two canaries per epoch (one optimistic, one proof-mode) and
 /// re-executes nothing, so whatever is caught, canaries caught; one provider serves them.
-/// Blocks are 100 ms: canaries make the SDK's default offer (40 blocks to lock), and on a
-/// loaded 2-core machine 40 blocks of 50 ms were sometimes too few for the provider to lock.
+/// Blocks are 100 ms: canaries make the offer `job submit` would (timeouts sized from the
+/// trace and the block interval), and on a loaded 2-core machine 50 ms blocks were sometimes
+/// too few for the provider to lock.
 async fn canary_network(
     dir: &std::path::Path,
     provider: Option<verity_node::ProviderFault>,
