@@ -561,7 +561,23 @@ mod tests {
             (a.job_id, &a.expected, a.offset),
             (b.job_id, &b.expected, b.offset)
         );
-        assert_eq!(a.request.offer, verity_client::default_offer(1_000));
+        // The offer `job submit` makes for this trace on a chain of 250 ms blocks.
+        let trace_len = verity_vm::execute(
+            &Program::assemble(FIB, "fib.masm").unwrap(),
+            &Inputs::from_stack_list(&a.request.stack_inputs[0].to_string()).unwrap(),
+            1 << 20,
+        )
+        .unwrap()
+        .trace_len;
+        let (lock_timeout, timeout) = verity_client::default_timeouts(trace_len, 250);
+        assert_eq!(
+            a.request.offer,
+            Offer {
+                lock_timeout,
+                timeout,
+                ..verity_client::default_offer(1_000)
+            }
+        );
         assert!(a.offset < SEND_WINDOW);
         assert_ne!(a.key.address(), auditor);
         // The mode alternates with the index; another index is another job.
