@@ -379,7 +379,9 @@ impl Provider {
             Mode::Proof => queued + self.speed.estimate(trace_len),
             Mode::Optimistic => Duration::ZERO,
         };
-        let needed = proving * 2 + Duration::from_millis(4 * block_ms);
+        // Half again the estimate: the calibrated `n log n` estimate already errs long (a
+        // small proof extrapolated overestimates a big one by ~1.4x).
+        let needed = proving * 3 / 2 + Duration::from_millis(4 * block_ms);
         let remaining =
             Duration::from_millis(view.lock_deadline.saturating_sub(height + 1) * block_ms);
         if needed > remaining {

@@ -290,12 +290,8 @@ async fn demo(url: &str) -> Result<()> {
                 private: None,
                 max_cycles: None,
             };
-            // The one dev provider proves one job at a time; give every demo job time to be
-            // picked up (30 s at 250 ms blocks) even behind the slowest proof.
-            let offer = OfferArgs {
-                lock_timeout: Some(120),
-                ..OfferArgs::default()
-            };
+            // Offers sized from each program's trace, as `job submit` makes them.
+            let offer = OfferArgs::default();
             let (id, _) = submit_job(&client, &key, &args, mode, &offer).await?;
             println!(
                 "submitted {file} ({}) as job {}",
@@ -887,9 +883,15 @@ async fn submit_job(
         .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
     // Offers that fit the job: unless told otherwise, give an honest provider time to prove
     // this trace length (the network's defaults once slashed honest provers of big jobs).
+    // A provider cannot run a job with private inputs before it holds the lock, so it plans
+    // for the cycle cap: size those from the cap too.
     let head = client.head().await?;
-    let (lock_timeout, timeout) =
-        verity_client::default_timeouts(run.trace_len, head.block_interval_ms);
+    let planned = if given.private.is_empty() {
+        run.trace_len
+    } else {
+        u64::from(max_cycles).next_power_of_two()
+    };
+    let (lock_timeout, timeout) = verity_client::default_timeouts(planned, head.block_interval_ms);
     let lock_timeout = offer.lock_timeout.unwrap_or(lock_timeout);
     let timeout = offer.timeout.unwrap_or(timeout.max(lock_timeout));
     let private_inputs = if given.private.is_empty() {
