@@ -469,70 +469,53 @@ fn lossy_slow_links_still_progress_without_divergence() {
     });
 }
 
-#[test]
-fn a_block_from_the_far_future_is_refused_and_the_chain_goes_on() {
-    run(5, |context| async move {
-        let mut faults = vec![None; 4];
-        faults[0] = Some(Fault::FutureTimestamps);
-        let net = Net::new(context, 4, faults).await;
-        for nonce in 0..5 {
-            net.submit(1, transfer(nonce));
-        }
-        // Honest leaders keep finalizing: none waits for a parent ten years ahead.
-        net.wait_for(&[1, 2, 3], 20).await;
-        net.assert_no_fork();
-        for i in 1..4 {
-            for block in net.blocks(i) {
-                assert_ne!(
-                    block.header.proposer,
-                    validator_key(0).address(),
-                    "a far-future block was finalized"
-                );
-            }
-            assert!(
-                net.validators[i]
-                    .as_ref()
-                    .unwrap()
-                    .0
-                    .status
-                    .get()
-                    .blocks_rejected
-                    > 0
+/// Runs four validators of which validator 0 misbehaves as `fault` whenever it leads, with
+/// transactions flowing; the honest three keep finalizing, refused blocks from validator 0
+/// (each counts some), and never finalize one. Returns the network for further checks.
+async fn honest_three_refuse(context: Ctx, fault: Fault, what: &str) -> Net {
+    let mut faults = vec![None; 4];
+    faults[0] = Some(fault);
+    let net = Net::new(context, 4, faults).await;
+    for nonce in 0..5 {
+        net.submit(1, transfer(nonce));
+    }
+    net.wait_for(&[1, 2, 3], 20).await;
+    net.assert_no_fork();
+    for i in 1..4 {
+        for block in net.blocks(i) {
+            assert_ne!(
+                block.header.proposer,
+                validator_key(0).address(),
+                "{what} was finalized"
             );
         }
+        let status = net.validators[i].as_ref().unwrap().0.status.get();
+        assert!(status.blocks_rejected > 0);
+    }
+    net
+}
+
+#[test]
+fn a_block_from_the_far_future_is_refused_and_the_chain_goes_on() {
+    // Honest leaders keep finalizing: none waits for a parent ten years ahead.
+    run(5, |context| async move {
+        honest_three_refuse(context, Fault::FutureTimestamps, "a far-future block").await;
     });
 }
 
 #[test]
 fn byzantine_proposer_cannot_finalize_invalid_blocks() {
     run(5, |context| async move {
-        let mut faults = vec![None; 4];
-        faults[0] = Some(Fault::ForgedTransactions);
-        let net = Net::new(context, 4, faults).await;
-        for nonce in 0..5 {
-            net.submit(1, transfer(nonce));
-        }
-        net.wait_for(&[1, 2, 3], 20).await;
-        net.assert_no_fork();
+        let net = honest_three_refuse(
+            context,
+            Fault::ForgedTransactions,
+            "a block from the forging validator",
+        )
+        .await;
         for i in 1..4 {
             for block in net.blocks(i) {
-                assert_ne!(
-                    block.header.proposer,
-                    validator_key(0).address(),
-                    "a block from the forging validator was finalized"
-                );
                 assert!(block.txs.iter().all(SignedTx::signature_is_valid));
             }
-            assert!(
-                net.validators[i]
-                    .as_ref()
-                    .unwrap()
-                    .0
-                    .status
-                    .get()
-                    .blocks_rejected
-                    > 0
-            );
         }
         // The honest three still carry the workload.
         while net.chains[1..]
