@@ -59,6 +59,18 @@ fn fee_with(state: &State, stx: &SignedTx, assembly_ops: u64) -> u64 {
 /// mempool's counting pending transactions) and that the signer can pay the fee from its
 /// balance in `state`.
 pub fn precheck(state: &State, stx: &SignedTx, expected_nonce: u64) -> Result<Admissible, TxError> {
+    precheck_with(state, stx, expected_nonce, assembly_ops)
+}
+
+/// [`precheck`], with the transaction's [`assembly_ops`] from `ops` (the state transition has
+/// already measured every program of the block for its assembly budget; parsing is done
+/// only after the cheap checks pass either way).
+pub(crate) fn precheck_with(
+    state: &State,
+    stx: &SignedTx,
+    expected_nonce: u64,
+    ops: impl FnOnce(&TxBody) -> u64,
+) -> Result<Admissible, TxError> {
     let tx = &stx.tx;
     if tx.chain_id != state.chain_id {
         return Err(TxError::WrongChain {
@@ -76,7 +88,7 @@ pub fn precheck(state: &State, stx: &SignedTx, expected_nonce: u64) -> Result<Ad
             got: tx.nonce,
         });
     }
-    let assembly_ops = check_limits(state, &tx.body)?;
+    let assembly_ops = check_limits(state, &tx.body, ops)?;
     let size = stx.encoded_len();
     let fee = fee_with(state, stx, assembly_ops);
     let available = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);
@@ -99,7 +111,11 @@ fn oversized(what: &'static str, size: usize, limit: usize) -> Result<(), TxErro
 
 /// Size limits a transaction's body must respect whatever the state; returns its assembly
 /// cost ([`assembly_ops`]).
-fn check_limits(state: &State, body: &TxBody) -> Result<u64, TxError> {
+fn check_limits(
+    state: &State,
+    body: &TxBody,
+    ops: impl FnOnce(&TxBody) -> u64,
+) -> Result<u64, TxError> {
     let p = &state.params;
     match body {
         TxBody::SubmitJob(req) => {
@@ -112,7 +128,7 @@ fn check_limits(state: &State, body: &TxBody) -> Result<u64, TxError> {
             oversized("stack inputs", req.stack_inputs.len(), 16 - reserved)?;
             // What assembling would cost every validator, bounded before anyone assembles it.
             // (A program that does not parse is the transaction's own failure, charged later.)
-            let ops = assembly_ops(body);
+            let ops = ops(body);
             oversized(
                 "program (operations once unrolled)",
                 usize::try_from(ops - ASSEMBLY_BASE_OPS).unwrap_or(usize::MAX),

@@ -15,7 +15,7 @@ use verity_types::{
     TxBody,
 };
 
-use crate::admission::{Admissible, precheck};
+use crate::admission::{Admissible, precheck_with};
 use crate::error::{BlockError, TxError};
 use crate::state::{Job, JobState, Provenance, State, TimelineEntry, Unbonding};
 
@@ -198,10 +198,11 @@ fn apply_block_with(
             limit: state.params.max_block_bytes as usize,
         });
     }
-    let assembly: u64 = txs
+    let ops: Vec<u64> = txs
         .iter()
         .map(|tx| crate::admission::assembly_ops(&tx.tx.body))
-        .fold(0, u64::saturating_add);
+        .collect();
+    let assembly = ops.iter().copied().fold(0, u64::saturating_add);
     if assembly > state.params.max_block_assembly_ops {
         return Err(BlockError::TooMuchAssembly {
             got: assembly,
@@ -218,7 +219,11 @@ fn apply_block_with(
         events: Vec::new(),
     };
     ctx.run_deadlines();
-    let tx_results = txs.iter().map(|tx| ctx.apply_tx(tx)).collect();
+    let tx_results = txs
+        .iter()
+        .zip(ops)
+        .map(|(tx, ops)| ctx.apply_tx(tx, ops))
+        .collect();
     let events = ctx.events;
     Ok(BlockOutcome {
         tx_results,
@@ -492,13 +497,14 @@ impl Ctx<'_> {
 
     // ---------------------------------------------------------------- transactions
 
-    fn apply_tx(&mut self, stx: &SignedTx) -> Result<(), TxError> {
+    /// Applies one transaction whose program (if any) costs `assembly_ops` to assemble.
+    fn apply_tx(&mut self, stx: &SignedTx, assembly_ops: u64) -> Result<(), TxError> {
         let expected = self
             .state
             .accounts
             .get(&stx.tx.signer)
             .map_or(0, |a| a.nonce);
-        let Admissible { fee, .. } = precheck(self.state, stx, expected)?;
+        let Admissible { fee, .. } = precheck_with(self.state, stx, expected, |_| assembly_ops)?;
         // Includable: from here on the fee is paid and the nonce consumed whatever the body
         // does, so a rejected transaction can never execute later (a replay once the account
         // is funded, say), and every transaction costs its sender.

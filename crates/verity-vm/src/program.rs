@@ -1,12 +1,12 @@
 //! Assembling Miden Assembly source into a program identified by its MAST root.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use miden_assembly::ast::{Module, ModuleKind};
 use miden_assembly::debuginfo::{DefaultSourceManager, SourceLanguage, SourceManager, Uri};
 use miden_assembly::diagnostics::reporting::PrintDiagnostic;
-use miden_assembly::{Assembler, Report};
+use miden_assembly::{Assembler, Library, Report};
 use miden_core_lib::CoreLibrary;
 use verity_types::Digest;
 
@@ -31,48 +31,36 @@ impl Program {
     /// `name` (usually the file path) is used in error messages, which show the line and
     /// column of the problem.
     pub fn assemble(source: &str, name: &str) -> Result<Program, VmError> {
-        contained(|| Program::assemble_inner(source, name))
-    }
-
-    fn assemble_inner(source: &str, name: &str) -> Result<Program, VmError> {
-        let source_manager = Arc::new(DefaultSourceManager::default());
-        let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
-        let mut assembler = Assembler::new(source_manager.clone());
-        assembler
-            .link_dynamic_library(CoreLibrary::default())
-            .map_err(|e| VmError::Assembly(render(e)))?;
-        let inner = assembler
-            .assemble_program(file)
-            .map_err(|e| VmError::Assembly(format!("failed to assemble {name}:\n{}", render(e))))?;
-        let hash = Digest(inner.hash().into());
-        Ok(Program { inner, hash })
+        contained(|| Program::assemble_linked(source, name, None))
     }
 
     /// Assembles a job's wrapped program (see [`crate::job`]): the core library and Verity's
     /// loader library `verity::private`, linked statically so any host can run it.
     pub(crate) fn assemble_with_loader(source: &str, name: &str) -> Result<Program, VmError> {
-        contained(|| Program::assemble_with_loader_inner(source, name))
+        contained(|| {
+            let loader = LOADER.as_ref().map_err(|e| VmError::Assembly(e.clone()))?;
+            Program::assemble_linked(source, name, Some(loader))
+        })
     }
 
-    fn assemble_with_loader_inner(source: &str, name: &str) -> Result<Program, VmError> {
+    /// Assembles `source` with the core library linked dynamically and `statically`, if
+    /// given, linked into the program.
+    fn assemble_linked(
+        source: &str,
+        name: &str,
+        statically: Option<&Library>,
+    ) -> Result<Program, VmError> {
         let source_manager = Arc::new(DefaultSourceManager::default());
-        let loader = Module::parser(ModuleKind::Library)
-            .parse_str(
-                "verity::private",
-                crate::job::LOADER_SOURCE,
-                source_manager.clone(),
-            )
-            .map_err(|e| VmError::Assembly(render(e)))?;
-        let library = Assembler::new(source_manager.clone())
-            .with_dynamic_library(CoreLibrary::default())
-            .and_then(|a| a.assemble_library([loader]))
-            .map_err(|e| VmError::Assembly(render(e)))?;
         let file = source_manager.load(SourceLanguage::Masm, Uri::from(name), source.to_string());
         let mut assembler = Assembler::new(source_manager.clone());
         assembler
             .link_dynamic_library(CoreLibrary::default())
-            .and_then(|()| assembler.link_static_library(&library))
             .map_err(|e| VmError::Assembly(render(e)))?;
+        if let Some(library) = statically {
+            assembler
+                .link_static_library(library)
+                .map_err(|e| VmError::Assembly(render(e)))?;
+        }
         let inner = assembler
             .assemble_program(file)
             .map_err(|e| VmError::Assembly(format!("failed to assemble {name}:\n{}", render(e))))?;
@@ -93,6 +81,24 @@ impl Program {
         self.hash
     }
 }
+
+/// Verity's loader library (`verity::private`), assembled once per process: every job with
+/// private inputs links it, on every validator, provider and auditor.
+static LOADER: LazyLock<Result<Library, String>> = LazyLock::new(|| {
+    let source_manager = Arc::new(DefaultSourceManager::default());
+    let loader = Module::parser(ModuleKind::Library)
+        .parse_str(
+            "verity::private",
+            crate::job::LOADER_SOURCE,
+            source_manager.clone(),
+        )
+        .map_err(render)?;
+    Assembler::new(source_manager)
+        .with_dynamic_library(CoreLibrary::default())
+        .and_then(|a| a.assemble_library([loader]))
+        .map(|library| (*library).clone())
+        .map_err(render)
+});
 
 /// Runs Miden's parser or assembler on source from anyone: a panic inside it is contained and
 /// reported as an assembly error, never taken down the caller (a validator applying a block).
