@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod model_cmds;
 mod net_cmds;
 mod proof_cmds;
 
@@ -28,6 +29,11 @@ enum Command {
     Prove(proof_cmds::ProveArgs),
     /// Verify a receipt: exit 0 with a one-line summary, or exit 1 saying what failed.
     Verify(proof_cmds::VerifyArgs),
+    /// Import ONNX models (quantize and compile them to Miden programs) and inspect them.
+    #[command(subcommand)]
+    Model(model_cmds::ModelCmd),
+    /// Predict with a model: run it locally, or prove the prediction (`--prove`).
+    Infer(model_cmds::InferArgs),
     /// Run a whole network on this machine: a validator, a provider and funded dev keys.
     Devnet(net_cmds::DevnetArgs),
     /// Set up and run a validator node: `node init` makes its key, `node run` runs it.
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
         Command::Prove(args) => proof_cmds::prove(args),
         Command::Verify(args) => proof_cmds::verify(args),
         Command::Keys(cmd) => net_cmds::keys(cmd),
+        Command::Model(cmd) => model_cmds::model(cmd),
+        Command::Infer(args) => model_cmds::infer(args),
         other => network(other),
     };
     match result {
@@ -136,7 +144,12 @@ fn network(command: Command) -> anyhow::Result<()> {
             Command::Stake(args) => net_cmds::stake(args, false).await,
             Command::Unstake(args) => net_cmds::stake(args, true).await,
             Command::Transfer(args) => net_cmds::transfer(args).await,
-            Command::Run(_) | Command::Prove(_) | Command::Verify(_) | Command::Keys(_) => {
+            Command::Run(_)
+            | Command::Prove(_)
+            | Command::Verify(_)
+            | Command::Keys(_)
+            | Command::Model(_)
+            | Command::Infer(_) => {
                 unreachable!("handled in main")
             }
         }

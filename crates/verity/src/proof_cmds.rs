@@ -42,6 +42,15 @@ pub struct VerifyArgs {
     /// Also check that the output stack starts with these values (comma-separated).
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     expect_output: Option<String>,
+    /// Also check that the receipt is a prediction of this model (`.vmodel`), and decode it.
+    #[arg(long, value_name = "FILE", conflicts_with = "program")]
+    model: Option<PathBuf>,
+    /// With `--model`: check the predicted class (index or label).
+    #[arg(long, value_name = "CLASS", requires = "model")]
+    expect_class: Option<String>,
+    /// With `--model`: check the receipt is for this input (JSON), which stays off the receipt.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    input: Option<PathBuf>,
 }
 
 /// Reads the program and its inputs from the shared flags.
@@ -190,6 +199,23 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     }
     if receipt.stack_outputs.is_empty() {
         bail!("receipt has no outputs");
+    }
+    if let Some(model) = &args.model {
+        let prediction = crate::model_cmds::check_receipt(
+            &receipt,
+            model,
+            args.expect_class.as_deref(),
+            args.input.as_deref(),
+        )
+        .context("verification failed")?;
+        println!(
+            "OK: {prediction} ({} cycles, {}, {}-bit) verified in {}",
+            receipt.cycles,
+            receipt.hash_fn,
+            verified.security_bits,
+            fmt_duration(elapsed)
+        );
+        return Ok(());
     }
     println!(
         "OK: program {} outputs {} ({} cycles, {}, {}-bit) verified in {}",

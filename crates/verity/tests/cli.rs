@@ -367,3 +367,189 @@ fn key_files_are_private_from_the_start_and_a_custom_network_needs_its_own_key()
         stderr(&out)
     );
 }
+
+// --- verifiable inference -------------------------------------------------------------------
+
+fn digits(name: &str) -> String {
+    example(&format!("models/digits/{name}"))
+}
+
+fn import_model(dir: &Path, onnx: &str) -> String {
+    let out_path = dir.join(onnx.replace(".onnx", ".vmodel"));
+    let out = verity(&[
+        "model",
+        "import",
+        &digits(onnx),
+        "--calibrate",
+        &digits("calibration.json"),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "import failed: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("model id:") && text.contains("agreement:"),
+        "{text}"
+    );
+    out_path.display().to_string()
+}
+
+#[test]
+fn model_import_infer_prove_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mlp = import_model(dir.path(), "mlp.onnx");
+    let cnn = import_model(dir.path(), "cnn.onnx");
+
+    let out = verity(&["model", "inspect", &mlp]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("dense 64 -> 32 + relu"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Local prediction, as JSON.
+    let out = verity(&["infer", &mlp, "--input", &digits("x.json"), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prediction: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let class = prediction["class"].as_u64().unwrap();
+    assert_eq!(prediction["logits"].as_array().unwrap().len(), 10);
+    assert!(prediction["cycles"].as_u64().unwrap() > 0);
+
+    // Proven prediction; verify with the model, the class and the input.
+    let receipt = dir.path().join("pred.receipt");
+    let r = receipt.to_str().unwrap();
+    let out = verity(&[
+        "infer",
+        &mlp,
+        "--input",
+        &digits("x.json"),
+        "--prove",
+        "-o",
+        r,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let class = class.to_string();
+    let out = verity(&[
+        "verify",
+        r,
+        "--model",
+        &mlp,
+        "--expect-class",
+        &class,
+        "--input",
+        &digits("x.json"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("predicts class {class}")),
+        "{}",
+        stdout(&out)
+    );
+
+    // The wrong class, the wrong model, or another input: each refused.
+    let other = if class == "3" { "4" } else { "3" };
+    let out = verity(&["verify", r, "--model", &mlp, "--expect-class", other]);
+    assert!(!out.status.success());
+    let out = verity(&["verify", r, "--model", &cnn]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
+    let other_input = dir.path().join("other.json");
+    std::fs::write(
+        &other_input,
+        serde_json::to_string(&vec![3.0f32; 64]).unwrap(),
+    )
+    .unwrap();
+    let out = verity(&[
+        "verify",
+        r,
+        "--model",
+        &mlp,
+        "--input",
+        other_input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("different input"), "{}", stderr(&out));
+
+    // A receipt whose input commitment is swapped for another's does not verify.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    json["stack_inputs"][0] = serde_json::json!(12345);
+    let forged = dir.path().join("forged.receipt");
+    std::fs::write(&forged, serde_json::to_vec(&json).unwrap()).unwrap();
+    let out = verity(&["verify", forged.to_str().unwrap(), "--model", &mlp]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+
+    // The CNN proves too.
+    let receipt = dir.path().join("cnn.receipt");
+    let out = verity(&[
+        "infer",
+        &cnn,
+        "--input",
+        &digits("x.json"),
+        "--prove",
+        "-o",
+        receipt.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verity(&["verify", receipt.to_str().unwrap(), "--model", &cnn]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn model_import_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"this is not a model").unwrap();
+    let out = verity(&[
+        "model",
+        "import",
+        junk.to_str().unwrap(),
+        "--calibrate",
+        &digits("calibration.json"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a valid ONNX model"),
+        "{}",
+        stderr(&out)
+    );
+
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, "[[1, 2, 3]]").unwrap();
+    let out = verity(&[
+        "model",
+        "import",
+        &digits("mlp.onnx"),
+        "--calibrate",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("3 values; the model takes 64"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = verity(&[
+        "model",
+        "import",
+        &digits("mlp.onnx"),
+        "--calibrate",
+        &digits("calibration.json"),
+        "--max-cycles",
+        "5000",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("x over"), "{}", stderr(&out));
+
+    let out = verity(&["model", "inspect", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid model file"),
+        "{}",
+        stderr(&out)
+    );
+}

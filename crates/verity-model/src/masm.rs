@@ -1,0 +1,368 @@
+//! Compiling a quantized model to Miden Assembly.
+//!
+//! The program is straight-line code with the weights as immediates, split into procedures
+//! of bounded size (the assembler caps a basic block at 65,535 operations). Values are field
+//! elements; a negative integer v is the element p - |v|. Because every accumulator is
+//! bounded (see [`crate::quant`]), field arithmetic on them is exact integer arithmetic, and
+//! the only steps that leave the field are requantization and comparisons, done on 32-bit
+//! halves after adding an offset that makes the value non-negative.
+//!
+//! Layout: the input is read where Verity's loader puts a job's private inputs
+//! (2^28 + i); each layer writes its outputs to its own memory region from address 0.
+//! Output stack: `[class, logit_0, ..., logit_{n-1}, ...]`, logits as field elements.
+//!
+//! Cost: a multiply-accumulate is `mem_load.a mul.w add` (5 cycles; weights 0, 1 and -1 are
+//! cheaper); packing two outputs per field element would halve that and is future work.
+
+use std::fmt::Write;
+
+use crate::quant::{ACT_MAX, QLayer, QuantModel, REQUANT_OFFSET, Requant};
+
+/// Where Verity's loader writes a job's private inputs (must equal
+/// `verity_vm::PRIVATE_INPUTS_ADDR`; a test checks it).
+pub const INPUT_ADDR: u64 = 1 << 28;
+/// The field's modulus.
+pub const P: u64 = 0xFFFF_FFFF_0000_0001;
+/// Offset that makes any activation a valid u32 for comparisons.
+const CMP_OFFSET: u64 = 1 << 31;
+/// Cycles of `u32min.x` / `u32max.x`, rounded up (a compare and a conditional drop).
+const U32_MINMAX_OPS: usize = 12;
+/// Cycles of `mem_store.a`, rounded up.
+const STORE_OPS: usize = 3;
+/// Operations per generated procedure (well under the assembler's 65,535 per block).
+const PROC_BUDGET: usize = 20_000;
+
+/// A signed integer as a field element.
+pub fn to_felt(v: i64) -> u64 {
+    if v >= 0 {
+        v as u64
+    } else {
+        P - v.unsigned_abs()
+    }
+}
+
+/// A field element as a signed integer (elements above p/2 are negative).
+pub fn from_felt(f: u64) -> i64 {
+    if f > P / 2 {
+        -((P - f) as i64)
+    } else {
+        f as i64
+    }
+}
+
+/// The generated program and what it costs.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub source: String,
+    /// Multiply-accumulates (non-zero weights and pooling taps).
+    pub macs: u64,
+    /// VM cycles the program runs, counted as it was generated from what each instruction
+    /// expands to, rounded up where an expansion varies: an upper bound (tested), used to
+    /// refuse models that cannot fit a proof before running them.
+    pub estimated_cycles: u64,
+    /// Private input elements the program reads.
+    pub inputs: usize,
+}
+
+impl Compiled {
+    /// Refuses a program that would run longer than `limit` cycles, saying by how much.
+    pub fn check_fits(&self, limit: u64) -> Result<(), crate::ModelError> {
+        if self.estimated_cycles > limit {
+            return Err(crate::ModelError::TooLarge {
+                needed: self.estimated_cycles,
+                limit,
+                factor: self.estimated_cycles as f64 / limit as f64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Straight-line code being split into procedures.
+struct Emitter {
+    procs: Vec<String>,
+    current: String,
+    ops_in_current: usize,
+    total_ops: u64,
+}
+
+impl Emitter {
+    fn new() -> Emitter {
+        Emitter {
+            procs: Vec::new(),
+            current: String::new(),
+            ops_in_current: 0,
+            total_ops: 0,
+        }
+    }
+
+    /// Appends one unit of work (a neuron, a pooled value): never split across procedures.
+    fn unit(&mut self, code: &str, ops: usize) {
+        if self.ops_in_current + ops > PROC_BUDGET && self.ops_in_current > 0 {
+            self.flush();
+        }
+        self.current.push_str(code);
+        self.ops_in_current += ops;
+        self.total_ops += ops as u64;
+    }
+
+    fn flush(&mut self) {
+        if !self.current.is_empty() {
+            self.procs.push(std::mem::take(&mut self.current));
+            self.ops_in_current = 0;
+        }
+    }
+}
+
+/// Code for one output: `acc` on the stack becomes its requantized, clamped value.
+fn requant_code(out: &mut String, r: &Requant, lo: i64, hi: i64) -> usize {
+    let mut ops = 0;
+    if r.m != 1 {
+        let _ = write!(out, " mul.{}", r.m);
+        ops += 2;
+    }
+    let offset = REQUANT_OFFSET + (1u128 << (r.shift - 1));
+    // High half of (acc * m + 2^(shift-1) + 2^62), then the rest of the shift.
+    let _ = write!(out, " add.{offset} u32split drop");
+    ops += 4;
+    if r.shift > 32 {
+        let _ = write!(out, " u32shr.{}", r.shift - 32);
+        ops += 3;
+    }
+    // The offset contributes exactly c = 2^(62 - shift) after the shift: clamp in that frame.
+    let c = 1i64 << (62 - r.shift);
+    if lo + c > 0 {
+        let _ = write!(out, " u32max.{}", lo + c);
+        ops += U32_MINMAX_OPS;
+    }
+    let _ = write!(out, " u32min.{} sub.{c}", hi + c);
+    ops + U32_MINMAX_OPS + 2
+}
+
+fn mac_code(out: &mut String, addr: u64, w: i64) -> usize {
+    match w {
+        0 => 0,
+        1 => {
+            let _ = write!(out, " mem_load.{addr} add");
+            3
+        }
+        -1 => {
+            let _ = write!(out, " mem_load.{addr} sub");
+            3
+        }
+        w => {
+            let _ = write!(out, " mem_load.{addr} mul.{} add", to_felt(w));
+            5
+        }
+    }
+}
+
+/// Cycles of Verity's private-input loader for `n` elements, rounded up (it hashes the data
+/// two words at a time as it copies it into memory).
+fn loader_cycles(n: usize) -> u64 {
+    64 + n.div_ceil(8) as u64 * 24
+}
+
+/// The count plus a tenth: instruction expansions vary a little between Miden releases, and
+/// the estimate must stay an upper bound (tests compare it with executions).
+fn upper_bound(counted: u64) -> u64 {
+    counted + counted / 10
+}
+
+/// Compiles a model (validated first).
+pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
+    model.validate()?;
+    let mut e = Emitter::new();
+    let n_in = model.input.len();
+
+    // Range-check the private input: every element must be a quantized value.
+    for i in 0..n_in {
+        e.unit(
+            &format!(
+                "    mem_load.{} add.{ACT_MAX} u32lt.{} assert\n",
+                INPUT_ADDR + i as u64,
+                2 * ACT_MAX + 1
+            ),
+            12,
+        );
+    }
+
+    let mut in_base = INPUT_ADDR;
+    let mut out_base = 0u64;
+    for layer in &model.layers {
+        let mut code = String::new();
+        match layer {
+            QLayer::Dense {
+                n_in,
+                n_out,
+                weights,
+                bias,
+                requant,
+                lo,
+                hi,
+            } => {
+                for j in 0..*n_out {
+                    code.clear();
+                    let _ = write!(code, "    push.{}", to_felt(bias[j]));
+                    let mut ops = 1;
+                    for (i, w) in weights[j * n_in..(j + 1) * n_in].iter().enumerate() {
+                        ops += mac_code(&mut code, in_base + i as u64, *w);
+                    }
+                    ops += requant_code(&mut code, &requant[j], *lo, *hi);
+                    let _ = writeln!(code, " mem_store.{}", out_base + j as u64);
+                    e.unit(&code, ops + STORE_OPS);
+                }
+            }
+            QLayer::Conv {
+                window,
+                c_out,
+                weights,
+                bias,
+                requant,
+                lo,
+                hi,
+            } => {
+                let (ci_n, ih, iw) = (window.input.c, window.input.h, window.input.w);
+                let mut o = 0u64;
+                for co in 0..*c_out {
+                    for oy in 0..window.out_h() {
+                        for ox in 0..window.out_w() {
+                            code.clear();
+                            let _ = write!(code, "    push.{}", to_felt(bias[co]));
+                            let mut ops = 1;
+                            for ci in 0..ci_n {
+                                for (ky, kx, y, x) in window.taps(oy, ox) {
+                                    let w = weights
+                                        [((co * ci_n + ci) * window.kh + ky) * window.kw + kx];
+                                    ops += mac_code(
+                                        &mut code,
+                                        in_base + ((ci * ih + y) * iw + x) as u64,
+                                        w,
+                                    );
+                                }
+                            }
+                            ops += requant_code(&mut code, &requant[co], *lo, *hi);
+                            let _ = writeln!(code, " mem_store.{}", out_base + o);
+                            e.unit(&code, ops + STORE_OPS);
+                            o += 1;
+                        }
+                    }
+                }
+            }
+            QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => {
+                let (ih, iw) = (window.input.h, window.input.w);
+                let mut o = 0u64;
+                for ch in 0..window.input.c {
+                    for oy in 0..window.out_h() {
+                        for ox in 0..window.out_w() {
+                            code.clear();
+                            let mut ops = 0;
+                            let addrs = window
+                                .taps(oy, ox)
+                                .map(|(_, _, y, x)| in_base + ((ch * ih + y) * iw + x) as u64);
+                            match layer {
+                                QLayer::MaxPool { .. } => {
+                                    // Compare as u32 after an offset; a window always has a tap.
+                                    for (k, a) in addrs.enumerate() {
+                                        let _ = write!(code, " mem_load.{a} add.{CMP_OFFSET}");
+                                        ops += 4;
+                                        if k > 0 {
+                                            code.push_str(" u32max");
+                                            ops += U32_MINMAX_OPS;
+                                        }
+                                    }
+                                    let _ = write!(code, " sub.{CMP_OFFSET}");
+                                    ops += 2;
+                                }
+                                QLayer::AvgPool {
+                                    requant, lo, hi, ..
+                                } => {
+                                    code.push_str(" push.0");
+                                    ops += 1;
+                                    for a in addrs {
+                                        ops += mac_code(&mut code, a, 1);
+                                    }
+                                    ops += requant_code(
+                                        &mut code,
+                                        &requant[oy * window.out_w() + ox],
+                                        *lo,
+                                        *hi,
+                                    );
+                                }
+                                _ => unreachable!(),
+                            }
+                            let _ = writeln!(code, " mem_store.{}", out_base + o);
+                            e.unit(&format!("   {code}"), ops + STORE_OPS);
+                            o += 1;
+                        }
+                    }
+                }
+            }
+            QLayer::Relu { n } => {
+                for k in 0..*n as u64 {
+                    let code = format!(
+                        "    mem_load.{} add.{CMP_OFFSET} u32max.{CMP_OFFSET} sub.{CMP_OFFSET} mem_store.{}\n",
+                        in_base + k,
+                        out_base + k
+                    );
+                    e.unit(&code, 6 + U32_MINMAX_OPS + STORE_OPS);
+                }
+            }
+        }
+        in_base = out_base;
+        out_base += layer.output_len() as u64;
+    }
+    e.flush();
+
+    // Argmax (first maximum), stored after the logits, then the outputs onto the stack.
+    let logits = in_base;
+    let classes = model.classes() as u64;
+    let class_addr = out_base;
+    let mut out = String::new();
+    let _ = writeln!(out, "    mem_load.{logits} add.{CMP_OFFSET} push.0");
+    for j in 1..classes {
+        // [best_index, best_value] -> compare the next logit, keep the first maximum.
+        let _ = writeln!(
+            out,
+            "    mem_load.{} add.{CMP_OFFSET} dup dup.3 u32gt if.true movdn.2 drop drop push.{j} else drop end",
+            logits + j
+        );
+    }
+    let _ = writeln!(out, "    mem_store.{class_addr} drop");
+    // The stack is 16 elements deep; each output pushed replaces one of the bottom ones.
+    for j in (0..classes).rev() {
+        let _ = writeln!(out, "    mem_load.{} movup.15 drop", logits + j);
+    }
+    let _ = writeln!(out, "    mem_load.{class_addr} movup.15 drop");
+    let output_ops = 8 + (classes as usize) * 24 + (classes as usize + 1) * 6;
+    e.unit(&out, output_ops);
+    e.flush();
+
+    let mut source = String::new();
+    let _ = writeln!(
+        source,
+        "# Generated by Verity from model '{}' (ONNX blake3 {}): do not edit.\n\
+         # Inputs: {} private elements at 2^28 (quantized, scale {:e}).\n\
+         # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|; scale {:e}).",
+        model.name.replace(['\n', '\r'], " "),
+        model.source_hash,
+        n_in,
+        model.input_scale,
+        classes.saturating_sub(1),
+        model.logit_scale
+    );
+    for (k, body) in e.procs.iter().enumerate() {
+        let _ = write!(source, "\nproc part_{k}\n{body}end\n");
+    }
+    source.push_str("\nbegin\n");
+    for k in 0..e.procs.len() {
+        let _ = writeln!(source, "    exec.part_{k}");
+    }
+    source.push_str("end\n");
+    Ok(Compiled {
+        source,
+        macs: model.macs(),
+        estimated_cycles: upper_bound(e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in)),
+        inputs: n_in,
+    })
+}

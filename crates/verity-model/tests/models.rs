@@ -1,0 +1,372 @@
+//! The example models end to end: ONNX import, quantization, compilation, and the Miden
+//! program held to the integer reference bit for bit; plus the import errors a user sees.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tract_onnx::pb;
+use verity_model::{ModelError, QuantModel, argmax, compile, from_felt, read_samples, to_felt};
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/models/digits")
+        .join(name)
+}
+
+fn calibration() -> Vec<Vec<f32>> {
+    read_samples(&example("calibration.json")).unwrap()
+}
+
+fn test_set() -> Vec<Vec<f32>> {
+    read_samples(&example("test.json")).unwrap()
+}
+
+fn import(name: &str) -> QuantModel {
+    verity_model::import(&example(name), &calibration()).unwrap()
+}
+
+/// Executes the compiled program on every sample (assembled once) and compares each output
+/// stack with the integer reference.
+fn assert_program_matches_reference(model: &QuantModel, samples: &[Vec<f32>]) {
+    let compiled = compile(model).unwrap();
+    let words = model.input.len().div_ceil(4) as u32;
+    let shape = verity_types::PrivateCommitment {
+        commitment: [0; 4],
+        words,
+    };
+    let job = verity_vm::assemble_job(&compiled.source, Some(&shape), u64::MAX).unwrap();
+    for (k, x) in samples.iter().enumerate() {
+        let q = model.quantize_input(x).unwrap();
+        let private: Vec<u64> = q.iter().map(|v| to_felt(*v)).collect();
+        let commitment = verity_vm::commit_private(&private).unwrap();
+        let inputs = verity_vm::job_inputs(&[], Some((&commitment, &private))).unwrap();
+        let run = verity_vm::execute(&job.program, &inputs, 1 << 20).unwrap();
+        let want = model.infer(&q).unwrap();
+        let (class, logits) = model.decode_outputs(&run.outputs).unwrap();
+        assert_eq!(logits, want, "sample {k}: program and reference disagree");
+        assert_eq!(class, argmax(&want), "sample {k}: class");
+        if k == 0 {
+            assert!(
+                run.cycles <= compiled.estimated_cycles,
+                "estimate {} vs {}",
+                compiled.estimated_cycles,
+                run.cycles
+            );
+            println!(
+                "{}: {} MACs, {} cycles ({:.2} cycles/MAC)",
+                model.name,
+                compiled.macs,
+                run.cycles,
+                run.cycles as f64 / compiled.macs as f64
+            );
+        }
+    }
+}
+
+#[test]
+fn loader_address_matches_the_vm() {
+    assert_eq!(
+        verity_model::masm::INPUT_ADDR,
+        u64::from(verity_vm::PRIVATE_INPUTS_ADDR)
+    );
+    for v in [0i64, 1, -1, 127, -127, 32767, -32768, i64::from(i32::MIN)] {
+        assert_eq!(from_felt(to_felt(v)), v);
+    }
+}
+
+#[test]
+fn mlp_program_matches_the_quantized_reference_on_every_test_sample() {
+    let model = import("mlp.onnx");
+    assert_program_matches_reference(&model, &test_set());
+}
+
+#[test]
+fn cnn_program_matches_the_quantized_reference_on_every_test_sample() {
+    let model = import("cnn.onnx");
+    assert!(
+        model
+            .layers
+            .iter()
+            .any(|l| matches!(l, verity_model::QLayer::Conv { .. }))
+    );
+    assert!(
+        model
+            .layers
+            .iter()
+            .any(|l| matches!(l, verity_model::QLayer::MaxPool { .. }))
+    );
+    assert_program_matches_reference(&model, &test_set());
+}
+
+/// Top-1 agreement with the float model run by tract on the held-out set.
+fn held_out_agreement(name: &str) -> f64 {
+    let model = import(name);
+    let float = verity_model::read_onnx(&std::fs::read(example(name)).unwrap(), name).unwrap();
+    let a = verity_model::agreement(&model, &float, &test_set()).unwrap();
+    println!(
+        "{name}: top-1 agreement with the float model {:.2}% ({} of {}), max logit error {:.4} of logits up to {:.2}",
+        a.top1() * 100.0,
+        a.top1_agreements,
+        a.samples,
+        a.max_logit_error,
+        a.max_logit
+    );
+    a.top1()
+}
+
+#[test]
+fn quantized_models_agree_with_the_float_models_on_the_held_out_set() {
+    assert!(held_out_agreement("mlp.onnx") >= 0.98);
+    assert!(held_out_agreement("cnn.onnx") >= 0.98);
+}
+
+#[test]
+fn verity_reads_the_models_as_tract_runs_them() {
+    // Verity's own float interpretation of the layers (used to choose scales) must be the
+    // model tract runs; a misread transpose or padding would show here.
+    for name in ["mlp.onnx", "cnn.onnx"] {
+        let float = verity_model::read_onnx(&std::fs::read(example(name)).unwrap(), name).unwrap();
+        let samples: Vec<Vec<f32>> = test_set().into_iter().take(20).collect();
+        let tract = verity_model::reference::float_logits(&float, &samples).unwrap();
+        for (x, t) in samples.iter().zip(&tract) {
+            let ours = float.forward(x).pop().unwrap();
+            assert_eq!(ours.len(), t.len());
+            for (a, b) in ours.iter().zip(t) {
+                assert!((a - f64::from(*b)).abs() < 1e-3, "{name}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn sklearn_head_is_recognised_and_labels_kept() {
+    let model = import("mlp.onnx");
+    assert_eq!(model.classes(), 10);
+    assert_eq!(model.labels.as_deref().unwrap()[7], "7");
+    assert!(matches!(
+        model.layers[0],
+        verity_model::QLayer::Dense {
+            n_in: 64,
+            n_out: 32,
+            lo: 0,
+            ..
+        }
+    ));
+}
+
+// --- errors ------------------------------------------------------------------------------
+
+fn mlp_proto() -> pb::ModelProto {
+    pb::ModelProto::decode(&std::fs::read(example("mlp.onnx")).unwrap()[..]).unwrap()
+}
+
+fn read(proto: &pb::ModelProto) -> Result<verity_model::FloatModel, ModelError> {
+    verity_model::read_onnx(&proto.encode_to_vec(), "test")
+}
+
+#[test]
+fn unsupported_ops_are_listed_with_their_nodes() {
+    let mut proto = mlp_proto();
+    let graph = proto.graph.as_mut().unwrap();
+    let relu = graph.node.iter_mut().find(|n| n.op_type == "Relu").unwrap();
+    relu.op_type = "Sigmoid".into();
+    relu.name = "hidden_act".into();
+    graph.node.push(pb::NodeProto {
+        op_type: "LSTM".into(),
+        name: "memory".into(),
+        ..Default::default()
+    });
+    let err = read(&proto).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ModelError::Unsupported(ref ops) if ops.len() == 2),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sigmoid (node 'hidden_act')") && text.contains("LSTM (node 'memory')"),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_files_are_refused_without_panicking() {
+    let bytes = std::fs::read(example("mlp.onnx")).unwrap();
+    for bad in [
+        &bytes[..bytes.len() / 2],
+        &b"not an onnx file at all"[..],
+        &[0xff; 64][..],
+        &[][..],
+    ] {
+        assert!(verity_model::read_onnx(bad, "bad").is_err());
+    }
+    // Weights whose byte length does not match their shape.
+    let mut proto = mlp_proto();
+    let init = proto
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "coefficient")
+        .unwrap();
+    init.raw_data.truncate(8);
+    init.float_data.truncate(2);
+    assert!(matches!(read(&proto), Err(ModelError::Malformed(_))));
+    // A weight tensor claiming a huge shape.
+    let mut proto = mlp_proto();
+    let init = proto
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "coefficient")
+        .unwrap();
+    init.dims = vec![1 << 40, 1 << 40];
+    assert!(read(&proto).is_err());
+}
+
+#[test]
+fn calibration_of_the_wrong_shape_is_refused() {
+    let float = read(&mlp_proto()).unwrap();
+    let err = verity_model::quantize(&float, &[vec![0.5; 63]]).unwrap_err();
+    assert!(
+        err.to_string().contains("63 values; the model takes 64"),
+        "{err}"
+    );
+    assert!(verity_model::quantize(&float, &[]).is_err());
+    assert!(verity_model::quantize(&float, &[vec![f32::NAN; 64]]).is_err());
+    assert!(verity_model::parse_samples("{\"inputs\": [[1, \"x\"]]}").is_err());
+}
+
+/// A one-layer Gemm model `n_in -> n_out` with deterministic pseudo-random weights.
+fn gemm_model(n_in: usize, n_out: usize) -> Vec<u8> {
+    let f = |i: usize| ((i * 7919 % 255) as f32 - 127.0) / 64.0;
+    let tensor = |name: &str, dims: Vec<i64>, data: Vec<f32>| pb::TensorProto {
+        name: name.into(),
+        dims,
+        data_type: 1,
+        float_data: data,
+        ..Default::default()
+    };
+    let io = |name: &str, dims: &[i64]| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| pb::tensor_shape_proto::Dimension {
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(*d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        node: vec![pb::NodeProto {
+            op_type: "Gemm".into(),
+            name: "fc".into(),
+            input: vec!["x".into(), "w".into(), "b".into()],
+            output: vec!["y".into()],
+            attribute: vec![pb::AttributeProto {
+                name: "transB".into(),
+                i: 1,
+                r#type: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        initializer: vec![
+            tensor(
+                "w",
+                vec![n_out as i64, n_in as i64],
+                (0..n_in * n_out).map(f).collect(),
+            ),
+            tensor(
+                "b",
+                vec![n_out as i64],
+                (0..n_out).map(|j| f(j + 3)).collect(),
+            ),
+        ],
+        input: vec![io("x", &[1, n_in as i64])],
+        output: vec![io("y", &[1, n_out as i64])],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 7,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_model_too_large_for_one_proof_is_refused_saying_by_how_much() {
+    // 16384 x 14 multiply-accumulates: about 1.2 million cycles.
+    let float = verity_model::read_onnx(&gemm_model(16384, 14), "big").unwrap();
+    let model = verity_model::quantize(&float, &[vec![1.0; 16384], vec![-0.5; 16384]]).unwrap();
+    let err = compile(&model).unwrap().check_fits(1 << 20).unwrap_err();
+    assert!(matches!(err, ModelError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("x over"), "{err}");
+}
+
+#[test]
+fn a_synthetic_gemm_model_matches_tract_and_its_reference() {
+    let bytes = gemm_model(48, 12);
+    let float = verity_model::read_onnx(&bytes, "gemm").unwrap();
+    let samples: Vec<Vec<f32>> = (0..16)
+        .map(|s| {
+            (0..48)
+                .map(|i| ((i * 31 + s * 17) % 97) as f32 / 10.0 - 4.0)
+                .collect()
+        })
+        .collect();
+    let model = verity_model::quantize(&float, &samples).unwrap();
+    let a = verity_model::agreement(&model, &float, &samples).unwrap();
+    assert_eq!(a.samples, 16);
+    assert!(a.top1() >= 0.9, "{a:?}");
+    assert_program_matches_reference(&model, &samples);
+}
+
+#[test]
+fn tampered_model_files_are_refused() {
+    let model = import("mlp.onnx");
+    // A multiplier that lets accumulators leave the requantization window.
+    let mut bad = model.clone();
+    if let verity_model::QLayer::Dense { requant, .. } = &mut bad.layers[0] {
+        requant[0].m = 1 << 60;
+    }
+    assert!(matches!(bad.validate(), Err(ModelError::Invalid(_))));
+    // Weights of the wrong length, or a layer that does not fit the previous one.
+    let mut bad = model.clone();
+    if let verity_model::QLayer::Dense { weights, .. } = &mut bad.layers[1] {
+        weights.pop();
+    }
+    assert!(bad.validate().is_err());
+    let mut bad = model.clone();
+    bad.layers.swap(0, 1);
+    assert!(bad.validate().is_err());
+    // Out-of-range inputs are refused by the reference and by the program.
+    assert!(model.infer(&[128; 64]).is_err());
+    let compiled = compile(&model).unwrap();
+    let shape = verity_types::PrivateCommitment {
+        commitment: [0; 4],
+        words: 16,
+    };
+    let job = verity_vm::assemble_job(&compiled.source, Some(&shape), u64::MAX).unwrap();
+    let mut private = vec![0u64; 64];
+    private[5] = 128;
+    let commitment = verity_vm::commit_private(&private).unwrap();
+    let inputs = verity_vm::job_inputs(&[], Some((&commitment, &private))).unwrap();
+    assert!(verity_vm::execute(&job.program, &inputs, 1 << 20).is_err());
+}

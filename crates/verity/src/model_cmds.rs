@@ -1,0 +1,449 @@
+//! `verity model import | inspect`, `verity infer`, and the model checks of `verity verify`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use verity_model::{Compiled, QLayer, QuantModel};
+use verity_types::{Digest, HashFunction, PrivateCommitment, Receipt};
+use verity_vm::{Inputs, Program, ProveOptions, ProveStage};
+
+#[derive(Subcommand)]
+pub enum ModelCmd {
+    /// Quantize an ONNX model to integers and compile it to a Miden program (a `.vmodel`).
+    Import(ImportArgs),
+    /// Layers, scales, cost and accuracy of a `.vmodel`.
+    Inspect {
+        /// The `.vmodel` file.
+        model: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The ONNX model.
+    onnx: PathBuf,
+    /// Calibration samples (JSON: `{"inputs": [[...], ...]}` or a list of inputs); they choose
+    /// the quantization scales and measure agreement with the float model.
+    #[arg(long, value_name = "FILE")]
+    calibrate: PathBuf,
+    /// Where to write the model (default: the ONNX path with a `.vmodel` extension).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Refuse models whose program would run longer than this (default and ceiling 2^20).
+    #[arg(long, value_name = "N")]
+    max_cycles: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct InferArgs {
+    /// The `.vmodel` file written by `verity model import`.
+    model: PathBuf,
+    /// The input: a JSON array (nested arrays are flattened) of floats.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Print the prediction as JSON: {"class", "label", "logits", "scores", "cycles"}.
+    #[arg(long)]
+    json: bool,
+    /// Prove the prediction and write a receipt.
+    #[arg(long)]
+    prove: bool,
+    /// Where to write the receipt (default: the input path with a `.receipt` extension).
+    #[arg(short, long, value_name = "FILE", requires = "prove")]
+    output: Option<PathBuf>,
+    /// Hash function of the proof: blake3-256 (fastest) or poseidon2.
+    #[arg(long, value_name = "NAME", default_value = "blake3-256")]
+    hash_fn: HashFunction,
+    /// Do not show the progress indicator.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// A model with its compiled program.
+pub struct LoadedModel {
+    pub model: QuantModel,
+    pub compiled: Compiled,
+}
+
+impl LoadedModel {
+    pub fn load(path: &Path) -> Result<LoadedModel> {
+        let model = QuantModel::load(path)
+            .with_context(|| format!("cannot load model {}", path.display()))?;
+        let compiled = verity_model::compile(&model)?;
+        Ok(LoadedModel { model, compiled })
+    }
+
+    /// The quantized input, as private field elements.
+    pub fn private_inputs(&self, x: &[f32]) -> Result<(Vec<i64>, Vec<u64>)> {
+        let q = self.model.quantize_input(x)?;
+        let felts = q.iter().map(|v| verity_model::to_felt(*v)).collect();
+        Ok((q, felts))
+    }
+
+    /// The program and inputs to run or prove for one quantized input, exactly as a network
+    /// job with the same input is proven (loader-wrapped, commitment on the stack).
+    pub fn statement(&self, private: &[u64]) -> Result<(Program, Inputs)> {
+        let given = Inputs {
+            private: private.to_vec(),
+            ..Inputs::default()
+        };
+        Ok(verity_vm::prepare(
+            &self.compiled.source,
+            "model.masm",
+            &given,
+        )?)
+    }
+
+    /// The model id: the hash of the program every prediction of this model proves.
+    pub fn id(&self) -> Result<Digest> {
+        Ok(self.statement(&vec![0; self.model.input.len()])?.0.hash())
+    }
+
+    /// Private input words the program is proven with (the commitment covers exactly these).
+    pub fn input_words(&self) -> u32 {
+        self.model.input.len().div_ceil(4) as u32
+    }
+}
+
+/// Reads exactly one input sample.
+pub fn read_input(path: &Path) -> Result<Vec<f32>> {
+    let mut samples =
+        verity_model::read_samples(path).with_context(|| format!("in {}", path.display()))?;
+    if samples.len() != 1 {
+        bail!(
+            "{} holds {} inputs; give one",
+            path.display(),
+            samples.len()
+        );
+    }
+    Ok(samples.remove(0))
+}
+
+fn pow2_label(n: u64) -> String {
+    format!("2^{}", n.max(1).next_power_of_two().trailing_zeros())
+}
+
+fn layer_line(layer: &QLayer) -> String {
+    let clamp = |lo: &i64| if *lo == 0 { " + relu" } else { "" };
+    match layer {
+        QLayer::Dense {
+            n_in, n_out, lo, ..
+        } => format!("dense {n_in} -> {n_out}{}", clamp(lo)),
+        QLayer::Conv {
+            window, c_out, lo, ..
+        } => format!(
+            "conv {}x{}x{} -> {}x{}x{} (kernel {}x{}, stride {}, pads {:?}){}",
+            window.input.c,
+            window.input.h,
+            window.input.w,
+            c_out,
+            window.out_h(),
+            window.out_w(),
+            window.kh,
+            window.kw,
+            window.stride_h,
+            window.pads,
+            clamp(lo)
+        ),
+        QLayer::MaxPool { window } => format!(
+            "maxpool {}x{} -> {}x{}x{}",
+            window.kh,
+            window.kw,
+            window.input.c,
+            window.out_h(),
+            window.out_w()
+        ),
+        QLayer::AvgPool { window, .. } => format!(
+            "avgpool {}x{} -> {}x{}x{}",
+            window.kh,
+            window.kw,
+            window.input.c,
+            window.out_h(),
+            window.out_w()
+        ),
+        QLayer::Relu { n } => format!("relu {n}"),
+    }
+}
+
+fn print_agreement(model: &QuantModel) {
+    match &model.calibration {
+        Some(a) => println!(
+            "agreement:  top-1 {:.1}% ({} of {} calibration samples) with the float model run by tract; max logit error {:.4} (logits up to {:.2})",
+            a.top1() * 100.0,
+            a.top1_agreements,
+            a.samples,
+            a.max_logit_error,
+            a.max_logit
+        ),
+        None => println!("agreement:  not measured"),
+    }
+}
+
+pub fn model(cmd: ModelCmd) -> Result<()> {
+    match cmd {
+        ModelCmd::Import(args) => import(args),
+        ModelCmd::Inspect { model } => inspect(&model),
+    }
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let limit = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    if limit > verity_vm::MAX_MAX_CYCLES {
+        bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
+    }
+    let samples = verity_model::read_samples(&args.calibrate)
+        .with_context(|| format!("in {}", args.calibrate.display()))?;
+    let model = verity_model::import(&args.onnx, &samples)
+        .with_context(|| format!("cannot import {}", args.onnx.display()))?;
+    let compiled = verity_model::compile(&model)?;
+    compiled.check_fits(u64::from(limit))?;
+    let loaded = LoadedModel { model, compiled };
+    // Run the program once and hold it to the integer reference: an import never writes a
+    // model whose program disagrees with it.
+    let (quantized, private) = loaded.private_inputs(&samples[0])?;
+    let (program, inputs) = loaded.statement(&private)?;
+    let run =
+        verity_vm::execute(&program, &inputs, limit).context("the compiled program failed")?;
+    let (class, logits) = loaded.model.decode_outputs(&run.outputs)?;
+    let want = loaded.model.infer(&quantized)?;
+    if logits != want || class != verity_model::argmax(&want) {
+        bail!("internal error: the compiled program disagrees with the quantized reference");
+    }
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.onnx.with_extension("vmodel"));
+    loaded.model.save(&output)?;
+    println!(
+        "model:      {} (from {}, blake3 {})",
+        loaded.model.name,
+        args.onnx.display(),
+        &loaded.model.source_hash[..16]
+    );
+    println!("model id:   {}", program.hash());
+    for layer in &loaded.model.layers {
+        println!("layer:      {}", layer_line(layer));
+    }
+    println!(
+        "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
+        loaded.compiled.macs,
+        run.cycles,
+        pow2_label(run.trace_len),
+        verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
+            .as_secs_f64()
+    );
+    print_agreement(&loaded.model);
+    println!("written:    {}", output.display());
+    Ok(())
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    let loaded = LoadedModel::load(path)?;
+    let m = &loaded.model;
+    println!(
+        "model:      {} ({} format, from ONNX blake3 {})",
+        m.name, m.format, m.source_hash
+    );
+    println!("model id:   {}", loaded.id()?);
+    println!(
+        "input:      {} values {:?} as int8, scale {:.6} (private, committed: {} words)",
+        m.input.len(),
+        m.input_dims,
+        m.input_scale,
+        loaded.input_words()
+    );
+    for (k, layer) in m.layers.iter().enumerate() {
+        println!(
+            "layer {k}:    {:<60} {:>8} MACs",
+            layer_line(layer),
+            layer.macs()
+        );
+    }
+    let labels = m
+        .labels
+        .as_ref()
+        .map(|l| l.join(", "))
+        .unwrap_or_else(|| "(indices)".into());
+    println!(
+        "output:     {} logits (int, scale {:.6}) and the argmax; labels {labels}",
+        m.classes(),
+        m.logit_scale
+    );
+    let cycles = loaded.compiled.estimated_cycles;
+    println!(
+        "cost:       {} MACs, ~{} cycles (trace {}), est. prove {:.1} s at the reference rate",
+        loaded.compiled.macs,
+        cycles,
+        pow2_label(cycles),
+        verity_client::expected_prove_time(
+            cycles.next_power_of_two(),
+            verity_client::REFERENCE_PROVE_RATE
+        )
+        .as_secs_f64()
+    );
+    print_agreement(m);
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Prediction {
+    class: usize,
+    label: String,
+    logits: Vec<i64>,
+    scores: Vec<f64>,
+    cycles: u64,
+    model_id: String,
+    input_commitment: String,
+}
+
+pub fn infer(args: InferArgs) -> Result<()> {
+    let loaded = LoadedModel::load(&args.model)?;
+    let x = read_input(&args.input)?;
+    let (quantized, private) = loaded.private_inputs(&x)?;
+    let (program, inputs) = loaded.statement(&private)?;
+    let commitment = verity_vm::commit_private(&private)?;
+    let (outputs, cycles) = if args.prove {
+        let bar = if args.quiet || args.json {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new_spinner()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let started = Instant::now();
+        let options = ProveOptions {
+            max_cycles: verity_vm::MAX_MAX_CYCLES,
+            hash_fn: args.hash_fn,
+        };
+        let receipt =
+            verity_vm::prove_with_progress(&program, &inputs, options, &mut |stage| match stage {
+                ProveStage::Executing => bar.set_message("executing"),
+                ProveStage::BuildingTrace => bar.set_message("building the execution trace"),
+                ProveStage::Proving { cycles, trace_len } => bar.set_message(format!(
+                    "proving {cycles} cycles (trace length {trace_len})"
+                )),
+            });
+        bar.finish_and_clear();
+        let receipt = receipt?;
+        let output = args
+            .output
+            .clone()
+            .unwrap_or_else(|| args.input.with_extension("receipt"));
+        std::fs::write(&output, receipt.to_json())
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        if !args.json {
+            println!(
+                "proved in {:.2} s: proof {} KB; receipt {}",
+                started.elapsed().as_secs_f64(),
+                receipt.proof.len() / 1024,
+                output.display()
+            );
+        }
+        (receipt.stack_outputs.to_vec(), receipt.cycles)
+    } else {
+        let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
+        (run.outputs.to_vec(), run.cycles)
+    };
+    let (class, logits) = loaded.model.decode_outputs(&outputs)?;
+    // The program and the integer reference must agree; a difference is a compiler bug.
+    if logits != loaded.model.infer(&quantized)? {
+        bail!("internal error: the program's logits differ from the quantized reference");
+    }
+    let prediction = Prediction {
+        class,
+        label: loaded.model.label(class),
+        scores: loaded.model.dequantize(&logits),
+        logits,
+        cycles,
+        model_id: program.hash().to_string(),
+        input_commitment: commitment_hex(&commitment),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&prediction)?);
+    } else {
+        println!(
+            "class:      {} (label {})",
+            prediction.class, prediction.label
+        );
+        println!("logits:     {:?}", prediction.logits);
+        println!(
+            "scores:     {}",
+            prediction
+                .scores
+                .iter()
+                .map(|s| format!("{s:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("cycles:     {}", prediction.cycles);
+        println!("model id:   {}", prediction.model_id);
+        println!(
+            "input:      commitment {} (the input itself stays private)",
+            prediction.input_commitment
+        );
+    }
+    Ok(())
+}
+
+pub fn commitment_hex(c: &PrivateCommitment) -> String {
+    c.commitment.iter().map(|v| format!("{v:016x}")).collect()
+}
+
+/// The model checks of `verity verify --model`: the receipt proves this model's program,
+/// on a committed input of the model's size (and, with `input`, on exactly that input).
+/// Returns a one-line description of the prediction.
+pub fn check_receipt(
+    receipt: &Receipt,
+    model_path: &Path,
+    expect_class: Option<&str>,
+    input: Option<&Path>,
+) -> Result<String> {
+    let loaded = LoadedModel::load(model_path)?;
+    let id = loaded.id()?;
+    if receipt.program_hash != id {
+        bail!(
+            "the receipt proves program {}, not model {} (id {id})",
+            receipt.program_hash,
+            loaded.model.name
+        );
+    }
+    let commitment = verity_vm::commitment_in_stack(&receipt.stack_inputs)
+        .context("the receipt has no private-input commitment")?;
+    if commitment.words != loaded.input_words()
+        || receipt.stack_inputs.len() != verity_vm::PRIVATE_INPUT_SLOTS
+    {
+        bail!(
+            "the receipt's input is not a {}-value input of this model",
+            loaded.model.input.len()
+        );
+    }
+    if let Some(path) = input {
+        let (_, private) = loaded.private_inputs(&read_input(path)?)?;
+        if verity_vm::commit_private(&private)? != commitment {
+            bail!(
+                "the receipt is for a different input than {}",
+                path.display()
+            );
+        }
+    }
+    let (class, logits) = loaded.model.decode_outputs(&receipt.stack_outputs)?;
+    if verity_model::argmax(&logits) != class {
+        bail!("the receipt's class is not the argmax of its logits");
+    }
+    let label = loaded.model.label(class);
+    if let Some(want) = expect_class {
+        if want != label && want != class.to_string() {
+            bail!("the receipt predicts class {class} (label {label}), not {want}");
+        }
+    }
+    Ok(format!(
+        "model {} predicts class {class} (label {label}), logits {logits:?}, for input commitment {}",
+        loaded.model.name,
+        commitment_hex(&commitment)
+    ))
+}
