@@ -554,12 +554,11 @@ impl<'a> Parser<'a> {
                     );
                 }
             }
-            if n.op_type == "ArrayFeatureExtractor" {
-                if let Some(t) = n.input.first().and_then(|c| self.inits.get(c.as_str())) {
-                    if let Ok(v) = tensor_i64(t) {
-                        return Some(v.iter().map(|v| v.to_string()).collect());
-                    }
-                }
+            if n.op_type == "ArrayFeatureExtractor"
+                && let Some(t) = n.input.first().and_then(|c| self.inits.get(c.as_str()))
+                && let Ok(v) = tensor_i64(t)
+            {
+                return Some(v.iter().map(|v| v.to_string()).collect());
             }
         }
         None
@@ -1075,7 +1074,7 @@ fn reshape(from: Shape, target: &[i64], node: &str) -> Result<Shape, ModelError>
         out.push(v);
     }
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(structure(node, "Reshape cannot infer a dimension"));
         }
         out[i] = total / known;

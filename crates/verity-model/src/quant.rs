@@ -564,10 +564,10 @@ impl QuantModel {
                 "{len} outputs; at most {MAX_CLASSES} classes fit a proof's outputs"
             ));
         }
-        if let Some(labels) = &self.labels {
-            if labels.len() != len {
-                return bad(format!("{} labels for {len} classes", labels.len()));
-            }
+        if let Some(labels) = &self.labels
+            && labels.len() != len
+        {
+            return bad(format!("{} labels for {len} classes", labels.len()));
         }
         Ok(())
     }
@@ -732,7 +732,7 @@ fn check_linear(
     if weights.iter().any(|w| w.abs() > WEIGHT_MAX) {
         return Err(format!("weights must lie in [-{WEIGHT_MAX}, {WEIGHT_MAX}]"));
     }
-    if !(lo <= hi && lo >= -LOGIT_MAX && hi <= LOGIT_MAX && hi >= 0) {
+    if !(lo <= hi && lo >= -LOGIT_MAX && (0..=LOGIT_MAX).contains(&hi)) {
         return Err("clamp range out of bounds".into());
     }
     for j in 0..n_out {

@@ -25,7 +25,7 @@ fn run(model: &FloatModel, samples: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ModelE
     let end = graph
         .node
         .iter()
-        .position(|n| n.output.iter().any(|o| *o == model.logits_name))
+        .position(|n| n.output.contains(&model.logits_name))
         .ok_or_else(|| ModelError::Reference("no node produces the logits".into()))?;
     graph.node.truncate(end + 1);
     graph.output = vec![pb::ValueInfoProto {

@@ -271,17 +271,16 @@ fn inspect(path: &Path) -> Result<()> {
         m.classes(),
         m.logit_scale
     );
-    let cycles = loaded.compiled.estimated_cycles;
+    // The cost of a prediction does not depend on the input: measure it on zeros.
+    let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
+    let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
     println!(
-        "cost:       {} MACs, ~{} cycles (trace {}), est. prove {:.1} s at the reference rate",
+        "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
         loaded.compiled.macs,
-        cycles,
-        pow2_label(cycles),
-        verity_client::expected_prove_time(
-            cycles.next_power_of_two(),
-            verity_client::REFERENCE_PROVE_RATE
-        )
-        .as_secs_f64()
+        run.cycles,
+        pow2_label(run.trace_len),
+        verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
+            .as_secs_f64()
     );
     print_agreement(m);
     Ok(())
@@ -436,10 +435,11 @@ pub fn check_receipt(
         bail!("the receipt's class is not the argmax of its logits");
     }
     let label = loaded.model.label(class);
-    if let Some(want) = expect_class {
-        if want != label && want != class.to_string() {
-            bail!("the receipt predicts class {class} (label {label}), not {want}");
-        }
+    if let Some(want) = expect_class
+        && want != label
+        && want != class.to_string()
+    {
+        bail!("the receipt predicts class {class} (label {label}), not {want}");
     }
     Ok(format!(
         "model {} predicts class {class} (label {label}), logits {logits:?}, for input commitment {}",
