@@ -12,7 +12,8 @@
 //! Output stack: `[class, logit_0, ..., logit_{n-1}, ...]`, logits as field elements.
 //!
 //! Cost: a multiply-accumulate is `mem_load.a mul.w add` (5 cycles; weights 0, 1 and -1 are
-//! cheaper); packing two outputs per field element would halve that and is future work.
+//! cheaper). Two outputs that read the same inputs share those 5 cycles when their
+//! accumulators provably fit 32-bit lanes of one field element (see [`emit_neurons`]).
 
 use std::fmt::Write;
 
@@ -62,6 +63,9 @@ pub struct Compiled {
     pub estimated_cycles: u64,
     /// Private input elements the program reads.
     pub inputs: usize,
+    /// Outputs computed two to a field element (the rest, whose accumulators could overflow
+    /// a 32-bit lane, one at a time).
+    pub packed_outputs: usize,
 }
 
 impl Compiled {
@@ -157,6 +161,105 @@ fn mac_code(out: &mut String, addr: u64, w: i64) -> usize {
     }
 }
 
+/// One output of a linear layer: `requant(bias + sum w * mem[addr])` stored at `out`.
+struct Neuron {
+    taps: Vec<(u64, i64)>,
+    bias: i64,
+    requant: Requant,
+    out: u64,
+}
+
+/// Accumulators packed two to a field element must stay below this in magnitude, so each
+/// 32-bit lane holds `acc + 2^31` without borrowing from or carrying into the other, and the
+/// packed value stays below the field's modulus.
+const LANE_LIMIT: u128 = (1 << 31) - 1;
+
+/// Emits a linear layer's outputs. Two neighbouring outputs that read the same inputs are
+/// computed together when both accumulators provably fit a lane (from the actual weights
+/// and the input range): one field element holds `(acc_a + 2^31) + 2^32 (acc_b + 2^31)`, so
+/// one load, one multiply by `w_a + 2^32 w_b` and one add serve two multiply-accumulates,
+/// and `u32split` separates them. Otherwise each output is computed alone.
+fn emit_neurons(
+    e: &mut Emitter,
+    neurons: &[Neuron],
+    lo: i64,
+    hi: i64,
+    in_bound: i64,
+    packed: &mut usize,
+) {
+    let bound = |n: &Neuron| {
+        u128::from(n.bias.unsigned_abs())
+            + n.taps
+                .iter()
+                .map(|(_, w)| u128::from(w.unsigned_abs()))
+                .sum::<u128>()
+                * in_bound as u128
+    };
+    let mut code = String::new();
+    let mut k = 0;
+    while k < neurons.len() {
+        code.clear();
+        let a = &neurons[k];
+        let pair = neurons.get(k + 1).filter(|b| {
+            b.taps.len() == a.taps.len()
+                && b.taps.iter().zip(&a.taps).all(|(x, y)| x.0 == y.0)
+                && bound(a) < LANE_LIMIT
+                && bound(b) < LANE_LIMIT
+        });
+        let mut ops;
+        match pair {
+            Some(b) => {
+                let half = 1i128 << 31;
+                let init = half + i128::from(a.bias) + (half + i128::from(b.bias)) * (1i128 << 32);
+                let _ = write!(code, "    push.{}", init as u64);
+                ops = 1;
+                for ((addr, wa), (_, wb)) in a.taps.iter().zip(&b.taps) {
+                    let w = i128::from(*wa) + i128::from(*wb) * (1i128 << 32);
+                    ops += match w {
+                        0 => 0,
+                        1 => {
+                            let _ = write!(code, " mem_load.{addr} add");
+                            3
+                        }
+                        w => {
+                            let felt = if w >= 0 {
+                                w as u64
+                            } else {
+                                P - w.unsigned_abs() as u64
+                            };
+                            let _ = write!(code, " mem_load.{addr} mul.{felt} add");
+                            5
+                        }
+                    };
+                }
+                // [lo lane, hi lane]: each lane minus its offset is the exact accumulator.
+                let _ = write!(code, " u32split sub.{half}");
+                ops += 3;
+                ops += requant_code(&mut code, &a.requant, lo, hi);
+                let _ = write!(code, " mem_store.{} sub.{half}", a.out);
+                ops += STORE_OPS + 2;
+                ops += requant_code(&mut code, &b.requant, lo, hi);
+                let _ = writeln!(code, " mem_store.{}", b.out);
+                ops += STORE_OPS;
+                *packed += 2;
+                k += 2;
+            }
+            None => {
+                let _ = write!(code, "    push.{}", to_felt(a.bias));
+                ops = 1;
+                for (addr, w) in &a.taps {
+                    ops += mac_code(&mut code, *addr, *w);
+                }
+                ops += requant_code(&mut code, &a.requant, lo, hi);
+                let _ = writeln!(code, " mem_store.{}", a.out);
+                ops += STORE_OPS;
+                k += 1;
+            }
+        }
+        e.unit(&code, ops);
+    }
+}
+
 /// Cycles of Verity's private-input loader for `n` elements, rounded up (it hashes the data
 /// two words at a time as it copies it into memory).
 fn loader_cycles(n: usize) -> u64 {
@@ -188,6 +291,8 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     }
 
     let mut in_base = INPUT_ADDR;
+    let mut in_bound = ACT_MAX;
+    let mut packed = 0usize;
     let mut out_base = 0u64;
     for layer in &model.layers {
         let mut code = String::new();
@@ -201,17 +306,18 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                 lo,
                 hi,
             } => {
-                for j in 0..*n_out {
-                    code.clear();
-                    let _ = write!(code, "    push.{}", to_felt(bias[j]));
-                    let mut ops = 1;
-                    for (i, w) in weights[j * n_in..(j + 1) * n_in].iter().enumerate() {
-                        ops += mac_code(&mut code, in_base + i as u64, *w);
-                    }
-                    ops += requant_code(&mut code, &requant[j], *lo, *hi);
-                    let _ = writeln!(code, " mem_store.{}", out_base + j as u64);
-                    e.unit(&code, ops + STORE_OPS);
-                }
+                let neurons: Vec<Neuron> = (0..*n_out)
+                    .map(|j| Neuron {
+                        taps: (0..*n_in)
+                            .map(|i| (in_base + i as u64, weights[j * n_in + i]))
+                            .collect(),
+                        bias: bias[j],
+                        requant: requant[j],
+                        out: out_base + j as u64,
+                    })
+                    .collect();
+                emit_neurons(&mut e, &neurons, *lo, *hi, in_bound, &mut packed);
+                in_bound = (*hi).max(-*lo);
             }
             QLayer::Conv {
                 window,
@@ -222,32 +328,33 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                 lo,
                 hi,
             } => {
+                // Position-major, channel-minor: neighbouring channels at one position read
+                // the same inputs, so they can share packed accumulators.
                 let (ci_n, ih, iw) = (window.input.c, window.input.h, window.input.w);
-                let mut o = 0u64;
-                for co in 0..*c_out {
-                    for oy in 0..window.out_h() {
-                        for ox in 0..window.out_w() {
-                            code.clear();
-                            let _ = write!(code, "    push.{}", to_felt(bias[co]));
-                            let mut ops = 1;
+                let (oh, ow) = (window.out_h(), window.out_w());
+                let mut neurons = Vec::with_capacity(c_out * oh * ow);
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for co in 0..*c_out {
+                            let mut taps = Vec::new();
                             for ci in 0..ci_n {
                                 for (ky, kx, y, x) in window.taps(oy, ox) {
                                     let w = weights
                                         [((co * ci_n + ci) * window.kh + ky) * window.kw + kx];
-                                    ops += mac_code(
-                                        &mut code,
-                                        in_base + ((ci * ih + y) * iw + x) as u64,
-                                        w,
-                                    );
+                                    taps.push((in_base + ((ci * ih + y) * iw + x) as u64, w));
                                 }
                             }
-                            ops += requant_code(&mut code, &requant[co], *lo, *hi);
-                            let _ = writeln!(code, " mem_store.{}", out_base + o);
-                            e.unit(&code, ops + STORE_OPS);
-                            o += 1;
+                            neurons.push(Neuron {
+                                taps,
+                                bias: bias[co],
+                                requant: requant[co],
+                                out: out_base + ((co * oh + oy) * ow + ox) as u64,
+                            });
                         }
                     }
                 }
+                emit_neurons(&mut e, &neurons, *lo, *hi, in_bound, &mut packed);
+                in_bound = (*hi).max(-*lo);
             }
             QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => {
                 let (ih, iw) = (window.input.h, window.input.w);
@@ -277,6 +384,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                                 QLayer::AvgPool {
                                     requant, lo, hi, ..
                                 } => {
+                                    in_bound = (*hi).max(-*lo);
                                     code.push_str(" push.0");
                                     ops += 1;
                                     for a in addrs {
@@ -364,5 +472,6 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         macs: model.macs(),
         estimated_cycles: upper_bound(e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in)),
         inputs: n_in,
+        packed_outputs: packed,
     })
 }

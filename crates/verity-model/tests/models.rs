@@ -312,9 +312,9 @@ fn gemm_model(n_in: usize, n_out: usize) -> Vec<u8> {
 
 #[test]
 fn a_model_too_large_for_one_proof_is_refused_saying_by_how_much() {
-    // 16384 x 14 multiply-accumulates: about 1.2 million cycles.
-    let float = verity_model::read_onnx(&gemm_model(16384, 14), "big").unwrap();
-    let model = verity_model::quantize(&float, &[vec![1.0; 16384], vec![-0.5; 16384]]).unwrap();
+    // 32768 x 14 multiply-accumulates: about 1.2 million cycles, even packed.
+    let float = verity_model::read_onnx(&gemm_model(32768, 14), "big").unwrap();
+    let model = verity_model::quantize(&float, &[vec![1.0; 32768], vec![-0.5; 32768]]).unwrap();
     let err = compile(&model).unwrap().check_fits(1 << 20).unwrap_err();
     assert!(matches!(err, ModelError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("x over"), "{err}");
@@ -369,4 +369,50 @@ fn tampered_model_files_are_refused() {
     let commitment = verity_vm::commit_private(&private).unwrap();
     let inputs = verity_vm::job_inputs(&[], Some((&commitment, &private))).unwrap();
     assert!(verity_vm::execute(&job.program, &inputs, 1 << 20).is_err());
+}
+
+/// A hand-built dense model `n_in -> n_out` with every weight `w` (int16 allowed).
+fn constant_dense(n_in: usize, n_out: usize, w: i64) -> QuantModel {
+    let model = QuantModel {
+        format: verity_model::quant::FORMAT.into(),
+        name: "constant".into(),
+        source_hash: "test".into(),
+        input: verity_model::Shape::flat(n_in),
+        input_dims: vec![1, n_in],
+        input_scale: 1.0,
+        layers: vec![verity_model::QLayer::Dense {
+            n_in,
+            n_out,
+            weights: (0..n_in * n_out)
+                .map(|k| if k % 3 == 0 { -w } else { w })
+                .collect(),
+            bias: (0..n_out as i64).map(|j| j * 1000 - 3000).collect(),
+            requant: vec![verity_model::quant::Requant { m: 3, shift: 40 }; n_out],
+            lo: -32767,
+            hi: 32767,
+        }],
+        logit_scale: 1.0,
+        labels: None,
+        calibration: None,
+    };
+    model.validate().unwrap();
+    model
+}
+
+#[test]
+fn outputs_are_packed_two_per_element_only_when_the_lanes_cannot_overflow() {
+    let inputs: Vec<Vec<f32>> = vec![
+        vec![127.0; 1024],
+        vec![-127.0; 1024],
+        (0..1024).map(|i| (i % 255) as f32 - 127.0).collect(),
+    ];
+    // Small weights: every accumulator provably fits a 32-bit lane, so outputs are packed.
+    let small = constant_dense(1024, 6, 100);
+    assert_eq!(compile(&small).unwrap().packed_outputs, 6);
+    assert_program_matches_reference(&small, &inputs);
+    // int16 weights: 1024 x 32767 x 127 exceeds 2^31, so packing could overflow; the compiler
+    // falls back to one output per element and still matches the reference.
+    let large = constant_dense(1024, 6, 32767);
+    assert_eq!(compile(&large).unwrap().packed_outputs, 0);
+    assert_program_matches_reference(&large, &inputs);
 }
