@@ -17,7 +17,7 @@
 
 use std::fmt::Write;
 
-use crate::quant::{ACT_MAX, QLayer, QuantModel, REQUANT_OFFSET, Requant};
+use crate::quant::{ACT_MAX, QLayer, QuantModel, REQUANT_OFFSET, Requant, acc_bound};
 
 /// Where Verity's loader writes a job's private inputs (must equal
 /// `verity_vm::PRIVATE_INPUTS_ADDR`; a test checks it).
@@ -187,14 +187,7 @@ fn emit_neurons(
     in_bound: i64,
     packed: &mut usize,
 ) {
-    let bound = |n: &Neuron| {
-        u128::from(n.bias.unsigned_abs())
-            + n.taps
-                .iter()
-                .map(|(_, w)| u128::from(w.unsigned_abs()))
-                .sum::<u128>()
-                * in_bound as u128
-    };
+    let bound = |n: &Neuron| acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound);
     let mut code = String::new();
     let mut k = 0;
     while k < neurons.len() {
@@ -330,22 +323,16 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
             } => {
                 // Position-major, channel-minor: neighbouring channels at one position read
                 // the same inputs, so they can share packed accumulators.
-                let (ci_n, ih, iw) = (window.input.c, window.input.h, window.input.w);
                 let (oh, ow) = (window.out_h(), window.out_w());
                 let mut neurons = Vec::with_capacity(c_out * oh * ow);
                 for oy in 0..oh {
                     for ox in 0..ow {
                         for co in 0..*c_out {
-                            let mut taps = Vec::new();
-                            for ci in 0..ci_n {
-                                for (ky, kx, y, x) in window.taps(oy, ox) {
-                                    let w = weights
-                                        [((co * ci_n + ci) * window.kh + ky) * window.kw + kx];
-                                    taps.push((in_base + ((ci * ih + y) * iw + x) as u64, w));
-                                }
-                            }
                             neurons.push(Neuron {
-                                taps,
+                                taps: window
+                                    .conv_taps(co, oy, ox)
+                                    .map(|(w, i)| (in_base + i as u64, weights[w]))
+                                    .collect(),
                                 bias: bias[co],
                                 requant: requant[co],
                                 out: out_base + ((co * oh + oy) * ow + ox) as u64,
@@ -357,16 +344,13 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                 in_bound = (*hi).max(-*lo);
             }
             QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => {
-                let (ih, iw) = (window.input.h, window.input.w);
                 let mut o = 0u64;
                 for ch in 0..window.input.c {
                     for oy in 0..window.out_h() {
                         for ox in 0..window.out_w() {
                             code.clear();
                             let mut ops = 0;
-                            let addrs = window
-                                .taps(oy, ox)
-                                .map(|(_, _, y, x)| in_base + ((ch * ih + y) * iw + x) as u64);
+                            let addrs = window.pool_taps(ch, oy, ox).map(|i| in_base + i as u64);
                             match layer {
                                 QLayer::MaxPool { .. } => {
                                     // Compare as u32 after an offset; a window always has a tap.

@@ -105,6 +105,49 @@ impl Window {
             })
         })
     }
+    /// For a convolution over this window, the `(weight index, input index)` pairs output
+    /// channel `co` sums at `(oy, ox)`: input channels outer, kernel taps inner, padding
+    /// skipped. Weights are laid out `[c_out][c_in][kh][kw]`, inputs `[c][h][w]`.
+    pub fn conv_taps(
+        &self,
+        co: usize,
+        oy: usize,
+        ox: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (ci_n, ih, iw) = (self.input.c, self.input.h, self.input.w);
+        (0..ci_n).flat_map(move |ci| {
+            self.taps(oy, ox).map(move |(ky, kx, y, x)| {
+                (
+                    ((co * ci_n + ci) * self.kh + ky) * self.kw + kx,
+                    (ci * ih + y) * iw + x,
+                )
+            })
+        })
+    }
+
+    /// For pooling over this window, the input indices under output `(oy, ox)` of channel `ch`.
+    pub fn pool_taps(&self, ch: usize, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
+        let (ih, iw) = (self.input.h, self.input.w);
+        self.taps(oy, ox)
+            .map(move |(_, _, y, x)| (ch * ih + y) * iw + x)
+    }
+
+    /// Pools `x`: `f` gets each window's values and the output's position within its
+    /// channel; outputs are channel-major, then rows, then columns.
+    pub fn pool<T: Copy>(&self, x: &[T], f: impl Fn(&[T], usize) -> T) -> Vec<T> {
+        let (oh, ow) = (self.out_h(), self.out_w());
+        let mut out = Vec::with_capacity(self.input.c * oh * ow);
+        for ch in 0..self.input.c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let vals: Vec<T> = self.pool_taps(ch, oy, ox).map(|i| x[i]).collect();
+                    out.push(f(&vals, oy * ow + ox));
+                }
+            }
+        }
+        out
+    }
+
     fn check(&self, node: &str) -> Result<(), ModelError> {
         self.validate().map_err(|reason| ModelError::Structure {
             node: node.into(),
@@ -165,6 +208,30 @@ pub enum FloatLayer {
 }
 
 impl FloatLayer {
+    /// For a Dense or Conv layer: outputs (channels), weights per output, weights, biases.
+    pub fn linear(&self) -> Option<(usize, usize, &[f32], &[f32])> {
+        match self {
+            FloatLayer::Dense {
+                n_in,
+                n_out,
+                weights,
+                bias,
+            } => Some((*n_out, *n_in, weights, bias)),
+            FloatLayer::Conv {
+                window,
+                c_out,
+                weights,
+                bias,
+            } => Some((
+                *c_out,
+                window.input.c * window.kh * window.kw,
+                weights,
+                bias,
+            )),
+            _ => None,
+        }
+    }
+
     /// The shape this layer produces from `input`.
     pub fn output_shape(&self, input: Shape) -> Shape {
         match self {
@@ -248,33 +315,26 @@ fn forward_layer(layer: &FloatLayer, x: &[f64]) -> Vec<f64> {
             weights,
             bias,
         } => {
-            let (ci_n, ih, iw) = (window.input.c, window.input.h, window.input.w);
             let (oh, ow) = (window.out_h(), window.out_w());
             let mut out = Vec::with_capacity(c_out * oh * ow);
-            for co in 0..*c_out {
+            for (co, b) in bias.iter().enumerate().take(*c_out) {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let mut acc = f64::from(bias[co]);
-                        for ci in 0..ci_n {
-                            for (ky, kx, y, xx) in window.taps(oy, ox) {
-                                let w =
-                                    weights[((co * ci_n + ci) * window.kh + ky) * window.kw + kx];
-                                acc += f64::from(w) * x[(ci * ih + y) * iw + xx];
-                            }
-                        }
-                        out.push(acc);
+                        let taps = window.conv_taps(co, oy, ox);
+                        let sum: f64 = taps.map(|(w, i)| f64::from(weights[w]) * x[i]).sum();
+                        out.push(f64::from(*b) + sum);
                     }
                 }
             }
             out
         }
-        FloatLayer::MaxPool { window } => pool(window, x, |vals, _| {
+        FloatLayer::MaxPool { window } => window.pool(x, |vals, _| {
             vals.iter().copied().fold(f64::NEG_INFINITY, f64::max)
         }),
         FloatLayer::AvgPool {
             window,
             count_include_pad,
-        } => pool(window, x, |vals, _| {
+        } => window.pool(x, |vals, _| {
             let n = if *count_include_pad {
                 window.kh * window.kw
             } else {
@@ -285,23 +345,6 @@ fn forward_layer(layer: &FloatLayer, x: &[f64]) -> Vec<f64> {
         FloatLayer::Relu => x.iter().map(|v| v.max(0.0)).collect(),
         FloatLayer::Reshape { .. } => x.to_vec(),
     }
-}
-
-fn pool(window: &Window, x: &[f64], f: impl Fn(&[f64], usize) -> f64) -> Vec<f64> {
-    let (c, ih, iw) = (window.input.c, window.input.h, window.input.w);
-    let mut out = Vec::new();
-    for ch in 0..c {
-        for oy in 0..window.out_h() {
-            for ox in 0..window.out_w() {
-                let vals: Vec<f64> = window
-                    .taps(oy, ox)
-                    .map(|(_, _, y, xx)| x[(ch * ih + y) * iw + xx])
-                    .collect();
-                out.push(f(&vals, ch));
-            }
-        }
-    }
-    out
 }
 
 /// Decodes an ONNX file and reads its layers.
@@ -751,45 +794,13 @@ impl<'a> Parser<'a> {
                 }
                 "Identity" | "Dropout" => {}
                 "Relu" => layers.push((nname, FloatLayer::Relu)),
-                "MatMul" => {
-                    let w =
-                        self.init(node.input.get(1).map(String::as_str).unwrap_or(""), &nname)?;
-                    if w.dims.len() != 2 {
-                        return Err(structure(&nname, "MatMul weights must be 2-D"));
-                    }
-                    let (n_in, n_out) = (
-                        to_usize(w.dims[0], &nname, "rows")?,
-                        to_usize(w.dims[1], &nname, "columns")?,
-                    );
-                    if n_in != shape.len() {
-                        return Err(structure(
-                            &nname,
-                            format!("weights take {n_in} inputs; the layer gets {}", shape.len()),
-                        ));
-                    }
-                    let data = tensor_f32(w)?;
-                    let mut weights = vec![0f32; n_in * n_out];
-                    for i in 0..n_in {
-                        for j in 0..n_out {
-                            weights[j * n_in + i] = data[i * n_out + j];
-                        }
-                    }
-                    layers.push((
-                        nname,
-                        FloatLayer::Dense {
-                            n_in,
-                            n_out,
-                            weights,
-                            bias: vec![0.0; n_out],
-                        },
-                    ));
-                    shape = Shape::flat(n_out);
-                }
-                "Gemm" => {
-                    if attr_int(node, "transA", 0) != 0 {
+                "MatMul" | "Gemm" => {
+                    // MatMul is a Gemm with no bias, alpha 1 and weights not transposed.
+                    let gemm = node.op_type == "Gemm";
+                    if gemm && attr_int(node, "transA", 0) != 0 {
                         return Err(structure(&nname, "Gemm with transA is not supported"));
                     }
-                    let trans_b = attr_int(node, "transB", 0) != 0;
+                    let trans_b = gemm && attr_int(node, "transB", 0) != 0;
                     let (alpha, beta) = (
                         attr_float(node, "alpha", 1.0),
                         attr_float(node, "beta", 1.0),
@@ -797,7 +808,10 @@ impl<'a> Parser<'a> {
                     let w =
                         self.init(node.input.get(1).map(String::as_str).unwrap_or(""), &nname)?;
                     if w.dims.len() != 2 {
-                        return Err(structure(&nname, "Gemm weights must be 2-D"));
+                        return Err(structure(
+                            &nname,
+                            format!("{} weights must be 2-D", node.op_type),
+                        ));
                     }
                     let (r, c) = (
                         to_usize(w.dims[0], &nname, "rows")?,
@@ -819,10 +833,10 @@ impl<'a> Parser<'a> {
                             } else {
                                 data[i * n_out + j]
                             };
-                            weights[j * n_in + i] = alpha * v;
+                            weights[j * n_in + i] = if gemm { alpha * v } else { v };
                         }
                     }
-                    let bias = match node.input.get(2).filter(|s| !s.is_empty()) {
+                    let bias = match node.input.get(2).filter(|s| gemm && !s.is_empty()) {
                         Some(b) => broadcast(&tensor_f32(self.init(b, &nname)?)?, n_out, &nname)?
                             .into_iter()
                             .map(|v| v * beta)

@@ -170,27 +170,13 @@ impl QLayer {
                 weights,
                 ..
             } => {
-                let per_tap = |ky: usize, kx: usize| -> u64 {
-                    (0..*c_out)
-                        .map(|co| {
-                            (0..window.input.c)
-                                .filter(|ci| {
-                                    weights[((co * window.input.c + ci) * window.kh + ky)
-                                        * window.kw
-                                        + kx]
-                                        != 0
-                                })
-                                .count() as u64
-                        })
-                        .sum()
-                };
                 let mut total = 0;
-                for oy in 0..window.out_h() {
-                    for ox in 0..window.out_w() {
-                        total += window
-                            .taps(oy, ox)
-                            .map(|(ky, kx, _, _)| per_tap(ky, kx))
-                            .sum::<u64>();
+                for co in 0..*c_out {
+                    for oy in 0..window.out_h() {
+                        for ox in 0..window.out_w() {
+                            let taps = window.conv_taps(co, oy, ox);
+                            total += taps.filter(|(w, _)| weights[*w] != 0).count() as u64;
+                        }
                     }
                 }
                 total
@@ -311,18 +297,7 @@ pub fn quantize(model: &FloatModel, calibration: &[Vec<f32>]) -> Result<QuantMod
             FloatLayer::Dense { .. } | FloatLayer::Conv { .. } => {
                 let out_scale = scale_for(out_max, levels);
                 let (lo, hi) = (if fuse_relu { 0 } else { -levels }, levels);
-                let (c_out, per_channel) = match layer {
-                    FloatLayer::Dense { n_in, n_out, .. } => (*n_out, *n_in),
-                    FloatLayer::Conv { window, c_out, .. } => {
-                        (*c_out, window.input.c * window.kh * window.kw)
-                    }
-                    _ => unreachable!(),
-                };
-                let (fw, fb) = match layer {
-                    FloatLayer::Dense { weights, bias, .. }
-                    | FloatLayer::Conv { weights, bias, .. } => (weights, bias),
-                    _ => unreachable!(),
-                };
+                let (c_out, per_channel, fw, fb) = layer.linear().expect("a linear layer");
                 let mut weights = Vec::with_capacity(fw.len());
                 let mut bias = Vec::with_capacity(c_out);
                 let mut requant = Vec::with_capacity(c_out);
@@ -438,10 +413,14 @@ pub fn quantize(model: &FloatModel, calibration: &[Vec<f32>]) -> Result<QuantMod
 }
 
 /// The largest |accumulator| of one output: |bias| + sum |w| x (input bound).
-fn acc_bound(bias: i64, weights: &[i64], in_bound: i64) -> u128 {
+pub(crate) fn acc_bound<'a>(
+    bias: i64,
+    weights: impl IntoIterator<Item = &'a i64>,
+    in_bound: i64,
+) -> u128 {
     u128::from(bias.unsigned_abs())
         + weights
-            .iter()
+            .into_iter()
             .map(|w| u128::from(w.unsigned_abs()))
             .sum::<u128>()
             * in_bound as u128
@@ -637,35 +616,29 @@ impl QuantModel {
                     lo,
                     hi,
                 } => {
-                    let (ci_n, ih, iw) = (window.input.c, window.input.h, window.input.w);
                     let mut out = Vec::with_capacity(layer.output_len());
                     for co in 0..*c_out {
                         for oy in 0..window.out_h() {
                             for ox in 0..window.out_w() {
-                                let mut acc = bias[co];
-                                for ci in 0..ci_n {
-                                    for (ky, kx, y, xx) in window.taps(oy, ox) {
-                                        acc += weights
-                                            [((co * ci_n + ci) * window.kh + ky) * window.kw + kx]
-                                            * cur[(ci * ih + y) * iw + xx];
-                                    }
-                                }
+                                let taps = window.conv_taps(co, oy, ox);
+                                let acc =
+                                    bias[co] + taps.map(|(w, i)| weights[w] * cur[i]).sum::<i64>();
                                 out.push(requant[co].apply(acc, *lo, *hi));
                             }
                         }
                     }
                     out
                 }
-                QLayer::MaxPool { window } => pool_int(window, &cur, |vals, _| {
-                    vals.iter().copied().max().unwrap_or(0)
-                }),
+                QLayer::MaxPool { window } => {
+                    window.pool(&cur, |vals, _| vals.iter().copied().max().unwrap_or(0))
+                }
                 QLayer::AvgPool {
                     window,
                     requant,
                     lo,
                     hi,
                     ..
-                } => pool_int(window, &cur, |vals, pos| {
+                } => window.pool(&cur, |vals, pos| {
                     requant[pos].apply(vals.iter().sum(), *lo, *hi)
                 }),
                 QLayer::Relu { .. } => cur.iter().map(|v| (*v).max(0)).collect(),
@@ -692,23 +665,6 @@ pub fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
         }
     }
     best
-}
-
-fn pool_int(window: &Window, x: &[i64], f: impl Fn(&[i64], usize) -> i64) -> Vec<i64> {
-    let (c, ih, iw) = (window.input.c, window.input.h, window.input.w);
-    let mut out = Vec::new();
-    for ch in 0..c {
-        for oy in 0..window.out_h() {
-            for ox in 0..window.out_w() {
-                let vals: Vec<i64> = window
-                    .taps(oy, ox)
-                    .map(|(_, _, y, xx)| x[(ch * ih + y) * iw + xx])
-                    .collect();
-                out.push(f(&vals, oy * window.out_w() + ox));
-            }
-        }
-    }
-    out
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,14 +1,13 @@
 //! `verity model import | inspect`, `verity infer`, and the model checks of `verity verify`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use verity_model::{Compiled, QLayer, QuantModel};
 use verity_types::{Digest, HashFunction, PrivateCommitment, Receipt};
-use verity_vm::{Inputs, Program, ProveOptions, ProveStage};
+use verity_vm::{Inputs, Program, ProveOptions};
 
 #[derive(Subcommand)]
 pub enum ModelCmd {
@@ -246,7 +245,10 @@ fn inspect(path: &Path) -> Result<()> {
         "model:      {} ({} format, from ONNX blake3 {})",
         m.name, m.format, m.source_hash
     );
-    println!("model id:   {}", loaded.id()?);
+    // The cost of a prediction does not depend on the input: measure it on zeros (this also
+    // assembles the program whose hash is the model id).
+    let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
+    println!("model id:   {}", program.hash());
     println!(
         "input:      {} values {:?} as int8, scale {:.6} (private, committed: {} words)",
         m.input.len(),
@@ -271,8 +273,6 @@ fn inspect(path: &Path) -> Result<()> {
         m.classes(),
         m.logit_scale
     );
-    // The cost of a prediction does not depend on the input: measure it on zeros.
-    let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
     let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
     println!(
         "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
@@ -302,33 +302,21 @@ pub fn infer(args: InferArgs) -> Result<()> {
     let x = read_input(&args.input)?;
     let (quantized, private) = loaded.private_inputs(&x)?;
     let (program, inputs) = loaded.statement(&private)?;
-    let commitment = verity_vm::commit_private(&private)?;
+    // The statement's public inputs start with the input's commitment.
+    let commitment = verity_vm::commitment_in_stack(&inputs.stack)
+        .context("the statement has no input commitment")?;
     let (outputs, cycles) = if args.prove {
-        let bar = if args.quiet || args.json {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new_spinner()
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-                .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(100));
         let started = Instant::now();
         let options = ProveOptions {
             max_cycles: verity_vm::MAX_MAX_CYCLES,
             hash_fn: args.hash_fn,
         };
-        let receipt =
-            verity_vm::prove_with_progress(&program, &inputs, options, &mut |stage| match stage {
-                ProveStage::Executing => bar.set_message("executing"),
-                ProveStage::BuildingTrace => bar.set_message("building the execution trace"),
-                ProveStage::Proving { cycles, trace_len } => bar.set_message(format!(
-                    "proving {cycles} cycles (trace length {trace_len})"
-                )),
-            });
-        bar.finish_and_clear();
-        let receipt = receipt?;
+        let (receipt, _) = crate::proof_cmds::prove_with_spinner(
+            &program,
+            &inputs,
+            options,
+            args.quiet || args.json,
+        )?;
         let output = args
             .output
             .clone()

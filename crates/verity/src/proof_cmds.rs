@@ -109,33 +109,9 @@ pub fn prove(args: ProveArgs) -> Result<()> {
         hash_fn: args.hash_fn,
     };
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-            .expect("valid progress template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
-    let mut proving_started = started;
-    let receipt =
-        verity_vm::prove_with_progress(&program, &inputs, options, &mut |stage| match stage {
-            ProveStage::Executing => bar.set_message("executing"),
-            ProveStage::BuildingTrace => bar.set_message("building the execution trace"),
-            ProveStage::Proving { cycles, trace_len } => {
-                proving_started = Instant::now();
-                bar.set_message(format!(
-                    "proving {cycles} cycles (trace length {trace_len})"
-                ));
-            }
-        });
-    bar.finish_and_clear();
-    let receipt = receipt?;
+    let (receipt, proving) = prove_with_spinner(&program, &inputs, options, args.quiet)?;
     let total = started.elapsed();
-    let proving = proving_started.elapsed();
 
     std::fs::write(&output, receipt.to_json())
         .with_context(|| format!("cannot write receipt to {}", output.display()))?;
@@ -153,6 +129,40 @@ pub fn prove(args: ProveArgs) -> Result<()> {
     println!("program: {}", receipt.program_hash);
     println!("receipt: {}", output.display());
     Ok(())
+}
+
+/// Proves with a spinner on the terminal naming the stage (hidden when `quiet`). Returns the
+/// receipt and the time spent in the prover proper (after execution and trace building).
+pub fn prove_with_spinner(
+    program: &Program,
+    inputs: &Inputs,
+    options: ProveOptions,
+    quiet: bool,
+) -> Result<(Receipt, Duration)> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
+            .expect("valid progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let mut proving_started = Instant::now();
+    let receipt =
+        verity_vm::prove_with_progress(program, inputs, options, &mut |stage| match stage {
+            ProveStage::Executing => bar.set_message("executing"),
+            ProveStage::BuildingTrace => bar.set_message("building the execution trace"),
+            ProveStage::Proving { cycles, trace_len } => {
+                proving_started = Instant::now();
+                bar.set_message(format!(
+                    "proving {cycles} cycles (trace length {trace_len})"
+                ));
+            }
+        });
+    bar.finish_and_clear();
+    Ok((receipt?, proving_started.elapsed()))
 }
 
 pub fn verify(args: VerifyArgs) -> Result<()> {
