@@ -72,13 +72,21 @@ enum Command {
     Transfer(net_cmds::TransferArgs),
 }
 
-/// A program and its inputs, shared by `run` and `prove` (and later `job submit`).
+/// A program and its inputs, shared by `run` and `prove`.
 #[derive(Args, Debug, Clone)]
 pub struct ProgramArgs {
     /// Miden Assembly source file (`.masm`); it may `use miden::core::...`.
     pub program: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+}
+
+/// A program's inputs and cycle cap (`run`, `prove`, `job submit`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct InputArgs {
     /// Public stack inputs: comma-separated field elements, top of the stack first
-    /// (the order of `operand_stack` in a Miden `.inputs` file).
+    /// (the order of `operand_stack` in a Miden `.inputs` file). With `job submit --model`:
+    /// the model's input, a JSON file of floats.
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub input: Option<String>,
     /// A Miden `.inputs` JSON file (operand_stack, advice_stack, advice_map, merkle_store).

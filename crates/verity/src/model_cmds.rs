@@ -9,6 +9,8 @@ use verity_model::{Compiled, QLayer, QuantModel};
 use verity_types::{Digest, HashFunction, PrivateCommitment, Receipt};
 use verity_vm::{Inputs, Program, ProveOptions};
 
+use crate::proof_cmds::LoadedProgram;
+
 #[derive(Subcommand)]
 pub enum ModelCmd {
     /// Quantize an ONNX model to integers and compile it to a Miden program (a `.vmodel`).
@@ -104,6 +106,69 @@ impl LoadedModel {
     pub fn input_words(&self) -> u32 {
         self.model.input.len().div_ceil(4) as u32
     }
+
+    /// One prediction as a job: the model's program, the quantized input as its private
+    /// inputs.
+    pub fn job(&self, x: &[f32]) -> Result<LoadedProgram> {
+        let (_, private) = self.private_inputs(x)?;
+        let (program, inputs) = self.statement(&private)?;
+        Ok(LoadedProgram {
+            source: self.compiled.source.clone(),
+            program,
+            inputs,
+            given: Inputs {
+                private,
+                ..Inputs::default()
+            },
+        })
+    }
+
+    /// `class C (label L), logits [...]` from a prediction's output stack; fails unless the
+    /// class is the logits' argmax.
+    pub fn describe(&self, outputs: &[u64]) -> Result<String> {
+        let (class, logits) = self.model.decode_outputs(outputs)?;
+        if verity_model::argmax(&logits) != class {
+            bail!("the class is not the argmax of the logits");
+        }
+        Ok(format!(
+            "class {class} (label {}), logits {logits:?}",
+            self.model.label(class)
+        ))
+    }
+}
+
+/// Where models this machine imported or submitted are kept, by model id, so that `job
+/// status` can decode their predictions.
+fn registry_path(id: &Digest) -> PathBuf {
+    crate::net_cmds::verity_home()
+        .join("models")
+        .join(format!("{id}.vmodel"))
+}
+
+/// Keeps a copy of `loaded` under its id (a failure only costs the automatic decoding).
+pub fn remember(loaded: &LoadedModel, id: &Digest) {
+    let path = registry_path(id);
+    if path.is_file() {
+        return;
+    }
+    let saved = path
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(loaded.model.save(&path)?));
+    if let Err(e) = saved {
+        eprintln!(
+            "note: cannot keep a copy of the model in {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The model whose id is `id`, if this machine knows it (and it still compiles to that id).
+pub fn recall(id: &Digest) -> Option<LoadedModel> {
+    let loaded = LoadedModel::load(&registry_path(id)).ok()?;
+    (loaded.id().ok()? == *id).then_some(loaded)
 }
 
 /// Reads exactly one input sample.
@@ -187,20 +252,25 @@ pub fn model(cmd: ModelCmd) -> Result<()> {
     }
 }
 
-fn import(args: ImportArgs) -> Result<()> {
-    let limit = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+/// Imports an ONNX model: quantizes it on the calibration samples, compiles it, checks it
+/// fits `limit` cycles, and runs the program once against the integer reference (an import
+/// never yields a model whose program disagrees with it). Returns the model, its id and one
+/// run.
+pub fn import_model(
+    onnx: &Path,
+    calibration: &Path,
+    limit: u32,
+) -> Result<(LoadedModel, Digest, verity_vm::Execution)> {
     if limit > verity_vm::MAX_MAX_CYCLES {
         bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
     }
-    let samples = verity_model::read_samples(&args.calibrate)
-        .with_context(|| format!("in {}", args.calibrate.display()))?;
-    let model = verity_model::import(&args.onnx, &samples)
-        .with_context(|| format!("cannot import {}", args.onnx.display()))?;
+    let samples = verity_model::read_samples(calibration)
+        .with_context(|| format!("in {}", calibration.display()))?;
+    let model = verity_model::import(onnx, &samples)
+        .with_context(|| format!("cannot import {}", onnx.display()))?;
     let compiled = verity_model::compile(&model)?;
     compiled.check_fits(u64::from(limit))?;
     let loaded = LoadedModel { model, compiled };
-    // Run the program once and hold it to the integer reference: an import never writes a
-    // model whose program disagrees with it.
     let (quantized, private) = loaded.private_inputs(&samples[0])?;
     let (program, inputs) = loaded.statement(&private)?;
     let run =
@@ -210,6 +280,14 @@ fn import(args: ImportArgs) -> Result<()> {
     if logits != want || class != verity_model::argmax(&want) {
         bail!("internal error: the compiled program disagrees with the quantized reference");
     }
+    let id = program.hash();
+    Ok((loaded, id, run))
+}
+
+fn import(args: ImportArgs) -> Result<()> {
+    let limit = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    let (loaded, id, run) = import_model(&args.onnx, &args.calibrate, limit)?;
+    remember(&loaded, &id);
     let output = args
         .output
         .clone()
@@ -221,7 +299,7 @@ fn import(args: ImportArgs) -> Result<()> {
         args.onnx.display(),
         &loaded.model.source_hash[..16]
     );
-    println!("model id:   {}", program.hash());
+    println!("model id:   {id}");
     for layer in &loaded.model.layers {
         println!("layer:      {}", layer_line(layer));
     }

@@ -14,8 +14,9 @@ use verity_ledger::{Genesis, Job, JobState, TimelineEntry};
 use verity_node::{AuditorConfig, NodeConfig, ProviderConfig, devnet};
 use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, TxBody, format_felts};
 
-use crate::ProgramArgs;
-use crate::proof_cmds::load;
+use crate::model_cmds::{self, LoadedModel};
+use crate::proof_cmds::{LoadedProgram, load};
+use crate::{InputArgs, ProgramArgs};
 
 /// Where to find the node.
 #[derive(Args, Clone)]
@@ -34,7 +35,7 @@ pub struct KeyArgs {
     pub key: String,
 }
 
-fn verity_home() -> PathBuf {
+pub(crate) fn verity_home() -> PathBuf {
     std::env::var_os("VERITY_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".verity")))
@@ -169,6 +170,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
                 .config(devnet::dev_key(&devnet::validator_name(i)), true)
         })
         .collect::<Result<Vec<_>>>()?;
+    let demo_jobs = args.demo.then(demo_jobs).transpose()?;
     let mut others = Vec::new();
     let mut running = if n == 1 {
         devnet::start_single(&dir, devnet::genesis(), args.listen, args.block_ms).await?
@@ -214,7 +216,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         }
     }
     let result = if args.demo {
-        let result = demo(&url).await;
+        let result = demo(&url, demo_jobs.unwrap_or_default()).await;
         if result.is_ok() && n > 1 {
             print_agreement(std::iter::once(&running).chain(others.iter())).await;
         }
@@ -265,17 +267,17 @@ impl Drop for TempDir {
     }
 }
 
-/// Submits the bundled examples in both modes and prints what became of them.
-async fn demo(url: &str) -> Result<()> {
-    let client = Client::new(url);
-    let key = devnet::dev_key("client");
+/// The demo's jobs: the bundled examples in both modes, and one prediction of the digits
+/// model. Prepared before the network starts, so that the model import does not share the
+/// CPU with the provider's speed calibration.
+fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let cases: [(&str, Option<&str>, &str); 3] = [
         ("fib.masm", None, "50"),
         ("hash_chain.masm", Some("hash_chain.inputs"), ""),
         ("preimage.masm", Some("preimage.inputs"), ""),
     ];
-    let mut submitted = Vec::new();
+    let mut jobs = Vec::new();
     for mode in [Mode::Proof, Mode::Optimistic] {
         for (file, inputs, stack) in cases {
             // Jobs with private inputs run in proof mode only (nobody but the client could
@@ -283,23 +285,53 @@ async fn demo(url: &str) -> Result<()> {
             if mode == Mode::Optimistic && inputs.is_some() {
                 continue;
             }
-            let args = ProgramArgs {
+            let spec = JobSpec::program(&ProgramArgs {
                 program: examples.join(file),
-                input: inputs.is_none().then(|| stack.to_string()),
-                inputs_file: inputs.map(|i| examples.join(i)),
-                private: None,
-                max_cycles: None,
-            };
-            // Offers sized from each program's trace, as `job submit` makes them.
-            let offer = OfferArgs::default();
-            let (id, _) = submit_job(&client, &key, &args, mode, &offer).await?;
-            println!(
-                "submitted {file} ({}) as job {}",
-                mode_name(mode),
-                id.short()
-            );
-            submitted.push((file, mode, id, Instant::now()));
+                inputs: InputArgs {
+                    input: inputs.is_none().then(|| stack.to_string()),
+                    inputs_file: inputs.map(|i| examples.join(i)),
+                    ..InputArgs::default()
+                },
+            })?;
+            jobs.push((file.to_string(), mode, spec));
         }
+    }
+    // Verifiable inference: the digits MLP, imported from its ONNX file here, predicts on
+    // a private input (an image of a 2).
+    let digits = examples.join("models/digits");
+    let (model, _, _) = model_cmds::import_model(
+        &digits.join("mlp.onnx"),
+        &digits.join("calibration.json"),
+        verity_vm::DEFAULT_MAX_CYCLES,
+    )?;
+    let job = model.job(&model_cmds::read_input(&digits.join("x.json"))?)?;
+    jobs.push((
+        "digits mlp.onnx".to_string(),
+        Mode::Proof,
+        JobSpec {
+            job,
+            max_cycles: None,
+            model: Some(model),
+        },
+    ));
+    Ok(jobs)
+}
+
+/// Submits the demo's jobs and prints what became of them.
+async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
+    let client = Client::new(url);
+    let key = devnet::dev_key("client");
+    let mut submitted = Vec::new();
+    for (name, mode, spec) in jobs {
+        // Offers sized from each program's trace, as `job submit` makes them.
+        let offer = OfferArgs::default();
+        let (id, _) = submit_job(&client, &key, &spec, mode, &offer).await?;
+        println!(
+            "submitted {name} ({}) as job {}",
+            mode_name(mode),
+            id.short()
+        );
+        submitted.push((name, mode, spec.model, id, Instant::now()));
     }
     println!();
     println!(
@@ -307,15 +339,18 @@ async fn demo(url: &str) -> Result<()> {
         "example", "mode", "state", "outputs", "price", "provider", "secs"
     );
     let mut failures = 0;
-    for (file, mode, id, started) in submitted {
+    for (name, mode, model, id, started) in submitted {
         let job = client
             .wait_job(&id, Duration::from_secs(180), |_| {})
             .await?;
-        let outputs = job
-            .outputs
-            .as_ref()
-            .map(|o| short_outputs(o))
-            .unwrap_or_else(|| "-".into());
+        let outputs = match (&job.outputs, &model) {
+            (Some(o), Some(m)) => {
+                let (class, _) = m.model.decode_outputs(o)?;
+                format!("class {class}")
+            }
+            (Some(o), None) => short_outputs(o),
+            (None, _) => "-".into(),
+        };
         let receipt = if mode == Mode::Proof && job.state == JobState::Finalized {
             match client.receipt(&id).await {
                 Ok(_) => "verified".to_string(),
@@ -335,7 +370,7 @@ async fn demo(url: &str) -> Result<()> {
         }
         println!(
             "{:<16} {:<11} {:<10} {:<22} {:>6} {:<13} {:>8.1}  {receipt}",
-            file,
+            name,
             mode_name(mode),
             job.state.to_string(),
             outputs,
@@ -823,12 +858,16 @@ impl Default for OfferArgs {
 #[derive(Subcommand)]
 pub enum JobCmd {
     /// Submit a job: the program runs locally first (to catch errors and size the cycle cap).
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// A job's state, price, provider and (with --timeline) every transition.
     Status {
         id: String,
         #[arg(long)]
         timeline: bool,
+        /// Decode a prediction with this model (default: a model this machine imported or
+        /// submitted whose id is the job's program).
+        #[arg(long, value_name = "FILE")]
+        model: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -844,8 +883,15 @@ pub enum JobCmd {
 
 #[derive(Args)]
 pub struct SubmitArgs {
+    /// Miden Assembly source file (`.masm`), or give `--model`.
+    #[arg(required_unless_present = "model")]
+    program: Option<PathBuf>,
+    /// Submit one prediction of this model (a `.vmodel` from `verity model import`) on
+    /// `--input FILE` (JSON floats), which stays private: the job carries its commitment.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["program", "inputs_file", "private", "max_cycles"])]
+    model: Option<PathBuf>,
     #[command(flatten)]
-    program: ProgramArgs,
+    inputs: InputArgs,
     #[arg(long, value_enum, default_value = "proof")]
     mode: ModeArg,
     #[command(flatten)]
@@ -859,15 +905,66 @@ pub struct SubmitArgs {
     wait: bool,
 }
 
+/// What `job submit` sends: a program with its inputs, or one prediction of a model.
+struct JobSpec {
+    job: LoadedProgram,
+    /// The cycle cap asked for (default: twice what the local run needs).
+    max_cycles: Option<u32>,
+    /// The model, for a prediction: it decodes the outputs.
+    model: Option<LoadedModel>,
+}
+
+impl JobSpec {
+    fn program(args: &ProgramArgs) -> Result<JobSpec> {
+        Ok(JobSpec {
+            job: load(&args.program, &args.inputs)?,
+            max_cycles: args.inputs.max_cycles,
+            model: None,
+        })
+    }
+
+    fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
+        let model = LoadedModel::load(model)?;
+        let job = model.job(&model_cmds::read_input(input)?)?;
+        // So that `job status` can decode this job's outputs later.
+        model_cmds::remember(&model, &job.program.hash());
+        Ok(JobSpec {
+            job,
+            max_cycles: None,
+            model: Some(model),
+        })
+    }
+
+    fn from_args(args: &SubmitArgs) -> Result<JobSpec> {
+        match (&args.model, &args.program) {
+            (Some(model), _) => {
+                let Some(input) = &args.inputs.input else {
+                    bail!("--model needs --input FILE: the model's input as JSON");
+                };
+                JobSpec::prediction(model, Path::new(input))
+            }
+            (None, Some(program)) => JobSpec::program(&ProgramArgs {
+                program: program.clone(),
+                inputs: args.inputs.clone(),
+            }),
+            (None, None) => bail!("give a program file or --model"),
+        }
+    }
+}
+
 async fn submit_job(
     client: &Client,
     key: &Keypair,
-    args: &ProgramArgs,
+    spec: &JobSpec,
     mode: Mode,
     offer: &OfferArgs,
 ) -> Result<(Digest, u64)> {
-    let (program, inputs, given) = load(args)?;
-    let source = std::fs::read_to_string(&args.program)?;
+    let LoadedProgram {
+        source,
+        program,
+        inputs,
+        given,
+    } = &spec.job;
     if !given.advice.is_empty() {
         bail!(
             "network jobs take no raw advice (advice_stack, advice_map, merkle_store): pass \
@@ -876,9 +973,9 @@ async fn submit_job(
     }
     // Run locally first, exactly as the job will be proven: a failing program is caught
     // here, and the cycle cap defaults to twice what the program needs.
-    let cap = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
-    let run = verity_vm::execute(&program, &inputs, cap).context("the program fails locally")?;
-    let max_cycles = args
+    let cap = spec.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    let run = verity_vm::execute(program, inputs, cap).context("the program fails locally")?;
+    let max_cycles = spec
         .max_cycles
         .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
     // Offers that fit the job: unless told otherwise, give an honest provider time to prove
@@ -900,7 +997,7 @@ async fn submit_job(
         Some(verity_vm::commit_private(&given.private)?)
     };
     let req = JobRequest {
-        program: source,
+        program: source.clone(),
         stack_inputs: given.stack.clone(),
         private_inputs,
         mode,
@@ -1023,13 +1120,18 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                 ModeArg::Proof => Mode::Proof,
                 ModeArg::Optimistic => Mode::Optimistic,
             };
-            let (id, trace_len) =
-                submit_job(&client, &key, &args.program, mode, &args.offer).await?;
+            let spec = JobSpec::from_args(&args)?;
+            let (id, trace_len) = submit_job(&client, &key, &spec, mode, &args.offer).await?;
             println!("job {id}");
             if args.wait {
                 let job = follow(&client, &id, mode, trace_len).await?;
                 match (&job.outputs, job.state) {
-                    (Some(o), JobState::Finalized) => println!("outputs: {}", format_felts(o)),
+                    (Some(o), JobState::Finalized) => {
+                        println!("outputs: {}", format_felts(o));
+                        if let Some(model) = &spec.model {
+                            println!("prediction: {}", model.describe(o)?);
+                        }
+                    }
                     _ => bail!("job ended {}", job.state),
                 }
                 if mode == Mode::Proof {
@@ -1041,7 +1143,12 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             }
             Ok(())
         }
-        JobCmd::Status { id, timeline, node } => {
+        JobCmd::Status {
+            id,
+            timeline,
+            model,
+            node,
+        } => {
             let client = Client::new(&node.node);
             let view = client.job(&parse_digest(&id)?).await?;
             let j = &view.job;
@@ -1066,6 +1173,22 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
             );
             if let Some(o) = &j.outputs {
                 println!("outputs  {}", format_felts(o));
+                let model = match &model {
+                    Some(path) => Some(LoadedModel::load(path)?),
+                    None => model_cmds::recall(&j.program_hash),
+                };
+                if let Some(m) = model {
+                    let id = m.id()?;
+                    if id != j.program_hash {
+                        bail!(
+                            "job {} ran program {}, not model {} (id {id})",
+                            j.id,
+                            j.program_hash,
+                            m.model.name
+                        );
+                    }
+                    println!("predicts {}", m.describe(o)?);
+                }
             }
             if let Some(f) = &view.failure {
                 println!("failure  {f}");

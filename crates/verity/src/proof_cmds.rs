@@ -1,6 +1,6 @@
 //! `verity run | prove | verify`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use verity_types::{HashFunction, Receipt, format_felts, parse_felt_list};
 use verity_vm::{Inputs, Program, ProveOptions, ProveStage};
 
-use crate::ProgramArgs;
+use crate::{InputArgs, ProgramArgs};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -58,10 +58,10 @@ pub struct VerifyArgs {
 /// Returns the program and inputs to run or prove, prepared as a network job would be: with
 /// private inputs (`--private`, or `private_inputs` in the inputs file), the program wrapped
 /// with Verity's loader and their commitment first on the public stack. Also returns the
-/// inputs as given (public stack and private values), for submitting a job.
-pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs, Inputs)> {
-    let source = std::fs::read_to_string(&args.program)
-        .with_context(|| format!("cannot read program file {}", args.program.display()))?;
+/// source and the inputs as given (public stack and private values), for submitting a job.
+pub fn load(path: &Path, args: &InputArgs) -> Result<LoadedProgram> {
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read program file {}", path.display()))?;
     let mut given = match (&args.input, &args.inputs_file) {
         (Some(list), _) => Inputs::from_stack_list(list).context("in --input")?,
         (None, Some(path)) => Inputs::from_inputs_file(path)?,
@@ -70,16 +70,35 @@ pub fn load(args: &ProgramArgs) -> Result<(Program, Inputs, Inputs)> {
     if let Some(list) = &args.private {
         given.private = parse_felt_list(list).context("in --private")?;
     }
-    let (program, prepared) =
-        verity_vm::prepare(&source, &args.program.display().to_string(), &given)?;
-    Ok((program, prepared, given))
+    let (program, prepared) = verity_vm::prepare(&source, &path.display().to_string(), &given)?;
+    Ok(LoadedProgram {
+        source,
+        program,
+        inputs: prepared,
+        given,
+    })
+}
+
+/// A program read from its flags.
+pub struct LoadedProgram {
+    /// The source as written (what a job carries).
+    pub source: String,
+    /// The program as proven (with the private-input loader when there are private inputs).
+    pub program: Program,
+    /// The inputs as proven (the commitment first when there are private inputs).
+    pub inputs: Inputs,
+    /// The inputs as given.
+    pub given: Inputs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let (program, inputs, _) = load(&args.program)?;
+    let LoadedProgram {
+        program, inputs, ..
+    } = load(&args.program.program, &args.program.inputs)?;
     let started = Instant::now();
     let max_cycles = args
         .program
+        .inputs
         .max_cycles
         .unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
     let execution = verity_vm::execute(&program, &inputs, max_cycles)?;
@@ -96,7 +115,9 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 pub fn prove(args: ProveArgs) -> Result<()> {
-    let (program, inputs, _) = load(&args.program)?;
+    let LoadedProgram {
+        program, inputs, ..
+    } = load(&args.program.program, &args.program.inputs)?;
     let output = args
         .output
         .clone()
@@ -104,6 +125,7 @@ pub fn prove(args: ProveArgs) -> Result<()> {
     let options = ProveOptions {
         max_cycles: args
             .program
+            .inputs
             .max_cycles
             .unwrap_or(verity_vm::DEFAULT_MAX_CYCLES),
         hash_fn: args.hash_fn,

@@ -1,8 +1,11 @@
-//! `verity node` as a real process: killed with SIGKILL while a job is locked, restarted, and
-//! nothing committed is lost; then a `verity provider` process completes the job.
+//! `verity` networks as real processes: a node killed with SIGKILL while a job is locked,
+//! restarted, loses nothing, and a `verity provider` process completes the job; the README's
+//! demo runs to the end; a model prediction goes through the network from the CLI.
 
 mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use verity_client::Client;
@@ -10,7 +13,7 @@ use verity_ledger::JobState;
 use verity_node::devnet;
 use verity_types::{JobRequest, Mode, Offer, TxBody};
 
-use common::{free_port, spawn, wait_height};
+use common::{Proc, free_port, spawn, verity, wait_height};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_a_job_is_locked_loses_nothing() {
@@ -113,4 +116,191 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
     assert_eq!(job.state, JobState::Finalized);
     assert_eq!(job.outputs.unwrap()[0], 610);
     client.receipt(&submit).await.unwrap();
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `verity ARGS` with its home (keys, remembered models) in `home`.
+fn verity_at(home: &Path, args: &[&str]) -> Output {
+    let mut cmd: Command = verity(args);
+    cmd.env("VERITY_HOME", home).output().unwrap()
+}
+
+fn example(path: &str) -> String {
+    format!("{}/../../examples/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The README's first command (what `scripts/devnet.sh --demo` runs): every example, and one
+/// prediction of the digits model, finalized and verified.
+#[test]
+fn the_devnet_demo_finalizes_every_job() {
+    let home = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = verity_at(home.path(), &["devnet", "--demo", "--listen", &listen]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("all demo jobs finalized"),
+        "{stdout}\n{stderr}"
+    );
+    let inference = stdout
+        .lines()
+        .find(|l| l.starts_with("digits mlp.onnx"))
+        .unwrap_or_else(|| panic!("no inference job in the demo: {stdout}"));
+    assert!(
+        inference.contains("finalized")
+            && inference.contains("class 2")
+            && inference.contains("verified"),
+        "{inference}"
+    );
+}
+
+/// `job submit --model`: the client imports a model, submits one prediction on a private
+/// input, waits, and reads the class back from `job status`; the receipt verifies against
+/// the model and the class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_prediction_as_a_network_job() {
+    let home = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
+    devnet
+        .args(["devnet", "--listen", &listen, "--no-audit"])
+        .env("VERITY_HOME", home.path())
+        .env("VERITY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _devnet = Proc(devnet.spawn().unwrap());
+    wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
+
+    let model = home.path().join("digits.vmodel");
+    let model = model.to_str().unwrap();
+    let out = verity_at(
+        home.path(),
+        &[
+            "model",
+            "import",
+            &example("models/digits/mlp.onnx"),
+            "--calibrate",
+            &example("models/digits/calibration.json"),
+            "-o",
+            model,
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let x = example("models/digits/x.json");
+    let out = verity_at(
+        home.path(),
+        &[
+            "job", "submit", "--model", model, "--input", &x, "--wait", "--node", &url,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("prediction: class 2 (label 2)"), "{stdout}");
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // The job carries only the input's commitment: the pixels are nowhere in it.
+    let job = Client::new(&url)
+        .job(&id.parse().unwrap())
+        .await
+        .unwrap()
+        .job;
+    assert!(job.request.private_inputs.is_some());
+    assert!(job.request.stack_inputs.is_empty());
+
+    // This machine imported the model, so `job status` decodes the prediction by itself;
+    // elsewhere it needs `--model`.
+    let out = verity_at(home.path(), &["job", "status", &id, "--node", &url]);
+    assert!(
+        text(&out).0.contains("predicts class 2 (label 2)"),
+        "{:?}",
+        text(&out)
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = verity_at(elsewhere.path(), &["job", "status", &id, "--node", &url]);
+    assert!(out.status.success() && !text(&out).0.contains("predicts"));
+    let out = verity_at(
+        elsewhere.path(),
+        &["job", "status", &id, "--node", &url, "--model", model],
+    );
+    assert!(
+        text(&out).0.contains("predicts class 2"),
+        "{:?}",
+        text(&out)
+    );
+
+    let receipt = home.path().join("pred.receipt");
+    let receipt = receipt.to_str().unwrap();
+    let out = verity_at(
+        home.path(),
+        &["job", "receipt", &id, "-o", receipt, "--node", &url],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let verify = |class: &str| {
+        verity_at(
+            home.path(),
+            &[
+                "verify",
+                receipt,
+                "--model",
+                model,
+                "--input",
+                &x,
+                "--expect-class",
+                class,
+            ],
+        )
+    };
+    assert!(verify("2").status.success(), "{:?}", text(&verify("2")));
+    let wrong = verify("7");
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).1.contains("predicts class 2"),
+        "{:?}",
+        text(&wrong)
+    );
+
+    // `--model` takes the input from a JSON file, and nothing else.
+    let out = verity_at(
+        home.path(),
+        &["job", "submit", "--model", model, "--node", &url],
+    );
+    assert!(
+        text(&out).1.contains("--model needs --input FILE"),
+        "{:?}",
+        text(&out)
+    );
+    let out = verity_at(
+        home.path(),
+        &[
+            "job",
+            "submit",
+            "--model",
+            model,
+            "--input",
+            &x,
+            "--private",
+            "1",
+            "--node",
+            &url,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("cannot be used with"),
+        "{:?}",
+        text(&out)
+    );
 }
