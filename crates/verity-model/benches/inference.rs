@@ -51,6 +51,7 @@ fn synthetic_mnist() -> QuantModel {
         logit_scale: 1.0,
         labels: None,
         calibration: None,
+        public_input: false,
     };
     model.validate().expect("synthetic model is valid");
     model

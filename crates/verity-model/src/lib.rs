@@ -20,7 +20,7 @@ use std::path::Path;
 pub use error::{ModelError, UnsupportedOp};
 pub use masm::{Compiled, compile, from_felt, to_felt};
 pub use onnx::{FloatModel, Shape, read_onnx};
-pub use quant::{Agreement, QLayer, QuantModel, argmax, quantize};
+pub use quant::{Agreement, MAX_PUBLIC_INPUTS, QLayer, QuantModel, argmax, quantize};
 
 /// Largest calibration or sample file read.
 pub const MAX_SAMPLES_BYTES: u64 = 64 << 20;

@@ -8,7 +8,8 @@
 //! halves after adding an offset that makes the value non-negative.
 //!
 //! Layout: the input is read where Verity's loader puts a job's private inputs
-//! (2^28 + i); each layer writes its outputs to its own memory region from address 0.
+//! (2^28 + i); a public input (on the stack, first value on top) is first stored there. Each
+//! layer writes its outputs to its own memory region from address 0.
 //! Output stack: `[class, logit_0, ..., logit_{n-1}, ...]`, logits as field elements.
 //!
 //! Cost: a multiply-accumulate is `mem_load.a mul.w add` (5 cycles; weights 0, 1 and -1 are
@@ -271,7 +272,15 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     let mut e = Emitter::new();
     let n_in = model.input.len();
 
-    // Range-check the private input: every element must be a quantized value.
+    if model.public_input {
+        for i in 0..n_in {
+            e.unit(
+                &format!("    mem_store.{}\n", INPUT_ADDR + i as u64),
+                STORE_OPS,
+            );
+        }
+    }
+    // Range-check the input: every element must be a quantized value.
     for i in 0..n_in {
         e.unit(
             &format!(

@@ -235,7 +235,14 @@ pub struct QuantModel {
     pub labels: Option<Vec<String>>,
     /// Measured at import on the calibration set.
     pub calibration: Option<Agreement>,
+    /// The input is public, on the stack (at most [`MAX_PUBLIC_INPUTS`] values), instead of
+    /// a committed private input. Part of the program, so of the model id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public_input: bool,
 }
+
+/// Inputs that fit on the VM's public stack.
+pub const MAX_PUBLIC_INPUTS: usize = 16;
 
 fn max_abs(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(0.0, |m, v| m.max(v.abs()))
@@ -407,6 +414,7 @@ pub fn quantize(model: &FloatModel, calibration: &[Vec<f32>]) -> Result<QuantMod
         logit_scale: in_scale,
         labels: model.labels.clone(),
         calibration: None,
+        public_input: false,
     };
     model.validate()?;
     Ok(model)
@@ -458,6 +466,13 @@ impl QuantModel {
             && self.logit_scale > 0.0)
         {
             return bad("scales must be positive".into());
+        }
+        if self.public_input && self.input.len() > MAX_PUBLIC_INPUTS {
+            return Err(ModelError::Input(format!(
+                "a public input has at most {MAX_PUBLIC_INPUTS} values (the VM's public \
+                 stack); this model takes {}: keep its input private",
+                self.input.len()
+            )));
         }
         let mut len = self.input.len();
         let mut bound = ACT_MAX;

@@ -394,6 +394,7 @@ fn constant_dense(n_in: usize, n_out: usize, w: i64) -> QuantModel {
         logit_scale: 1.0,
         labels: None,
         calibration: None,
+        public_input: false,
     };
     model.validate().unwrap();
     model
@@ -415,4 +416,69 @@ fn outputs_are_packed_two_per_element_only_when_the_lanes_cannot_overflow() {
     let large = constant_dense(1024, 6, 32767);
     assert_eq!(compile(&large).unwrap().packed_outputs, 0);
     assert_program_matches_reference(&large, &inputs);
+}
+
+fn iris(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/models/iris")
+        .join(name)
+}
+
+/// A public input is the program's stack: the iris model (4 features) matches the reference
+/// on every held-out flower with its input on the stack, agrees with the float model, and is
+/// a different program (model id) from the same model with a private input.
+#[test]
+fn public_input_models_read_the_stack_and_match_the_reference() {
+    let calibration = read_samples(&iris("calibration.json")).unwrap();
+    let mut model = verity_model::import(&iris("mlp.onnx"), &calibration).unwrap();
+    assert_eq!(
+        model.labels.as_deref().unwrap(),
+        ["setosa", "versicolor", "virginica"]
+    );
+    let private = compile(&model).unwrap();
+    model.public_input = true;
+    let public = compile(&model).unwrap();
+    assert_ne!(private.source, public.source);
+    let program = verity_vm::Program::assemble(&public.source, "iris.masm").unwrap();
+    let test = read_samples(&iris("test.json")).unwrap();
+    for (k, x) in test.iter().enumerate() {
+        let q = model.quantize_input(x).unwrap();
+        let stack: Vec<u64> = q.iter().map(|v| to_felt(*v)).collect();
+        let inputs = verity_vm::Inputs {
+            stack,
+            ..Default::default()
+        };
+        let run = verity_vm::execute(&program, &inputs, 1 << 20).unwrap();
+        let (class, logits) = model.decode_outputs(&run.outputs).unwrap();
+        let want = model.infer(&q).unwrap();
+        assert_eq!(logits, want, "flower {k}");
+        assert_eq!(class, argmax(&want));
+    }
+    let float = verity_model::read_onnx(&std::fs::read(iris("mlp.onnx")).unwrap(), "iris").unwrap();
+    let a = verity_model::agreement(&model, &float, &test).unwrap();
+    println!(
+        "iris: top-1 agreement {:.2}% on {} flowers",
+        a.top1() * 100.0,
+        a.samples
+    );
+    assert!(a.top1() >= 0.95);
+
+    // An out-of-range public value is refused by the program, as a private one is.
+    let mut bad = vec![to_felt(200)];
+    bad.extend([0u64; 3]);
+    let inputs = verity_vm::Inputs {
+        stack: bad,
+        ..Default::default()
+    };
+    assert!(verity_vm::execute(&program, &inputs, 1 << 20).is_err());
+}
+
+#[test]
+fn a_public_input_holds_at_most_sixteen_values() {
+    let mut model = import("mlp.onnx");
+    model.public_input = true;
+    match compile(&model) {
+        Err(ModelError::Input(msg)) => assert!(msg.contains("at most 16"), "{msg}"),
+        other => panic!("expected an input error, got {other:?}"),
+    }
 }

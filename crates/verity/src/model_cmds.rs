@@ -36,6 +36,10 @@ pub struct ImportArgs {
     /// Refuse models whose program would run longer than this (default and ceiling 2^20).
     #[arg(long, value_name = "N")]
     max_cycles: Option<u32>,
+    /// Make the input public, on the stack (at most 16 values), instead of a committed
+    /// private input: receipts then show it, and network jobs may run optimistically.
+    #[arg(long)]
+    public_input: bool,
 }
 
 #[derive(Args)]
@@ -76,24 +80,36 @@ impl LoadedModel {
         Ok(LoadedModel { model, compiled })
     }
 
-    /// The quantized input, as private field elements.
-    pub fn private_inputs(&self, x: &[f32]) -> Result<(Vec<i64>, Vec<u64>)> {
+    /// The quantized input, as integers and as field elements.
+    pub fn quantized_input(&self, x: &[f32]) -> Result<(Vec<i64>, Vec<u64>)> {
         let q = self.model.quantize_input(x)?;
         let felts = q.iter().map(|v| verity_model::to_felt(*v)).collect();
         Ok((q, felts))
     }
 
+    /// The input as given to the program: public stack values, or private inputs.
+    fn given(&self, input: &[u64]) -> Inputs {
+        if self.model.public_input {
+            Inputs {
+                stack: input.to_vec(),
+                ..Inputs::default()
+            }
+        } else {
+            Inputs {
+                private: input.to_vec(),
+                ..Inputs::default()
+            }
+        }
+    }
+
     /// The program and inputs to run or prove for one quantized input, exactly as a network
-    /// job with the same input is proven (loader-wrapped, commitment on the stack).
-    pub fn statement(&self, private: &[u64]) -> Result<(Program, Inputs)> {
-        let given = Inputs {
-            private: private.to_vec(),
-            ..Inputs::default()
-        };
+    /// job with the same input is proven (a private input loader-wrapped, its commitment on
+    /// the stack).
+    pub fn statement(&self, input: &[u64]) -> Result<(Program, Inputs)> {
         Ok(verity_vm::prepare(
             &self.compiled.source,
             "model.masm",
-            &given,
+            &self.given(input),
         )?)
     }
 
@@ -107,19 +123,31 @@ impl LoadedModel {
         self.model.input.len().div_ceil(4) as u32
     }
 
-    /// One prediction as a job: the model's program, the quantized input as its private
-    /// inputs.
+    /// How the receipt shows the input: its commitment, or (public) the values.
+    pub fn input_line(&self, stack_inputs: &[u64]) -> String {
+        if self.model.public_input {
+            let values: Vec<i64> = stack_inputs
+                .iter()
+                .map(|v| verity_model::from_felt(*v))
+                .collect();
+            format!("public input {values:?}")
+        } else {
+            match verity_vm::commitment_in_stack(stack_inputs) {
+                Some(c) => format!("input commitment {}", commitment_hex(&c)),
+                None => "no input commitment".into(),
+            }
+        }
+    }
+
+    /// One prediction as a job: the model's program and the quantized input.
     pub fn job(&self, x: &[f32]) -> Result<LoadedProgram> {
-        let (_, private) = self.private_inputs(x)?;
-        let (program, inputs) = self.statement(&private)?;
+        let (_, input) = self.quantized_input(x)?;
+        let (program, inputs) = self.statement(&input)?;
         Ok(LoadedProgram {
             source: self.compiled.source.clone(),
             program,
             inputs,
-            given: Inputs {
-                private,
-                ..Inputs::default()
-            },
+            given: self.given(&input),
         })
     }
 
@@ -260,19 +288,21 @@ pub fn import_model(
     onnx: &Path,
     calibration: &Path,
     limit: u32,
+    public_input: bool,
 ) -> Result<(LoadedModel, Digest, verity_vm::Execution)> {
     if limit > verity_vm::MAX_MAX_CYCLES {
         bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
     }
     let samples = verity_model::read_samples(calibration)
         .with_context(|| format!("in {}", calibration.display()))?;
-    let model = verity_model::import(onnx, &samples)
+    let mut model = verity_model::import(onnx, &samples)
         .with_context(|| format!("cannot import {}", onnx.display()))?;
-    let compiled = verity_model::compile(&model)?;
+    model.public_input = public_input;
+    let compiled = verity_model::compile(&model).context("cannot compile the model")?;
     compiled.check_fits(u64::from(limit))?;
     let loaded = LoadedModel { model, compiled };
-    let (quantized, private) = loaded.private_inputs(&samples[0])?;
-    let (program, inputs) = loaded.statement(&private)?;
+    let (quantized, input) = loaded.quantized_input(&samples[0])?;
+    let (program, inputs) = loaded.statement(&input)?;
     let run =
         verity_vm::execute(&program, &inputs, limit).context("the compiled program failed")?;
     let (class, logits) = loaded.model.decode_outputs(&run.outputs)?;
@@ -286,7 +316,7 @@ pub fn import_model(
 
 fn import(args: ImportArgs) -> Result<()> {
     let limit = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
-    let (loaded, id, run) = import_model(&args.onnx, &args.calibrate, limit)?;
+    let (loaded, id, run) = import_model(&args.onnx, &args.calibrate, limit, args.public_input)?;
     remember(&loaded, &id);
     let output = args
         .output
@@ -327,12 +357,16 @@ fn inspect(path: &Path) -> Result<()> {
     // assembles the program whose hash is the model id).
     let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
     println!("model id:   {}", program.hash());
+    let visibility = if m.public_input {
+        "public, on the stack".to_string()
+    } else {
+        format!("private, committed: {} words", loaded.input_words())
+    };
     println!(
-        "input:      {} values {:?} as int8, scale {:.6} (private, committed: {} words)",
+        "input:      {} values {:?} as int8, scale {:.6} ({visibility})",
         m.input.len(),
         m.input_dims,
         m.input_scale,
-        loaded.input_words()
     );
     for (k, layer) in m.layers.iter().enumerate() {
         println!(
@@ -372,17 +406,27 @@ struct Prediction {
     scores: Vec<f64>,
     cycles: u64,
     model_id: String,
-    input_commitment: String,
+    /// The private input's commitment (the input itself stays off the receipt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_commitment: Option<String>,
+    /// A public input, as proven (quantized).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_input: Option<Vec<i64>>,
 }
 
 pub fn infer(args: InferArgs) -> Result<()> {
     let loaded = LoadedModel::load(&args.model)?;
     let x = read_input(&args.input)?;
-    let (quantized, private) = loaded.private_inputs(&x)?;
-    let (program, inputs) = loaded.statement(&private)?;
-    // The statement's public inputs start with the input's commitment.
-    let commitment = verity_vm::commitment_in_stack(&inputs.stack)
-        .context("the statement has no input commitment")?;
+    let (quantized, input) = loaded.quantized_input(&x)?;
+    let (program, inputs) = loaded.statement(&input)?;
+    // A private input's statement starts with its commitment.
+    let commitment = if loaded.model.public_input {
+        None
+    } else {
+        let c = verity_vm::commitment_in_stack(&inputs.stack)
+            .context("the statement has no input commitment")?;
+        Some(commitment_hex(&c))
+    };
     let (outputs, cycles) = if args.prove {
         let started = Instant::now();
         let options = ProveOptions {
@@ -426,7 +470,8 @@ pub fn infer(args: InferArgs) -> Result<()> {
         logits,
         cycles,
         model_id: program.hash().to_string(),
-        input_commitment: commitment_hex(&commitment),
+        input_commitment: commitment,
+        public_input: loaded.model.public_input.then(|| quantized.clone()),
     };
     if args.json {
         println!("{}", serde_json::to_string(&prediction)?);
@@ -447,10 +492,13 @@ pub fn infer(args: InferArgs) -> Result<()> {
         );
         println!("cycles:     {}", prediction.cycles);
         println!("model id:   {}", prediction.model_id);
-        println!(
-            "input:      commitment {} (the input itself stays private)",
-            prediction.input_commitment
-        );
+        match (&prediction.input_commitment, &prediction.public_input) {
+            (Some(c), _) => {
+                println!("input:      commitment {c} (the input itself stays private)")
+            }
+            (None, Some(values)) => println!("input:      public, quantized {values:?}"),
+            (None, None) => {}
+        }
     }
     Ok(())
 }
@@ -477,23 +525,40 @@ pub fn check_receipt(
             loaded.model.name
         );
     }
-    let commitment = verity_vm::commitment_in_stack(&receipt.stack_inputs)
-        .context("the receipt has no private-input commitment")?;
-    if commitment.words != loaded.input_words()
-        || receipt.stack_inputs.len() != verity_vm::PRIVATE_INPUT_SLOTS
-    {
-        bail!(
-            "the receipt's input is not a {}-value input of this model",
-            loaded.model.input.len()
-        );
-    }
-    if let Some(path) = input {
-        let (_, private) = loaded.private_inputs(&read_input(path)?)?;
-        if verity_vm::commit_private(&private)? != commitment {
+    let n = loaded.model.input.len();
+    if loaded.model.public_input {
+        // The input is the public stack itself.
+        if receipt.stack_inputs.len() != n {
             bail!(
-                "the receipt is for a different input than {}",
-                path.display()
+                "the receipt's public input has {} values, not the model's {n}",
+                receipt.stack_inputs.len()
             );
+        }
+        if let Some(path) = input {
+            let (_, values) = loaded.quantized_input(&read_input(path)?)?;
+            if values != receipt.stack_inputs {
+                bail!(
+                    "the receipt is for a different input than {}",
+                    path.display()
+                );
+            }
+        }
+    } else {
+        let commitment = verity_vm::commitment_in_stack(&receipt.stack_inputs)
+            .context("the receipt has no private-input commitment")?;
+        if commitment.words != loaded.input_words()
+            || receipt.stack_inputs.len() != verity_vm::PRIVATE_INPUT_SLOTS
+        {
+            bail!("the receipt's input is not a {n}-value input of this model");
+        }
+        if let Some(path) = input {
+            let (_, private) = loaded.quantized_input(&read_input(path)?)?;
+            if verity_vm::commit_private(&private)? != commitment {
+                bail!(
+                    "the receipt is for a different input than {}",
+                    path.display()
+                );
+            }
         }
     }
     let (class, logits) = loaded.model.decode_outputs(&receipt.stack_outputs)?;
@@ -508,8 +573,8 @@ pub fn check_receipt(
         bail!("the receipt predicts class {class} (label {label}), not {want}");
     }
     Ok(format!(
-        "model {} predicts class {class} (label {label}), logits {logits:?}, for input commitment {}",
+        "model {} predicts class {class} (label {label}), logits {logits:?}, for {}",
         loaded.model.name,
-        commitment_hex(&commitment)
+        loaded.input_line(&receipt.stack_inputs)
     ))
 }

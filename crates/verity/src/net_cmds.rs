@@ -96,7 +96,8 @@ pub struct DevnetArgs {
     /// Milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
     block_ms: u64,
-    /// Submit the bundled examples in both modes, print a table of results, and exit.
+    /// Submit the bundled examples in both modes and two model predictions (digits, private
+    /// input, proven; iris, public input, optimistic), print a table of results, and exit.
     #[arg(long)]
     demo: bool,
     /// Validators. 1: a single block producer. More: that many validator nodes on loopback
@@ -267,8 +268,8 @@ impl Drop for TempDir {
     }
 }
 
-/// The demo's jobs: the bundled examples in both modes, and one prediction of the digits
-/// model. Prepared before the network starts, so that the model import does not share the
+/// The demo's jobs: the bundled examples in both modes, one proven prediction of the digits
+/// model on a private input, and one optimistic prediction of the iris model on a public one. Prepared before the network starts, so that the model import does not share the
 /// CPU with the provider's speed calibration.
 fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -303,11 +304,31 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
         &digits.join("mlp.onnx"),
         &digits.join("calibration.json"),
         verity_vm::DEFAULT_MAX_CYCLES,
+        false,
     )?;
     let job = model.job(&model_cmds::read_input(&digits.join("x.json"))?)?;
     jobs.push((
         "digits mlp.onnx".to_string(),
         Mode::Proof,
+        JobSpec {
+            job,
+            max_cycles: None,
+            model: Some(model),
+        },
+    ));
+    // A public input (four flower measurements on the stack) can run optimistically: anyone
+    // can re-execute it, so anyone can challenge a wrong class.
+    let iris = examples.join("models/iris");
+    let (model, _, _) = model_cmds::import_model(
+        &iris.join("mlp.onnx"),
+        &iris.join("calibration.json"),
+        verity_vm::DEFAULT_MAX_CYCLES,
+        true,
+    )?;
+    let job = model.job(&model_cmds::read_input(&iris.join("x.json"))?)?;
+    jobs.push((
+        "iris mlp.onnx".to_string(),
+        Mode::Optimistic,
         JobSpec {
             job,
             max_cycles: None,
@@ -346,7 +367,7 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
         let outputs = match (&job.outputs, &model) {
             (Some(o), Some(m)) => {
                 let (class, _) = m.model.decode_outputs(o)?;
-                format!("class {class}")
+                format!("class {class} ({})", m.model.label(class))
             }
             (Some(o), None) => short_outputs(o),
             (None, _) => "-".into(),

@@ -3,9 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `verity ARGS`, its home (keys, remembered models) in a directory of this test run, never
+/// the user's.
 fn verity(args: &[&str]) -> Output {
+    let home = std::env::temp_dir().join(format!("verity-cli-test-{}", std::process::id()));
     Command::new(env!("CARGO_BIN_EXE_verity"))
         .args(args)
+        .env("VERITY_HOME", home)
         .output()
         .expect("verity runs")
 }
@@ -496,6 +500,139 @@ fn model_import_infer_prove_and_verify() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = verity(&["verify", receipt.to_str().unwrap(), "--model", &cnn]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn iris(name: &str) -> String {
+    example(&format!("models/iris/{name}"))
+}
+
+/// `--public-input`: the input goes on the stack, so the receipt shows it and binds it; a
+/// model whose input does not fit the stack is refused with the reason.
+#[test]
+fn public_input_models_show_and_bind_their_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("iris.vmodel");
+    let m = model.to_str().unwrap();
+    let out = verity(&[
+        "model",
+        "import",
+        &iris("mlp.onnx"),
+        "--calibrate",
+        &iris("calibration.json"),
+        "--public-input",
+        "-o",
+        m,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verity(&["model", "inspect", m]);
+    assert!(
+        stdout(&out).contains("(public, on the stack)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let receipt = dir.path().join("iris.receipt");
+    let r = receipt.to_str().unwrap();
+    let out = verity(&[
+        "infer",
+        m,
+        "--input",
+        &iris("x.json"),
+        "--prove",
+        "-o",
+        r,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prediction: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(prediction["label"], "virginica");
+    let public: Vec<u64> = prediction["public_input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap() as u64)
+        .collect();
+    assert_eq!(public.len(), 4);
+    assert!(prediction.get("input_commitment").is_none());
+    // The receipt's public inputs are the quantized measurements themselves.
+    let text = std::fs::read_to_string(&receipt).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stack: Vec<u64> = json["stack_inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(|s| s.parse().unwrap())
+                .or(v.as_u64())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stack, public);
+
+    let out = verity(&[
+        "verify",
+        r,
+        "--model",
+        m,
+        "--input",
+        &iris("x.json"),
+        "--expect-class",
+        "virginica",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("for public input ["),
+        "{}",
+        stdout(&out)
+    );
+    // Another flower's measurements: not what this receipt proves.
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, "[5.1, 3.5, 1.4, 0.2]").unwrap();
+    let out = verity(&[
+        "verify",
+        r,
+        "--model",
+        m,
+        "--input",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("different input"), "{}", stderr(&out));
+
+    // The same ONNX file with a private input is another model: its receipts do not mix.
+    let private = dir.path().join("iris-private.vmodel");
+    let out = verity(&[
+        "model",
+        "import",
+        &iris("mlp.onnx"),
+        "--calibrate",
+        &iris("calibration.json"),
+        "-o",
+        private.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verity(&["verify", r, "--model", private.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
+
+    // 64 pixels do not fit the 16-value public stack.
+    let out = verity(&[
+        "model",
+        "import",
+        &digits("mlp.onnx"),
+        "--calibrate",
+        &digits("calibration.json"),
+        "--public-input",
+        "-o",
+        dir.path().join("x.vmodel").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("at most 16 values"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
