@@ -14,8 +14,9 @@
 # EZKL_INPUT_VISIBILITY=hashed makes EZKL prove Verity's statement (private input, public hash);
 # the default, public, is EZKL's default and its cheapest.
 #
-# Takes a few minutes for the two digits models on a 2-core machine, and ~0.5 GB of disk for
-# EZKL's proving keys (in a temp dir, removed at exit). The Verity binary is built if missing.
+# Takes about 2 minutes for the two digits models on a 2-core machine (most of it EZKL's
+# calibration, test SRS and setup), and up to ~0.4 GB of temp disk for an EZKL proving key.
+# The Verity binary is built (as scripts/devnet.sh does) only if missing; VERITY_BIN overrides.
 set -euo pipefail
 models=()
 for model in "$@"; do models+=("$(realpath "$model")"); done  # before the cd below
@@ -98,8 +99,10 @@ for model in "${models[@]}"; do
   started=$(date +%s.%N)
   verified=$("$verity" verify "$out/$stem.receipt" --model "$out/$stem.vmodel")
   wall_ms=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+  # "... (8681 cycles, blake3-256, 96-bit) verified in 3.4 ms"
   verify_in=$(sed -n 's/.* verified in \(.*\)$/\1/p' <<<"$verified")
-  echo "verity $name: prove $prove_s s, verify $verify_in (command $wall_ms ms), proof $proof_kb KB, class $class"
+  bits=$(sed -n 's/.*, \([0-9]*\)-bit) verified in.*/\1/p' <<<"$verified")
+  echo "verity $name: prove $prove_s s, verify $verify_in (command $wall_ms ms), proof $proof_kb KB, $bits-bit, class $class"
   echo "  $(ratio "$name" "$prove_s")"
 done
 exit "$status"

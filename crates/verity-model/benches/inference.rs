@@ -52,6 +52,8 @@ fn synthetic_mnist() -> QuantModel {
         labels: None,
         calibration: None,
         public_input: false,
+        private_weights: false,
+        weights_commitment: None,
     };
     model.validate().expect("synthetic model is valid");
     model

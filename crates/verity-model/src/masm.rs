@@ -23,6 +23,8 @@ use crate::quant::{ACT_MAX, QLayer, QuantModel, REQUANT_OFFSET, Requant, acc_bou
 /// Where Verity's loader writes a job's private inputs (must equal
 /// `verity_vm::PRIVATE_INPUTS_ADDR`; a test checks it).
 pub const INPUT_ADDR: u64 = 1 << 28;
+/// Where committed weights are loaded (`--private-weights`), clear of the private inputs.
+pub const WEIGHTS_ADDR: u64 = 1 << 29;
 /// The field's modulus.
 pub const P: u64 = 0xFFFF_FFFF_0000_0001;
 /// Offset that makes any activation a valid u32 for comparisons.
@@ -67,6 +69,9 @@ pub struct Compiled {
     /// Outputs computed two to a field element (the rest, whose accumulators could overflow
     /// a 32-bit lane, one at a time).
     pub packed_outputs: usize,
+    /// Committed-weights mode: the values the program loads at [`WEIGHTS_ADDR`] (weights,
+    /// biases, requantization parameters), whose commitment is its first public input.
+    pub weights: Option<Vec<u64>>,
 }
 
 impl Compiled {
@@ -144,6 +149,48 @@ fn requant_code(out: &mut String, r: &Requant, lo: i64, hi: i64) -> usize {
     ops + U32_MINMAX_OPS + 2
 }
 
+/// Committed parameters, laid out in memory from [`WEIGHTS_ADDR`] in the order the program
+/// reads them; and the multiply-accumulates that read them.
+struct Params(Vec<u64>, u64);
+
+impl Params {
+    /// Appends a value and returns its address.
+    fn slot(&mut self, v: i64) -> u64 {
+        self.0.push(to_felt(v));
+        WEIGHTS_ADDR + self.0.len() as u64 - 1
+    }
+}
+
+/// Cycles of [`requant_private_code`], rounded up.
+const REQUANT_PRIVATE_OPS: usize = 12 + 2 * U32_MINMAX_OPS + 16;
+
+/// [`requant_code`] with the parameters read from memory instead of immediates, so that the
+/// program does not depend on them: `[m, 2^62 + 2^(s-1), s - 32, max(lo + c, 0), hi + c, c]`.
+fn requant_private_code(
+    out: &mut String,
+    params: &mut Params,
+    r: &Requant,
+    lo: i64,
+    hi: i64,
+) -> usize {
+    let c = 1i64 << (62 - r.shift);
+    let offset = (REQUANT_OFFSET + (1u128 << (r.shift - 1))) as i64;
+    let a = [
+        params.slot(r.m as i64),
+        params.slot(offset),
+        params.slot(i64::from(r.shift - 32)),
+        params.slot((lo + c).max(0)),
+        params.slot(hi + c),
+        params.slot(c),
+    ];
+    let _ = write!(
+        out,
+        " mem_load.{} mul mem_load.{} add u32split drop mem_load.{} u32shr mem_load.{} u32max mem_load.{} u32min mem_load.{} sub",
+        a[0], a[1], a[2], a[3], a[4], a[5]
+    );
+    REQUANT_PRIVATE_OPS
+}
+
 fn mac_code(out: &mut String, addr: u64, w: i64) -> usize {
     match w {
         0 => 0,
@@ -187,9 +234,32 @@ fn emit_neurons(
     hi: i64,
     in_bound: i64,
     packed: &mut usize,
+    params: Option<&mut Params>,
 ) {
-    let bound = |n: &Neuron| acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound);
     let mut code = String::new();
+    // Committed weights: every tap is a load and a multiply (which weights are zero, or
+    // small enough to pack, is not the program's to know).
+    if let Some(params) = params {
+        for n in neurons {
+            code.clear();
+            let _ = write!(code, "    mem_load.{}", params.slot(n.bias));
+            let mut ops = 2;
+            for (addr, w) in &n.taps {
+                let _ = write!(
+                    code,
+                    " mem_load.{addr} mem_load.{} mul add",
+                    params.slot(*w)
+                );
+                ops += 6;
+                params.1 += 1;
+            }
+            ops += requant_private_code(&mut code, params, &n.requant, lo, hi);
+            let _ = writeln!(code, " mem_store.{}", n.out);
+            e.unit(&code, ops + STORE_OPS);
+        }
+        return;
+    }
+    let bound = |n: &Neuron| acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound);
     let mut k = 0;
     while k < neurons.len() {
         code.clear();
@@ -271,6 +341,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     model.validate()?;
     let mut e = Emitter::new();
     let n_in = model.input.len();
+    let mut params = model.private_weights.then(|| Params(Vec::new(), 0));
 
     if model.public_input {
         for i in 0..n_in {
@@ -318,7 +389,15 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                         out: out_base + j as u64,
                     })
                     .collect();
-                emit_neurons(&mut e, &neurons, *lo, *hi, in_bound, &mut packed);
+                emit_neurons(
+                    &mut e,
+                    &neurons,
+                    *lo,
+                    *hi,
+                    in_bound,
+                    &mut packed,
+                    params.as_mut(),
+                );
                 in_bound = (*hi).max(-*lo);
             }
             QLayer::Conv {
@@ -349,7 +428,15 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                         }
                     }
                 }
-                emit_neurons(&mut e, &neurons, *lo, *hi, in_bound, &mut packed);
+                emit_neurons(
+                    &mut e,
+                    &neurons,
+                    *lo,
+                    *hi,
+                    in_bound,
+                    &mut packed,
+                    params.as_mut(),
+                );
                 in_bound = (*hi).max(-*lo);
             }
             QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => {
@@ -383,12 +470,11 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                                     for a in addrs {
                                         ops += mac_code(&mut code, a, 1);
                                     }
-                                    ops += requant_code(
-                                        &mut code,
-                                        &requant[oy * window.out_w() + ox],
-                                        *lo,
-                                        *hi,
-                                    );
+                                    let r = &requant[oy * window.out_w() + ox];
+                                    ops += match params.as_mut() {
+                                        Some(p) => requant_private_code(&mut code, p, r, *lo, *hi),
+                                        None => requant_code(&mut code, r, *lo, *hi),
+                                    };
                                 }
                                 _ => unreachable!(),
                             }
@@ -440,31 +526,79 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     e.flush();
 
     let mut source = String::new();
-    let _ = writeln!(
-        source,
-        "# Generated by Verity from model '{}' (ONNX blake3 {}): do not edit.\n\
-         # Inputs: {} private elements at 2^28 (quantized, scale {:e}).\n\
-         # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|; scale {:e}).",
-        model.name.replace(['\n', '\r'], " "),
-        model.source_hash,
-        n_in,
-        model.input_scale,
-        classes.saturating_sub(1),
-        model.logit_scale
-    );
+    let input_kind = if model.public_input {
+        "public elements on the stack"
+    } else {
+        "private elements at 2^28"
+    };
+    match &params {
+        // An architecture's program: nothing in it may depend on the weights or the scales.
+        Some(p) => {
+            let _ = writeln!(
+                source,
+                "# Generated by Verity: do not edit. An architecture program: weights, biases and\n\
+                 # requantization ({} elements) come from the advice map, checked against the\n\
+                 # commitment that is the first public input, into memory at 2^29.\n\
+                 # Inputs: {n_in} {input_kind} (quantized).\n\
+                 # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|).\n\
+                 use miden::core::mem",
+                p.0.len(),
+                classes.saturating_sub(1),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                source,
+                "# Generated by Verity from model '{}' (ONNX blake3 {}): do not edit.\n\
+                 # Inputs: {} {input_kind} (quantized, scale {:e}).\n\
+                 # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|; scale {:e}).",
+                model.name.replace(['\n', '\r'], " "),
+                model.source_hash,
+                n_in,
+                model.input_scale,
+                classes.saturating_sub(1),
+                model.logit_scale
+            );
+        }
+    }
     for (k, body) in e.procs.iter().enumerate() {
         let _ = write!(source, "\nproc part_{k}\n{body}end\n");
     }
     source.push_str("\nbegin\n");
+    let mut loading = 0;
+    if let Some(p) = &params {
+        // [W0..W3, ...] -> the committed parameters in memory, or a failed assertion.
+        let words = p.0.len().div_ceil(4);
+        let _ = writeln!(
+            source,
+            "    adv.push_mapval push.{WEIGHTS_ADDR} push.{words} exec.mem::pipe_preimage_to_memory drop"
+        );
+        loading = loader_cycles(p.0.len());
+    }
     for k in 0..e.procs.len() {
         let _ = writeln!(source, "    exec.part_{k}");
     }
     source.push_str("end\n");
+    // With committed weights every tap is computed, zero or not.
+    let macs = match &params {
+        Some(p) => {
+            p.1 + model
+                .layers
+                .iter()
+                .filter(|l| matches!(l, QLayer::AvgPool { .. } | QLayer::MaxPool { .. }))
+                .map(QLayer::macs)
+                .sum::<u64>()
+        }
+        None => model.macs(),
+    };
     Ok(Compiled {
         source,
-        macs: model.macs(),
-        estimated_cycles: upper_bound(e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in)),
+        macs,
+        estimated_cycles: upper_bound(
+            e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in) + loading,
+        ),
         inputs: n_in,
         packed_outputs: packed,
+        weights: params.map(|p| p.0),
     })
 }

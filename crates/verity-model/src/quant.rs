@@ -239,6 +239,15 @@ pub struct QuantModel {
     /// a committed private input. Part of the program, so of the model id.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub public_input: bool,
+    /// Committed-weights mode: the program reads weights, biases and requantization
+    /// parameters from memory, loaded from the advice provider and checked against a
+    /// commitment on the public stack. The program then depends only on the architecture.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private_weights: bool,
+    /// The commitment to the weights, for a model card whose weights were removed
+    /// ([`QuantModel::card`]): verifiers check receipts against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_commitment: Option<[u64; 4]>,
 }
 
 /// Inputs that fit on the VM's public stack.
@@ -415,6 +424,8 @@ pub fn quantize(model: &FloatModel, calibration: &[Vec<f32>]) -> Result<QuantMod
         labels: model.labels.clone(),
         calibration: None,
         public_input: false,
+        private_weights: false,
+        weights_commitment: None,
     };
     model.validate()?;
     Ok(model)
@@ -435,6 +446,42 @@ pub(crate) fn acc_bound<'a>(
 }
 
 impl QuantModel {
+    /// The model card of a committed-weights model: everything a verifier needs (the
+    /// architecture, hence the program; input scale; labels; the weights' commitment) and
+    /// nothing of the weights, biases or requantization multipliers, which are zeroed.
+    pub fn card(&self, weights_commitment: [u64; 4]) -> QuantModel {
+        let neutral = Requant {
+            m: 1,
+            shift: MIN_SHIFT,
+        };
+        let mut card = self.clone();
+        for layer in &mut card.layers {
+            match layer {
+                QLayer::Dense {
+                    weights,
+                    bias,
+                    requant,
+                    ..
+                }
+                | QLayer::Conv {
+                    weights,
+                    bias,
+                    requant,
+                    ..
+                } => {
+                    weights.iter_mut().for_each(|w| *w = 0);
+                    bias.iter_mut().for_each(|b| *b = 0);
+                    requant.iter_mut().for_each(|r| *r = neutral);
+                }
+                QLayer::AvgPool { requant, .. } => requant.iter_mut().for_each(|r| *r = neutral),
+                QLayer::MaxPool { .. } | QLayer::Relu { .. } => {}
+            }
+        }
+        card.private_weights = true;
+        card.weights_commitment = Some(weights_commitment);
+        card
+    }
+
     /// Number of classes (logits).
     pub fn classes(&self) -> usize {
         self.layers.last().map(QLayer::output_len).unwrap_or(0)
@@ -467,12 +514,22 @@ impl QuantModel {
         {
             return bad("scales must be positive".into());
         }
-        if self.public_input && self.input.len() > MAX_PUBLIC_INPUTS {
+        // The weights' commitment takes four of the public stack's slots.
+        let stack_room = MAX_PUBLIC_INPUTS - if self.private_weights { 4 } else { 0 };
+        if self.public_input && self.input.len() > stack_room {
             return Err(ModelError::Input(format!(
-                "a public input has at most {MAX_PUBLIC_INPUTS} values (the VM's public \
-                 stack); this model takes {}: keep its input private",
+                "a public input has at most {stack_room} values (the VM's public stack{}); \
+                 this model takes {}: keep its input private",
+                if self.private_weights {
+                    ", after the weights' commitment"
+                } else {
+                    ""
+                },
                 self.input.len()
             )));
+        }
+        if self.weights_commitment.is_some() && !self.private_weights {
+            return bad("a weights commitment without committed weights".into());
         }
         let mut len = self.input.len();
         let mut bound = ACT_MAX;

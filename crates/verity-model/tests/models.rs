@@ -395,6 +395,8 @@ fn constant_dense(n_in: usize, n_out: usize, w: i64) -> QuantModel {
         labels: None,
         calibration: None,
         public_input: false,
+        private_weights: false,
+        weights_commitment: None,
     };
     model.validate().unwrap();
     model
@@ -480,5 +482,94 @@ fn a_public_input_holds_at_most_sixteen_values() {
     match compile(&model) {
         Err(ModelError::Input(msg)) => assert!(msg.contains("at most 16"), "{msg}"),
         other => panic!("expected an input error, got {other:?}"),
+    }
+}
+
+/// The inputs of a committed-weights prediction: the weights' commitment first on the public
+/// stack, the weights in the advice map under it, the input private (or public after the
+/// commitment).
+fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> verity_vm::Inputs {
+    let commitment = verity_vm::commit_private(weights).unwrap();
+    let (key, values) = verity_vm::committed_entry(&commitment, weights);
+    let q: Vec<u64> = model
+        .quantize_input(x)
+        .unwrap()
+        .iter()
+        .map(|v| to_felt(*v))
+        .collect();
+    let mut inputs = verity_vm::Inputs {
+        stack: commitment.commitment.to_vec(),
+        ..Default::default()
+    };
+    if model.public_input {
+        inputs.stack.extend(q);
+    } else {
+        inputs.private = q;
+    }
+    inputs.advice.map.insert(key, values);
+    inputs
+}
+
+/// `--private-weights`: one program per architecture (two different weight sets compile to the
+/// same program), the weights a committed input that the program checks, and the result still
+/// the quantized reference, bit for bit.
+#[test]
+fn committed_weights_programs_depend_only_on_the_architecture() {
+    for name in ["mlp.onnx", "cnn.onnx"] {
+        let mut model = import(name);
+        model.private_weights = true;
+        let compiled = compile(&model).unwrap();
+        let weights = compiled.weights.clone().unwrap();
+        // Another model of the same architecture: other weights, biases and scales.
+        let mut other = model.clone();
+        for layer in &mut other.layers {
+            if let verity_model::QLayer::Dense { weights, bias, .. }
+            | verity_model::QLayer::Conv { weights, bias, .. } = layer
+            {
+                weights.iter_mut().for_each(|w| *w = -*w / 2);
+                bias.iter_mut().for_each(|b| *b /= 3);
+            }
+        }
+        let other_compiled = compile(&other).unwrap();
+        assert_eq!(
+            compiled.source, other_compiled.source,
+            "{name}: one program per architecture"
+        );
+        let other_weights = other_compiled.weights.unwrap();
+        assert_ne!(weights, other_weights);
+
+        for (k, x) in test_set().iter().take(12).enumerate() {
+            for (m, w) in [(&model, &weights), (&other, &other_weights)] {
+                let inputs = committed_weights_inputs(m, w, x);
+                let (program, prepared) =
+                    verity_vm::prepare(&compiled.source, "arch.masm", &inputs).unwrap();
+                let run = verity_vm::execute(&program, &prepared, 1 << 20).unwrap();
+                let q = m.quantize_input(x).unwrap();
+                let (class, logits) = m.decode_outputs(&run.outputs).unwrap();
+                assert_eq!(logits, m.infer(&q).unwrap(), "{name} sample {k}");
+                assert_eq!(class, argmax(&logits));
+                if k == 0 && std::ptr::eq(m, &model) {
+                    assert!(run.cycles <= compiled.estimated_cycles);
+                    println!(
+                        "{name}, committed weights: {} parameters, {} cycles (immediates: {})",
+                        weights.len(),
+                        run.cycles,
+                        compile(&import(name)).unwrap().estimated_cycles
+                    );
+                }
+            }
+        }
+
+        // Weights that are not the committed ones: the program fails, so there is no proof.
+        let x = &test_set()[0];
+        let mut inputs = committed_weights_inputs(&model, &weights, x);
+        let entry = inputs.advice.map.values_mut().next().unwrap();
+        entry[7] = to_felt(from_felt(entry[7]) + 1);
+        let (program, prepared) =
+            verity_vm::prepare(&compiled.source, "arch.masm", &inputs).unwrap();
+        assert!(
+            verity_vm::execute(&program, &prepared, 1 << 20).is_err(),
+            "{name}: tampered weights"
+        );
     }
 }

@@ -141,17 +141,24 @@ pub fn job_inputs(
     let mut advice = AdviceData::default();
     if let Some((commitment, values)) = private {
         check_private(values, commitment)?;
-        let mut key = [0u8; 32];
-        for (i, v) in commitment.commitment.iter().enumerate() {
-            key[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
-        }
-        advice.map = BTreeMap::from([(Digest(key), padded(values))]);
+        advice.map = BTreeMap::from([committed_entry(commitment, values)]);
     }
     Ok(Inputs {
         stack: job_stack_inputs(public, private.map(|(c, _)| c)),
         advice,
         private: private.map(|(_, v)| v.to_vec()).unwrap_or_default(),
     })
+}
+
+/// The advice-map entry a program finds committed data under (with `adv.push_mapval` on the
+/// commitment, then `mem::pipe_preimage_to_memory`): the commitment as the key, the data
+/// zero-padded to whole words.
+pub fn committed_entry(commitment: &PrivateCommitment, values: &[u64]) -> (Digest, Vec<u64>) {
+    let mut key = [0u8; 32];
+    for (i, v) in commitment.commitment.iter().enumerate() {
+        key[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    (Digest(key), padded(values))
 }
 
 /// The program and inputs to run or prove locally, exactly as a network job with the same

@@ -19,7 +19,8 @@ pub use error::{VerifyError, VmError};
 pub use inputs::{AdviceData, Inputs, MerkleData};
 pub use job::{
     JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, assemble_job,
-    check_private, commit_private, commitment_in_stack, job_inputs, job_stack_inputs, prepare,
+    check_private, commit_private, commitment_in_stack, committed_entry, job_inputs,
+    job_stack_inputs, prepare,
 };
 pub use program::Program;
 pub use prove::{

@@ -40,6 +40,11 @@ pub struct ImportArgs {
     /// private input: receipts then show it, and network jobs may run optimistically.
     #[arg(long)]
     public_input: bool,
+    /// Committed weights: compile one program for the architecture that reads the weights
+    /// from a committed input, and also write the model's card (`NAME.card.vmodel`: no
+    /// weights, their commitment) for verifiers. Keep the `.vmodel` itself secret.
+    #[arg(long)]
+    private_weights: bool,
 }
 
 #[derive(Args)]
@@ -87,19 +92,56 @@ impl LoadedModel {
         Ok((q, felts))
     }
 
-    /// The input as given to the program: public stack values, or private inputs.
-    fn given(&self, input: &[u64]) -> Inputs {
-        if self.model.public_input {
-            Inputs {
-                stack: input.to_vec(),
-                ..Inputs::default()
-            }
-        } else {
-            Inputs {
-                private: input.to_vec(),
-                ..Inputs::default()
+    /// A committed-weights model's card: the weights are not in it.
+    pub fn is_card(&self) -> bool {
+        self.model.weights_commitment.is_some()
+    }
+
+    /// The commitment to a committed-weights model's weights (the card's, or computed).
+    pub fn weights_commitment(&self) -> Result<Option<PrivateCommitment>> {
+        let (true, Some(weights)) = (self.model.private_weights, &self.compiled.weights) else {
+            return Ok(None);
+        };
+        let computed = verity_vm::commit_private(weights)?;
+        Ok(Some(match self.model.weights_commitment {
+            Some(commitment) => PrivateCommitment {
+                commitment,
+                words: computed.words,
+            },
+            None => computed,
+        }))
+    }
+
+    /// Fails for a model card, which cannot predict.
+    fn runnable(&self) -> Result<()> {
+        if self.is_card() {
+            bail!(
+                "model {} is a card: its weights are not in it, so only their owner can predict \
+                 with it (a card verifies receipts)",
+                self.model.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The input as given to the program: the weights' commitment first (committed-weights
+    /// models, with the weights in the advice map under it), then the input as public stack
+    /// values, or as private inputs.
+    fn given(&self, input: &[u64]) -> Result<Inputs> {
+        let mut given = Inputs::default();
+        if let Some(w) = self.weights_commitment()? {
+            given.stack.extend(w.commitment);
+            if let (false, Some(weights)) = (self.is_card(), &self.compiled.weights) {
+                let (key, values) = verity_vm::committed_entry(&w, weights);
+                given.advice.map.insert(key, values);
             }
         }
+        if self.model.public_input {
+            given.stack.extend_from_slice(input);
+        } else {
+            given.private = input.to_vec();
+        }
+        Ok(given)
     }
 
     /// The program and inputs to run or prove for one quantized input, exactly as a network
@@ -109,7 +151,7 @@ impl LoadedModel {
         Ok(verity_vm::prepare(
             &self.compiled.source,
             "model.masm",
-            &self.given(input),
+            &self.given(input)?,
         )?)
     }
 
@@ -123,11 +165,14 @@ impl LoadedModel {
         self.model.input.len().div_ceil(4) as u32
     }
 
-    /// How the receipt shows the input: its commitment, or (public) the values.
+    /// How the receipt shows the input: its commitment, or (public) the values; and the
+    /// weights' commitment of a committed-weights model.
     pub fn input_line(&self, stack_inputs: &[u64]) -> String {
-        if self.model.public_input {
+        let weights = if self.model.private_weights { 4 } else { 0 };
+        let input = if self.model.public_input {
             let values: Vec<i64> = stack_inputs
                 .iter()
+                .skip(weights)
                 .map(|v| verity_model::from_felt(*v))
                 .collect();
             format!("public input {values:?}")
@@ -136,18 +181,38 @@ impl LoadedModel {
                 Some(c) => format!("input commitment {}", commitment_hex(&c)),
                 None => "no input commitment".into(),
             }
+        };
+        if self.model.private_weights {
+            format!(
+                "{input}, weights commitment {}",
+                words_hex(&self.receipt_weights(stack_inputs))
+            )
+        } else {
+            input
         }
+    }
+
+    /// Where a committed-weights model's receipt carries the weights' commitment: first, or
+    /// after a private input's commitment.
+    fn receipt_weights(&self, stack_inputs: &[u64]) -> Vec<u64> {
+        let at = if self.model.public_input {
+            0
+        } else {
+            verity_vm::PRIVATE_INPUT_SLOTS
+        };
+        stack_inputs.iter().skip(at).take(4).copied().collect()
     }
 
     /// One prediction as a job: the model's program and the quantized input.
     pub fn job(&self, x: &[f32]) -> Result<LoadedProgram> {
+        self.runnable()?;
         let (_, input) = self.quantized_input(x)?;
         let (program, inputs) = self.statement(&input)?;
         Ok(LoadedProgram {
             source: self.compiled.source.clone(),
             program,
             inputs,
-            given: self.given(&input),
+            given: self.given(&input)?,
         })
     }
 
@@ -176,7 +241,8 @@ fn registry_path(id: &Digest) -> PathBuf {
 /// Keeps a copy of `loaded` under its id (a failure only costs the automatic decoding).
 pub fn remember(loaded: &LoadedModel, id: &Digest) {
     let path = registry_path(id);
-    if path.is_file() {
+    // Committed-weights models share their architecture's id, and their weights are secret.
+    if path.is_file() || loaded.model.private_weights {
         return;
     }
     let saved = path
@@ -289,6 +355,7 @@ pub fn import_model(
     calibration: &Path,
     limit: u32,
     public_input: bool,
+    private_weights: bool,
 ) -> Result<(LoadedModel, Digest, verity_vm::Execution)> {
     if limit > verity_vm::MAX_MAX_CYCLES {
         bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
@@ -298,6 +365,7 @@ pub fn import_model(
     let mut model = verity_model::import(onnx, &samples)
         .with_context(|| format!("cannot import {}", onnx.display()))?;
     model.public_input = public_input;
+    model.private_weights = private_weights;
     let compiled = verity_model::compile(&model).context("cannot compile the model")?;
     compiled.check_fits(u64::from(limit))?;
     let loaded = LoadedModel { model, compiled };
@@ -316,7 +384,13 @@ pub fn import_model(
 
 fn import(args: ImportArgs) -> Result<()> {
     let limit = args.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
-    let (loaded, id, run) = import_model(&args.onnx, &args.calibrate, limit, args.public_input)?;
+    let (loaded, id, run) = import_model(
+        &args.onnx,
+        &args.calibrate,
+        limit,
+        args.public_input,
+        args.private_weights,
+    )?;
     remember(&loaded, &id);
     let output = args
         .output
@@ -329,7 +403,17 @@ fn import(args: ImportArgs) -> Result<()> {
         args.onnx.display(),
         &loaded.model.source_hash[..16]
     );
-    println!("model id:   {id}");
+    match loaded.weights_commitment()? {
+        Some(w) => {
+            println!("model id:   {id} (the architecture's program)");
+            println!(
+                "weights:    {} committed values, commitment {} (with the id, this model's identity)",
+                loaded.compiled.weights.as_ref().map_or(0, Vec::len),
+                commitment_hex(&w)
+            );
+        }
+        None => println!("model id:   {id}"),
+    }
     for layer in &loaded.model.layers {
         println!("layer:      {}", layer_line(layer));
     }
@@ -343,6 +427,15 @@ fn import(args: ImportArgs) -> Result<()> {
     );
     print_agreement(&loaded.model);
     println!("written:    {}", output.display());
+    if let Some(w) = loaded.weights_commitment()? {
+        let card = output.with_extension("card.vmodel");
+        loaded.model.card(w.commitment).save(&card)?;
+        println!(
+            "card:       {} (for verifiers: no weights; keep {} secret)",
+            card.display(),
+            output.display()
+        );
+    }
     Ok(())
 }
 
@@ -357,6 +450,18 @@ fn inspect(path: &Path) -> Result<()> {
     // assembles the program whose hash is the model id).
     let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
     println!("model id:   {}", program.hash());
+    if let Some(w) = loaded.weights_commitment()? {
+        println!(
+            "weights:    committed ({} values), commitment {}{}",
+            loaded.compiled.weights.as_ref().map_or(0, Vec::len),
+            commitment_hex(&w),
+            if loaded.is_card() {
+                "; a card: the weights are not in this file"
+            } else {
+                ""
+            }
+        );
+    }
     let visibility = if m.public_input {
         "public, on the stack".to_string()
     } else {
@@ -369,11 +474,16 @@ fn inspect(path: &Path) -> Result<()> {
         m.input_scale,
     );
     for (k, layer) in m.layers.iter().enumerate() {
-        println!(
-            "layer {k}:    {:<60} {:>8} MACs",
-            layer_line(layer),
-            layer.macs()
-        );
+        // Committed weights are not the program's to know: no per-layer count of non-zeros.
+        if m.private_weights {
+            println!("layer {k}:    {}", layer_line(layer));
+        } else {
+            println!(
+                "layer {k}:    {:<60} {:>8} MACs",
+                layer_line(layer),
+                layer.macs()
+            );
+        }
     }
     let labels = m
         .labels
@@ -385,15 +495,22 @@ fn inspect(path: &Path) -> Result<()> {
         m.classes(),
         m.logit_scale
     );
-    let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
-    println!(
-        "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
-        loaded.compiled.macs,
-        run.cycles,
-        pow2_label(run.trace_len),
-        verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
-            .as_secs_f64()
-    );
+    if loaded.is_card() {
+        println!(
+            "cost:       {} MACs, at most {} cycles (the card cannot run: no weights)",
+            loaded.compiled.macs, loaded.compiled.estimated_cycles
+        );
+    } else {
+        let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
+        println!(
+            "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
+            loaded.compiled.macs,
+            run.cycles,
+            pow2_label(run.trace_len),
+            verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
+                .as_secs_f64()
+        );
+    }
     print_agreement(m);
     Ok(())
 }
@@ -416,6 +533,7 @@ struct Prediction {
 
 pub fn infer(args: InferArgs) -> Result<()> {
     let loaded = LoadedModel::load(&args.model)?;
+    loaded.runnable()?;
     let x = read_input(&args.input)?;
     let (quantized, input) = loaded.quantized_input(&x)?;
     let (program, inputs) = loaded.statement(&input)?;
@@ -504,7 +622,11 @@ pub fn infer(args: InferArgs) -> Result<()> {
 }
 
 pub fn commitment_hex(c: &PrivateCommitment) -> String {
-    c.commitment.iter().map(|v| format!("{v:016x}")).collect()
+    words_hex(&c.commitment)
+}
+
+fn words_hex(words: &[u64]) -> String {
+    words.iter().map(|v| format!("{v:016x}")).collect()
 }
 
 /// The model checks of `verity verify --model`: the receipt proves this model's program,
@@ -526,17 +648,31 @@ pub fn check_receipt(
         );
     }
     let n = loaded.model.input.len();
+    // A committed-weights model's receipt carries the weights' commitment: it must be this
+    // model's (the program alone is only the architecture).
+    let weights = loaded.weights_commitment()?;
+    let weight_slots = if weights.is_some() { 4 } else { 0 };
+    if let Some(w) = &weights
+        && loaded.receipt_weights(&receipt.stack_inputs) != w.commitment
+    {
+        bail!(
+            "the receipt proves the architecture of model {} with other weights (commitment {}, not {})",
+            loaded.model.name,
+            words_hex(&loaded.receipt_weights(&receipt.stack_inputs)),
+            commitment_hex(w)
+        );
+    }
     if loaded.model.public_input {
-        // The input is the public stack itself.
-        if receipt.stack_inputs.len() != n {
+        // The input is the public stack itself (after the weights' commitment).
+        if receipt.stack_inputs.len() != weight_slots + n {
             bail!(
                 "the receipt's public input has {} values, not the model's {n}",
-                receipt.stack_inputs.len()
+                receipt.stack_inputs.len().saturating_sub(weight_slots)
             );
         }
         if let Some(path) = input {
             let (_, values) = loaded.quantized_input(&read_input(path)?)?;
-            if values != receipt.stack_inputs {
+            if values[..] != receipt.stack_inputs[weight_slots..] {
                 bail!(
                     "the receipt is for a different input than {}",
                     path.display()
@@ -547,7 +683,7 @@ pub fn check_receipt(
         let commitment = verity_vm::commitment_in_stack(&receipt.stack_inputs)
             .context("the receipt has no private-input commitment")?;
         if commitment.words != loaded.input_words()
-            || receipt.stack_inputs.len() != verity_vm::PRIVATE_INPUT_SLOTS
+            || receipt.stack_inputs.len() != verity_vm::PRIVATE_INPUT_SLOTS + weight_slots
         {
             bail!("the receipt's input is not a {n}-value input of this model");
         }

@@ -305,6 +305,7 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
         &digits.join("calibration.json"),
         verity_vm::DEFAULT_MAX_CYCLES,
         false,
+        false,
     )?;
     let job = model.job(&model_cmds::read_input(&digits.join("x.json"))?)?;
     jobs.push((
@@ -324,6 +325,7 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
         &iris.join("calibration.json"),
         verity_vm::DEFAULT_MAX_CYCLES,
         true,
+        false,
     )?;
     let job = model.job(&model_cmds::read_input(&iris.join("x.json"))?)?;
     jobs.push((
@@ -946,6 +948,12 @@ impl JobSpec {
 
     fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
         let model = LoadedModel::load(model)?;
+        if model.model.private_weights {
+            bail!(
+                "committed-weights models are proven locally for now (`verity infer --prove`): \
+                 the network cannot yet hand a provider the weights"
+            );
+        }
         let job = model.job(&model_cmds::read_input(input)?)?;
         // So that `job status` can decode this job's outputs later.
         model_cmds::remember(&model, &job.program.hash());

@@ -635,6 +635,112 @@ fn public_input_models_show_and_bind_their_input() {
     );
 }
 
+/// `--private-weights`: the owner keeps the `.vmodel`, proves with it, and publishes the
+/// card; a verifier checks receipts against the card, which holds no weights, and a receipt
+/// for other weights (a swapped commitment) is refused.
+#[test]
+fn committed_weights_models_verify_against_their_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("owner.vmodel");
+    let s = secret.to_str().unwrap();
+    let out = verity(&[
+        "model",
+        "import",
+        &digits("mlp.onnx"),
+        "--calibrate",
+        &digits("calibration.json"),
+        "--private-weights",
+        "-o",
+        s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("the architecture's program"),
+        "{}",
+        stdout(&out)
+    );
+    let card = dir.path().join("owner.card.vmodel");
+    let c = card.to_str().unwrap();
+    // The card holds no weights: every weight in it is zero.
+    let card_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&card).unwrap()).unwrap();
+    let weights = card_json["layers"][0]["weights"].as_array().unwrap();
+    assert!(!weights.is_empty() && weights.iter().all(|w| w.as_i64() == Some(0)));
+    let secret_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secret).unwrap()).unwrap();
+    assert!(
+        secret_json["layers"][0]["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_i64() != Some(0))
+    );
+
+    let receipt = dir.path().join("pred.receipt");
+    let r = receipt.to_str().unwrap();
+    let out = verity(&[
+        "infer",
+        s,
+        "--input",
+        &digits("x.json"),
+        "--prove",
+        "-o",
+        r,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verity(&[
+        "verify",
+        r,
+        "--model",
+        c,
+        "--input",
+        &digits("x.json"),
+        "--expect-class",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("weights commitment"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A card claiming other weights (same architecture): the receipt is not for them.
+    let mut forged = card_json.clone();
+    forged["weights_commitment"][0] = serde_json::json!(12345);
+    let forged_path = dir.path().join("forged.card.vmodel");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = verity(&["verify", r, "--model", forged_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("with other weights"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A card cannot predict, and committed-weights jobs are not on the network yet.
+    let out = verity(&["infer", c, "--input", &digits("x.json")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is a card"), "{}", stderr(&out));
+    let out = verity(&[
+        "job",
+        "submit",
+        "--model",
+        s,
+        "--input",
+        &digits("x.json"),
+        "--node",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("proven locally for now"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn model_import_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
