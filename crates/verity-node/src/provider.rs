@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, StackOutputs, TxBody};
+use verity_types::{Digest, Keypair, Mode, PrivateCommitment, StackOutputs, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 #[derive(Debug, Clone)]
@@ -27,10 +27,18 @@ pub struct ProviderConfig {
     /// on the ledger as `http://ADDR` (or `endpoint`, when set: the public URL).
     pub probe_listen: Option<std::net::SocketAddr>,
     pub endpoint: Option<String>,
+    /// Data this provider holds and proves with, by commitment: e.g. the weights of a
+    /// committed-weights model it owns. A job whose public stack names a commitment gets the
+    /// data in its advice map (the program checks it against the commitment); nobody else
+    /// ever sees it.
+    pub held_data: HeldData,
     /// Misbehaviour to exhibit, for tests of the auditors. Never set in production.
     #[doc(hidden)]
     pub fault: Option<ProviderFault>,
 }
+
+/// Data a provider holds, by commitment (see [`ProviderConfig::held_data`]).
+pub type HeldData = std::sync::Arc<Vec<(PrivateCommitment, Vec<u64>)>>;
 
 /// Scripted misbehaviour of a provider (tests).
 #[doc(hidden)]
@@ -54,9 +62,19 @@ impl ProviderConfig {
             poll_interval: Duration::from_millis(200),
             probe_listen: None,
             endpoint: None,
+            held_data: Default::default(),
             fault: None,
         }
     }
+}
+
+/// The held data a job's public stack names (its commitment appears among the stack
+/// inputs), as advice-map entries.
+fn held_advice(held: &[(PrivateCommitment, Vec<u64>)], stack: &[u64]) -> Vec<(Digest, Vec<u64>)> {
+    held.iter()
+        .filter(|(c, _)| stack.windows(4).any(|w| w == c.commitment))
+        .map(|(c, v)| verity_vm::committed_entry(c, v))
+        .collect()
 }
 
 /// Proving speed, measured: a proof of `n` rows takes `base · (n / 2^12)^exponent`.
@@ -376,13 +394,25 @@ impl Provider {
         };
         // Estimate the cost by fast execution; private inputs are released only after the
         // lock, so a job with them is priced at its cycle cap.
+        let advice = held_advice(&self.cfg.held_data, &job.request.stack_inputs);
         let trace_len = if job.request.private_inputs.is_some() {
+            // Unverified hints the job does not carry must come from data we hold: without
+            // it the proof would fail after the lock, and the collateral with it.
+            if job.unverified_hints && advice.is_empty() {
+                return self.skip(
+                    id,
+                    "it reads advice (hints) that neither it nor I hold, and its private inputs \
+                     arrive only after the lock: it may not be provable"
+                        .into(),
+                );
+            }
             u64::from(job.request.max_cycles).next_power_of_two()
         } else {
-            let inputs = Inputs {
+            let mut inputs = Inputs {
                 stack: job.request.stack_inputs.clone(),
                 ..Inputs::default()
             };
+            inputs.advice.map.extend(advice);
             let max = job.request.max_cycles;
             match tokio::task::spawn_blocking(move || verity_vm::execute(&program, &inputs, max))
                 .await?
@@ -576,7 +606,8 @@ impl Provider {
                 }
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
                 let fault = self.cfg.fault;
-                self.busy = Some(tokio::spawn(deliver(client, key, held, fault)));
+                let advice = held_advice(&self.cfg.held_data, &held.job.request.stack_inputs);
+                self.busy = Some(tokio::spawn(deliver(client, key, held, advice, fault)));
             }
         }
     }
@@ -596,6 +627,7 @@ async fn deliver(
     client: Client,
     key: Keypair,
     held: Held,
+    advice: Vec<(Digest, Vec<u64>)>,
     fault: Option<ProviderFault>,
 ) -> Outcome {
     let job = held.job;
@@ -643,7 +675,10 @@ async fn deliver(
         &job.request.stack_inputs,
         private.as_ref().map(|(c, v)| (c, v.as_slice())),
     ) {
-        Ok(i) => i,
+        Ok(mut i) => {
+            i.advice.map.extend(advice);
+            i
+        }
         Err(e) => {
             warn!(job = %id.short(), "cannot build the job's inputs: {e}");
             return Outcome::Done(None);

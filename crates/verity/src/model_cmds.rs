@@ -19,6 +19,9 @@ pub enum ModelCmd {
     Inspect {
         /// The `.vmodel` file.
         model: PathBuf,
+        /// Also write the generated Miden Assembly program (what every prediction proves).
+        #[arg(long, value_name = "FILE")]
+        masm: Option<PathBuf>,
     },
 }
 
@@ -203,9 +206,9 @@ impl LoadedModel {
         stack_inputs.iter().skip(at).take(4).copied().collect()
     }
 
-    /// One prediction as a job: the model's program and the quantized input.
+    /// One prediction as a job: the model's program and the quantized input (from a card
+    /// too: the job is then for a provider that holds the weights).
     pub fn job(&self, x: &[f32]) -> Result<LoadedProgram> {
-        self.runnable()?;
         let (_, input) = self.quantized_input(x)?;
         let (program, inputs) = self.statement(&input)?;
         Ok(LoadedProgram {
@@ -342,7 +345,7 @@ fn print_agreement(model: &QuantModel) {
 pub fn model(cmd: ModelCmd) -> Result<()> {
     match cmd {
         ModelCmd::Import(args) => import(args),
-        ModelCmd::Inspect { model } => inspect(&model),
+        ModelCmd::Inspect { model, masm } => inspect(&model, masm.as_deref()),
     }
 }
 
@@ -439,8 +442,12 @@ fn import(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
     let loaded = LoadedModel::load(path)?;
+    if let Some(out) = masm {
+        std::fs::write(out, &loaded.compiled.source)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
     let m = &loaded.model;
     println!(
         "model:      {} ({} format, from ONNX blake3 {})",

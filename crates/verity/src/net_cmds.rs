@@ -105,6 +105,10 @@ pub struct DevnetArgs {
     /// directory, API port (--listen, +1, +2, ...) and p2p port.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     validators: u16,
+    /// A committed-weights model the devnet's provider owns and proves with (see `verity
+    /// provider --model`). Repeatable.
+    #[arg(long = "provider-model", value_name = "FILE")]
+    provider_models: Vec<PathBuf>,
     #[command(flatten)]
     audit: AuditArgs,
 }
@@ -172,6 +176,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let demo_jobs = args.demo.then(demo_jobs).transpose()?;
+    let held = held_weights(&args.provider_models)?;
     let mut others = Vec::new();
     let mut running = if n == 1 {
         devnet::start_single(&dir, devnet::genesis(), args.listen, args.block_ms).await?
@@ -193,6 +198,7 @@ pub async fn devnet(args: DevnetArgs) -> Result<()> {
     let mut provider = ProviderConfig::new(&url, devnet::dev_key("provider"));
     provider.price_per_mcycle = 100;
     provider.probe_listen = Some(SocketAddr::new(args.listen.ip(), 0));
+    provider.held_data = held;
     running.spawn_provider(provider);
     println!(
         "verity devnet: chain {}, API {url}, data {}",
@@ -315,6 +321,7 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
             job,
             max_cycles: None,
             model: Some(model),
+            cannot_run: None,
         },
     ));
     // A public input (four flower measurements on the stack) can run optimistically: anyone
@@ -335,6 +342,7 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
             job,
             max_cycles: None,
             model: Some(model),
+            cannot_run: None,
         },
     ));
     Ok(jobs)
@@ -666,6 +674,31 @@ pub struct ProviderArgs {
     /// The public URL of the probe endpoint, if not `http://PROBE_LISTEN`.
     #[arg(long, requires = "probe_listen")]
     endpoint: Option<String>,
+    /// A committed-weights model this provider owns (`model import --private-weights`; the
+    /// `.vmodel` with its weights): it proves jobs that name the weights' commitment, and the
+    /// weights never leave this machine. Repeatable.
+    #[arg(long = "model", value_name = "FILE")]
+    models: Vec<PathBuf>,
+}
+
+/// The weights of committed-weights models, by commitment, for a provider to prove with.
+fn held_weights(models: &[PathBuf]) -> Result<verity_node::HeldData> {
+    let mut held = Vec::new();
+    for path in models {
+        let loaded = LoadedModel::load(path)?;
+        let (Some(commitment), Some(weights), false) = (
+            loaded.weights_commitment()?,
+            loaded.compiled.weights.clone(),
+            loaded.is_card(),
+        ) else {
+            bail!(
+                "{} is not a committed-weights model with its weights (import it with --private-weights)",
+                path.display()
+            );
+        };
+        held.push((commitment, weights));
+    }
+    Ok(std::sync::Arc::new(held))
 }
 
 #[derive(Subcommand)]
@@ -815,6 +848,7 @@ pub async fn provider(args: ProviderArgs) -> Result<()> {
     cfg.max_queue = args.max_queue.max(1);
     cfg.probe_listen = args.probe_listen;
     cfg.endpoint = args.endpoint;
+    cfg.held_data = held_weights(&args.models)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(verity_node::Provider::new(cfg).run(rx));
     tokio::signal::ctrl_c().await?;
@@ -935,6 +969,9 @@ struct JobSpec {
     max_cycles: Option<u32>,
     /// The model, for a prediction: it decodes the outputs.
     model: Option<LoadedModel>,
+    /// Cycles, when the job cannot run here (a committed-weights model's card: the weights
+    /// are the provider's): the compiler's upper bound sizes the job instead of a run.
+    cannot_run: Option<u64>,
 }
 
 impl JobSpec {
@@ -943,24 +980,24 @@ impl JobSpec {
             job: load(&args.program, &args.inputs)?,
             max_cycles: args.inputs.max_cycles,
             model: None,
+            cannot_run: None,
         })
     }
 
     fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
         let model = LoadedModel::load(model)?;
-        if model.model.private_weights {
-            bail!(
-                "committed-weights models are proven locally for now (`verity infer --prove`): \
-                 the network cannot yet hand a provider the weights"
-            );
-        }
-        let job = model.job(&model_cmds::read_input(input)?)?;
+        let mut job = model.job(&model_cmds::read_input(input)?)?;
+        // A committed-weights model: the weights never leave their owner; a provider that
+        // holds them (`verity provider --model`) proves the job.
+        let cannot_run = model.is_card().then_some(model.compiled.estimated_cycles);
+        job.given.advice = Default::default();
         // So that `job status` can decode this job's outputs later.
         model_cmds::remember(&model, &job.program.hash());
         Ok(JobSpec {
             job,
             max_cycles: None,
             model: Some(model),
+            cannot_run,
         })
     }
 
@@ -1003,17 +1040,30 @@ async fn submit_job(
     // Run locally first, exactly as the job will be proven: a failing program is caught
     // here, and the cycle cap defaults to twice what the program needs.
     let cap = spec.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
-    let run = verity_vm::execute(program, inputs, cap).context("the program fails locally")?;
-    let max_cycles = spec
-        .max_cycles
-        .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
+    let (trace_len, max_cycles) = match spec.cannot_run {
+        None => {
+            let run =
+                verity_vm::execute(program, inputs, cap).context("the program fails locally")?;
+            let max = spec
+                .max_cycles
+                .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
+            (run.trace_len, max)
+        }
+        Some(bound) => {
+            let max = spec.max_cycles.unwrap_or(bound.clamp(
+                u64::from(verity_vm::MIN_MAX_CYCLES),
+                u64::from(verity_vm::MAX_MAX_CYCLES),
+            ) as u32);
+            (u64::from(max).next_power_of_two(), max)
+        }
+    };
     // Offers that fit the job: unless told otherwise, give an honest provider time to prove
     // this trace length (the network's defaults once slashed honest provers of big jobs).
     // A provider cannot run a job with private inputs before it holds the lock, so it plans
     // for the cycle cap: size those from the cap too.
     let head = client.head().await?;
     let planned = if given.private.is_empty() {
-        run.trace_len
+        trace_len
     } else {
         u64::from(max_cycles).next_power_of_two()
     };
@@ -1045,7 +1095,18 @@ async fn submit_job(
     req.offer
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
-    let tx = client.send(key, TxBody::SubmitJob(req)).await?;
+    let size = req.program.len();
+    let tx = match client.send(key, TxBody::SubmitJob(req)).await {
+        Ok(tx) => tx,
+        // The usual refusal for a model: its program is too big for a job's source.
+        Err(e) if spec.model.is_some() && e.to_string().contains("too large") => bail!(
+            "{e}: this model's program is {} KB of straight-line code, and a network job's \
+             program is capped by the ledger (64 KiB by default), which fits models up to about \
+             2,000 multiply-accumulates; prove larger ones locally (`verity infer --prove`)",
+            size / 1024
+        ),
+        Err(e) => return Err(e.into()),
+    };
     client
         .wait_tx(&tx, Duration::from_secs(30))
         .await
@@ -1066,7 +1127,7 @@ async fn submit_job(
             .context("cannot provide the private inputs")?;
         eprintln!("private inputs provided to {}", locker.short());
     }
-    Ok((tx, run.trace_len))
+    Ok((tx, trace_len))
 }
 
 fn print_entry(e: &TimelineEntry) {

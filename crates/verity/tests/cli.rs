@@ -719,26 +719,10 @@ fn committed_weights_models_verify_against_their_card() {
         stderr(&out)
     );
 
-    // A card cannot predict, and committed-weights jobs are not on the network yet.
+    // A card cannot predict.
     let out = verity(&["infer", c, "--input", &digits("x.json")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is a card"), "{}", stderr(&out));
-    let out = verity(&[
-        "job",
-        "submit",
-        "--model",
-        s,
-        "--input",
-        &digits("x.json"),
-        "--node",
-        "http://127.0.0.1:1",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("proven locally for now"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 #[test]

@@ -300,6 +300,36 @@ async fn a_model_prediction_as_a_network_job() {
         text(&wrong)
     );
 
+    // A model whose program exceeds the ledger's program size is refused with the reason
+    // and what to do instead.
+    let cnn = home.path().join("cnn.vmodel");
+    let cnn = cnn.to_str().unwrap();
+    let out = verity_at(
+        home.path(),
+        &[
+            "model",
+            "import",
+            &example("models/digits/cnn.onnx"),
+            "--calibrate",
+            &example("models/digits/calibration.json"),
+            "-o",
+            cnn,
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = verity_at(
+        home.path(),
+        &[
+            "job", "submit", "--model", cnn, "--input", &x, "--node", &url,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("prove larger ones locally"),
+        "{:?}",
+        text(&out)
+    );
+
     // `--model` takes the input from a JSON file, and nothing else.
     let out = verity_at(
         home.path(),
@@ -328,6 +358,123 @@ async fn a_model_prediction_as_a_network_job() {
     assert!(!out.status.success());
     assert!(
         text(&out).1.contains("cannot be used with"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+/// Committed weights on the network: the model's owner runs the provider with the weights
+/// (`devnet --provider-model`), a client holding only the card submits a prediction, and the
+/// receipt verifies against the card. The weights never leave the provider's machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the_weights() {
+    let _turn = PROVING.lock().await;
+    let owner = tempfile::tempdir().unwrap();
+    let secret = owner.path().join("iris.vmodel");
+    let out = verity_at(
+        owner.path(),
+        &[
+            "model",
+            "import",
+            &example("models/iris/mlp.onnx"),
+            "--calibrate",
+            &example("models/iris/calibration.json"),
+            "--private-weights",
+            "--public-input",
+            "-o",
+            secret.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    // The client gets the card only.
+    let client = tempfile::tempdir().unwrap();
+    let card = client.path().join("iris.card.vmodel");
+    std::fs::copy(owner.path().join("iris.card.vmodel"), &card).unwrap();
+    let card = card.to_str().unwrap();
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
+    devnet
+        .args([
+            "devnet",
+            "--listen",
+            &listen,
+            "--no-audit",
+            "--provider-model",
+        ])
+        .arg(&secret)
+        .env("VERITY_HOME", owner.path())
+        .env("VERITY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _devnet = Proc(devnet.spawn().unwrap());
+    wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
+
+    let x = example("models/iris/x.json");
+    let out = verity_at(
+        client.path(),
+        &[
+            "job",
+            "submit",
+            "--model",
+            card,
+            "--input",
+            &x,
+            "--wait",
+            "--node",
+            &url,
+            "--lock-timeout",
+            "400",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("prediction: class 2 (label virginica)"),
+        "{stdout}"
+    );
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .unwrap()
+        .trim()
+        .to_string();
+    // The job carries the weights' commitment and the public input, nothing of the weights.
+    let job = Client::new(&url)
+        .job(&id.parse().unwrap())
+        .await
+        .unwrap()
+        .job;
+    assert_eq!(job.request.stack_inputs.len(), 4 + 4);
+    assert!(
+        job.unverified_hints,
+        "the weights come from the prover's advice"
+    );
+
+    let receipt = client.path().join("iris.receipt");
+    let r = receipt.to_str().unwrap();
+    let out = verity_at(
+        client.path(),
+        &["job", "receipt", &id, "-o", r, "--node", &url],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = verity_at(
+        client.path(),
+        &[
+            "verify",
+            r,
+            "--model",
+            card,
+            "--input",
+            &x,
+            "--expect-class",
+            "virginica",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains("weights commitment"),
         "{:?}",
         text(&out)
     );
