@@ -222,6 +222,46 @@ struct Neuron {
 /// packed value stays below the field's modulus.
 const LANE_LIMIT: u128 = (1 << 31) - 1;
 
+/// `[acc]`: one output's accumulator.
+fn single_acc_code(code: &mut String, n: &Neuron) -> usize {
+    let _ = write!(code, "    push.{}", to_felt(n.bias));
+    let mut ops = 1;
+    for (addr, w) in &n.taps {
+        ops += mac_code(code, *addr, *w);
+    }
+    ops
+}
+
+/// `[acc_a + 2^31, acc_b + 2^31]`: two outputs over the same inputs, accumulated in the two
+/// 32-bit lanes of one field element and split (both accumulators must fit a lane).
+fn packed_acc_code(code: &mut String, a: &Neuron, b: &Neuron) -> usize {
+    let half = 1i128 << 31;
+    let init = half + i128::from(a.bias) + (half + i128::from(b.bias)) * (1i128 << 32);
+    let _ = write!(code, "    push.{}", init as u64);
+    let mut ops = 1;
+    for ((addr, wa), (_, wb)) in a.taps.iter().zip(&b.taps) {
+        let w = i128::from(*wa) + i128::from(*wb) * (1i128 << 32);
+        ops += match w {
+            0 => 0,
+            1 => {
+                let _ = write!(code, " mem_load.{addr} add");
+                3
+            }
+            w => {
+                let felt = if w >= 0 {
+                    w as u64
+                } else {
+                    P - w.unsigned_abs() as u64
+                };
+                let _ = write!(code, " mem_load.{addr} mul.{felt} add");
+                5
+            }
+        };
+    }
+    code.push_str(" u32split");
+    ops + 1
+}
+
 /// Emits a linear layer's outputs. Two neighbouring outputs that read the same inputs are
 /// computed together when both accumulators provably fit a lane (from the actual weights
 /// and the input range): one field element holds `(acc_a + 2^31) + 2^32 (acc_b + 2^31)`, so
@@ -273,32 +313,11 @@ fn emit_neurons(
         let mut ops;
         match pair {
             Some(b) => {
-                let half = 1i128 << 31;
-                let init = half + i128::from(a.bias) + (half + i128::from(b.bias)) * (1i128 << 32);
-                let _ = write!(code, "    push.{}", init as u64);
-                ops = 1;
-                for ((addr, wa), (_, wb)) in a.taps.iter().zip(&b.taps) {
-                    let w = i128::from(*wa) + i128::from(*wb) * (1i128 << 32);
-                    ops += match w {
-                        0 => 0,
-                        1 => {
-                            let _ = write!(code, " mem_load.{addr} add");
-                            3
-                        }
-                        w => {
-                            let felt = if w >= 0 {
-                                w as u64
-                            } else {
-                                P - w.unsigned_abs() as u64
-                            };
-                            let _ = write!(code, " mem_load.{addr} mul.{felt} add");
-                            5
-                        }
-                    };
-                }
+                let half = 1u64 << 31;
+                ops = packed_acc_code(&mut code, a, b);
                 // [lo lane, hi lane]: each lane minus its offset is the exact accumulator.
-                let _ = write!(code, " u32split sub.{half}");
-                ops += 3;
+                let _ = write!(code, " sub.{half}");
+                ops += 2;
                 ops += requant_code(&mut code, &a.requant, lo, hi);
                 let _ = write!(code, " mem_store.{} sub.{half}", a.out);
                 ops += STORE_OPS + 2;
@@ -309,11 +328,7 @@ fn emit_neurons(
                 k += 2;
             }
             None => {
-                let _ = write!(code, "    push.{}", to_felt(a.bias));
-                ops = 1;
-                for (addr, w) in &a.taps {
-                    ops += mac_code(&mut code, *addr, *w);
-                }
+                ops = single_acc_code(&mut code, a);
                 ops += requant_code(&mut code, &a.requant, lo, hi);
                 let _ = writeln!(code, " mem_store.{}", a.out);
                 ops += STORE_OPS;
@@ -321,6 +336,80 @@ fn emit_neurons(
             }
         }
         e.unit(&code, ops);
+    }
+}
+
+/// A convolution's outputs, one window position of a max pooling at a time.
+struct PooledConv<'a> {
+    /// The convolution's output `(channel, y, x)` as a neuron (its `out` unused).
+    neuron: &'a dyn Fn(usize, usize, usize) -> Neuron,
+    channels: usize,
+    pool: &'a crate::onnx::Window,
+    requant: &'a [Requant],
+    lo: i64,
+    hi: i64,
+    out_base: u64,
+}
+
+/// Convolution then max pooling, fused: requantization and clamping never decrease, so the
+/// max of requantized outputs is the requantized max of the accumulators, and each pooled
+/// output needs one requantization instead of one per window position (and no pass over
+/// stored activations). Accumulators are compared as 32-bit lanes offset by 2^31, so the
+/// caller fuses only when every accumulator provably fits a lane; two channels share each
+/// multiply-accumulate as when packing. Outputs are the pooling's layout, `[c][py][px]`.
+fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize) {
+    let half = 1u64 << 31;
+    let (ph, pw) = (c.pool.out_h(), c.pool.out_w());
+    let mut code = String::new();
+    for py in 0..ph {
+        for px in 0..pw {
+            let positions: Vec<(usize, usize)> =
+                c.pool.taps(py, px).map(|(_, _, y, x)| (y, x)).collect();
+            let out = |co: usize| c.out_base + ((co * ph + py) * pw + px) as u64;
+            let mut co = 0;
+            while co < c.channels {
+                code.clear();
+                let mut ops = 0;
+                if co + 1 < c.channels {
+                    for (t, &(y, x)) in positions.iter().enumerate() {
+                        ops += packed_acc_code(
+                            &mut code,
+                            &(c.neuron)(co, y, x),
+                            &(c.neuron)(co + 1, y, x),
+                        );
+                        if t > 0 {
+                            // [a, b, A, B] -> [max(a, A), max(b, B)]
+                            code.push_str(" movup.2 u32max movdn.2 u32max swap");
+                            ops += 3 + 2 * U32_MINMAX_OPS;
+                        }
+                    }
+                    let _ = write!(code, " sub.{half}");
+                    ops += 2 + requant_code(&mut code, &c.requant[co], c.lo, c.hi);
+                    let _ = write!(code, " mem_store.{} sub.{half}", out(co));
+                    ops += STORE_OPS + 2 + requant_code(&mut code, &c.requant[co + 1], c.lo, c.hi);
+                    let _ = writeln!(code, " mem_store.{}", out(co + 1));
+                    ops += STORE_OPS;
+                    *packed += 2;
+                    co += 2;
+                } else {
+                    for (t, &(y, x)) in positions.iter().enumerate() {
+                        ops += single_acc_code(&mut code, &(c.neuron)(co, y, x));
+                        let _ = write!(code, " add.{half}");
+                        ops += 2;
+                        if t > 0 {
+                            code.push_str(" u32max");
+                            ops += U32_MINMAX_OPS;
+                        }
+                    }
+                    let _ = write!(code, " sub.{half}");
+                    ops += 2 + requant_code(&mut code, &c.requant[co], c.lo, c.hi);
+                    let _ = writeln!(code, " mem_store.{}", out(co));
+                    ops += STORE_OPS;
+                    co += 1;
+                }
+                e.unit(&code, ops);
+            }
+        }
     }
 }
 
@@ -367,8 +456,14 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     let mut in_bound = ACT_MAX;
     let mut packed = 0usize;
     let mut out_base = 0u64;
-    for layer in &model.layers {
+    // The layer after a convolution, when the two were emitted as one.
+    let mut fused_next = false;
+    for (k, layer) in model.layers.iter().enumerate() {
+        if std::mem::take(&mut fused_next) {
+            continue;
+        }
         let mut code = String::new();
+        let mut out_len = layer.output_len();
         match layer {
             QLayer::Dense {
                 n_in,
@@ -409,9 +504,60 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                 lo,
                 hi,
             } => {
+                let (oh, ow) = (window.out_h(), window.out_w());
+                let neuron = |co: usize, oy: usize, ox: usize| Neuron {
+                    taps: window
+                        .conv_taps(co, oy, ox)
+                        .map(|(w, i)| (in_base + i as u64, weights[w]))
+                        .collect(),
+                    bias: bias[co],
+                    requant: requant[co],
+                    out: out_base + ((co * oh + oy) * ow + ox) as u64,
+                };
+                // Followed by a max pooling of whole, disjoint windows over its output, with
+                // every accumulator within a lane: one pass (see `emit_conv_pool`).
+                if let (None, Some(QLayer::MaxPool { window: pool })) =
+                    (&params, model.layers.get(k + 1))
+                    && pool.input
+                        == (crate::Shape {
+                            c: *c_out,
+                            h: oh,
+                            w: ow,
+                        })
+                    && pool.stride_h == pool.kh
+                    && pool.stride_w == pool.kw
+                    && (0..*c_out).all(|co| {
+                        (0..oh).all(|oy| {
+                            (0..ow).all(|ox| {
+                                let n = neuron(co, oy, ox);
+                                acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound)
+                                    < LANE_LIMIT
+                            })
+                        })
+                    })
+                {
+                    emit_conv_pool(
+                        &mut e,
+                        &PooledConv {
+                            neuron: &neuron,
+                            channels: *c_out,
+                            pool,
+                            requant,
+                            lo: *lo,
+                            hi: *hi,
+                            out_base,
+                        },
+                        &mut packed,
+                    );
+                    in_bound = (*hi).max(-*lo);
+                    out_len = model.layers[k + 1].output_len();
+                    fused_next = true;
+                    in_base = out_base;
+                    out_base += out_len as u64;
+                    continue;
+                }
                 // Position-major, channel-minor: neighbouring channels at one position read
                 // the same inputs, so they can share packed accumulators.
-                let (oh, ow) = (window.out_h(), window.out_w());
                 let mut neurons = Vec::with_capacity(c_out * oh * ow);
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -497,7 +643,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
             }
         }
         in_base = out_base;
-        out_base += layer.output_len() as u64;
+        out_base += out_len as u64;
     }
     e.flush();
 
