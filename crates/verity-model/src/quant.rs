@@ -479,6 +479,9 @@ impl QuantModel {
         }
         card.private_weights = true;
         card.weights_commitment = Some(weights_commitment);
+        // The source file's hash would let anyone confirm a guess of the weights (a public
+        // checkpoint, say) without the commitment's help.
+        card.source_hash = "withheld".into();
         card
     }
 

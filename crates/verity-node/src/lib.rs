@@ -18,7 +18,7 @@ pub mod storage;
 pub use auditor::{AuditorConfig, AuditorFault, run_auditor};
 pub use node::{Node, NodeConfig};
 pub use producer::{BlockProducer, SoloProducer, run_producer};
-pub use provider::{HeldData, Provider, ProviderConfig, ProviderFault};
+pub use provider::{CommittedData, HeldData, Provider, ProviderConfig, ProviderFault};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

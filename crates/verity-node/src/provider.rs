@@ -27,18 +27,28 @@ pub struct ProviderConfig {
     /// on the ledger as `http://ADDR` (or `endpoint`, when set: the public URL).
     pub probe_listen: Option<std::net::SocketAddr>,
     pub endpoint: Option<String>,
-    /// Data this provider holds and proves with, by commitment: e.g. the weights of a
-    /// committed-weights model it owns. A job whose public stack names a commitment gets the
-    /// data in its advice map (the program checks it against the commitment); nobody else
-    /// ever sees it.
+    /// Data this provider holds and proves with: e.g. the weights of a committed-weights
+    /// model it owns. A job gets the data in its advice map only if it runs the program the
+    /// data is for and its public stack names the commitment (the program checks the data
+    /// against it); nobody else ever sees it.
     pub held_data: HeldData,
     /// Misbehaviour to exhibit, for tests of the auditors. Never set in production.
     #[doc(hidden)]
     pub fault: Option<ProviderFault>,
 }
 
-/// Data a provider holds, by commitment (see [`ProviderConfig::held_data`]).
-pub type HeldData = std::sync::Arc<Vec<(PrivateCommitment, Vec<u64>)>>;
+/// Data a provider holds (see [`ProviderConfig::held_data`]).
+pub type HeldData = std::sync::Arc<Vec<CommittedData>>;
+
+/// Committed data a provider holds, and the one program it will run it with.
+#[derive(Debug, Clone)]
+pub struct CommittedData {
+    pub commitment: PrivateCommitment,
+    pub values: Vec<u64>,
+    /// Only jobs of this program get the data: any other program could simply output it
+    /// (anyone can name a public commitment on a job's stack).
+    pub program: Digest,
+}
 
 /// Scripted misbehaviour of a provider (tests).
 #[doc(hidden)]
@@ -68,12 +78,15 @@ impl ProviderConfig {
     }
 }
 
-/// The held data a job's public stack names (its commitment appears among the stack
-/// inputs), as advice-map entries.
-fn held_advice(held: &[(PrivateCommitment, Vec<u64>)], stack: &[u64]) -> Vec<(Digest, Vec<u64>)> {
+/// The held data for `job`, as advice-map entries: data for the job's program whose
+/// commitment is the job's first public input (where that program reads it).
+fn held_advice(held: &[CommittedData], job: &Job) -> Vec<(Digest, Vec<u64>)> {
     held.iter()
-        .filter(|(c, _)| stack.windows(4).any(|w| w == c.commitment))
-        .map(|(c, v)| verity_vm::committed_entry(c, v))
+        .filter(|h| {
+            h.program == job.program_hash
+                && job.request.stack_inputs.get(..4) == Some(&h.commitment.commitment[..])
+        })
+        .map(|h| verity_vm::committed_entry(&h.commitment, &h.values))
         .collect()
 }
 
@@ -394,7 +407,7 @@ impl Provider {
         };
         // Estimate the cost by fast execution; private inputs are released only after the
         // lock, so a job with them is priced at its cycle cap.
-        let advice = held_advice(&self.cfg.held_data, &job.request.stack_inputs);
+        let advice = held_advice(&self.cfg.held_data, &job);
         let trace_len = if job.request.private_inputs.is_some() {
             // Unverified hints the job does not carry must come from data we hold: without
             // it the proof would fail after the lock, and the collateral with it.
@@ -606,7 +619,7 @@ impl Provider {
                 }
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
                 let fault = self.cfg.fault;
-                let advice = held_advice(&self.cfg.held_data, &held.job.request.stack_inputs);
+                let advice = held_advice(&self.cfg.held_data, &held.job);
                 self.busy = Some(tokio::spawn(deliver(client, key, held, advice, fault)));
             }
         }

@@ -696,7 +696,11 @@ fn held_weights(models: &[PathBuf]) -> Result<verity_node::HeldData> {
                 path.display()
             );
         };
-        held.push((commitment, weights));
+        held.push(verity_node::CommittedData {
+            commitment,
+            values: weights,
+            program: loaded.id()?,
+        });
     }
     Ok(std::sync::Arc::new(held))
 }
@@ -1277,7 +1281,23 @@ pub async fn job(cmd: JobCmd) -> Result<()> {
                             m.model.name
                         );
                     }
-                    println!("predicts {}", m.describe(o)?);
+                    // The architecture's program alone says nothing about whose weights ran:
+                    // the job's first public inputs are their commitment.
+                    if let Some(w) = m.weights_commitment()?
+                        && j.request.stack_inputs.get(..4) != Some(&w.commitment[..])
+                    {
+                        bail!(
+                            "job {} ran model {}'s architecture with other weights",
+                            j.id,
+                            m.model.name
+                        );
+                    }
+                    let claimed = if j.state == JobState::Finalized {
+                        ""
+                    } else {
+                        " (claimed, not final)"
+                    };
+                    println!("predicts {}{claimed}", m.describe(o)?);
                 }
             }
             if let Some(f) = &view.failure {

@@ -478,4 +478,77 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         "{:?}",
         text(&out)
     );
+
+    // `job status` decodes with the card, and refuses a card of the same architecture
+    // claiming other weights.
+    let out = verity_at(
+        client.path(),
+        &["job", "status", &id, "--node", &url, "--model", card],
+    );
+    assert!(
+        text(&out).0.contains("predicts class 2 (label virginica)"),
+        "{:?}",
+        text(&out)
+    );
+    let mut forged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(card).unwrap()).unwrap();
+    forged["weights_commitment"][0] = serde_json::json!(7);
+    let forged_path = client.path().join("forged.card.vmodel");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = verity_at(
+        client.path(),
+        &[
+            "job",
+            "status",
+            &id,
+            "--node",
+            &url,
+            "--model",
+            forged_path.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("with other weights"),
+        "{:?}",
+        text(&out)
+    );
+
+    // The thief: a job naming the same (public) commitment but running a program that would
+    // print whatever the advice map holds under it. The provider gives held data only to the
+    // program it is for, so this job fails its execution and nobody locks it.
+    let weights: Vec<u64> = job.request.stack_inputs[..4].to_vec();
+    let thief = JobRequest {
+        program: "begin\n    adv.push_mapval\n    padw adv_loadw swapw dropw\nend\n".into(),
+        stack_inputs: weights,
+        private_inputs: None,
+        mode: Mode::Proof,
+        offer: Offer {
+            min_price: 900,
+            max_price: 1_000,
+            ramp_start: 0,
+            ramp_period: 0,
+            lock_timeout: 40,
+            timeout: 80,
+            collateral: 100,
+        },
+        max_cycles: 1 << 12,
+        min_trust: None,
+    };
+    let node = Client::new(&url);
+    let tx = node
+        .send(&devnet::dev_key("client"), TxBody::SubmitJob(thief))
+        .await
+        .unwrap();
+    node.wait_tx(&tx, Duration::from_secs(10)).await.unwrap();
+    let ended = node
+        .wait_job(&tx, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        ended.state,
+        JobState::Expired,
+        "nobody locked the thief's job"
+    );
+    assert!(ended.outputs.is_none());
 }
