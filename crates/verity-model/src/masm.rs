@@ -217,6 +217,39 @@ struct Neuron {
     out: u64,
 }
 
+impl Neuron {
+    /// Largest magnitude its accumulator reaches on inputs bounded by `in_bound`.
+    fn bound(&self, in_bound: i64) -> u128 {
+        acc_bound(self.bias, self.taps.iter().map(|(_, w)| w), in_bound)
+    }
+}
+
+/// `[acc_a + 2^31, acc_b + 2^31]` (two lanes, as [`packed_acc_code`] leaves them) requantized
+/// and stored at `a.1` and `b.1`.
+fn store_pair_code(
+    code: &mut String,
+    a: (&Requant, u64),
+    b: (&Requant, u64),
+    lo: i64,
+    hi: i64,
+) -> usize {
+    let half = 1u64 << 31;
+    // Each lane minus its offset is the exact accumulator.
+    let _ = write!(code, " sub.{half}");
+    let mut ops = 2 + requant_code(code, a.0, lo, hi);
+    let _ = write!(code, " mem_store.{} sub.{half}", a.1);
+    ops += STORE_OPS + 2 + requant_code(code, b.0, lo, hi);
+    let _ = writeln!(code, " mem_store.{}", b.1);
+    ops + STORE_OPS
+}
+
+/// `[acc]` requantized and stored at `out`.
+fn store_one_code(code: &mut String, r: &Requant, out: u64, lo: i64, hi: i64) -> usize {
+    let ops = requant_code(code, r, lo, hi);
+    let _ = writeln!(code, " mem_store.{out}");
+    ops + STORE_OPS
+}
+
 /// Accumulators packed two to a field element must stay below this in magnitude, so each
 /// 32-bit lane holds `acc + 2^31` without borrowing from or carrying into the other, and the
 /// packed value stays below the field's modulus.
@@ -299,7 +332,6 @@ fn emit_neurons(
         }
         return;
     }
-    let bound = |n: &Neuron| acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound);
     let mut k = 0;
     while k < neurons.len() {
         code.clear();
@@ -307,48 +339,42 @@ fn emit_neurons(
         let pair = neurons.get(k + 1).filter(|b| {
             b.taps.len() == a.taps.len()
                 && b.taps.iter().zip(&a.taps).all(|(x, y)| x.0 == y.0)
-                && bound(a) < LANE_LIMIT
-                && bound(b) < LANE_LIMIT
+                && a.bound(in_bound) < LANE_LIMIT
+                && b.bound(in_bound) < LANE_LIMIT
         });
-        let mut ops;
-        match pair {
+        let ops = match pair {
             Some(b) => {
-                let half = 1u64 << 31;
-                ops = packed_acc_code(&mut code, a, b);
-                // [lo lane, hi lane]: each lane minus its offset is the exact accumulator.
-                let _ = write!(code, " sub.{half}");
-                ops += 2;
-                ops += requant_code(&mut code, &a.requant, lo, hi);
-                let _ = write!(code, " mem_store.{} sub.{half}", a.out);
-                ops += STORE_OPS + 2;
-                ops += requant_code(&mut code, &b.requant, lo, hi);
-                let _ = writeln!(code, " mem_store.{}", b.out);
-                ops += STORE_OPS;
                 *packed += 2;
                 k += 2;
+                packed_acc_code(&mut code, a, b)
+                    + store_pair_code(&mut code, (&a.requant, a.out), (&b.requant, b.out), lo, hi)
             }
             None => {
-                ops = single_acc_code(&mut code, a);
-                ops += requant_code(&mut code, &a.requant, lo, hi);
-                let _ = writeln!(code, " mem_store.{}", a.out);
-                ops += STORE_OPS;
                 k += 1;
+                single_acc_code(&mut code, a) + store_one_code(&mut code, &a.requant, a.out, lo, hi)
             }
-        }
+        };
         e.unit(&code, ops);
     }
 }
 
-/// A convolution's outputs, one window position of a max pooling at a time.
+/// A convolution's outputs, in the order `emit_neurons` takes them (position-major,
+/// channel-minor), to be max-pooled.
 struct PooledConv<'a> {
-    /// The convolution's output `(channel, y, x)` as a neuron (its `out` unused).
-    neuron: &'a dyn Fn(usize, usize, usize) -> Neuron,
+    neurons: &'a [Neuron],
     channels: usize,
+    /// The convolution's output width.
+    width: usize,
     pool: &'a crate::onnx::Window,
-    requant: &'a [Requant],
     lo: i64,
     hi: i64,
     out_base: u64,
+}
+
+impl PooledConv<'_> {
+    fn at(&self, co: usize, y: usize, x: usize) -> &Neuron {
+        &self.neurons[(y * self.width + x) * self.channels + co]
+    }
 }
 
 /// Convolution then max pooling, fused: requantization and clamping never decrease, so the
@@ -370,30 +396,28 @@ fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize) {
             while co < c.channels {
                 code.clear();
                 let mut ops = 0;
+                let requant = |co: usize| &c.at(co, 0, 0).requant;
                 if co + 1 < c.channels {
                     for (t, &(y, x)) in positions.iter().enumerate() {
-                        ops += packed_acc_code(
-                            &mut code,
-                            &(c.neuron)(co, y, x),
-                            &(c.neuron)(co + 1, y, x),
-                        );
+                        ops += packed_acc_code(&mut code, c.at(co, y, x), c.at(co + 1, y, x));
                         if t > 0 {
                             // [a, b, A, B] -> [max(a, A), max(b, B)]
                             code.push_str(" movup.2 u32max movdn.2 u32max swap");
                             ops += 3 + 2 * U32_MINMAX_OPS;
                         }
                     }
-                    let _ = write!(code, " sub.{half}");
-                    ops += 2 + requant_code(&mut code, &c.requant[co], c.lo, c.hi);
-                    let _ = write!(code, " mem_store.{} sub.{half}", out(co));
-                    ops += STORE_OPS + 2 + requant_code(&mut code, &c.requant[co + 1], c.lo, c.hi);
-                    let _ = writeln!(code, " mem_store.{}", out(co + 1));
-                    ops += STORE_OPS;
+                    ops += store_pair_code(
+                        &mut code,
+                        (requant(co), out(co)),
+                        (requant(co + 1), out(co + 1)),
+                        c.lo,
+                        c.hi,
+                    );
                     *packed += 2;
                     co += 2;
                 } else {
                     for (t, &(y, x)) in positions.iter().enumerate() {
-                        ops += single_acc_code(&mut code, &(c.neuron)(co, y, x));
+                        ops += single_acc_code(&mut code, c.at(co, y, x));
                         let _ = write!(code, " add.{half}");
                         ops += 2;
                         if t > 0 {
@@ -402,9 +426,7 @@ fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize) {
                         }
                     }
                     let _ = write!(code, " sub.{half}");
-                    ops += 2 + requant_code(&mut code, &c.requant[co], c.lo, c.hi);
-                    let _ = writeln!(code, " mem_store.{}", out(co));
-                    ops += STORE_OPS;
+                    ops += 2 + store_one_code(&mut code, requant(co), out(co), c.lo, c.hi);
                     co += 1;
                 }
                 e.unit(&code, ops);
@@ -504,60 +526,9 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                 lo,
                 hi,
             } => {
-                let (oh, ow) = (window.out_h(), window.out_w());
-                let neuron = |co: usize, oy: usize, ox: usize| Neuron {
-                    taps: window
-                        .conv_taps(co, oy, ox)
-                        .map(|(w, i)| (in_base + i as u64, weights[w]))
-                        .collect(),
-                    bias: bias[co],
-                    requant: requant[co],
-                    out: out_base + ((co * oh + oy) * ow + ox) as u64,
-                };
-                // Followed by a max pooling of whole, disjoint windows over its output, with
-                // every accumulator within a lane: one pass (see `emit_conv_pool`).
-                if let (None, Some(QLayer::MaxPool { window: pool })) =
-                    (&params, model.layers.get(k + 1))
-                    && pool.input
-                        == (crate::Shape {
-                            c: *c_out,
-                            h: oh,
-                            w: ow,
-                        })
-                    && pool.stride_h == pool.kh
-                    && pool.stride_w == pool.kw
-                    && (0..*c_out).all(|co| {
-                        (0..oh).all(|oy| {
-                            (0..ow).all(|ox| {
-                                let n = neuron(co, oy, ox);
-                                acc_bound(n.bias, n.taps.iter().map(|(_, w)| w), in_bound)
-                                    < LANE_LIMIT
-                            })
-                        })
-                    })
-                {
-                    emit_conv_pool(
-                        &mut e,
-                        &PooledConv {
-                            neuron: &neuron,
-                            channels: *c_out,
-                            pool,
-                            requant,
-                            lo: *lo,
-                            hi: *hi,
-                            out_base,
-                        },
-                        &mut packed,
-                    );
-                    in_bound = (*hi).max(-*lo);
-                    out_len = model.layers[k + 1].output_len();
-                    fused_next = true;
-                    in_base = out_base;
-                    out_base += out_len as u64;
-                    continue;
-                }
                 // Position-major, channel-minor: neighbouring channels at one position read
                 // the same inputs, so they can share packed accumulators.
+                let (oh, ow) = (window.out_h(), window.out_w());
                 let mut neurons = Vec::with_capacity(c_out * oh * ow);
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -574,15 +545,46 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
                         }
                     }
                 }
-                emit_neurons(
-                    &mut e,
-                    &neurons,
-                    *lo,
-                    *hi,
-                    in_bound,
-                    &mut packed,
-                    params.as_mut(),
-                );
+                // Followed by a max pooling of whole, disjoint windows over its output, with
+                // every accumulator within a lane: one pass (see `emit_conv_pool`).
+                match (&params, model.layers.get(k + 1)) {
+                    (None, Some(next @ QLayer::MaxPool { window: pool }))
+                        if pool.input
+                            == (crate::Shape {
+                                c: *c_out,
+                                h: oh,
+                                w: ow,
+                            })
+                            && pool.stride_h == pool.kh
+                            && pool.stride_w == pool.kw
+                            && neurons.iter().all(|n| n.bound(in_bound) < LANE_LIMIT) =>
+                    {
+                        emit_conv_pool(
+                            &mut e,
+                            &PooledConv {
+                                neurons: &neurons,
+                                channels: *c_out,
+                                width: ow,
+                                pool,
+                                lo: *lo,
+                                hi: *hi,
+                                out_base,
+                            },
+                            &mut packed,
+                        );
+                        out_len = next.output_len();
+                        fused_next = true;
+                    }
+                    _ => emit_neurons(
+                        &mut e,
+                        &neurons,
+                        *lo,
+                        *hi,
+                        in_bound,
+                        &mut packed,
+                        params.as_mut(),
+                    ),
+                }
                 in_bound = (*hi).max(-*lo);
             }
             QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => {
