@@ -328,6 +328,18 @@ fn layer_line(layer: &QLayer) -> String {
     }
 }
 
+/// The measured cost of one prediction.
+fn print_cost(loaded: &LoadedModel, run: &verity_vm::Execution) {
+    println!(
+        "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
+        loaded.compiled.macs,
+        run.cycles,
+        pow2_label(run.trace_len),
+        verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
+            .as_secs_f64()
+    );
+}
+
 fn print_agreement(model: &QuantModel) {
     match &model.calibration {
         Some(a) => println!(
@@ -420,14 +432,7 @@ fn import(args: ImportArgs) -> Result<()> {
     for layer in &loaded.model.layers {
         println!("layer:      {}", layer_line(layer));
     }
-    println!(
-        "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
-        loaded.compiled.macs,
-        run.cycles,
-        pow2_label(run.trace_len),
-        verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
-            .as_secs_f64()
-    );
+    print_cost(&loaded, &run);
     print_agreement(&loaded.model);
     println!("written:    {}", output.display());
     if let Some(w) = loaded.weights_commitment()? {
@@ -509,14 +514,7 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
         );
     } else {
         let run = verity_vm::execute(&program, &inputs, verity_vm::MAX_MAX_CYCLES)?;
-        println!(
-            "cost:       {} MACs, {} cycles (trace {}), est. prove {:.1} s at the reference rate",
-            loaded.compiled.macs,
-            run.cycles,
-            pow2_label(run.trace_len),
-            verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
-                .as_secs_f64()
-        );
+        print_cost(&loaded, &run);
     }
     print_agreement(m);
     Ok(())

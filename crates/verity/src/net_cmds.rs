@@ -303,48 +303,25 @@ fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
             jobs.push((file.to_string(), mode, spec));
         }
     }
-    // Verifiable inference: the digits MLP, imported from its ONNX file here, predicts on
-    // a private input (an image of a 2).
-    let digits = examples.join("models/digits");
-    let (model, _, _) = model_cmds::import_model(
-        &digits.join("mlp.onnx"),
-        &digits.join("calibration.json"),
-        verity_vm::DEFAULT_MAX_CYCLES,
-        false,
-        false,
-    )?;
-    let job = model.job(&model_cmds::read_input(&digits.join("x.json"))?)?;
-    jobs.push((
-        "digits mlp.onnx".to_string(),
-        Mode::Proof,
-        JobSpec {
-            job,
-            max_cycles: None,
-            model: Some(model),
-            cannot_run: None,
-        },
-    ));
-    // A public input (four flower measurements on the stack) can run optimistically: anyone
-    // can re-execute it, so anyone can challenge a wrong class.
-    let iris = examples.join("models/iris");
-    let (model, _, _) = model_cmds::import_model(
-        &iris.join("mlp.onnx"),
-        &iris.join("calibration.json"),
-        verity_vm::DEFAULT_MAX_CYCLES,
-        true,
-        false,
-    )?;
-    let job = model.job(&model_cmds::read_input(&iris.join("x.json"))?)?;
-    jobs.push((
-        "iris mlp.onnx".to_string(),
-        Mode::Optimistic,
-        JobSpec {
-            job,
-            max_cycles: None,
-            model: Some(model),
-            cannot_run: None,
-        },
-    ));
+    // Verifiable inference, models imported from their ONNX files here: the digits MLP
+    // predicts on a private input (an image of a 2); the iris MLP on a public input (four
+    // flower measurements on the stack), which can run optimistically: anyone can re-execute
+    // it, so anyone can challenge a wrong class.
+    for (dir, public_input, mode) in [
+        ("digits", false, Mode::Proof),
+        ("iris", true, Mode::Optimistic),
+    ] {
+        let dir_path = examples.join("models").join(dir);
+        let (model, _, _) = model_cmds::import_model(
+            &dir_path.join("mlp.onnx"),
+            &dir_path.join("calibration.json"),
+            verity_vm::DEFAULT_MAX_CYCLES,
+            public_input,
+            false,
+        )?;
+        let spec = JobSpec::of_model(model, &dir_path.join("x.json"))?;
+        jobs.push((format!("{dir} mlp.onnx"), mode, spec));
+    }
     Ok(jobs)
 }
 
@@ -988,21 +965,28 @@ impl JobSpec {
         })
     }
 
-    fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
-        let model = LoadedModel::load(model)?;
+    /// One prediction of `model` on the input in `input`.
+    fn of_model(model: LoadedModel, input: &Path) -> Result<JobSpec> {
         let mut job = model.job(&model_cmds::read_input(input)?)?;
         // A committed-weights model: the weights never leave their owner; a provider that
         // holds them (`verity provider --model`) proves the job.
         let cannot_run = model.is_card().then_some(model.compiled.estimated_cycles);
         job.given.advice = Default::default();
-        // So that `job status` can decode this job's outputs later.
-        model_cmds::remember(&model, &job.program.hash());
         Ok(JobSpec {
             job,
             max_cycles: None,
             model: Some(model),
             cannot_run,
         })
+    }
+
+    fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
+        let spec = JobSpec::of_model(LoadedModel::load(model)?, input)?;
+        // So that `job status` can decode this job's outputs later.
+        if let Some(m) = &spec.model {
+            model_cmds::remember(m, &spec.job.program.hash());
+        }
+        Ok(spec)
     }
 
     fn from_args(args: &SubmitArgs) -> Result<JobSpec> {

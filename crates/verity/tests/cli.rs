@@ -380,15 +380,7 @@ fn digits(name: &str) -> String {
 
 fn import_model(dir: &Path, onnx: &str) -> String {
     let out_path = dir.join(onnx.replace(".onnx", ".vmodel"));
-    let out = verity(&[
-        "model",
-        "import",
-        &digits(onnx),
-        "--calibrate",
-        &digits("calibration.json"),
-        "-o",
-        out_path.to_str().unwrap(),
-    ]);
+    let out = import_example("digits", onnx, &out_path, &[]);
     assert!(out.status.success(), "import failed: {}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -506,6 +498,17 @@ fn iris(name: &str) -> String {
     example(&format!("models/iris/{name}"))
 }
 
+/// `verity model import` of `examples/models/DIR/ONNX` with its calibration set and `flags`,
+/// into `out`.
+fn import_example(dir: &str, onnx: &str, out: &Path, flags: &[&str]) -> Output {
+    let onnx = example(&format!("models/{dir}/{onnx}"));
+    let calibration = example(&format!("models/{dir}/calibration.json"));
+    let mut args = vec!["model", "import", &onnx, "--calibrate", &calibration];
+    args.extend_from_slice(flags);
+    args.extend(["-o", out.to_str().unwrap()]);
+    verity(&args)
+}
+
 /// `--public-input`: the input goes on the stack, so the receipt shows it and binds it; a
 /// model whose input does not fit the stack is refused with the reason.
 #[test]
@@ -513,16 +516,7 @@ fn public_input_models_show_and_bind_their_input() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("iris.vmodel");
     let m = model.to_str().unwrap();
-    let out = verity(&[
-        "model",
-        "import",
-        &iris("mlp.onnx"),
-        "--calibrate",
-        &iris("calibration.json"),
-        "--public-input",
-        "-o",
-        m,
-    ]);
+    let out = import_example("iris", "mlp.onnx", &model, &["--public-input"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = verity(&["model", "inspect", m]);
     assert!(
@@ -602,31 +596,19 @@ fn public_input_models_show_and_bind_their_input() {
 
     // The same ONNX file with a private input is another model: its receipts do not mix.
     let private = dir.path().join("iris-private.vmodel");
-    let out = verity(&[
-        "model",
-        "import",
-        &iris("mlp.onnx"),
-        "--calibrate",
-        &iris("calibration.json"),
-        "-o",
-        private.to_str().unwrap(),
-    ]);
+    let out = import_example("iris", "mlp.onnx", &private, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = verity(&["verify", r, "--model", private.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
 
     // 64 pixels do not fit the 16-value public stack.
-    let out = verity(&[
-        "model",
-        "import",
-        &digits("mlp.onnx"),
-        "--calibrate",
-        &digits("calibration.json"),
-        "--public-input",
-        "-o",
-        dir.path().join("x.vmodel").to_str().unwrap(),
-    ]);
+    let out = import_example(
+        "digits",
+        "mlp.onnx",
+        &dir.path().join("x.vmodel"),
+        &["--public-input"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("at most 16 values"),
@@ -643,16 +625,7 @@ fn committed_weights_models_verify_against_their_card() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("owner.vmodel");
     let s = secret.to_str().unwrap();
-    let out = verity(&[
-        "model",
-        "import",
-        &digits("mlp.onnx"),
-        "--calibrate",
-        &digits("calibration.json"),
-        "--private-weights",
-        "-o",
-        s,
-    ]);
+    let out = import_example("digits", "mlp.onnx", &secret, &["--private-weights"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("the architecture's program"),

@@ -139,6 +139,36 @@ fn example(path: &str) -> String {
     format!("{}/../../examples/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `verity model import` of `examples/models/DIR/ONNX` with its calibration set and `flags`,
+/// into `out`; fails the test unless it succeeds.
+fn import_at(home: &Path, dir: &str, onnx: &str, out: &Path, flags: &[&str]) {
+    let onnx = example(&format!("models/{dir}/{onnx}"));
+    let calibration = example(&format!("models/{dir}/calibration.json"));
+    let mut args = vec!["model", "import", &onnx, "--calibrate", &calibration];
+    args.extend_from_slice(flags);
+    args.extend(["-o", out.to_str().unwrap()]);
+    let imported = verity_at(home, &args);
+    assert!(imported.status.success(), "{:?}", text(&imported));
+}
+
+/// A `verity devnet` (no auditor) with its home in `home` and `extra` flags, answering on
+/// the returned URL.
+async fn start_devnet(home: &Path, extra: &[&std::ffi::OsStr]) -> (Proc, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
+    devnet
+        .args(["devnet", "--listen", &listen, "--no-audit"])
+        .args(extra)
+        .env("VERITY_HOME", home)
+        .env("VERITY_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let proc = Proc(devnet.spawn().unwrap());
+    wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
+    (proc, url)
+}
+
 /// The README's first command (what `scripts/devnet.sh --demo` runs): every example, and one
 /// prediction of the digits model, finalized and verified.
 #[test]
@@ -182,33 +212,11 @@ fn the_devnet_demo_finalizes_every_job() {
 async fn a_model_prediction_as_a_network_job() {
     let _turn = PROVING.lock().await;
     let home = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let url = format!("http://{listen}");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
-    devnet
-        .args(["devnet", "--listen", &listen, "--no-audit"])
-        .env("VERITY_HOME", home.path())
-        .env("VERITY_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _devnet = Proc(devnet.spawn().unwrap());
-    wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
+    let (_devnet, url) = start_devnet(home.path(), &[]).await;
 
     let model = home.path().join("digits.vmodel");
+    import_at(home.path(), "digits", "mlp.onnx", &model, &[]);
     let model = model.to_str().unwrap();
-    let out = verity_at(
-        home.path(),
-        &[
-            "model",
-            "import",
-            &example("models/digits/mlp.onnx"),
-            "--calibrate",
-            &example("models/digits/calibration.json"),
-            "-o",
-            model,
-        ],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
 
     let x = example("models/digits/x.json");
     let out = verity_at(
@@ -303,20 +311,8 @@ async fn a_model_prediction_as_a_network_job() {
     // A model whose program exceeds the ledger's program size is refused with the reason
     // and what to do instead.
     let cnn = home.path().join("cnn.vmodel");
+    import_at(home.path(), "digits", "cnn.onnx", &cnn, &[]);
     let cnn = cnn.to_str().unwrap();
-    let out = verity_at(
-        home.path(),
-        &[
-            "model",
-            "import",
-            &example("models/digits/cnn.onnx"),
-            "--calibrate",
-            &example("models/digits/calibration.json"),
-            "-o",
-            cnn,
-        ],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
     let out = verity_at(
         home.path(),
         &[
@@ -371,45 +367,24 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
     let _turn = PROVING.lock().await;
     let owner = tempfile::tempdir().unwrap();
     let secret = owner.path().join("iris.vmodel");
-    let out = verity_at(
+    import_at(
         owner.path(),
-        &[
-            "model",
-            "import",
-            &example("models/iris/mlp.onnx"),
-            "--calibrate",
-            &example("models/iris/calibration.json"),
-            "--private-weights",
-            "--public-input",
-            "-o",
-            secret.to_str().unwrap(),
-        ],
+        "iris",
+        "mlp.onnx",
+        &secret,
+        &["--private-weights", "--public-input"],
     );
-    assert!(out.status.success(), "{:?}", text(&out));
     // The client gets the card only.
     let client = tempfile::tempdir().unwrap();
     let card = client.path().join("iris.card.vmodel");
     std::fs::copy(owner.path().join("iris.card.vmodel"), &card).unwrap();
     let card = card.to_str().unwrap();
 
-    let listen = format!("127.0.0.1:{}", free_port());
-    let url = format!("http://{listen}");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
-    devnet
-        .args([
-            "devnet",
-            "--listen",
-            &listen,
-            "--no-audit",
-            "--provider-model",
-        ])
-        .arg(&secret)
-        .env("VERITY_HOME", owner.path())
-        .env("VERITY_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _devnet = Proc(devnet.spawn().unwrap());
-    wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
+    let (_devnet, url) = start_devnet(
+        owner.path(),
+        &["--provider-model".as_ref(), secret.as_os_str()],
+    )
+    .await;
 
     let x = example("models/iris/x.json");
     let out = verity_at(
