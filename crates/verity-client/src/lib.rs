@@ -207,6 +207,18 @@ impl Client {
         }
     }
 
+    /// A published program, or `None` if no program of that hash is published.
+    pub async fn program(
+        &self,
+        hash: &Digest,
+    ) -> Result<Option<verity_ledger::PublishedProgram>, ClientError> {
+        match self.get(&format!("/v1/programs/{hash}")).await {
+            Ok(p) => Ok(Some(p)),
+            Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn job(&self, id: &Digest) -> Result<JobView, ClientError> {
         self.get(&format!("/v1/jobs/{id}")).await
     }

@@ -4,7 +4,7 @@
 //! its block invalid); the mempool runs the same function at admission, so a submitter hears
 //! at once, and a proposer never picks what validators would refuse.
 
-use verity_types::{SignedTx, TxBody};
+use verity_types::{ProgramSource, SignedTx, TxBody};
 
 use crate::error::TxError;
 use crate::state::State;
@@ -29,15 +29,21 @@ pub struct Admissible {
 pub const ASSEMBLY_BASE_OPS: u64 = 1024;
 
 /// What assembling a transaction's program costs, in operations: the program's size once its
-/// `repeat`s are unrolled (see `verity_vm::inspect`) plus [`ASSEMBLY_BASE_OPS`]; 0 for any other
-/// transaction. A program that does not parse costs the base (it is refused before assembly).
+/// `repeat`s are unrolled (see `verity_vm::inspect`) plus [`ASSEMBLY_BASE_OPS`], twice that
+/// size for a publication (assembled as written and behind the loader); 0 for any other
+/// transaction, and for a job naming a published program (assembled when it was published).
+/// A program that does not parse costs the base (it is refused before assembly).
 pub fn assembly_ops(body: &TxBody) -> u64 {
+    let unrolled =
+        |source: &str| verity_vm::inspect(source, "job.masm").map_or(0, |s| s.expanded_ops);
     match body {
-        TxBody::SubmitJob(req) => {
-            let unrolled =
-                verity_vm::inspect(&req.program, "job.masm").map_or(0, |s| s.expanded_ops);
-            unrolled.saturating_add(ASSEMBLY_BASE_OPS)
-        }
+        TxBody::SubmitJob(req) => match &req.program {
+            ProgramSource::Inline(source) => unrolled(source).saturating_add(ASSEMBLY_BASE_OPS),
+            ProgramSource::Published(_) => 0,
+        },
+        TxBody::PublishProgram { source } => unrolled(source)
+            .saturating_mul(2)
+            .saturating_add(ASSEMBLY_BASE_OPS),
         _ => 0,
     }
 }
@@ -119,20 +125,44 @@ fn check_limits(
     let p = &state.params;
     match body {
         TxBody::SubmitJob(req) => {
-            oversized("program", req.program.len(), p.max_program_bytes as usize)?;
+            let inline = match &req.program {
+                ProgramSource::Inline(source) => {
+                    oversized("program", source.len(), p.max_program_bytes as usize)?;
+                    true
+                }
+                ProgramSource::Published(_) => false,
+            };
             let reserved = if req.private_inputs.is_some() {
                 verity_vm::PRIVATE_INPUT_SLOTS
             } else {
                 0
             };
             oversized("stack inputs", req.stack_inputs.len(), 16 - reserved)?;
+            if !inline {
+                return Ok(0);
+            }
             // What assembling would cost every validator, bounded before anyone assembles it.
             // (A program that does not parse is the transaction's own failure, charged later.)
             let ops = ops(body);
             oversized(
                 "program (operations once unrolled)",
-                usize::try_from(ops - ASSEMBLY_BASE_OPS).unwrap_or(usize::MAX),
+                usize::try_from(ops.saturating_sub(ASSEMBLY_BASE_OPS)).unwrap_or(usize::MAX),
                 p.max_program_nodes as usize,
+            )?;
+            Ok(ops)
+        }
+        TxBody::PublishProgram { source } => {
+            oversized(
+                "published program",
+                source.len(),
+                p.max_published_program_bytes as usize,
+            )?;
+            let ops = ops(body);
+            // `ops` counts the program twice (see `assembly_ops`); the limit is on its size.
+            oversized(
+                "published program (operations once unrolled)",
+                usize::try_from(ops.saturating_sub(ASSEMBLY_BASE_OPS) / 2).unwrap_or(usize::MAX),
+                p.max_published_program_nodes as usize,
             )?;
             Ok(ops)
         }

@@ -11,13 +11,13 @@ use std::sync::Mutex;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use verity_types::{
-    Address, AuditReport, CanaryReveal, Digest, JobRequest, Mode, Role, SignedTx, StackOutputs,
-    TxBody,
+    Address, AuditReport, CanaryReveal, Digest, JobRequest, Mode, ProgramSource, Role, SignedTx,
+    StackOutputs, TxBody,
 };
 
 use crate::admission::{Admissible, precheck_with};
 use crate::error::{BlockError, TxError};
-use crate::state::{Job, JobState, Provenance, State, TimelineEntry, Unbonding};
+use crate::state::{Job, JobState, Provenance, PublishedProgram, State, TimelineEntry, Unbonding};
 
 /// What the block producer decided: everything else is derived from it.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -520,6 +520,7 @@ impl Ctx<'_> {
             TxBody::Transfer { to, amount } => self.transfer(signer, *to, *amount),
             TxBody::Stake { role, amount } => self.stake(signer, *role, *amount),
             TxBody::Unstake { role, amount } => self.unstake(signer, *role, *amount),
+            TxBody::PublishProgram { source } => self.publish(signer, source),
             TxBody::SubmitJob(req) => self.submit(signer, id, req),
             TxBody::LockJob { job_id } => self.lock(signer, id, *job_id),
             TxBody::Fulfil {
@@ -667,28 +668,18 @@ impl Ctx<'_> {
             }
         }
         self.debit_check(&client, req.offer.max_price)?;
-        // Assembling is deterministic: the MAST root is a function of the source (and, for
-        // private inputs, Verity's loader) alone. Its size was bounded at admission.
-        let job_program = verity_vm::assemble_job(
-            &req.program,
-            req.private_inputs.as_ref(),
-            u64::from(p.max_program_nodes),
-        )
-        .map_err(|e| TxError::BadProgram(e.to_string()))?;
-        let hints = &job_program.shape.advice_reads;
+        let (program_hash, advice_read) = self.job_program(req)?;
         // An optimistic result is sound only if the statement (program, public inputs,
         // committed data) determines the outputs; raw advice reads are unverified hints, and
         // a challenger could prove other outputs with other hints.
         if req.mode == Mode::Optimistic
-            && let Some(read) = hints.first()
+            && let Some(read) = &advice_read
         {
             return Err(TxError::BadProgram(format!(
-                "`{}` on line {} reads unverified advice, so the program's outputs are not determined by its inputs: use proof mode (or private inputs, which are committed)",
-                read.instruction, read.line
+                "{read} reads unverified advice, so the program's outputs are not determined by its inputs: use proof mode (or private inputs, which are committed)"
             )));
         }
-        let unverified_hints = !hints.is_empty();
-        let program_hash = job_program.program.hash();
+        let unverified_hints = advice_read.is_some();
 
         self.state.accounts.entry(client).or_default().balance -= req.offer.max_price;
         let job = Job {
@@ -726,6 +717,85 @@ impl Ctx<'_> {
                 req.offer.max_price
             ),
         );
+        Ok(())
+    }
+
+    /// What a job request proves: the hash of its program (behind the loader, for private
+    /// inputs) and its first raw advice read, if any. An inline program is assembled here;
+    /// a published one was assembled when it was published.
+    fn job_program(&self, req: &JobRequest) -> Result<(Digest, Option<String>), TxError> {
+        let published = match &req.program {
+            ProgramSource::Inline(source) => {
+                // Assembling is deterministic: the MAST root is a function of the source
+                // (and, for private inputs, Verity's loader) alone. Its size was bounded at
+                // admission.
+                let job = verity_vm::assemble_job(
+                    source,
+                    req.private_inputs.as_ref(),
+                    u64::from(self.state.params.max_program_nodes),
+                )
+                .map_err(|e| TxError::BadProgram(e.to_string()))?;
+                let read = job
+                    .shape
+                    .advice_reads
+                    .first()
+                    .map(|r| format!("`{}` on line {}", r.instruction, r.line));
+                return Ok((job.program.hash(), read));
+            }
+            ProgramSource::Published(hash) => self
+                .state
+                .programs
+                .get(hash)
+                .ok_or(TxError::UnknownProgram(*hash))?,
+        };
+        let program_hash = match &req.private_inputs {
+            None => published.program_hash,
+            Some(private) => {
+                if private.words == 0 || private.words > verity_vm::MAX_PRIVATE_WORDS {
+                    return Err(TxError::BadInputs(format!(
+                        "private inputs of {} words: between 1 and {}",
+                        private.words,
+                        verity_vm::MAX_PRIVATE_WORDS
+                    )));
+                }
+                published.wrapped_hash.ok_or_else(|| {
+                    TxError::BadProgram(
+                        "the published program has no instruction to load private inputs before"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        Ok((program_hash, published.advice_read.clone()))
+    }
+
+    /// Stores a program under its hash for jobs to name. Assembled here, twice (as written and
+    /// behind the loader); its size was bounded at admission and its assembly paid by the fee.
+    fn publish(&mut self, publisher: Address, source: &str) -> Result<(), TxError> {
+        let publication = verity_vm::assemble_publication(
+            source,
+            u64::from(self.state.params.max_published_program_nodes),
+        )
+        .map_err(|e| TxError::BadProgram(e.to_string()))?;
+        let hash = publication.program_hash;
+        if self.state.programs.contains_key(&hash) {
+            return Err(TxError::AlreadyPublished(hash));
+        }
+        let advice_read = publication
+            .shape
+            .advice_reads
+            .first()
+            .map(|r| format!("`{}` on line {}", r.instruction, r.line));
+        let published = PublishedProgram {
+            program_hash: hash,
+            wrapped_hash: publication.wrapped_hash,
+            advice_read,
+            expanded_ops: publication.shape.expanded_ops,
+            publisher,
+            published_height: self.h(),
+            source: source.to_string(),
+        };
+        self.state.programs.insert(hash, published);
         Ok(())
     }
 

@@ -44,6 +44,10 @@ pub enum TxError {
         size: usize,
         limit: usize,
     },
+    #[error("no program {0} is published")]
+    UnknownProgram(Digest),
+    #[error("program {0} is already published")]
+    AlreadyPublished(Digest),
     #[error("program does not assemble: {0}")]
     BadProgram(String),
     #[error("invalid inputs: {0}")]

@@ -21,6 +21,7 @@ pub use block::{Block, genesis_block_id};
 pub use error::{BlockError, TxError};
 pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, Genesis, GenesisAccount, GenesisStake,
-    Job, JobState, Params, Provenance, ProviderStats, StakeInfo, State, TimelineEntry, Unbonding,
+    Job, JobState, Params, Provenance, ProviderStats, PublishedProgram, StakeInfo, State,
+    TimelineEntry, Unbonding,
 };
 pub use trust::TrustProfile;

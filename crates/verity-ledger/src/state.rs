@@ -17,8 +17,14 @@ pub struct Params {
     pub challenge_window: u64,
     /// Blocks unstaked funds wait before they return to the balance.
     pub unbonding_period: u64,
-    /// Largest program source accepted, in bytes.
+    /// Largest program source a job may carry inline, in bytes.
     pub max_program_bytes: u32,
+    /// Largest program source that may be published (`PublishProgram`), in bytes.
+    pub max_published_program_bytes: u32,
+    /// Largest program that may be published, in MAST nodes once unrolled (see
+    /// `max_program_nodes`). Publishing assembles it twice (as written and behind the
+    /// private-input loader), so twice this must fit `max_block_assembly_ops`.
+    pub max_published_program_nodes: u32,
     /// Largest proof accepted, in bytes.
     pub max_proof_bytes: u32,
     /// Highest cycle cap a job may ask for.
@@ -68,6 +74,10 @@ impl Default for Params {
             challenge_window: 20,
             unbonding_period: 100,
             max_program_bytes: 64 * 1024,
+            // A compiled CNN is ~210 KiB, ~360 KiB with committed weights; base64 in an API
+            // request adds a third, under the API's 2 MiB body limit.
+            max_published_program_bytes: 512 * 1024,
+            max_published_program_nodes: 1 << 17,
             max_proof_bytes: 512 * 1024,
             max_job_cycles: 1 << 22,
             max_job_timeout: 100_000,
@@ -276,6 +286,23 @@ impl Job {
     }
 }
 
+/// A program published on the ledger (`PublishProgram`), named by its hash in jobs.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PublishedProgram {
+    /// The MAST root of the source as written (the key it is stored under).
+    pub program_hash: Digest,
+    /// The MAST root behind Verity's private-input loader: what a job with private inputs
+    /// that names this program proves. `None` if the program cannot take private inputs.
+    pub wrapped_hash: Option<Digest>,
+    /// The first raw advice read (unverified hint) in the source, as "`instruction` on line
+    /// N", if it has any: jobs naming it run in proof mode only.
+    pub advice_read: Option<String>,
+    pub expanded_ops: u64,
+    pub publisher: Address,
+    pub published_height: u64,
+    pub source: String,
+}
+
 /// What a provider has done, as recorded by the ledger (the raw material of trust profiles).
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
@@ -354,6 +381,8 @@ pub struct State {
     pub canaries: BTreeMap<Address, CanaryRecord>,
     /// What each validator's audits amounted to, including audits proofs contradicted.
     pub auditors: BTreeMap<Address, AuditorRecord>,
+    /// Published programs, by the hash of the source as written.
+    pub programs: BTreeMap<Digest, PublishedProgram>,
 }
 
 /// A validator's commitment to the seed of its canaries in one epoch.
@@ -463,6 +492,7 @@ const TAG_AUDIT: u8 = 9;
 const TAG_CANARY_COMMIT: u8 = 10;
 const TAG_CANARY: u8 = 11;
 const TAG_AUDITOR: u8 = 12;
+const TAG_PROGRAM: u8 = 13;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -502,6 +532,7 @@ impl State {
             canary_commits: BTreeMap::new(),
             canaries: BTreeMap::new(),
             auditors: BTreeMap::new(),
+            programs: BTreeMap::new(),
         };
         let mut supply: u64 = 0;
         for a in &g.accounts {
@@ -625,6 +656,11 @@ impl State {
             self.auditors
                 .iter()
                 .map(|(a, v)| (key(TAG_AUDITOR, &a.0), enc(v))),
+        );
+        out.extend(
+            self.programs
+                .iter()
+                .map(|(h, v)| (key(TAG_PROGRAM, &h.0), enc(v))),
         );
         out
     }

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use verity_ledger::{JobState, TxError, precheck};
-use verity_types::{JobRequest, Keypair, Mode, Role, SignedTx, StackOutputs, Tx, TxBody, canary};
+use verity_types::{
+    JobRequest, Keypair, Mode, ProgramSource, Role, SignedTx, StackOutputs, Tx, TxBody, canary,
+};
 
 /// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
 const PRIVATE_SUM: &str = include_str!("../../../examples/private_sum.masm");
@@ -589,4 +591,187 @@ fn a_job_sealed_to_its_locker_cannot_be_rescued_and_only_the_locker_releases_it(
     );
     assert_eq!(chain.state.providers[&addr("p1")].released, 1);
     chain.check_supply();
+}
+
+// ------------------------------------------------------------------ 22. published programs
+
+fn publish(chain: &mut Chain, who: &str, source: &str) -> Result<(), TxError> {
+    chain.send(
+        who,
+        TxBody::PublishProgram {
+            source: source.into(),
+        },
+    )
+}
+
+fn by_hash(req: JobRequest) -> JobRequest {
+    let source = req.program.inline().expect("an inline job").to_string();
+    let hash = verity_vm::Program::assemble(&source, "job.masm")
+        .unwrap()
+        .hash();
+    JobRequest {
+        program: ProgramSource::Published(hash),
+        ..req
+    }
+}
+
+#[test]
+fn a_job_naming_a_published_program_proves_what_the_inline_job_proves() {
+    let mut chain = Chain::new();
+    let data = [3, 4];
+    // Before publication the name means nothing: the job is refused (and pays its fee).
+    let early = chain.send(
+        "client",
+        TxBody::SubmitJob(by_hash(private_job(&data, Mode::Proof))),
+    );
+    assert!(
+        matches!(early, Err(TxError::UnknownProgram(_))),
+        "{early:?}"
+    );
+
+    publish(&mut chain, "watcher", PRIVATE_SUM).unwrap();
+    let inline = submit_req(&mut chain, private_job(&data, Mode::Proof));
+    let named = submit_req(&mut chain, by_hash(private_job(&data, Mode::Proof)));
+    assert_eq!(
+        chain.state.jobs[&named].program_hash, chain.state.jobs[&inline].program_hash,
+        "with private inputs, the named program is proven behind the same loader"
+    );
+
+    // The provider proves the named job exactly as it would the inline one, and is paid.
+    chain.send("p1", TxBody::LockJob { job_id: named }).unwrap();
+    provide(&mut chain, "client", named).unwrap();
+    let forged = prove_private(&[600, 66]);
+    assert!(matches!(
+        fulfil(&mut chain, "p1", named, &forged, true),
+        Err(TxError::BadProof(_))
+    ));
+    fulfil(&mut chain, "p1", named, &prove_private(&data), true).unwrap();
+    assert_eq!(chain.state.jobs[&named].state, JobState::Finalized);
+    chain.check_supply();
+}
+
+#[test]
+fn fib_by_hash_is_the_program_as_written() {
+    let mut chain = Chain::new();
+    publish(&mut chain, "client", FIB).unwrap();
+    let job = submit_req(&mut chain, by_hash(fib_job(10, Mode::Proof)));
+    let receipt = fib_receipt(10);
+    assert_eq!(chain.state.jobs[&job].program_hash, receipt.program_hash);
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    fulfil(&mut chain, "p1", job, &receipt, true).unwrap();
+    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+}
+
+#[test]
+fn a_publication_is_paid_once_and_cannot_be_replaced_or_used_to_dodge_the_rules() {
+    let mut chain = Chain::with_fees();
+    publish(&mut chain, "client", FIB).unwrap();
+    let hash = verity_vm::Program::assemble(FIB, "job.masm")
+        .unwrap()
+        .hash();
+    let first = chain.state.programs[&hash].clone();
+    assert_eq!(
+        (first.publisher, first.source.as_str()),
+        (addr("client"), FIB)
+    );
+    // A griefer republishing it (or a copy with other whitespace, which has the same hash)
+    // pays its fee and changes nothing: the first publication stands.
+    let (griefer0, burned0) = (chain.balance("p2"), chain.state.burned);
+    let spaced = format!("{FIB}\n\n");
+    let r = publish(&mut chain, "p2", &spaced);
+    assert_eq!(r, Err(TxError::AlreadyPublished(hash)));
+    assert!(chain.balance("p2") < griefer0);
+    assert_eq!(chain.state.burned - burned0, griefer0 - chain.balance("p2"));
+    assert_eq!(chain.state.programs[&hash], first);
+
+    // A program with unverified hints stays proof-mode only when named by hash.
+    let hinted = "begin\n    push.1 drop\n    adv_push\n    add\nend\n";
+    publish(&mut chain, "client", hinted).unwrap();
+    let req = JobRequest {
+        program: hinted.into(),
+        ..fib_job(1, Mode::Optimistic)
+    };
+    let r = chain.send("client", TxBody::SubmitJob(by_hash(req.clone())));
+    assert!(
+        matches!(&r, Err(TxError::BadProgram(m)) if m.contains("adv_push") && m.contains("line 3")),
+        "{r:?}"
+    );
+    let id = submit_req(
+        &mut chain,
+        by_hash(JobRequest {
+            mode: Mode::Proof,
+            ..req
+        }),
+    );
+    assert!(chain.state.jobs[&id].unverified_hints);
+
+    // Naming a published program with private inputs of a size the loader refuses fails as
+    // it would inline.
+    let mut bad = by_hash(JobRequest {
+        private_inputs: Some(verity_vm::commit_private(&[3, 4]).unwrap()),
+        ..fib_job(1, Mode::Proof)
+    });
+    bad.private_inputs.as_mut().unwrap().words = 0;
+    let r = chain.send("client", TxBody::SubmitJob(bad));
+    assert!(matches!(r, Err(TxError::BadInputs(_))), "{r:?}");
+}
+
+#[test]
+fn publications_are_bounded_before_anything_is_assembled() {
+    let chain = Chain::new();
+    let p = &chain.state.params;
+    // Too many bytes.
+    let big = format!(
+        "begin\n{}end\n",
+        "    push.1 drop\n".repeat(p.max_published_program_bytes as usize / 16 + 1)
+    );
+    let tx = chain.tx("client", TxBody::PublishProgram { source: big });
+    let r = precheck(&chain.state, &tx, 0);
+    assert!(
+        matches!(
+            r,
+            Err(TxError::Oversized {
+                what: "published program",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // Few bytes that unroll past the limit.
+    let bomb = "begin\n repeat.1000000\n  repeat.1000000\n   push.1 drop\n  end\n end\nend\n";
+    let tx = chain.tx(
+        "client",
+        TxBody::PublishProgram {
+            source: bomb.into(),
+        },
+    );
+    let r = precheck(&chain.state, &tx, 0);
+    assert!(
+        matches!(r, Err(TxError::Oversized { what, .. }) if what.contains("unrolled")),
+        "{r:?}"
+    );
+    assert!(r.unwrap_err().invalidates_block());
+    // A program over the inline limit but within the publication limit is admitted, and
+    // costs its assembly twice over in fees.
+    let large = format!(
+        "begin\n{}end\n",
+        "    push.1 drop\n".repeat(p.max_program_bytes as usize / 16 + 1)
+    );
+    let inline = chain.tx(
+        "client",
+        TxBody::SubmitJob(JobRequest {
+            program: large.as_str().into(),
+            ..fib_job(1, Mode::Proof)
+        }),
+    );
+    assert!(matches!(
+        precheck(&chain.state, &inline, 0),
+        Err(TxError::Oversized {
+            what: "program",
+            ..
+        })
+    ));
+    let publication = chain.tx("client", TxBody::PublishProgram { source: large });
+    let admitted = precheck(&chain.state, &publication, 0).unwrap();
+    assert!(admitted.assembly_ops > 2 * (p.max_program_bytes as u64 / 16));
 }

@@ -190,7 +190,7 @@ fn canary_cost() {
         let t = Instant::now();
         let c = verity_node::canary::derive("bench", &auditor, 1, &seed, i, 1, 250).unwrap();
         derive_s += t.elapsed().as_secs_f64();
-        let program = Program::assemble(&c.request.program, "fib.masm").unwrap();
+        let program = Program::assemble(c.request.program.inline().unwrap(), "fib.masm").unwrap();
         let inputs = Inputs {
             stack: c.request.stack_inputs.clone(),
             ..Default::default()

@@ -22,7 +22,7 @@ use verity_client::{
     ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted, TxStatus,
     heartbeat_message, receipt_upload_message,
 };
-use verity_ledger::{Job, JobState, TrustProfile};
+use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile};
 use verity_types::{Address, Digest, Receipt, SignedTx};
 
 use crate::node::Node;
@@ -80,6 +80,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/jobs/{id}/receipt", get(receipt).post(upload_receipt))
         .route("/v1/jobs/{id}/provenance", get(provenance))
         .route("/v1/jobs/{id}/private", get(sealed_inputs))
+        .route("/v1/programs/{hash}", get(program))
         .route("/v1/accounts/{addr}", get(account))
         .route("/v1/providers", get(providers))
         .route("/v1/providers/heartbeat", post(heartbeat))
@@ -329,6 +330,20 @@ async fn upload_receipt(
         .put_blob(&key, receipt.to_json().as_bytes())
         .map_err(internal)?;
     Ok(Json(serde_json::json!({"stored": true})))
+}
+
+/// `GET /v1/programs/{hash}`: a published program, with its source.
+async fn program(
+    State(node): State<Arc<Node>>,
+    Path(hash): Path<String>,
+) -> ApiResult<PublishedProgram> {
+    let hash = parse_digest("program hash", &hash)?;
+    let state = node.state();
+    let program = state
+        .programs
+        .get(&hash)
+        .ok_or_else(|| not_found(format!("no program {hash} is published")))?;
+    Ok(Json(program.clone()))
 }
 
 async fn provenance(

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use verity_client::AuditorView;
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, TxBody};
+use verity_types::{Digest, Keypair, Mode, ProgramSource, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 use crate::node::Node;
@@ -166,11 +166,18 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         counters.unverifiable.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let Ok(job_program) = verity_vm::assemble_job(
-        &job.request.program,
-        job.request.private_inputs.as_ref(),
-        u64::MAX,
-    ) else {
+    let source = match &job.request.program {
+        ProgramSource::Inline(source) => source.clone(),
+        ProgramSource::Published(hash) => match node.state().programs.get(hash) {
+            Some(published) => published.source.clone(),
+            None => return,
+        },
+    };
+    let Ok(job_program) =
+        tokio::task::spawn_blocking(move || verity_vm::assemble_job(&source, None, u64::MAX))
+            .await
+            .unwrap_or_else(|e| Err(verity_vm::VmError::Assembly(e.to_string())))
+    else {
         return;
     };
     let program = job_program.program;

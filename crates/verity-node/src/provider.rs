@@ -5,13 +5,14 @@
 //! It resumes after a restart from the ledger itself: every job locked by its key and not yet
 //! fulfilled is picked up again.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, PrivateCommitment, StackOutputs, TxBody};
+use verity_types::{Digest, Keypair, Mode, PrivateCommitment, ProgramSource, StackOutputs, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 #[derive(Debug, Clone)]
@@ -196,6 +197,7 @@ pub struct Provider {
     paused_until: Option<Instant>,
     last_heartbeat: Option<Instant>,
     busy: Option<tokio::task::JoinHandle<Outcome>>,
+    programs: Programs,
 }
 
 impl Provider {
@@ -210,6 +212,7 @@ impl Provider {
             paused_until: None,
             last_heartbeat: None,
             busy: None,
+            programs: Programs::default(),
         }
     }
 
@@ -400,10 +403,9 @@ impl Provider {
         let job = view.job;
         let id = job.id;
         let me = self.cfg.key.address();
-        let program = match job_program(&job) {
-            Ok(p) if p.hash() == job.program_hash => p,
-            Ok(_) => return self.skip(id, "program source does not match its hash".into()),
-            Err(e) => return self.skip(id, format!("program does not assemble: {e}")),
+        let program = match self.programs.of(&self.client, &job).await {
+            Ok(p) => p,
+            Err(e) => return self.skip(id, e),
         };
         // Estimate the cost by fast execution; private inputs are released only after the
         // lock, so a job with them is priced at its cycle cap.
@@ -620,7 +622,10 @@ impl Provider {
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
                 let fault = self.cfg.fault;
                 let advice = held_advice(&self.cfg.held_data, &held.job);
-                self.busy = Some(tokio::spawn(deliver(client, key, held, advice, fault)));
+                let programs = self.programs.clone();
+                self.busy = Some(tokio::spawn(deliver(
+                    client, key, held, advice, programs, fault,
+                )));
             }
         }
     }
@@ -641,6 +646,7 @@ async fn deliver(
     key: Keypair,
     held: Held,
     advice: Vec<(Digest, Vec<u64>)>,
+    programs: Programs,
     fault: Option<ProviderFault>,
 ) -> Outcome {
     let job = held.job;
@@ -677,7 +683,7 @@ async fn deliver(
             }
         },
     };
-    let program = match job_program(&job) {
+    let program = match programs.of(&client, &job).await {
         Ok(p) => p,
         Err(e) => {
             warn!(job = %id.short(), "cannot assemble a locked job: {e}");
@@ -776,15 +782,57 @@ async fn deliver(
     Outcome::Done(observed)
 }
 
-/// The program a job's proof is about (wrapped with Verity's loader for private inputs),
-/// assembled exactly as the ledger assembled it.
-fn job_program(job: &Job) -> Result<Program, verity_vm::VmError> {
-    verity_vm::assemble_job(
-        &job.request.program,
-        job.request.private_inputs.as_ref(),
-        u64::MAX,
-    )
-    .map(|j| j.program)
+/// Most assembled programs a provider keeps.
+const MAX_CACHED_PROGRAMS: usize = 64;
+
+/// Assembled job programs by the hash their proofs are about, so a program is fetched and
+/// assembled once however many jobs name it (a compiled model is hundreds of KiB).
+#[derive(Clone, Default)]
+struct Programs(Arc<Mutex<BTreeMap<Digest, Program>>>);
+
+impl Programs {
+    /// The program a job's proof is about (wrapped with Verity's loader for private inputs),
+    /// assembled exactly as the ledger assembled it, from the job's source or the published
+    /// one it names. Assembly runs on a blocking thread: a large program takes a while.
+    async fn of(&self, client: &Client, job: &Job) -> Result<Program, String> {
+        let cached = self
+            .0
+            .lock()
+            .expect("program cache")
+            .get(&job.program_hash)
+            .cloned();
+        if let Some(program) = cached {
+            return Ok(program);
+        }
+        let source = match &job.request.program {
+            ProgramSource::Inline(source) => source.clone(),
+            ProgramSource::Published(hash) => {
+                client
+                    .program(hash)
+                    .await
+                    .map_err(|e| format!("cannot fetch published program {hash}: {e}"))?
+                    .ok_or_else(|| format!("program {hash} is not published"))?
+                    .source
+            }
+        };
+        let private = job.request.private_inputs;
+        let program = tokio::task::spawn_blocking(move || {
+            verity_vm::assemble_job(&source, private.as_ref(), u64::MAX).map(|j| j.program)
+        })
+        .await
+        .map_err(|e| format!("assembly did not finish: {e}"))?
+        .map_err(|e| format!("program does not assemble: {e}"))?;
+        // The node is not trusted: what it served must be what the ledger named.
+        if program.hash() != job.program_hash {
+            return Err("program source does not match its hash".into());
+        }
+        let mut cache = self.0.lock().expect("program cache");
+        if cache.len() >= MAX_CACHED_PROGRAMS {
+            cache.pop_first();
+        }
+        cache.insert(job.program_hash, program.clone());
+        Ok(program)
+    }
 }
 
 /// What fetching a held job's private inputs came to.

@@ -20,5 +20,5 @@ pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{
     AuditReport, CanaryClaim, CanaryReveal, JobRequest, Liveness, Mode, Offer, PrivateCommitment,
-    Role, SignedTx, Tx, TxBody,
+    ProgramSource, Role, SignedTx, Tx, TxBody,
 };

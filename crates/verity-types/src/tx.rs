@@ -165,13 +165,49 @@ impl PrivateCommitment {
     }
 }
 
+/// Where a job's program comes from.
+///
+/// Small programs travel inside the job. A large one (a compiled model is hundreds of KiB of
+/// straight-line code) is published once with [`TxBody::PublishProgram`] and named by its
+/// hash in every job after that: validators assemble it once, and the ledger stores it once.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramSource {
+    /// Miden Assembly source. The ledger assembles it to derive the program hash, so the
+    /// hash on the ledger is always that of the stored source.
+    Inline(String),
+    /// A published program, by its MAST root as written (without Verity's private-input
+    /// loader, which the ledger adds for jobs with private inputs).
+    Published(Digest),
+}
+
+impl ProgramSource {
+    /// The inline source, if the program travels with the job.
+    pub fn inline(&self) -> Option<&str> {
+        match self {
+            ProgramSource::Inline(source) => Some(source),
+            ProgramSource::Published(_) => None,
+        }
+    }
+}
+
+impl From<String> for ProgramSource {
+    fn from(source: String) -> Self {
+        ProgramSource::Inline(source)
+    }
+}
+
+impl From<&str> for ProgramSource {
+    fn from(source: &str) -> Self {
+        ProgramSource::Inline(source.to_string())
+    }
+}
+
 /// A job request: a program, its public inputs, a commitment to its private inputs, and the
 /// terms.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct JobRequest {
-    /// Miden Assembly source. The ledger assembles it to derive the program hash, so the
-    /// hash on the ledger is always that of the stored source.
-    pub program: String,
+    pub program: ProgramSource,
     /// Public stack inputs, top first.
     pub stack_inputs: Vec<u64>,
     /// The client's private inputs, committed (see [`PrivateCommitment`]), if any.
@@ -199,6 +235,11 @@ pub enum TxBody {
     Unstake {
         role: Role,
         amount: u64,
+    },
+    /// Stores a program on the ledger under its hash, for jobs to name
+    /// ([`ProgramSource::Published`]). Paid per KiB and per operation assembled, once.
+    PublishProgram {
+        source: String,
     },
     SubmitJob(JobRequest),
     LockJob {

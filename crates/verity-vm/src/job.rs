@@ -204,24 +204,67 @@ pub fn assemble_job(
                     p.words
                 )));
             }
-            let at = shape.entry_offset.ok_or_else(|| {
-                VmError::Assembly(
-                    "a job with private inputs needs a `begin ... end` block with at least one instruction".into(),
-                )
-            })?;
-            let (Some(head), Some(tail)) = (source.get(..at), source.get(at..)) else {
-                return Err(VmError::Assembly(
-                    "cannot find where the program starts".into(),
-                ));
-            };
-            let mut wrapped = String::with_capacity(source.len() + LOADER_CALL.len());
-            wrapped.push_str(head);
-            wrapped.push_str(LOADER_CALL);
-            wrapped.push_str(tail);
-            Program::assemble_with_loader(&wrapped, "job.masm")?
+            wrap(source, &shape)?
         }
     };
     Ok(JobProgram { program, shape })
+}
+
+/// `source` with the loader call inserted before its first instruction, assembled. The
+/// wrapper does not depend on the commitment (the loader reads it from the stack), so one
+/// wrapped program serves every job with private inputs.
+fn wrap(source: &str, shape: &ProgramShape) -> Result<Program, VmError> {
+    let at = shape.entry_offset.ok_or_else(|| {
+        VmError::Assembly(
+            "a job with private inputs needs a `begin ... end` block with at least one instruction"
+                .into(),
+        )
+    })?;
+    let (Some(head), Some(tail)) = (source.get(..at), source.get(at..)) else {
+        return Err(VmError::Assembly(
+            "cannot find where the program starts".into(),
+        ));
+    };
+    let mut wrapped = String::with_capacity(source.len() + LOADER_CALL.len());
+    wrapped.push_str(head);
+    wrapped.push_str(LOADER_CALL);
+    wrapped.push_str(tail);
+    Program::assemble_with_loader(&wrapped, "job.masm")
+}
+
+/// A program as the ledger publishes it: assembled once, for every job that names it.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// The MAST root of the program as written: its name on the ledger, and what jobs
+    /// without private inputs prove.
+    pub program_hash: Digest,
+    /// The MAST root of the program behind Verity's loader: what jobs with private inputs
+    /// prove. `None` if the program cannot take private inputs (no instruction to insert
+    /// the loader before).
+    pub wrapped_hash: Option<Digest>,
+    pub shape: ProgramShape,
+}
+
+/// Assembles `source` for publication, as written and wrapped: measures it first (refusing
+/// one that would expand past `max_ops`), so its cost is bounded before any assembly.
+pub fn assemble_publication(source: &str, max_ops: u64) -> Result<Publication, VmError> {
+    let shape = inspect(source, "job.masm")?;
+    if shape.expanded_ops > max_ops {
+        return Err(VmError::TooLarge {
+            ops: shape.expanded_ops,
+            limit: max_ops,
+        });
+    }
+    let program_hash = Program::assemble(source, "job.masm")?.hash();
+    let wrapped_hash = match shape.entry_offset {
+        Some(_) => Some(wrap(source, &shape)?.hash()),
+        None => None,
+    };
+    Ok(Publication {
+        program_hash,
+        wrapped_hash,
+        shape,
+    })
 }
 
 #[cfg(test)]
@@ -254,6 +297,24 @@ mod tests {
         assert_eq!(a.words, 1);
         assert!(commit_private(&[]).is_err());
         assert!(commit_private(&[u64::MAX]).is_err());
+    }
+
+    #[test]
+    fn a_publication_names_both_programs_jobs_can_prove() {
+        let published = assemble_publication(SUM, 1 << 16).unwrap();
+        let plain = assemble_job(SUM, None, 1 << 16).unwrap().program.hash();
+        let data = commit_private(&[1, 2, 3, 4, 5]).unwrap();
+        let wrapped = assemble_job(SUM, Some(&data), 1 << 16)
+            .unwrap()
+            .program
+            .hash();
+        assert_eq!(published.program_hash, plain);
+        assert_eq!(published.wrapped_hash, Some(wrapped));
+        assert_ne!(plain, wrapped);
+        assert!(matches!(
+            assemble_publication("begin repeat.100000 push.1 drop end end", 1 << 16),
+            Err(VmError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -18,9 +18,9 @@ mod shape;
 pub use error::{VerifyError, VmError};
 pub use inputs::{AdviceData, Inputs, MerkleData};
 pub use job::{
-    JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, assemble_job,
-    check_private, commit_private, commitment_in_stack, committed_entry, job_inputs,
-    job_stack_inputs, prepare,
+    JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, Publication,
+    assemble_job, assemble_publication, check_private, commit_private, commitment_in_stack,
+    committed_entry, job_inputs, job_stack_inputs, prepare,
 };
 pub use program::Program;
 pub use prove::{

@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Genesis, Job, JobState, TimelineEntry};
 use verity_node::{AuditorConfig, NodeConfig, ProviderConfig, devnet};
-use verity_types::{Address, Digest, JobRequest, Keypair, Mode, Offer, Role, TxBody, format_felts};
+use verity_types::{
+    Address, Digest, JobRequest, Keypair, Mode, Offer, ProgramSource, Role, TxBody, format_felts,
+};
 
 use crate::model_cmds::{self, LoadedModel};
 use crate::proof_cmds::{LoadedProgram, load};
@@ -1063,8 +1065,9 @@ async fn submit_job(
     } else {
         Some(verity_vm::commit_private(&given.private)?)
     };
+    let program = job_program_source(client, key, source).await?;
     let req = JobRequest {
-        program: source.clone(),
+        program,
         stack_inputs: given.stack.clone(),
         private_inputs,
         mode,
@@ -1083,18 +1086,7 @@ async fn submit_job(
     req.offer
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
-    let size = req.program.len();
-    let tx = match client.send(key, TxBody::SubmitJob(req)).await {
-        Ok(tx) => tx,
-        // The usual refusal for a model: its program is too big for a job's source.
-        Err(e) if spec.model.is_some() && e.to_string().contains("too large") => bail!(
-            "{e}: this model's program is {} KB of straight-line code, and a network job's \
-             program is capped by the ledger (64 KiB by default), which fits models up to about \
-             2,000 multiply-accumulates; prove larger ones locally (`verity infer --prove`)",
-            size / 1024
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let tx = client.send(key, TxBody::SubmitJob(req)).await?;
     client
         .wait_tx(&tx, Duration::from_secs(30))
         .await
@@ -1116,6 +1108,54 @@ async fn submit_job(
         eprintln!("private inputs provided to {}", locker.short());
     }
     Ok((tx, trace_len))
+}
+
+/// How a job names its program: by hash when the ledger already holds it; inline when it is
+/// small enough to travel in the job; otherwise published first (once, for every job after),
+/// then named by hash.
+async fn job_program_source(
+    client: &Client,
+    key: &Keypair,
+    source: &str,
+) -> anyhow::Result<ProgramSource> {
+    let hash = verity_vm::Program::assemble(source, "job.masm")?.hash();
+    if client.program(&hash).await?.is_some() {
+        return Ok(ProgramSource::Published(hash));
+    }
+    let params = verity_ledger::Params::default();
+    if source.len() <= params.max_program_bytes as usize {
+        return Ok(ProgramSource::Inline(source.to_string()));
+    }
+    if source.len() > params.max_published_program_bytes as usize {
+        bail!(
+            "the program is {} KiB, more than the ledger publishes ({} KiB): prove it locally \
+             (`verity prove`, or `verity infer --prove` for a model)",
+            source.len() / 1024,
+            params.max_published_program_bytes / 1024
+        );
+    }
+    eprintln!(
+        "publishing program {} ({} KiB, too large to travel in a job): once on the ledger, \
+         every job names it by hash",
+        hash.short(),
+        source.len().div_ceil(1024)
+    );
+    let tx = client
+        .send(
+            key,
+            TxBody::PublishProgram {
+                source: source.to_string(),
+            },
+        )
+        .await
+        .context("the node refused the program")?;
+    if let Err(e) = client.wait_tx(&tx, Duration::from_secs(60)).await {
+        // Someone may have published the same program first: then it is there all the same.
+        if client.program(&hash).await?.is_none() {
+            return Err(anyhow::Error::new(e).context("the ledger refused the program"));
+        }
+    }
+    Ok(ProgramSource::Published(hash))
 }
 
 fn print_entry(e: &TimelineEntry) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use verity_client::Client;
 use verity_ledger::JobState;
 use verity_node::devnet;
-use verity_types::{JobRequest, Mode, Offer, TxBody};
+use verity_types::{JobRequest, Mode, Offer, ProgramSource, TxBody};
 
 use common::{Proc, free_port, spawn, verity, wait_height};
 
@@ -214,47 +214,71 @@ async fn a_model_prediction_as_a_network_job() {
     let home = tempfile::tempdir().unwrap();
     let (_devnet, url) = start_devnet(home.path(), &[]).await;
 
+    // The CNN: its program (~210 KB of straight-line code) is too large to travel in a job,
+    // so the first submission publishes it and every job names it by hash.
     let model = home.path().join("digits.vmodel");
-    import_at(home.path(), "digits", "mlp.onnx", &model, &[]);
+    import_at(home.path(), "digits", "cnn.onnx", &model, &[]);
     let model = model.to_str().unwrap();
 
     let x = example("models/digits/x.json");
-    let out = verity_at(
-        home.path(),
-        &[
+    let submit = |wait: bool| {
+        let mut args = vec![
             "job",
             "submit",
             "--model",
             model,
             "--input",
             &x,
-            "--wait",
             "--node",
             &url,
             // A roomy offer: the provider plans by a speed measured at start, and this test
             // may share the machine with others.
             "--lock-timeout",
             "400",
-        ],
-    );
+        ];
+        if wait {
+            args.push("--wait");
+        }
+        verity_at(home.path(), &args)
+    };
+    let out = submit(true);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("prediction: class 2 (label 2)"), "{stdout}");
-    let id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("job "))
-        .unwrap()
-        .trim()
-        .to_string();
+    assert!(stderr.contains("publishing program"), "{stderr}");
+    let job_of = |out: &std::process::Output| {
+        text(out)
+            .0
+            .lines()
+            .find_map(|l| l.strip_prefix("job "))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let id = job_of(&out);
 
-    // The job carries only the input's commitment: the pixels are nowhere in it.
-    let job = Client::new(&url)
-        .job(&id.parse().unwrap())
+    // The job carries only the input's commitment: the pixels are nowhere in it. And only
+    // the program's hash: the source is on the ledger once.
+    let client = Client::new(&url);
+    let job = client.job(&id.parse().unwrap()).await.unwrap().job;
+    assert!(job.request.private_inputs.is_some());
+    assert!(job.request.stack_inputs.is_empty());
+    let ProgramSource::Published(program) = job.request.program else {
+        panic!("the CNN travels by hash: {:?}", job.request.program);
+    };
+    let published = client.program(&program).await.unwrap().expect("published");
+    assert!(published.source.len() > 64 * 1024);
+    assert_eq!(published.wrapped_hash, Some(job.program_hash));
+    // A second prediction names the same program without publishing it again.
+    let again = submit(false);
+    assert!(again.status.success(), "{:?}", text(&again));
+    assert!(!text(&again).1.contains("publishing"), "{:?}", text(&again));
+    let second = client
+        .job(&job_of(&again).parse().unwrap())
         .await
         .unwrap()
         .job;
-    assert!(job.request.private_inputs.is_some());
-    assert!(job.request.stack_inputs.is_empty());
+    assert_eq!(second.request.program, ProgramSource::Published(program));
 
     // This machine imported the model, so `job status` decodes the prediction by itself;
     // elsewhere it needs `--model`.
@@ -306,24 +330,6 @@ async fn a_model_prediction_as_a_network_job() {
         text(&wrong).1.contains("predicts class 2"),
         "{:?}",
         text(&wrong)
-    );
-
-    // A model whose program exceeds the ledger's program size is refused with the reason
-    // and what to do instead.
-    let cnn = home.path().join("cnn.vmodel");
-    import_at(home.path(), "digits", "cnn.onnx", &cnn, &[]);
-    let cnn = cnn.to_str().unwrap();
-    let out = verity_at(
-        home.path(),
-        &[
-            "job", "submit", "--model", cnn, "--input", &x, "--node", &url,
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out).1.contains("prove larger ones locally"),
-        "{:?}",
-        text(&out)
     );
 
     // `--model` takes the input from a JSON file, and nothing else.
