@@ -338,3 +338,25 @@ mod random_bytes {
         }
     }
 }
+
+/// Miden 0.23 proofs are not zero-knowledge, and Verity does not claim they are: proving is a
+/// deterministic function of the witness (its prover commits with the non-hiding LMCS and
+/// does not randomize the trace), so two witnesses of one statement give two different
+/// proofs, and whoever holds a candidate witness confirms it by proving again. If this test
+/// starts failing, Miden has added hiding: update docs/SECURITY.md and the README.
+#[test]
+fn proofs_are_deterministic_in_the_witness_so_they_do_not_hide_it() {
+    // The advice value is dropped: the statement (program, inputs, outputs) is the same for
+    // every value.
+    let program = Program::assemble("begin\n    adv_push.1 drop push.1\nend\n", "hint.masm")
+        .expect("assembles");
+    let with_hint = |v: u64| {
+        let mut inputs = Inputs::default();
+        inputs.advice.stack = vec![v];
+        verity_vm::prove(&program, &inputs, ProveOptions::default()).expect("proves")
+    };
+    let (a, again, b) = (with_hint(5), with_hint(5), with_hint(6));
+    assert_eq!(a.stack_outputs, b.stack_outputs, "one statement");
+    assert_eq!(a.proof, again.proof, "the same witness gives the same proof");
+    assert_ne!(a.proof, b.proof, "another witness gives another proof");
+}

@@ -208,6 +208,47 @@ fn the_devnet_demo_finalizes_every_job() {
 /// `job submit --model`: the client imports a model, submits one prediction on a private
 /// input, waits, and reads the class back from `job status`; the receipt verifies against
 /// the model and the class.
+/// Issue 14's scenario: a job of 2^18 cycles (fib(15000), 210,024 cycles) submitted as a new
+/// user would, with the default offer. The devnet's provider once locked it on a guessed speed
+/// and was slashed 0.8 s before its proof was ready; now the offer is sized from the trace and
+/// the provider plans by the speed it measured at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_offer_job_of_2_18_cycles_finalizes() {
+    let _turn = PROVING.lock().await;
+    let home = tempfile::tempdir().unwrap();
+    let (_devnet, url) = start_devnet(home.path(), &[]).await;
+    let fib = example("fib.masm");
+    let out = verity_at(
+        home.path(),
+        &[
+            "job",
+            "submit",
+            &fib,
+            "--input",
+            "15000",
+            "--max-price",
+            "1000",
+            "--wait",
+            "--node",
+            &url,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let id: verity_types::Digest = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let client = Client::new(&url);
+    let job = client.job(&id).await.unwrap().job;
+    assert_eq!(job.state, JobState::Finalized, "{:?}", job.timeline);
+    let receipt = client.receipt(&id).await.unwrap();
+    assert_eq!(receipt.trace_len, 1 << 18, "the job is the issue's size");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_prediction_as_a_network_job() {
     let _turn = PROVING.lock().await;
