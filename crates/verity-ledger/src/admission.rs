@@ -95,6 +95,12 @@ pub(crate) fn precheck_with(
         });
     }
     let assembly_ops = check_limits(state, &tx.body, ops)?;
+    // A transaction no block can hold would wait at the head of every mempool forever.
+    oversized(
+        "program (operations to assemble)",
+        usize::try_from(assembly_ops).unwrap_or(usize::MAX),
+        usize::try_from(state.params.max_block_assembly_ops).unwrap_or(usize::MAX),
+    )?;
     let size = stx.encoded_len();
     let fee = fee_with(state, stx, assembly_ops);
     let available = state.accounts.get(&tx.signer).map_or(0, |a| a.balance);

@@ -77,7 +77,9 @@ impl Default for Params {
             // A compiled CNN is ~210 KiB, ~360 KiB with committed weights; base64 in an API
             // request adds a third, under the API's 2 MiB body limit.
             max_published_program_bytes: 512 * 1024,
-            max_published_program_nodes: 1 << 17,
+            // Twice this plus the base cost fits `max_block_assembly_ops`: a publication that
+            // could never fit a block would block the mempool's queue behind it.
+            max_published_program_nodes: (1 << 17) - 1024,
             max_proof_bytes: 512 * 1024,
             max_job_cycles: 1 << 22,
             max_job_timeout: 100_000,
@@ -554,6 +556,17 @@ impl State {
             s.accounts.entry(st.address).or_default();
         }
         s.genesis_supply = supply;
+        let p = &s.params;
+        let largest = u64::from(p.max_published_program_nodes)
+            .saturating_mul(2)
+            .max(u64::from(p.max_program_nodes))
+            .saturating_add(crate::admission::ASSEMBLY_BASE_OPS);
+        if largest > p.max_block_assembly_ops {
+            return Err(format!(
+                "the largest admissible program takes {largest} operations to assemble, more than a block's max_block_assembly_ops ({})",
+                p.max_block_assembly_ops
+            ));
+        }
         Ok(s)
     }
 

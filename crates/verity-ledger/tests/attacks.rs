@@ -774,4 +774,30 @@ fn publications_are_bounded_before_anything_is_assembled() {
     let publication = chain.tx("client", TxBody::PublishProgram { source: large });
     let admitted = precheck(&chain.state, &publication, 0).unwrap();
     assert!(admitted.assembly_ops > 2 * (p.max_program_bytes as u64 / 16));
+
+    // At the boundary (found by review): a publication is assembled twice, and one that
+    // could never fit a block's assembly budget would wait at the head of every mempool,
+    // letting nothing behind it into a block. The largest admissible one fits a block.
+    let just_over = "begin repeat.65500 push.1 drop end end";
+    let tx = chain.tx(
+        "client",
+        TxBody::PublishProgram {
+            source: just_over.into(),
+        },
+    );
+    assert!(matches!(
+        precheck(&chain.state, &tx, 0),
+        Err(TxError::Oversized { .. })
+    ));
+    let just_under = "begin repeat.65000 push.1 drop end end";
+    let tx = chain.tx(
+        "client",
+        TxBody::PublishProgram {
+            source: just_under.into(),
+        },
+    );
+    let admitted = precheck(&chain.state, &tx, 0).unwrap();
+    assert!(admitted.assembly_ops <= p.max_block_assembly_ops);
+    let mut chain = chain;
+    assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
 }

@@ -816,8 +816,16 @@ impl Programs {
             }
         };
         let private = job.request.private_inputs;
+        // The node is not trusted: bound what it serves before assembling it, as the ledger
+        // bounded it before storing it.
+        let params = verity_ledger::Params::default();
+        let max_ops = u64::from(
+            params
+                .max_published_program_nodes
+                .max(params.max_program_nodes),
+        );
         let program = tokio::task::spawn_blocking(move || {
-            verity_vm::assemble_job(&source, private.as_ref(), u64::MAX).map(|j| j.program)
+            verity_vm::assemble_job(&source, private.as_ref(), max_ops).map(|j| j.program)
         })
         .await
         .map_err(|e| format!("assembly did not finish: {e}"))?

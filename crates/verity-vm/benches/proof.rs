@@ -1,8 +1,11 @@
-//! Proof-layer benchmark: for programs of 2^10 to 2^16 cycles, prints execution time, proving
-//! time, proof size, verification time (median of 15 in-process verifications) and the ratio
-//! of Verity's `prove` to a direct call of Miden's prover on the same program.
+//! Proof-layer benchmark: for programs of 2^10 to 2^16 cycles (`--max-log N` for more),
+//! prints execution time, proving time, proof size, verification time warm (median of 15
+//! in-process verifications) and cold (a fresh process per verification, as a user runs
+//! `verity verify`: p50 of 20 processes, the verification itself and the whole process), and
+//! the ratio of Verity's `prove` to a direct call of Miden's prover on the same program.
 //!
-//! Run: `cargo bench -p verity-vm --bench proof` (add `-- --max-log 14` for a quicker run).
+//! Run: `cargo bench --workspace --profile dev --bench proof` (add `-- --max-log 14` for a
+//! quicker run).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,8 +21,46 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Cold verification: this binary, run again as `--cold-verify RECEIPT`, verifies once and
+/// prints how long the verification took in microseconds.
+fn cold_verify(path: &str) {
+    let bytes = std::fs::read(path).expect("receipt file");
+    let receipt = verity_types::Receipt::from_json(&bytes).expect("receipt");
+    let t = Instant::now();
+    verity_vm::verify_receipt(&receipt).expect("verifies");
+    println!("{}", t.elapsed().as_micros());
+}
+
+/// p50 over 20 fresh processes: (the verification, the whole process).
+fn cold(receipt: &verity_types::Receipt) -> (Duration, Duration) {
+    let path = std::env::temp_dir().join(format!("verity-bench-{}.receipt", std::process::id()));
+    std::fs::write(&path, receipt.to_json()).expect("write receipt");
+    let exe = std::env::current_exe().expect("own path");
+    let (mut inner, mut whole) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let t = Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("--cold-verify")
+            .arg(&path)
+            .output()
+            .expect("spawn");
+        whole.push(t.elapsed());
+        assert!(out.status.success(), "cold verification failed");
+        let us: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("microseconds");
+        inner.push(Duration::from_micros(us));
+    }
+    let _ = std::fs::remove_file(&path);
+    (median(inner), median(whole))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--cold-verify") {
+        return cold_verify(&args[i + 1]);
+    }
     let max_log: u32 = args
         .iter()
         .position(|a| a == "--max-log")
@@ -33,7 +74,7 @@ fn main() {
     let program = Program::from_file(&path).expect("fib assembles");
     println!("fib.masm, blake3-256, 96-bit, {threads} threads; times are medians");
     println!(
-        "{:>6} {:>8} {:>9} {:>10} {:>11} {:>9} {:>11} {:>12} {:>8}",
+        "{:>6} {:>8} {:>9} {:>10} {:>11} {:>9} {:>11} {:>10} {:>10} {:>12} {:>8}",
         "log2",
         "cycles",
         "trace",
@@ -41,6 +82,8 @@ fn main() {
         "prove ms",
         "proof KB",
         "verify ms",
+        "cold ms",
+        "process ms",
         "miden ms",
         "ratio"
     );
@@ -90,9 +133,10 @@ fn main() {
                 })
                 .collect(),
         );
+        let (cold_verify, cold_process) = cold(&receipt);
         let (ours, theirs) = (median(ours), median(theirs));
         println!(
-            "{:>6} {:>8} {:>9} {:>10.2} {:>11.1} {:>9.1} {:>11.2} {:>12.1} {:>8.3}",
+            "{:>6} {:>8} {:>9} {:>10.2} {:>11.1} {:>9.1} {:>11.2} {:>10.2} {:>10.1} {:>12.1} {:>8.3}",
             log,
             run.cycles,
             run.trace_len,
@@ -100,6 +144,8 @@ fn main() {
             ms(ours),
             receipt.proof.len() as f64 / 1024.0,
             ms(verify),
+            ms(cold_verify),
+            ms(cold_process),
             ms(theirs),
             ours.as_secs_f64() / theirs.as_secs_f64()
         );

@@ -357,6 +357,9 @@ fn proofs_are_deterministic_in_the_witness_so_they_do_not_hide_it() {
     };
     let (a, again, b) = (with_hint(5), with_hint(5), with_hint(6));
     assert_eq!(a.stack_outputs, b.stack_outputs, "one statement");
-    assert_eq!(a.proof, again.proof, "the same witness gives the same proof");
+    assert_eq!(
+        a.proof, again.proof,
+        "the same witness gives the same proof"
+    );
     assert_ne!(a.proof, b.proof, "another witness gives another proof");
 }

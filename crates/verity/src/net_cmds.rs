@@ -1065,27 +1065,29 @@ async fn submit_job(
     } else {
         Some(verity_vm::commit_private(&given.private)?)
     };
+    let terms = Offer {
+        min_price: offer.min_price.unwrap_or(offer.max_price / 10),
+        max_price: offer.max_price,
+        ramp_start: offer.ramp_start,
+        ramp_period: offer.ramp_period,
+        lock_timeout,
+        timeout,
+        collateral: offer.collateral.unwrap_or(offer.max_price),
+    };
+    // Checked before anything is published: a publication is paid for.
+    terms
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
     let program = job_program_source(client, key, source).await?;
     let req = JobRequest {
         program,
         stack_inputs: given.stack.clone(),
         private_inputs,
         mode,
-        offer: Offer {
-            min_price: offer.min_price.unwrap_or(offer.max_price / 10),
-            max_price: offer.max_price,
-            ramp_start: offer.ramp_start,
-            ramp_period: offer.ramp_period,
-            lock_timeout,
-            timeout,
-            collateral: offer.collateral.unwrap_or(offer.max_price),
-        },
+        offer: terms,
         max_cycles,
         min_trust: offer.min_trust,
     };
-    req.offer
-        .validate()
-        .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
     let tx = client.send(key, TxBody::SubmitJob(req)).await?;
     client
         .wait_tx(&tx, Duration::from_secs(30))
@@ -1150,10 +1152,15 @@ async fn job_program_source(
         .await
         .context("the node refused the program")?;
     if let Err(e) = client.wait_tx(&tx, Duration::from_secs(60)).await {
-        // Someone may have published the same program first: then it is there all the same.
+        // Someone may have published the same program first (our publication then paid its
+        // fee for nothing): it is there all the same.
         if client.program(&hash).await?.is_none() {
-            return Err(anyhow::Error::new(e).context("the ledger refused the program"));
+            return Err(anyhow::Error::new(e).context("publishing the program failed"));
         }
+        eprintln!(
+            "program {} was published by someone else first",
+            hash.short()
+        );
     }
     Ok(ProgramSource::Published(hash))
 }
