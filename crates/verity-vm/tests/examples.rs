@@ -348,8 +348,8 @@ mod random_bytes {
 fn proofs_are_deterministic_in_the_witness_so_they_do_not_hide_it() {
     // The advice value is dropped: the statement (program, inputs, outputs) is the same for
     // every value.
-    let program = Program::assemble("begin\n    adv_push.1 drop push.1\nend\n", "hint.masm")
-        .expect("assembles");
+    let program =
+        Program::assemble("begin\n    adv_push drop add.1\nend\n", "hint.masm").expect("assembles");
     let with_hint = |v: u64| {
         let mut inputs = Inputs::default();
         inputs.advice.stack = vec![v];
