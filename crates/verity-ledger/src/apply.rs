@@ -88,6 +88,15 @@ impl ProofCache {
     }
 }
 
+/// A program's first raw advice read (unverified hint), as "`instruction` on line N": what
+/// keeps its jobs out of optimistic mode, named in the refusal.
+fn first_advice_read(shape: &verity_vm::ProgramShape) -> Option<String> {
+    shape
+        .advice_reads
+        .first()
+        .map(|r| format!("`{}` on line {}", r.instruction, r.line))
+}
+
 /// Applies a block, verifying proofs one after another on this thread.
 pub fn apply_block(
     state: &mut State,
@@ -735,12 +744,7 @@ impl Ctx<'_> {
                     u64::from(self.state.params.max_program_nodes),
                 )
                 .map_err(|e| TxError::BadProgram(e.to_string()))?;
-                let read = job
-                    .shape
-                    .advice_reads
-                    .first()
-                    .map(|r| format!("`{}` on line {}", r.instruction, r.line));
-                return Ok((job.program.hash(), read));
+                return Ok((job.program.hash(), first_advice_read(&job.shape)));
             }
             ProgramSource::Published(hash) => self
                 .state
@@ -781,15 +785,10 @@ impl Ctx<'_> {
         if self.state.programs.contains_key(&hash) {
             return Err(TxError::AlreadyPublished(hash));
         }
-        let advice_read = publication
-            .shape
-            .advice_reads
-            .first()
-            .map(|r| format!("`{}` on line {}", r.instruction, r.line));
         let published = PublishedProgram {
             program_hash: hash,
             wrapped_hash: publication.wrapped_hash,
-            advice_read,
+            advice_read: first_advice_read(&publication.shape),
             expanded_ops: publication.shape.expanded_ops,
             publisher,
             published_height: self.h(),
