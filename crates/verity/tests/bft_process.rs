@@ -173,14 +173,19 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     assert_eq!(h.state, JobState::Finalized);
     assert_eq!(h.outputs.unwrap()[0], 6765);
 
-    // Every validator runs the auditor by default: each committed to canaries on the ledger,
-    // and `verity auditors` lists all four.
-    let auditors = clients[0].auditors().await.unwrap();
-    assert_eq!(auditors.len(), 4);
-    assert!(
-        auditors.iter().all(|a| a.record.canary_commitments >= 1),
-        "{auditors:?}"
-    );
+    // Every validator runs the auditor by default: each commits to canaries on the ledger
+    // (the restarted one too, though it may have died before its first commitment and
+    // commits only ahead of an epoch), and `verity auditors` lists all four.
+    let t = Instant::now();
+    let auditors = loop {
+        let auditors = clients[0].auditors().await.unwrap();
+        assert_eq!(auditors.len(), 4);
+        if auditors.iter().all(|a| a.record.canary_commitments >= 1) {
+            break auditors;
+        }
+        assert!(t.elapsed() < TIMEOUT, "{auditors:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let out = verity(&["auditors", "--node", &url0]).output().unwrap();
     assert!(out.status.success());
     let table = String::from_utf8(out.stdout).unwrap();

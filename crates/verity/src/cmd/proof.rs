@@ -1,6 +1,6 @@
 //! `verity run | prove | verify`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use verity_types::{HashFunction, Receipt, format_felts, parse_felt_list};
 use verity_vm::{Inputs, Program, ProveOptions, ProveStage};
 
-use crate::{InputArgs, ProgramArgs};
+use crate::program_file::{LoadedProgram, ProgramArgs, load};
+use crate::render::fmt_duration;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -51,44 +52,6 @@ pub struct VerifyArgs {
     /// With `--model`: check the receipt is for this input (JSON), which stays off the receipt.
     #[arg(long, value_name = "FILE", requires = "model")]
     input: Option<PathBuf>,
-}
-
-/// Reads the program and its inputs from the shared flags.
-///
-/// Returns the program and inputs to run or prove, prepared as a network job would be: with
-/// private inputs (`--private`, or `private_inputs` in the inputs file), the program wrapped
-/// with Verity's loader and their commitment first on the public stack. Also returns the
-/// source and the inputs as given (public stack and private values), for submitting a job.
-pub fn load(path: &Path, args: &InputArgs) -> Result<LoadedProgram> {
-    let source = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read program file {}", path.display()))?;
-    let mut given = match (&args.input, &args.inputs_file) {
-        (Some(list), _) => Inputs::from_stack_list(list).context("in --input")?,
-        (None, Some(path)) => Inputs::from_inputs_file(path)?,
-        (None, None) => Inputs::default(),
-    };
-    if let Some(list) = &args.private {
-        given.private = parse_felt_list(list).context("in --private")?;
-    }
-    let (program, prepared) = verity_vm::prepare(&source, &path.display().to_string(), &given)?;
-    Ok(LoadedProgram {
-        source,
-        program,
-        inputs: prepared,
-        given,
-    })
-}
-
-/// A program read from its flags.
-pub struct LoadedProgram {
-    /// The source as written (what a job carries).
-    pub source: String,
-    /// The program as proven (with the private-input loader when there are private inputs).
-    pub program: Program,
-    /// The inputs as proven (the commitment first when there are private inputs).
-    pub inputs: Inputs,
-    /// The inputs as given.
-    pub given: Inputs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -233,7 +196,7 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         bail!("receipt has no outputs");
     }
     if let Some(model) = &args.model {
-        let prediction = crate::model_cmds::check_receipt(
+        let prediction = super::infer::check_receipt(
             &receipt,
             model,
             args.expect_class.as_deref(),
@@ -259,12 +222,4 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         fmt_duration(elapsed)
     );
     Ok(())
-}
-
-fn fmt_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
 }

@@ -1,0 +1,569 @@
+//! `verity job submit | status | receipt` and `verity jobs`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use verity_client::{Client, JobQuery};
+use verity_ledger::{Job, JobState};
+use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, ProgramSource, TxBody, format_felts};
+
+use super::{KeyArgs, NodeArgs, parse_digest};
+use crate::keystore::{resolve_address, resolve_key};
+use crate::model_file::{self, LoadedModel};
+use crate::program_file::{InputArgs, LoadedProgram, ProgramArgs, load};
+use crate::render::{mode_name, print_entry};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    Proof,
+    Optimistic,
+}
+
+#[derive(Args, Clone)]
+pub struct OfferArgs {
+    /// Highest price paid (escrowed at submission).
+    #[arg(long, default_value_t = verity_client::DEFAULT_MAX_PRICE)]
+    max_price: u64,
+    /// Starting price of the auction (default: a tenth of the max price).
+    #[arg(long)]
+    min_price: Option<u64>,
+    /// Blocks before the price starts to rise.
+    #[arg(long, default_value_t = DEFAULT_OFFER.ramp_start)]
+    ramp_start: u64,
+    /// Blocks over which the price rises from min to max.
+    #[arg(long, default_value_t = DEFAULT_OFFER.ramp_period)]
+    ramp_period: u64,
+    /// Blocks a provider has to lock and deliver the job before anyone may rescue it
+    /// (default: sized from the program's trace length, at least 40).
+    #[arg(long)]
+    lock_timeout: Option<u64>,
+    /// Blocks until the job must be fulfilled (default: twice the lock timeout, at least 400).
+    #[arg(long)]
+    timeout: Option<u64>,
+    /// Collateral the locking provider puts up (default: the max price).
+    #[arg(long)]
+    collateral: Option<u64>,
+    /// Minimum provider trust score (0–1000).
+    #[arg(long)]
+    min_trust: Option<u32>,
+}
+
+/// The SDK's default offer, which validators' canary jobs share.
+const DEFAULT_OFFER: Offer = verity_client::default_offer(verity_client::DEFAULT_MAX_PRICE);
+
+impl Default for OfferArgs {
+    fn default() -> Self {
+        OfferArgs {
+            max_price: DEFAULT_OFFER.max_price,
+            min_price: None,
+            ramp_start: DEFAULT_OFFER.ramp_start,
+            ramp_period: DEFAULT_OFFER.ramp_period,
+            lock_timeout: None,
+            timeout: None,
+            collateral: None,
+            min_trust: None,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Submit a job: the program runs locally first (to catch errors and size the cycle cap).
+    Submit(Box<SubmitArgs>),
+    /// A job's state, price, provider and (with --timeline) every transition.
+    Status {
+        id: String,
+        #[arg(long)]
+        timeline: bool,
+        /// Decode a prediction with this model (default: a model this machine imported or
+        /// submitted whose id is the job's program).
+        #[arg(long, value_name = "FILE")]
+        model: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Fetch a job's receipt, verify it, and write it to a file.
+    Receipt {
+        id: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Miden Assembly source file (`.masm`), or give `--model`.
+    #[arg(required_unless_present = "model")]
+    program: Option<PathBuf>,
+    /// Submit one prediction of this model (a `.vmodel` from `verity model import`) on
+    /// `--input FILE` (JSON floats), which stays private: the job carries its commitment.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["program", "inputs_file", "private", "max_cycles"])]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
+    #[arg(long, value_enum, default_value = "proof")]
+    mode: ModeArg,
+    #[command(flatten)]
+    offer: OfferArgs,
+    #[command(flatten)]
+    key: KeyArgs,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Follow the job until it ends, printing its timeline and outputs.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// What `job submit` sends: a program with its inputs, or one prediction of a model.
+pub struct JobSpec {
+    pub job: LoadedProgram,
+    /// The cycle cap asked for (default: twice what the local run needs).
+    pub max_cycles: Option<u32>,
+    /// The model, for a prediction: it decodes the outputs.
+    pub model: Option<LoadedModel>,
+    /// Cycles, when the job cannot run here (a committed-weights model's card: the weights
+    /// are the provider's): the compiler's upper bound sizes the job instead of a run.
+    pub cannot_run: Option<u64>,
+}
+
+impl JobSpec {
+    pub fn program(args: &ProgramArgs) -> Result<JobSpec> {
+        Ok(JobSpec {
+            job: load(&args.program, &args.inputs)?,
+            max_cycles: args.inputs.max_cycles,
+            model: None,
+            cannot_run: None,
+        })
+    }
+
+    /// One prediction of `model` on the input in `input`.
+    pub fn of_model(model: LoadedModel, input: &Path) -> Result<JobSpec> {
+        let mut job = model.job(&model_file::read_input(input)?)?;
+        // A committed-weights model: the weights never leave their owner; a provider that
+        // holds them (`verity provider --model`) proves the job.
+        let cannot_run = model.is_card().then_some(model.compiled.estimated_cycles);
+        job.given.advice = Default::default();
+        Ok(JobSpec {
+            job,
+            max_cycles: None,
+            model: Some(model),
+            cannot_run,
+        })
+    }
+
+    fn prediction(model: &Path, input: &Path) -> Result<JobSpec> {
+        let spec = JobSpec::of_model(LoadedModel::load(model)?, input)?;
+        // So that `job status` can decode this job's outputs later.
+        if let Some(m) = &spec.model {
+            model_file::remember(m, &spec.job.program.hash());
+        }
+        Ok(spec)
+    }
+
+    fn from_args(args: &SubmitArgs) -> Result<JobSpec> {
+        match (&args.model, &args.program) {
+            (Some(model), _) => {
+                let Some(input) = &args.inputs.input else {
+                    bail!("--model needs --input FILE: the model's input as JSON");
+                };
+                JobSpec::prediction(model, Path::new(input))
+            }
+            (None, Some(program)) => JobSpec::program(&ProgramArgs {
+                program: program.clone(),
+                inputs: args.inputs.clone(),
+            }),
+            (None, None) => bail!("give a program file or --model"),
+        }
+    }
+}
+
+pub async fn submit_job(
+    client: &Client,
+    key: &Keypair,
+    spec: &JobSpec,
+    mode: Mode,
+    offer: &OfferArgs,
+) -> Result<(Digest, u64)> {
+    let LoadedProgram {
+        source,
+        program,
+        inputs,
+        given,
+    } = &spec.job;
+    if !given.advice.is_empty() {
+        bail!(
+            "network jobs take no raw advice (advice_stack, advice_map, merkle_store): pass \
+             private data as `private_inputs` (or --private), which the proof is bound to"
+        );
+    }
+    // Run locally first, exactly as the job will be proven: a failing program is caught
+    // here, and the cycle cap defaults to twice what the program needs.
+    let cap = spec.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
+    let (trace_len, max_cycles) = match spec.cannot_run {
+        None => {
+            let run =
+                verity_vm::execute(program, inputs, cap).context("the program fails locally")?;
+            let max = spec
+                .max_cycles
+                .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
+            (run.trace_len, max)
+        }
+        Some(bound) => {
+            let max = spec.max_cycles.unwrap_or(bound.clamp(
+                u64::from(verity_vm::MIN_MAX_CYCLES),
+                u64::from(verity_vm::MAX_MAX_CYCLES),
+            ) as u32);
+            (u64::from(max).next_power_of_two(), max)
+        }
+    };
+    // Offers that fit the job: unless told otherwise, give an honest provider time to prove
+    // this trace length (the network's defaults once slashed honest provers of big jobs).
+    // A provider cannot run a job with private inputs before it holds the lock, so it plans
+    // for the cycle cap: size those from the cap too.
+    let head = client.head().await?;
+    let planned = if given.private.is_empty() {
+        trace_len
+    } else {
+        u64::from(max_cycles).next_power_of_two()
+    };
+    let (lock_timeout, timeout) = verity_client::default_timeouts(planned, head.block_interval_ms);
+    let lock_timeout = offer.lock_timeout.unwrap_or(lock_timeout);
+    let timeout = offer.timeout.unwrap_or(timeout.max(lock_timeout));
+    let private_inputs = if given.private.is_empty() {
+        None
+    } else {
+        Some(verity_vm::commit_private(&given.private)?)
+    };
+    let terms = Offer {
+        min_price: offer.min_price.unwrap_or(offer.max_price / 10),
+        max_price: offer.max_price,
+        ramp_start: offer.ramp_start,
+        ramp_period: offer.ramp_period,
+        lock_timeout,
+        timeout,
+        collateral: offer.collateral.unwrap_or(offer.max_price),
+    };
+    // Checked before anything is published: a publication is paid for.
+    terms
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid offer: {e}"))?;
+    let program = job_program_source(client, key, source).await?;
+    let req = JobRequest {
+        program,
+        stack_inputs: given.stack.clone(),
+        private_inputs,
+        mode,
+        offer: terms,
+        max_cycles,
+        min_trust: offer.min_trust,
+    };
+    let tx = client.send(key, TxBody::SubmitJob(req)).await?;
+    client
+        .wait_tx(&tx, Duration::from_secs(30))
+        .await
+        .context("the ledger refused the job")?;
+    // The data goes on the ledger only once a provider holds the lock, sealed to its key:
+    // every node relays it, only the locker can read it, and the locker's delivery clock
+    // starts then.
+    if !given.private.is_empty() {
+        let window =
+            Duration::from_millis(head.block_interval_ms * lock_timeout) + Duration::from_secs(30);
+        eprintln!(
+            "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
+            tx.short()
+        );
+        let locker = client
+            .provide_private(&tx, &given.private, key, window)
+            .await
+            .context("cannot provide the private inputs")?;
+        eprintln!("private inputs provided to {}", locker.short());
+    }
+    Ok((tx, trace_len))
+}
+
+/// How a job names its program: by hash when the ledger already holds it; inline when it is
+/// small enough to travel in the job; otherwise published first (once, for every job after),
+/// then named by hash.
+async fn job_program_source(
+    client: &Client,
+    key: &Keypair,
+    source: &str,
+) -> anyhow::Result<ProgramSource> {
+    let hash = verity_vm::Program::assemble(source, "job.masm")?.hash();
+    if client.program(&hash).await?.is_some() {
+        return Ok(ProgramSource::Published(hash));
+    }
+    let params = verity_ledger::Params::default();
+    if source.len() <= params.max_program_bytes as usize {
+        return Ok(ProgramSource::Inline(source.to_string()));
+    }
+    if source.len() > params.max_published_program_bytes as usize {
+        bail!(
+            "the program is {} KiB, more than the ledger publishes ({} KiB): prove it locally \
+             (`verity prove`, or `verity infer --prove` for a model)",
+            source.len() / 1024,
+            params.max_published_program_bytes / 1024
+        );
+    }
+    eprintln!(
+        "publishing program {} ({} KiB, too large to travel in a job): once on the ledger, \
+         every job names it by hash",
+        hash.short(),
+        source.len().div_ceil(1024)
+    );
+    let tx = client
+        .send(
+            key,
+            TxBody::PublishProgram {
+                source: source.to_string(),
+            },
+        )
+        .await
+        .context("the node refused the program")?;
+    if let Err(e) = client.wait_tx(&tx, Duration::from_secs(60)).await {
+        // Someone may have published the same program first (our publication then paid its
+        // fee for nothing): it is there all the same.
+        if client.program(&hash).await?.is_none() {
+            return Err(anyhow::Error::new(e).context("publishing the program failed"));
+        }
+        eprintln!(
+            "program {} was published by someone else first",
+            hash.short()
+        );
+    }
+    Ok(ProgramSource::Published(hash))
+}
+
+/// Follows a job to its end: prints each timeline entry as it happens, and below them a live
+/// line with the state, the auction price, the time since submission and the expected
+/// proving time. Waits until the ledger ends the job (its deadline bounds that).
+async fn follow(client: &Client, id: &Digest, mode: Mode, trace_len: u64) -> Result<Job> {
+    let expected = match mode {
+        Mode::Proof => {
+            verity_client::expected_prove_time(trace_len, verity_client::REFERENCE_PROVE_RATE)
+        }
+        Mode::Optimistic => Duration::ZERO,
+    };
+    let live = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    live.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+    live.enable_steady_tick(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut seen = 0;
+    loop {
+        let view = client.job(id).await?;
+        for entry in &view.job.timeline[seen.min(view.job.timeline.len())..] {
+            live.suspend(|| print_entry(entry));
+        }
+        seen = view.job.timeline.len();
+        if view.job.state.is_terminal() {
+            live.finish_and_clear();
+            return Ok(view.job);
+        }
+        let price = if view.job.state == JobState::Submitted {
+            format!("price now {}", view.current_price)
+        } else {
+            format!("price {}", view.job.lock_price)
+        };
+        live.set_message(format!(
+            "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · deliver by block {}",
+            view.job.state,
+            started.elapsed(),
+            expected,
+            trace_len.max(1).trailing_zeros(),
+            view.lock_deadline
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn run(cmd: JobCmd) -> Result<()> {
+    match cmd {
+        JobCmd::Submit(args) => submit(*args).await,
+        JobCmd::Status {
+            id,
+            timeline,
+            model,
+            node,
+        } => status(&id, timeline, model.as_deref(), &node).await,
+        JobCmd::Receipt { id, output, node } => receipt(&id, &output, &node).await,
+    }
+}
+
+/// `job submit`: runs the job locally, submits it, and with `--wait` follows it to its end.
+async fn submit(args: SubmitArgs) -> Result<()> {
+    let client = Client::new(&args.node.node);
+    let key = resolve_key(&args.key.key)?;
+    let mode = match args.mode {
+        ModeArg::Proof => Mode::Proof,
+        ModeArg::Optimistic => Mode::Optimistic,
+    };
+    let spec = JobSpec::from_args(&args)?;
+    let (id, trace_len) = submit_job(&client, &key, &spec, mode, &args.offer).await?;
+    println!("job {id}");
+    if args.wait {
+        let job = follow(&client, &id, mode, trace_len).await?;
+        match (&job.outputs, job.state) {
+            (Some(o), JobState::Finalized) => {
+                println!("outputs: {}", format_felts(o));
+                if let Some(model) = &spec.model {
+                    println!("prediction: {}", model.describe(o)?);
+                }
+            }
+            _ => bail!("job ended {}", job.state),
+        }
+        if mode == Mode::Proof {
+            client.receipt(&id).await?;
+            println!("receipt verified locally (get it with `verity job receipt {id} -o FILE`)");
+        }
+    }
+    Ok(())
+}
+
+/// `job status`: the job's record, its outputs decoded with a model when one is known.
+async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs) -> Result<()> {
+    let client = Client::new(&node.node);
+    let view = client.job(&parse_digest(id)?).await?;
+    let j = &view.job;
+    println!("job      {}", j.id);
+    println!("state    {}", j.state);
+    println!("program  {}", j.program_hash);
+    println!("mode     {}", mode_name(j.request.mode));
+    println!("client   {}", j.client);
+    println!(
+        "price    {} (auction now {}, max {})",
+        j.lock_price, view.current_price, j.request.offer.max_price
+    );
+    println!(
+        "provider {}",
+        j.locker
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "deadlines lock by block {}, deliver by block {}",
+        view.lock_deadline, view.deadline
+    );
+    if let Some(o) = &j.outputs {
+        println!("outputs  {}", format_felts(o));
+        if let Some(prediction) = prediction(j, o, model)? {
+            println!("predicts {prediction}");
+        }
+    }
+    if let Some(f) = &view.failure {
+        println!("failure  {f}");
+    }
+    if timeline {
+        println!("timeline");
+        for e in &j.timeline {
+            print_entry(e);
+        }
+    }
+    Ok(())
+}
+
+/// A finished job's outputs read as a prediction, when the job ran a model: the one given,
+/// or one this machine imported or submitted. Fails if the given model is not what ran.
+fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<String>> {
+    let model = match model {
+        Some(path) => LoadedModel::load(path)?,
+        None => match model_file::recall(&j.program_hash) {
+            Some(m) => m,
+            None => return Ok(None),
+        },
+    };
+    let id = model.id()?;
+    if id != j.program_hash {
+        bail!(
+            "job {} ran program {}, not model {} (id {id})",
+            j.id,
+            j.program_hash,
+            model.model.name
+        );
+    }
+    // The architecture's program alone says nothing about whose weights ran: the job's
+    // first public inputs are their commitment.
+    if let Some(w) = model.weights_commitment()?
+        && j.request.stack_inputs.get(..4) != Some(&w.commitment[..])
+    {
+        bail!(
+            "job {} ran model {}'s architecture with other weights",
+            j.id,
+            model.model.name
+        );
+    }
+    let claimed = if j.state == JobState::Finalized {
+        ""
+    } else {
+        " (claimed, not final)"
+    };
+    Ok(Some(format!("{}{claimed}", model.describe(outputs)?)))
+}
+
+/// `job receipt`: fetches the receipt, verifies it, writes it.
+async fn receipt(id: &str, output: &Path, node: &NodeArgs) -> Result<()> {
+    let client = Client::new(&node.node);
+    let receipt = client.receipt(&parse_digest(id)?).await?;
+    std::fs::write(output, receipt.to_json())
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!("receipt verified and written to {}", output.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct JobsArgs {
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    client: Option<String>,
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn list(args: JobsArgs) -> Result<()> {
+    let client = Client::new(&args.node.node);
+    let q = JobQuery {
+        state: args
+            .state
+            .as_deref()
+            .map(|s| s.parse::<JobState>().map_err(anyhow::Error::msg))
+            .transpose()?,
+        client: args.client.as_deref().map(resolve_address).transpose()?,
+        provider: args.provider.as_deref().map(resolve_address).transpose()?,
+        after: None,
+        limit: Some(args.limit),
+    };
+    let page = client.jobs(&q).await?;
+    println!(
+        "{:<14} {:<10} {:<11} {:>8} {:>7} {:<13}",
+        "job", "state", "mode", "submitted", "price", "provider"
+    );
+    for j in &page.jobs {
+        println!(
+            "{:<14} {:<10} {:<11} {:>8} {:>7} {:<13}",
+            j.id.short(),
+            j.state.to_string(),
+            mode_name(j.mode),
+            j.submitted_height,
+            j.lock_price,
+            j.locker.map(|a| a.short()).unwrap_or_else(|| "-".into())
+        );
+    }
+    if page.next.is_some() {
+        println!("(more: raise --limit)");
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! `verity provider` (run a provider worker, or `provider show`), `verity providers` and
+//! `verity auditors`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use verity_client::Client;
+use verity_node::ProviderConfig;
+
+use super::NodeArgs;
+use crate::keystore::{resolve_address, resolve_key};
+use crate::model_file::LoadedModel;
+use crate::render::print_profile;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProviderArgs {
+    #[command(subcommand)]
+    cmd: Option<ProviderCmd>,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The provider's key (name or file); it must be staked as a provider.
+    #[arg(long, default_value = "provider")]
+    key: String,
+    /// The least accepted, per million cycles of proof trace.
+    #[arg(long, default_value_t = 100)]
+    price_per_mcycle: u64,
+    /// Most jobs held at once.
+    #[arg(long, default_value_t = 4)]
+    max_queue: usize,
+    /// Answer validators' liveness probes on this address (announced on the ledger).
+    #[arg(long)]
+    probe_listen: Option<SocketAddr>,
+    /// The public URL of the probe endpoint, if not `http://PROBE_LISTEN`.
+    #[arg(long, requires = "probe_listen")]
+    endpoint: Option<String>,
+    /// A committed-weights model this provider owns (`model import --private-weights`; the
+    /// `.vmodel` with its weights): it proves jobs that name the weights' commitment, and the
+    /// weights never leave this machine. Repeatable.
+    #[arg(long = "model", value_name = "FILE")]
+    models: Vec<PathBuf>,
+}
+
+/// The weights of committed-weights models, by commitment, for a provider to prove with.
+pub fn held_weights(models: &[PathBuf]) -> Result<verity_node::HeldData> {
+    let mut held = Vec::new();
+    for path in models {
+        let loaded = LoadedModel::load(path)?;
+        let (Some(commitment), Some(weights), false) = (
+            loaded.weights_commitment()?,
+            loaded.compiled.weights.clone(),
+            loaded.is_card(),
+        ) else {
+            bail!(
+                "{} is not a committed-weights model with its weights (import it with --private-weights)",
+                path.display()
+            );
+        };
+        held.push(verity_node::CommittedData {
+            commitment,
+            values: weights,
+            program: loaded.id()?,
+        });
+    }
+    Ok(std::sync::Arc::new(held))
+}
+
+#[derive(Subcommand)]
+pub enum ProviderCmd {
+    /// A provider's trust profile: record, fulfilment rate, latency, score.
+    Show {
+        /// Address or key name.
+        who: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// `verity auditors`: every validator's record as an auditor.
+pub async fn auditors(node: NodeArgs) -> Result<()> {
+    let list = Client::new(&node.node).auditors().await?;
+    println!(
+        "{:<14} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10} {:>12} {:>8}",
+        "validator",
+        "stake",
+        "liveness",
+        "commits",
+        "reveals",
+        "judged",
+        "unpicked",
+        "unrevealed",
+        "contradicted",
+        "slashed"
+    );
+    for a in list {
+        let r = &a.record;
+        println!(
+            "{:<14} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10} {:>12} {:>8}",
+            a.validator.short(),
+            a.stake,
+            r.liveness_audits,
+            r.canary_commitments,
+            r.canary_reveals,
+            r.canaries_judged,
+            r.canaries_unpicked,
+            a.unrevealed,
+            r.contradicted,
+            r.slashed
+        );
+    }
+    Ok(())
+}
+
+/// `verity providers`: every provider, best score first.
+pub async fn list(node: NodeArgs) -> Result<()> {
+    let list = Client::new(&node.node).providers().await?;
+    println!(
+        "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>8} {:>6}",
+        "provider",
+        "score",
+        "stake",
+        "locked",
+        "fulfilled",
+        "slashed",
+        "overturned",
+        "p50 blk",
+        "uptime",
+        "canaries",
+        "online"
+    );
+    for p in list {
+        println!(
+            "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>8} {:>6}",
+            p.address.short(),
+            p.profile.score,
+            p.profile.stake,
+            p.profile.locked,
+            p.profile.fulfilled,
+            p.profile.slashed,
+            p.profile.overturned,
+            p.profile
+                .latency_p50_blocks
+                .map_or("-".into(), |l| l.to_string()),
+            p.profile
+                .uptime_bp
+                .map_or("-".into(), |u| format!("{}%", u / 100)),
+            match p.profile.canaries_passed + p.profile.canaries_failed {
+                0 => "-".to_string(),
+                n => format!("{}/{n}", p.profile.canaries_passed),
+            },
+            if p.online { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(args: ProviderArgs) -> Result<()> {
+    if let Some(ProviderCmd::Show { who, node }) = args.cmd {
+        let view = Client::new(&node.node)
+            .provider(&resolve_address(&who)?)
+            .await?;
+        print_profile(&view.profile);
+        println!("online     {}", if view.online { "yes" } else { "no" });
+        return Ok(());
+    }
+    let mut cfg = ProviderConfig::new(&args.node.node, resolve_key(&args.key)?);
+    cfg.price_per_mcycle = args.price_per_mcycle;
+    cfg.max_queue = args.max_queue.max(1);
+    cfg.probe_listen = args.probe_listen;
+    cfg.endpoint = args.endpoint;
+    cfg.held_data = held_weights(&args.models)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(verity_node::Provider::new(cfg).run(rx));
+    tokio::signal::ctrl_c().await?;
+    let _ = tx.send(true);
+    let _ = worker.await;
+    Ok(())
+}

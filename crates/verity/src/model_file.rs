@@ -1,0 +1,256 @@
+//! A `.vmodel` and its compiled program: loading, importing from ONNX, the statement one
+//! prediction proves, and the registry of models this machine has seen.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use verity_model::{Compiled, QuantModel};
+use verity_types::{Digest, PrivateCommitment};
+use verity_vm::{Inputs, Program};
+
+use crate::program_file::LoadedProgram;
+use crate::render::{commitment_hex, words_hex};
+
+/// A model with its compiled program.
+pub struct LoadedModel {
+    pub model: QuantModel,
+    pub compiled: Compiled,
+}
+
+impl LoadedModel {
+    pub fn load(path: &Path) -> Result<LoadedModel> {
+        let model = QuantModel::load(path)
+            .with_context(|| format!("cannot load model {}", path.display()))?;
+        let compiled = verity_model::compile(&model)?;
+        Ok(LoadedModel { model, compiled })
+    }
+
+    /// The quantized input, as integers and as field elements.
+    pub fn quantized_input(&self, x: &[f32]) -> Result<(Vec<i64>, Vec<u64>)> {
+        let q = self.model.quantize_input(x)?;
+        let felts = q.iter().map(|v| verity_model::to_felt(*v)).collect();
+        Ok((q, felts))
+    }
+
+    /// A committed-weights model's card: the weights are not in it.
+    pub fn is_card(&self) -> bool {
+        self.model.weights_commitment.is_some()
+    }
+
+    /// The commitment to a committed-weights model's weights (the card's, or computed).
+    pub fn weights_commitment(&self) -> Result<Option<PrivateCommitment>> {
+        let (true, Some(weights)) = (self.model.private_weights, &self.compiled.weights) else {
+            return Ok(None);
+        };
+        let computed = verity_vm::commit_private(weights)?;
+        Ok(Some(match self.model.weights_commitment {
+            Some(commitment) => PrivateCommitment {
+                commitment,
+                words: computed.words,
+            },
+            None => computed,
+        }))
+    }
+
+    /// Fails for a model card, which cannot predict.
+    pub fn runnable(&self) -> Result<()> {
+        if self.is_card() {
+            bail!(
+                "model {} is a card: its weights are not in it, so only their owner can predict \
+                 with it (a card verifies receipts)",
+                self.model.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The input as given to the program: the weights' commitment first (committed-weights
+    /// models, with the weights in the advice map under it), then the input as public stack
+    /// values, or as private inputs.
+    fn given(&self, input: &[u64]) -> Result<Inputs> {
+        let mut given = Inputs::default();
+        if let Some(w) = self.weights_commitment()? {
+            given.stack.extend(w.commitment);
+            if let (false, Some(weights)) = (self.is_card(), &self.compiled.weights) {
+                let (key, values) = verity_vm::committed_entry(&w, weights);
+                given.advice.map.insert(key, values);
+            }
+        }
+        if self.model.public_input {
+            given.stack.extend_from_slice(input);
+        } else {
+            given.private = input.to_vec();
+        }
+        Ok(given)
+    }
+
+    /// The program and inputs to run or prove for one quantized input, exactly as a network
+    /// job with the same input is proven (a private input loader-wrapped, its commitment on
+    /// the stack).
+    pub fn statement(&self, input: &[u64]) -> Result<(Program, Inputs)> {
+        Ok(verity_vm::prepare(
+            &self.compiled.source,
+            "model.masm",
+            &self.given(input)?,
+        )?)
+    }
+
+    /// The model id: the hash of the program every prediction of this model proves.
+    pub fn id(&self) -> Result<Digest> {
+        Ok(self.statement(&vec![0; self.model.input.len()])?.0.hash())
+    }
+
+    /// Private input words the program is proven with (the commitment covers exactly these).
+    pub fn input_words(&self) -> u32 {
+        self.model.input.len().div_ceil(4) as u32
+    }
+
+    /// How the receipt shows the input: its commitment, or (public) the values; and the
+    /// weights' commitment of a committed-weights model.
+    pub fn input_line(&self, stack_inputs: &[u64]) -> String {
+        let weights = if self.model.private_weights { 4 } else { 0 };
+        let input = if self.model.public_input {
+            let values: Vec<i64> = stack_inputs
+                .iter()
+                .skip(weights)
+                .map(|v| verity_model::from_felt(*v))
+                .collect();
+            format!("public input {values:?}")
+        } else {
+            match verity_vm::commitment_in_stack(stack_inputs) {
+                Some(c) => format!("input commitment {}", commitment_hex(&c)),
+                None => "no input commitment".into(),
+            }
+        };
+        if self.model.private_weights {
+            format!(
+                "{input}, weights commitment {}",
+                words_hex(&self.receipt_weights(stack_inputs))
+            )
+        } else {
+            input
+        }
+    }
+
+    /// Where a committed-weights model's receipt carries the weights' commitment: first, or
+    /// after a private input's commitment.
+    pub fn receipt_weights(&self, stack_inputs: &[u64]) -> Vec<u64> {
+        let at = if self.model.public_input {
+            0
+        } else {
+            verity_vm::PRIVATE_INPUT_SLOTS
+        };
+        stack_inputs.iter().skip(at).take(4).copied().collect()
+    }
+
+    /// One prediction as a job: the model's program and the quantized input (from a card
+    /// too: the job is then for a provider that holds the weights).
+    pub fn job(&self, x: &[f32]) -> Result<LoadedProgram> {
+        let (_, input) = self.quantized_input(x)?;
+        let (program, inputs) = self.statement(&input)?;
+        Ok(LoadedProgram {
+            source: self.compiled.source.clone(),
+            program,
+            inputs,
+            given: self.given(&input)?,
+        })
+    }
+
+    /// `class C (label L), logits [...]` from a prediction's output stack; fails unless the
+    /// class is the logits' argmax.
+    pub fn describe(&self, outputs: &[u64]) -> Result<String> {
+        let (class, logits) = self.model.decode_outputs(outputs)?;
+        if verity_model::argmax(&logits) != class {
+            bail!("the class is not the argmax of the logits");
+        }
+        Ok(format!(
+            "class {class} (label {}), logits {logits:?}",
+            self.model.label(class)
+        ))
+    }
+}
+
+/// Where models this machine imported or submitted are kept, by model id, so that `job
+/// status` can decode their predictions.
+fn registry_path(id: &Digest) -> PathBuf {
+    crate::keystore::verity_home()
+        .join("models")
+        .join(format!("{id}.vmodel"))
+}
+
+/// Keeps a copy of `loaded` under its id (a failure only costs the automatic decoding).
+pub fn remember(loaded: &LoadedModel, id: &Digest) {
+    let path = registry_path(id);
+    // Committed-weights models share their architecture's id, and their weights are secret.
+    if path.is_file() || loaded.model.private_weights {
+        return;
+    }
+    let saved = path
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(loaded.model.save(&path)?));
+    if let Err(e) = saved {
+        eprintln!(
+            "note: cannot keep a copy of the model in {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The model whose id is `id`, if this machine knows it (and it still compiles to that id).
+pub fn recall(id: &Digest) -> Option<LoadedModel> {
+    let loaded = LoadedModel::load(&registry_path(id)).ok()?;
+    (loaded.id().ok()? == *id).then_some(loaded)
+}
+
+/// Reads exactly one input sample.
+pub fn read_input(path: &Path) -> Result<Vec<f32>> {
+    let mut samples =
+        verity_model::read_samples(path).with_context(|| format!("in {}", path.display()))?;
+    if samples.len() != 1 {
+        bail!(
+            "{} holds {} inputs; give one",
+            path.display(),
+            samples.len()
+        );
+    }
+    Ok(samples.remove(0))
+}
+
+/// Imports an ONNX model: quantizes it on the calibration samples, compiles it, checks it
+/// fits `limit` cycles, and runs the program once against the integer reference (an import
+/// never yields a model whose program disagrees with it). Returns the model, its id and one
+/// run.
+pub fn import_model(
+    onnx: &Path,
+    calibration: &Path,
+    limit: u32,
+    public_input: bool,
+    private_weights: bool,
+) -> Result<(LoadedModel, Digest, verity_vm::Execution)> {
+    if limit > verity_vm::MAX_MAX_CYCLES {
+        bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
+    }
+    let samples = verity_model::read_samples(calibration)
+        .with_context(|| format!("in {}", calibration.display()))?;
+    let mut model = verity_model::import(onnx, &samples)
+        .with_context(|| format!("cannot import {}", onnx.display()))?;
+    model.public_input = public_input;
+    model.private_weights = private_weights;
+    let compiled = verity_model::compile(&model).context("cannot compile the model")?;
+    compiled.check_fits(u64::from(limit))?;
+    let loaded = LoadedModel { model, compiled };
+    let (quantized, input) = loaded.quantized_input(&samples[0])?;
+    let (program, inputs) = loaded.statement(&input)?;
+    let run =
+        verity_vm::execute(&program, &inputs, limit).context("the compiled program failed")?;
+    let (class, logits) = loaded.model.decode_outputs(&run.outputs)?;
+    let want = loaded.model.infer(&quantized)?;
+    if logits != want || class != verity_model::argmax(&want) {
+        bail!("internal error: the compiled program disagrees with the quantized reference");
+    }
+    let id = program.hash();
+    Ok((loaded, id, run))
+}
