@@ -168,6 +168,42 @@ impl QuantModel {
         })
     }
 
+    /// A digest of how the model's numbers are read: the input's dimensions and scale (how a
+    /// verifier quantizes an input to check it), the logit scale and the class labels. The
+    /// program does not compute with them, so without this a `.vmodel` with permuted labels
+    /// or another scale would compile to the same program and decode a receipt differently;
+    /// with weights as immediates the compiler writes this digest into the program, so it is
+    /// part of the model id. Four field elements (each below 2^63).
+    pub fn interpretation_digest(&self) -> [u64; 4] {
+        let mut h = blake3::Hasher::new_derive_key("verity-model interpretation v1");
+        h.update(&(self.input_dims.len() as u64).to_le_bytes());
+        for d in &self.input_dims {
+            h.update(&(*d as u64).to_le_bytes());
+        }
+        h.update(&self.input_scale.to_bits().to_le_bytes());
+        h.update(&self.logit_scale.to_bits().to_le_bytes());
+        match &self.labels {
+            None => {
+                h.update(&[0]);
+            }
+            Some(labels) => {
+                h.update(&[1]);
+                h.update(&(labels.len() as u64).to_le_bytes());
+                for l in labels {
+                    h.update(&(l.len() as u64).to_le_bytes());
+                    h.update(l.as_bytes());
+                }
+            }
+        }
+        let bytes = h.finalize();
+        std::array::from_fn(|i| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes.as_bytes()[i * 8..i * 8 + 8]);
+            // Below 2^63 < p: a valid immediate as it stands.
+            u64::from_le_bytes(word) >> 1
+        })
+    }
+
     /// The class label of an output index (the index itself when the model has no labels).
     pub fn label(&self, class: usize) -> String {
         self.labels

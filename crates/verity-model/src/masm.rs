@@ -437,6 +437,9 @@ fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize) {
 
 /// Cycles of Verity's private-input loader for `n` elements, rounded up (it hashes the data
 /// two words at a time as it copies it into memory).
+/// `push.a.b.c.d dropw`: the interpretation digest in an immediates program.
+const INTERPRETATION_CYCLES: u64 = 8;
+
 fn loader_cycles(n: usize) -> u64 {
     64 + n.div_ceil(8) as u64 * 24
 }
@@ -714,6 +717,13 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     }
     source.push_str("\nbegin\n");
     let mut loading = 0;
+    if params.is_none() {
+        // The model's interpretation (labels, scales), bound into the program and so into
+        // the model id; pushed and dropped, it costs 8 cycles.
+        let [a, b, c, d] = model.interpretation_digest();
+        let _ = writeln!(source, "    push.{a}.{b}.{c}.{d} dropw");
+        loading += INTERPRETATION_CYCLES;
+    }
     if let Some(p) = &params {
         // [W0..W3, ...] -> the committed parameters in memory, or a failed assertion.
         let words = p.0.len().div_ceil(4);

@@ -451,6 +451,27 @@ fn model_import_infer_prove_and_verify() {
     let out = verity(&["verify", r, "--model", &cnn]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
+    // Labels and scales are part of the model id: a `.vmodel` that would read the same
+    // receipt differently (labels permuted, another input scale) is another model.
+    for tamper in ["labels", "input_scale"] {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&mlp).unwrap()).unwrap();
+        if tamper == "labels" {
+            let mut labels: Vec<String> = match json["labels"].as_array() {
+                Some(l) => l.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
+                None => (0..10).map(|i| i.to_string()).collect(),
+            };
+            labels.reverse();
+            json["labels"] = serde_json::json!(labels);
+        } else {
+            json["input_scale"] = serde_json::json!(json["input_scale"].as_f64().unwrap() * 2.0);
+        }
+        let tampered = dir.path().join(format!("tampered-{tamper}.vmodel"));
+        std::fs::write(&tampered, serde_json::to_vec(&json).unwrap()).unwrap();
+        let out = verity(&["verify", r, "--model", tampered.to_str().unwrap()]);
+        assert!(!out.status.success(), "{tamper}: {}", stdout(&out));
+        assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
+    }
     let other_input = dir.path().join("other.json");
     std::fs::write(
         &other_input,
