@@ -755,13 +755,10 @@ impl Ctx<'_> {
         let program_hash = match &req.private_inputs {
             None => published.program_hash,
             Some(private) => {
-                if private.words == 0 || private.words > verity_vm::MAX_PRIVATE_WORDS {
-                    return Err(TxError::BadInputs(format!(
-                        "private inputs of {} words: between 1 and {}",
-                        private.words,
-                        verity_vm::MAX_PRIVATE_WORDS
-                    )));
-                }
+                verity_vm::check_private_words(private).map_err(|e| match e {
+                    verity_vm::VmError::Inputs(reason) => TxError::BadInputs(reason),
+                    other => TxError::BadInputs(other.to_string()),
+                })?;
                 published.wrapped_hash.ok_or_else(|| {
                     TxError::BadProgram(
                         "the published program has no instruction to load private inputs before"

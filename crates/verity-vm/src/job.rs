@@ -188,6 +188,32 @@ pub fn assemble_job(
     private: Option<&PrivateCommitment>,
     max_ops: u64,
 ) -> Result<JobProgram, VmError> {
+    let shape = measure(source, max_ops)?;
+    let program = match private {
+        None => Program::assemble(source, "job.masm")?,
+        Some(p) => {
+            check_private_words(p)?;
+            wrap(source, &shape)?
+        }
+    };
+    Ok(JobProgram { program, shape })
+}
+
+/// Refuses a private-input commitment the loader cannot take: between 1 and
+/// [`MAX_PRIVATE_WORDS`] words.
+pub fn check_private_words(private: &PrivateCommitment) -> Result<(), VmError> {
+    if private.words == 0 || private.words > MAX_PRIVATE_WORDS {
+        return Err(VmError::Inputs(format!(
+            "private inputs of {} words: between 1 and {MAX_PRIVATE_WORDS}",
+            private.words
+        )));
+    }
+    Ok(())
+}
+
+/// A program's shape, refusing one that would expand past `max_ops` before anything is
+/// assembled.
+fn measure(source: &str, max_ops: u64) -> Result<ProgramShape, VmError> {
     let shape = inspect(source, "job.masm")?;
     if shape.expanded_ops > max_ops {
         return Err(VmError::TooLarge {
@@ -195,19 +221,7 @@ pub fn assemble_job(
             limit: max_ops,
         });
     }
-    let program = match private {
-        None => Program::assemble(source, "job.masm")?,
-        Some(p) => {
-            if p.words == 0 || p.words > MAX_PRIVATE_WORDS {
-                return Err(VmError::Inputs(format!(
-                    "private inputs of {} words: between 1 and {MAX_PRIVATE_WORDS}",
-                    p.words
-                )));
-            }
-            wrap(source, &shape)?
-        }
-    };
-    Ok(JobProgram { program, shape })
+    Ok(shape)
 }
 
 /// `source` with the loader call inserted before its first instruction, assembled. The
@@ -248,13 +262,7 @@ pub struct Publication {
 /// Assembles `source` for publication, as written and wrapped: measures it first (refusing
 /// one that would expand past `max_ops`), so its cost is bounded before any assembly.
 pub fn assemble_publication(source: &str, max_ops: u64) -> Result<Publication, VmError> {
-    let shape = inspect(source, "job.masm")?;
-    if shape.expanded_ops > max_ops {
-        return Err(VmError::TooLarge {
-            ops: shape.expanded_ops,
-            limit: max_ops,
-        });
-    }
+    let shape = measure(source, max_ops)?;
     let program_hash = Program::assemble(source, "job.masm")?.hash();
     let wrapped_hash = match shape.entry_offset {
         Some(_) => Some(wrap(source, &shape)?.hash()),

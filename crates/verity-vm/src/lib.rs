@@ -19,8 +19,8 @@ pub use error::{VerifyError, VmError};
 pub use inputs::{AdviceData, Inputs, MerkleData};
 pub use job::{
     JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, Publication,
-    assemble_job, assemble_publication, check_private, commit_private, commitment_in_stack,
-    committed_entry, job_inputs, job_stack_inputs, prepare,
+    assemble_job, assemble_publication, check_private, check_private_words, commit_private,
+    commitment_in_stack, committed_entry, job_inputs, job_stack_inputs, prepare,
 };
 pub use program::Program;
 pub use prove::{
