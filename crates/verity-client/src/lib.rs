@@ -4,9 +4,7 @@
 //! Receipts fetched through [`Client::receipt`] are checked locally with `verity-vm`: the SDK
 //! never asks you to trust the node about a proof.
 
-mod api;
-
-pub use api::*;
+pub use verity_api::*;
 pub mod sealing;
 
 use std::time::Duration;
@@ -74,7 +72,11 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     /// The node answered with an error status and this explanation.
     #[error("node refused ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
     #[error("unexpected answer from the node: {0}")]
     Protocol(String),
     #[error("the node's receipt does not verify: {0}")]
@@ -121,11 +123,16 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => (body.error, body.code),
+                Err(_) => (
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    ErrorCode::Invalid,
+                ),
+            };
             return Err(ClientError::Refused {
                 status: status.as_u16(),
+                code,
                 message,
             });
         }
@@ -153,7 +160,7 @@ impl Client {
     }
 
     pub async fn head(&self) -> Result<Head, ClientError> {
-        self.get("/v1/head").await
+        self.get(routes::HEAD).await
     }
 
     /// Submits a signed transaction; returns its id once the mempool has admitted it.
@@ -161,7 +168,7 @@ impl Client {
         let body = SubmitTx {
             tx: BASE64.encode(tx.to_bytes()),
         };
-        let r: Submitted = self.post("/v1/txs", &body).await?;
+        let r: Submitted = self.post(routes::TXS, &body).await?;
         Ok(r.tx_id)
     }
 
@@ -180,7 +187,7 @@ impl Client {
     }
 
     pub async fn tx_status(&self, id: &Digest) -> Result<TxStatus, ClientError> {
-        self.get(&format!("/v1/txs/{id}")).await
+        self.get(&routes::path(routes::TX, id)).await
     }
 
     /// Waits until a transaction is in a block; returns an error carrying the ledger's reason
@@ -189,11 +196,12 @@ impl Client {
         let start = std::time::Instant::now();
         loop {
             let s = self.tx_status(id).await?;
-            match s.status.as_str() {
-                "accepted" => return Ok(s.height.unwrap_or_default()),
-                "rejected" => {
+            match s.status {
+                TxState::Accepted => return Ok(s.height.unwrap_or_default()),
+                TxState::Rejected => {
                     return Err(ClientError::Refused {
                         status: 422,
+                        code: ErrorCode::Rejected,
                         message: s.error.unwrap_or_else(|| "rejected".into()),
                     });
                 }
@@ -212,15 +220,18 @@ impl Client {
         &self,
         hash: &Digest,
     ) -> Result<Option<verity_ledger::PublishedProgram>, ClientError> {
-        match self.get(&format!("/v1/programs/{hash}")).await {
+        match self.get(&routes::path(routes::PROGRAM, hash)).await {
             Ok(p) => Ok(Some(p)),
-            Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+            Err(ClientError::Refused {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     pub async fn job(&self, id: &Digest) -> Result<JobView, ClientError> {
-        self.get(&format!("/v1/jobs/{id}")).await
+        self.get(&routes::path(routes::JOB, id)).await
     }
 
     pub async fn jobs(&self, query: &JobQuery) -> Result<JobPage, ClientError> {
@@ -240,12 +251,12 @@ impl Client {
         if let Some(l) = query.limit {
             q.push(format!("limit={l}"));
         }
-        self.get(&format!("/v1/jobs?{}", q.join("&"))).await
+        self.get(&format!("{}?{}", routes::JOBS, q.join("&"))).await
     }
 
     /// Fetches a job's receipt and verifies it locally against the job on the ledger.
     pub async fn receipt(&self, id: &Digest) -> Result<Receipt, ClientError> {
-        let receipt: serde_json::Value = self.get(&format!("/v1/jobs/{id}/receipt")).await?;
+        let receipt: serde_json::Value = self.get(&routes::path(routes::JOB_RECEIPT, id)).await?;
         let bytes =
             serde_json::to_vec(&receipt).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let receipt =
@@ -266,25 +277,25 @@ impl Client {
     }
 
     pub async fn provenance(&self, id: &Digest) -> Result<ProvenanceView, ClientError> {
-        self.get(&format!("/v1/jobs/{id}/provenance")).await
+        self.get(&routes::path(routes::JOB_PROVENANCE, id)).await
     }
 
     pub async fn account(&self, addr: &Address) -> Result<AccountView, ClientError> {
-        self.get(&format!("/v1/accounts/{addr}")).await
+        self.get(&routes::path(routes::ACCOUNT, addr)).await
     }
 
     /// Every provider with stake or a record, best trust score first.
     pub async fn providers(&self) -> Result<Vec<ProviderView>, ClientError> {
-        self.get("/v1/providers").await
+        self.get(routes::PROVIDERS).await
     }
 
     /// Every validator's record as an auditor (canaries, contradicted claims, slashes).
     pub async fn auditors(&self) -> Result<Vec<verity_ledger::trust::AuditorProfile>, ClientError> {
-        self.get("/v1/auditors").await
+        self.get(routes::AUDITORS).await
     }
 
     pub async fn provider(&self, addr: &Address) -> Result<ProviderView, ClientError> {
-        self.get(&format!("/v1/providers/{addr}")).await
+        self.get(&routes::path(routes::PROVIDER, addr)).await
     }
 
     /// Hands a locked job's private inputs to its locker, on the ledger, sealed to the
@@ -339,7 +350,7 @@ impl Client {
     /// [`sealing::open`] after checking them against the job's `sealed_inputs_hash`).
     /// `Refused { status: 404 }` until the client has provided them.
     pub async fn sealed_inputs(&self, job: &Digest) -> Result<Vec<u8>, ClientError> {
-        let body: SealedInputs = self.get(&format!("/v1/jobs/{job}/private")).await?;
+        let body: SealedInputs = self.get(&routes::path(routes::JOB_PRIVATE, job)).await?;
         BASE64
             .decode(body.sealed.as_bytes())
             .map_err(|e| ClientError::Protocol(format!("sealed inputs are not base64: {e}")))
@@ -379,7 +390,9 @@ impl Client {
                 &Digest::blake3(receipt.to_json().as_bytes()),
             )),
         };
-        let _: serde_json::Value = self.post(&format!("/v1/jobs/{job}/receipt"), &body).await?;
+        let _: serde_json::Value = self
+            .post(&routes::path(routes::JOB_RECEIPT, job), &body)
+            .await?;
         Ok(())
     }
 
@@ -391,7 +404,7 @@ impl Client {
             height,
             signature,
         };
-        let _: serde_json::Value = self.post("/v1/providers/heartbeat", &body).await?;
+        let _: serde_json::Value = self.post(routes::HEARTBEAT, &body).await?;
         Ok(())
     }
 

@@ -50,7 +50,8 @@ const POLL: Duration = Duration::from_millis(20);
 pub const MAX_FUTURE_DRIFT: Duration = Duration::from_secs(5);
 
 /// Misbehaviour a validator can be told to exhibit, so tests can run byzantine peers through
-/// the real engine. Never set in production configs.
+/// the real engine (`mocks` feature only).
+#[cfg(feature = "mocks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// When leading, propose blocks carrying a transaction with a forged signature.
@@ -68,7 +69,27 @@ pub struct AppConfig {
     pub block_interval: Duration,
     /// Threads for verifying the proofs in a block.
     pub verify_threads: usize,
+    #[cfg(feature = "mocks")]
     pub fault: Option<Fault>,
+}
+
+impl AppConfig {
+    /// An honest validator verifying proofs on every core.
+    pub fn new(key: Keypair, block_interval: Duration) -> AppConfig {
+        AppConfig {
+            key,
+            block_interval,
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            #[cfg(feature = "mocks")]
+            fault: None,
+        }
+    }
+
+    /// Whether this validator was told to exhibit `fault` (never, without `mocks`).
+    #[cfg(feature = "mocks")]
+    fn faulty(&self, fault: Fault) -> bool {
+        self.fault == Some(fault)
+    }
 }
 
 /// Messages on the sync channel.
@@ -379,7 +400,8 @@ where
             self.context.sleep(wait).await;
         }
         let mut timestamp_ms = now_ms(self.context.as_ref()).max(parent_state.timestamp_ms);
-        if self.config.fault == Some(Fault::FutureTimestamps) {
+        #[cfg(feature = "mocks")]
+        if self.config.faulty(Fault::FutureTimestamps) {
             timestamp_ms += 10 * 365 * 24 * 3600 * 1000;
         }
 
@@ -465,7 +487,8 @@ where
                 Err(_) => kept.push(tx),
             }
         }
-        if self.config.fault == Some(Fault::ForgedTransactions) {
+        #[cfg(feature = "mocks")]
+        if self.config.faulty(Fault::ForgedTransactions) {
             kept.push(forged_transaction(&header, &self.config.key));
         }
         let block = Block {
@@ -748,6 +771,7 @@ where
 }
 
 /// A transfer with a signature that does not verify (for [`Fault::ForgedTransactions`]).
+#[cfg(feature = "mocks")]
 fn forged_transaction(header: &BlockHeader, key: &Keypair) -> SignedTx {
     let mut tx = verity_types::Tx {
         chain_id: header.chain_id.clone(),

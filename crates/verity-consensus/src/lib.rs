@@ -10,14 +10,17 @@
 //! [`Chain`], the ledger decides what a block does.
 
 mod app;
-#[doc(hidden)]
+/// Byzantine validators for tests (`mocks` feature only).
+#[cfg(feature = "mocks")]
 pub mod byzantine;
 mod chain;
 mod network;
 mod status;
 mod validator;
 
-pub use app::{AppConfig, Fault, MAX_BLOCK_BYTES, address_of, execute};
+#[cfg(feature = "mocks")]
+pub use app::Fault;
+pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of, execute};
 pub use chain::{Chain, Executed, MemoryChain, Tip};
 pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
 pub use status::{ConsensusStatus, StatusHandle};

@@ -16,14 +16,14 @@ use verity_consensus::{
     channel, public_key, start,
 };
 use verity_ledger::{Block, Genesis, GenesisAccount, GenesisStake, Params};
-use verity_types::{JobRequest, Keypair, Mode, Offer, Role, SignedTx, Tx, TxBody};
+use verity_types::{JobRequest, Keypair, Role, SignedTx, Tx, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 type Ctx = deterministic::Context;
 type Sender = simulated::Sender<PublicKey, Ctx>;
 
 const CHAIN: &str = "verity-sim";
-const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_testkit::{FIB, auction, fib_job, offer};
 
 fn validator_key(i: usize) -> Keypair {
     Keypair::dev(&format!("sim-validator-{i}"))
@@ -297,21 +297,8 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
         }
         // A proof-carrying job: submit, lock, fulfil, each through a different validator.
         let job = JobRequest {
-            program: FIB.into(),
-            stack_inputs: vec![10],
-            private_inputs: None,
-            mode: Mode::Proof,
-            offer: Offer {
-                min_price: 100,
-                max_price: 1_000,
-                ramp_start: 0,
-                ramp_period: 5,
-                lock_timeout: 50,
-                timeout: 100,
-                collateral: 500,
-            },
-            max_cycles: 1 << 16,
-            min_trust: None,
+            offer: auction(100, 1_000, 5, offer(1_000, 50, 100, 500)),
+            ..fib_job(10)
         };
         let submit = tx("client", 10, TxBody::SubmitJob(job));
         let job_id = submit.id();

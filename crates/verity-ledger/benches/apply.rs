@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use verity_ledger::{
     BlockHeader, Genesis, GenesisAccount, GenesisStake, State, apply_block, apply_block_parallel,
 };
-use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, Role, SignedTx, Tx, TxBody};
+use verity_types::{Digest, JobRequest, Keypair, Mode, Role, SignedTx, Tx, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 const CHAIN: &str = "bench";
-const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_testkit::{FIB, auction, fib_job, offer};
 
 struct Bench {
     state: State,
@@ -92,21 +92,9 @@ impl Bench {
 
 fn job(n: u64, mode: Mode) -> JobRequest {
     JobRequest {
-        program: FIB.into(),
-        stack_inputs: vec![n],
-        private_inputs: None,
         mode,
-        offer: Offer {
-            min_price: 1,
-            max_price: 100,
-            ramp_start: 0,
-            ramp_period: 0,
-            lock_timeout: 50,
-            timeout: 100,
-            collateral: 10,
-        },
-        max_cycles: 1 << 16,
-        min_trust: None,
+        offer: auction(1, 100, 0, offer(100, 50, 100, 10)),
+        ..fib_job(n)
     }
 }
 

@@ -10,17 +10,13 @@ use verity_types::{
 };
 
 /// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
-const PRIVATE_SUM: &str = include_str!("../../../examples/private_sum.masm");
+use verity_testkit::PRIVATE_SUM;
 
 fn private_job(data: &[u64], mode: Mode) -> JobRequest {
     JobRequest {
-        program: PRIVATE_SUM.into(),
-        stack_inputs: vec![10],
-        private_inputs: Some(verity_vm::commit_private(data).unwrap()),
         mode,
         offer: offer(),
-        max_cycles: 1 << 16,
-        min_trust: None,
+        ..verity_testkit::private_sum_job(data)
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use common::*;
 use proptest::prelude::*;
 use verity_ledger::JobState;
-use verity_types::{Digest, JobRequest, Mode, Offer, SignedTx, StackOutputs, TxBody};
+use verity_types::{Digest, JobRequest, Mode, SignedTx, StackOutputs, TxBody};
 
 /// Who submits jobs (the watcher and the providers do not, so their winnings stay apart).
 const CLIENTS: [&str; 1] = ["client"];
@@ -204,21 +204,14 @@ fn play(books: &mut Books, m: &Move) {
             collateral,
         } => {
             let req = JobRequest {
-                program: FIB.into(),
-                stack_inputs: vec![n],
-                private_inputs: None,
                 mode: if proof { Mode::Proof } else { Mode::Optimistic },
-                offer: Offer {
-                    min_price: 10,
-                    max_price: 300,
-                    ramp_start: 0,
-                    ramp_period: 0,
-                    lock_timeout,
-                    timeout: lock_timeout + 6,
-                    collateral,
-                },
-                max_cycles: 1 << 16,
-                min_trust: None,
+                offer: verity_testkit::auction(
+                    10,
+                    300,
+                    0,
+                    verity_testkit::offer(300, lock_timeout, lock_timeout + 6, collateral),
+                ),
+                ..verity_testkit::fib_job(n)
             };
             books.send(CLIENTS[client], TxBody::SubmitJob(req));
         }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{AuditorConfig, ProviderConfig, ProviderFault, devnet};
-use verity_types::{JobRequest, Mode, Offer, TxBody};
+use verity_node::{AuditorConfig, devnet};
+use verity_provider::{Provider, ProviderConfig, ProviderFault};
+use verity_testkit::{FIB, auction, fib_job, offer};
+use verity_types::{JobRequest, Mode, TxBody};
 use verity_vm::{Inputs, Program};
 
-const FIB: &str = include_str!("../../../examples/fib.masm");
 const JOBS: u64 = 12;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -39,21 +40,10 @@ async fn main() {
         let mut delays = Vec::new();
         for n in 0..JOBS {
             let req = JobRequest {
-                program: FIB.into(),
-                stack_inputs: vec![10 + n],
-                private_inputs: None,
                 mode: Mode::Optimistic,
-                offer: Offer {
-                    min_price: 10,
-                    max_price: 100,
-                    ramp_start: 0,
-                    ramp_period: 0,
-                    lock_timeout: 40,
-                    timeout: 400,
-                    collateral: 100,
-                },
+                offer: auction(10, 100, 0, offer(100, 40, 400, 100)),
                 max_cycles: 1 << 12,
-                min_trust: None,
+                ..fib_job(10 + n)
             };
             let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
             client.wait_tx(&id, Duration::from_secs(30)).await.unwrap();
@@ -123,7 +113,7 @@ async fn audited_network(
     liar.price_per_mcycle = 100;
     liar.poll_interval = Duration::from_millis(50);
     liar.fault = Some(ProviderFault::WrongOutputs);
-    node.spawn_provider(liar);
+    node.spawn_worker(|stop| Provider::new(liar).run(stop));
     node
 }
 

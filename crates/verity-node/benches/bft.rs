@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{ProviderConfig, RunningNode, devnet};
-use verity_types::{JobRequest, Keypair, Mode, Offer, SignedTx, Tx, TxBody};
-
-const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_node::{RunningNode, devnet};
+use verity_provider::{Provider, ProviderConfig};
+use verity_testkit::{auction, fib_job, offer};
+use verity_types::{JobRequest, Keypair, SignedTx, Tx, TxBody};
 
 async fn network(validators: usize, block_ms: u64) -> (Vec<RunningNode>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -57,9 +57,9 @@ fn transfer(key: &Keypair, nonce: u64) -> SignedTx {
 async fn committed(client: &Client, id: &verity_types::Digest) {
     loop {
         if let Ok(s) = client.tx_status(id).await
-            && s.status != "pending"
+            && s.status != verity_client::TxState::Pending
         {
-            assert_eq!(s.status, "accepted", "{:?}", s.error);
+            assert_eq!(s.status, verity_client::TxState::Accepted, "{:?}", s.error);
             return;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -116,24 +116,12 @@ async fn measure(label: &str, validators: usize) {
             let mut pcfg = ProviderConfig::new(&nodes[0].url(), devnet::dev_key("provider"));
             pcfg.price_per_mcycle = 100;
             pcfg.poll_interval = Duration::from_millis(50);
-            nodes[0].spawn_provider(pcfg);
+            nodes[0].spawn_worker(|stop| Provider::new(pcfg).run(stop));
             for n in [10u64, 20, 30, 40, 50] {
                 let req = JobRequest {
-                    program: FIB.into(),
-                    stack_inputs: vec![n],
-                    private_inputs: None,
-                    mode: Mode::Proof,
-                    offer: Offer {
-                        min_price: 50,
-                        max_price: 100,
-                        ramp_start: 0,
-                        ramp_period: 0,
-                        lock_timeout: 200,
-                        timeout: 400,
-                        collateral: 100,
-                    },
+                    offer: auction(50, 100, 0, offer(100, 200, 400, 100)),
                     max_cycles: 1 << 12,
-                    min_trust: None,
+                    ..fib_job(n)
                 };
                 let t = Instant::now();
                 let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{ProviderConfig, devnet};
-use verity_types::{JobRequest, Mode, Offer, TxBody};
-
-const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_node::devnet;
+use verity_provider::{Provider, ProviderConfig};
+use verity_testkit::{auction, fib_job, offer};
+use verity_types::{JobRequest, TxBody};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -33,7 +33,7 @@ async fn main() {
     let mut pcfg = ProviderConfig::new(&node.url(), devnet::dev_key("provider"));
     pcfg.price_per_mcycle = 100;
     pcfg.poll_interval = Duration::from_millis(50);
-    node.spawn_provider(pcfg);
+    node.spawn_worker(|stop| Provider::new(pcfg).run(stop));
     let client = Client::new(&node.url());
     let key = devnet::dev_key("client");
 
@@ -45,21 +45,9 @@ async fn main() {
     let (mut inc, mut lck, mut dlv, mut tot) = (vec![], vec![], vec![], vec![]);
     for n in [10u64, 50, 100, 200, 300] {
         let req = JobRequest {
-            program: FIB.into(),
-            stack_inputs: vec![n],
-            private_inputs: None,
-            mode: Mode::Proof,
-            offer: Offer {
-                min_price: 50,
-                max_price: 100,
-                ramp_start: 0,
-                ramp_period: 0,
-                lock_timeout: 40,
-                timeout: 400,
-                collateral: 100,
-            },
+            offer: auction(50, 100, 0, offer(100, 40, 400, 100)),
             max_cycles: 1 << 13,
-            min_trust: None,
+            ..fib_job(n)
         };
         let t0 = Instant::now();
         let tx = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();

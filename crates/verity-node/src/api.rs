@@ -17,14 +17,15 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
-use verity_client::{
-    AccountView, ConsensusView, ErrorBody, Head, Heartbeat, JobPage, JobSummary, JobView,
-    ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted, TxStatus,
-    heartbeat_message, receipt_upload_message,
+use verity_api::{
+    AccountView, ConsensusView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobSummary,
+    JobView, ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted,
+    TxState, TxStatus, heartbeat_message, receipt_upload_message, routes,
 };
-use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile};
+use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile, TxError};
 use verity_types::{Address, Digest, Receipt, SignedTx};
 
+use crate::mempool::AdmitError;
 use crate::node::Node;
 
 /// Largest request body: a transaction with a proof is ~200 KB of base64.
@@ -32,29 +33,72 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Most jobs per page.
 pub const MAX_PAGE: usize = 200;
 
-pub struct ApiError(StatusCode, String);
+/// An error response: its HTTP status, the code programs match on, and the message.
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+        let body = ErrorBody {
+            error: self.message,
+            code: self.code,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message: message.into(),
     }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
+    error(StatusCode::BAD_REQUEST, ErrorCode::Invalid, msg)
 }
 
 fn not_found(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, msg.into())
+    error(StatusCode::NOT_FOUND, ErrorCode::NotFound, msg)
+}
+
+fn forbidden(msg: impl Into<String>) -> ApiError {
+    error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, msg)
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        e.to_string(),
+    )
+}
+
+/// A mempool refusal, coded so a client can tell "sign again" and "retry later" from "wrong".
+fn refused(e: AdmitError) -> ApiError {
+    let code = match &e {
+        AdmitError::Invalid(TxError::BadNonce { .. }) => ErrorCode::WrongNonce,
+        AdmitError::Invalid(TxError::CannotPayFee { .. })
+        | AdmitError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+        AdmitError::TooManyPending(..) | AdmitError::Full(_) => ErrorCode::Busy,
+        AdmitError::Invalid(_) | AdmitError::TooLarge { .. } | AdmitError::Duplicate(_) => {
+            ErrorCode::Invalid
+        }
+    };
+    error(StatusCode::BAD_REQUEST, code, e.to_string())
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        ApiError(r.status(), format!("invalid JSON body: {}", r.body_text()))
+        error(
+            r.status(),
+            ErrorCode::Invalid,
+            format!("invalid JSON body: {}", r.body_text()),
+        )
     }
 }
 
@@ -72,21 +116,21 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/v1/head", get(head))
-        .route("/v1/txs", post(submit_tx))
-        .route("/v1/txs/{id}", get(tx_status))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(job))
-        .route("/v1/jobs/{id}/receipt", get(receipt).post(upload_receipt))
-        .route("/v1/jobs/{id}/provenance", get(provenance))
-        .route("/v1/jobs/{id}/private", get(sealed_inputs))
-        .route("/v1/programs/{hash}", get(program))
-        .route("/v1/accounts/{addr}", get(account))
-        .route("/v1/providers", get(providers))
-        .route("/v1/providers/heartbeat", post(heartbeat))
-        .route("/v1/providers/{addr}", get(provider))
-        .route("/v1/auditors", get(auditors))
-        .route("/v1/events", get(events))
+        .route(routes::HEAD, get(head))
+        .route(routes::TXS, post(submit_tx))
+        .route(routes::TX, get(tx_status))
+        .route(routes::JOBS, get(list_jobs))
+        .route(routes::JOB, get(job))
+        .route(routes::JOB_RECEIPT, get(receipt).post(upload_receipt))
+        .route(routes::JOB_PROVENANCE, get(provenance))
+        .route(routes::JOB_PRIVATE, get(sealed_inputs))
+        .route(routes::PROGRAM, get(program))
+        .route(routes::ACCOUNT, get(account))
+        .route(routes::PROVIDERS, get(providers))
+        .route(routes::HEARTBEAT, post(heartbeat))
+        .route(routes::PROVIDER, get(provider))
+        .route(routes::AUDITORS, get(auditors))
+        .route(routes::EVENTS, get(events))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)
@@ -132,7 +176,7 @@ async fn submit_tx(
         .decode(body.tx.as_bytes())
         .map_err(|e| bad(format!("`tx` is not valid base64: {e}")))?;
     let tx = SignedTx::from_bytes(&bytes).map_err(bad)?;
-    let id = node.submit(tx).map_err(|e| bad(e.to_string()))?;
+    let id = node.submit(tx).map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(Submitted { tx_id: id })))
 }
 
@@ -140,7 +184,7 @@ async fn tx_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
     let id = parse_digest("transaction id", &id)?;
     if node.mempool_contains(&id) {
         return Ok(Json(TxStatus {
-            status: "pending".into(),
+            status: TxState::Pending,
             height: None,
             error: None,
         }));
@@ -148,11 +192,10 @@ async fn tx_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
     match node.storage().tx_outcome(&id).map_err(internal)? {
         Some(o) => Ok(Json(TxStatus {
             status: if o.error.is_some() {
-                "rejected"
+                TxState::Rejected
             } else {
-                "accepted"
-            }
-            .into(),
+                TxState::Accepted
+            },
             height: Some(o.height),
             error: o.error,
         })),
@@ -313,9 +356,8 @@ async fn upload_receipt(
         )
     });
     if !signed_by_fulfiller {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "only the job's fulfiller uploads its receipt (signature does not match)".into(),
+        return Err(forbidden(
+            "only the job's fulfiller uploads its receipt (signature does not match)",
         ));
     }
     let matches = Some(receipt.proof_hash()) == job.proof_hash
@@ -466,10 +508,7 @@ async fn heartbeat(
         .provider
         .verify(&heartbeat_message(&hb.provider, hb.height), &hb.signature)
     {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "heartbeat signature does not match the provider".into(),
-        ));
+        return Err(forbidden("heartbeat signature does not match the provider"));
     }
     let state = node.state();
     // Only staked providers are tracked, so fresh keys cannot grow the heartbeat table.
@@ -478,10 +517,7 @@ async fn heartbeat(
         .get(&hb.provider)
         .is_none_or(|s| s.provider == 0)
     {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "only a staked provider sends heartbeats".into(),
-        ));
+        return Err(forbidden("only a staked provider sends heartbeats"));
     }
     let height = state.height;
     if hb.height + online_window(&node) < height || hb.height > height + 1 {

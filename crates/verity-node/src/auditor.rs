@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
-use verity_client::AuditorView;
+use verity_api::AuditorView;
 use verity_ledger::{Job, JobState};
 use verity_types::{Digest, Keypair, Mode, ProgramSource, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
@@ -37,11 +37,15 @@ pub struct AuditorConfig {
     /// Probe endpoints on loopback and private addresses too (devnets and tests). Off by
     /// default, so a provider cannot point validators at their own internal services.
     pub probe_private_hosts: bool,
-    /// Scripted misbehaviour, for tests of what the ledger does to a lying auditor.
+    /// Scripted misbehaviour, for tests of what the ledger does to a lying auditor (`mocks`
+    /// feature only).
+    #[cfg(feature = "mocks")]
     pub fault: Option<AuditorFault>,
 }
 
-/// How a scripted auditor misbehaves.
+/// How a scripted auditor misbehaves (`mocks` feature only: a production auditor cannot be
+/// told to lie).
+#[cfg(feature = "mocks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditorFault {
     /// Reveals canaries with answers that differ from the right ones.
@@ -57,8 +61,17 @@ impl AuditorConfig {
             canaries_per_epoch: 1,
             canary_funder: None,
             probe_private_hosts: false,
+            #[cfg(feature = "mocks")]
             fault: None,
         }
+    }
+
+    /// Whether this auditor was told to reveal false canary claims (never, without `mocks`).
+    pub(crate) fn claims_falsely(&self) -> bool {
+        #[cfg(feature = "mocks")]
+        return self.fault == Some(AuditorFault::FalseCanaryClaims);
+        #[cfg(not(feature = "mocks"))]
+        false
     }
 }
 
@@ -556,19 +569,24 @@ pub async fn run_prober(
             let (http, tallies, counters) = (http.clone(), tallies.clone(), counters.clone());
             tokio::spawn(async move {
                 let nonce = hex::encode(rand::random::<[u8; 16]>());
-                let url = format!("{}/v1/ping?nonce={nonce}", endpoint.trim_end_matches('/'));
+                let url = format!(
+                    "{}{}?nonce={nonce}",
+                    endpoint.trim_end_matches('/'),
+                    verity_api::routes::PING
+                );
                 let started = std::time::Instant::now();
                 let answered = match http.get(&url).send().await {
                     Ok(r) if r.status().is_success() => {
-                        match read_capped(r, MAX_PING_BYTES).await.and_then(|b| {
-                            serde_json::from_slice::<verity_client::PingAnswer>(&b).ok()
-                        }) {
+                        match read_capped(r, MAX_PING_BYTES)
+                            .await
+                            .and_then(|b| serde_json::from_slice::<verity_api::PingAnswer>(&b).ok())
+                        {
                             Some(a) => {
                                 let mut sig = [0u8; 64];
                                 a.provider == provider
                                     && hex::decode_to_slice(&a.signature, &mut sig).is_ok()
                                     && provider.verify(
-                                        &verity_client::ping_message(&provider, &nonce),
+                                        &verity_api::ping_message(&provider, &nonce),
                                         &verity_types::Signature(sig),
                                     )
                             }

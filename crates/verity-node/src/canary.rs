@@ -29,11 +29,11 @@ use verity_types::{
 };
 use verity_vm::{Inputs, Program};
 
-use crate::auditor::{AuditorConfig, AuditorCounters, AuditorFault};
+use crate::auditor::{AuditorConfig, AuditorCounters};
 use crate::node::Node;
 
 /// The program canaries run: the one clients run most in the devnet and the docs.
-pub(crate) const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_vm::examples::FIB;
 
 /// Canaries are sent within the first three quarters of their epoch, so a late one still
 /// lands inside it.
@@ -396,7 +396,7 @@ async fn watch_and_reveal(
             open.insert(e);
         }
         let mut expected = c.expected;
-        if config.fault == Some(AuditorFault::FalseCanaryClaims) {
+        if config.claims_falsely() {
             let mut wrong = expected.to_vec();
             wrong[0] = (wrong[0] + 1) % MODULUS;
             expected = StackOutputs::new(&wrong).expect("16 field elements");

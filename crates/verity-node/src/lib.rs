@@ -1,5 +1,6 @@
 //! The Verity daemon: crash-safe storage, mempool, block production, the HTTP API, and the
-//! provider worker.
+//! validator's auditor. (The provider worker is `verity-provider`: it talks to a node only over
+//! the API.)
 //!
 //! Data flows one way: API → mempool → block producer → `Node::commit` (ledger + storage) →
 //! events → API. The node knows nothing of auction rules (the ledger does); the ledger knows
@@ -12,13 +13,13 @@ pub mod devnet;
 pub mod mempool;
 pub mod node;
 pub mod producer;
-pub mod provider;
 pub mod storage;
 
-pub use auditor::{AuditorConfig, AuditorFault, run_auditor};
+#[cfg(feature = "mocks")]
+pub use auditor::AuditorFault;
+pub use auditor::{AuditorConfig, run_auditor};
 pub use node::{Node, NodeConfig};
 pub use producer::{BlockProducer, SoloProducer, run_producer};
-pub use provider::{CommittedData, HeldData, Provider, ProviderConfig, ProviderFault};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,18 +45,23 @@ impl RunningNode {
         self.shutdown.subscribe()
     }
 
-    /// Starts a provider worker against this node.
-    pub fn spawn_provider(&mut self, cfg: ProviderConfig) {
+    /// Runs a worker (a provider, say) for as long as this node: `worker` gets the node's
+    /// shutdown signal, and the node waits for it when it stops.
+    pub fn spawn_worker<W, F>(&mut self, worker: W)
+    where
+        W: FnOnce(tokio::sync::watch::Receiver<bool>) -> F,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let rx = self.shutdown.subscribe();
-        self.tasks.push(tokio::spawn(Provider::new(cfg).run(rx)));
+        self.tasks.push(tokio::spawn(worker(rx)));
     }
 
     /// Starts the auditor against this node (validators do): re-execution sampling and
     /// liveness probes (`auditor`), canary jobs (`canary`).
     pub fn spawn_auditor(&mut self, cfg: AuditorConfig) {
         let counters = std::sync::Arc::new(auditor::AuditorCounters::default());
-        self.node
-            .attach_auditor(counters.clone(), cfg.sample_per_10k);
+        let (view, rate) = (counters.clone(), cfg.sample_per_10k);
+        self.node.attach_auditor(move || view.view(rate));
         let rx = self.shutdown.subscribe();
         self.tasks.push(tokio::spawn(auditor::run_prober(
             self.node.clone(),
@@ -144,12 +150,7 @@ pub async fn start_validator(
     let block_interval = std::time::Duration::from_millis(config.block_interval_ms);
     let node = Node::open(config)?;
     let mut running = serve(node.clone(), listen).await?;
-    let app = verity_consensus::AppConfig {
-        key,
-        block_interval,
-        verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        fault: None,
-    };
+    let app = verity_consensus::AppConfig::new(key, block_interval);
     let cfg = verity_consensus::ValidatorConfig::new(app, validators, &chain_id);
     let chain = node.clone();
     let validator =

@@ -12,6 +12,10 @@ use verity_ledger::{Block, BlockOutcome, Event, Genesis, State, genesis_block_id
 use verity_types::{Address, Digest, SignedTx, TxBody};
 
 use crate::mempool::{AdmitError, Mempool};
+use verity_api::AuditorView;
+
+/// Reads the auditor's counters (the node does not know the auditor, which uses the node).
+type AuditorViewFn = Box<dyn Fn() -> AuditorView + Send + Sync>;
 use crate::storage::{Storage, StoredBlock, TxOutcome};
 
 /// Minimum milliseconds between blocks unless configured (the devnet's 250 ms).
@@ -51,7 +55,8 @@ pub struct Node {
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<StatusHandle>,
-    auditor: OnceLock<(Arc<crate::auditor::AuditorCounters>, u32)>,
+    /// What the auditor running against this node reports (registered when it starts).
+    auditor: OnceLock<AuditorViewFn>,
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
@@ -136,12 +141,12 @@ impl Node {
     }
 
     /// Registers the auditor running against this node (for the API).
-    pub fn attach_auditor(&self, counters: Arc<crate::auditor::AuditorCounters>, rate: u32) {
-        let _ = self.auditor.set((counters, rate));
+    pub fn attach_auditor(&self, view: impl Fn() -> AuditorView + Send + Sync + 'static) {
+        let _ = self.auditor.set(Box::new(view));
     }
 
-    pub fn auditor_view(&self) -> Option<verity_client::AuditorView> {
-        self.auditor.get().map(|(c, rate)| c.view(*rate))
+    pub fn auditor_view(&self) -> Option<AuditorView> {
+        self.auditor.get().map(|view| view())
     }
 
     /// Consensus progress, when this node is a validator of a multi-validator network.

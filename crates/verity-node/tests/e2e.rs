@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use verity_client::{Client, ClientError};
 use verity_ledger::{Genesis, JobState};
-use verity_node::{ProviderConfig, RunningNode, devnet};
-use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, TxBody};
+use verity_node::{RunningNode, devnet};
+use verity_provider::{Provider, ProviderConfig};
+use verity_types::{Digest, JobRequest, Keypair, Mode, TxBody};
 
-const FIB: &str = include_str!("../../../examples/fib.masm");
+use verity_testkit::{auction, offer};
 
 async fn start_node(dir: &std::path::Path) -> RunningNode {
     start_with(dir, devnet::genesis(), 50).await
@@ -27,23 +28,13 @@ fn provider_cfg(url: &str, name: &str) -> ProviderConfig {
     cfg
 }
 
+/// A job for `fib(n)` with an auction from 10 to 100 over 4 blocks.
 fn fib_job(n: u64, mode: Mode, lock_timeout: u64, timeout: u64) -> JobRequest {
     JobRequest {
-        program: FIB.into(),
-        stack_inputs: vec![n],
-        private_inputs: None,
         mode,
-        offer: Offer {
-            min_price: 10,
-            max_price: 100,
-            ramp_start: 0,
-            ramp_period: 4,
-            lock_timeout,
-            timeout,
-            collateral: 100,
-        },
+        offer: auction(10, 100, 4, offer(100, lock_timeout, timeout, 100)),
         max_cycles: 1 << 12,
-        min_trust: None,
+        ..verity_testkit::fib_job(n)
     }
 }
 
@@ -72,7 +63,8 @@ async fn submit(client: &Client, req: JobRequest) -> Digest {
 async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(dir.path()).await;
-    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
 
     let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
@@ -117,7 +109,8 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
 async fn optimistic_job_finalizes_after_the_challenge_window() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(dir.path()).await;
-    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
     let id = submit(&client, fib_job(12, Mode::Optimistic, 200, 400)).await;
     let job = client
@@ -176,7 +169,8 @@ async fn without_providers_the_job_expires_and_the_client_is_refunded() {
 async fn a_provider_does_not_lock_what_it_cannot_deliver_before_the_lock_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(dir.path()).await;
-    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
     // Three blocks of 50 ms to lock and deliver; 400 blocks until the final deadline.
     let mut request = fib_job(10, Mode::Proof, 3, 400);
@@ -213,7 +207,8 @@ async fn a_locker_that_stops_is_slashed_and_rescued_by_another_provider() {
         .await
         .unwrap();
     // provider2 runs a worker; it rescues once the lock deadline passes.
-    node.spawn_provider(provider_cfg(&node.url(), "provider2"));
+    let cfg = provider_cfg(&node.url(), "provider2");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -238,6 +233,14 @@ async fn bad_requests_get_clear_4xx_errors() {
         let body: serde_json::Value = resp.json().await.unwrap();
         let msg = body["error"].as_str().unwrap().to_string();
         assert!(msg.contains(needle), "expected `{needle}` in `{msg}`");
+        // The code programs match on goes with the status.
+        let code = match status {
+            400 => "invalid",
+            403 => "forbidden",
+            404 => "not_found",
+            other => panic!("no code expected for {other}"),
+        };
+        assert_eq!(body["code"], code, "{body}");
     };
     let post = |body: String| {
         http.post(format!("{url}/v1/txs"))
@@ -286,6 +289,26 @@ async fn bad_requests_get_clear_4xx_errors() {
         "signature does not match",
     )
     .await;
+
+    // A transaction another one beat to its nonce is refused with the code a sender retries
+    // on (the provider worker does), whatever the message says.
+    let ahead = verity_types::Tx {
+        nonce: 7,
+        ..tx.tx.clone()
+    }
+    .sign(&key);
+    let refused = Client::new(&url).submit(&ahead).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ClientError::Refused {
+                status: 400,
+                code: verity_client::ErrorCode::WrongNonce,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 
     let unknown = Digest::blake3(b"nope");
     check(
@@ -410,8 +433,8 @@ async fn auditor_overturns_a_wrong_optimistic_result_and_takes_the_bond() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_audited_node(dir.path()).await;
     let mut liar = provider_cfg(&node.url(), "provider2");
-    liar.fault = Some(verity_node::ProviderFault::WrongOutputs);
-    node.spawn_provider(liar);
+    liar.fault = Some(verity_provider::ProviderFault::WrongOutputs);
+    node.spawn_worker(|stop| Provider::new(liar).run(stop));
     let client = Client::new(&node.url());
     let validator = devnet::dev_key("validator").address();
     let before = client.account(&validator).await.unwrap().balance;
@@ -463,7 +486,8 @@ async fn auditor_overturns_a_wrong_optimistic_result_and_takes_the_bond() {
 async fn auditor_leaves_a_correct_optimistic_result_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_audited_node(dir.path()).await;
-    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
     let id = submit(&client, fib_job(10, Mode::Optimistic, 200, 400)).await;
     let job = client
@@ -490,9 +514,9 @@ async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
     steady.probe_listen = Some("127.0.0.1:0".parse().unwrap());
     let mut flaky = provider_cfg(&node.url(), "provider2");
     flaky.probe_listen = Some("127.0.0.1:0".parse().unwrap());
-    flaky.fault = Some(verity_node::ProviderFault::FlakyEndpoint);
-    node.spawn_provider(steady);
-    node.spawn_provider(flaky);
+    flaky.fault = Some(verity_provider::ProviderFault::FlakyEndpoint);
+    node.spawn_worker(|stop| Provider::new(steady).run(stop));
+    node.spawn_worker(|stop| Provider::new(flaky).run(stop));
     let client = Client::new(&node.url());
     let (a, b) = (
         devnet::dev_key("provider").address(),
@@ -536,13 +560,13 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
     let mut latencies = Vec::new();
     for fault in [
         None,
-        Some(verity_node::ProviderFault::Slow { delay_ms: 1_500 }),
+        Some(verity_provider::ProviderFault::Slow { delay_ms: 1_500 }),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut node = start_node(dir.path()).await;
         let mut cfg = provider_cfg(&node.url(), "provider");
         cfg.fault = fault;
-        node.spawn_provider(cfg);
+        node.spawn_worker(|stop| Provider::new(cfg).run(stop));
         let client = Client::new(&node.url());
         let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
         let job = client
@@ -575,7 +599,7 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
 /// too few for the provider to lock.
 async fn canary_network(
     dir: &std::path::Path,
-    provider: Option<verity_node::ProviderFault>,
+    provider: Option<verity_provider::ProviderFault>,
     auditor: Option<verity_node::AuditorFault>,
 ) -> (RunningNode, Client) {
     let mut genesis = devnet::genesis();
@@ -589,7 +613,7 @@ async fn canary_network(
     });
     let mut cfg = provider_cfg(&node.url(), "provider");
     cfg.fault = provider;
-    node.spawn_provider(cfg);
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
     (node, client)
 }
@@ -665,7 +689,7 @@ async fn a_canary_catches_a_provider_lying_on_optimistic_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let (node, client) = canary_network(
         dir.path(),
-        Some(verity_node::ProviderFault::WrongOutputs),
+        Some(verity_provider::ProviderFault::WrongOutputs),
         None,
     )
     .await;
@@ -753,14 +777,12 @@ async fn canaries_sent_before_a_restart_are_revealed_after_it() {
 }
 
 /// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
-const PRIVATE_SUM: &str = include_str!("../../../examples/private_sum.masm");
-
 fn private_job(data: &[u64], mode: Mode) -> JobRequest {
     JobRequest {
-        program: PRIVATE_SUM.into(),
-        stack_inputs: vec![10],
-        private_inputs: Some(verity_vm::commit_private(data).unwrap()),
-        ..fib_job(1, mode, 200, 400)
+        mode,
+        offer: fib_job(1, mode, 200, 400).offer,
+        max_cycles: 1 << 12,
+        ..verity_testkit::private_sum_job(data)
     }
 }
 
@@ -768,7 +790,8 @@ fn private_job(data: &[u64], mode: Mode) -> JobRequest {
 async fn a_job_with_private_inputs_is_proven_on_the_clients_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(dir.path()).await;
-    node.spawn_provider(provider_cfg(&node.url(), "provider"));
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
     let data = [3, 4];
     let id = submit(&client, private_job(&data, Mode::Proof)).await;

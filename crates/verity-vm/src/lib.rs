@@ -9,6 +9,7 @@
 //! must move it to a blocking thread (`tokio::task::spawn_blocking`).
 
 mod error;
+pub mod examples;
 mod inputs;
 mod job;
 mod program;

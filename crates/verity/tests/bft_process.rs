@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use verity_client::Client;
 use verity_ledger::{Genesis, GenesisAccount, GenesisStake, JobState};
 use verity_node::devnet;
-use verity_types::{Address, JobRequest, Mode, Offer, Role, TxBody};
+use verity_types::{Address, JobRequest, Role, TxBody};
 
 use common::{Proc, free_port, spawn, verity, wait_height};
 
@@ -113,21 +113,9 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         Some(&root.join("provider.log")),
     );
     let req = JobRequest {
-        program: include_str!("../../../examples/fib.masm").into(),
-        stack_inputs: vec![20],
-        private_inputs: None,
-        mode: Mode::Proof,
-        offer: Offer {
-            min_price: 10,
-            max_price: 100,
-            ramp_start: 0,
-            ramp_period: 0,
-            lock_timeout: 600,
-            timeout: 1_200,
-            collateral: 50,
-        },
+        offer: verity_testkit::auction(10, 100, 0, verity_testkit::offer(100, 600, 1_200, 50)),
         max_cycles: 1 << 12,
-        min_trust: None,
+        ..verity_testkit::fib_job(20)
     };
     let job_id = clients[1]
         .send(&devnet::dev_key("client"), TxBody::SubmitJob(req))

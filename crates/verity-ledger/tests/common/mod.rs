@@ -10,7 +10,7 @@ use verity_types::{
 };
 
 pub const CHAIN: &str = "verity-test";
-pub const FIB: &str = include_str!("../../../../examples/fib.masm");
+pub use verity_testkit::FIB;
 
 pub struct Chain {
     pub state: State,
@@ -185,13 +185,9 @@ pub fn offer() -> Offer {
 
 pub fn fib_job(n: u64, mode: Mode) -> JobRequest {
     JobRequest {
-        program: FIB.into(),
-        stack_inputs: vec![n],
-        private_inputs: None,
         mode,
         offer: offer(),
-        max_cycles: 1 << 16,
-        min_trust: None,
+        ..verity_testkit::fib_job(n)
     }
 }
 

@@ -8,7 +8,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 use verity_client::Client;
 use verity_ledger::JobState;
-use verity_node::{ProviderConfig, devnet};
+use verity_node::devnet;
+use verity_provider::{Provider, ProviderConfig};
 use verity_types::Mode;
 
 use super::job::{JobSpec, OfferArgs, submit_job};
@@ -86,7 +87,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     provider.price_per_mcycle = 100;
     provider.probe_listen = Some(SocketAddr::new(args.listen.ip(), 0));
     provider.held_data = held;
-    running.spawn_provider(provider);
+    running.spawn_worker(|stop| Provider::new(provider).run(stop));
     println!(
         "verity devnet: chain {}, API {url}, data {}",
         devnet::DEVNET_CHAIN_ID,

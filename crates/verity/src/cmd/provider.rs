@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use verity_client::Client;
-use verity_node::ProviderConfig;
+use verity_provider::ProviderConfig;
 
 use super::NodeArgs;
 use crate::keystore::{resolve_address, resolve_key};
@@ -44,7 +44,7 @@ pub struct ProviderArgs {
 }
 
 /// The weights of committed-weights models, by commitment, for a provider to prove with.
-pub fn held_weights(models: &[PathBuf]) -> Result<verity_node::HeldData> {
+pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
     let mut held = Vec::new();
     for path in models {
         let loaded = LoadedModel::load(path)?;
@@ -58,7 +58,7 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_node::HeldData> {
                 path.display()
             );
         };
-        held.push(verity_node::CommittedData {
+        held.push(verity_provider::CommittedData {
             commitment,
             values: weights,
             program: loaded.id()?,
@@ -172,7 +172,7 @@ pub async fn run(args: ProviderArgs) -> Result<()> {
     cfg.endpoint = args.endpoint;
     cfg.held_data = held_weights(&args.models)?;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(verity_node::Provider::new(cfg).run(rx));
+    let worker = tokio::spawn(verity_provider::Provider::new(cfg).run(rx));
     tokio::signal::ctrl_c().await?;
     let _ = tx.send(true);
     let _ = worker.await;

@@ -1,14 +1,47 @@
-//! The JSON shapes of the HTTP API, shared by the node (which serves them) and the SDK.
+//! The HTTP API's contract (`docs/API.md`): its routes, the JSON shapes of requests and
+//! responses, the error codes both sides match on, and the messages providers sign. The node
+//! serves it, the SDK (`verity-client`) calls it; neither defines a shape of its own.
+
+pub mod routes;
 
 use serde::{Deserialize, Serialize};
 use verity_ledger::{Job, JobState, Provenance, ProviderStats, StakeInfo};
 use verity_types::merkle::InclusionProof;
 use verity_types::{Address, Digest, Signature};
 
-/// Every error response: `{"error": "what was wrong"}`.
+/// Every error response: `{"error": "what was wrong", "code": "wrong_nonce"}`. The message is
+/// for people; programs match on the code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    #[serde(default)]
+    pub code: ErrorCode,
+}
+
+/// What kind of failure an error response reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No such job, account, program, transaction or route.
+    NotFound,
+    /// A signature does not match, or the signer may not do this.
+    Forbidden,
+    /// The transaction's nonce is not the account's next one (another transaction took it,
+    /// say): sign it again with a fresh nonce.
+    WrongNonce,
+    /// The account cannot pay the fee plus what the transaction moves.
+    InsufficientFunds,
+    /// The mempool, or this account's share of it, is full: try again shortly.
+    Busy,
+    /// The ledger included the transaction and refused it (see [`TxStatus::error`]).
+    Rejected,
+    /// The node failed (its storage, say); not the request's fault.
+    Internal,
+    /// The request or transaction is invalid; the message says why. Also what an older
+    /// node's error without a code, or a code this version does not know, decodes to.
+    #[default]
+    #[serde(other)]
+    Invalid,
 }
 
 /// `POST /v1/txs`: a borsh-encoded `SignedTx`, base64.
@@ -22,13 +55,26 @@ pub struct Submitted {
     pub tx_id: Digest,
 }
 
-/// `GET /v1/txs/{id}`: `pending` (in the mempool), `accepted` or `rejected` (in a block), or
-/// `unknown`.
+/// `GET /v1/txs/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TxStatus {
-    pub status: String,
+    pub status: TxState,
     pub height: Option<u64>,
     pub error: Option<String>,
+}
+
+/// Where a transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    /// In the mempool.
+    Pending,
+    /// In a block, applied.
+    Accepted,
+    /// In a block, refused by the ledger (its fee and nonce are still spent).
+    Rejected,
+    /// Neither in the mempool nor in a block this node has.
+    Unknown,
 }
 
 /// `GET /v1/head`.
@@ -224,4 +270,32 @@ pub struct PingAnswer {
 /// What a provider signs to announce itself online at a height.
 pub fn heartbeat_message(provider: &Address, height: u64) -> Vec<u8> {
     format!("verity/heartbeat/v1/{provider}/{height}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_states_have_their_documented_spelling() {
+        let body = ErrorBody {
+            error: "nonce 7 is not the next (3)".into(),
+            code: ErrorCode::WrongNonce,
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["code"], "wrong_nonce");
+        assert_eq!(serde_json::to_value(TxState::Pending).unwrap(), "pending");
+        assert_eq!(serde_json::to_value(TxState::Rejected).unwrap(), "rejected");
+    }
+
+    #[test]
+    fn errors_without_a_code_or_with_an_unknown_one_decode_as_invalid() {
+        let old: ErrorBody = serde_json::from_str(r#"{"error": "bad"}"#).unwrap();
+        assert_eq!(old.code, ErrorCode::Invalid);
+        let newer: ErrorBody =
+            serde_json::from_str(r#"{"error": "bad", "code": "quota_exceeded"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Invalid);
+        let known: ErrorBody = serde_json::from_str(r#"{"error": "x", "code": "busy"}"#).unwrap();
+        assert_eq!(known.code, ErrorCode::Busy);
+    }
 }

@@ -1,0 +1,39 @@
+//! Every route, once: the node registers the templates (`{id}` is a path parameter, in axum's
+//! syntax), the SDK fills them in with the functions below.
+
+use std::fmt::Display;
+
+pub const HEAD: &str = "/v1/head";
+pub const TXS: &str = "/v1/txs";
+pub const TX: &str = "/v1/txs/{id}";
+pub const JOBS: &str = "/v1/jobs";
+pub const JOB: &str = "/v1/jobs/{id}";
+pub const JOB_RECEIPT: &str = "/v1/jobs/{id}/receipt";
+pub const JOB_PROVENANCE: &str = "/v1/jobs/{id}/provenance";
+pub const JOB_PRIVATE: &str = "/v1/jobs/{id}/private";
+pub const PROGRAM: &str = "/v1/programs/{id}";
+pub const ACCOUNT: &str = "/v1/accounts/{id}";
+pub const PROVIDERS: &str = "/v1/providers";
+pub const HEARTBEAT: &str = "/v1/providers/heartbeat";
+pub const PROVIDER: &str = "/v1/providers/{id}";
+pub const AUDITORS: &str = "/v1/auditors";
+pub const EVENTS: &str = "/v1/events";
+/// Served by a provider at its announced endpoint (not by nodes): `?nonce=…`.
+pub const PING: &str = "/v1/ping";
+
+/// `template` with its `{id}` filled in.
+pub fn path(template: &str, id: impl Display) -> String {
+    debug_assert!(template.contains("{id}"), "{template} takes no id");
+    template.replace("{id}", &id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_fills_in_the_id() {
+        assert_eq!(path(JOB_RECEIPT, "ab12"), "/v1/jobs/ab12/receipt");
+        assert_eq!(path(ACCOUNT, 7), "/v1/accounts/7");
+    }
+}

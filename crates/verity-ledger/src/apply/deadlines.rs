@@ -1,0 +1,207 @@
+//! What happens at a height without a transaction: unbonding releases, expiry, slashing of
+//! missed deadlines, release of locks whose private inputs never came, optimistic finalization;
+//! and the provenance record every terminal state writes.
+
+use verity_types::{Address, Digest};
+
+use super::Ctx;
+use crate::state::{JobState, Provenance, Unbonding};
+
+impl Ctx<'_> {
+    pub(super) fn run_deadlines(&mut self) {
+        let h = self.h();
+        // Unbonding releases.
+        let mut releases: Vec<(Address, u64)> = Vec::new();
+        for (addr, stake) in self.state.stakes.iter_mut() {
+            let (due, keep): (Vec<Unbonding>, Vec<Unbonding>) = stake
+                .unbonding
+                .drain(..)
+                .partition(|u| u.release_height <= h);
+            stake.unbonding = keep;
+            let amount: u64 = due.iter().map(|u| u.amount).sum();
+            if amount > 0 {
+                releases.push((*addr, amount));
+            }
+        }
+        for (addr, amount) in releases {
+            self.credit(addr, amount);
+        }
+
+        let due: Vec<(u64, Digest)> = self
+            .state
+            .schedule
+            .range(..=(h, Digest([0xff; 32])))
+            .copied()
+            .collect();
+        for entry in due {
+            self.state.schedule.remove(&entry);
+            let job_id = entry.1;
+            let Some(job) = self.state.jobs.get(&job_id) else {
+                continue;
+            };
+            let inputs_due = job
+                .locked_height
+                .map(|l| l + self.state.params.private_inputs_timeout);
+            match job.state {
+                JobState::Submitted if h >= job.lock_deadline() => self.expire(job_id),
+                // A locker waiting for private inputs is released when they are due, and never
+                // slashed meanwhile: its delivery clock has not started.
+                JobState::Locked
+                    if job.awaiting_inputs() && inputs_due.is_some_and(|due| h >= due) =>
+                {
+                    self.release_unprovided(job_id)
+                }
+                JobState::Locked if !job.awaiting_inputs() && h >= job.deadline() => {
+                    self.slash_unfulfilled(job_id)
+                }
+                JobState::Fulfilled
+                    if h >= job.fulfilled_height.unwrap_or(0)
+                        + self.state.params.challenge_window =>
+                {
+                    self.finalize_optimistic(job_id)
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn expire(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
+        self.credit(client, refund);
+        self.record(
+            job_id,
+            JobState::Expired,
+            None,
+            format!("nobody locked it; {refund} refunded to the client"),
+        );
+        self.finish(job_id);
+    }
+
+    pub(super) fn slash_unfulfilled(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let locker = job.locker.expect("locked job has a locker");
+        let collateral = job.request.offer.collateral;
+        let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
+        let (burn, to_client) = self.slash_half(locker, collateral);
+        self.credit(client, refund + to_client);
+        self.record(
+            job_id,
+            JobState::Slashed,
+            None,
+            format!(
+                "{} missed the deadline: collateral {collateral} slashed ({burn} burned, {to_client} to the client); escrow {refund} refunded",
+                locker.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    /// The client never provided its private inputs: the locker is released without penalty
+    /// and paid the offer's `min_price` for the wasted lock; the rest is refunded.
+    pub(super) fn release_unprovided(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let locker = job.locker.expect("locked job has a locker");
+        let collateral = job.request.offer.collateral;
+        let pay = job.request.offer.min_price;
+        let client = job.client;
+        let refund = std::mem::take(&mut job.escrow) - pay;
+        self.state.stakes.entry(locker).or_default().provider_locked -= collateral;
+        self.credit(locker, pay);
+        self.credit(client, refund);
+        self.stats(locker).released += 1;
+        self.record(
+            job_id,
+            JobState::Expired,
+            None,
+            format!(
+                "the client never provided its private inputs: {}'s lock released, {pay} paid to it for the wasted lock, {refund} refunded",
+                locker.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    pub(super) fn finalize_optimistic(&mut self, job_id: Digest) {
+        let job = self
+            .state
+            .jobs
+            .get_mut(&job_id)
+            .expect("scheduled job exists");
+        let fulfiller = job.fulfiller.expect("fulfilled job has a fulfiller");
+        let (client, price, bond) = (job.client, job.lock_price, std::mem::take(&mut job.bond));
+        let rest = std::mem::take(&mut job.escrow) - price;
+        self.state
+            .stakes
+            .entry(fulfiller)
+            .or_default()
+            .provider_locked -= bond;
+        self.credit(fulfiller, price);
+        self.credit(client, rest);
+        self.record(
+            job_id,
+            JobState::Finalized,
+            None,
+            format!(
+                "challenge window closed; {} paid {price}, bond {bond} released, {rest} refunded",
+                fulfiller.short()
+            ),
+        );
+        self.finish(job_id);
+    }
+
+    /// Takes `amount` of locked provider stake away from `who` (it leaves the stake entirely;
+    /// the caller says where it goes).
+    pub(super) fn forfeit(&mut self, who: Address, amount: u64) {
+        let stake = self.state.stakes.entry(who).or_default();
+        stake.provider_locked -= amount;
+        stake.provider -= amount;
+    }
+
+    /// Slashes a locker's collateral: half is burned, the other half is returned for the
+    /// caller to credit (to the rescuer, or else the client). Returns `(burned, remainder)`.
+    pub(super) fn slash_half(&mut self, locker: Address, collateral: u64) -> (u64, u64) {
+        self.forfeit(locker, collateral);
+        let burn = collateral / 2;
+        self.state.burned += burn;
+        self.stats(locker).slashed += 1;
+        (burn, collateral - burn)
+    }
+
+    /// Writes the provenance record of a job that reached a terminal state.
+    pub(super) fn finish(&mut self, job_id: Digest) {
+        let job = &self.state.jobs[&job_id];
+        let paid = matches!(job.state, JobState::Finalized);
+        let record = Provenance {
+            job_id,
+            state: job.state,
+            mode: job.request.mode,
+            client: job.client,
+            program_hash: job.program_hash,
+            input_hash: job.input_hash(),
+            output_hash: job
+                .outputs
+                .as_ref()
+                .map(|o| Digest::blake3(&borsh::to_vec(o).expect("encoding to a Vec cannot fail"))),
+            proof_hash: job.proof_hash,
+            prover: job.fulfiller,
+            price: if paid { job.lock_price } else { 0 },
+            submitted_height: job.submitted_height,
+            fulfilled_height: job.fulfilled_height,
+            finished_height: self.header.height,
+        };
+        self.state.provenance.insert(job_id, record);
+    }
+}

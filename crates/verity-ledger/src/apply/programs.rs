@@ -1,0 +1,88 @@
+//! Programs: publishing one under its hash, and resolving what a job request proves.
+
+use verity_types::{Address, JobRequest, ProgramSource};
+
+use super::Ctx;
+use crate::error::TxError;
+use crate::state::PublishedProgram;
+use verity_types::Digest;
+
+/// A program's first raw advice read (unverified hint), as "`instruction` on line N": what
+/// keeps its jobs out of optimistic mode, named in the refusal.
+fn first_advice_read(shape: &verity_vm::ProgramShape) -> Option<String> {
+    shape
+        .advice_reads
+        .first()
+        .map(|r| format!("`{}` on line {}", r.instruction, r.line))
+}
+
+impl Ctx<'_> {
+    /// What a job request proves: the hash of its program (behind the loader, for private
+    /// inputs) and its first raw advice read, if any. An inline program is assembled here;
+    /// a published one was assembled when it was published.
+    pub(super) fn job_program(
+        &self,
+        req: &JobRequest,
+    ) -> Result<(Digest, Option<String>), TxError> {
+        let published = match &req.program {
+            ProgramSource::Inline(source) => {
+                // Assembling is deterministic: the MAST root is a function of the source
+                // (and, for private inputs, Verity's loader) alone. Its size was bounded at
+                // admission.
+                let job = verity_vm::assemble_job(
+                    source,
+                    req.private_inputs.as_ref(),
+                    u64::from(self.state.params.max_program_nodes),
+                )
+                .map_err(|e| TxError::BadProgram(e.to_string()))?;
+                return Ok((job.program.hash(), first_advice_read(&job.shape)));
+            }
+            ProgramSource::Published(hash) => self
+                .state
+                .programs
+                .get(hash)
+                .ok_or(TxError::UnknownProgram(*hash))?,
+        };
+        let program_hash = match &req.private_inputs {
+            None => published.program_hash,
+            Some(private) => {
+                verity_vm::check_private_words(private).map_err(|e| match e {
+                    verity_vm::VmError::Inputs(reason) => TxError::BadInputs(reason),
+                    other => TxError::BadInputs(other.to_string()),
+                })?;
+                published.wrapped_hash.ok_or_else(|| {
+                    TxError::BadProgram(
+                        "the published program has no instruction to load private inputs before"
+                            .into(),
+                    )
+                })?
+            }
+        };
+        Ok((program_hash, published.advice_read.clone()))
+    }
+
+    /// Stores a program under its hash for jobs to name. Assembled here, twice (as written and
+    /// behind the loader); its size was bounded at admission and its assembly paid by the fee.
+    pub(super) fn publish(&mut self, publisher: Address, source: &str) -> Result<(), TxError> {
+        let publication = verity_vm::assemble_publication(
+            source,
+            u64::from(self.state.params.max_published_program_nodes),
+        )
+        .map_err(|e| TxError::BadProgram(e.to_string()))?;
+        let hash = publication.program_hash;
+        if self.state.programs.contains_key(&hash) {
+            return Err(TxError::AlreadyPublished(hash));
+        }
+        let published = PublishedProgram {
+            program_hash: hash,
+            wrapped_hash: publication.wrapped_hash,
+            advice_read: first_advice_read(&publication.shape),
+            expanded_ops: publication.shape.expanded_ops,
+            publisher,
+            published_height: self.h(),
+            source: source.to_string(),
+        };
+        self.state.programs.insert(hash, published);
+        Ok(())
+    }
+}
