@@ -38,7 +38,7 @@ pub fn start_equivocator<E, C, S, R>(
     config: ValidatorConfig,
     chain: Arc<C>,
     channels: Channels<S, R>,
-) -> Result<(Handle<()>, Arc<AtomicU64>), String>
+) -> Result<(Handle<()>, Arc<AtomicU64>), crate::ConsensusError>
 where
     E: Clock + rand_core::CryptoRng + Spawner + Storage + Metrics + Send + Sync + 'static,
     C: Chain,

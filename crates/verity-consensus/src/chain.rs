@@ -7,8 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use verity_ledger::{Block, BlockOutcome, Genesis, State, apply_block, genesis_block_id};
+use verity_ledger::{
+    Block, BlockOutcome, Genesis, GenesisError, State, apply_block, genesis_block_id,
+};
 use verity_types::{Digest, SignedTx};
+
+use crate::error::CommitError;
 
 /// The last committed (finalized and applied) block.
 #[derive(Clone)]
@@ -35,7 +39,7 @@ pub trait Chain: Send + Sync + 'static {
     /// Called with `block.parent_id == tip().id`, in height order, from a blocking thread.
     /// `executed`, when given, is this block executed on the tip's state (the ledger is
     /// deterministic, so it is what executing it again would give).
-    fn commit(&self, block: &Block, executed: Option<Executed>) -> anyhow::Result<()>;
+    fn commit(&self, block: &Block, executed: Option<Executed>) -> Result<(), CommitError>;
     /// A committed block by id.
     fn block_by_id(&self, id: &Digest) -> Option<Block>;
     /// A committed block by height.
@@ -63,7 +67,7 @@ struct MemoryInner {
 }
 
 impl MemoryChain {
-    pub fn new(genesis: &Genesis) -> Result<MemoryChain, String> {
+    pub fn new(genesis: &Genesis) -> Result<MemoryChain, GenesisError> {
         let state = State::from_genesis(genesis)?;
         Ok(MemoryChain {
             inner: Mutex::new(MemoryInner {
@@ -104,22 +108,25 @@ impl Chain for MemoryChain {
         self.lock().tip.clone()
     }
 
-    fn commit(&self, block: &Block, executed: Option<Executed>) -> anyhow::Result<()> {
+    fn commit(&self, block: &Block, executed: Option<Executed>) -> Result<(), CommitError> {
         let mut inner = self.lock();
-        anyhow::ensure!(
-            block.parent_id == inner.tip.id,
-            "block does not extend the tip"
-        );
+        let height = block.header.height;
+        if block.parent_id != inner.tip.id {
+            return Err(CommitError::NotOnTip { height });
+        }
         // Executes anyway and checks what consensus handed over: in simulations this catches
         // a verified state that is not the one the block produces.
         let mut next = (*inner.tip.state).clone();
-        let outcome = apply_block(&mut next, &block.header, &block.txs)?;
-        if let Some(e) = executed {
-            anyhow::ensure!(
-                e.outcome.state_root == outcome.state_root && *e.outcome == outcome,
-                "block {} was verified to a different outcome",
-                block.header.height
-            );
+        let outcome = apply_block(&mut next, &block.header, &block.txs).map_err(|e| {
+            CommitError::Invalid {
+                height,
+                reason: e.to_string(),
+            }
+        })?;
+        if let Some(e) = executed
+            && (e.outcome.state_root != outcome.state_root || *e.outcome != outcome)
+        {
+            return Err(CommitError::Diverged { height });
         }
         let id = block.id();
         let included: std::collections::BTreeSet<Digest> =

@@ -14,6 +14,7 @@ mod app;
 #[cfg(feature = "mocks")]
 pub mod byzantine;
 mod chain;
+mod error;
 mod network;
 mod status;
 mod validator;
@@ -22,6 +23,7 @@ mod validator;
 pub use app::Fault;
 pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of, execute};
 pub use chain::{Chain, Executed, MemoryChain, Tip};
+pub use error::{CommitError, ConsensusError, InvalidBlock};
 pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
 pub use status::{ConsensusStatus, StatusHandle};
 pub use validator::{

@@ -23,6 +23,7 @@ use commonware_utils::{NZU32, NZUsize};
 use verity_types::{Address, SignedTx};
 
 use crate::chain::Chain;
+use crate::error::ConsensusError;
 use crate::status::StatusHandle;
 use crate::validator::{Channels, MAX_MESSAGE_BYTES, ValidatorConfig, channel, public_key};
 
@@ -81,16 +82,17 @@ pub fn spawn<C: Chain>(
     chain: Arc<C>,
     config: ValidatorConfig,
     net: NetworkConfig,
-) -> Result<RunningValidator, String> {
+) -> Result<RunningValidator, ConsensusError> {
     let signer = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
-        .map_err(|e| format!("bad validator key: {e}"))?;
+        .map_err(|e| ConsensusError::BadSigner(e.to_string()))?;
     let mut peers = Vec::new();
     for (address, socket) in &net.peers {
         peers.push((public_key(address)?, PeerAddress::from(*socket)));
     }
     let peers: Map<PublicKey, PeerAddress> = Map::from_iter_dedup(peers);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(StatusHandle, Gossip), String>>();
+    let (ready_tx, ready_rx) =
+        std::sync::mpsc::channel::<Result<(StatusHandle, Gossip), ConsensusError>>();
     let runtime = commonware_runtime::tokio::Config::new()
         .with_storage_directory(net.storage_dir.clone())
         .with_worker_threads(net.worker_threads.max(1));
@@ -153,7 +155,7 @@ pub fn spawn<C: Chain>(
                 }
             });
         })
-        .map_err(|e| format!("cannot start the consensus thread: {e}"))?;
+        .map_err(|e| ConsensusError::Start(format!("cannot start the consensus thread: {e}")))?;
     match ready_rx.recv() {
         Ok(Ok((status, gossip))) => Ok(RunningValidator {
             status,
@@ -167,7 +169,9 @@ pub fn spawn<C: Chain>(
         }
         Err(_) => {
             let _ = thread.join();
-            Err("consensus failed to start (see the log)".into())
+            Err(ConsensusError::Start(
+                "consensus failed to start (see the log)".into(),
+            ))
         }
     }
 }

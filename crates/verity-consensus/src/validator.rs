@@ -23,6 +23,7 @@ use verity_types::{Address, SignedTx};
 
 use crate::app::{App, AppConfig};
 use crate::chain::Chain;
+use crate::error::ConsensusError;
 use crate::status::StatusHandle;
 
 /// p2p channel numbers. Every validator must use the same ones.
@@ -96,15 +97,17 @@ impl<S: Sender<PublicKey = PublicKey>> Validator<S> {
 }
 
 /// The consensus key of a ledger address.
-pub fn public_key(address: &Address) -> Result<PublicKey, String> {
-    PublicKey::decode(IoBuf::copy_from_slice(&address.0))
-        .map_err(|e| format!("{address} is not an ed25519 key: {e}"))
+pub fn public_key(address: &Address) -> Result<PublicKey, ConsensusError> {
+    PublicKey::decode(IoBuf::copy_from_slice(&address.0)).map_err(|e| ConsensusError::BadKey {
+        address: *address,
+        reason: e.to_string(),
+    })
 }
 
 /// This validator's signing scheme over the validator set, and its key.
-pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), String> {
+pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), ConsensusError> {
     let private = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
-        .map_err(|e| format!("bad validator key: {e}"))?;
+        .map_err(|e| ConsensusError::BadSigner(e.to_string()))?;
     let keys = config
         .validators
         .iter()
@@ -113,7 +116,7 @@ pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), St
     let participants = Set::from_iter_dedup(keys);
     let me = public_key(&config.app.key.address())?;
     let scheme = Scheme::signer(&config.namespace, participants, private)
-        .ok_or_else(|| format!("{} is not in the validator set", config.app.key.address()))?;
+        .ok_or(ConsensusError::NotAValidator(config.app.key.address()))?;
     Ok((scheme, me))
 }
 
@@ -125,7 +128,7 @@ pub fn start<E, C, S, R, B>(
     chain: Arc<C>,
     channels: Channels<S, R>,
     blocker: B,
-) -> Result<(Validator<S>, Handle<()>), String>
+) -> Result<(Validator<S>, Handle<()>), ConsensusError>
 where
     E: Clock + rand_core::CryptoRng + Spawner + Storage + Metrics + Send + Sync + 'static,
     C: Chain,

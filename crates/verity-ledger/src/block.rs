@@ -32,8 +32,8 @@ impl Block {
     }
 
     /// Decodes a block, rejecting trailing bytes (so one block has one encoding).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Block, String> {
-        borsh::from_slice(bytes).map_err(|e| format!("malformed block: {e}"))
+    pub fn from_bytes(bytes: &[u8]) -> Result<Block, verity_types::DecodeError> {
+        borsh::from_slice(bytes).map_err(|e| verity_types::DecodeError::new("block", e))
     }
 }
 

@@ -112,3 +112,8 @@ pub enum BlockError {
     #[error("block's programs take {got} operations to assemble, more than the limit of {limit}")]
     TooMuchAssembly { got: u64, limit: u64 },
 }
+
+/// Why a genesis config cannot start a chain (the message names the entry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid genesis: {0}")]
+pub struct GenesisError(pub String);

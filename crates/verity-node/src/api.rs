@@ -175,7 +175,7 @@ async fn submit_tx(
     let bytes = BASE64
         .decode(body.tx.as_bytes())
         .map_err(|e| bad(format!("`tx` is not valid base64: {e}")))?;
-    let tx = SignedTx::from_bytes(&bytes).map_err(bad)?;
+    let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
     let id = node.submit(tx).map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(Submitted { tx_id: id })))
 }

@@ -30,7 +30,30 @@ use verity_types::{
 use verity_vm::{Inputs, Program};
 
 use crate::auditor::{AuditorConfig, AuditorCounters};
+use crate::error::StorageError;
+use crate::mempool::AdmitError;
 use crate::node::Node;
+
+/// Why a step of the canary auditor failed (it logs it and tries again on a later block).
+#[derive(Debug, thiserror::Error)]
+enum CanaryError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the seed of epoch {0} is not in storage")]
+    SeedMissing(u64),
+    #[error("stored canary seed {0} is not 32 bytes")]
+    SeedCorrupt(String),
+    #[error("cannot derive canary {index} of epoch {epoch}: {reason}")]
+    Derive {
+        epoch: u64,
+        index: u32,
+        reason: String,
+    },
+    #[error("cannot send a transaction: {0}")]
+    Send(AdmitError),
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// The program canaries run: the one clients run most in the devnet and the docs.
 use verity_vm::examples::FIB;
@@ -223,7 +246,7 @@ async fn commit_and_fund(
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
     state: &State,
-) -> anyhow::Result<()> {
+) -> Result<(), CanaryError> {
     let me = config.key.address();
     let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
     let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
@@ -281,7 +304,7 @@ async fn send_due(
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
     state: &State,
-) -> anyhow::Result<()> {
+) -> Result<(), CanaryError> {
     let me = config.key.address();
     let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
     if let Some(commit) = state.canary_commits.get(&(epoch, me)) {
@@ -320,7 +343,7 @@ async fn watch_and_reveal(
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
     state: &State,
-) -> anyhow::Result<()> {
+) -> Result<(), CanaryError> {
     let me = config.key.address();
     let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
     let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
@@ -353,20 +376,7 @@ async fn watch_and_reveal(
             }
         };
         if revealed {
-            // What the canary account has left (refunds, or funds never spent) goes back.
-            let left = state
-                .accounts
-                .get(&c.key.address())
-                .map_or(0, |a| a.balance);
-            if left > sweep_fee(state) && memory.due((e, "sweep", i), h) {
-                let body = TxBody::Transfer {
-                    to: funder.address(),
-                    amount: left - sweep_fee(state),
-                };
-                if let Err(err) = send(node, &c.key, body) {
-                    warn!(epoch = e, index = i, "sweeping a canary account: {err}");
-                }
-            }
+            sweep(node, state, memory, &funder, &c, (e, i));
             continue;
         }
         let Some(job) = state.jobs.get(&c.job_id) else {
@@ -408,28 +418,64 @@ async fn watch_and_reveal(
         });
     }
     for (e, canaries) in reveals {
-        if e >= epoch || open.contains(&e) || !memory.due((e, "reveal", 0), h) {
-            continue;
-        }
-        let Some(seed) = memory.seeds.get(&e).copied() else {
-            continue;
-        };
-        let n = canaries.len();
-        let reveal = TxBody::CanaryReveal(CanaryReveal {
-            epoch: e,
-            seed,
-            canaries,
-        });
-        match send(node, &config.key, reveal) {
-            Ok(()) => {
-                counters.canary_reveals.fetch_add(1, Ordering::Relaxed);
-                info!(epoch = e, canaries = n, "revealed canaries");
-            }
-            Err(err) => warn!(epoch = e, "revealing canaries: {err}"),
+        if e < epoch && !open.contains(&e) && memory.due((e, "reveal", 0), h) {
+            reveal(node, config, counters, memory, e, canaries);
         }
     }
     memory.prune(epoch);
     Ok(())
+}
+
+/// Sends what a revealed canary's account has left (refunds, or funds never spent) back to
+/// the funder.
+fn sweep(
+    node: &Node,
+    state: &State,
+    memory: &mut Canaries,
+    funder: &Keypair,
+    c: &Canary,
+    (e, i): (u64, u32),
+) {
+    let left = state
+        .accounts
+        .get(&c.key.address())
+        .map_or(0, |a| a.balance);
+    if left > sweep_fee(state) && memory.due((e, "sweep", i), state.height) {
+        let body = TxBody::Transfer {
+            to: funder.address(),
+            amount: left - sweep_fee(state),
+        };
+        if let Err(err) = send(node, &c.key, body) {
+            warn!(epoch = e, index = i, "sweeping a canary account: {err}");
+        }
+    }
+}
+
+/// Reveals epoch `e`'s seed and what its canaries had to output.
+fn reveal(
+    node: &Node,
+    config: &AuditorConfig,
+    counters: &AuditorCounters,
+    memory: &Canaries,
+    e: u64,
+    canaries: Vec<CanaryClaim>,
+) {
+    let Some(seed) = memory.seeds.get(&e).copied() else {
+        return;
+    };
+    let n = canaries.len();
+    let reveal = TxBody::CanaryReveal(CanaryReveal {
+        epoch: e,
+        seed,
+        canaries,
+    });
+    match send(node, &config.key, reveal) {
+        Ok(()) => {
+            counters.canary_reveals.fetch_add(1, Ordering::Relaxed);
+            info!(epoch = e, canaries = n, "revealed canaries");
+        }
+        Err(err) => warn!(epoch = e, "revealing canaries: {err}"),
+    }
 }
 
 /// Canary `i` of epoch `e`, derived once (the seed comes from memory or storage).
@@ -440,15 +486,14 @@ async fn canary(
     me: &verity_types::Address,
     e: u64,
     i: u32,
-) -> anyhow::Result<Canary> {
+) -> Result<Canary, CanaryError> {
     if let Some(c) = memory.derived.get(&(e, i)) {
         return Ok(c.clone());
     }
     let seed = match memory.seeds.get(&e) {
         Some(s) => *s,
         None => {
-            let seed = stored_seed(node, me, e)?
-                .ok_or_else(|| anyhow::anyhow!("the seed of epoch {e} is not in storage"))?;
+            let seed = stored_seed(node, me, e)?.ok_or(CanaryError::SeedMissing(e))?;
             memory.seeds.insert(e, seed);
             seed
         }
@@ -460,7 +505,11 @@ async fn canary(
         derive(&chain, &me2, e, &seed, i, validators, block_ms)
     })
     .await?
-    .map_err(|err| anyhow::anyhow!("cannot derive canary {i} of epoch {e}: {err}"))?;
+    .map_err(|reason| CanaryError::Derive {
+        epoch: e,
+        index: i,
+        reason,
+    })?;
     memory.derived.insert((e, i), c.clone());
     Ok(c)
 }
@@ -469,13 +518,12 @@ fn stored_seed(
     node: &Node,
     me: &verity_types::Address,
     epoch: u64,
-) -> anyhow::Result<Option<Digest>> {
+) -> Result<Option<Digest>, CanaryError> {
     let name = seed_name(me, epoch);
     let Some(bytes) = node.storage().secret(&name)? else {
         return Ok(None);
     };
-    let seed = <[u8; 32]>::try_from(bytes)
-        .map_err(|_| anyhow::anyhow!("stored canary seed {name} is not 32 bytes"))?;
+    let seed = <[u8; 32]>::try_from(bytes).map_err(|_| CanaryError::SeedCorrupt(name))?;
     Ok(Some(Digest(seed)))
 }
 
@@ -483,7 +531,7 @@ fn load_or_create_seed(
     node: &Node,
     me: &verity_types::Address,
     epoch: u64,
-) -> anyhow::Result<Digest> {
+) -> Result<Digest, CanaryError> {
     if let Some(seed) = stored_seed(node, me, epoch)? {
         return Ok(seed);
     }
@@ -492,10 +540,10 @@ fn load_or_create_seed(
     Ok(seed)
 }
 
-fn send(node: &Node, key: &Keypair, body: TxBody) -> anyhow::Result<()> {
+fn send(node: &Node, key: &Keypair, body: TxBody) -> Result<(), CanaryError> {
     node.sign_and_submit(key, body)
         .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("cannot send a transaction: {e}"))
+        .map_err(CanaryError::Send)
 }
 
 async fn challenge(

@@ -84,7 +84,7 @@ pub async fn start_single(
     genesis: Genesis,
     listen: std::net::SocketAddr,
     block_ms: u64,
-) -> anyhow::Result<crate::RunningNode> {
+) -> Result<crate::RunningNode, crate::NodeError> {
     let mut config = crate::NodeConfig::new(dir.to_path_buf(), genesis);
     config.block_interval_ms = block_ms;
     crate::start(config, listen, dev_key("validator")).await
@@ -98,7 +98,7 @@ pub async fn start_bft_network(
     n: usize,
     listen: std::net::SocketAddr,
     block_ms: u64,
-) -> anyhow::Result<Vec<crate::RunningNode>> {
+) -> Result<Vec<crate::RunningNode>, crate::NodeError> {
     let genesis = genesis_with_validators(n);
     let mut peers = Vec::new();
     for i in 0..n {

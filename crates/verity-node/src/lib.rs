@@ -10,6 +10,7 @@ pub mod api;
 pub mod auditor;
 pub mod canary;
 pub mod devnet;
+mod error;
 pub mod mempool;
 pub mod node;
 pub mod producer;
@@ -18,6 +19,7 @@ pub mod storage;
 #[cfg(feature = "mocks")]
 pub use auditor::AuditorFault;
 pub use auditor::{AuditorConfig, run_auditor};
+pub use error::{NodeError, StorageError};
 pub use node::{Node, NodeConfig};
 pub use producer::{BlockProducer, SoloProducer, run_producer};
 
@@ -109,7 +111,7 @@ pub async fn start(
     config: NodeConfig,
     listen: SocketAddr,
     validator: Keypair,
-) -> anyhow::Result<RunningNode> {
+) -> Result<RunningNode, NodeError> {
     let node = Node::open(config)?;
     let mut running = serve(node.clone(), listen).await?;
     let rx = running.shutdown.subscribe();
@@ -128,23 +130,17 @@ pub async fn start_validator(
     listen: SocketAddr,
     key: Keypair,
     network: verity_consensus::NetworkConfig,
-) -> anyhow::Result<RunningNode> {
+) -> Result<RunningNode, NodeError> {
     let validators = genesis_validators(&config.genesis);
-    anyhow::ensure!(
-        validators.contains(&key.address()),
-        "{} is not a validator in the genesis (validators: {})",
-        key.address(),
-        validators
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for v in &validators {
-        anyhow::ensure!(
-            network.peers.iter().any(|(a, _)| a == v),
-            "the peers file has no address for genesis validator {v}"
-        );
+    if !validators.contains(&key.address()) {
+        let all: Vec<String> = validators.iter().map(|a| a.to_string()).collect();
+        return Err(NodeError::NotAValidator(key.address(), all.join(", ")));
+    }
+    if let Some(v) = validators
+        .iter()
+        .find(|v| !network.peers.iter().any(|(a, _)| a == *v))
+    {
+        return Err(NodeError::MissingPeer(*v));
     }
     let chain_id = config.genesis.chain_id.clone();
     let block_interval = std::time::Duration::from_millis(config.block_interval_ms);
@@ -154,9 +150,7 @@ pub async fn start_validator(
     let cfg = verity_consensus::ValidatorConfig::new(app, validators, &chain_id);
     let chain = node.clone();
     let validator =
-        tokio::task::spawn_blocking(move || verity_consensus::spawn(chain, cfg, network))
-            .await?
-            .map_err(|e| anyhow::anyhow!("cannot start consensus: {e}"))?;
+        tokio::task::spawn_blocking(move || verity_consensus::spawn(chain, cfg, network)).await??;
     node.attach_consensus(validator.status.clone(), validator.gossip());
     running.consensus = Some(validator);
     Ok(running)
@@ -173,11 +167,17 @@ pub fn genesis_validators(genesis: &verity_ledger::Genesis) -> Vec<verity_types:
     set.into_iter().collect()
 }
 
-async fn serve(node: Arc<Node>, listen: SocketAddr) -> anyhow::Result<RunningNode> {
+async fn serve(node: Arc<Node>, listen: SocketAddr) -> Result<RunningNode, NodeError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
+        .map_err(|source| NodeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Listen {
+        addr: listen,
+        source,
+    })?;
     let (shutdown, rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let app = api::router(node.clone());

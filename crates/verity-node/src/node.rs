@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 use tracing::{info, warn};
-use verity_consensus::{ConsensusStatus, Gossip, StatusHandle};
+use verity_consensus::{CommitError, ConsensusStatus, Gossip, StatusHandle};
 use verity_ledger::{Block, BlockOutcome, Event, Genesis, State, genesis_block_id};
 use verity_types::{Address, Digest, SignedTx, TxBody};
 
+use crate::error::{NodeError, StorageError};
 use crate::mempool::{AdmitError, Mempool};
 use verity_api::AuditorView;
 
@@ -71,20 +72,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Node {
     /// Opens the node's database, resuming from the last committed block, or starting from
     /// genesis on first run.
-    pub fn open(config: NodeConfig) -> anyhow::Result<Arc<Node>> {
+    pub fn open(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         let storage = Storage::open(&config.data_dir)?;
-        let genesis_state = State::from_genesis(&config.genesis)
-            .map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
+        let genesis_state = State::from_genesis(&config.genesis)?;
         let genesis_id = genesis_block_id(&genesis_state);
         let state = match storage.load_state()? {
             Some(state) => {
                 if state.chain_id != config.genesis.chain_id {
-                    anyhow::bail!(
-                        "the database in {} is for chain `{}`, not `{}`",
-                        config.data_dir.display(),
-                        state.chain_id,
-                        config.genesis.chain_id
-                    );
+                    return Err(NodeError::WrongChain {
+                        dir: config.data_dir.clone(),
+                        found: state.chain_id,
+                        expected: config.genesis.chain_id.clone(),
+                    });
                 }
                 info!(
                     height = state.height,
@@ -244,7 +243,7 @@ impl Node {
     /// Applies an ordered block and makes it durable before anyone can see it. This is the seam
     /// between ordering (a block producer, later consensus) and execution (the ledger).
     /// CPU-heavy (it verifies proofs): call it from a blocking thread.
-    pub fn commit(&self, block: &Block) -> anyhow::Result<BlockOutcome> {
+    pub fn commit(&self, block: &Block) -> Result<BlockOutcome, CommitError> {
         self.commit_inner(block, None)
     }
 
@@ -254,13 +253,13 @@ impl Node {
         &self,
         block: &Block,
         executed: Option<verity_consensus::Executed>,
-    ) -> anyhow::Result<BlockOutcome> {
+    ) -> Result<BlockOutcome, CommitError> {
         let (header, txs) = (block.header.clone(), block.txs.clone());
-        anyhow::ensure!(
-            block.parent_id == self.tip_id(),
-            "block {} does not extend the committed tip",
-            header.height
-        );
+        if block.parent_id != self.tip_id() {
+            return Err(CommitError::NotOnTip {
+                height: header.height,
+            });
+        }
         let (next, outcome): (Arc<State>, BlockOutcome) = match executed {
             Some(e)
                 if e.state.height == header.height && e.outcome.tx_results.len() == txs.len() =>
@@ -271,7 +270,11 @@ impl Node {
                 let mut next = (*self.state()).clone();
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let outcome =
-                    verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)?;
+                    verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)
+                        .map_err(|e| CommitError::Invalid {
+                            height: header.height,
+                            reason: e.to_string(),
+                        })?;
                 (Arc::new(next), outcome)
             }
         };
@@ -313,7 +316,8 @@ impl Node {
             state_root: outcome.state_root,
         };
         self.storage
-            .commit_block(&block, &next, &outcomes, &blobs)?;
+            .commit_block(&block, &next, &outcomes, &blobs)
+            .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
@@ -371,17 +375,17 @@ impl verity_consensus::Chain for Node {
         &self,
         block: &Block,
         executed: Option<verity_consensus::Executed>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), CommitError> {
         self.commit_inner(block, executed).map(|_| ())
     }
 
     fn block_by_id(&self, id: &Digest) -> Option<Block> {
-        let height = self.storage.height_of(id).ok()??;
+        let height = logged(self.storage.height_of(id))??;
         self.block_at(height)
     }
 
     fn block_at(&self, height: u64) -> Option<Block> {
-        Some(self.storage.block(height).ok()??.to_block())
+        Some(logged(self.storage.block(height))??.to_block())
     }
 
     fn candidates(&self, max: usize) -> Vec<SignedTx> {
@@ -409,4 +413,10 @@ impl verity_consensus::Chain for Node {
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
 pub fn private_inputs_key(job: &Digest) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
+}
+
+/// A storage read for a peer: a failure is logged, and the peer gets nothing (it asks another).
+fn logged<T>(read: Result<T, StorageError>) -> Option<T> {
+    read.map_err(|e| warn!("cannot serve a block to a peer: {e}"))
+        .ok()
 }

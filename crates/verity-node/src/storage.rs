@@ -10,6 +10,8 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use verity_ledger::{Block, BlockHeader, State};
 use verity_types::{Digest, SignedTx};
 
+use crate::error::StorageError;
+
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_outcomes");
@@ -51,12 +53,12 @@ pub struct Storage {
     db: Database,
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("storage: {e}")
+fn err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::of(e)
 }
 
 impl Storage {
-    pub fn open(dir: &Path) -> anyhow::Result<Storage> {
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
         let db = Database::create(dir.join("verity.redb")).map_err(err)?;
@@ -74,7 +76,7 @@ impl Storage {
     }
 
     /// The state after the last committed block, if any block was ever committed.
-    pub fn load_state(&self) -> anyhow::Result<Option<State>> {
+    pub fn load_state(&self) -> Result<Option<State>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let meta = tx.open_table(META).map_err(err)?;
         match meta.get(STATE_KEY).map_err(err)? {
@@ -91,7 +93,7 @@ impl Storage {
         state: &State,
         outcomes: &[(Digest, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut blocks = tx.open_table(BLOCKS).map_err(err)?;
@@ -121,7 +123,7 @@ impl Storage {
         tx.commit().map_err(err)
     }
 
-    pub fn put_blob(&self, id: &Digest, bytes: &[u8]) -> anyhow::Result<()> {
+    pub fn put_blob(&self, id: &Digest, bytes: &[u8]) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(BLOBS)
             .map_err(err)?
@@ -131,7 +133,7 @@ impl Storage {
     }
 
     /// Stores a secret durably (the write is committed before this returns).
-    pub fn put_secret(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    pub fn put_secret(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(SECRETS)
             .map_err(err)?
@@ -140,19 +142,19 @@ impl Storage {
         tx.commit().map_err(err)
     }
 
-    pub fn secret(&self, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(SECRETS).map_err(err)?;
         Ok(table.get(name).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn blob(&self, id: &Digest) -> anyhow::Result<Option<Vec<u8>>> {
+    pub fn blob(&self, id: &Digest) -> Result<Option<Vec<u8>>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(BLOBS).map_err(err)?;
         Ok(table.get(&id.0).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn tx_outcome(&self, id: &Digest) -> anyhow::Result<Option<TxOutcome>> {
+    pub fn tx_outcome(&self, id: &Digest) -> Result<Option<TxOutcome>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(TXS).map_err(err)?;
         match table.get(&id.0).map_err(err)? {
@@ -162,7 +164,7 @@ impl Storage {
     }
 
     /// Records why a transaction left the pool without being included.
-    pub fn put_tx_outcome(&self, id: &Digest, outcome: &TxOutcome) -> anyhow::Result<()> {
+    pub fn put_tx_outcome(&self, id: &Digest, outcome: &TxOutcome) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(TXS)
             .map_err(err)?
@@ -172,13 +174,13 @@ impl Storage {
     }
 
     /// The height of a committed block, by id.
-    pub fn height_of(&self, id: &Digest) -> anyhow::Result<Option<u64>> {
+    pub fn height_of(&self, id: &Digest) -> Result<Option<u64>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(BLOCK_IDS).map_err(err)?;
         Ok(table.get(&id.0).map_err(err)?.map(|v| v.value()))
     }
 
-    pub fn block(&self, height: u64) -> anyhow::Result<Option<StoredBlock>> {
+    pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(BLOCKS).map_err(err)?;
         match table.get(height).map_err(err)? {

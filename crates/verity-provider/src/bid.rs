@@ -11,84 +11,103 @@ impl Provider {
         height: u64,
         block_ms: u64,
     ) -> Result<Option<Held>, StepError> {
-        let job = view.job;
-        let id = job.id;
-        let me = self.cfg.key.address();
-        let program = match self.programs.of(&self.client, &job).await {
-            Ok(p) => p,
-            Err(e) => return self.skip(id, e),
+        let id = view.job.id;
+        let decision = match self.trace_len_of(&view.job).await? {
+            Err(why) => Decision::Skip(why),
+            Ok(trace_len) => match self.judge_terms(&view, trace_len).await? {
+                Decision::Take => self.judge_time(&view, trace_len, height, block_ms),
+                other => other,
+            }
+            .with_trace(trace_len),
         };
-        // Estimate the cost by fast execution; private inputs are released only after the
-        // lock, so a job with them is priced at its cycle cap.
-        let advice = held_advice(&self.cfg.held_data, &job);
-        let trace_len = if job.request.private_inputs.is_some() {
+        match decision {
+            Decision::Skip(why) => self.skip(id, why),
+            Decision::Later | Decision::Take => Ok(None),
+            Decision::Lock(trace_len) => self.lock(id, view.current_price, trace_len).await,
+        }
+    }
+
+    /// The padded trace length the job would prove, from a fast execution; a job with private
+    /// inputs (released only after the lock) is priced at its cycle cap. `Err`: why not.
+    async fn trace_len_of(&self, job: &Job) -> Result<Result<u64, String>, StepError> {
+        let program = match self.programs.of(&self.client, job).await {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let advice = held_advice(&self.cfg.held_data, job);
+        if job.request.private_inputs.is_some() {
             // Unverified hints the job does not carry must come from data we hold: without
             // it the proof would fail after the lock, and the collateral with it.
             if job.unverified_hints && advice.is_empty() {
-                return self.skip(
-                    id,
+                return Ok(Err(
                     "it reads advice (hints) that neither it nor I hold, and its private inputs \
                      arrive only after the lock: it may not be provable"
                         .into(),
-                );
+                ));
             }
-            u64::from(job.request.max_cycles).next_power_of_two()
-        } else {
-            let mut inputs = Inputs {
-                stack: job.request.stack_inputs.clone(),
-                ..Inputs::default()
-            };
-            inputs.advice.map.extend(advice);
-            let max = job.request.max_cycles;
-            match tokio::task::spawn_blocking(move || verity_vm::execute(&program, &inputs, max))
-                .await?
-            {
-                Ok(run) => run.trace_len,
-                Err(e) => return self.skip(id, format!("program fails: {e}")),
-            }
+            return Ok(Ok(u64::from(job.request.max_cycles).next_power_of_two()));
+        }
+        let mut inputs = Inputs {
+            stack: job.request.stack_inputs.clone(),
+            ..Inputs::default()
         };
+        inputs.advice.map.extend(advice);
+        let max = job.request.max_cycles;
+        let run =
+            tokio::task::spawn_blocking(move || verity_vm::execute(&program, &inputs, max)).await?;
+        Ok(run
+            .map(|run| run.trace_len)
+            .map_err(|e| format!("program fails: {e}")))
+    }
+
+    /// The offer's terms against this provider: its price per cycle, its free stake for the
+    /// collateral, its trust score for `min_trust`.
+    async fn judge_terms(
+        &self,
+        view: &verity_client::JobView,
+        trace_len: u64,
+    ) -> Result<Decision, StepError> {
+        let request = &view.job.request;
         let ask = (u128::from(self.cfg.price_per_mcycle) * u128::from(trace_len))
             .div_ceil(1_000_000) as u64;
         if view.current_price < ask {
-            if job.request.offer.max_price < ask {
-                return self.skip(
-                    id,
-                    format!(
-                        "max price {} is below my ask {ask} for {trace_len} cycles",
-                        job.request.offer.max_price
-                    ),
-                );
+            if request.offer.max_price < ask {
+                return Ok(Decision::Skip(format!(
+                    "max price {} is below my ask {ask} for {trace_len} cycles",
+                    request.offer.max_price
+                )));
             }
             // The auction is still rising; look again next round.
-            return Ok(None);
+            return Ok(Decision::Later);
         }
-        let provider = self.client.provider(&me).await?;
-        if provider.stake.provider_free() < job.request.offer.collateral {
-            return self.skip(
-                id,
-                format!(
-                    "collateral {} exceeds my free stake {}",
-                    job.request.offer.collateral,
-                    provider.stake.provider_free()
-                ),
-            );
+        let me = self.client.provider(&self.cfg.key.address()).await?;
+        let free = me.stake.provider_free();
+        if free < request.offer.collateral {
+            return Ok(Decision::Skip(format!(
+                "collateral {} exceeds my free stake {free}",
+                request.offer.collateral
+            )));
         }
-        if job
-            .request
-            .min_trust
-            .is_some_and(|t| provider.trust_score < t)
-        {
-            return self.skip(
-                id,
-                format!(
-                    "requires trust {:?}, mine is {}",
-                    job.request.min_trust, provider.trust_score
-                ),
-            );
+        if request.min_trust.is_some_and(|t| me.trust_score < t) {
+            return Ok(Decision::Skip(format!(
+                "requires trust {:?}, mine is {}",
+                request.min_trust, me.trust_score
+            )));
         }
-        // Never lock what we cannot deliver: queued work plus this job must fit, with margin,
-        // before the *lock* deadline. After it anyone may rescue the job and the locker is
-        // slashed, so the final deadline is not ours to plan against.
+        Ok(Decision::Take)
+    }
+
+    /// Whether the job can be delivered in time. Never lock what cannot be: queued work plus
+    /// this job must fit, with margin, before the *lock* deadline. After it anyone may rescue
+    /// the job and the locker is slashed, so the final deadline is not ours to plan against.
+    fn judge_time(
+        &mut self,
+        view: &verity_client::JobView,
+        trace_len: u64,
+        height: u64,
+        block_ms: u64,
+    ) -> Decision {
+        let id = view.job.id;
         // Proofs run one after another, so the queue's proofs come first; an optimistic
         // result needs only a fast execution. Four blocks cover including the lock and the
         // fulfilment.
@@ -98,7 +117,7 @@ impl Provider {
             .filter(|h| h.job.request.mode == Mode::Proof)
             .map(|h| self.speed.estimate(h.trace_len))
             .sum();
-        let own = match job.request.mode {
+        let own = match view.job.request.mode {
             Mode::Proof => self.speed.estimate(trace_len),
             Mode::Optimistic => Duration::ZERO,
         };
@@ -107,13 +126,10 @@ impl Provider {
         let remaining =
             Duration::from_millis(view.lock_deadline.saturating_sub(height + 1) * block_ms);
         if needed(own) > remaining {
-            return self.skip(
-                id,
-                format!(
-                    "cannot deliver in time: need ~{:?}, {remaining:?} left",
-                    needed(own)
-                ),
-            );
+            return Decision::Skip(format!(
+                "cannot deliver in time: need ~{:?}, {remaining:?} left",
+                needed(own)
+            ));
         }
         // It would fit alone but not behind the queue: look again as the queue drains (a
         // job passed over for good here once expired unlocked while the queue emptied).
@@ -121,16 +137,26 @@ impl Provider {
             if self.deferred.insert(id) {
                 info!(job = %id.short(), "deferred: need ~{:?} behind my queue, {remaining:?} left", needed(queued + own));
             }
-            return Ok(None);
+            return Decision::Later;
         }
         self.deferred.remove(&id);
+        Decision::Take
+    }
+
+    /// Locks the job; a lock that is not taken (another provider was first) is not retried.
+    async fn lock(
+        &mut self,
+        id: Digest,
+        price: u64,
+        trace_len: u64,
+    ) -> Result<Option<Held>, StepError> {
         let tx = self
             .client
             .send(&self.cfg.key, TxBody::LockJob { job_id: id })
             .await?;
         match self.client.wait_tx(&tx, Duration::from_secs(30)).await {
             Ok(h) => {
-                info!(job = %id.short(), price = view.current_price, height = h, "locked at price {} ({trace_len} cycles)", view.current_price);
+                info!(job = %id.short(), price, height = h, "locked at price {price} ({trace_len} cycles)");
                 let job = self.client.job(&id).await?.job;
                 Ok(Some(Held { job, trace_len }))
             }
@@ -179,5 +205,27 @@ impl Provider {
             });
         }
         Ok(())
+    }
+}
+
+/// What to do with an open job.
+enum Decision {
+    /// Pass it over for good (logged with the reason).
+    Skip(String),
+    /// Not now (the auction is still rising, or the queue must drain first).
+    Later,
+    /// Everything checked so far allows it.
+    Take,
+    /// Lock it; it proves a trace of this many rows.
+    Lock(u64),
+}
+
+impl Decision {
+    /// A `Take` after the last check becomes a lock of a `trace_len` trace.
+    fn with_trace(self, trace_len: u64) -> Decision {
+        match self {
+            Decision::Take => Decision::Lock(trace_len),
+            other => other,
+        }
     }
 }

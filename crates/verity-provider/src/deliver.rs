@@ -71,40 +71,16 @@ pub(crate) async fn deliver(
     programs: Programs,
     faults: Faults,
 ) -> Outcome {
-    let job = held.job;
-    let id = job.id;
-    let private = match job.request.private_inputs {
-        None => None,
-        Some(commitment) => match fetch_private(&client, &key, &id, &commitment).await {
-            Fetched::Ready(values) => Some((commitment, values)),
-            Fetched::NotYet(why) => {
-                debug!(job = %id.short(), "private inputs not ready: {why}");
-                return Outcome::Retry(Box::new(Held {
-                    job,
-                    trace_len: held.trace_len,
-                }));
-            }
-            Fetched::Gone(why) => {
-                info!(job = %id.short(), "dropping the job: {why}");
-                return Outcome::Done(None);
-            }
-            // Opened and unusable: nobody can prove this job, so give the lock up rather than
-            // be slashed at the deadline.
-            Fetched::Unusable(why) => {
-                warn!(job = %id.short(), "the client's private inputs are unusable ({why}); releasing the lock");
-                let body = TxBody::ReleaseLock { job_id: id };
-                match client.send(&key, body).await {
-                    Ok(tx) => {
-                        if let Err(e) = client.wait_tx(&tx, Duration::from_secs(30)).await {
-                            warn!(job = %id.short(), "release not accepted: {e}");
-                        }
-                    }
-                    Err(e) => warn!(job = %id.short(), "cannot release the lock: {e}"),
-                }
-                return Outcome::Done(None);
-            }
-        },
+    let id = held.job.id;
+    let private = match private_inputs(&client, &key, &held.job).await {
+        Ok(private) => private,
+        Err(Some(why)) => {
+            debug!(job = %id.short(), "private inputs not ready: {why}");
+            return Outcome::Retry(Box::new(held));
+        }
+        Err(None) => return Outcome::Done(None),
     };
+    let job = held.job;
     let program = match programs.of(&client, &job).await {
         Ok(p) => p,
         Err(e) => {
@@ -126,32 +102,11 @@ pub(crate) async fn deliver(
         }
     };
     let mode = job.request.mode;
-    let max = job.request.max_cycles;
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || match mode {
-        Mode::Proof => verity_vm::prove(
-            &program,
-            &inputs,
-            ProveOptions {
-                max_cycles: max,
-                ..Default::default()
-            },
-        )
-        .map(|r| (r.stack_outputs, Some(r))),
-        Mode::Optimistic => verity_vm::execute_outputs(&program, &inputs, max).map(|o| (o, None)),
-    })
-    .await;
-    let (mut outputs, receipt) = match result {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
-            // Stop taking new work while proving fails: locking more would only lose collateral.
-            warn!(job = %id.short(), "proving failed: {e}; pausing new locks for 30 s");
-            return Outcome::ProvingFailed;
-        }
-        Err(e) => {
-            warn!(job = %id.short(), "proving task failed: {e}");
-            return Outcome::ProvingFailed;
-        }
+    let Some((mut outputs, receipt)) =
+        compute(id, program, inputs, mode, job.request.max_cycles).await
+    else {
+        return Outcome::ProvingFailed;
     };
     if faults.wrong_outputs() && mode == Mode::Optimistic {
         // A different, still valid, field element.
@@ -163,10 +118,97 @@ pub(crate) async fn deliver(
         tokio::time::sleep(delay).await;
     }
     let took = started.elapsed();
-    let observed = receipt.as_ref().map(|r| (r.trace_len, took));
     if let Some(r) = &receipt {
         info!(job = %id.short(), cycles = r.cycles, "proved in {took:.2?}");
     }
+    let observed = receipt.as_ref().map(|r| (r.trace_len, took));
+    fulfil(&client, &key, id, outputs, receipt).await;
+    Outcome::Done(observed)
+}
+
+/// The job's private inputs, opened (`None` if it has none). `Err(Some(why))`: not provided
+/// yet, try later; `Err(None)`: the job is given up (gone, or the data is unusable and the
+/// lock was released rather than slashed at the deadline).
+async fn private_inputs(
+    client: &Client,
+    key: &Keypair,
+    job: &Job,
+) -> Result<Option<(PrivateCommitment, Vec<u64>)>, Option<String>> {
+    let id = job.id;
+    let Some(commitment) = job.request.private_inputs else {
+        return Ok(None);
+    };
+    match fetch_private(client, key, &id, &commitment).await {
+        Fetched::Ready(values) => Ok(Some((commitment, values))),
+        Fetched::NotYet(why) => Err(Some(why)),
+        Fetched::Gone(why) => {
+            info!(job = %id.short(), "dropping the job: {why}");
+            Err(None)
+        }
+        // Opened and unusable: nobody can prove this job, so give the lock up rather than
+        // be slashed at the deadline.
+        Fetched::Unusable(why) => {
+            warn!(job = %id.short(), "the client's private inputs are unusable ({why}); releasing the lock");
+            let body = TxBody::ReleaseLock { job_id: id };
+            match client.send(key, body).await {
+                Ok(tx) => {
+                    if let Err(e) = client.wait_tx(&tx, Duration::from_secs(30)).await {
+                        warn!(job = %id.short(), "release not accepted: {e}");
+                    }
+                }
+                Err(e) => warn!(job = %id.short(), "cannot release the lock: {e}"),
+            }
+            Err(None)
+        }
+    }
+}
+
+/// Proves (proof mode) or executes (optimistic mode) on a blocking thread: the outputs, and
+/// the receipt of a proof. `None` if it failed (logged).
+async fn compute(
+    id: Digest,
+    program: Program,
+    inputs: Inputs,
+    mode: Mode,
+    max_cycles: u32,
+) -> Option<(StackOutputs, Option<verity_types::Receipt>)> {
+    let result = tokio::task::spawn_blocking(move || match mode {
+        Mode::Proof => verity_vm::prove(
+            &program,
+            &inputs,
+            ProveOptions {
+                max_cycles,
+                ..Default::default()
+            },
+        )
+        .map(|r| (r.stack_outputs, Some(r))),
+        Mode::Optimistic => {
+            verity_vm::execute_outputs(&program, &inputs, max_cycles).map(|o| (o, None))
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(x)) => Some(x),
+        Ok(Err(e)) => {
+            // Stop taking new work while proving fails: locking more would only lose collateral.
+            warn!(job = %id.short(), "proving failed: {e}; pausing new locks for 30 s");
+            None
+        }
+        Err(e) => {
+            warn!(job = %id.short(), "proving task failed: {e}");
+            None
+        }
+    }
+}
+
+/// Sends the fulfilment and, once it is in a block, uploads the receipt (with its cycle count).
+async fn fulfil(
+    client: &Client,
+    key: &Keypair,
+    id: Digest,
+    outputs: StackOutputs,
+    receipt: Option<verity_types::Receipt>,
+) {
     let body = TxBody::Fulfil {
         job_id: id,
         outputs,
@@ -176,13 +218,13 @@ pub(crate) async fn deliver(
     // a refusal for a stale nonce is worth retrying, anything else is final.
     let mut attempts = 0;
     let sent = loop {
-        let sent = match client.send(&key, body.clone()).await {
+        let sent = match client.send(key, body.clone()).await {
             Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
             Err(e) => Err(e),
         };
         match &sent {
-            Err(verity_client::ClientError::Refused {
-                code: verity_client::ErrorCode::WrongNonce,
+            Err(ClientError::Refused {
+                code: ErrorCode::WrongNonce,
                 ..
             }) if attempts < 10 => {
                 attempts += 1;
@@ -195,12 +237,11 @@ pub(crate) async fn deliver(
         Ok(h) => {
             info!(job = %id.short(), height = h, "fulfilled at height {h}");
             if let Some(r) = &receipt
-                && let Err(e) = client.put_receipt(&id, r, &key).await
+                && let Err(e) = client.put_receipt(&id, r, key).await
             {
                 warn!(job = %id.short(), "could not upload the receipt: {e}");
             }
         }
         Err(e) => warn!(job = %id.short(), "fulfilment not accepted: {e}"),
     }
-    Outcome::Done(observed)
 }

@@ -19,6 +19,6 @@ pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{
-    AuditReport, CanaryClaim, CanaryReveal, JobRequest, Liveness, Mode, Offer, PrivateCommitment,
-    ProgramSource, Role, SignedTx, Tx, TxBody,
+    AuditReport, CanaryClaim, CanaryReveal, DecodeError, InvalidOffer, JobRequest, Liveness, Mode,
+    Offer, PrivateCommitment, ProgramSource, Role, SignedTx, Tx, TxBody,
 };

@@ -95,33 +95,55 @@ impl Offer {
 
     /// Checks the offer's shape (as Boundless does): `min ≤ max`, the ramp ends by the lock
     /// deadline, and the lock deadline is no later than the final deadline.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidOffer> {
         if self.min_price > self.max_price {
-            return Err(format!(
+            return Err(InvalidOffer(format!(
                 "min_price {} is above max_price {}",
                 self.min_price, self.max_price
-            ));
+            )));
         }
         let ramp_end = self
             .ramp_start
             .checked_add(self.ramp_period)
-            .ok_or("ramp overflows")?;
+            .ok_or_else(|| InvalidOffer("ramp overflows".into()))?;
         if ramp_end > self.lock_timeout {
-            return Err(format!(
+            return Err(InvalidOffer(format!(
                 "the price ramp ends at block {ramp_end}, after lock_timeout {}",
                 self.lock_timeout
-            ));
+            )));
         }
         if self.lock_timeout == 0 {
-            return Err("lock_timeout must be at least 1 block".into());
+            return Err(InvalidOffer("lock_timeout must be at least 1 block".into()));
         }
         if self.lock_timeout > self.timeout {
-            return Err(format!(
+            return Err(InvalidOffer(format!(
                 "lock_timeout {} is after timeout {}",
                 self.lock_timeout, self.timeout
-            ));
+            )));
         }
         Ok(())
+    }
+}
+
+/// Why an offer is malformed (the message names the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidOffer(pub String);
+
+/// Bytes that are not the canonical encoding of what they were read as.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid {what} encoding: {reason}")]
+pub struct DecodeError {
+    pub what: &'static str,
+    pub reason: String,
+}
+
+impl DecodeError {
+    pub fn new(what: &'static str, reason: impl std::fmt::Display) -> DecodeError {
+        DecodeError {
+            what,
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -377,8 +399,8 @@ impl SignedTx {
         borsh::object_length(self).expect("counting bytes cannot fail")
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<SignedTx, String> {
-        borsh::from_slice(bytes).map_err(|e| format!("not a valid transaction encoding: {e}"))
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedTx, DecodeError> {
+        borsh::from_slice(bytes).map_err(|e| DecodeError::new("transaction", e))
     }
 
     pub fn signature_is_valid(&self) -> bool {
@@ -440,6 +462,7 @@ mod tests {
             }
             .validate()
             .unwrap_err()
+            .0
             .contains("min_price")
         );
         assert!(
@@ -449,6 +472,7 @@ mod tests {
             }
             .validate()
             .unwrap_err()
+            .0
             .contains("ramp")
         );
         assert!(
@@ -458,6 +482,7 @@ mod tests {
             }
             .validate()
             .unwrap_err()
+            .0
             .contains("timeout")
         );
     }

@@ -71,7 +71,7 @@ where
                     // block; stop rather than diverge.
                     tracing::error!(
                         height = block.header.height,
-                        "cannot commit finalized block: {e:#}"
+                        "cannot commit finalized block: {e}"
                     );
                     return;
                 }

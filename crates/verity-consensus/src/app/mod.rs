@@ -32,6 +32,7 @@ use verity_ledger::{Block, BlockHeader, BlockOutcome, State, TxError, apply_bloc
 use verity_types::{Address, Digest, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
+use crate::error::InvalidBlock;
 use crate::status::{ConsensusStatus, StatusHandle};
 
 /// Upper bound on an encoded block (also the p2p message limit, with headroom).
@@ -164,20 +165,25 @@ pub fn execute(
     parent: &State,
     block: &Block,
     threads: usize,
-) -> Result<(State, BlockOutcome), String> {
+) -> Result<(State, BlockOutcome), InvalidBlock> {
     if block.header.parent != parent.state_root() {
-        return Err("block does not name its parent's state root".into());
+        return Err(InvalidBlock(
+            "block does not name its parent's state root".into(),
+        ));
     }
     let mut next = parent.clone();
     let outcome = apply_block_parallel(&mut next, &block.header, &block.txs, threads)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| InvalidBlock(e.to_string()))?;
     for (tx, result) in block.txs.iter().zip(&outcome.tx_results) {
         // A transaction that could never have been included is the proposer's fault; other
         // failures (a lock that lost a race) are the transaction's recorded outcome.
         if let Err(e) = result
             && e.invalidates_block()
         {
-            return Err(format!("transaction {} is invalid: {e}", tx.id().short()));
+            return Err(InvalidBlock(format!(
+                "transaction {} is invalid: {e}",
+                tx.id().short()
+            )));
         }
     }
     Ok((next, outcome))

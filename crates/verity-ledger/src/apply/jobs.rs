@@ -9,7 +9,7 @@ use crate::state::{Job, JobState, Params};
 
 /// The checks of a job request that need only the chain's parameters.
 fn check_request(p: &Params, req: &JobRequest) -> Result<(), TxError> {
-    req.offer.validate().map_err(TxError::BadOffer)?;
+    req.offer.validate().map_err(|e| TxError::BadOffer(e.0))?;
     if req.offer.timeout > p.max_job_timeout {
         return Err(TxError::BadOffer(format!(
             "timeout {} exceeds the chain's limit of {} blocks",

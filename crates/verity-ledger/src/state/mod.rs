@@ -9,7 +9,9 @@ mod root;
 use std::collections::{BTreeMap, BTreeSet};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use verity_types::{Address, AuditReport, Digest, Role};
+use verity_types::{Address, AuditReport, DecodeError, Digest, Role};
+
+use crate::error::GenesisError;
 
 use root::enc;
 
@@ -64,9 +66,9 @@ pub struct State {
 
 impl State {
     /// Builds the genesis state, checking the config.
-    pub fn from_genesis(g: &Genesis) -> Result<State, String> {
+    pub fn from_genesis(g: &Genesis) -> Result<State, GenesisError> {
         if g.chain_id.is_empty() || g.chain_id.len() > 64 {
-            return Err("chain_id must be 1 to 64 characters".into());
+            return Err(GenesisError("chain_id must be 1 to 64 characters".into()));
         }
         let mut s = State {
             chain_id: g.chain_id.clone(),
@@ -97,8 +99,10 @@ impl State {
             acct.balance = acct
                 .balance
                 .checked_add(a.balance)
-                .ok_or("balances overflow")?;
-            supply = supply.checked_add(a.balance).ok_or("supply overflows")?;
+                .ok_or_else(|| GenesisError("balances overflow".into()))?;
+            supply = supply
+                .checked_add(a.balance)
+                .ok_or_else(|| GenesisError("supply overflows".into()))?;
         }
         for st in &g.stakes {
             let stake = s.stakes.entry(st.address).or_default();
@@ -106,8 +110,12 @@ impl State {
                 Role::Provider => &mut stake.provider,
                 Role::Validator => &mut stake.validator,
             };
-            *slot = slot.checked_add(st.amount).ok_or("stake overflows")?;
-            supply = supply.checked_add(st.amount).ok_or("supply overflows")?;
+            *slot = slot
+                .checked_add(st.amount)
+                .ok_or_else(|| GenesisError("stake overflows".into()))?;
+            supply = supply
+                .checked_add(st.amount)
+                .ok_or_else(|| GenesisError("supply overflows".into()))?;
             s.accounts.entry(st.address).or_default();
         }
         s.genesis_supply = supply;
@@ -117,10 +125,10 @@ impl State {
             .max(u64::from(p.max_program_nodes))
             .saturating_add(crate::admission::ASSEMBLY_BASE_OPS);
         if largest > p.max_block_assembly_ops {
-            return Err(format!(
+            return Err(GenesisError(format!(
                 "the largest admissible program takes {largest} operations to assemble, more than a block's max_block_assembly_ops ({})",
                 p.max_block_assembly_ops
-            ));
+            )));
         }
         Ok(s)
     }
@@ -139,7 +147,7 @@ impl State {
         enc(self)
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Result<State, String> {
-        borsh::from_slice(bytes).map_err(|e| format!("not a valid state encoding: {e}"))
+    pub fn from_bytes(bytes: &[u8]) -> Result<State, DecodeError> {
+        borsh::from_slice(bytes).map_err(|e| DecodeError::new("state", e))
     }
 }

@@ -183,29 +183,16 @@ impl JobSpec {
     }
 }
 
-pub async fn submit_job(
-    client: &Client,
-    key: &Keypair,
-    spec: &JobSpec,
-    mode: Mode,
-    offer: &OfferArgs,
-) -> Result<(Digest, u64)> {
+/// The job's trace length and cycle cap. The program is run locally first, exactly as the
+/// job will be proven: a failing program is caught here, and the cap defaults to twice what
+/// the program needs. A program that cannot run here (its data is elsewhere) is sized from
+/// its bound.
+fn size_job(spec: &JobSpec) -> Result<(u64, u32)> {
     let LoadedProgram {
-        source,
-        program,
-        inputs,
-        given,
+        program, inputs, ..
     } = &spec.job;
-    if !given.advice.is_empty() {
-        bail!(
-            "network jobs take no raw advice (advice_stack, advice_map, merkle_store): pass \
-             private data as `private_inputs` (or --private), which the proof is bound to"
-        );
-    }
-    // Run locally first, exactly as the job will be proven: a failing program is caught
-    // here, and the cycle cap defaults to twice what the program needs.
     let cap = spec.max_cycles.unwrap_or(verity_vm::DEFAULT_MAX_CYCLES);
-    let (trace_len, max_cycles) = match spec.cannot_run {
+    Ok(match spec.cannot_run {
         None => {
             let run =
                 verity_vm::execute(program, inputs, cap).context("the program fails locally")?;
@@ -221,7 +208,42 @@ pub async fn submit_job(
             ) as u32);
             (u64::from(max).next_power_of_two(), max)
         }
-    };
+    })
+}
+
+/// The offer's terms: what the user gave, and timeouts that give an honest provider time to
+/// prove a trace of `planned` rows where the user gave none.
+fn offer_terms(offer: &OfferArgs, planned: u64, block_ms: u64) -> Offer {
+    let (lock_timeout, timeout) = verity_client::default_timeouts(planned, block_ms);
+    let lock_timeout = offer.lock_timeout.unwrap_or(lock_timeout);
+    Offer {
+        min_price: offer.min_price.unwrap_or(offer.max_price / 10),
+        max_price: offer.max_price,
+        ramp_start: offer.ramp_start,
+        ramp_period: offer.ramp_period,
+        lock_timeout,
+        timeout: offer.timeout.unwrap_or(timeout.max(lock_timeout)),
+        collateral: offer.collateral.unwrap_or(offer.max_price),
+    }
+}
+
+/// Submits a job with an offer sized to it (after running it locally), then hands its locker
+/// the private inputs; returns the job id and its trace length.
+pub async fn submit_job(
+    client: &Client,
+    key: &Keypair,
+    spec: &JobSpec,
+    mode: Mode,
+    offer: &OfferArgs,
+) -> Result<(Digest, u64)> {
+    let LoadedProgram { source, given, .. } = &spec.job;
+    if !given.advice.is_empty() {
+        bail!(
+            "network jobs take no raw advice (advice_stack, advice_map, merkle_store): pass \
+             private data as `private_inputs` (or --private), which the proof is bound to"
+        );
+    }
+    let (trace_len, max_cycles) = size_job(spec)?;
     // Offers that fit the job: unless told otherwise, give an honest provider time to prove
     // this trace length (the network's defaults once slashed honest provers of big jobs).
     // A provider cannot run a job with private inputs before it holds the lock, so it plans
@@ -232,22 +254,12 @@ pub async fn submit_job(
     } else {
         u64::from(max_cycles).next_power_of_two()
     };
-    let (lock_timeout, timeout) = verity_client::default_timeouts(planned, head.block_interval_ms);
-    let lock_timeout = offer.lock_timeout.unwrap_or(lock_timeout);
-    let timeout = offer.timeout.unwrap_or(timeout.max(lock_timeout));
+    let terms = offer_terms(offer, planned, head.block_interval_ms);
+    let lock_timeout = terms.lock_timeout;
     let private_inputs = if given.private.is_empty() {
         None
     } else {
         Some(verity_vm::commit_private(&given.private)?)
-    };
-    let terms = Offer {
-        min_price: offer.min_price.unwrap_or(offer.max_price / 10),
-        max_price: offer.max_price,
-        ramp_start: offer.ramp_start,
-        ramp_period: offer.ramp_period,
-        lock_timeout,
-        timeout,
-        collateral: offer.collateral.unwrap_or(offer.max_price),
     };
     // Checked before anything is published: a publication is paid for.
     terms
