@@ -7,7 +7,7 @@ pub mod routes;
 use serde::{Deserialize, Serialize};
 use verity_ledger::{Job, JobState, Provenance, ProviderStats, StakeInfo};
 use verity_types::merkle::InclusionProof;
-use verity_types::{Address, Digest, Signature};
+use verity_types::{Address, Digest, JobId, Signature, TxId};
 
 /// Every error response: `{"error": "what was wrong", "code": "wrong_nonce"}`. The message is
 /// for people; programs match on the code.
@@ -52,7 +52,7 @@ pub struct SubmitTx {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Submitted {
-    pub tx_id: Digest,
+    pub tx_id: TxId,
 }
 
 /// `GET /v1/txs/{id}`.
@@ -162,7 +162,7 @@ pub struct JobView {
 /// One row of `GET /v1/jobs`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSummary {
-    pub id: Digest,
+    pub id: JobId,
     pub state: JobState,
     pub client: Address,
     pub program_hash: Digest,
@@ -180,7 +180,7 @@ pub struct JobQuery {
     pub client: Option<Address>,
     pub provider: Option<Address>,
     /// Cursor: the last job id of the previous page.
-    pub after: Option<Digest>,
+    pub after: Option<JobId>,
     pub limit: Option<usize>,
 }
 
@@ -188,7 +188,7 @@ pub struct JobQuery {
 pub struct JobPage {
     pub jobs: Vec<JobSummary>,
     /// Pass as `after` to get the next page; absent on the last page.
-    pub next: Option<Digest>,
+    pub next: Option<JobId>,
 }
 
 /// `GET /v1/jobs/{id}/provenance`: the record, its inclusion proof, and the root it is
@@ -250,7 +250,7 @@ pub struct ReceiptUpload {
 /// What a fulfiller signs to upload a receipt: the job and the Blake3 of the whole receipt
 /// file (`Receipt::to_json`), so no field of it (the unattested `cycles` and `trace_len`
 /// included) can be changed and re-sent under the same signature.
-pub fn receipt_upload_message(job: &Digest, receipt_hash: &Digest) -> Vec<u8> {
+pub fn receipt_upload_message(job: &JobId, receipt_hash: &Digest) -> Vec<u8> {
     format!("verity/receipt-upload/v2/{job}/{receipt_hash}").into_bytes()
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_ledger::Job;
-use verity_types::{Address, Digest, Keypair, Receipt, SignedTx, Tx, TxBody};
+use verity_types::{Address, Digest, JobId, Keypair, Receipt, SignedTx, Tx, TxBody, TxId};
 
 /// The offer `verity job submit` makes unless told otherwise: a reverse Dutch auction from a
 /// tenth of `max_price` up to it over 8 blocks, 40 blocks to lock, 400 to deliver, collateral
@@ -164,7 +164,7 @@ impl Client {
     }
 
     /// Submits a signed transaction; returns its id once the mempool has admitted it.
-    pub async fn submit(&self, tx: &SignedTx) -> Result<Digest, ClientError> {
+    pub async fn submit(&self, tx: &SignedTx) -> Result<TxId, ClientError> {
         let body = SubmitTx {
             tx: BASE64.encode(tx.to_bytes()),
         };
@@ -174,7 +174,7 @@ impl Client {
 
     /// Signs `body` with `key` at the account's next nonce (counting its pending transactions)
     /// and submits it.
-    pub async fn send(&self, key: &Keypair, body: TxBody) -> Result<Digest, ClientError> {
+    pub async fn send(&self, key: &Keypair, body: TxBody) -> Result<TxId, ClientError> {
         let head = self.head().await?;
         let account = self.account(&key.address()).await?;
         let tx = Tx {
@@ -186,13 +186,13 @@ impl Client {
         self.submit(&tx.sign(key)).await
     }
 
-    pub async fn tx_status(&self, id: &Digest) -> Result<TxStatus, ClientError> {
+    pub async fn tx_status(&self, id: &TxId) -> Result<TxStatus, ClientError> {
         self.get(&routes::path(routes::TX, id)).await
     }
 
     /// Waits until a transaction is in a block; returns an error carrying the ledger's reason
     /// if it was rejected there.
-    pub async fn wait_tx(&self, id: &Digest, timeout: Duration) -> Result<u64, ClientError> {
+    pub async fn wait_tx(&self, id: &TxId, timeout: Duration) -> Result<u64, ClientError> {
         let start = std::time::Instant::now();
         loop {
             let s = self.tx_status(id).await?;
@@ -230,7 +230,7 @@ impl Client {
         }
     }
 
-    pub async fn job(&self, id: &Digest) -> Result<JobView, ClientError> {
+    pub async fn job(&self, id: &JobId) -> Result<JobView, ClientError> {
         self.get(&routes::path(routes::JOB, id)).await
     }
 
@@ -255,7 +255,7 @@ impl Client {
     }
 
     /// Fetches a job's receipt and verifies it locally against the job on the ledger.
-    pub async fn receipt(&self, id: &Digest) -> Result<Receipt, ClientError> {
+    pub async fn receipt(&self, id: &JobId) -> Result<Receipt, ClientError> {
         let receipt: serde_json::Value = self.get(&routes::path(routes::JOB_RECEIPT, id)).await?;
         let bytes =
             serde_json::to_vec(&receipt).map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -276,7 +276,7 @@ impl Client {
         Ok(receipt)
     }
 
-    pub async fn provenance(&self, id: &Digest) -> Result<ProvenanceView, ClientError> {
+    pub async fn provenance(&self, id: &JobId) -> Result<ProvenanceView, ClientError> {
         self.get(&routes::path(routes::JOB_PROVENANCE, id)).await
     }
 
@@ -303,7 +303,7 @@ impl Client {
     /// `ProvideInputs` signed by the job's client (`key`). Returns the locker.
     pub async fn provide_private(
         &self,
-        job: &Digest,
+        job: &JobId,
         values: &[u64],
         key: &Keypair,
         timeout: Duration,
@@ -349,7 +349,7 @@ impl Client {
     /// A job's private inputs as provided on the ledger, still sealed (open them with
     /// [`sealing::open`] after checking them against the job's `sealed_inputs_hash`).
     /// `Refused { status: 404 }` until the client has provided them.
-    pub async fn sealed_inputs(&self, job: &Digest) -> Result<Vec<u8>, ClientError> {
+    pub async fn sealed_inputs(&self, job: &JobId) -> Result<Vec<u8>, ClientError> {
         let body: SealedInputs = self.get(&routes::path(routes::JOB_PRIVATE, job)).await?;
         BASE64
             .decode(body.sealed.as_bytes())
@@ -360,7 +360,7 @@ impl Client {
     /// recorded and opened with the locker's `key`.
     pub async fn private_inputs(
         &self,
-        job: &Digest,
+        job: &JobId,
         key: &Keypair,
     ) -> Result<Vec<u64>, ClientError> {
         let recorded = self.job(job).await?.job.sealed_inputs_hash;
@@ -377,7 +377,7 @@ impl Client {
     /// count the ledger does not store.
     pub async fn put_receipt(
         &self,
-        job: &Digest,
+        job: &JobId,
         receipt: &Receipt,
         key: &Keypair,
     ) -> Result<(), ClientError> {
@@ -412,7 +412,7 @@ impl Client {
     /// timeline entry.
     pub async fn wait_job(
         &self,
-        id: &Digest,
+        id: &JobId,
         timeout: Duration,
         mut on_change: impl FnMut(&verity_ledger::TimelineEntry),
     ) -> Result<Job, ClientError> {

@@ -8,7 +8,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use crypto_box::{PublicKey, SecretKey};
-use verity_types::{Address, Digest, Keypair};
+use verity_types::{Address, JobId, Keypair};
 
 /// Why sealed inputs could not be made or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,12 +22,12 @@ pub enum SealError {
     #[error("the sealed inputs are malformed: {0}")]
     Malformed(String),
     #[error("the sealed inputs are for job {got}, not {expected}")]
-    WrongJob { expected: Digest, got: Digest },
+    WrongJob { expected: JobId, got: JobId },
 }
 
 #[derive(BorshSerialize, BorshDeserialize)]
 struct Plain {
-    job: Digest,
+    job: JobId,
     values: Vec<u64>,
 }
 
@@ -42,7 +42,7 @@ fn x25519_secret(key: &Keypair) -> SecretKey {
 }
 
 /// Seals `values` (job `job`'s private inputs) to provider `to`.
-pub fn seal(job: &Digest, values: &[u64], to: &Address) -> Result<Vec<u8>, SealError> {
+pub fn seal(job: &JobId, values: &[u64], to: &Address) -> Result<Vec<u8>, SealError> {
     let plain = borsh::to_vec(&Plain {
         job: *job,
         values: values.to_vec(),
@@ -54,7 +54,7 @@ pub fn seal(job: &Digest, values: &[u64], to: &Address) -> Result<Vec<u8>, SealE
 }
 
 /// Opens inputs sealed to `key` for job `job`.
-pub fn open(job: &Digest, sealed: &[u8], key: &Keypair) -> Result<Vec<u64>, SealError> {
+pub fn open(job: &JobId, sealed: &[u8], key: &Keypair) -> Result<Vec<u64>, SealError> {
     let plain = x25519_secret(key)
         .unseal(sealed)
         .map_err(|_| SealError::Open)?;
@@ -76,7 +76,7 @@ mod tests {
     #[test]
     fn only_the_recipient_opens_and_only_for_its_job() {
         let provider = Keypair::dev("provider");
-        let job = Digest::blake3(b"job");
+        let job = JobId(verity_types::Digest::blake3(b"job"));
         let sealed = seal(&job, &[3, 4], &provider.address()).unwrap();
         assert_eq!(open(&job, &sealed, &provider).unwrap(), vec![3, 4]);
         // Not the values in clear.
@@ -88,7 +88,11 @@ mod tests {
             Err(SealError::Open)
         );
         assert!(matches!(
-            open(&Digest::blake3(b"other"), &sealed, &provider),
+            open(
+                &JobId(verity_types::Digest::blake3(b"other")),
+                &sealed,
+                &provider
+            ),
             Err(SealError::WrongJob { .. })
         ));
         let mut altered = sealed.clone();

@@ -122,7 +122,7 @@ where
                 (&b, Recipients::Some(others.clone())),
             ] {
                 let _ = blocks_out.send(to.clone(), block.to_bytes(), true);
-                let proposal = Proposal::new(round, view, Sha256Digest(block.id().0));
+                let proposal = Proposal::new(round, view, Sha256Digest(block.id().0.0));
                 let vote = Notarize::<Scheme, _>::sign(&scheme, proposal).expect("we sign");
                 let _ = votes_out.send(to, Vote::Notarize(vote).encode(), true);
             }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use verity_ledger::{
     Block, BlockOutcome, Genesis, GenesisError, State, apply_block, genesis_block_id,
 };
-use verity_types::{Digest, SignedTx};
+use verity_types::{BlockId, SignedTx};
 
 use crate::error::CommitError;
 
@@ -18,7 +18,7 @@ use crate::error::CommitError;
 #[derive(Clone)]
 pub struct Tip {
     pub height: u64,
-    pub id: Digest,
+    pub id: BlockId,
     pub state: Arc<State>,
 }
 
@@ -32,7 +32,7 @@ pub struct Executed {
 
 pub trait Chain: Send + Sync + 'static {
     /// The id block 1 names as its parent ([`verity_ledger::genesis_block_id`]).
-    fn genesis_id(&self) -> Digest;
+    fn genesis_id(&self) -> BlockId;
     /// The last committed block and the state after it.
     fn tip(&self) -> Tip;
     /// Applies a finalized block that extends the tip and makes it durable before returning.
@@ -41,7 +41,7 @@ pub trait Chain: Send + Sync + 'static {
     /// deterministic, so it is what executing it again would give).
     fn commit(&self, block: &Block, executed: Option<Executed>) -> Result<(), CommitError>;
     /// A committed block by id.
-    fn block_by_id(&self, id: &Digest) -> Option<Block>;
+    fn block_by_id(&self, id: &BlockId) -> Option<Block>;
     /// A committed block by height.
     fn block_at(&self, height: u64) -> Option<Block>;
     /// Pending transactions, oldest first (left in the pool: a proposal may not be finalized).
@@ -59,10 +59,10 @@ pub struct MemoryChain {
 }
 
 struct MemoryInner {
-    genesis_id: Digest,
+    genesis_id: BlockId,
     tip: Tip,
     blocks: Vec<Block>,
-    ids: BTreeMap<Digest, u64>,
+    ids: BTreeMap<BlockId, u64>,
     pool: Vec<SignedTx>,
 }
 
@@ -85,7 +85,7 @@ impl MemoryChain {
     }
 
     /// Committed block ids, in height order.
-    pub fn ids(&self) -> Vec<Digest> {
+    pub fn ids(&self) -> Vec<BlockId> {
         let inner = self.lock();
         inner.blocks.iter().map(Block::id).collect()
     }
@@ -100,7 +100,7 @@ impl MemoryChain {
 }
 
 impl Chain for MemoryChain {
-    fn genesis_id(&self) -> Digest {
+    fn genesis_id(&self) -> BlockId {
         self.lock().genesis_id
     }
 
@@ -129,7 +129,7 @@ impl Chain for MemoryChain {
             return Err(CommitError::Diverged { height });
         }
         let id = block.id();
-        let included: std::collections::BTreeSet<Digest> =
+        let included: std::collections::BTreeSet<verity_types::TxId> =
             block.txs.iter().map(SignedTx::id).collect();
         inner.pool.retain(|tx| !included.contains(&tx.id()));
         inner.ids.insert(id, next.height);
@@ -142,7 +142,7 @@ impl Chain for MemoryChain {
         Ok(())
     }
 
-    fn block_by_id(&self, id: &Digest) -> Option<Block> {
+    fn block_by_id(&self, id: &BlockId) -> Option<Block> {
         let inner = self.lock();
         let height = *inner.ids.get(id)?;
         inner.blocks.get(height.checked_sub(1)? as usize).cloned()

@@ -179,7 +179,7 @@ where
             partition: config.partition.clone(),
             mailbox_size: NZUsize!(1024),
             epoch: Epoch::zero(),
-            floor: Floor::Genesis(Sha256Digest(genesis.0)),
+            floor: Floor::Genesis(Sha256Digest(genesis.0.0)),
             replay_buffer: NZUsize!(1024 * 1024),
             write_buffer: NZUsize!(1024 * 1024),
             page_cache: CacheRef::new(NZU16!(4096), NZUsize!(256)),

@@ -301,7 +301,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
             ..fib_job(10)
         };
         let submit = tx("client", 10, TxBody::SubmitJob(job));
-        let job_id = submit.id();
+        let job_id = verity_types::JobId::submitted_by(submit.id());
         net.submit(1, submit);
         net.wait_for(&[0, 1, 2, 3], 5).await;
         while !net.chains[2].tip().state.jobs.contains_key(&job_id) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use verity_ledger::{
     BlockHeader, Genesis, GenesisAccount, GenesisStake, State, apply_block, apply_block_parallel,
 };
-use verity_types::{Digest, JobRequest, Keypair, Mode, Role, SignedTx, Tx, TxBody};
+use verity_types::{Digest, JobId, JobRequest, Keypair, Mode, Role, SignedTx, Tx, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 const CHAIN: &str = "bench";
@@ -133,7 +133,7 @@ fn main() {
     let txs: Vec<_> = (0..n)
         .map(|i| b.tx(i, TxBody::SubmitJob(job(10 + i as u64, Mode::Optimistic))))
         .collect();
-    let ids: Vec<Digest> = txs.iter().map(SignedTx::id).collect();
+    let ids: Vec<JobId> = txs.iter().map(|tx| JobId::submitted_by(tx.id())).collect();
     report("submit job (assembles the program)", n, b.apply(&txs, 1));
     let txs: Vec<_> = (0..n)
         .map(|i| b.tx((i + 1) % n, TxBody::LockJob { job_id: ids[i] }))
@@ -169,7 +169,7 @@ fn main() {
         let txs: Vec<_> = (0..n)
             .map(|i| b.tx(i, TxBody::SubmitJob(job(10 + i as u64, Mode::Proof))))
             .collect();
-        let ids: Vec<Digest> = txs.iter().map(SignedTx::id).collect();
+        let ids: Vec<JobId> = txs.iter().map(|tx| JobId::submitted_by(tx.id())).collect();
         b.apply(&txs, 1);
         let txs: Vec<_> = (0..n)
             .map(|i| b.tx(i, TxBody::LockJob { job_id: ids[i] }))

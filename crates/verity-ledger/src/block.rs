@@ -8,7 +8,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use sha2::{Digest as _, Sha256};
-use verity_types::{Digest, SignedTx};
+use verity_types::{BlockId, Digest, SignedTx};
 
 use crate::apply::BlockHeader;
 use crate::state::State;
@@ -16,15 +16,15 @@ use crate::state::State;
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Block {
     /// Id of the block this one extends ([`genesis_block_id`] for the first block).
-    pub parent_id: Digest,
+    pub parent_id: BlockId,
     pub header: BlockHeader,
     pub txs: Vec<SignedTx>,
 }
 
 impl Block {
     /// SHA-256 of the encoded block.
-    pub fn id(&self) -> Digest {
-        sha256(&self.to_bytes())
+    pub fn id(&self) -> BlockId {
+        BlockId(sha256(&self.to_bytes()))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -38,11 +38,11 @@ impl Block {
 }
 
 /// The id that block 1 names as its parent: a commitment to the chain id and the genesis state.
-pub fn genesis_block_id(genesis_state: &State) -> Digest {
+pub fn genesis_block_id(genesis_state: &State) -> BlockId {
     let mut bytes = b"verity-genesis-block:".to_vec();
     bytes.extend_from_slice(genesis_state.chain_id.as_bytes());
     bytes.extend_from_slice(&genesis_state.state_root().0);
-    sha256(&bytes)
+    BlockId(sha256(&bytes))
 }
 
 fn sha256(bytes: &[u8]) -> Digest {

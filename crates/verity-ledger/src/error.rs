@@ -1,4 +1,4 @@
-use verity_types::{Address, Digest};
+use verity_types::{Address, Digest, JobId};
 
 use crate::state::JobState;
 
@@ -29,10 +29,10 @@ pub enum TxError {
     #[error("amount must be positive")]
     ZeroAmount,
     #[error("unknown job {0}")]
-    UnknownJob(Digest),
+    UnknownJob(JobId),
     #[error("job {job} is {state}; this needs it to be {expected}")]
     WrongState {
-        job: Digest,
+        job: JobId,
         state: JobState,
         expected: &'static str,
     },

@@ -11,6 +11,7 @@ use verity_types::{
 
 /// Adds the first two private inputs to the public input (with data [3, 4] and input 10: 17).
 use verity_testkit::PRIVATE_SUM;
+use verity_types::JobId;
 
 fn private_job(data: &[u64], mode: Mode) -> JobRequest {
     JobRequest {
@@ -29,9 +30,9 @@ fn prove_private(data: &[u64]) -> verity_types::Receipt {
     verity_vm::prove(&job.program, &inputs, verity_vm::ProveOptions::default()).unwrap()
 }
 
-fn submit_req(chain: &mut Chain, req: JobRequest) -> verity_types::Digest {
+fn submit_req(chain: &mut Chain, req: JobRequest) -> JobId {
     let tx = chain.tx("client", TxBody::SubmitJob(req));
-    let id = tx.id();
+    let id = JobId::submitted_by(tx.id());
     assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
     id
 }
@@ -39,7 +40,7 @@ fn submit_req(chain: &mut Chain, req: JobRequest) -> verity_types::Digest {
 fn fulfil(
     chain: &mut Chain,
     who: &str,
-    job: verity_types::Digest,
+    job: JobId,
     r: &verity_types::Receipt,
     proof: bool,
 ) -> Result<(), TxError> {
@@ -181,7 +182,7 @@ fn optimistic_jobs_whose_outputs_depend_on_unverified_hints_are_refused() {
             ..req
         }),
     );
-    let id = tx.id();
+    let id = JobId::submitted_by(tx.id());
     assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
     assert!(chain.state.jobs[&id].unverified_hints);
 }
@@ -304,7 +305,7 @@ fn every_included_transaction_pays_its_fee_and_fees_are_burned() {
     let proof_tx = chain.tx(
         "p1",
         TxBody::Fulfil {
-            job_id: verity_types::Digest::default(),
+            job_id: JobId::default(),
             outputs: fib_receipt(10).stack_outputs,
             proof: Some(fib_receipt(10).proof.clone()),
         },
@@ -470,7 +471,7 @@ fn a_program_that_unrolls_past_the_limit_is_refused_before_assembly() {
 
 // ------------------------------------------------------------------ 4. withheld private inputs
 
-fn provide(chain: &mut Chain, who: &str, job: verity_types::Digest) -> Result<(), TxError> {
+fn provide(chain: &mut Chain, who: &str, job: JobId) -> Result<(), TxError> {
     chain.send(
         who,
         TxBody::ProvideInputs {

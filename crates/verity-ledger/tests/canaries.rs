@@ -7,7 +7,9 @@ use common::*;
 use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, FALSE_AUDIT_SLASH_BP};
 use verity_ledger::{JobState, TrustProfile, TxError};
 use verity_types::canary::{client_key, commitment};
-use verity_types::{CanaryClaim, CanaryReveal, Digest, Keypair, Mode, Role, StackOutputs, TxBody};
+use verity_types::{
+    CanaryClaim, CanaryReveal, Digest, JobId, Keypair, Mode, Role, StackOutputs, TxBody,
+};
 
 fn wrong(outputs: &[u64]) -> StackOutputs {
     let mut w = outputs.to_vec();
@@ -38,7 +40,7 @@ impl Canaries {
 
     /// Funds canary `index` (from the auditor: the ledger does not care who pays) and submits
     /// its job; returns the job id.
-    fn submit(&self, chain: &mut Chain, index: u32, n: u64, mode: Mode) -> Digest {
+    fn submit(&self, chain: &mut Chain, index: u32, n: u64, mode: Mode) -> JobId {
         let k = self.key(index);
         let fund = TxBody::Transfer {
             to: k.address(),
@@ -46,7 +48,7 @@ impl Canaries {
         };
         chain.send(self.auditor, fund).unwrap();
         let tx = chain.tx_by(&k, TxBody::SubmitJob(fib_job(n, mode)));
-        let id = tx.id();
+        let id = JobId::submitted_by(tx.id());
         assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
         id
     }
@@ -54,7 +56,7 @@ impl Canaries {
     fn reveal(
         &self,
         chain: &mut Chain,
-        claims: Vec<(u32, Digest, StackOutputs)>,
+        claims: Vec<(u32, JobId, StackOutputs)>,
     ) -> Result<(), TxError> {
         let body = TxBody::CanaryReveal(CanaryReveal {
             epoch: self.epoch,
@@ -80,17 +82,11 @@ fn stake_validator(chain: &mut Chain, who: &str, amount: u64) {
     chain.send(who, body).unwrap();
 }
 
-fn lock(chain: &mut Chain, who: &str, job: Digest) {
+fn lock(chain: &mut Chain, who: &str, job: JobId) {
     chain.send(who, TxBody::LockJob { job_id: job }).unwrap();
 }
 
-fn fulfil(
-    chain: &mut Chain,
-    who: &str,
-    job: Digest,
-    outputs: StackOutputs,
-    proof: Option<Vec<u8>>,
-) {
+fn fulfil(chain: &mut Chain, who: &str, job: JobId, outputs: StackOutputs, proof: Option<Vec<u8>>) {
     let body = TxBody::Fulfil {
         job_id: job,
         outputs,

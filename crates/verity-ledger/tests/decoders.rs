@@ -16,7 +16,7 @@ fn valid_tx() -> SignedTx {
 
 fn valid_block() -> Block {
     Block {
-        parent_id: Digest::blake3(b"parent"),
+        parent_id: verity_types::BlockId(Digest::blake3(b"parent")),
         header: BlockHeader {
             chain_id: CHAIN.into(),
             height: 1,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use common::*;
 use proptest::prelude::*;
 use verity_ledger::JobState;
-use verity_types::{Digest, JobRequest, Mode, SignedTx, StackOutputs, TxBody};
+use verity_types::{JobId, JobRequest, Mode, SignedTx, StackOutputs, TxBody};
 
 /// Who submits jobs (the watcher and the providers do not, so their winnings stay apart).
 const CLIENTS: [&str; 1] = ["client"];
@@ -122,7 +122,7 @@ impl Books {
 
     /// The honest watcher challenges every wrong optimistic result still in its window.
     fn watch(&mut self) {
-        let wrong: Vec<(Digest, u64)> = self
+        let wrong: Vec<(JobId, u64)> = self
             .chain
             .state
             .jobs
@@ -189,8 +189,8 @@ impl Books {
     }
 }
 
-fn job_at(books: &Books, i: usize) -> Option<Digest> {
-    let ids: Vec<Digest> = books.chain.state.jobs.keys().copied().collect();
+fn job_at(books: &Books, i: usize) -> Option<JobId> {
+    let ids: Vec<JobId> = books.chain.state.jobs.keys().copied().collect();
     ids.get(i % ids.len().max(1)).copied()
 }
 

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use verity_ledger::{JobState, State};
+use verity_types::JobId;
 use verity_types::{
     CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, StackOutputs, Tx,
     TxBody, canary,
@@ -191,7 +192,7 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn job_ids(state: &State) -> Vec<Digest> {
+fn job_ids(state: &State) -> Vec<JobId> {
     state.jobs.keys().copied().collect()
 }
 

@@ -4,22 +4,17 @@ mod common;
 
 use common::*;
 use verity_ledger::{JobState, TxError};
-use verity_types::{Digest, Mode, Receipt, TxBody};
+use verity_types::{Digest, JobId, Mode, Receipt, TxBody};
 
-fn submit(chain: &mut Chain, n: u64, mode: Mode) -> Digest {
+fn submit(chain: &mut Chain, n: u64, mode: Mode) -> JobId {
     let tx = chain.tx("client", TxBody::SubmitJob(fib_job(n, mode)));
-    let id = tx.id();
+    let id = JobId::submitted_by(tx.id());
     let out = chain.block(vec![tx]);
     assert_eq!(out.tx_results, vec![Ok(())]);
     id
 }
 
-fn fulfil_with(
-    chain: &mut Chain,
-    who: &str,
-    job: Digest,
-    receipt: &Receipt,
-) -> Result<(), TxError> {
+fn fulfil_with(chain: &mut Chain, who: &str, job: JobId, receipt: &Receipt) -> Result<(), TxError> {
     chain.send(
         who,
         TxBody::Fulfil {

@@ -13,7 +13,7 @@ use verity_ledger::JobState;
 use verity_node::{AuditorConfig, devnet};
 use verity_provider::{Provider, ProviderConfig, ProviderFault};
 use verity_testkit::{FIB, auction, fib_job, offer};
-use verity_types::{JobRequest, Mode, TxBody};
+use verity_types::{JobId, JobRequest, Mode, TxBody};
 use verity_vm::{Inputs, Program};
 
 const JOBS: u64 = 12;
@@ -48,7 +48,7 @@ async fn main() {
             let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
             client.wait_tx(&id, Duration::from_secs(30)).await.unwrap();
             let job = client
-                .wait_job(&id, Duration::from_secs(120), |_| {})
+                .wait_job(&JobId::submitted_by(id), Duration::from_secs(120), |_| {})
                 .await
                 .unwrap();
             if job.state == JobState::Overturned {

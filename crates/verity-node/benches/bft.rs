@@ -15,7 +15,7 @@ use verity_ledger::JobState;
 use verity_node::{RunningNode, devnet};
 use verity_provider::{Provider, ProviderConfig};
 use verity_testkit::{auction, fib_job, offer};
-use verity_types::{JobRequest, Keypair, SignedTx, Tx, TxBody};
+use verity_types::{JobId, JobRequest, Keypair, SignedTx, Tx, TxBody, TxId};
 
 async fn network(validators: usize, block_ms: u64) -> (Vec<RunningNode>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +54,7 @@ fn transfer(key: &Keypair, nonce: u64) -> SignedTx {
     .sign(key)
 }
 
-async fn committed(client: &Client, id: &verity_types::Digest) {
+async fn committed(client: &Client, id: &TxId) {
     loop {
         if let Ok(s) = client.tx_status(id).await
             && s.status != verity_client::TxState::Pending
@@ -127,7 +127,7 @@ async fn measure(label: &str, validators: usize) {
                 let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
                 committed(&client, &id).await;
                 let job = client
-                    .wait_job(&id, Duration::from_secs(120), |_| {})
+                    .wait_job(&JobId::submitted_by(id), Duration::from_secs(120), |_| {})
                     .await
                     .unwrap();
                 assert_eq!(job.state, JobState::Finalized);

@@ -12,7 +12,7 @@ use verity_ledger::JobState;
 use verity_node::devnet;
 use verity_provider::{Provider, ProviderConfig};
 use verity_testkit::{auction, fib_job, offer};
-use verity_types::{JobRequest, TxBody};
+use verity_types::{JobId, JobRequest, TxBody};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -54,11 +54,11 @@ async fn main() {
         client.wait_tx(&tx, Duration::from_secs(30)).await.unwrap();
         let included = t0.elapsed();
         let job = client
-            .wait_job(&tx, Duration::from_secs(120), |_| {})
+            .wait_job(&JobId::submitted_by(tx), Duration::from_secs(120), |_| {})
             .await
             .unwrap();
         assert_eq!(job.state, JobState::Finalized);
-        client.receipt(&tx).await.unwrap();
+        client.receipt(&JobId::submitted_by(tx)).await.unwrap();
         let total = t0.elapsed();
         let ts = |s: JobState| {
             job.timeline

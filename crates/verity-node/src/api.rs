@@ -23,7 +23,7 @@ use verity_api::{
     TxState, TxStatus, heartbeat_message, receipt_upload_message, routes,
 };
 use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile, TxError};
-use verity_types::{Address, Digest, Receipt, SignedTx};
+use verity_types::{Address, Digest, JobId, Receipt, SignedTx};
 
 use crate::mempool::AdmitError;
 use crate::node::Node;
@@ -104,7 +104,11 @@ impl From<JsonRejection> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn parse_digest(what: &str, s: &str) -> Result<Digest, ApiError> {
+/// A digest or typed id (`JobId`, `TxId`, …) from a path or query, or a 400 naming `what`.
+fn parse_digest<T>(what: &str, s: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = verity_types::DigestError>,
+{
     s.parse()
         .map_err(|e| bad(format!("{what} `{s}` is not valid: {e}")))
 }
@@ -260,7 +264,7 @@ async fn list_jobs(
     let provider = q.get("provider").map(|s| parse_address(s)).transpose()?;
     let after = q
         .get("after")
-        .map(|s| parse_digest("cursor", s))
+        .map(|s| parse_digest::<JobId>("cursor", s))
         .transpose()?;
     let limit = match q.get("limit") {
         Some(l) => l

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use verity_api::AuditorView;
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, ProgramSource, TxBody};
+use verity_types::{BlockId, Digest, JobId, Keypair, Mode, ProgramSource, TxBody, TxId};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 use crate::node::Node;
@@ -113,9 +113,9 @@ impl AuditorCounters {
 
 /// Is the fulfilment of `job` recorded in block `block_id` in the sample? A pure function of
 /// public data: anyone can recompute which fulfilments an auditor had to check.
-pub fn sampled(block_id: &Digest, job: &Digest, sample_per_10k: u32) -> bool {
-    let mut bytes = block_id.0.to_vec();
-    bytes.extend_from_slice(&job.0);
+pub fn sampled(block_id: &BlockId, job: &JobId, sample_per_10k: u32) -> bool {
+    let mut bytes = block_id.0.0.to_vec();
+    bytes.extend_from_slice(&job.0.0);
     let h = Digest::blake3(&bytes);
     let draw = u64::from_le_bytes(h.0[..8].try_into().expect("8 bytes")) % 10_000;
     draw < u64::from(sample_per_10k)
@@ -370,9 +370,9 @@ pub(crate) fn prove_within(
 pub(crate) fn submit_challenge(
     node: &Node,
     key: &Keypair,
-    job_id: Digest,
+    job_id: JobId,
     receipt: verity_types::Receipt,
-) -> Result<Digest, crate::mempool::AdmitError> {
+) -> Result<TxId, crate::mempool::AdmitError> {
     let body = TxBody::Challenge {
         job_id,
         outputs: receipt.stack_outputs,
@@ -451,9 +451,9 @@ mod tests {
 
     #[test]
     fn the_sample_is_a_function_of_public_data_at_the_configured_rate() {
-        let block = Digest::blake3(b"block");
-        let jobs: Vec<Digest> = (0u32..10_000)
-            .map(|i| Digest::blake3(&i.to_le_bytes()))
+        let block = BlockId(Digest::blake3(b"block"));
+        let jobs: Vec<JobId> = (0u32..10_000)
+            .map(|i| JobId(Digest::blake3(&i.to_le_bytes())))
             .collect();
         let count = |rate| jobs.iter().filter(|j| sampled(&block, j, rate)).count();
         assert_eq!(count(0), 0);
@@ -466,7 +466,7 @@ mod tests {
         // Same inputs, same answer; another block draws another sample.
         let again = jobs.iter().filter(|j| sampled(&block, j, 2_500)).count();
         assert_eq!(again, quarter);
-        let other = Digest::blake3(b"other block");
+        let other = BlockId(Digest::blake3(b"other block"));
         let differs = jobs
             .iter()
             .filter(|j| sampled(&block, j, 2_500) != sampled(&other, j, 2_500))

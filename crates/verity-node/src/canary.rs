@@ -24,7 +24,7 @@ use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, CANARY_REVEAL_EPOCHS};
 use verity_ledger::{JobState, State};
 use verity_types::canary::{client_key, commitment};
 use verity_types::{
-    CanaryClaim, CanaryReveal, Digest, JobRequest, Keypair, MODULUS, Mode, Offer, SignedTx,
+    CanaryClaim, CanaryReveal, Digest, JobId, JobRequest, Keypair, MODULUS, Mode, Offer, SignedTx,
     StackOutputs, Tx, TxBody,
 };
 use verity_vm::{Inputs, Program};
@@ -75,7 +75,7 @@ pub struct Canary {
     /// The right outputs.
     pub expected: StackOutputs,
     /// The id its `SubmitJob` gets (a signature is deterministic, so this is known ahead).
-    pub job_id: Digest,
+    pub job_id: JobId,
     pub submit: SignedTx,
     /// Whether this validator sends it: each of `V` validators sends each canary slot with
     /// probability 1/V, so the network sends about `count` canaries per epoch whatever its
@@ -149,7 +149,7 @@ pub fn derive(
         request,
         offset,
         expected: run.outputs,
-        job_id: submit.id(),
+        job_id: JobId::submitted_by(submit.id()),
         submit,
         send,
     })
@@ -168,7 +168,7 @@ struct Canaries {
     sent: BTreeMap<(u64, &'static str, u32), u64>,
     /// Canary jobs being proved for a challenge right now (a proof can take longer than the
     /// resend interval; proving the same job twice would only slow both).
-    proving: Arc<std::sync::Mutex<BTreeSet<Digest>>>,
+    proving: Arc<std::sync::Mutex<BTreeSet<JobId>>>,
 }
 
 impl Canaries {
@@ -183,7 +183,7 @@ impl Canaries {
         }
     }
 
-    fn proving(&self) -> std::sync::MutexGuard<'_, BTreeSet<Digest>> {
+    fn proving(&self) -> std::sync::MutexGuard<'_, BTreeSet<JobId>> {
         self.proving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -319,7 +319,7 @@ async fn send_due(
                 && h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
                 && funded
                 && fresh
-                && !node.mempool_contains(&c.job_id)
+                && !node.mempool_contains(&c.submit.id())
                 && memory.due((epoch, "submit", i), h)
             {
                 match node.submit(c.submit.clone()) {
@@ -550,7 +550,7 @@ async fn challenge(
     node: Arc<Node>,
     config: AuditorConfig,
     counters: Arc<AuditorCounters>,
-    proving: Arc<std::sync::Mutex<BTreeSet<Digest>>>,
+    proving: Arc<std::sync::Mutex<BTreeSet<JobId>>>,
     c: Canary,
 ) {
     prove_and_challenge(&node, &config, &counters, &c).await;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use verity_ledger::{State, TxError, precheck};
-use verity_types::{Address, Digest, SignedTx, TxBody};
+use verity_types::{Address, SignedTx, TxBody, TxId};
 
 /// Why the mempool refused a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum AdmitError {
     #[error("account {0} already has {1} transactions pending; wait for some to be included")]
     TooManyPending(String, u64),
     #[error("transaction {0} is already pending")]
-    Duplicate(Digest),
+    Duplicate(TxId),
     #[error("the mempool is full ({0} transactions); try again shortly")]
     Full(usize),
 }
@@ -31,7 +31,7 @@ pub const MAX_PENDING_PER_SIGNER: u64 = 64;
 pub const MAX_POOL_BYTES: usize = 64 * 1024 * 1024;
 
 struct Pending {
-    id: Digest,
+    id: TxId,
     tx: SignedTx,
     /// Fee plus what the transaction moves out of the balance.
     cost: u64,
@@ -71,7 +71,7 @@ impl Mempool {
         self.queue.is_empty()
     }
 
-    pub fn contains(&self, id: &Digest) -> bool {
+    pub fn contains(&self, id: &TxId) -> bool {
         self.queue.iter().any(|p| p.id == *id)
     }
 
@@ -81,7 +81,7 @@ impl Mempool {
             + self.pending_per_signer.get(who).copied().unwrap_or(0)
     }
 
-    pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<Digest, AdmitError> {
+    pub fn admit(&mut self, tx: SignedTx, state: &State) -> Result<TxId, AdmitError> {
         let size = tx.encoded_len();
         if size > self.max_tx_bytes {
             return Err(AdmitError::TooLarge {
@@ -151,7 +151,7 @@ impl Mempool {
     /// After a block (or after a proposer dropped a transaction): removes `gone`, anything the
     /// state's nonces have moved past, and any transaction left behind a gap in its account's
     /// nonces (it could never be included). Returns the ones removed for a gap.
-    pub fn prune(&mut self, state: &State, gone: &BTreeSet<Digest>) -> Vec<SignedTx> {
+    pub fn prune(&mut self, state: &State, gone: &BTreeSet<TxId>) -> Vec<SignedTx> {
         let mut next: BTreeMap<Address, u64> = BTreeMap::new();
         let mut orphaned = Vec::new();
         // The queue holds each account's transactions in nonce order (admission takes only

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 use verity_consensus::{CommitError, ConsensusStatus, Gossip, StatusHandle};
 use verity_ledger::{Block, BlockOutcome, Event, Genesis, State, genesis_block_id};
-use verity_types::{Address, Digest, SignedTx, TxBody};
+use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
 use crate::error::{NodeError, StorageError};
 use crate::mempool::{AdmitError, Mempool};
@@ -51,8 +51,8 @@ pub struct Node {
     /// together).
     /// The committed state, its block id and its state root (computed once per block, so
     /// API reads never rebuild the Merkle tree).
-    head: RwLock<(Arc<State>, Digest, Digest)>,
-    genesis_id: Digest,
+    head: RwLock<(Arc<State>, BlockId, Digest)>,
+    genesis_id: BlockId,
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<StatusHandle>,
@@ -122,7 +122,7 @@ impl Node {
     }
 
     /// The id of the last committed block.
-    pub fn tip_id(&self) -> Digest {
+    pub fn tip_id(&self) -> BlockId {
         self.head.read().unwrap_or_else(|e| e.into_inner()).1
     }
 
@@ -161,7 +161,7 @@ impl Node {
         self.events.subscribe()
     }
 
-    pub fn submit(&self, tx: SignedTx) -> Result<Digest, AdmitError> {
+    pub fn submit(&self, tx: SignedTx) -> Result<TxId, AdmitError> {
         // Pool first, then state: `commit` changes both under the pool lock, so admission
         // never sees a pruned pool with the old state's nonces.
         let mut pool = lock(&self.mempool);
@@ -180,7 +180,7 @@ impl Node {
         &self,
         key: &verity_types::Keypair,
         body: verity_types::TxBody,
-    ) -> Result<Digest, AdmitError> {
+    ) -> Result<TxId, AdmitError> {
         let mut pool = lock(&self.mempool);
         let state = self.state();
         let tx = verity_types::Tx {
@@ -202,7 +202,7 @@ impl Node {
         lock(&self.mempool).len()
     }
 
-    pub fn mempool_contains(&self, id: &Digest) -> bool {
+    pub fn mempool_contains(&self, id: &TxId) -> bool {
         lock(&self.mempool).contains(id)
     }
 
@@ -308,7 +308,7 @@ impl Node {
             ));
         }
         let id = block.id();
-        let included: BTreeSet<Digest> = block.txs.iter().map(SignedTx::id).collect();
+        let included: BTreeSet<TxId> = block.txs.iter().map(SignedTx::id).collect();
         let block = StoredBlock {
             parent_id: block.parent_id,
             header: header.clone(),
@@ -335,7 +335,7 @@ impl Node {
 impl Node {
     /// Remembers why a transaction left the pool without being included, so its sender can
     /// ask (`GET /v1/txs/{id}`).
-    fn record_dropped(&self, id: &Digest, height: u64, reason: &str) {
+    fn record_dropped(&self, id: &TxId, height: u64, reason: &str) {
         let outcome = TxOutcome {
             height,
             error: Some(format!("dropped before inclusion: {reason}")),
@@ -358,7 +358,7 @@ impl Node {
 
 /// The node as consensus sees it: the committed chain in its database, and its mempool.
 impl verity_consensus::Chain for Node {
-    fn genesis_id(&self) -> Digest {
+    fn genesis_id(&self) -> BlockId {
         self.genesis_id
     }
 
@@ -379,7 +379,7 @@ impl verity_consensus::Chain for Node {
         self.commit_inner(block, executed).map(|_| ())
     }
 
-    fn block_by_id(&self, id: &Digest) -> Option<Block> {
+    fn block_by_id(&self, id: &BlockId) -> Option<Block> {
         let height = logged(self.storage.height_of(id))??;
         self.block_at(height)
     }
@@ -411,7 +411,7 @@ impl verity_consensus::Chain for Node {
 }
 
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
-pub fn private_inputs_key(job: &Digest) -> Digest {
+pub fn private_inputs_key(job: &JobId) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 use verity_ledger::{Block, BlockHeader, State};
-use verity_types::{Digest, SignedTx};
+use verity_types::{BlockId, Digest, SignedTx, TxId};
 
 use crate::error::StorageError;
 
@@ -26,7 +26,7 @@ const STATE_KEY: &str = "state";
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct StoredBlock {
     /// The id of the block this one extends (see [`verity_ledger::Block`]).
-    pub parent_id: Digest,
+    pub parent_id: BlockId,
     pub header: BlockHeader,
     pub txs: Vec<SignedTx>,
     pub state_root: Digest,
@@ -91,7 +91,7 @@ impl Storage {
         &self,
         block: &StoredBlock,
         state: &State,
-        outcomes: &[(Digest, TxOutcome)],
+        outcomes: &[(TxId, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
     ) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
@@ -105,14 +105,14 @@ impl Storage {
                 .map_err(err)?;
             tx.open_table(BLOCK_IDS)
                 .map_err(err)?
-                .insert(&block.to_block().id().0, block.header.height)
+                .insert(&block.to_block().id().0.0, block.header.height)
                 .map_err(err)?;
             let mut meta = tx.open_table(META).map_err(err)?;
             meta.insert(STATE_KEY, state.to_bytes().as_slice())
                 .map_err(err)?;
             let mut txs = tx.open_table(TXS).map_err(err)?;
             for (id, outcome) in outcomes {
-                txs.insert(&id.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
+                txs.insert(&id.0.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
                     .map_err(err)?;
             }
             let mut table = tx.open_table(BLOBS).map_err(err)?;
@@ -154,30 +154,30 @@ impl Storage {
         Ok(table.get(&id.0).map_err(err)?.map(|v| v.value().to_vec()))
     }
 
-    pub fn tx_outcome(&self, id: &Digest) -> Result<Option<TxOutcome>, StorageError> {
+    pub fn tx_outcome(&self, id: &TxId) -> Result<Option<TxOutcome>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(TXS).map_err(err)?;
-        match table.get(&id.0).map_err(err)? {
+        match table.get(&id.0.0).map_err(err)? {
             Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
             None => Ok(None),
         }
     }
 
     /// Records why a transaction left the pool without being included.
-    pub fn put_tx_outcome(&self, id: &Digest, outcome: &TxOutcome) -> Result<(), StorageError> {
+    pub fn put_tx_outcome(&self, id: &TxId, outcome: &TxOutcome) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(TXS)
             .map_err(err)?
-            .insert(&id.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
+            .insert(&id.0.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
             .map_err(err)?;
         tx.commit().map_err(err)
     }
 
     /// The height of a committed block, by id.
-    pub fn height_of(&self, id: &Digest) -> Result<Option<u64>, StorageError> {
+    pub fn height_of(&self, id: &BlockId) -> Result<Option<u64>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(BLOCK_IDS).map_err(err)?;
-        Ok(table.get(&id.0).map_err(err)?.map(|v| v.value()))
+        Ok(table.get(&id.0.0).map_err(err)?.map(|v| v.value()))
     }
 
     pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, StorageError> {

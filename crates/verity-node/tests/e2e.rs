@@ -6,7 +6,7 @@ use verity_client::{Client, ClientError};
 use verity_ledger::{Genesis, JobState};
 use verity_node::{RunningNode, devnet};
 use verity_provider::{Provider, ProviderConfig};
-use verity_types::{Digest, JobRequest, Keypair, Mode, TxBody};
+use verity_types::{Digest, JobId, JobRequest, Keypair, Mode, TxBody};
 
 use verity_testkit::{auction, offer};
 
@@ -52,11 +52,11 @@ fn fee_of(req: &JobRequest) -> u64 {
     verity_ledger::fee_of(&state, &tx)
 }
 
-async fn submit(client: &Client, req: JobRequest) -> Digest {
+async fn submit(client: &Client, req: JobRequest) -> JobId {
     let key = devnet::dev_key("client");
-    let id = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
-    client.wait_tx(&id, Duration::from_secs(10)).await.unwrap();
-    id
+    let tx = client.send(&key, TxBody::SubmitJob(req)).await.unwrap();
+    client.wait_tx(&tx, Duration::from_secs(10)).await.unwrap();
+    JobId::submitted_by(tx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -906,7 +906,9 @@ async fn private_inputs_reach_only_the_locker() {
         .wait_tx(&copy, Duration::from_secs(10))
         .await
         .unwrap();
-    let r = client.private_inputs(&copy, &other).await;
+    let r = client
+        .private_inputs(&JobId::submitted_by(copy), &other)
+        .await;
     assert!(
         matches!(r, Err(ClientError::Refused { status: 404, .. })),
         "{r:?}"

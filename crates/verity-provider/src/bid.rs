@@ -146,7 +146,7 @@ impl Provider {
     /// Locks the job; a lock that is not taken (another provider was first) is not retried.
     async fn lock(
         &mut self,
-        id: Digest,
+        id: JobId,
         price: u64,
         trace_len: u64,
     ) -> Result<Option<Held>, StepError> {

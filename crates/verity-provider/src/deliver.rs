@@ -166,7 +166,7 @@ async fn private_inputs(
 /// Proves (proof mode) or executes (optimistic mode) on a blocking thread: the outputs, and
 /// the receipt of a proof. `None` if it failed (logged).
 async fn compute(
-    id: Digest,
+    id: JobId,
     program: Program,
     inputs: Inputs,
     mode: Mode,
@@ -205,7 +205,7 @@ async fn compute(
 async fn fulfil(
     client: &Client,
     key: &Keypair,
-    id: Digest,
+    id: JobId,
     outputs: StackOutputs,
     receipt: Option<verity_types::Receipt>,
 ) {

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use verity_client::{Client, ClientError, ErrorCode, JobQuery};
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, Keypair, Mode, PrivateCommitment, ProgramSource, StackOutputs, TxBody};
+use verity_types::{
+    Digest, JobId, Keypair, Mode, PrivateCommitment, ProgramSource, StackOutputs, TxBody,
+};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 use deliver::Outcome;
@@ -151,9 +153,9 @@ pub struct Provider {
     cfg: ProviderConfig,
     client: Client,
     queue: VecDeque<Held>,
-    skipped: BTreeSet<Digest>,
+    skipped: BTreeSet<JobId>,
     /// Jobs that fit alone but not behind the queue, reconsidered every round.
-    deferred: BTreeSet<Digest>,
+    deferred: BTreeSet<JobId>,
     speed: Speed,
     paused_until: Option<Instant>,
     last_heartbeat: Option<Instant>,
@@ -287,7 +289,7 @@ impl Provider {
         Ok(())
     }
 
-    fn skip(&mut self, id: Digest, why: String) -> Result<Option<Held>, StepError> {
+    fn skip(&mut self, id: JobId, why: String) -> Result<Option<Held>, StepError> {
         info!(job = %id.short(), "skipped: {why}");
         self.skipped.insert(id);
         Ok(None)

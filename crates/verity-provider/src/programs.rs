@@ -92,7 +92,7 @@ pub(crate) enum Fetched {
 pub(crate) async fn fetch_private(
     client: &Client,
     key: &Keypair,
-    id: &Digest,
+    id: &JobId,
     commitment: &verity_types::PrivateCommitment,
 ) -> Fetched {
     let job = match client.job(id).await {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Keypair, Signature};
 use crate::digest::Digest;
+use crate::ids::{JobId, TxId};
 use crate::outputs::StackOutputs;
 
 /// Domain separator for transaction signatures: a signature over a Verity transaction can
@@ -265,17 +266,17 @@ pub enum TxBody {
     },
     SubmitJob(JobRequest),
     LockJob {
-        job_id: Digest,
+        job_id: JobId,
     },
     /// `proof` is required in `Proof` mode and must be absent in `Optimistic` mode.
     Fulfil {
-        job_id: Digest,
+        job_id: JobId,
         outputs: StackOutputs,
         proof: Option<Vec<u8>>,
     },
     /// Overturns an optimistic fulfilment with a proof of different outputs.
     Challenge {
-        job_id: Digest,
+        job_id: JobId,
         outputs: StackOutputs,
         proof: Vec<u8>,
     },
@@ -284,14 +285,14 @@ pub enum TxBody {
     /// arrival is a fact, and encrypted, so only the locker can read them. The locker's
     /// delivery clock starts here.
     ProvideInputs {
-        job_id: Digest,
+        job_id: JobId,
         sealed: Vec<u8>,
     },
     /// The locker of a job with private inputs gives it up after receiving inputs it cannot use
     /// (they do not open, or do not match the commitment). No one can tell from the ledger
     /// which side is at fault, so nobody is paid or slashed; both records show the release.
     ReleaseLock {
-        job_id: Digest,
+        job_id: JobId,
     },
     /// A provider says where auditors can probe it (an `http://` or `https://` URL).
     Announce {
@@ -325,7 +326,7 @@ pub struct CanaryReveal {
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct CanaryClaim {
     pub index: u32,
-    pub job_id: Digest,
+    pub job_id: JobId,
     pub expected: StackOutputs,
 }
 
@@ -386,8 +387,8 @@ impl Tx {
 
 impl SignedTx {
     /// The transaction id: Blake3 of its canonical encoding (including the signature).
-    pub fn id(&self) -> Digest {
-        Digest::blake3(&self.to_bytes())
+    pub fn id(&self) -> TxId {
+        TxId(Digest::blake3(&self.to_bytes()))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use verity_client::Client;
 use verity_ledger::{Genesis, GenesisAccount, GenesisStake, JobState};
 use verity_node::devnet;
-use verity_types::{Address, JobRequest, Role, TxBody};
+use verity_types::{Address, JobId, JobRequest, Role, TxBody};
 
 use common::{Proc, free_port, spawn, verity, wait_height};
 
@@ -117,10 +117,12 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         max_cycles: 1 << 12,
         ..verity_testkit::fib_job(20)
     };
-    let job_id = clients[1]
-        .send(&devnet::dev_key("client"), TxBody::SubmitJob(req))
-        .await
-        .unwrap();
+    let job_id = JobId::submitted_by(
+        clients[1]
+            .send(&devnet::dev_key("client"), TxBody::SubmitJob(req))
+            .await
+            .unwrap(),
+    );
 
     // Once the job is on the ledger, kill validator 3 without warning.
     let t = Instant::now();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use verity_client::Client;
 use verity_ledger::JobState;
 use verity_node::devnet;
+use verity_types::JobId;
 use verity_types::{JobRequest, Mode, Offer, ProgramSource, TxBody};
 
 use common::{Proc, free_port, spawn, verity, wait_height};
@@ -49,6 +50,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
         .wait_tx(&submit, Duration::from_secs(10))
         .await
         .unwrap();
+    let submit = JobId::submitted_by(submit);
     let lock = client
         .send(
             &devnet::dev_key("provider"),
@@ -223,7 +225,7 @@ async fn a_default_offer_job_of_2_18_cycles_finalizes() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let id: verity_types::Digest = stdout
+    let id: JobId = stdout
         .lines()
         .find_map(|l| l.strip_prefix("job "))
         .unwrap()
@@ -562,7 +564,7 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         .unwrap();
     node.wait_tx(&tx, Duration::from_secs(10)).await.unwrap();
     let ended = node
-        .wait_job(&tx, Duration::from_secs(60), |_| {})
+        .wait_job(&JobId::submitted_by(tx), Duration::from_secs(60), |_| {})
         .await
         .unwrap();
     assert_eq!(

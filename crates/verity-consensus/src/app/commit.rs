@@ -81,7 +81,7 @@ where
         let tip = self.chain.tip();
         let mut inner = self.lock();
         inner.blocks.retain(|_, b| b.header.height > tip.height);
-        let live: BTreeSet<Digest> = inner.blocks.keys().copied().collect();
+        let live: BTreeSet<BlockId> = inner.blocks.keys().copied().collect();
         inner.states.retain(|id, _| live.contains(id));
         inner.outcomes.retain(|id, _| live.contains(id));
         inner.invalid.retain(|id| live.contains(id));

@@ -6,7 +6,7 @@ use super::*;
 enum Path {
     /// Blocks to execute, oldest first, on top of a known state.
     Ready(Arc<State>, Vec<Arc<Block>>),
-    Missing(Digest),
+    Missing(BlockId),
     Invalid,
     /// The chain from this block does not reach the tip (it is at or below it).
     Stale,
@@ -18,7 +18,7 @@ where
     C: Chain,
     S: Sender<PublicKey = PublicKey>,
 {
-    fn path_to(&self, tip: &Tip, id: Digest) -> Path {
+    fn path_to(&self, tip: &Tip, id: BlockId) -> Path {
         let inner = self.lock();
         let mut path = Vec::new();
         let mut cur = id;
@@ -50,7 +50,7 @@ where
     /// `cancelled` says nobody is waiting any more.
     pub(super) async fn state_after(
         &self,
-        id: Digest,
+        id: BlockId,
         cancelled: impl Fn() -> bool,
     ) -> Option<Arc<State>> {
         loop {

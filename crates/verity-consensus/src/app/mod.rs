@@ -29,7 +29,7 @@ use commonware_runtime::{Clock, Spawner};
 use commonware_utils::channel::oneshot;
 use tracing::{debug, info, warn};
 use verity_ledger::{Block, BlockHeader, BlockOutcome, State, TxError, apply_block_parallel};
-use verity_types::{Address, Digest, Keypair, SignedTx};
+use verity_types::{Address, BlockId, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
 use crate::error::InvalidBlock;
@@ -101,19 +101,19 @@ impl AppConfig {
 #[derive(Default)]
 struct Inner {
     /// Blocks above the tip we know the contents of.
-    blocks: BTreeMap<Digest, Arc<Block>>,
+    blocks: BTreeMap<BlockId, Arc<Block>>,
     /// The state after each block we executed successfully.
-    states: BTreeMap<Digest, Arc<State>>,
+    states: BTreeMap<BlockId, Arc<State>>,
     /// The outcome of each block we verified by executing it exactly as committed (not our
     /// own proposals, whose dry run also saw the transactions later left out): handed to
     /// `Chain::commit` so a finalized block is not executed again.
-    outcomes: BTreeMap<Digest, Arc<BlockOutcome>>,
+    outcomes: BTreeMap<BlockId, Arc<BlockOutcome>>,
     /// Blocks that failed execution (never voted for).
-    invalid: BTreeSet<Digest>,
+    invalid: BTreeSet<BlockId>,
     /// Blocks we asked peers for, and when.
-    requested: BTreeMap<Digest, SystemTime>,
+    requested: BTreeMap<BlockId, SystemTime>,
     /// The newest finalized block id and its view.
-    finalized: Option<(u64, Digest)>,
+    finalized: Option<(u64, BlockId)>,
     /// Vote signers by the newest view we saw them vote in.
     seen: BTreeMap<u32, u64>,
 }
@@ -144,12 +144,12 @@ impl<E, C, S: Clone> Clone for App<E, C, S> {
     }
 }
 
-fn to_consensus(id: Digest) -> Sha256Digest {
-    Sha256Digest(id.0)
+fn to_consensus(id: BlockId) -> Sha256Digest {
+    Sha256Digest(id.0.0)
 }
 
-fn from_consensus(d: &Sha256Digest) -> Digest {
-    Digest(d.0)
+fn from_consensus(d: &Sha256Digest) -> BlockId {
+    BlockId(verity_types::Digest(d.0))
 }
 
 /// The ledger address of a consensus key (both are the same ed25519 key).
@@ -225,7 +225,7 @@ where
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn state_of(&self, tip: &Tip, id: &Digest) -> Option<Arc<State>> {
+    fn state_of(&self, tip: &Tip, id: &BlockId) -> Option<Arc<State>> {
         if *id == tip.id {
             return Some(tip.state.clone());
         }

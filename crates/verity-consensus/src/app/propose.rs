@@ -14,7 +14,7 @@ where
         &self,
         ctx: Context<Sha256Digest, PublicKey>,
         cancelled: impl Fn() -> bool,
-    ) -> Option<Digest> {
+    ) -> Option<BlockId> {
         let parent_id = from_consensus(&ctx.parent.1);
         let parent_state = self.state_after(parent_id, cancelled).await?;
         self.pace(&parent_state).await;
@@ -69,7 +69,7 @@ where
 
     /// Mempool transactions for a child of `parent_id`: not already in an unfinalized block
     /// between the tip and the parent, in nonce order per signer, within the block limits.
-    fn pick_transactions(&self, parent_id: Digest, parent_state: &State) -> Vec<SignedTx> {
+    fn pick_transactions(&self, parent_id: BlockId, parent_state: &State) -> Vec<SignedTx> {
         // Transactions already in the unfinalized blocks between the tip and the parent.
         let tip = self.chain.tip();
         let mut included = BTreeSet::new();
@@ -113,7 +113,7 @@ where
     /// included; returns the state after the kept ones.
     async fn dry_run(
         &self,
-        parent_id: Digest,
+        parent_id: BlockId,
         parent_state: &Arc<State>,
         header: &BlockHeader,
         txs: Vec<SignedTx>,

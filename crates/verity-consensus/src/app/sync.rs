@@ -7,7 +7,7 @@ use super::*;
 #[derive(BorshSerialize, BorshDeserialize)]
 enum SyncMessage {
     /// "Send me block `id` (and some of its ancestors)."
-    Request(Digest),
+    Request(BlockId),
     /// Encoded blocks, child first.
     Response(Vec<Vec<u8>>),
 }
@@ -19,7 +19,7 @@ where
     S: Sender<PublicKey = PublicKey>,
 {
     /// Asks every peer for a block, at most once per [`REFETCH_AFTER`].
-    pub(super) fn request(&self, id: Digest) {
+    pub(super) fn request(&self, id: BlockId) {
         let now = self.context.current();
         {
             let mut inner = self.lock();
@@ -127,7 +127,7 @@ where
     }
 
     /// Block `id` and up to [`SYNC_BATCH`] - 1 of its ancestors, encoded, child first.
-    pub(super) fn ancestry(&self, id: Digest) -> Vec<Vec<u8>> {
+    pub(super) fn ancestry(&self, id: BlockId) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut size = 0;
         let mut next = Some(id);

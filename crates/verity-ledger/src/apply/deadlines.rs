@@ -2,7 +2,7 @@
 //! missed deadlines, release of locks whose private inputs never came, optimistic finalization;
 //! and the provenance record every terminal state writes.
 
-use verity_types::{Address, Digest};
+use verity_types::{Address, Digest, JobId};
 
 use super::Ctx;
 use crate::state::{JobState, Provenance, Unbonding};
@@ -27,10 +27,10 @@ impl Ctx<'_> {
             self.credit(addr, amount);
         }
 
-        let due: Vec<(u64, Digest)> = self
+        let due: Vec<(u64, JobId)> = self
             .state
             .schedule
-            .range(..=(h, Digest([0xff; 32])))
+            .range(..=(h, JobId(Digest([0xff; 32]))))
             .copied()
             .collect();
         for entry in due {
@@ -65,7 +65,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn expire(&mut self, job_id: Digest) {
+    pub(super) fn expire(&mut self, job_id: JobId) {
         let job = self
             .state
             .jobs
@@ -82,7 +82,7 @@ impl Ctx<'_> {
         self.finish(job_id);
     }
 
-    pub(super) fn slash_unfulfilled(&mut self, job_id: Digest) {
+    pub(super) fn slash_unfulfilled(&mut self, job_id: JobId) {
         let job = self
             .state
             .jobs
@@ -107,7 +107,7 @@ impl Ctx<'_> {
 
     /// The client never provided its private inputs: the locker is released without penalty
     /// and paid the offer's `min_price` for the wasted lock; the rest is refunded.
-    pub(super) fn release_unprovided(&mut self, job_id: Digest) {
+    pub(super) fn release_unprovided(&mut self, job_id: JobId) {
         let job = self
             .state
             .jobs
@@ -134,7 +134,7 @@ impl Ctx<'_> {
         self.finish(job_id);
     }
 
-    pub(super) fn finalize_optimistic(&mut self, job_id: Digest) {
+    pub(super) fn finalize_optimistic(&mut self, job_id: JobId) {
         let job = self
             .state
             .jobs
@@ -181,7 +181,7 @@ impl Ctx<'_> {
     }
 
     /// Writes the provenance record of a job that reached a terminal state.
-    pub(super) fn finish(&mut self, job_id: Digest) {
+    pub(super) fn finish(&mut self, job_id: JobId) {
         let job = &self.state.jobs[&job_id];
         let paid = matches!(job.state, JobState::Finalized);
         let record = Provenance {

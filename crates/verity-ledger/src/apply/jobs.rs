@@ -1,7 +1,7 @@
 //! A job's transactions: submit, lock, fulfil (or rescue), provide private inputs, release a
 //! lock, challenge an optimistic result.
 
-use verity_types::{Address, Digest, JobRequest, Mode, StackOutputs};
+use verity_types::{Address, Digest, JobId, JobRequest, Mode, StackOutputs, TxId};
 
 use super::{Ctx, require_before, require_state};
 use crate::error::TxError;
@@ -59,9 +59,10 @@ impl Ctx<'_> {
     pub(super) fn submit(
         &mut self,
         client: Address,
-        id: Digest,
+        tx: TxId,
         req: &JobRequest,
     ) -> Result<(), TxError> {
+        let id = JobId::submitted_by(tx);
         check_request(&self.state.params, req)?;
         self.debit_check(&client, req.offer.max_price)?;
         let (program_hash, advice_read) = self.job_program(req)?;
@@ -92,7 +93,7 @@ impl Ctx<'_> {
         self.record(
             id,
             JobState::Submitted,
-            Some(id),
+            Some(tx),
             format!(
                 "{} escrowed {}; lock by block {lock_deadline}",
                 client.short(),
@@ -102,7 +103,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    pub(super) fn job(&self, job_id: &Digest) -> Result<&Job, TxError> {
+    pub(super) fn job(&self, job_id: &JobId) -> Result<&Job, TxError> {
         self.state
             .jobs
             .get(job_id)
@@ -113,7 +114,7 @@ impl Ctx<'_> {
     /// transactions that move a job on.
     fn open_job(
         &self,
-        job_id: &Digest,
+        job_id: &JobId,
         state: JobState,
         expected: &'static str,
         deadline: fn(&Job) -> u64,
@@ -166,8 +167,8 @@ impl Ctx<'_> {
     pub(super) fn lock(
         &mut self,
         provider: Address,
-        tx: Digest,
-        job_id: Digest,
+        tx: TxId,
+        job_id: JobId,
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.open_job(
@@ -213,8 +214,8 @@ impl Ctx<'_> {
     pub(super) fn fulfil(
         &mut self,
         who: Address,
-        tx: Digest,
-        job_id: Digest,
+        tx: TxId,
+        job_id: JobId,
         outputs: &StackOutputs,
         proof: Option<&[u8]>,
     ) -> Result<(), TxError> {
@@ -236,7 +237,7 @@ impl Ctx<'_> {
     fn check_fulfilment(
         &self,
         who: Address,
-        job_id: Digest,
+        job_id: JobId,
         outputs: &StackOutputs,
         proof: Option<&[u8]>,
     ) -> Result<Fulfilment, TxError> {
@@ -304,7 +305,7 @@ impl Ctx<'_> {
 
     /// What a fulfilment says about its fulfiller (and, for a rescue, about the locker who
     /// let the job lapse).
-    fn count_fulfilment(&mut self, who: Address, job_id: Digest, f: &Fulfilment) {
+    fn count_fulfilment(&mut self, who: Address, job_id: JobId, f: &Fulfilment) {
         if f.rescue {
             // The locker sat on the job: half its collateral burned, half to the rescuer.
             let (_, to_rescuer) = self.slash_half(f.locker, f.collateral);
@@ -325,7 +326,7 @@ impl Ctx<'_> {
     }
 
     /// Proof mode: the proof was verified, so the job is final and paid at once.
-    fn pay_proven(&mut self, who: Address, tx: Digest, job_id: Digest, f: &Fulfilment) {
+    fn pay_proven(&mut self, who: Address, tx: TxId, job_id: JobId, f: &Fulfilment) {
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         let (client, price) = (job.client, job.lock_price);
         let rest = std::mem::take(&mut job.escrow) - price;
@@ -348,7 +349,7 @@ impl Ctx<'_> {
     }
 
     /// Optimistic mode: the collateral stays locked as a bond until the challenge window closes.
-    fn bond_optimistic(&mut self, who: Address, tx: Digest, job_id: Digest, f: &Fulfilment) {
+    fn bond_optimistic(&mut self, who: Address, tx: TxId, job_id: JobId, f: &Fulfilment) {
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
         job.bond = f.collateral;
         if f.rescue {
@@ -374,8 +375,8 @@ impl Ctx<'_> {
     pub(super) fn provide_inputs(
         &mut self,
         client: Address,
-        tx: Digest,
-        job_id: Digest,
+        tx: TxId,
+        job_id: JobId,
         sealed: &[u8],
     ) -> Result<(), TxError> {
         let h = self.h();
@@ -421,8 +422,8 @@ impl Ctx<'_> {
     pub(super) fn release_lock(
         &mut self,
         who: Address,
-        tx: Digest,
-        job_id: Digest,
+        tx: TxId,
+        job_id: JobId,
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
@@ -471,8 +472,8 @@ impl Ctx<'_> {
     pub(super) fn challenge(
         &mut self,
         challenger: Address,
-        tx: Digest,
-        job_id: Digest,
+        tx: TxId,
+        job_id: JobId,
         outputs: &StackOutputs,
         proof: &[u8],
     ) -> Result<(), TxError> {

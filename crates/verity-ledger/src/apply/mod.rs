@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Digest, SignedTx, StackOutputs, TxBody};
+use verity_types::{Address, Digest, JobId, SignedTx, StackOutputs, TxBody, TxId};
 
 use crate::admission::{Admissible, precheck_with};
 use crate::error::{BlockError, TxError};
@@ -37,9 +37,9 @@ pub struct BlockHeader {
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Event {
     pub height: u64,
-    pub job_id: Digest,
+    pub job_id: JobId,
     pub state: JobState,
-    pub tx: Option<Digest>,
+    pub tx: Option<TxId>,
     pub note: String,
 }
 
@@ -270,7 +270,7 @@ impl Ctx<'_> {
         self.header.height
     }
 
-    fn record(&mut self, job_id: Digest, state: JobState, tx: Option<Digest>, note: String) {
+    fn record(&mut self, job_id: JobId, state: JobState, tx: Option<TxId>, note: String) {
         let (height, timestamp_ms) = (self.header.height, self.header.timestamp_ms);
         if let Some(job) = self.state.jobs.get_mut(&job_id) {
             job.state = state;

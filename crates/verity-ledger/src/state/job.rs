@@ -4,7 +4,7 @@ use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Digest, JobRequest, Mode, StackOutputs};
+use verity_types::{Address, Digest, JobId, JobRequest, Mode, StackOutputs, TxId};
 
 #[derive(
     Debug,
@@ -86,13 +86,13 @@ pub struct TimelineEntry {
     pub height: u64,
     pub timestamp_ms: u64,
     pub state: JobState,
-    pub tx: Option<Digest>,
+    pub tx: Option<TxId>,
     pub note: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Job {
-    pub id: Digest,
+    pub id: JobId,
     pub client: Address,
     /// The MAST root of what is proven: the program, wrapped with Verity's loader when the job
     /// has private inputs.
@@ -129,7 +129,7 @@ impl Job {
     /// A job as a `SubmitJob` transaction creates it: its offer's maximum price in escrow,
     /// nobody on it yet.
     pub fn submitted(
-        id: Digest,
+        id: JobId,
         client: Address,
         program_hash: Digest,
         unverified_hints: bool,
@@ -213,7 +213,7 @@ pub struct PublishedProgram {
 /// output, who proved it, at what price and when — provable against the state root.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Provenance {
-    pub job_id: Digest,
+    pub job_id: JobId,
     pub state: JobState,
     pub mode: Mode,
     pub client: Address,

@@ -9,7 +9,7 @@ mod root;
 use std::collections::{BTreeMap, BTreeSet};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use verity_types::{Address, AuditReport, DecodeError, Digest, Role};
+use verity_types::{Address, AuditReport, DecodeError, Digest, JobId, Role};
 
 use crate::error::GenesisError;
 
@@ -24,7 +24,7 @@ pub use records::{
 
 /// Scheduled deadline checks: `(height, job)` pairs the state machine visits at the start of
 /// that block. Stale entries (the job moved on) are simply skipped.
-pub type Schedule = BTreeSet<(u64, Digest)>;
+pub type Schedule = BTreeSet<(u64, JobId)>;
 
 /// The whole ledger state.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -44,9 +44,9 @@ pub struct State {
     pub validators: BTreeSet<Address>,
     pub accounts: BTreeMap<Address, Account>,
     pub stakes: BTreeMap<Address, StakeInfo>,
-    pub jobs: BTreeMap<Digest, Job>,
+    pub jobs: BTreeMap<JobId, Job>,
     pub providers: BTreeMap<Address, ProviderStats>,
-    pub provenance: BTreeMap<Digest, Provenance>,
+    pub provenance: BTreeMap<JobId, Provenance>,
     pub schedule: Schedule,
     /// Where each provider can be probed (its latest `Announce`).
     pub endpoints: BTreeMap<Address, String>,

@@ -2,8 +2,8 @@
 //! tree; and inclusion proofs against it.
 
 use borsh::BorshSerialize;
-use verity_types::Digest;
 use verity_types::merkle::{InclusionProof, leaf_hash, root};
+use verity_types::{Digest, JobId};
 
 use super::{Provenance, State};
 
@@ -72,7 +72,7 @@ impl State {
         out.extend(
             self.jobs
                 .iter()
-                .map(|(id, v)| (key(TAG_JOB, &id.0), enc(v))),
+                .map(|(id, v)| (key(TAG_JOB, &id.0.0), enc(v))),
         );
         out.extend(
             self.providers
@@ -82,7 +82,7 @@ impl State {
         out.extend(
             self.provenance
                 .iter()
-                .map(|(id, v)| (key(TAG_PROVENANCE, &id.0), enc(v))),
+                .map(|(id, v)| (key(TAG_PROVENANCE, &id.0.0), enc(v))),
         );
         out.push((vec![TAG_SCHEDULE], enc(&self.schedule)));
         out.extend(
@@ -138,7 +138,7 @@ impl State {
     }
 
     /// A provenance record with its inclusion proof against [`State::state_root`].
-    pub fn provenance_proof(&self, job_id: &Digest) -> Option<(Provenance, InclusionProof)> {
+    pub fn provenance_proof(&self, job_id: &JobId) -> Option<(Provenance, InclusionProof)> {
         let record = self.provenance.get(job_id)?.clone();
         let index = 1
             + self.accounts.len()
@@ -153,6 +153,10 @@ impl State {
 impl Provenance {
     /// Checks this record against a state root (a light client's whole job).
     pub fn verify_inclusion(&self, state_root: &Digest, proof: &InclusionProof) -> bool {
-        proof.verify(state_root, &key(TAG_PROVENANCE, &self.job_id.0), &enc(self))
+        proof.verify(
+            state_root,
+            &key(TAG_PROVENANCE, &self.job_id.0.0),
+            &enc(self),
+        )
     }
 }

@@ -9,9 +9,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
-use verity_types::{Digest, JobRequest, Keypair, Mode, Offer, ProgramSource, TxBody, format_felts};
+use verity_types::{JobId, JobRequest, Keypair, Mode, Offer, ProgramSource, TxBody, format_felts};
 
-use super::{KeyArgs, NodeArgs, parse_digest};
+use super::{KeyArgs, NodeArgs, parse_job_id};
 use crate::keystore::{resolve_address, resolve_key};
 use crate::model_file::{self, LoadedModel};
 use crate::program_file::{InputArgs, LoadedProgram, ProgramArgs, load};
@@ -235,7 +235,7 @@ pub async fn submit_job(
     spec: &JobSpec,
     mode: Mode,
     offer: &OfferArgs,
-) -> Result<(Digest, u64)> {
+) -> Result<(JobId, u64)> {
     let LoadedProgram { source, given, .. } = &spec.job;
     if !given.advice.is_empty() {
         bail!(
@@ -280,6 +280,7 @@ pub async fn submit_job(
         .wait_tx(&tx, Duration::from_secs(30))
         .await
         .context("the ledger refused the job")?;
+    let job = JobId::submitted_by(tx);
     // The data goes on the ledger only once a provider holds the lock, sealed to its key:
     // every node relays it, only the locker can read it, and the locker's delivery clock
     // starts then.
@@ -288,15 +289,15 @@ pub async fn submit_job(
             Duration::from_millis(head.block_interval_ms * lock_timeout) + Duration::from_secs(30);
         eprintln!(
             "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
-            tx.short()
+            job.short()
         );
         let locker = client
-            .provide_private(&tx, &given.private, key, window)
+            .provide_private(&job, &given.private, key, window)
             .await
             .context("cannot provide the private inputs")?;
         eprintln!("private inputs provided to {}", locker.short());
     }
-    Ok((tx, trace_len))
+    Ok((job, trace_len))
 }
 
 /// How a job names its program: by hash when the ledger already holds it; inline when it is
@@ -355,7 +356,7 @@ async fn job_program_source(
 /// Follows a job to its end: prints each timeline entry as it happens, and below them a live
 /// line with the state, the auction price, the time since submission and the expected
 /// proving time. Waits until the ledger ends the job (its deadline bounds that).
-async fn follow(client: &Client, id: &Digest, mode: Mode, trace_len: u64) -> Result<Job> {
+async fn follow(client: &Client, id: &JobId, mode: Mode, trace_len: u64) -> Result<Job> {
     let expected = match mode {
         Mode::Proof => {
             verity_client::expected_prove_time(trace_len, verity_client::REFERENCE_PROVE_RATE)
@@ -444,7 +445,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
 /// `job status`: the job's record, its outputs decoded with a model when one is known.
 async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs) -> Result<()> {
     let client = Client::new(&node.node);
-    let view = client.job(&parse_digest(id)?).await?;
+    let view = client.job(&parse_job_id(id)?).await?;
     let j = &view.job;
     println!("job      {}", j.id);
     println!("state    {}", j.state);
@@ -524,7 +525,7 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
 /// `job receipt`: fetches the receipt, verifies it, writes it.
 async fn receipt(id: &str, output: &Path, node: &NodeArgs) -> Result<()> {
     let client = Client::new(&node.node);
-    let receipt = client.receipt(&parse_digest(id)?).await?;
+    let receipt = client.receipt(&parse_job_id(id)?).await?;
     std::fs::write(output, receipt.to_json())
         .with_context(|| format!("cannot write {}", output.display()))?;
     println!("receipt verified and written to {}", output.display());

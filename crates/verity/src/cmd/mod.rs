@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use verity_types::Digest;
+use verity_types::JobId;
 
 pub mod chain;
 pub mod devnet;
@@ -32,7 +32,7 @@ pub struct KeyArgs {
     pub key: String,
 }
 
-pub fn parse_digest(s: &str) -> Result<Digest> {
+pub fn parse_job_id(s: &str) -> Result<JobId> {
     s.parse()
         .map_err(|e| anyhow::anyhow!("`{s}` is not a job id: {e}"))
 }
