@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use verity_ledger::{
-    Block, BlockOutcome, Genesis, GenesisError, State, apply_block, genesis_block_id,
+    Block, BlockOutcome, Genesis, GenesisError, SealedBlock, State, apply_block, genesis_block_id,
 };
 use verity_types::{BlockId, SignedTx};
 
@@ -39,7 +39,7 @@ pub trait Chain: Send + Sync + 'static {
     /// Called with `block.parent_id == tip().id`, in height order, from a blocking thread.
     /// `executed`, when given, is this block executed on the tip's state (the ledger is
     /// deterministic, so it is what executing it again would give).
-    fn commit(&self, block: &Block, executed: Option<Executed>) -> Result<(), CommitError>;
+    fn commit(&self, block: &SealedBlock, executed: Option<Executed>) -> Result<(), CommitError>;
     /// A committed block by id.
     fn block_by_id(&self, id: &BlockId) -> Option<Block>;
     /// A committed block by height.
@@ -108,7 +108,7 @@ impl Chain for MemoryChain {
         self.lock().tip.clone()
     }
 
-    fn commit(&self, block: &Block, executed: Option<Executed>) -> Result<(), CommitError> {
+    fn commit(&self, block: &SealedBlock, executed: Option<Executed>) -> Result<(), CommitError> {
         let mut inner = self.lock();
         let height = block.header.height;
         if block.parent_id != inner.tip.id {
@@ -133,7 +133,7 @@ impl Chain for MemoryChain {
             block.txs.iter().map(SignedTx::id).collect();
         inner.pool.retain(|tx| !included.contains(&tx.id()));
         inner.ids.insert(id, next.height);
-        inner.blocks.push(block.clone());
+        inner.blocks.push(block.block().clone());
         inner.tip = Tip {
             height: next.height,
             id,

@@ -22,9 +22,18 @@ pub struct Block {
 }
 
 impl Block {
-    /// SHA-256 of the encoded block.
+    /// SHA-256 of the encoded block: hashes the whole block (up to 4 MB) on every call; a
+    /// [`SealedBlock`] computes it once.
     pub fn id(&self) -> BlockId {
         BlockId(sha256(&self.to_bytes()))
+    }
+
+    /// The block with its id, computed now and never again.
+    pub fn seal(self) -> SealedBlock {
+        SealedBlock {
+            id: self.id(),
+            block: self,
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -34,6 +43,37 @@ impl Block {
     /// Decodes a block, rejecting trailing bytes (so one block has one encoding).
     pub fn from_bytes(bytes: &[u8]) -> Result<Block, verity_types::DecodeError> {
         borsh::from_slice(bytes).map_err(|e| verity_types::DecodeError::new("block", e))
+    }
+}
+
+/// A block and its id. Consensus passes blocks around (relay, verify, commit, serve to peers)
+/// as sealed blocks, so the id of a block is computed once, when it is built or decoded. The
+/// fields are private: a sealed block cannot be changed under its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedBlock {
+    block: Block,
+    id: BlockId,
+}
+
+impl SealedBlock {
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    pub fn into_block(self) -> Block {
+        self.block
+    }
+}
+
+impl std::ops::Deref for SealedBlock {
+    type Target = Block;
+
+    fn deref(&self) -> &Block {
+        &self.block
     }
 }
 
@@ -47,4 +87,29 @@ pub fn genesis_block_id(genesis_state: &State) -> BlockId {
 
 fn sha256(bytes: &[u8]) -> Digest {
     Digest(Sha256::digest(bytes).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_block_carries_the_id_of_its_block() {
+        let block = Block {
+            parent_id: BlockId(Digest::blake3(b"parent")),
+            header: BlockHeader {
+                chain_id: "test".into(),
+                height: 7,
+                timestamp_ms: 1,
+                parent: Digest::blake3(b"root"),
+                proposer: verity_types::Keypair::dev("p").address(),
+            },
+            txs: Vec::new(),
+        };
+        let id = block.id();
+        let sealed = block.clone().seal();
+        assert_eq!(sealed.id(), id);
+        assert_eq!(sealed.header.height, 7);
+        assert_eq!(sealed.into_block(), block);
+    }
 }

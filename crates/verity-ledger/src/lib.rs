@@ -17,7 +17,7 @@ pub mod trust;
 
 pub use admission::{ASSEMBLY_BASE_OPS, Admissible, assembly_ops, fee_of, precheck};
 pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply_block_parallel};
-pub use block::{Block, genesis_block_id};
+pub use block::{Block, SealedBlock, genesis_block_id};
 pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, Genesis, GenesisAccount, GenesisStake,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 use verity_consensus::{CommitError, ConsensusStatus, Gossip, StatusHandle};
-use verity_ledger::{Block, BlockOutcome, Event, Genesis, State, genesis_block_id};
+use verity_ledger::{Block, BlockOutcome, Event, Genesis, SealedBlock, State, genesis_block_id};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
 use crate::error::{NodeError, StorageError};
@@ -243,7 +243,7 @@ impl Node {
     /// Applies an ordered block and makes it durable before anyone can see it. This is the seam
     /// between ordering (a block producer, later consensus) and execution (the ledger).
     /// CPU-heavy (it verifies proofs): call it from a blocking thread.
-    pub fn commit(&self, block: &Block) -> Result<BlockOutcome, CommitError> {
+    pub fn commit(&self, block: &SealedBlock) -> Result<BlockOutcome, CommitError> {
         self.commit_inner(block, None)
     }
 
@@ -251,7 +251,7 @@ impl Node {
     /// it that way before voting; the ledger is deterministic, so it is used as is.
     fn commit_inner(
         &self,
-        block: &Block,
+        block: &SealedBlock,
         executed: Option<verity_consensus::Executed>,
     ) -> Result<BlockOutcome, CommitError> {
         let (header, txs) = (block.header.clone(), block.txs.clone());
@@ -316,7 +316,7 @@ impl Node {
             state_root: outcome.state_root,
         };
         self.storage
-            .commit_block(&block, &next, &outcomes, &blobs)
+            .commit_block(&id, &block, &next, &outcomes, &blobs)
             .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
         let mut pool = lock(&self.mempool);
@@ -373,7 +373,7 @@ impl verity_consensus::Chain for Node {
 
     fn commit(
         &self,
-        block: &Block,
+        block: &SealedBlock,
         executed: Option<verity_consensus::Executed>,
     ) -> Result<(), CommitError> {
         self.commit_inner(block, executed).map(|_| ())

@@ -68,7 +68,8 @@ pub async fn run_producer(
             parent_id: n.tip_id(),
             header,
             txs,
-        };
+        }
+        .seal();
         // Applying verifies proofs: keep it off the async executor.
         let result = tokio::task::spawn_blocking(move || n.commit(&block)).await;
         match result {

@@ -87,8 +87,11 @@ impl Storage {
 
     /// Commits a block atomically: the block, the resulting state, each transaction's
     /// outcome, and the blobs it introduced.
+    /// Writes block `id` (its id as sealed, not recomputed), the state after it, its
+    /// transactions' outcomes and its blobs, in one transaction.
     pub fn commit_block(
         &self,
+        id: &BlockId,
         block: &StoredBlock,
         state: &State,
         outcomes: &[(TxId, TxOutcome)],
@@ -105,7 +108,7 @@ impl Storage {
                 .map_err(err)?;
             tx.open_table(BLOCK_IDS)
                 .map_err(err)?
-                .insert(&block.to_block().id().0.0, block.header.height)
+                .insert(&id.0.0, block.header.height)
                 .map_err(err)?;
             let mut meta = tx.open_table(META).map_err(err)?;
             meta.insert(STATE_KEY, state.to_bytes().as_slice())

@@ -5,7 +5,7 @@ use super::*;
 
 enum Path {
     /// Blocks to execute, oldest first, on top of a known state.
-    Ready(Arc<State>, Vec<Arc<Block>>),
+    Ready(Arc<State>, Vec<Arc<SealedBlock>>),
     Missing(BlockId),
     Invalid,
     /// The chain from this block does not reach the tip (it is at or below it).

@@ -28,7 +28,9 @@ use commonware_p2p::{Recipients, Sender};
 use commonware_runtime::{Clock, Spawner};
 use commonware_utils::channel::oneshot;
 use tracing::{debug, info, warn};
-use verity_ledger::{Block, BlockHeader, BlockOutcome, State, TxError, apply_block_parallel};
+use verity_ledger::{
+    Block, BlockHeader, BlockOutcome, SealedBlock, State, TxError, apply_block_parallel,
+};
 use verity_types::{Address, BlockId, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
@@ -101,7 +103,7 @@ impl AppConfig {
 #[derive(Default)]
 struct Inner {
     /// Blocks above the tip we know the contents of.
-    blocks: BTreeMap<BlockId, Arc<Block>>,
+    blocks: BTreeMap<BlockId, Arc<SealedBlock>>,
     /// The state after each block we executed successfully.
     states: BTreeMap<BlockId, Arc<State>>,
     /// The outcome of each block we verified by executing it exactly as committed (not our

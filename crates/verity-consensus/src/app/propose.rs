@@ -42,7 +42,8 @@ where
             parent_id,
             header,
             txs: kept,
-        };
+        }
+        .seal();
         let id = block.id();
         {
             let mut inner = self.lock();
@@ -170,13 +171,14 @@ where
         let id = self.propose_block(ctx, || false).await?;
         let tip = self.chain.tip();
         let parent_state = self.state_of(&tip, &parent)?;
-        let block = (**self.lock().blocks.get(&id)?).clone();
+        let block = self.lock().blocks.get(&id)?.block().clone();
         Some((block, parent_state))
     }
 
     /// Records a block and the state after it as built here.
     #[cfg(feature = "mocks")]
     pub(crate) fn remember(&self, block: Block, after: State) {
+        let block = block.seal();
         let id = block.id();
         let mut inner = self.lock();
         inner.blocks.insert(id, Arc::new(block));

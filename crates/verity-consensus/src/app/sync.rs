@@ -40,7 +40,7 @@ where
     /// asked, however far behind we are (catching up after a long outage walks back from a
     /// finalized block). Unsolicited ones are proposals from `sender`: taken only from their
     /// proposer, near the tip, and only so many per proposer.
-    pub(super) fn insert_block(&self, block: Block, sender: Option<Address>) -> bool {
+    pub(super) fn insert_block(&self, block: SealedBlock, sender: Option<Address>) -> bool {
         let solicited = sender.is_none();
         let tip_height = self.chain.tip().height;
         let h = block.header.height;
@@ -86,7 +86,7 @@ where
         while let Ok((peer, msg)) = rx.recv().await {
             match Block::from_bytes(msg.as_ref()) {
                 Ok(block) => {
-                    self.insert_block(block, Some(address_of(&peer)));
+                    self.insert_block(block.seal(), Some(address_of(&peer)));
                 }
                 Err(e) => debug!(?peer, "ignoring block: {e}"),
             }
@@ -118,7 +118,7 @@ where
                 SyncMessage::Response(blocks) => {
                     for bytes in blocks.into_iter().take(SYNC_BATCH) {
                         if let Ok(block) = Block::from_bytes(&bytes) {
-                            self.insert_block(block, None);
+                            self.insert_block(block.seal(), None);
                         }
                     }
                 }
@@ -139,7 +139,7 @@ where
                 .lock()
                 .blocks
                 .get(&cur)
-                .map(|b| (**b).clone())
+                .map(|b| b.block().clone())
                 .or_else(|| self.chain.block_by_id(&cur));
             let Some(block) = block else { break };
             let bytes = block.to_bytes();
