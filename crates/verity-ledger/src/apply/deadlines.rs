@@ -65,12 +65,16 @@ impl Ctx<'_> {
         }
     }
 
-    pub(super) fn expire(&mut self, job_id: JobId) {
-        let job = self
-            .state
+    /// A job a deadline fired for: `run_deadlines` only visits jobs that exist.
+    fn scheduled(&mut self, job_id: JobId) -> &mut crate::state::Job {
+        self.state
             .jobs
             .get_mut(&job_id)
-            .expect("scheduled job exists");
+            .expect("scheduled job exists")
+    }
+
+    pub(super) fn expire(&mut self, job_id: JobId) {
+        let job = self.scheduled(job_id);
         let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
         self.credit(client, refund);
         self.record(
@@ -83,11 +87,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn slash_unfulfilled(&mut self, job_id: JobId) {
-        let job = self
-            .state
-            .jobs
-            .get_mut(&job_id)
-            .expect("scheduled job exists");
+        let job = self.scheduled(job_id);
         let locker = job.locker.expect("locked job has a locker");
         let collateral = job.request.offer.collateral;
         let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
@@ -108,11 +108,7 @@ impl Ctx<'_> {
     /// The client never provided its private inputs: the locker is released without penalty
     /// and paid the offer's `min_price` for the wasted lock; the rest is refunded.
     pub(super) fn release_unprovided(&mut self, job_id: JobId) {
-        let job = self
-            .state
-            .jobs
-            .get_mut(&job_id)
-            .expect("scheduled job exists");
+        let job = self.scheduled(job_id);
         let locker = job.locker.expect("locked job has a locker");
         let collateral = job.request.offer.collateral;
         let pay = job.request.offer.min_price;
@@ -135,11 +131,7 @@ impl Ctx<'_> {
     }
 
     pub(super) fn finalize_optimistic(&mut self, job_id: JobId) {
-        let job = self
-            .state
-            .jobs
-            .get_mut(&job_id)
-            .expect("scheduled job exists");
+        let job = self.scheduled(job_id);
         let fulfiller = job.fulfiller.expect("fulfilled job has a fulfiller");
         let (client, price, bond) = (job.client, job.lock_price, std::mem::take(&mut job.bond));
         let rest = std::mem::take(&mut job.escrow) - price;

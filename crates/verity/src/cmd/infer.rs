@@ -110,31 +110,36 @@ pub fn run(args: InferArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&prediction)?);
     } else {
-        println!(
-            "class:      {} (label {})",
-            prediction.class, prediction.label
-        );
-        println!("logits:     {:?}", prediction.logits);
-        println!(
-            "scores:     {}",
-            prediction
-                .scores
-                .iter()
-                .map(|s| format!("{s:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        println!("cycles:     {}", prediction.cycles);
-        println!("model id:   {}", prediction.model_id);
-        match (&prediction.input_commitment, &prediction.public_input) {
-            (Some(c), _) => {
-                println!("input:      commitment {c} (the input itself stays private)")
-            }
-            (None, Some(values)) => println!("input:      public, quantized {values:?}"),
-            (None, None) => {}
-        }
+        print_prediction(&prediction);
     }
     Ok(())
+}
+
+/// The prediction as `verity infer` prints it for people.
+fn print_prediction(prediction: &Prediction) {
+    println!(
+        "class:      {} (label {})",
+        prediction.class, prediction.label
+    );
+    println!("logits:     {:?}", prediction.logits);
+    println!(
+        "scores:     {}",
+        prediction
+            .scores
+            .iter()
+            .map(|s| format!("{s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("cycles:     {}", prediction.cycles);
+    println!("model id:   {}", prediction.model_id);
+    match (&prediction.input_commitment, &prediction.public_input) {
+        (Some(c), _) => {
+            println!("input:      commitment {c} (the input itself stays private)")
+        }
+        (None, Some(values)) => println!("input:      public, quantized {values:?}"),
+        (None, None) => {}
+    }
 }
 
 /// The model checks of `verity verify --model`: the receipt proves this model's program,
@@ -155,7 +160,6 @@ pub fn check_receipt(
             loaded.model.name
         );
     }
-    let n = loaded.model.input.len();
     // A committed-weights model's receipt carries the weights' commitment: it must be this
     // model's (the program alone is only the architecture).
     let weights = loaded.weights_commitment()?;
@@ -170,6 +174,35 @@ pub fn check_receipt(
             commitment_hex(w)
         );
     }
+    check_receipt_input(&loaded, receipt, weight_slots, input)?;
+    let (class, logits) = loaded.model.decode_outputs(&receipt.stack_outputs)?;
+    if verity_model::argmax(&logits) != class {
+        bail!("the receipt's class is not the argmax of its logits");
+    }
+    let label = loaded.model.label(class);
+    if let Some(want) = expect_class
+        && want != label
+        && want != class.to_string()
+    {
+        bail!("the receipt predicts class {class} (label {label}), not {want}");
+    }
+    Ok(format!(
+        "model {} predicts class {class} (label {label}), logits {logits:?}, for {}",
+        loaded.model.name,
+        loaded.input_line(&receipt.stack_inputs)
+    ))
+}
+
+/// The receipt's input is one of this model's: the right number of public values (after
+/// `weight_slots` of weights' commitment), or a commitment to an input of the model's size;
+/// and, with `input`, exactly that input.
+fn check_receipt_input(
+    loaded: &LoadedModel,
+    receipt: &Receipt,
+    weight_slots: usize,
+    input: Option<&Path>,
+) -> Result<()> {
+    let n = loaded.model.input.len();
     if loaded.model.public_input {
         // The input is the public stack itself (after the weights' commitment).
         if receipt.stack_inputs.len() != weight_slots + n {
@@ -205,20 +238,5 @@ pub fn check_receipt(
             }
         }
     }
-    let (class, logits) = loaded.model.decode_outputs(&receipt.stack_outputs)?;
-    if verity_model::argmax(&logits) != class {
-        bail!("the receipt's class is not the argmax of its logits");
-    }
-    let label = loaded.model.label(class);
-    if let Some(want) = expect_class
-        && want != label
-        && want != class.to_string()
-    {
-        bail!("the receipt predicts class {class} (label {label}), not {want}");
-    }
-    Ok(format!(
-        "model {} predicts class {class} (label {label}), logits {logits:?}, for {}",
-        loaded.model.name,
-        loaded.input_line(&receipt.stack_inputs)
-    ))
+    Ok(())
 }

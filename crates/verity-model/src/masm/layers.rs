@@ -1,0 +1,201 @@
+//! Emitting a model's layers, one after another, from the output code in [`super::neurons`].
+
+use std::fmt::Write;
+
+use super::neurons::{
+    LANE_LIMIT, Neuron, Params, PooledConv, emit_conv_pool, emit_neurons, mac_code, requant_code,
+    requant_private_code,
+};
+use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
+use crate::quant::QLayer;
+
+/// Emits the layers one after another: each reads its input at `in_base` (values bounded by
+/// `in_bound` in magnitude) and writes its outputs from `out_base`.
+pub(super) struct LayerWriter<'a> {
+    pub(super) e: &'a mut Emitter,
+    pub(super) params: Option<&'a mut Params>,
+    pub(super) in_base: u64,
+    pub(super) in_bound: i64,
+    pub(super) out_base: u64,
+    /// Outputs computed two to a field element so far.
+    pub(super) packed: usize,
+}
+
+impl LayerWriter<'_> {
+    /// A dense layer; returns its output length.
+    pub(super) fn dense(&mut self, layer: &QLayer) -> usize {
+        let QLayer::Dense {
+            n_in,
+            n_out,
+            weights,
+            bias,
+            requant,
+            lo,
+            hi,
+        } = layer
+        else {
+            unreachable!("called on a dense layer")
+        };
+        let neurons: Vec<Neuron> = (0..*n_out)
+            .map(|j| Neuron {
+                taps: (0..*n_in)
+                    .map(|i| (self.in_base + i as u64, weights[j * n_in + i]))
+                    .collect(),
+                bias: bias[j],
+                requant: requant[j],
+                out: self.out_base + j as u64,
+            })
+            .collect();
+        self.neurons(&neurons, *lo, *hi);
+        layer.output_len()
+    }
+
+    pub(super) fn neurons(&mut self, neurons: &[Neuron], lo: i64, hi: i64) {
+        emit_neurons(
+            self.e,
+            neurons,
+            lo,
+            hi,
+            self.in_bound,
+            &mut self.packed,
+            self.params.as_deref_mut(),
+        );
+        self.in_bound = hi.max(-lo);
+    }
+
+    /// A convolution, fused with the max pooling `next` when it can be (see
+    /// [`emit_conv_pool`]): then returns the pooled output length.
+    pub(super) fn conv(&mut self, layer: &QLayer, next: Option<&QLayer>) -> Option<usize> {
+        let QLayer::Conv {
+            window,
+            c_out,
+            weights,
+            bias,
+            requant,
+            lo,
+            hi,
+        } = layer
+        else {
+            unreachable!("called on a convolution")
+        };
+        // Position-major, channel-minor: neighbouring channels at one position read the same
+        // inputs, so they can share packed accumulators.
+        let (oh, ow) = (window.out_h(), window.out_w());
+        let mut neurons = Vec::with_capacity(c_out * oh * ow);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for co in 0..*c_out {
+                    neurons.push(Neuron {
+                        taps: window
+                            .conv_taps(co, oy, ox)
+                            .map(|(w, i)| (self.in_base + i as u64, weights[w]))
+                            .collect(),
+                        bias: bias[co],
+                        requant: requant[co],
+                        out: self.out_base + ((co * oh + oy) * ow + ox) as u64,
+                    });
+                }
+            }
+        }
+        // Followed by a max pooling of whole, disjoint windows over its output, with every
+        // accumulator within a lane: one pass.
+        match (&self.params, next) {
+            (None, Some(next @ QLayer::MaxPool { window: pool }))
+                if pool.input
+                    == (crate::Shape {
+                        c: *c_out,
+                        h: oh,
+                        w: ow,
+                    })
+                    && pool.stride_h == pool.kh
+                    && pool.stride_w == pool.kw
+                    && neurons.iter().all(|n| n.bound(self.in_bound) < LANE_LIMIT) =>
+            {
+                emit_conv_pool(
+                    self.e,
+                    &PooledConv {
+                        neurons: &neurons,
+                        channels: *c_out,
+                        width: ow,
+                        pool,
+                        lo: *lo,
+                        hi: *hi,
+                        out_base: self.out_base,
+                    },
+                    &mut self.packed,
+                );
+                self.in_bound = (*hi).max(-*lo);
+                Some(next.output_len())
+            }
+            _ => {
+                self.neurons(&neurons, *lo, *hi);
+                None
+            }
+        }
+    }
+
+    /// A max or average pooling over `window`; returns its output length.
+    pub(super) fn pool(&mut self, layer: &QLayer, window: &crate::onnx::Window) -> usize {
+        let mut code = String::new();
+        let mut o = 0u64;
+        for ch in 0..window.input.c {
+            for oy in 0..window.out_h() {
+                for ox in 0..window.out_w() {
+                    code.clear();
+                    let mut ops = 0;
+                    let addrs = window
+                        .pool_taps(ch, oy, ox)
+                        .map(|i| self.in_base + i as u64);
+                    match layer {
+                        QLayer::MaxPool { .. } => {
+                            // Compare as u32 after an offset; a window always has a tap.
+                            for (k, a) in addrs.enumerate() {
+                                let _ = write!(code, " mem_load.{a} add.{CMP_OFFSET}");
+                                ops += 4;
+                                if k > 0 {
+                                    code.push_str(" u32max");
+                                    ops += U32_MINMAX_OPS;
+                                }
+                            }
+                            let _ = write!(code, " sub.{CMP_OFFSET}");
+                            ops += 2;
+                        }
+                        QLayer::AvgPool {
+                            requant, lo, hi, ..
+                        } => {
+                            self.in_bound = (*hi).max(-*lo);
+                            code.push_str(" push.0");
+                            ops += 1;
+                            for a in addrs {
+                                ops += mac_code(&mut code, a, 1);
+                            }
+                            let r = &requant[oy * window.out_w() + ox];
+                            ops += match self.params.as_deref_mut() {
+                                Some(p) => requant_private_code(&mut code, p, r, *lo, *hi),
+                                None => requant_code(&mut code, r, *lo, *hi),
+                            };
+                        }
+                        _ => unreachable!("called on a pooling layer"),
+                    }
+                    let _ = writeln!(code, " mem_store.{}", self.out_base + o);
+                    self.e.unit(&format!("   {code}"), ops + STORE_OPS);
+                    o += 1;
+                }
+            }
+        }
+        layer.output_len()
+    }
+
+    /// A Relu over `n` values; returns `n`.
+    pub(super) fn relu(&mut self, n: usize) -> usize {
+        for k in 0..n as u64 {
+            let code = format!(
+                "    mem_load.{} add.{CMP_OFFSET} u32max.{CMP_OFFSET} sub.{CMP_OFFSET} mem_store.{}\n",
+                self.in_base + k,
+                self.out_base + k
+            );
+            self.e.unit(&code, 6 + U32_MINMAX_OPS + STORE_OPS);
+        }
+        n
+    }
+}

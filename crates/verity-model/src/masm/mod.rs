@@ -1,0 +1,328 @@
+//! Compiling a quantized model to Miden Assembly.
+//!
+//! The program is straight-line code with the weights as immediates, split into procedures
+//! of bounded size (the assembler caps a basic block at 65,535 operations). Values are field
+//! elements; a negative integer v is the element p - |v|. Because every accumulator is
+//! bounded (see [`crate::quant`]), field arithmetic on them is exact integer arithmetic, and
+//! the only steps that leave the field are requantization and comparisons, done on 32-bit
+//! halves after adding an offset that makes the value non-negative.
+//!
+//! Layout: the input is read where Verity's loader puts a job's private inputs
+//! (2^28 + i); a public input (on the stack, first value on top) is first stored there. Each
+//! layer writes its outputs to its own memory region from address 0.
+//! Output stack: `[class, logit_0, ..., logit_{n-1}, ...]`, logits as field elements.
+//!
+//! Cost: a multiply-accumulate is `mem_load.a mul.w add` (5 cycles; weights 0, 1 and -1 are
+//! cheaper). Two outputs that read the same inputs share those 5 cycles when their
+//! accumulators provably fit 32-bit lanes of one field element (see [`emit_neurons`]).
+
+mod layers;
+mod neurons;
+
+use std::fmt::Write;
+
+use crate::quant::{ACT_MAX, QLayer, QuantModel};
+use layers::LayerWriter;
+use neurons::Params;
+
+/// Where Verity's loader writes a job's private inputs (must equal
+/// `verity_vm::PRIVATE_INPUTS_ADDR`; a test checks it).
+pub const INPUT_ADDR: u64 = 1 << 28;
+/// Where committed weights are loaded (`--private-weights`), clear of the private inputs.
+pub const WEIGHTS_ADDR: u64 = 1 << 29;
+/// The field's modulus.
+pub const P: u64 = 0xFFFF_FFFF_0000_0001;
+/// Offset that makes any activation a valid u32 for comparisons.
+const CMP_OFFSET: u64 = 1 << 31;
+/// Cycles of `u32min.x` / `u32max.x`, rounded up (a compare and a conditional drop).
+const U32_MINMAX_OPS: usize = 12;
+/// Cycles of `mem_store.a`, rounded up.
+const STORE_OPS: usize = 3;
+/// Operations per generated procedure (well under the assembler's 65,535 per block).
+const PROC_BUDGET: usize = 20_000;
+
+/// A signed integer as a field element.
+pub fn to_felt(v: i64) -> u64 {
+    if v >= 0 {
+        v as u64
+    } else {
+        P - v.unsigned_abs()
+    }
+}
+
+/// A field element as a signed integer (elements above p/2 are negative).
+pub fn from_felt(f: u64) -> i64 {
+    if f > P / 2 {
+        -((P - f) as i64)
+    } else {
+        f as i64
+    }
+}
+
+/// The generated program and what it costs.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub source: String,
+    /// Multiply-accumulates (non-zero weights and pooling taps).
+    pub macs: u64,
+    /// VM cycles the program runs, counted as it was generated from what each instruction
+    /// expands to, rounded up where an expansion varies: an upper bound (tested), used to
+    /// refuse models that cannot fit a proof before running them.
+    pub estimated_cycles: u64,
+    /// Private input elements the program reads.
+    pub inputs: usize,
+    /// Outputs computed two to a field element (the rest, whose accumulators could overflow
+    /// a 32-bit lane, one at a time).
+    pub packed_outputs: usize,
+    /// Committed-weights mode: the values the program loads at [`WEIGHTS_ADDR`] (weights,
+    /// biases, requantization parameters), whose commitment is its first public input.
+    pub weights: Option<Vec<u64>>,
+}
+
+impl Compiled {
+    /// Refuses a program that would run longer than `limit` cycles, saying by how much.
+    pub fn check_fits(&self, limit: u64) -> Result<(), crate::ModelError> {
+        if self.estimated_cycles > limit {
+            return Err(crate::ModelError::TooLarge {
+                needed: self.estimated_cycles,
+                limit,
+                factor: self.estimated_cycles as f64 / limit as f64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Straight-line code being split into procedures.
+struct Emitter {
+    procs: Vec<String>,
+    current: String,
+    ops_in_current: usize,
+    total_ops: u64,
+}
+
+impl Emitter {
+    fn new() -> Emitter {
+        Emitter {
+            procs: Vec::new(),
+            current: String::new(),
+            ops_in_current: 0,
+            total_ops: 0,
+        }
+    }
+
+    /// Appends one unit of work (a neuron, a pooled value): never split across procedures.
+    fn unit(&mut self, code: &str, ops: usize) {
+        if self.ops_in_current + ops > PROC_BUDGET && self.ops_in_current > 0 {
+            self.flush();
+        }
+        self.current.push_str(code);
+        self.ops_in_current += ops;
+        self.total_ops += ops as u64;
+    }
+
+    fn flush(&mut self) {
+        if !self.current.is_empty() {
+            self.procs.push(std::mem::take(&mut self.current));
+            self.ops_in_current = 0;
+        }
+    }
+}
+
+/// `push.a.b.c.d dropw`: the interpretation digest in an immediates program.
+const INTERPRETATION_CYCLES: u64 = 8;
+
+/// Cycles of Verity's private-input loader for `n` elements, rounded up (it hashes the data
+/// two words at a time as it copies it into memory).
+fn loader_cycles(n: usize) -> u64 {
+    64 + n.div_ceil(8) as u64 * 24
+}
+
+/// The count plus a tenth: instruction expansions vary a little between Miden releases, and
+/// the estimate must stay an upper bound (tests compare it with executions).
+fn upper_bound(counted: u64) -> u64 {
+    counted + counted / 10
+}
+
+/// Compiles a model (validated first).
+pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
+    model.validate()?;
+    let mut e = Emitter::new();
+    let n_in = model.input.len();
+    let mut params = model.private_weights.then(|| Params(Vec::new(), 0));
+    emit_input(&mut e, model);
+    let mut w = LayerWriter {
+        e: &mut e,
+        params: params.as_mut(),
+        in_base: INPUT_ADDR,
+        in_bound: ACT_MAX,
+        out_base: 0,
+        packed: 0,
+    };
+    // The layer after a convolution, when the two were emitted as one.
+    let mut fused_next = false;
+    for (k, layer) in model.layers.iter().enumerate() {
+        if std::mem::take(&mut fused_next) {
+            continue;
+        }
+        let out_len = match layer {
+            QLayer::Dense { .. } => w.dense(layer),
+            QLayer::Conv { .. } => match w.conv(layer, model.layers.get(k + 1)) {
+                Some(pooled_len) => {
+                    fused_next = true;
+                    pooled_len
+                }
+                None => layer.output_len(),
+            },
+            QLayer::MaxPool { window } | QLayer::AvgPool { window, .. } => w.pool(layer, window),
+            QLayer::Relu { n } => w.relu(*n),
+        };
+        w.in_base = w.out_base;
+        w.out_base += out_len as u64;
+    }
+    let (logits, class_addr, packed) = (w.in_base, w.out_base, w.packed);
+    e.flush();
+    emit_outputs(&mut e, model.classes() as u64, logits, class_addr);
+    e.flush();
+    let (source, loading) = program_source(model, &e, params.as_ref());
+    // With committed weights every tap is computed, zero or not.
+    let macs = match &params {
+        Some(p) => {
+            p.1 + model
+                .layers
+                .iter()
+                .filter(|l| matches!(l, QLayer::AvgPool { .. } | QLayer::MaxPool { .. }))
+                .map(QLayer::macs)
+                .sum::<u64>()
+        }
+        None => model.macs(),
+    };
+    Ok(Compiled {
+        source,
+        macs,
+        estimated_cycles: upper_bound(
+            e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in) + loading,
+        ),
+        inputs: n_in,
+        packed_outputs: packed,
+        weights: params.map(|p| p.0),
+    })
+}
+
+/// Stores a public input where a private one would be, and range-checks the input: every
+/// element must be a quantized value.
+fn emit_input(e: &mut Emitter, model: &QuantModel) {
+    let n_in = model.input.len();
+    if model.public_input {
+        for i in 0..n_in {
+            e.unit(
+                &format!("    mem_store.{}\n", INPUT_ADDR + i as u64),
+                STORE_OPS,
+            );
+        }
+    }
+    for i in 0..n_in {
+        e.unit(
+            &format!(
+                "    mem_load.{} add.{ACT_MAX} u32lt.{} assert\n",
+                INPUT_ADDR + i as u64,
+                2 * ACT_MAX + 1
+            ),
+            12,
+        );
+    }
+}
+
+/// The argmax (first maximum) of the logits at `logits`, stored at `class_addr`, then the
+/// outputs onto the stack: `[class, logit_0, ..]`.
+fn emit_outputs(e: &mut Emitter, classes: u64, logits: u64, class_addr: u64) {
+    let mut out = String::new();
+    let _ = writeln!(out, "    mem_load.{logits} add.{CMP_OFFSET} push.0");
+    for j in 1..classes {
+        // [best_index, best_value] -> compare the next logit, keep the first maximum.
+        let _ = writeln!(
+            out,
+            "    mem_load.{} add.{CMP_OFFSET} dup dup.3 u32gt if.true movdn.2 drop drop push.{j} else drop end",
+            logits + j
+        );
+    }
+    let _ = writeln!(out, "    mem_store.{class_addr} drop");
+    // The stack is 16 elements deep; each output pushed replaces one of the bottom ones.
+    for j in (0..classes).rev() {
+        let _ = writeln!(out, "    mem_load.{} movup.15 drop", logits + j);
+    }
+    let _ = writeln!(out, "    mem_load.{class_addr} movup.15 drop");
+    let output_ops = 8 + (classes as usize) * 24 + (classes as usize + 1) * 6;
+    e.unit(&out, output_ops);
+}
+
+/// The program's text: a header saying what it is, the procedures, and the entry block that
+/// loads what must be loaded and calls them in order. Also the cycles of that loading.
+fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (String, u64) {
+    let n_in = model.input.len();
+    let classes = model.classes() as u64;
+    let mut source = String::new();
+    let input_kind = if model.public_input {
+        "public elements on the stack"
+    } else {
+        "private elements at 2^28"
+    };
+    match params {
+        // An architecture's program: nothing in it may depend on the weights or the scales.
+        Some(p) => {
+            let _ = writeln!(
+                source,
+                "# Generated by Verity: do not edit. An architecture program: weights, biases and\n\
+                 # requantization ({} elements) come from the advice map, checked against the\n\
+                 # commitment that is the first public input, into memory at 2^29.\n\
+                 # Inputs: {n_in} {input_kind} (quantized).\n\
+                 # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|).\n\
+                 use miden::core::mem",
+                p.0.len(),
+                classes.saturating_sub(1),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                source,
+                "# Generated by Verity from model '{}' (ONNX blake3 {}): do not edit.\n\
+                 # Inputs: {} {input_kind} (quantized, scale {:e}).\n\
+                 # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|; scale {:e}).",
+                model.name.replace(['\n', '\r'], " "),
+                model.source_hash,
+                n_in,
+                model.input_scale,
+                classes.saturating_sub(1),
+                model.logit_scale
+            );
+        }
+    }
+    for (k, body) in e.procs.iter().enumerate() {
+        let _ = write!(source, "\nproc part_{k}\n{body}end\n");
+    }
+    source.push_str("\nbegin\n");
+    let mut loading = 0;
+    match params {
+        None => {
+            // The model's interpretation (labels, scales), bound into the program and so
+            // into the model id; pushed and dropped, it costs 8 cycles.
+            let [a, b, c, d] = model.interpretation_digest();
+            let _ = writeln!(source, "    push.{a}.{b}.{c}.{d} dropw");
+            loading += INTERPRETATION_CYCLES;
+        }
+        Some(p) => {
+            // [W0..W3, ...] -> the committed parameters in memory, or a failed assertion.
+            let words = p.0.len().div_ceil(4);
+            let _ = writeln!(
+                source,
+                "    adv.push_mapval push.{WEIGHTS_ADDR} push.{words} exec.mem::pipe_preimage_to_memory drop"
+            );
+            loading = loader_cycles(p.0.len());
+        }
+    }
+    for k in 0..e.procs.len() {
+        let _ = writeln!(source, "    exec.part_{k}");
+    }
+    source.push_str("end\n");
+    (source, loading)
+}
