@@ -169,7 +169,7 @@ pub struct JobSummary {
     pub mode: verity_types::Mode,
     pub submitted_height: u64,
     pub locker: Option<Address>,
-    pub lock_price: u64,
+    pub lock_price: Option<u64>,
     pub max_price: u64,
     pub max_cycles: u32,
 }

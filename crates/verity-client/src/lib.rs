@@ -266,7 +266,7 @@ impl Client {
         // (the private-input commitment first), with the outputs on the ledger.
         if receipt.program_hash != job.program_hash
             || receipt.stack_inputs != job.proof_inputs()
-            || Some(receipt.stack_outputs) != job.outputs
+            || job.outputs() != Some(&receipt.stack_outputs)
         {
             return Err(ClientError::BadReceipt(
                 "receipt is not for this job".into(),
@@ -311,9 +311,9 @@ impl Client {
         let started = std::time::Instant::now();
         let locker = loop {
             let view = self.job(job).await?;
-            match (view.job.state, view.job.locker) {
+            match (view.job.state(), view.job.locker()) {
                 (verity_ledger::JobState::Locked, Some(locker))
-                    if view.job.inputs_provided_height.is_none() =>
+                    if view.job.sealed_inputs_hash().is_none() =>
                 {
                     break locker;
                 }
@@ -363,7 +363,7 @@ impl Client {
         job: &JobId,
         key: &Keypair,
     ) -> Result<Vec<u64>, ClientError> {
-        let recorded = self.job(job).await?.job.sealed_inputs_hash;
+        let recorded = self.job(job).await?.job.sealed_inputs_hash();
         let sealed = self.sealed_inputs(job).await?;
         if recorded != Some(Digest::blake3(&sealed)) {
             return Err(ClientError::Protocol(
@@ -424,13 +424,13 @@ impl Client {
                 on_change(entry);
             }
             seen = view.job.timeline.len();
-            if view.job.state.is_terminal() {
+            if view.job.state().is_terminal() {
                 return Ok(view.job);
             }
             if start.elapsed() > timeout {
                 return Err(ClientError::Protocol(format!(
                     "job {id} still {} after {timeout:?}",
-                    view.job.state
+                    view.job.state()
                 )));
             }
             tokio_sleep(Duration::from_millis(100)).await;

@@ -308,7 +308,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
             net.context.sleep(Duration::from_millis(50)).await;
         }
         net.submit(2, tx("provider", 0, TxBody::LockJob { job_id }));
-        while net.chains[3].tip().state.jobs[&job_id].locker.is_none() {
+        while net.chains[3].tip().state.jobs[&job_id].locker().is_none() {
             net.context.sleep(Duration::from_millis(50)).await;
         }
         net.submit(
@@ -327,7 +327,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
             let h = net.height(0);
             net.wait_for(&[0, 1, 2, 3], h + 1).await;
             let state = net.chains[0].tip().state;
-            if state.jobs[&job_id].state == verity_ledger::JobState::Finalized
+            if state.jobs[&job_id].state() == verity_ledger::JobState::Finalized
                 && state.accounts[&Keypair::dev("client").address()].nonce == 11
             {
                 break;

@@ -20,8 +20,8 @@ pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply
 pub use block::{Block, SealedBlock, genesis_block_id};
 pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
-    Account, AuditorRecord, CanaryCommitment, CanaryRecord, Genesis, GenesisAccount, GenesisStake,
-    Job, JobState, Params, Provenance, ProviderStats, PublishedProgram, StakeInfo, State,
-    TimelineEntry, Unbonding,
+    Account, AuditorRecord, CanaryCommitment, CanaryRecord, Correction, Delivery, Genesis,
+    GenesisAccount, GenesisStake, Job, JobPhase, JobState, Lock, Params, Provenance,
+    ProvidedInputs, ProviderStats, PublishedProgram, StakeInfo, State, TimelineEntry, Unbonding,
 };
 pub use trust::TrustProfile;

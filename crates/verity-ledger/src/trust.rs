@@ -208,32 +208,33 @@ pub fn stats_from_history(state: &State, provider: &Address) -> ProviderStats {
     let mut stats = ProviderStats::default();
     let mut fulfilments: Vec<(u64, u64)> = Vec::new();
     for job in state.jobs.values() {
-        let locked_here = job.locker == Some(*provider);
-        let rescued = job.fulfiller.is_some() && job.fulfiller != job.locker;
-        if locked_here {
+        let Some(lock) = job.phase.lock() else {
+            continue;
+        };
+        let delivery = job.phase.delivery();
+        let rescued = delivery.is_some_and(|d| d.prover != lock.provider);
+        if lock.provider == *provider {
             stats.locked += 1;
-            if job.state == JobState::Slashed || rescued {
+            if job.state() == JobState::Slashed || rescued {
                 stats.slashed += 1;
             }
             // A locked job ends expired only when its lock was released (private inputs).
-            if job.state == JobState::Expired {
+            if job.state() == JobState::Expired {
                 stats.released += 1;
             }
         }
-        if job.fulfiller == Some(*provider) {
+        if let Some(delivery) = delivery.filter(|d| d.prover == *provider) {
             if rescued {
                 stats.rescued += 1;
             } else if job.client == *provider {
                 stats.self_dealt += 1;
             } else {
-                let (Some(at), Some(locked)) = (job.fulfilled_height, job.locked_height) else {
-                    continue;
-                };
+                let latency = delivery.height - lock.height;
                 stats.fulfilled += 1;
-                stats.total_latency_blocks += at - locked;
-                fulfilments.push((at, at - locked));
+                stats.total_latency_blocks += latency;
+                fulfilments.push((delivery.height, latency));
             }
-            if job.state == JobState::Overturned {
+            if job.state() == JobState::Overturned {
                 stats.overturned += 1;
             }
         }

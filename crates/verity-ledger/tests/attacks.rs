@@ -90,9 +90,9 @@ fn truncated_outputs_cannot_overturn_a_correct_result() {
         chain.block(vec![challenge]).tx_results,
         vec![Err(TxError::SameOutputs)]
     );
-    let end = chain.state.jobs[&job].fulfilled_height.unwrap() + 5;
+    let end = chain.state.jobs[&job].phase.delivery().unwrap().height + 5;
     chain.advance_to(end);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
 }
 
 // ------------------------------------------------------------------ 2. private inputs bound
@@ -133,7 +133,7 @@ fn a_proof_on_data_of_the_provers_choosing_is_not_paid() {
     let honest = prove_private(&client_data);
     assert_eq!(honest.stack_outputs[0], 17);
     fulfil(&mut chain, "p1", job, &honest, true).unwrap();
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
 }
 
 /// An optimistic result on private data could be checked by nobody but the client (and a
@@ -380,7 +380,7 @@ fn a_rescuer_below_the_offers_min_trust_cannot_take_the_job() {
     chain.send("p2", TxBody::LockJob { job_id: first }).unwrap();
     let deadline = chain.state.jobs[&first].deadline();
     chain.advance_to(deadline);
-    assert_eq!(chain.state.jobs[&first].state, JobState::Slashed);
+    assert_eq!(chain.state.jobs[&first].state(), JobState::Slashed);
     assert!(verity_ledger::TrustProfile::of(&chain.state, &addr("p2")).score < 500);
 
     let job = submit_req(
@@ -399,7 +399,7 @@ fn a_rescuer_below_the_offers_min_trust_cannot_take_the_job() {
     // An unstaked key may not either.
     let r = fulfil(&mut chain, "client", job, &fib_receipt(10), true);
     assert!(matches!(r, Err(TxError::NotEligible(_))), "{r:?}");
-    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Locked);
 }
 
 // ------------------------------------------------------------------ 8. audits from outsiders
@@ -492,10 +492,10 @@ fn withheld_private_inputs_release_the_locker_and_the_client_pays_for_the_lock()
     // its lock is released when the inputs are due, and it is paid the offer's floor price.
     let due = locked + chain.state.params.private_inputs_timeout;
     chain.advance_to(due - 1);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Locked);
     chain.advance_to(due);
     let j = &chain.state.jobs[&job];
-    assert_eq!(j.state, JobState::Expired, "{:?}", j.timeline);
+    assert_eq!(j.state(), JobState::Expired, "{:?}", j.timeline);
     let min = offer().min_price;
     assert_eq!(chain.balance("p1"), p1_0 + min, "paid for the wasted lock");
     assert_eq!(chain.balance("client"), client0 - min);
@@ -531,11 +531,9 @@ fn the_delivery_clock_starts_when_the_private_inputs_arrive() {
         Err(TxError::WrongState { .. })
     ));
     let j = &chain.state.jobs[&job];
+    let lock = j.phase.lock().unwrap();
     let delay = j.inputs_delay;
-    assert_eq!(
-        delay,
-        j.inputs_provided_height.unwrap() - j.locked_height.unwrap()
-    );
+    assert_eq!(delay, lock.inputs.as_ref().unwrap().height - lock.height);
     assert!(delay >= 4);
     assert_eq!(
         (j.lock_deadline(), j.deadline()),
@@ -543,9 +541,9 @@ fn the_delivery_clock_starts_when_the_private_inputs_arrive() {
     );
     // Not slashed at the old deadline; slashed at the moved one.
     chain.advance_to(deadline);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Locked);
     chain.advance_to(deadline + delay);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Slashed);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Slashed);
     chain.check_supply();
 }
 
@@ -577,7 +575,7 @@ fn a_job_sealed_to_its_locker_cannot_be_rescued_and_only_the_locker_releases_it(
     chain
         .send("p1", TxBody::ReleaseLock { job_id: job })
         .unwrap();
-    assert_eq!(chain.state.jobs[&job].state, JobState::Expired);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Expired);
     let (min, collateral) = (offer().min_price, offer().collateral);
     assert_eq!(chain.balance("client"), client0 + offer().max_price - min);
     assert_eq!(chain.state.burned, burned0 + min + collateral / 10);
@@ -643,7 +641,7 @@ fn a_job_naming_a_published_program_proves_what_the_inline_job_proves() {
         Err(TxError::BadProof(_))
     ));
     fulfil(&mut chain, "p1", named, &prove_private(&data), true).unwrap();
-    assert_eq!(chain.state.jobs[&named].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&named].state(), JobState::Finalized);
     chain.check_supply();
 }
 
@@ -656,7 +654,7 @@ fn fib_by_hash_is_the_program_as_written() {
     assert_eq!(chain.state.jobs[&job].program_hash, receipt.program_hash);
     chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
     fulfil(&mut chain, "p1", job, &receipt, true).unwrap();
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
 }
 
 #[test]

@@ -150,8 +150,8 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
         "{early:?}"
     );
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
-    assert_eq!(chain.state.jobs[&j2].state, JobState::Slashed);
-    assert_eq!(chain.state.jobs[&j3].state, JobState::Expired);
+    assert_eq!(chain.state.jobs[&j2].state(), JobState::Slashed);
+    assert_eq!(chain.state.jobs[&j3].state(), JobState::Expired);
 
     // A seed that does not open the commitment; jobs swapped between canary keys.
     let liar = Canaries {
@@ -247,7 +247,7 @@ fn an_unproven_claim_against_an_optimistic_result_is_no_verdict() {
     lock(&mut chain, "p1", job);
     fulfil(&mut chain, "p1", job, r.stack_outputs, None);
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
     // The auditor never challenged, so its different claim is unproven: nobody is judged
     // and nobody slashed, and the auditor's record shows the dispute.
     c.reveal(&mut chain, vec![(0, job, wrong(&r.stack_outputs))])
@@ -295,7 +295,7 @@ fn commitments_come_from_validators_before_their_epoch_and_reveals_in_time() {
     // Locked near the end of the epoch and still open after it.
     lock(&mut chain, "p1", job);
     chain.advance_to(2 * AUDIT_EPOCH_BLOCKS);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Locked);
     bad(c.reveal(&mut chain, vec![(0, job, r)]));
     bad(c.reveal(&mut chain, vec![(2, job, r)]));
     // Too late: five epochs after the canary epoch ended.

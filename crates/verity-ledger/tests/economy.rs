@@ -127,8 +127,8 @@ impl Books {
             .state
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Fulfilled)
-            .filter(|j| j.outputs != Some(right(j.request.stack_inputs[0])))
+            .filter(|j| j.state() == JobState::Fulfilled)
+            .filter(|j| j.outputs() != Some(&right(j.request.stack_inputs[0])))
             .map(|j| (j.id, j.request.stack_inputs[0]))
             .collect();
         for (job, n) in wrong {
@@ -155,10 +155,10 @@ impl Books {
             self.honest_stake
         );
         for job in chain.state.jobs.values() {
-            if job.state == JobState::Finalized {
+            if job.state() == JobState::Finalized {
                 assert_eq!(
-                    job.outputs,
-                    Some(right(job.request.stack_inputs[0])),
+                    job.outputs(),
+                    Some(&right(job.request.stack_inputs[0])),
                     "a wrong result finalized: {:?}",
                     job.timeline
                 );
@@ -170,8 +170,8 @@ impl Books {
                 - i128::from(self.fees.get(client).copied().unwrap_or(0));
             for job in chain.state.jobs.values().filter(|j| j.client == me) {
                 expected -= i128::from(job.escrow);
-                match job.state {
-                    JobState::Finalized => expected -= i128::from(job.lock_price),
+                match job.state() {
+                    JobState::Finalized => expected -= i128::from(job.lock_price().unwrap()),
                     // Slashed at the deadline (not rescued): half the collateral to the client.
                     JobState::Slashed => {
                         let c = job.request.offer.collateral;
@@ -219,12 +219,12 @@ fn play(books: &mut Books, m: &Move) {
             let Some(id) = job_at(books, job) else { return };
             let j = &books.chain.state.jobs[&id];
             // The honest provider locks only what it can deliver before the lock deadline.
-            if j.state != JobState::Submitted || books.chain.height() + 2 >= j.lock_deadline() {
+            if j.state() != JobState::Submitted || books.chain.height() + 2 >= j.lock_deadline() {
                 return;
             }
             let (n, mode) = (j.request.stack_inputs[0], j.request.mode);
             books.send("p1", TxBody::LockJob { job_id: id });
-            if books.chain.state.jobs[&id].locker == Some(addr("p1")) {
+            if books.chain.state.jobs[&id].locker() == Some(addr("p1")) {
                 let r = fib_receipt(n);
                 let proof = (mode == Mode::Proof).then(|| r.proof.clone());
                 books.send(
@@ -240,12 +240,13 @@ fn play(books: &mut Books, m: &Move) {
         Move::LiarTakes { job } => {
             let Some(id) = job_at(books, job) else { return };
             let j = &books.chain.state.jobs[&id];
-            if j.state != JobState::Submitted {
+            if j.state() != JobState::Submitted {
                 return;
             }
             let (n, mode) = (j.request.stack_inputs[0], j.request.mode);
             books.send("p2", TxBody::LockJob { job_id: id });
-            if mode == Mode::Optimistic && books.chain.state.jobs[&id].locker == Some(addr("p2")) {
+            if mode == Mode::Optimistic && books.chain.state.jobs[&id].locker() == Some(addr("p2"))
+            {
                 let lie = with_top(&right(n), right(n)[0] + 1);
                 books.send(
                     "p2",
@@ -274,7 +275,7 @@ fn play(books: &mut Books, m: &Move) {
             let Some(id) = job_at(books, job) else { return };
             let j = &books.chain.state.jobs[&id];
             let h = books.chain.height() + 1;
-            if j.state != JobState::Locked || h < j.lock_deadline() || h >= j.deadline() {
+            if j.state() != JobState::Locked || h < j.lock_deadline() || h >= j.deadline() {
                 return;
             }
             let (n, mode) = (j.request.stack_inputs[0], j.request.mode);
@@ -312,6 +313,6 @@ proptest! {
             books.block(vec![]);
             books.watch();
         }
-        prop_assert!(books.chain.state.jobs.values().all(|j| j.state.is_terminal()));
+        prop_assert!(books.chain.state.jobs.values().all(|j| j.state().is_terminal()));
     }
 }

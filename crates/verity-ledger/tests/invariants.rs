@@ -421,7 +421,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
                         .map(|j| CanaryClaim {
                             index: i,
                             job_id: j.id,
-                            expected: match (&j.outputs, right) {
+                            expected: match (j.outputs(), right) {
                                 (Some(o), true) => *o,
                                 _ => outputs(2),
                             },
@@ -460,14 +460,14 @@ fn check_invariants(chain: &Chain) {
             .iter()
             .filter(|e| e.state.is_terminal())
             .count();
-        if job.state.is_terminal() {
+        if job.state().is_terminal() {
             assert_eq!(
                 terminal_entries, 1,
                 "job {} reached exactly one terminal state",
                 job.id
             );
             assert_eq!(job.escrow, 0, "terminal job {} holds no escrow", job.id);
-            assert_eq!(job.bond, 0, "terminal job {} holds no bond", job.id);
+            assert_eq!(job.bond(), 0, "terminal job {} holds no bond", job.id);
             assert!(chain.state.provenance.contains_key(&job.id));
         } else {
             assert_eq!(terminal_entries, 0);
@@ -476,8 +476,8 @@ fn check_invariants(chain: &Chain) {
                 "escrow intact until the end"
             );
         }
-        if job.state == JobState::Submitted {
-            assert!(job.locker.is_none());
+        if job.state() == JobState::Submitted {
+            assert!(job.locker().is_none());
         }
     }
     for stake in chain.state.stakes.values() {
@@ -599,14 +599,14 @@ proptest! {
         prop_assert_eq!(chain.block(vec![reveal]).tx_results, vec![Ok(())]);
         check_invariants(&chain);
 
-        let ended = |state: JobState| claimed.iter().filter(|c| chain.state.jobs[&c.job_id].state == state).count() as u64;
+        let ended = |state: JobState| claimed.iter().filter(|c| chain.state.jobs[&c.job_id].state() == state).count() as u64;
         let record = &chain.state.auditors[&watcher];
         let verdicts: u64 = chain.state.canaries.values().map(|r| r.passed + r.failed).sum();
         let passed: u64 = chain.state.canaries.values().map(|r| r.passed).sum();
         prop_assert_eq!(record.contradicted, 0);
         prop_assert_eq!(record.canaries_unpicked, ended(JobState::Expired));
         // Rescues add a failed locker on top of the rescuer's verdict.
-        let rescued = claimed.iter().filter(|c| { let j = &chain.state.jobs[&c.job_id]; j.fulfiller.is_some() && j.fulfiller != j.locker }).count() as u64;
+        let rescued = claimed.iter().filter(|c| { let j = &chain.state.jobs[&c.job_id]; j.fulfiller().is_some() && j.fulfiller() != j.locker() }).count() as u64;
         if right {
             prop_assert_eq!(passed, ended(JobState::Finalized));
             prop_assert_eq!(record.canaries_disputed, 0);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use verity_ledger::{JobState, TxError};
+use verity_ledger::{JobPhase, JobState, TxError};
 use verity_types::{Digest, JobId, Mode, Receipt, TxBody};
 
 fn submit(chain: &mut Chain, n: u64, mode: Mode) -> JobId {
@@ -25,6 +25,19 @@ fn fulfil_with(chain: &mut Chain, who: &str, job: JobId, receipt: &Receipt) -> R
     )
 }
 
+/// The API serves jobs as JSON: the phase's name sits beside the job's fields as `state`,
+/// with that phase's data, and the JSON reads back as the same job.
+fn assert_json_round_trip(job: &verity_ledger::Job, state: &str) {
+    let json = serde_json::to_value(job).unwrap();
+    assert_eq!(json["state"], state, "{json}");
+    assert!(
+        json.get("lock").is_some(),
+        "a {state} job shows its lock: {json}"
+    );
+    let back: verity_ledger::Job = serde_json::from_value(json).unwrap();
+    assert_eq!(&back, job);
+}
+
 #[test]
 fn proof_mode_submit_lock_fulfil_pays_the_locker() {
     let mut chain = Chain::new();
@@ -40,10 +53,11 @@ fn proof_mode_submit_lock_fulfil_pays_the_locker() {
     assert_eq!(chain.send("p1", TxBody::LockJob { job_id: job }), Ok(()));
     let j = &chain.state.jobs[&job];
     assert_eq!(
-        (j.state, j.lock_price, j.locker),
-        (JobState::Locked, 400, Some(addr("p1")))
+        (j.state(), j.lock_price(), j.locker()),
+        (JobState::Locked, Some(400), Some(addr("p1")))
     );
     assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 500);
+    assert_json_round_trip(j, "locked");
     // A second lock is refused.
     assert!(matches!(
         chain.send("p2", TxBody::LockJob { job_id: job }),
@@ -54,8 +68,9 @@ fn proof_mode_submit_lock_fulfil_pays_the_locker() {
     assert_eq!(receipt.stack_outputs[0], 55);
     assert_eq!(fulfil_with(&mut chain, "p1", job, &receipt), Ok(()));
     let j = &chain.state.jobs[&job];
-    assert_eq!(j.state, JobState::Finalized);
-    assert_eq!(j.outputs.as_ref().unwrap()[0], 55);
+    assert_eq!(j.state(), JobState::Finalized);
+    assert_eq!(j.outputs().unwrap()[0], 55);
+    assert_json_round_trip(j, "finalized");
     assert_eq!(chain.balance("p1"), p1_0 + 400);
     assert_eq!(chain.balance("client"), client0 - 400);
     assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
@@ -130,7 +145,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
         },
     );
     assert_eq!(r, Err(TxError::ProofRequired));
-    assert_eq!(chain.state.jobs[&job].state, JobState::Locked);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Locked);
 }
 
 #[test]
@@ -140,9 +155,9 @@ fn unlocked_job_expires_and_refunds_the_client() {
     let job = submit(&mut chain, 10, Mode::Proof);
     let lock_deadline = chain.state.jobs[&job].lock_deadline();
     chain.advance_to(lock_deadline - 1);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Submitted);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Submitted);
     chain.advance_to(lock_deadline);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Expired);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Expired);
     assert_eq!(chain.balance("client"), client0);
     assert!(matches!(
         chain.send("p1", TxBody::LockJob { job_id: job }),
@@ -160,7 +175,7 @@ fn missed_deadline_is_slashed_half_burned_half_to_client() {
     chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
     let deadline = chain.state.jobs[&job].deadline();
     chain.advance_to(deadline);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Slashed);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Slashed);
     assert_eq!(
         chain.balance("client"),
         client0 + 250,
@@ -186,10 +201,10 @@ fn rescue_after_the_lock_deadline_slashes_the_locker() {
     ));
     let lock_deadline = chain.state.jobs[&job].lock_deadline();
     chain.advance_to(lock_deadline);
-    let price = chain.state.jobs[&job].lock_price;
+    let price = chain.state.jobs[&job].lock_price().unwrap();
     assert_eq!(fulfil_with(&mut chain, "p2", job, &receipt), Ok(()));
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
-    assert_eq!(chain.state.jobs[&job].fulfiller, Some(addr("p2")));
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].fulfiller(), Some(addr("p2")));
     assert_eq!(
         chain.balance("p2"),
         p2_0 + price + 250,
@@ -206,7 +221,7 @@ fn optimistic_result_finalizes_after_the_window() {
     let p1_0 = chain.balance("p1");
     let job = submit(&mut chain, 10, Mode::Optimistic);
     chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
-    let price = chain.state.jobs[&job].lock_price;
+    let price = chain.state.jobs[&job].lock_price().unwrap();
     let outputs = fib_receipt(10).stack_outputs;
     // Optimistic fulfilments carry no proof.
     let r = chain.send(
@@ -229,16 +244,16 @@ fn optimistic_result_finalizes_after_the_window() {
         )
         .unwrap();
     let fulfilled_at = chain.height();
-    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Fulfilled);
     assert_eq!(
         chain.state.stakes[&addr("p1")].provider_locked,
         500,
         "collateral held as the bond"
     );
     chain.advance_to(fulfilled_at + 4);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Fulfilled);
     chain.advance_to(fulfilled_at + 5);
-    assert_eq!(chain.state.jobs[&job].state, JobState::Finalized);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Finalized);
     assert_eq!(chain.balance("p1"), p1_0 + price);
     assert_eq!(chain.state.stakes[&addr("p1")].provider_locked, 0);
     chain.check_supply();
@@ -293,7 +308,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
         },
     );
     assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
-    assert_eq!(chain.state.jobs[&job].state, JobState::Fulfilled);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Fulfilled);
 
     let r = chain.send(
         "watcher",
@@ -305,12 +320,27 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
     );
     assert_eq!(r, Ok(()));
     let j = &chain.state.jobs[&job];
-    assert_eq!(j.state, JobState::Overturned);
+    assert_eq!(j.state(), JobState::Overturned);
     assert_eq!(
-        j.outputs.as_ref().unwrap()[0],
+        j.outputs().unwrap()[0],
         55,
         "the proven outputs replace the false ones"
     );
+    // The job keeps both: the overturned delivery (who lied, and what) and the correction.
+    let JobPhase::Overturned {
+        delivery,
+        correction,
+        ..
+    } = &j.phase
+    else {
+        panic!("overturned job has no correction: {:?}", j.phase);
+    };
+    assert_eq!((delivery.prover, delivery.outputs), (addr("p1"), lie));
+    assert_eq!(correction.challenger, addr("watcher"));
+    // Provenance names the proof that stands and who made it, not the overturned prover.
+    let record = &chain.state.provenance[&job];
+    assert_eq!(record.prover, Some(addr("watcher")));
+    assert_eq!(record.proof_hash, Some(Digest::blake3(&truth.proof)));
     assert_eq!(
         chain.balance("watcher"),
         watcher0 + 250,

@@ -51,8 +51,8 @@ async fn main() {
                 .wait_job(&JobId::submitted_by(id), Duration::from_secs(120), |_| {})
                 .await
                 .unwrap();
-            if job.state == JobState::Overturned {
-                let fulfilled = job.fulfilled_height.unwrap();
+            if job.state() == JobState::Overturned {
+                let fulfilled = job.phase.delivery().map(|d| d.height).unwrap();
                 let overturned = job.timeline.last().unwrap().height;
                 delays.push(overturned - fulfilled);
             }
@@ -152,8 +152,8 @@ async fn canaries_alone() {
     let mut delays: Vec<u64> = state
         .jobs
         .values()
-        .filter(|j| j.state == JobState::Overturned)
-        .map(|j| j.timeline.last().unwrap().height - j.fulfilled_height.unwrap())
+        .filter(|j| j.state() == JobState::Overturned)
+        .map(|j| j.timeline.last().unwrap().height - j.phase.delivery().map(|d| d.height).unwrap())
         .collect();
     delays.sort_unstable();
     println!(

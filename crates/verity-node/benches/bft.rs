@@ -130,7 +130,7 @@ async fn measure(label: &str, validators: usize) {
                     .wait_job(&JobId::submitted_by(id), Duration::from_secs(120), |_| {})
                     .await
                     .unwrap();
-                assert_eq!(job.state, JobState::Finalized);
+                assert_eq!(job.state(), JobState::Finalized);
                 job_ms.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }

@@ -57,7 +57,7 @@ async fn main() {
             .wait_job(&JobId::submitted_by(tx), Duration::from_secs(120), |_| {})
             .await
             .unwrap();
-        assert_eq!(job.state, JobState::Finalized);
+        assert_eq!(job.state(), JobState::Finalized);
         client.receipt(&JobId::submitted_by(tx)).await.unwrap();
         let total = t0.elapsed();
         let ts = |s: JobState| {

@@ -218,7 +218,7 @@ fn find_job<'s>(state: &'s verity_ledger::State, id: &str) -> Result<&'s Job, Ap
 }
 
 fn job_view(state: &verity_ledger::State, job: &Job) -> JobView {
-    let failure = match job.state {
+    let failure = match job.state() {
         JobState::Expired | JobState::Slashed | JobState::Overturned => {
             job.timeline.last().map(|e| e.note.clone())
         }
@@ -285,9 +285,9 @@ async fn list_jobs(
     let mut jobs = Vec::new();
     let mut next = None;
     for (id, job) in range {
-        if state_filter.is_some_and(|s| s != job.state)
+        if state_filter.is_some_and(|s| s != job.state())
             || client.is_some_and(|c| c != job.client)
-            || provider.is_some_and(|p| Some(p) != job.locker && Some(p) != job.fulfiller)
+            || provider.is_some_and(|p| Some(p) != job.locker() && Some(p) != job.fulfiller())
         {
             continue;
         }
@@ -297,13 +297,13 @@ async fn list_jobs(
         }
         jobs.push(JobSummary {
             id: *id,
-            state: job.state,
+            state: job.state(),
             client: job.client,
             program_hash: job.program_hash,
             mode: job.request.mode,
             submitted_height: job.submitted_height,
-            locker: job.locker,
-            lock_price: job.lock_price,
+            locker: job.locker(),
+            lock_price: job.lock_price(),
             max_price: job.request.offer.max_price,
             max_cycles: job.request.max_cycles,
         });
@@ -317,10 +317,12 @@ async fn receipt(
 ) -> Result<Response, ApiError> {
     let state = node.state();
     let job = find_job(&state, &id)?;
-    let (Some(outputs), Some(proof_hash)) = (&job.outputs, job.proof_hash) else {
+    let (Some(outputs), Some(proof_hash)) = (job.outputs(), job.proof_hash()) else {
         return Err(not_found(format!(
             "job {} has no proof-backed result ({}, {:?} mode)",
-            job.id, job.state, job.request.mode
+            job.id,
+            job.state(),
+            job.request.mode
         )));
     };
     // A receipt the provider uploaded carries its cycle count; otherwise rebuild one from the
@@ -353,7 +355,7 @@ async fn upload_receipt(
     let job = find_job(&state, &id)?;
     let text = upload.receipt.to_string();
     let receipt = Receipt::from_json(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let signed_by_fulfiller = job.fulfiller.is_some_and(|f| {
+    let signed_by_fulfiller = job.fulfiller().is_some_and(|f| {
         f.verify(
             &receipt_upload_message(&job.id, &Digest::blake3(receipt.to_json().as_bytes())),
             &upload.signature,
@@ -364,10 +366,10 @@ async fn upload_receipt(
             "only the job's fulfiller uploads its receipt (signature does not match)",
         ));
     }
-    let matches = Some(receipt.proof_hash()) == job.proof_hash
+    let matches = Some(receipt.proof_hash()) == job.proof_hash()
         && receipt.program_hash == job.program_hash
         && receipt.stack_inputs == job.proof_inputs()
-        && Some(receipt.stack_outputs) == job.outputs;
+        && job.outputs() == Some(&receipt.stack_outputs);
     if !matches {
         return Err(bad("receipt does not match the job's result on the ledger"));
     }

@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use verity_api::AuditorView;
-use verity_ledger::{Job, JobState};
+use verity_ledger::{Event, Job, JobState};
 use verity_types::{BlockId, Digest, JobId, Keypair, Mode, ProgramSource, TxBody, TxId};
 use verity_vm::{Inputs, Program, ProveOptions};
 
-use crate::node::Node;
+use crate::entropy::Entropy;
+use crate::handle::NodeHandle;
 
 #[derive(Debug, Clone)]
 pub struct AuditorConfig {
@@ -37,6 +38,8 @@ pub struct AuditorConfig {
     /// Probe endpoints on loopback and private addresses too (devnets and tests). Off by
     /// default, so a provider cannot point validators at their own internal services.
     pub probe_private_hosts: bool,
+    /// Draws canary seeds and probe nonces.
+    pub entropy: Entropy,
     /// Scripted misbehaviour, for tests of what the ledger does to a lying auditor (`mocks`
     /// feature only).
     #[cfg(feature = "mocks")]
@@ -61,6 +64,7 @@ impl AuditorConfig {
             canaries_per_epoch: 1,
             canary_funder: None,
             probe_private_hosts: false,
+            entropy: Entropy::os(),
             #[cfg(feature = "mocks")]
             fault: None,
         }
@@ -121,9 +125,9 @@ pub fn sampled(block_id: &BlockId, job: &JobId, sample_per_10k: u32) -> bool {
     draw < u64::from(sample_per_10k)
 }
 
-/// Runs until `shutdown` fires.
-pub async fn run_auditor(
-    node: Arc<Node>,
+/// Runs until `shutdown` fires: [`check_event`] on every job event.
+pub async fn run_auditor<H: NodeHandle>(
+    node: Arc<H>,
     config: AuditorConfig,
     counters: Arc<AuditorCounters>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -147,31 +151,43 @@ pub async fn run_auditor(
             }
             Err(RecvError::Closed) => return,
         };
-        if event.state != JobState::Fulfilled {
-            continue;
-        }
-        let Ok(Some(block)) = node.storage().block(event.height) else {
-            continue;
-        };
-        if !sampled(&block.to_block().id(), &event.job_id, config.sample_per_10k) {
-            continue;
-        }
-        let Some(job) = node.state().jobs.get(&event.job_id).cloned() else {
-            continue;
-        };
-        if job.request.mode != Mode::Optimistic || job.state != JobState::Fulfilled {
-            continue;
-        }
-        counters.sampled.fetch_add(1, Ordering::Relaxed);
-        let node = node.clone();
-        let config = config.clone();
-        let counters = counters.clone();
-        // Each check runs on its own: a slow proof must not delay the next check.
-        tokio::spawn(async move { audit(node, config, counters, job).await });
+        check_event(&node, &config, &counters, &event);
     }
 }
 
-async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCounters>, job: Job) {
+/// Starts the re-execution of the job `event` fulfilled, if the sample picks it; returns the
+/// running check (a test awaits it). Each check runs on its own: a slow proof must not delay
+/// the next one.
+pub fn check_event<H: NodeHandle>(
+    node: &Arc<H>,
+    config: &AuditorConfig,
+    counters: &Arc<AuditorCounters>,
+    event: &Event,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if event.state != JobState::Fulfilled {
+        return None;
+    }
+    let block_id = node.block_id(event.height).ok()??;
+    if !sampled(&block_id, &event.job_id, config.sample_per_10k) {
+        return None;
+    }
+    let job = node.state().jobs.get(&event.job_id).cloned()?;
+    if job.request.mode != Mode::Optimistic || job.state() != JobState::Fulfilled {
+        return None;
+    }
+    counters.sampled.fetch_add(1, Ordering::Relaxed);
+    let (node, config, counters) = (node.clone(), config.clone(), counters.clone());
+    Some(tokio::spawn(async move {
+        audit(node, config, counters, job).await
+    }))
+}
+
+async fn audit<H: NodeHandle>(
+    node: Arc<H>,
+    config: AuditorConfig,
+    counters: Arc<AuditorCounters>,
+    job: Job,
+) {
     let id = job.id;
     // Private inputs are sealed to the locker: only it and the client know them, so an
     // auditor cannot re-execute the job (the client can still challenge a wrong result).
@@ -198,8 +214,8 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         return;
     };
     let max = job.request.max_cycles;
-    let claimed = job.outputs;
-    let bond = job.bond;
+    let claimed = job.outputs().copied();
+    let bond = job.bond();
     let min_bond = min_bond_to_prove(max, &node.state().params);
     // Re-execute (fast processor, no proof), and prove only if the result differs.
     let checked = tokio::task::spawn_blocking(move || {
@@ -235,110 +251,13 @@ async fn audit(node: Arc<Node>, config: AuditorConfig, counters: Arc<AuditorCoun
         }
         Err(_) => return,
     };
-    warn!(job = %id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "wrong outputs: challenging with a proof");
-    match submit_challenge(&node, &config.key, id, receipt) {
+    warn!(job = %id.short(), fulfiller = ?job.fulfiller().map(|f| f.short()), "wrong outputs: challenging with a proof");
+    match submit_challenge(&*node, &config.key, id, receipt) {
         Ok(_) => {
             counters.challenged.fetch_add(1, Ordering::Relaxed);
         }
         Err(e) => warn!(job = %id.short(), "cannot submit the challenge: {e}"),
     }
-}
-
-/// Largest ping answer read (an answer is ~200 bytes).
-const MAX_PING_BYTES: usize = 4 * 1024;
-
-/// Reads a response body up to `cap` bytes; `None` if it is longer or fails.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.ok()? {
-        if body.len() + chunk.len() > cap {
-            return None;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Some(body)
-}
-
-/// The endpoints probed in `epoch`: all of them if they fit in `max`, else a window of `max`
-/// that starts further along each epoch (wrapping), in address order.
-pub fn probe_window(
-    endpoints: &std::collections::BTreeMap<verity_types::Address, String>,
-    epoch: u64,
-    max: usize,
-) -> Vec<(verity_types::Address, String)> {
-    let all: Vec<_> = endpoints.iter().map(|(a, e)| (*a, e.clone())).collect();
-    if all.len() <= max {
-        return all;
-    }
-    let start = (epoch as usize).wrapping_mul(max) % all.len();
-    all.iter().cycle().skip(start).take(max).cloned().collect()
-}
-
-/// Whether an announced endpoint may be probed: http(s) only, and unless `private_ok`, not a
-/// loopback, private, link-local or unspecified address (or `localhost`). Host names are
-/// not resolved here; docs/SECURITY.md notes what that leaves open.
-pub fn probe_allowed(endpoint: &str, private_ok: bool) -> bool {
-    let Ok(url) = reqwest::Url::parse(endpoint) else {
-        return false;
-    };
-    if !matches!(url.scheme(), "http" | "https") {
-        return false;
-    }
-    if private_ok {
-        return true;
-    }
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<std::net::IpAddr>() {
-        Err(_) => {
-            let d = host.trim_end_matches('.').to_ascii_lowercase();
-            d != "localhost" && !d.ends_with(".localhost")
-        }
-        Ok(std::net::IpAddr::V4(ip)) => public_v4(ip),
-        Ok(std::net::IpAddr::V6(ip)) if ip.is_loopback() || ip.is_unspecified() => false,
-        Ok(std::net::IpAddr::V6(ip)) => {
-            let seg = ip.segments();
-            // Forms that embed an IPv4 address are judged by it: mapped (::ffff:a.b.c.d),
-            // compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
-            let embedded = if seg[..2] == [0x64, 0xff9b] && seg[2..6] == [0; 4] {
-                Some(std::net::Ipv4Addr::new(
-                    (seg[6] >> 8) as u8,
-                    seg[6] as u8,
-                    (seg[7] >> 8) as u8,
-                    seg[7] as u8,
-                ))
-            } else if seg[0] == 0x2002 {
-                Some(std::net::Ipv4Addr::new(
-                    (seg[1] >> 8) as u8,
-                    seg[1] as u8,
-                    (seg[2] >> 8) as u8,
-                    seg[2] as u8,
-                ))
-            } else {
-                ip.to_ipv4()
-            };
-            match embedded {
-                Some(v4) => public_v4(v4),
-                None => !((seg[0] & 0xfe00) == 0xfc00 || (seg[0] & 0xffc0) == 0xfe80),
-            }
-        }
-    }
-}
-
-/// A public IPv4 address: not loopback, private, link-local, unspecified, broadcast, shared
-/// (100.64/10), benchmarking (198.18/15) or reserved (240/4).
-fn public_v4(ip: std::net::Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    !(ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (a == 100 && (b & 0xc0) == 64)
-        || (a == 198 && (b & 0xfe) == 18)
-        || a >= 240)
 }
 
 /// One challenge proof at a time per process (a proof uses every core and up to ~10 GB).
@@ -368,7 +287,7 @@ pub(crate) fn prove_within(
 
 /// Challenges `job_id`'s outputs with `receipt` (a proof of different ones), signed by `key`.
 pub(crate) fn submit_challenge(
-    node: &Node,
+    node: &impl NodeHandle,
     key: &Keypair,
     job_id: JobId,
     receipt: verity_types::Receipt,
@@ -398,58 +317,6 @@ mod tests {
     }
 
     #[test]
-    fn probes_go_only_to_public_http_hosts_unless_allowed() {
-        for bad in [
-            "http://127.0.0.1:9000",
-            "http://10.1.2.3",
-            "http://192.168.0.1/x",
-            "http://172.16.0.1",
-            "http://169.254.169.254/latest/meta-data",
-            "http://localhost:8080",
-            "http://[::1]:80",
-            "http://[fd00::1]",
-            "http://[::ffff:127.0.0.1]",
-            "http://localhost.:8080",
-            "http://[64:ff9b::a00:1]",
-            "http://[2002:c0a8:1::]",
-            "http://[::10.0.0.1]",
-            "http://198.18.0.1",
-            "http://240.0.0.1",
-            "file:///etc/passwd",
-            "gopher://example.com",
-            "not a url",
-        ] {
-            assert!(!probe_allowed(bad, false), "{bad} must not be probed");
-        }
-        assert!(probe_allowed("https://provider.example.com:8443", false));
-        assert!(probe_allowed("http://203.0.113.7:9000", false));
-        assert!(
-            probe_allowed("http://127.0.0.1:9000", true),
-            "devnets allow loopback"
-        );
-        assert!(!probe_allowed("file:///etc/passwd", true));
-    }
-
-    #[test]
-    fn every_endpoint_is_probed_within_a_few_epochs() {
-        let endpoints: std::collections::BTreeMap<_, _> = (0u32..600)
-            .map(|i| {
-                (
-                    Keypair::dev(&format!("p{i}")).address(),
-                    format!("https://p{i}.example"),
-                )
-            })
-            .collect();
-        let mut seen = std::collections::BTreeSet::new();
-        for epoch in 0..3 {
-            let window = probe_window(&endpoints, epoch, 256);
-            assert_eq!(window.len(), 256);
-            seen.extend(window.into_iter().map(|(a, _)| a));
-        }
-        assert_eq!(seen.len(), 600, "three windows of 256 cover 600 endpoints");
-    }
-
-    #[test]
     fn the_sample_is_a_function_of_public_data_at_the_configured_rate() {
         let block = BlockId(Digest::blake3(b"block"));
         let jobs: Vec<JobId> = (0u32..10_000)
@@ -472,142 +339,5 @@ mod tests {
             .filter(|j| sampled(&block, j, 2_500) != sampled(&other, j, 2_500))
             .count();
         assert!(differs > 1_000);
-    }
-}
-
-/// Probes of one provider in one epoch.
-#[derive(Default)]
-struct Tally {
-    probes: u32,
-    answered: u32,
-    latencies_ms: Vec<u32>,
-}
-
-/// Runs until `shutdown` fires: probes every announced provider endpoint each
-/// `probe_interval`, and after each audit epoch ends files one signed `Audit` with what it saw.
-pub async fn run_prober(
-    node: Arc<Node>,
-    config: AuditorConfig,
-    counters: Arc<AuditorCounters>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    use std::collections::BTreeMap;
-    use verity_ledger::trust::{AUDIT_EPOCH_BLOCKS, MAX_AUDIT_ENTRIES, MAX_PROBES_PER_EPOCH};
-    // Bounded in time, no redirects (a redirect could lead anywhere), bodies read up to a cap.
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("a plain HTTP client");
-    let tallies: Arc<std::sync::Mutex<BTreeMap<(u64, verity_types::Address), Tally>>> =
-        Arc::default();
-    let mut filed: std::collections::BTreeSet<u64> = Default::default();
-    let mut ticker = tokio::time::interval(config.probe_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let state = node.state();
-        let epoch = state.height / AUDIT_EPOCH_BLOCKS;
-
-        // File audits for epochs that have ended (and can still be reported).
-        let ready: Vec<u64> = {
-            let t = tallies.lock().unwrap_or_else(|e| e.into_inner());
-            t.keys()
-                .map(|(e, _)| *e)
-                .filter(|e| *e < epoch && !filed.contains(e))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
-        for e in ready {
-            filed.insert(e);
-            let liveness: Vec<verity_types::Liveness> = {
-                let mut t = tallies.lock().unwrap_or_else(|e| e.into_inner());
-                let keys: Vec<_> = t.keys().filter(|(te, _)| *te == e).copied().collect();
-                keys.into_iter()
-                    .filter_map(|k| t.remove(&k).map(|tally| (k.1, tally)))
-                    .take(MAX_AUDIT_ENTRIES)
-                    .map(|(provider, mut tally)| {
-                        tally.latencies_ms.sort_unstable();
-                        verity_types::Liveness {
-                            provider,
-                            probes: tally.probes.min(MAX_PROBES_PER_EPOCH),
-                            answered: tally.answered.min(tally.probes.min(MAX_PROBES_PER_EPOCH)),
-                            median_latency_ms: tally
-                                .latencies_ms
-                                .get(tally.latencies_ms.len() / 2)
-                                .copied()
-                                .unwrap_or(0),
-                        }
-                    })
-                    .collect()
-            };
-            if liveness.is_empty() || e + 2 < epoch {
-                continue;
-            }
-            let body = TxBody::Audit(verity_types::AuditReport { epoch: e, liveness });
-            match node.sign_and_submit(&config.key, body) {
-                Ok(_) => {
-                    counters.audits_filed.fetch_add(1, Ordering::Relaxed);
-                    info!(epoch = e, "filed a liveness audit");
-                }
-                Err(err) => warn!(epoch = e, "cannot file the liveness audit: {err}"),
-            }
-        }
-        filed.retain(|e| e + 3 >= epoch);
-
-        // Probe this epoch's share of the announced endpoints, concurrently: an audit covers
-        // at most MAX_AUDIT_ENTRIES providers, so with more of them the window rotates with
-        // the epoch and every provider is audited in turn.
-        for (provider, endpoint) in probe_window(&state.endpoints, epoch, MAX_AUDIT_ENTRIES) {
-            if !probe_allowed(&endpoint, config.probe_private_hosts) {
-                continue;
-            }
-            let (http, tallies, counters) = (http.clone(), tallies.clone(), counters.clone());
-            tokio::spawn(async move {
-                let nonce = hex::encode(rand::random::<[u8; 16]>());
-                let url = format!(
-                    "{}{}?nonce={nonce}",
-                    endpoint.trim_end_matches('/'),
-                    verity_api::routes::PING
-                );
-                let started = std::time::Instant::now();
-                let answered = match http.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        match read_capped(r, MAX_PING_BYTES)
-                            .await
-                            .and_then(|b| serde_json::from_slice::<verity_api::PingAnswer>(&b).ok())
-                        {
-                            Some(a) => {
-                                let mut sig = [0u8; 64];
-                                a.provider == provider
-                                    && hex::decode_to_slice(&a.signature, &mut sig).is_ok()
-                                    && provider.verify(
-                                        &verity_api::ping_message(&provider, &nonce),
-                                        &verity_types::Signature(sig),
-                                    )
-                            }
-                            None => false,
-                        }
-                    }
-                    _ => false,
-                };
-                let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-                counters.probes.fetch_add(1, Ordering::Relaxed);
-                if answered {
-                    counters.probes_answered.fetch_add(1, Ordering::Relaxed);
-                }
-                let mut t = tallies.lock().unwrap_or_else(|e| e.into_inner());
-                let tally = t.entry((epoch, provider)).or_default();
-                tally.probes += 1;
-                if answered {
-                    tally.answered += 1;
-                    tally.latencies_ms.push(ms);
-                }
-            });
-        }
     }
 }

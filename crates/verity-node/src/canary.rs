@@ -31,8 +31,8 @@ use verity_vm::{Inputs, Program};
 
 use crate::auditor::{AuditorConfig, AuditorCounters};
 use crate::error::StorageError;
+use crate::handle::NodeHandle;
 use crate::mempool::AdmitError;
-use crate::node::Node;
 
 /// Why a step of the canary auditor failed (it logs it and tries again on a later block).
 #[derive(Debug, thiserror::Error)]
@@ -196,10 +196,64 @@ impl Canaries {
     }
 }
 
-/// Runs until `shutdown` fires. Commits to `config.canaries_per_epoch` canary slots each
-/// epoch, and sends each with probability 1/V (V validators; see [`Canary::send`]).
-pub async fn run_canaries(
-    node: Arc<Node>,
+/// The canary auditor of one validator: what it remembers between rounds, and the node it
+/// works through.
+pub struct CanaryAuditor<H> {
+    node: Arc<H>,
+    config: AuditorConfig,
+    counters: Arc<AuditorCounters>,
+    memory: Canaries,
+    last_error: Option<(String, u64)>,
+}
+
+impl<H: NodeHandle> CanaryAuditor<H> {
+    pub fn new(node: Arc<H>, config: AuditorConfig, counters: Arc<AuditorCounters>) -> Self {
+        CanaryAuditor {
+            node,
+            config,
+            counters,
+            memory: Canaries::default(),
+            last_error: None,
+        }
+    }
+
+    /// One round against the committed state: commit to and fund the next epoch's canaries,
+    /// send this epoch's when they are due, challenge wrong answers, reveal ended epochs.
+    pub async fn step(&mut self) {
+        let state = self.node.state();
+        let (node, config, counters) = (&self.node, &self.config, &self.counters);
+        let memory = &mut self.memory;
+        // The phases fail independently: a canary that cannot be funded must not hold up
+        // another epoch's reveal. The same error is logged once per RESEND_AFTER blocks.
+        let results = [
+            commit_and_fund(node, config, counters, memory, &state).await,
+            send_due(node, config, counters, memory, &state).await,
+            watch_and_reveal(node, config, counters, memory, &state).await,
+        ];
+        for e in results.into_iter().filter_map(Result::err) {
+            let message = e.to_string();
+            let repeat = self
+                .last_error
+                .as_ref()
+                .is_some_and(|(m, at)| *m == message && state.height < at + RESEND_AFTER);
+            if !repeat {
+                warn!("canary auditor: {message}");
+                self.last_error = Some((message, state.height));
+            }
+        }
+    }
+
+    /// Challenge proofs of wrong canary answers running now (a test waits for them).
+    pub fn proving(&self) -> usize {
+        self.memory.proving().len()
+    }
+}
+
+/// Runs until `shutdown` fires: a [`CanaryAuditor::step`] every 200 ms. Commits to
+/// `config.canaries_per_epoch` canary slots each epoch, and sends each with probability 1/V
+/// (V validators; see [`Canary::send`]).
+pub async fn run_canaries<H: NodeHandle>(
+    node: Arc<H>,
     config: AuditorConfig,
     counters: Arc<AuditorCounters>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -207,10 +261,8 @@ pub async fn run_canaries(
     if config.canaries_per_epoch == 0 {
         return;
     }
-    let me = config.key.address();
-    info!(auditor = %me.short(), per_epoch = config.canaries_per_epoch, "canary auditor started");
-    let mut memory = Canaries::default();
-    let mut last_error: Option<(String, u64)> = None;
+    info!(auditor = %config.key.address().short(), per_epoch = config.canaries_per_epoch, "canary auditor started");
+    let mut auditor = CanaryAuditor::new(node, config, counters);
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -218,30 +270,13 @@ pub async fn run_canaries(
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let state = node.state();
-        // The phases fail independently: a canary that cannot be funded must not hold up
-        // another epoch's reveal. The same error is logged once per RESEND_AFTER blocks.
-        let results = [
-            commit_and_fund(&node, &config, &counters, &mut memory, &state).await,
-            send_due(&node, &config, &counters, &mut memory, &state).await,
-            watch_and_reveal(&node, &config, &counters, &mut memory, &state).await,
-        ];
-        for e in results.into_iter().filter_map(Result::err) {
-            let message = e.to_string();
-            let repeat = last_error
-                .as_ref()
-                .is_some_and(|(m, at)| *m == message && state.height < at + RESEND_AFTER);
-            if !repeat {
-                warn!("canary auditor: {message}");
-                last_error = Some((message, state.height));
-            }
-        }
+        auditor.step().await;
     }
 }
 
 /// Commits to the next epoch's seed and funds its canaries.
-async fn commit_and_fund(
-    node: &Arc<Node>,
+async fn commit_and_fund<H: NodeHandle>(
+    node: &Arc<H>,
     config: &AuditorConfig,
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
@@ -254,7 +289,7 @@ async fn commit_and_fund(
     // The seed is stored before the commitment is sent: a crash cannot orphan a commitment.
     let next = epoch + 1;
     if !state.canary_commits.contains_key(&(next, me)) && memory.due((next, "commit", 0), h) {
-        let seed = load_or_create_seed(node, &me, next)?;
+        let seed = load_or_create_seed(&**node, &config.entropy, &me, next)?;
         memory.seeds.insert(next, seed);
         let commit = TxBody::CanaryCommit {
             epoch: next,
@@ -262,7 +297,7 @@ async fn commit_and_fund(
             count: config.canaries_per_epoch,
         };
         // A failed send is retried after RESEND_AFTER blocks; it must not hold up the rest.
-        match send(node, &config.key, commit) {
+        match send(&**node, &config.key, commit) {
             Ok(()) => {
                 counters.canary_commits.fetch_add(1, Ordering::Relaxed);
                 info!(epoch = next, "committed to canaries");
@@ -287,7 +322,7 @@ async fn commit_and_fund(
                     to: c.key.address(),
                     amount: need - have,
                 };
-                if let Err(e) = send(node, &funder, body) {
+                if let Err(e) = send(&**node, &funder, body) {
                     warn!(epoch = next, index = i, "funding a canary: {e}");
                 }
             }
@@ -298,8 +333,8 @@ async fn commit_and_fund(
 }
 
 /// Sends this epoch's canaries when their time comes.
-async fn send_due(
-    node: &Arc<Node>,
+async fn send_due<H: NodeHandle>(
+    node: &Arc<H>,
     config: &AuditorConfig,
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
@@ -337,8 +372,8 @@ async fn send_due(
 
 /// Watches live canaries (challenging wrong answers), reveals ended epochs, and sweeps what
 /// revealed canaries' accounts have left back to the funder.
-async fn watch_and_reveal(
-    node: &Arc<Node>,
+async fn watch_and_reveal<H: NodeHandle>(
+    node: &Arc<H>,
     config: &AuditorConfig,
     counters: &Arc<AuditorCounters>,
     memory: &mut Canaries,
@@ -376,19 +411,19 @@ async fn watch_and_reveal(
             }
         };
         if revealed {
-            sweep(node, state, memory, &funder, &c, (e, i));
+            sweep(&**node, state, memory, &funder, &c, (e, i));
             continue;
         }
         let Some(job) = state.jobs.get(&c.job_id) else {
             continue;
         };
-        if job.state == JobState::Fulfilled
-            && job.outputs != Some(c.expected)
+        if job.state() == JobState::Fulfilled
+            && job.outputs() != Some(&c.expected)
             && !memory.proving().contains(&job.id)
             && memory.due((e, "challenge", i), h)
         {
             memory.proving().insert(job.id);
-            warn!(job = %job.id.short(), fulfiller = ?job.fulfiller.map(|f| f.short()), "a canary was answered wrong: challenging with a proof");
+            warn!(job = %job.id.short(), fulfiller = ?job.fulfiller().map(|f| f.short()), "a canary was answered wrong: challenging with a proof");
             tokio::spawn(challenge(
                 node.clone(),
                 config.clone(),
@@ -402,7 +437,7 @@ async fn watch_and_reveal(
         if !in_epoch {
             continue;
         }
-        if !job.state.is_terminal() {
+        if !job.state().is_terminal() {
             open.insert(e);
         }
         let mut expected = c.expected;
@@ -419,7 +454,7 @@ async fn watch_and_reveal(
     }
     for (e, canaries) in reveals {
         if e < epoch && !open.contains(&e) && memory.due((e, "reveal", 0), h) {
-            reveal(node, config, counters, memory, e, canaries);
+            reveal(&**node, config, counters, memory, e, canaries);
         }
     }
     memory.prune(epoch);
@@ -429,7 +464,7 @@ async fn watch_and_reveal(
 /// Sends what a revealed canary's account has left (refunds, or funds never spent) back to
 /// the funder.
 fn sweep(
-    node: &Node,
+    node: &impl NodeHandle,
     state: &State,
     memory: &mut Canaries,
     funder: &Keypair,
@@ -453,7 +488,7 @@ fn sweep(
 
 /// Reveals epoch `e`'s seed and what its canaries had to output.
 fn reveal(
-    node: &Node,
+    node: &impl NodeHandle,
     config: &AuditorConfig,
     counters: &AuditorCounters,
     memory: &Canaries,
@@ -479,8 +514,8 @@ fn reveal(
 }
 
 /// Canary `i` of epoch `e`, derived once (the seed comes from memory or storage).
-async fn canary(
-    node: &Arc<Node>,
+async fn canary<H: NodeHandle>(
+    node: &Arc<H>,
     state: &State,
     memory: &mut Canaries,
     me: &verity_types::Address,
@@ -493,14 +528,14 @@ async fn canary(
     let seed = match memory.seeds.get(&e) {
         Some(s) => *s,
         None => {
-            let seed = stored_seed(node, me, e)?.ok_or(CanaryError::SeedMissing(e))?;
+            let seed = stored_seed(&**node, me, e)?.ok_or(CanaryError::SeedMissing(e))?;
             memory.seeds.insert(e, seed);
             seed
         }
     };
     let (chain, me2) = (state.chain_id.clone(), *me);
     let validators = state.stakes.values().filter(|s| s.validator > 0).count() as u64;
-    let block_ms = node.config.block_interval_ms;
+    let block_ms = node.block_interval_ms();
     let c = tokio::task::spawn_blocking(move || {
         derive(&chain, &me2, e, &seed, i, validators, block_ms)
     })
@@ -515,12 +550,12 @@ async fn canary(
 }
 
 fn stored_seed(
-    node: &Node,
+    node: &impl NodeHandle,
     me: &verity_types::Address,
     epoch: u64,
 ) -> Result<Option<Digest>, CanaryError> {
     let name = seed_name(me, epoch);
-    let Some(bytes) = node.storage().secret(&name)? else {
+    let Some(bytes) = node.secret(&name)? else {
         return Ok(None);
     };
     let seed = <[u8; 32]>::try_from(bytes).map_err(|_| CanaryError::SeedCorrupt(name))?;
@@ -528,26 +563,27 @@ fn stored_seed(
 }
 
 fn load_or_create_seed(
-    node: &Node,
+    node: &impl NodeHandle,
+    entropy: &crate::entropy::Entropy,
     me: &verity_types::Address,
     epoch: u64,
 ) -> Result<Digest, CanaryError> {
     if let Some(seed) = stored_seed(node, me, epoch)? {
         return Ok(seed);
     }
-    let seed = Digest(rand::random());
-    node.storage().put_secret(&seed_name(me, epoch), &seed.0)?;
+    let seed = Digest(entropy.bytes());
+    node.put_secret(&seed_name(me, epoch), &seed.0)?;
     Ok(seed)
 }
 
-fn send(node: &Node, key: &Keypair, body: TxBody) -> Result<(), CanaryError> {
+fn send(node: &impl NodeHandle, key: &Keypair, body: TxBody) -> Result<(), CanaryError> {
     node.sign_and_submit(key, body)
         .map(|_| ())
         .map_err(CanaryError::Send)
 }
 
-async fn challenge(
-    node: Arc<Node>,
+async fn challenge<H: NodeHandle>(
+    node: Arc<H>,
     config: AuditorConfig,
     counters: Arc<AuditorCounters>,
     proving: Arc<std::sync::Mutex<BTreeSet<JobId>>>,
@@ -560,8 +596,8 @@ async fn challenge(
         .remove(&c.job_id);
 }
 
-async fn prove_and_challenge(
-    node: &Arc<Node>,
+async fn prove_and_challenge<H: NodeHandle>(
+    node: &Arc<H>,
     config: &AuditorConfig,
     counters: &AuditorCounters,
     c: &Canary,
@@ -582,7 +618,7 @@ async fn prove_and_challenge(
         Ok(Err(e)) => return warn!("cannot prove a canary's outputs: {e}"),
         Err(_) => return,
     };
-    match crate::auditor::submit_challenge(node, &config.key, c.job_id, receipt) {
+    match crate::auditor::submit_challenge(&**node, &config.key, c.job_id, receipt) {
         Ok(_) => {
             counters.canaries_challenged.fetch_add(1, Ordering::Relaxed);
         }

@@ -9,19 +9,25 @@
 pub mod api;
 pub mod auditor;
 pub mod canary;
+pub mod clock;
 pub mod devnet;
+pub mod entropy;
 mod error;
+pub mod handle;
 pub mod mempool;
 pub mod node;
+pub mod prober;
 pub mod producer;
 pub mod storage;
 
 #[cfg(feature = "mocks")]
 pub use auditor::AuditorFault;
 pub use auditor::{AuditorConfig, run_auditor};
+pub use entropy::Entropy;
 pub use error::{NodeError, StorageError};
+pub use handle::NodeHandle;
 pub use node::{Node, NodeConfig};
-pub use producer::{BlockProducer, SoloProducer, run_producer};
+pub use producer::{BlockProducer, SoloProducer, produce_block, run_producer};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,8 +71,9 @@ impl RunningNode {
         let (view, rate) = (counters.clone(), cfg.sample_per_10k);
         self.node.attach_auditor(move || view.view(rate));
         let rx = self.shutdown.subscribe();
-        self.tasks.push(tokio::spawn(auditor::run_prober(
+        self.tasks.push(tokio::spawn(prober::run_prober(
             self.node.clone(),
+            prober::HttpPinger::new(),
             cfg.clone(),
             counters.clone(),
             rx.clone(),

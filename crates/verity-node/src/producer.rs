@@ -4,12 +4,14 @@
 //! consensus engine behind the same seam.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tracing::error;
-use verity_ledger::{Block, BlockHeader, State};
+use verity_consensus::CommitError;
+use verity_ledger::{Block, BlockHeader, BlockOutcome, State};
 use verity_types::{Keypair, SignedTx};
 
+use crate::clock::{Clock, SystemClock};
 use crate::node::Node;
 
 /// Orders transactions into blocks.
@@ -21,19 +23,23 @@ pub trait BlockProducer: Send + 'static {
 /// One validator that seals whatever the mempool holds, every interval.
 pub struct SoloProducer {
     key: Keypair,
+    clock: Arc<dyn Clock>,
 }
 
 impl SoloProducer {
     pub fn new(key: Keypair) -> SoloProducer {
-        SoloProducer { key }
+        SoloProducer::with_clock(key, Arc::new(SystemClock))
+    }
+
+    /// Stamps blocks with `clock` (tests: a clock they move by hand).
+    pub fn with_clock(key: Keypair, clock: Arc<dyn Clock>) -> SoloProducer {
+        SoloProducer { key, clock }
     }
 }
 
 impl BlockProducer for SoloProducer {
     fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = self.clock.unix_ms();
         let header = BlockHeader {
             chain_id: head.chain_id.clone(),
             height: head.height + 1,
@@ -61,15 +67,7 @@ pub async fn run_producer(
             _ = shutdown.changed() => return,
         }
         let n = node.clone();
-        let max = n.state().params.max_block_txs as usize;
-        let candidates = n.candidates(max);
-        let (header, txs) = producer.propose(&n.state(), candidates);
-        let block = Block {
-            parent_id: n.tip_id(),
-            header,
-            txs,
-        }
-        .seal();
+        let block = next_block(&n, &mut producer);
         // Applying verifies proofs: keep it off the async executor.
         let result = tokio::task::spawn_blocking(move || n.commit(&block)).await;
         match result {
@@ -78,4 +76,27 @@ pub async fn run_producer(
             Err(e) => error!("block production task failed: {e}"),
         }
     }
+}
+
+/// The block `producer` makes next from what `node`'s mempool holds.
+fn next_block(node: &Node, producer: &mut impl BlockProducer) -> verity_ledger::SealedBlock {
+    let max = node.state().params.max_block_txs as usize;
+    let candidates = node.candidates(max);
+    let (header, txs) = producer.propose(&node.state(), candidates);
+    Block {
+        parent_id: node.tip_id(),
+        header,
+        txs,
+    }
+    .seal()
+}
+
+/// Makes and commits one block now: what a test that drives a node block by block calls.
+/// CPU-heavy (it verifies proofs): call it from a blocking thread or a test's own thread.
+pub fn produce_block(
+    node: &Node,
+    producer: &mut impl BlockProducer,
+) -> Result<BlockOutcome, CommitError> {
+    let block = next_block(node, producer);
+    node.commit(&block)
 }

@@ -99,10 +99,10 @@ pub(crate) async fn fetch_private(
         Ok(view) => view.job,
         Err(e) => return Fetched::NotYet(e.to_string()),
     };
-    if job.state != JobState::Locked || job.locker != Some(key.address()) {
-        return Fetched::Gone(format!("it is {} and not locked by us", job.state));
+    if job.state() != JobState::Locked || job.locker() != Some(key.address()) {
+        return Fetched::Gone(format!("it is {} and not locked by us", job.state()));
     }
-    let Some(recorded) = job.sealed_inputs_hash else {
+    let Some(recorded) = job.sealed_inputs_hash() else {
         return Fetched::NotYet("the client has not provided them".into());
     };
     let sealed = match client.sealed_inputs(id).await {

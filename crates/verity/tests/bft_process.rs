@@ -140,16 +140,16 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         .wait_job(&job_id, Duration::from_secs(120), |_| {})
         .await
         .unwrap();
-    assert_eq!(job.state, JobState::Finalized);
-    assert_eq!(job.outputs.unwrap()[0], 6765);
+    assert_eq!(job.state(), JobState::Finalized);
+    assert_eq!(job.outputs().unwrap()[0], 6765);
     clients[0].receipt(&job_id).await.unwrap();
     // Validator 2 saw the same result once it has applied the same blocks (it may trail
     // validator 0 by a block or two, so compare at equal heights, not at the same instant).
     let at = height(&clients[0]).await.unwrap();
     wait_height(&clients[2], at, "validator 2", TIMEOUT).await;
     let seen_by_2 = clients[2].job(&job_id).await.unwrap().job;
-    assert_eq!(seen_by_2.state, JobState::Finalized);
-    assert_eq!(seen_by_2.outputs.unwrap()[0], 6765);
+    assert_eq!(seen_by_2.state(), JobState::Finalized);
+    assert_eq!(seen_by_2.outputs().unwrap()[0], 6765);
 
     // Restart the killed validator: it rejoins and catches up past where it died.
     nodes[3] = Some(start(3));
@@ -160,8 +160,8 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     );
     wait_height(&clients[3], target, "restarted validator 3", TIMEOUT).await;
     let h = clients[3].job(&job_id).await.unwrap().job;
-    assert_eq!(h.state, JobState::Finalized);
-    assert_eq!(h.outputs.unwrap()[0], 6765);
+    assert_eq!(h.state(), JobState::Finalized);
+    assert_eq!(h.outputs().unwrap()[0], 6765);
 
     // Every validator runs the auditor by default: each commits to canaries on the ledger
     // (the restarted one too, though it may have died before its first commitment and

@@ -63,7 +63,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
         .await
         .unwrap();
     let before = client.job(&submit).await.unwrap().job;
-    assert_eq!(before.state, JobState::Locked);
+    assert_eq!(before.state(), JobState::Locked);
     let height_before = client.head().await.unwrap().height;
     let balance_before = client
         .account(&devnet::dev_key("client").address())
@@ -83,7 +83,7 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
         "no committed block lost ({height_after} < {height_before})"
     );
     let after = client.job(&submit).await.unwrap().job;
-    assert_eq!(after.state, JobState::Locked);
+    assert_eq!(after.state(), JobState::Locked);
     assert_eq!(
         after.timeline, before.timeline,
         "the job's history survived"
@@ -103,8 +103,8 @@ async fn kill_9_while_a_job_is_locked_loses_nothing() {
         .wait_job(&submit, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    assert_eq!(job.state, JobState::Finalized);
-    assert_eq!(job.outputs.unwrap()[0], 610);
+    assert_eq!(job.state(), JobState::Finalized);
+    assert_eq!(job.outputs().unwrap()[0], 610);
     client.receipt(&submit).await.unwrap();
 }
 
@@ -234,7 +234,7 @@ async fn a_default_offer_job_of_2_18_cycles_finalizes() {
         .unwrap();
     let client = Client::new(&url);
     let job = client.job(&id).await.unwrap().job;
-    assert_eq!(job.state, JobState::Finalized, "{:?}", job.timeline);
+    assert_eq!(job.state(), JobState::Finalized, "{:?}", job.timeline);
     // The provider uploads its receipt (with the trace length) after its fulfilment is in a
     // block, so the job can be final a moment before; until then the node serves a receipt
     // rebuilt from the ledger, without it.
@@ -568,9 +568,9 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         .await
         .unwrap();
     assert_eq!(
-        ended.state,
+        ended.state(),
         JobState::Expired,
         "nobody locked the thief's job"
     );
-    assert!(ended.outputs.is_none());
+    assert!(ended.outputs().is_none());
 }

@@ -5,7 +5,7 @@ use verity_types::{Address, CanaryReveal, Digest};
 
 use super::Ctx;
 use crate::error::TxError;
-use crate::state::JobState;
+use crate::state::JobPhase;
 
 impl Ctx<'_> {
     pub(super) fn canary_commit(
@@ -133,11 +133,11 @@ impl Ctx<'_> {
                     job.submitted_height
                 )));
             }
-            if !job.state.is_terminal() {
+            if !job.state().is_terminal() {
                 return Err(TxError::BadAudit(format!(
                     "canary job {} is still {}: reveal once every canary has ended",
                     c.job_id.short(),
-                    job.state
+                    job.state()
                 )));
             }
         }
@@ -150,25 +150,28 @@ impl Ctx<'_> {
         let mut v = Verdicts::default();
         for c in &reveal.canaries {
             let job = &self.state.jobs[&c.job_id];
-            let right = job.outputs == Some(c.expected);
+            let right = job.outputs() == Some(&c.expected);
             // A rescued job: the locker let it lapse, whatever the rescuer then did.
-            if let (Some(locker), Some(fulfiller)) = (job.locker, job.fulfiller)
+            if let (Some(locker), Some(fulfiller)) = (job.locker(), job.fulfiller())
                 && locker != fulfiller
             {
                 v.failed.push(locker);
             }
-            match job.state {
-                JobState::Expired => v.unpicked += 1,
-                JobState::Slashed => v.failed.extend(job.locker),
+            match &job.phase {
+                JobPhase::Expired { .. } => v.unpicked += 1,
+                JobPhase::Slashed { lock } => v.failed.push(lock.provider),
                 // Proof mode: the outputs are proven, so a claim that differs is false.
-                JobState::Finalized if job.proof_hash.is_some() && !right => v.contradicted += 1,
+                JobPhase::Finalized { delivery, .. } if delivery.proof_hash.is_some() && !right => {
+                    v.contradicted += 1
+                }
                 // Optimistic and unchallenged: a different claim is unproven either way.
-                JobState::Finalized if !right => v.disputed += 1,
-                JobState::Finalized => v.passed.extend(job.fulfiller),
+                JobPhase::Finalized { .. } if !right => v.disputed += 1,
+                JobPhase::Finalized { delivery, .. } => v.passed.push(delivery.prover),
                 // The challenge proved the outputs the auditor had to claim.
-                JobState::Overturned if right => v.failed.extend(job.fulfiller),
-                JobState::Overturned => v.contradicted += 1,
-                _ => unreachable!("checked terminal above"),
+                JobPhase::Overturned { delivery, .. } if right => v.failed.push(delivery.prover),
+                JobPhase::Overturned { .. } => v.contradicted += 1,
+                // `check_reveal` refused a reveal with a canary still open.
+                JobPhase::Submitted | JobPhase::Locked { .. } | JobPhase::Fulfilled { .. } => {}
             }
         }
         v

@@ -5,7 +5,15 @@
 use verity_types::{Address, Digest, JobId};
 
 use super::Ctx;
-use crate::state::{JobState, Provenance, Unbonding};
+use crate::state::{Delivery, Job, JobPhase, Lock, Provenance, Unbonding};
+
+/// What a deadline that fired does to a job, with the data of the phase it ends.
+enum Due {
+    Expire,
+    ReleaseUnprovided(Lock),
+    Slash(Lock),
+    Finalize(Lock, Delivery, u64),
+}
 
 impl Ctx<'_> {
     pub(super) fn run_deadlines(&mut self) {
@@ -39,29 +47,38 @@ impl Ctx<'_> {
             let Some(job) = self.state.jobs.get(&job_id) else {
                 continue;
             };
-            let inputs_due = job
-                .locked_height
-                .map(|l| l + self.state.params.private_inputs_timeout);
-            match job.state {
-                JobState::Submitted if h >= job.lock_deadline() => self.expire(job_id),
-                // A locker waiting for private inputs is released when they are due, and never
-                // slashed meanwhile: its delivery clock has not started.
-                JobState::Locked
-                    if job.awaiting_inputs() && inputs_due.is_some_and(|due| h >= due) =>
-                {
-                    self.release_unprovided(job_id)
+            match self.due(job) {
+                Some(Due::Expire) => self.expire(job_id),
+                Some(Due::ReleaseUnprovided(lock)) => self.release_unprovided(job_id, lock),
+                Some(Due::Slash(lock)) => self.slash_unfulfilled(job_id, lock),
+                Some(Due::Finalize(lock, delivery, bond)) => {
+                    self.finalize_optimistic(job_id, lock, delivery, bond)
                 }
-                JobState::Locked if !job.awaiting_inputs() && h >= job.deadline() => {
-                    self.slash_unfulfilled(job_id)
-                }
-                JobState::Fulfilled
-                    if h >= job.fulfilled_height.unwrap_or(0)
-                        + self.state.params.challenge_window =>
-                {
-                    self.finalize_optimistic(job_id)
-                }
-                _ => {}
+                None => {}
             }
+        }
+    }
+
+    /// Whether one of `job`'s deadlines has come at this height, and which.
+    fn due(&self, job: &Job) -> Option<Due> {
+        let h = self.h();
+        let params = &self.state.params;
+        match &job.phase {
+            JobPhase::Submitted if h >= job.lock_deadline() => Some(Due::Expire),
+            // A locker waiting for private inputs is released when they are due, and never
+            // slashed meanwhile: its delivery clock has not started.
+            JobPhase::Locked { lock } if job.awaiting_inputs() => (h
+                >= lock.height + params.private_inputs_timeout)
+                .then(|| Due::ReleaseUnprovided(lock.clone())),
+            JobPhase::Locked { lock } if h >= job.deadline() => Some(Due::Slash(lock.clone())),
+            JobPhase::Fulfilled {
+                lock,
+                delivery,
+                bond,
+            } if h >= delivery.height + params.challenge_window => {
+                Some(Due::Finalize(lock.clone(), delivery.clone(), *bond))
+            }
+            _ => None,
         }
     }
 
@@ -75,27 +92,27 @@ impl Ctx<'_> {
 
     pub(super) fn expire(&mut self, job_id: JobId) {
         let job = self.scheduled(job_id);
+        job.phase = JobPhase::Expired { lock: None };
         let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
         self.credit(client, refund);
         self.record(
             job_id,
-            JobState::Expired,
             None,
             format!("nobody locked it; {refund} refunded to the client"),
         );
         self.finish(job_id);
     }
 
-    pub(super) fn slash_unfulfilled(&mut self, job_id: JobId) {
+    fn slash_unfulfilled(&mut self, job_id: JobId, lock: Lock) {
+        let locker = lock.provider;
         let job = self.scheduled(job_id);
-        let locker = job.locker.expect("locked job has a locker");
+        job.phase = JobPhase::Slashed { lock };
         let collateral = job.request.offer.collateral;
         let (client, refund) = (job.client, std::mem::take(&mut job.escrow));
         let (burn, to_client) = self.slash_half(locker, collateral);
         self.credit(client, refund + to_client);
         self.record(
             job_id,
-            JobState::Slashed,
             None,
             format!(
                 "{} missed the deadline: collateral {collateral} slashed ({burn} burned, {to_client} to the client); escrow {refund} refunded",
@@ -107,9 +124,10 @@ impl Ctx<'_> {
 
     /// The client never provided its private inputs: the locker is released without penalty
     /// and paid the offer's `min_price` for the wasted lock; the rest is refunded.
-    pub(super) fn release_unprovided(&mut self, job_id: JobId) {
+    fn release_unprovided(&mut self, job_id: JobId, lock: Lock) {
+        let locker = lock.provider;
         let job = self.scheduled(job_id);
-        let locker = job.locker.expect("locked job has a locker");
+        job.phase = JobPhase::Expired { lock: Some(lock) };
         let collateral = job.request.offer.collateral;
         let pay = job.request.offer.min_price;
         let client = job.client;
@@ -120,7 +138,6 @@ impl Ctx<'_> {
         self.stats(locker).released += 1;
         self.record(
             job_id,
-            JobState::Expired,
             None,
             format!(
                 "the client never provided its private inputs: {}'s lock released, {pay} paid to it for the wasted lock, {refund} refunded",
@@ -130,10 +147,11 @@ impl Ctx<'_> {
         self.finish(job_id);
     }
 
-    pub(super) fn finalize_optimistic(&mut self, job_id: JobId) {
+    fn finalize_optimistic(&mut self, job_id: JobId, lock: Lock, delivery: Delivery, bond: u64) {
+        let (fulfiller, price) = (delivery.prover, lock.price);
         let job = self.scheduled(job_id);
-        let fulfiller = job.fulfiller.expect("fulfilled job has a fulfiller");
-        let (client, price, bond) = (job.client, job.lock_price, std::mem::take(&mut job.bond));
+        job.phase = JobPhase::Finalized { lock, delivery };
+        let client = job.client;
         let rest = std::mem::take(&mut job.escrow) - price;
         self.state
             .stakes
@@ -144,7 +162,6 @@ impl Ctx<'_> {
         self.credit(client, rest);
         self.record(
             job_id,
-            JobState::Finalized,
             None,
             format!(
                 "challenge window closed; {} paid {price}, bond {bond} released, {rest} refunded",
@@ -175,23 +192,30 @@ impl Ctx<'_> {
     /// Writes the provenance record of a job that reached a terminal state.
     pub(super) fn finish(&mut self, job_id: JobId) {
         let job = &self.state.jobs[&job_id];
-        let paid = matches!(job.state, JobState::Finalized);
+        let price = match &job.phase {
+            JobPhase::Finalized { lock, .. } => lock.price,
+            _ => 0,
+        };
+        // Who proved the outputs on record: the challenger's, once a delivery is overturned.
+        let prover = match &job.phase {
+            JobPhase::Overturned { correction, .. } => Some(correction.challenger),
+            phase => phase.delivery().map(|d| d.prover),
+        };
         let record = Provenance {
             job_id,
-            state: job.state,
+            state: job.state(),
             mode: job.request.mode,
             client: job.client,
             program_hash: job.program_hash,
             input_hash: job.input_hash(),
             output_hash: job
-                .outputs
-                .as_ref()
+                .outputs()
                 .map(|o| Digest::blake3(&borsh::to_vec(o).expect("encoding to a Vec cannot fail"))),
-            proof_hash: job.proof_hash,
-            prover: job.fulfiller,
-            price: if paid { job.lock_price } else { 0 },
+            proof_hash: job.proof_hash(),
+            prover,
+            price,
             submitted_height: job.submitted_height,
-            fulfilled_height: job.fulfilled_height,
+            fulfilled_height: job.phase.delivery().map(|d| d.height),
             finished_height: self.header.height,
         };
         self.state.provenance.insert(job_id, record);

@@ -3,9 +3,9 @@
 
 use verity_types::{Address, Digest, JobId, JobRequest, Mode, StackOutputs, TxId};
 
-use super::{Ctx, require_before, require_state};
+use super::{Ctx, require_before, require_state, wrong_state};
 use crate::error::TxError;
-use crate::state::{Job, JobState, Params};
+use crate::state::{Correction, Delivery, Job, JobPhase, JobState, Lock, Params, ProvidedInputs};
 
 /// The checks of a job request that need only the chain's parameters.
 fn check_request(p: &Params, req: &JobRequest) -> Result<(), TxError> {
@@ -92,7 +92,6 @@ impl Ctx<'_> {
         self.state.schedule.insert((lock_deadline, id));
         self.record(
             id,
-            JobState::Submitted,
             Some(tx),
             format!(
                 "{} escrowed {}; lock by block {lock_deadline}",
@@ -108,22 +107,6 @@ impl Ctx<'_> {
             .jobs
             .get(job_id)
             .ok_or(TxError::UnknownJob(*job_id))
-    }
-
-    /// The job `job_id` if it is in `state` and its `deadline` has not come: what opens the
-    /// transactions that move a job on.
-    fn open_job(
-        &self,
-        job_id: &JobId,
-        state: JobState,
-        expected: &'static str,
-        deadline: fn(&Job) -> u64,
-        what: &str,
-    ) -> Result<&Job, TxError> {
-        let job = self.job(job_id)?;
-        require_state(job, state, expected)?;
-        require_before(self.h(), deadline(job), what)?;
-        Ok(job)
     }
 
     /// Whether `provider` may be given `job` (by a lock or a rescue): a staked provider whose
@@ -171,13 +154,9 @@ impl Ctx<'_> {
         job_id: JobId,
     ) -> Result<(), TxError> {
         let h = self.h();
-        let job = self.open_job(
-            &job_id,
-            JobState::Submitted,
-            "submitted",
-            Job::lock_deadline,
-            "the lock deadline",
-        )?;
+        let job = self.job(&job_id)?;
+        require_state(job, JobState::Submitted, "submitted")?;
+        require_before(h, job.lock_deadline(), "the lock deadline")?;
         let collateral = job.request.offer.collateral;
         self.check_eligible(&provider, job)?;
         self.check_free_stake(&provider, collateral)?;
@@ -190,9 +169,14 @@ impl Ctx<'_> {
             .or_default()
             .provider_locked += collateral;
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        job.locker = Some(provider);
-        job.lock_price = price;
-        job.locked_height = Some(h);
+        job.phase = JobPhase::Locked {
+            lock: Lock {
+                provider,
+                price,
+                height: h,
+                inputs: None,
+            },
+        };
         let private = job.request.private_inputs.is_some();
         self.stats(provider).locked += 1;
         self.state.schedule.insert((deadline, job_id));
@@ -202,7 +186,6 @@ impl Ctx<'_> {
         }
         self.record(
             job_id,
-            JobState::Locked,
             Some(tx),
             format!("{} locked at price {price} with collateral {collateral}; deliver by block {deadline}", provider.short()),
         );
@@ -221,14 +204,15 @@ impl Ctx<'_> {
     ) -> Result<(), TxError> {
         let f = self.check_fulfilment(who, job_id, outputs, proof)?;
         self.count_fulfilment(who, job_id, &f);
-        let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        job.fulfiller = Some(who);
-        job.fulfilled_height = Some(self.header.height);
-        job.outputs = Some(*outputs);
-        job.proof_hash = f.proof_hash;
+        let delivery = Delivery {
+            prover: who,
+            height: self.h(),
+            outputs: *outputs,
+            proof_hash: f.proof_hash,
+        };
         match f.mode {
-            Mode::Proof => self.pay_proven(who, tx, job_id, &f),
-            Mode::Optimistic => self.bond_optimistic(who, tx, job_id, &f),
+            Mode::Proof => self.pay_proven(tx, job_id, f, delivery),
+            Mode::Optimistic => self.bond_optimistic(tx, job_id, f, delivery),
         }
         Ok(())
     }
@@ -240,16 +224,14 @@ impl Ctx<'_> {
         job_id: JobId,
         outputs: &StackOutputs,
         proof: Option<&[u8]>,
-    ) -> Result<Fulfilment, TxError> {
+    ) -> Result<CheckedFulfilment, TxError> {
         let h = self.h();
-        let job = self.open_job(
-            &job_id,
-            JobState::Locked,
-            "locked",
-            Job::deadline,
-            "the job's deadline",
-        )?;
-        let locker = job.locker.expect("locked job has a locker");
+        let job = self.job(&job_id)?;
+        let JobPhase::Locked { lock } = &job.phase else {
+            return Err(wrong_state(job, "locked"));
+        };
+        require_before(h, job.deadline(), "the job's deadline")?;
+        let locker = lock.provider;
         let rescue = who != locker;
         if rescue && h < job.lock_deadline() {
             return Err(TxError::NotLocker {
@@ -259,11 +241,7 @@ impl Ctx<'_> {
         }
         // A locker still waiting for the private inputs has nothing to prove on yet.
         if job.awaiting_inputs() {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "locked with its private inputs provided",
-            });
+            return Err(wrong_state(job, "locked with its private inputs provided"));
         }
         // A rescue gives the rescuer the job: the offer's terms apply to it as to a lock. A
         // job's private inputs are sealed to its locker, so nobody else can prove it.
@@ -293,22 +271,22 @@ impl Ctx<'_> {
         if mode == Mode::Optimistic && rescue {
             self.check_free_stake(&who, collateral)?;
         }
-        Ok(Fulfilment {
+        Ok(CheckedFulfilment {
             rescue,
-            locker,
+            lock: lock.clone(),
             collateral,
             mode,
             proof_hash,
-            latency: h - job.locked_height.expect("locked job has a lock height"),
+            latency: h - lock.height,
         })
     }
 
     /// What a fulfilment says about its fulfiller (and, for a rescue, about the locker who
     /// let the job lapse).
-    fn count_fulfilment(&mut self, who: Address, job_id: JobId, f: &Fulfilment) {
+    fn count_fulfilment(&mut self, who: Address, job_id: JobId, f: &CheckedFulfilment) {
         if f.rescue {
             // The locker sat on the job: half its collateral burned, half to the rescuer.
-            let (_, to_rescuer) = self.slash_half(f.locker, f.collateral);
+            let (_, to_rescuer) = self.slash_half(f.lock.provider, f.collateral);
             self.credit(who, to_rescuer);
             self.stats(who).rescued += 1;
         } else if self.state.jobs[&job_id].client == who {
@@ -326,10 +304,15 @@ impl Ctx<'_> {
     }
 
     /// Proof mode: the proof was verified, so the job is final and paid at once.
-    fn pay_proven(&mut self, who: Address, tx: TxId, job_id: JobId, f: &Fulfilment) {
+    fn pay_proven(&mut self, tx: TxId, job_id: JobId, f: CheckedFulfilment, delivery: Delivery) {
+        let (who, price, how) = (delivery.prover, f.lock.price, f.how());
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        let (client, price) = (job.client, job.lock_price);
+        let client = job.client;
         let rest = std::mem::take(&mut job.escrow) - price;
+        job.phase = JobPhase::Finalized {
+            lock: f.lock,
+            delivery,
+        };
         if !f.rescue {
             self.state.stakes.entry(who).or_default().provider_locked -= f.collateral;
         }
@@ -337,11 +320,9 @@ impl Ctx<'_> {
         self.credit(client, rest);
         self.record(
             job_id,
-            JobState::Finalized,
             Some(tx),
             format!(
-                "{} by {} with a verified proof; paid {price}, {rest} refunded",
-                f.how(),
+                "{how} by {} with a verified proof; paid {price}, {rest} refunded",
                 who.short()
             ),
         );
@@ -349,9 +330,20 @@ impl Ctx<'_> {
     }
 
     /// Optimistic mode: the collateral stays locked as a bond until the challenge window closes.
-    fn bond_optimistic(&mut self, who: Address, tx: TxId, job_id: JobId, f: &Fulfilment) {
+    fn bond_optimistic(
+        &mut self,
+        tx: TxId,
+        job_id: JobId,
+        f: CheckedFulfilment,
+        delivery: Delivery,
+    ) {
+        let (who, how) = (delivery.prover, f.how());
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        job.bond = f.collateral;
+        job.phase = JobPhase::Fulfilled {
+            lock: f.lock,
+            delivery,
+            bond: f.collateral,
+        };
         if f.rescue {
             self.state.stakes.entry(who).or_default().provider_locked += f.collateral;
         }
@@ -359,11 +351,9 @@ impl Ctx<'_> {
         self.state.schedule.insert((until, job_id));
         self.record(
             job_id,
-            JobState::Fulfilled,
             Some(tx),
             format!(
-                "{} by {} with bond {}; challengeable until block {until}",
-                f.how(),
+                "{how} by {} with bond {}; challengeable until block {until}",
                 who.short(),
                 f.collateral
             ),
@@ -389,26 +379,30 @@ impl Ctx<'_> {
         if job.request.private_inputs.is_none() {
             return Err(TxError::BadInputs("this job has no private inputs".into()));
         }
-        if !job.awaiting_inputs() {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "locked and waiting for its private inputs",
-            });
-        }
+        let mut lock = match &job.phase {
+            JobPhase::Locked { lock } if lock.inputs.is_none() => lock.clone(),
+            _ => {
+                return Err(wrong_state(
+                    job,
+                    "locked and waiting for its private inputs",
+                ));
+            }
+        };
         if sealed.is_empty() {
             return Err(TxError::BadInputs("sealed inputs are empty".into()));
         }
+        let locker = lock.provider;
+        lock.inputs = Some(ProvidedInputs {
+            height: h,
+            sealed_hash: Digest::blake3(sealed),
+        });
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        let locker = job.locker.expect("locked job has a locker");
-        job.inputs_provided_height = Some(h);
-        job.sealed_inputs_hash = Some(Digest::blake3(sealed));
-        job.inputs_delay = h - job.locked_height.expect("locked job has a lock height");
+        job.inputs_delay = h - lock.height;
+        job.phase = JobPhase::Locked { lock };
         let (lock_deadline, deadline) = (job.lock_deadline(), job.deadline());
         self.state.schedule.insert((deadline, job_id));
         self.record(
             job_id,
-            JobState::Locked,
             Some(tx),
             format!(
                 "private inputs provided, sealed to {}; deliver by block {lock_deadline} (rescue after it is not possible), slashed at {deadline}",
@@ -427,21 +421,21 @@ impl Ctx<'_> {
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
-        if job.locker != Some(who) || job.state != JobState::Locked {
-            return Err(TxError::NotEligible(
-                "only the provider holding the lock releases it".into(),
-            ));
-        }
-        if job.request.private_inputs.is_none() || job.inputs_provided_height.is_none() {
-            return Err(TxError::WrongState {
-                job: job_id,
-                state: job.state,
-                expected: "locked with private inputs provided",
-            });
+        let lock = match &job.phase {
+            JobPhase::Locked { lock } if lock.provider == who => lock.clone(),
+            _ => {
+                return Err(TxError::NotEligible(
+                    "only the provider holding the lock releases it".into(),
+                ));
+            }
+        };
+        if job.request.private_inputs.is_none() || lock.inputs.is_none() {
+            return Err(wrong_state(job, "locked with private inputs provided"));
         }
         require_before(h, job.deadline(), "the job's deadline")?;
         let collateral = job.request.offer.collateral;
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
+        job.phase = JobPhase::Expired { lock: Some(lock) };
         let client = job.client;
         // Nobody can tell from the ledger whether the data was bad or the locker lies, so both
         // lose a little, to nobody's profit: the client the offer's floor price, the locker a
@@ -457,7 +451,6 @@ impl Ctx<'_> {
         self.stats(who).released += 1;
         self.record(
             job_id,
-            JobState::Expired,
             Some(tx),
             format!(
                 "{} released the lock, saying the private inputs were unusable: {client_burn} of the escrow and {locker_burn} of its collateral burned, {} refunded",
@@ -479,9 +472,15 @@ impl Ctx<'_> {
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
-        require_state(job, JobState::Fulfilled, "fulfilled (optimistic)")?;
-        let window_end =
-            job.fulfilled_height.expect("fulfilled") + self.state.params.challenge_window;
+        let JobPhase::Fulfilled {
+            lock,
+            delivery,
+            bond,
+        } = &job.phase
+        else {
+            return Err(wrong_state(job, "fulfilled (optimistic)"));
+        };
+        let window_end = delivery.height + self.state.params.challenge_window;
         if h >= window_end {
             return Err(TxError::DeadlinePassed(format!(
                 "the challenge window closed at block {window_end}"
@@ -489,12 +488,12 @@ impl Ctx<'_> {
         }
         // Outputs are canonical (16 field elements, see `StackOutputs`), so "different" here
         // means a different result, never a different spelling of the same one.
-        if job.outputs == Some(*outputs) {
+        if delivery.outputs == *outputs {
             return Err(TxError::SameOutputs);
         }
         // A fulfiller that challenges itself (its wrong result was sampled for audit, say)
         // would otherwise take back its own bond.
-        if job.fulfiller == Some(challenger) {
+        if delivery.prover == challenger {
             return Err(TxError::SelfChallenge);
         }
         // The same statement as the job's (program, public inputs, committed private data),
@@ -505,13 +504,21 @@ impl Ctx<'_> {
 
         // --- the fulfilment was wrong: half the bond pays the challenger, half is burned (so a
         // liar challenging itself through a second key still loses), the client is refunded.
+        let (lock, delivery, bond) = (lock.clone(), delivery.clone(), *bond);
+        let fulfiller = delivery.prover;
         let job = self.state.jobs.get_mut(&job_id).expect("checked above");
-        let fulfiller = job.fulfiller.expect("fulfilled");
-        let bond = std::mem::take(&mut job.bond);
         let refund = std::mem::take(&mut job.escrow);
         let client = job.client;
-        job.outputs = Some(*outputs);
-        job.proof_hash = Some(Digest::blake3(proof));
+        job.phase = JobPhase::Overturned {
+            lock,
+            delivery,
+            correction: Correction {
+                challenger,
+                height: h,
+                outputs: *outputs,
+                proof_hash: Digest::blake3(proof),
+            },
+        };
         self.forfeit(fulfiller, bond);
         let burn = bond / 2;
         self.state.burned += burn;
@@ -520,7 +527,6 @@ impl Ctx<'_> {
         self.stats(fulfiller).overturned += 1;
         self.record(
             job_id,
-            JobState::Overturned,
             Some(tx),
             format!(
                 "{} proved different outputs: {}'s bond {bond} forfeited ({} to the challenger, {burn} burned), {refund} refunded",
@@ -535,9 +541,10 @@ impl Ctx<'_> {
 }
 
 /// A fulfilment that passed every check, with what settling it needs.
-struct Fulfilment {
+struct CheckedFulfilment {
     rescue: bool,
-    locker: Address,
+    /// The lock it settles (the locker's, also for a rescue).
+    lock: Lock,
     collateral: u64,
     mode: Mode,
     proof_hash: Option<Digest>,
@@ -545,7 +552,7 @@ struct Fulfilment {
     latency: u64,
 }
 
-impl Fulfilment {
+impl CheckedFulfilment {
     fn how(&self) -> &'static str {
         if self.rescue { "rescued" } else { "fulfilled" }
     }

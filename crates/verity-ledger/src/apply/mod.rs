@@ -238,14 +238,19 @@ fn apply_block_with(
 
 /// Refuses a transaction on `job` unless the job is in `state` (`expected` names it).
 fn require_state(job: &Job, state: JobState, expected: &'static str) -> Result<(), TxError> {
-    if job.state != state {
-        return Err(TxError::WrongState {
-            job: job.id,
-            state: job.state,
-            expected,
-        });
+    if job.state() != state {
+        return Err(wrong_state(job, expected));
     }
     Ok(())
+}
+
+/// A transaction came for `job` in a phase that does not take it.
+fn wrong_state(job: &Job, expected: &'static str) -> TxError {
+    TxError::WrongState {
+        job: job.id,
+        state: job.state(),
+        expected,
+    }
 }
 
 /// Refuses a transaction at height `h` once `deadline` (`what`) has come.
@@ -270,18 +275,21 @@ impl Ctx<'_> {
         self.header.height
     }
 
-    fn record(&mut self, job_id: JobId, state: JobState, tx: Option<TxId>, note: String) {
+    /// Writes the step a job just took (into its phase) on its timeline and as an event.
+    fn record(&mut self, job_id: JobId, tx: Option<TxId>, note: String) {
         let (height, timestamp_ms) = (self.header.height, self.header.timestamp_ms);
-        if let Some(job) = self.state.jobs.get_mut(&job_id) {
-            job.state = state;
-            job.timeline.push(TimelineEntry {
-                height,
-                timestamp_ms,
-                state,
-                tx,
-                note: note.clone(),
-            });
-        }
+        let Some(job) = self.state.jobs.get_mut(&job_id) else {
+            debug_assert!(false, "a job is recorded after it is stored");
+            return;
+        };
+        let state = job.state();
+        job.timeline.push(TimelineEntry {
+            height,
+            timestamp_ms,
+            state,
+            tx,
+            note: note.clone(),
+        });
         self.events.push(Event {
             height,
             job_id,

@@ -90,6 +90,117 @@ pub struct TimelineEntry {
     pub note: String,
 }
 
+/// Who holds a job, at what price, since when, and (for a job with private inputs) whether
+/// the client has handed them over.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Lock {
+    pub provider: Address,
+    /// The auction price at the lock's height: what the job pays if it is delivered.
+    pub price: u64,
+    pub height: u64,
+    /// Private inputs provided to the locker (sealed to its key); `None` while it waits for
+    /// them, and always for a job without private inputs.
+    pub inputs: Option<ProvidedInputs>,
+}
+
+/// The client's hand-over of a job's private inputs to its locker.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ProvidedInputs {
+    pub height: u64,
+    /// Blake3 of the sealed bytes: the locker checks what it received against it.
+    pub sealed_hash: Digest,
+}
+
+/// Outputs posted for a job: by its locker, or by a rescuer once the lock deadline passed.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Delivery {
+    pub prover: Address,
+    pub height: u64,
+    pub outputs: StackOutputs,
+    /// Proof mode: the blake3 of the verified proof. Optimistic mode: none.
+    pub proof_hash: Option<Digest>,
+}
+
+/// A successful challenge: other outputs for the job's statement, with a verified proof.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Correction {
+    pub challenger: Address,
+    pub height: u64,
+    pub outputs: StackOutputs,
+    pub proof_hash: Digest,
+}
+
+/// Where a job is, with exactly the data that phase has: a locked job always has its lock, a
+/// fulfilled one its delivery, so no transition has to assume a field is set.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobPhase {
+    Submitted,
+    Locked {
+        lock: Lock,
+    },
+    /// Optimistic mode: outputs posted with a bond (held in the prover's provider stake),
+    /// inside the challenge window.
+    Fulfilled {
+        lock: Lock,
+        delivery: Delivery,
+        bond: u64,
+    },
+    Finalized {
+        lock: Lock,
+        delivery: Delivery,
+    },
+    /// Nobody locked it in time (`lock` is `None`), or the lock was released.
+    Expired {
+        lock: Option<Lock>,
+    },
+    /// The locker missed the deadline and nobody rescued the job.
+    Slashed {
+        lock: Lock,
+    },
+    /// An optimistic delivery proven wrong by a challenger.
+    Overturned {
+        lock: Lock,
+        delivery: Delivery,
+        correction: Correction,
+    },
+}
+
+impl JobPhase {
+    pub fn state(&self) -> JobState {
+        match self {
+            JobPhase::Submitted => JobState::Submitted,
+            JobPhase::Locked { .. } => JobState::Locked,
+            JobPhase::Fulfilled { .. } => JobState::Fulfilled,
+            JobPhase::Finalized { .. } => JobState::Finalized,
+            JobPhase::Expired { .. } => JobState::Expired,
+            JobPhase::Slashed { .. } => JobState::Slashed,
+            JobPhase::Overturned { .. } => JobState::Overturned,
+        }
+    }
+
+    pub fn lock(&self) -> Option<&Lock> {
+        match self {
+            JobPhase::Submitted | JobPhase::Expired { lock: None } => None,
+            JobPhase::Expired { lock: Some(lock) }
+            | JobPhase::Locked { lock }
+            | JobPhase::Fulfilled { lock, .. }
+            | JobPhase::Finalized { lock, .. }
+            | JobPhase::Slashed { lock }
+            | JobPhase::Overturned { lock, .. } => Some(lock),
+        }
+    }
+
+    pub fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            JobPhase::Fulfilled { delivery, .. }
+            | JobPhase::Finalized { delivery, .. }
+            | JobPhase::Overturned { delivery, .. } => Some(delivery),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
@@ -102,26 +213,13 @@ pub struct Job {
     pub unverified_hints: bool,
     pub request: JobRequest,
     pub submitted_height: u64,
-    pub state: JobState,
     /// The client's escrow: `max_price` at submission, paid out exactly once.
     pub escrow: u64,
-    pub locker: Option<Address>,
-    pub lock_price: u64,
-    pub locked_height: Option<u64>,
-    /// Who posted the outputs (the locker, or a rescuer).
-    pub fulfiller: Option<Address>,
-    pub fulfilled_height: Option<u64>,
-    pub outputs: Option<StackOutputs>,
-    pub proof_hash: Option<Digest>,
-    /// Optimistic mode: the fulfiller's bond, held in its provider stake.
-    pub bond: u64,
-    /// Private inputs: the height the client provided them to the locker (sealed to its key),
-    /// and the hash of what it sent; `None` while the locker waits for them.
-    pub inputs_provided_height: Option<u64>,
-    pub sealed_inputs_hash: Option<Digest>,
     /// Blocks the locker waited for the private inputs: its lock and final deadlines move by
     /// this much, so the delivery clock starts when the data is there.
     pub inputs_delay: u64,
+    #[serde(flatten)]
+    pub phase: JobPhase,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -144,20 +242,61 @@ impl Job {
             escrow: request.offer.max_price,
             request,
             submitted_height: height,
-            state: JobState::Submitted,
-            locker: None,
-            lock_price: 0,
-            locked_height: None,
-            fulfiller: None,
-            fulfilled_height: None,
-            outputs: None,
-            proof_hash: None,
-            bond: 0,
-            inputs_provided_height: None,
-            sealed_inputs_hash: None,
             inputs_delay: 0,
+            phase: JobPhase::Submitted,
             timeline: Vec::new(),
         }
+    }
+
+    pub fn state(&self) -> JobState {
+        self.phase.state()
+    }
+
+    /// The provider that locked the job, if anyone did.
+    pub fn locker(&self) -> Option<Address> {
+        self.phase.lock().map(|l| l.provider)
+    }
+
+    /// The price the job pays its prover: the auction price when it was locked.
+    pub fn lock_price(&self) -> Option<u64> {
+        self.phase.lock().map(|l| l.price)
+    }
+
+    /// Who posted the outputs (the locker, or a rescuer).
+    pub fn fulfiller(&self) -> Option<Address> {
+        self.phase.delivery().map(|d| d.prover)
+    }
+
+    /// The outputs the job stands on: the challenger's once a delivery is overturned.
+    pub fn outputs(&self) -> Option<&StackOutputs> {
+        match &self.phase {
+            JobPhase::Overturned { correction, .. } => Some(&correction.outputs),
+            phase => phase.delivery().map(|d| &d.outputs),
+        }
+    }
+
+    /// The hash of the proof behind `outputs()`, if they were proven.
+    pub fn proof_hash(&self) -> Option<Digest> {
+        match &self.phase {
+            JobPhase::Overturned { correction, .. } => Some(correction.proof_hash),
+            phase => phase.delivery().and_then(|d| d.proof_hash),
+        }
+    }
+
+    /// The optimistic bond at stake now (0 outside the challenge window).
+    pub fn bond(&self) -> u64 {
+        match self.phase {
+            JobPhase::Fulfilled { bond, .. } => bond,
+            _ => 0,
+        }
+    }
+
+    /// The hash of the sealed private inputs the client provided, if it did.
+    pub fn sealed_inputs_hash(&self) -> Option<Digest> {
+        self.phase
+            .lock()
+            .and_then(|l| l.inputs.as_ref())
+            .map(|i| i.sealed_hash)
     }
 
     pub fn lock_deadline(&self) -> u64 {
@@ -170,9 +309,8 @@ impl Job {
 
     /// Locked, with private inputs the client has not provided yet.
     pub fn awaiting_inputs(&self) -> bool {
-        self.state == JobState::Locked
+        matches!(&self.phase, JobPhase::Locked { lock } if lock.inputs.is_none())
             && self.request.private_inputs.is_some()
-            && self.inputs_provided_height.is_none()
     }
 
     /// Blake3 of the public inputs' canonical encoding (and the private-input commitment).

@@ -15,7 +15,10 @@ use crate::error::GenesisError;
 
 use root::enc;
 
-pub use job::{Job, JobState, Provenance, PublishedProgram, TimelineEntry};
+pub use job::{
+    Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,
+    PublishedProgram, TimelineEntry,
+};
 pub use params::{Genesis, GenesisAccount, GenesisStake, Params};
 pub use records::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, LivenessRecord, ProviderStats,

@@ -239,7 +239,7 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
         let job = client
             .wait_job(&id, Duration::from_secs(180), |_| {})
             .await?;
-        let outputs = match (&job.outputs, &model) {
+        let outputs = match (&job.outputs(), &model) {
             (Some(o), Some(m)) => {
                 let (class, _) = m.model.decode_outputs(o)?;
                 format!("class {class} ({})", m.model.label(class))
@@ -247,7 +247,7 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
             (Some(o), None) => short_outputs(o),
             (None, _) => "-".into(),
         };
-        let receipt = if mode == Mode::Proof && job.state == JobState::Finalized {
+        let receipt = if mode == Mode::Proof && job.state() == JobState::Finalized {
             match client.receipt(&id).await {
                 Ok(_) => "verified".to_string(),
                 Err(e) => {
@@ -261,17 +261,17 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
             failures += 1;
             "-".into()
         };
-        if job.state != JobState::Finalized {
+        if job.state() != JobState::Finalized {
             failures += 1;
         }
         println!(
             "{:<16} {:<11} {:<10} {:<22} {:>6} {:<13} {:>8.1}  {receipt}",
             name,
             mode_name(mode),
-            job.state.to_string(),
+            job.state().to_string(),
             outputs,
-            job.lock_price,
-            job.fulfiller
+            job.lock_price().unwrap_or_default(),
+            job.fulfiller()
                 .map(|a| a.short())
                 .unwrap_or_else(|| "-".into()),
             started.elapsed().as_secs_f64()

@@ -378,18 +378,18 @@ async fn follow(client: &Client, id: &JobId, mode: Mode, trace_len: u64) -> Resu
             live.suspend(|| print_entry(entry));
         }
         seen = view.job.timeline.len();
-        if view.job.state.is_terminal() {
+        if view.job.state().is_terminal() {
             live.finish_and_clear();
             return Ok(view.job);
         }
-        let price = if view.job.state == JobState::Submitted {
+        let price = if view.job.state() == JobState::Submitted {
             format!("price now {}", view.current_price)
         } else {
-            format!("price {}", view.job.lock_price)
+            format!("price {}", view.job.lock_price().unwrap_or_default())
         };
         live.set_message(format!(
             "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · deliver by block {}",
-            view.job.state,
+            view.job.state(),
             started.elapsed(),
             expected,
             trace_len.max(1).trailing_zeros(),
@@ -425,14 +425,14 @@ async fn submit(args: SubmitArgs) -> Result<()> {
     println!("job {id}");
     if args.wait {
         let job = follow(&client, &id, mode, trace_len).await?;
-        match (&job.outputs, job.state) {
+        match (&job.outputs(), job.state()) {
             (Some(o), JobState::Finalized) => {
                 println!("outputs: {}", format_felts(o));
                 if let Some(model) = &spec.model {
                     println!("prediction: {}", model.describe(o)?);
                 }
             }
-            _ => bail!("job ended {}", job.state),
+            _ => bail!("job ended {}", job.state()),
         }
         if mode == Mode::Proof {
             client.receipt(&id).await?;
@@ -448,17 +448,19 @@ async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs)
     let view = client.job(&parse_job_id(id)?).await?;
     let j = &view.job;
     println!("job      {}", j.id);
-    println!("state    {}", j.state);
+    println!("state    {}", j.state());
     println!("program  {}", j.program_hash);
     println!("mode     {}", mode_name(j.request.mode));
     println!("client   {}", j.client);
     println!(
         "price    {} (auction now {}, max {})",
-        j.lock_price, view.current_price, j.request.offer.max_price
+        j.lock_price().map_or_else(|| "-".into(), |p| p.to_string()),
+        view.current_price,
+        j.request.offer.max_price
     );
     println!(
         "provider {}",
-        j.locker
+        j.locker()
             .map(|a| a.to_string())
             .unwrap_or_else(|| "-".into())
     );
@@ -466,7 +468,7 @@ async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs)
         "deadlines lock by block {}, deliver by block {}",
         view.lock_deadline, view.deadline
     );
-    if let Some(o) = &j.outputs {
+    if let Some(o) = &j.outputs() {
         println!("outputs  {}", format_felts(o));
         if let Some(prediction) = prediction(j, o, model)? {
             println!("predicts {prediction}");
@@ -514,7 +516,7 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
             model.model.name
         );
     }
-    let claimed = if j.state == JobState::Finalized {
+    let claimed = if j.state() == JobState::Finalized {
         ""
     } else {
         " (claimed, not final)"
@@ -571,7 +573,7 @@ pub async fn list(args: JobsArgs) -> Result<()> {
             j.state.to_string(),
             mode_name(j.mode),
             j.submitted_height,
-            j.lock_price,
+            j.lock_price.map_or_else(|| "-".into(), |p| p.to_string()),
             j.locker.map(|a| a.short()).unwrap_or_else(|| "-".into())
         );
     }
