@@ -375,7 +375,7 @@ impl Pinger for ScriptedPinger {
             .flaky_pings
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ping {
-            answered: n % 3 == 0,
+            answered: n.is_multiple_of(3),
             latency_ms: 400,
         }
     }

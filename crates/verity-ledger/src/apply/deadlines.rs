@@ -12,7 +12,8 @@ enum Due {
     Expire,
     ReleaseUnprovided(Lock),
     Slash(Lock),
-    Finalize(Lock, Delivery, u64),
+    /// Boxed: a delivery holds its 16 outputs.
+    Finalize(Lock, Box<Delivery>, u64),
 }
 
 impl Ctx<'_> {
@@ -52,7 +53,7 @@ impl Ctx<'_> {
                 Some(Due::ReleaseUnprovided(lock)) => self.release_unprovided(job_id, lock),
                 Some(Due::Slash(lock)) => self.slash_unfulfilled(job_id, lock),
                 Some(Due::Finalize(lock, delivery, bond)) => {
-                    self.finalize_optimistic(job_id, lock, delivery, bond)
+                    self.finalize_optimistic(job_id, lock, *delivery, bond)
                 }
                 None => {}
             }
@@ -75,9 +76,11 @@ impl Ctx<'_> {
                 lock,
                 delivery,
                 bond,
-            } if h >= delivery.height + params.challenge_window => {
-                Some(Due::Finalize(lock.clone(), delivery.clone(), *bond))
-            }
+            } if h >= delivery.height + params.challenge_window => Some(Due::Finalize(
+                lock.clone(),
+                Box::new(delivery.clone()),
+                *bond,
+            )),
             _ => None,
         }
     }
