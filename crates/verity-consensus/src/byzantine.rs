@@ -68,19 +68,8 @@ where
         let codec = scheme.certificate_codec_config();
         let mut led = BTreeSet::new();
         while let Ok((_, msg)) = certificates_in.recv().await {
-            let Ok(certificate) = Certificate::<Scheme, Sha256Digest>::decode_cfg(msg, &codec)
-            else {
+            let Some((view, parent)) = certified(msg, &codec, &mut app) else {
                 continue;
-            };
-            let (view, parent) = match certificate {
-                Certificate::Notarization(n) => (n.view(), n.proposal.payload),
-                Certificate::Finalization(f) => {
-                    let out = (f.view(), f.proposal.payload);
-                    // Follow the chain like everyone else.
-                    app.report(Activity::Finalization(f));
-                    out
-                }
-                _ => continue,
             };
             let round = Round::new(Epoch::zero(), view.next());
             if participants.key(elector.elect(round, ())) != Some(&me) || !led.insert(view) {
@@ -102,31 +91,69 @@ where
                 continue;
             };
             app.remember(b.clone(), after_b);
-            let victim = participants
-                .iter()
-                .find(|k| **k != me)
-                .expect("more than one validator")
-                .clone();
-            let others: Vec<PublicKey> = participants
-                .iter()
-                .filter(|k| **k != me && **k != victim)
-                .cloned()
-                .collect();
+            let (victim, others) = victim_and_others(participants.iter(), &me);
             warn!(
                 view = round.view().get(),
                 "equivocating: two blocks for one view"
             );
             equivocations.fetch_add(1, Ordering::Relaxed);
-            for (block, to) in [
-                (&a, Recipients::One(victim.clone())),
-                (&b, Recipients::Some(others.clone())),
-            ] {
-                let _ = blocks_out.send(to.clone(), block.to_bytes(), true);
-                let proposal = Proposal::new(round, view, Sha256Digest(block.id().0.0));
-                let vote = Notarize::<Scheme, _>::sign(&scheme, proposal).expect("we sign");
-                let _ = votes_out.send(to, Vote::Notarize(vote).encode(), true);
-            }
+            let shown = [
+                (&a, Recipients::One(victim)),
+                (&b, Recipients::Some(others)),
+            ];
+            send_with_votes(
+                &mut blocks_out,
+                &mut votes_out,
+                &scheme,
+                (round, view),
+                shown,
+            );
         }
     });
     Ok((handle, count))
+}
+
+/// Whom the equivocator shows which block: one peer (the victim) sees the first, every other
+/// peer the second.
+fn victim_and_others<'a>(
+    participants: impl Iterator<Item = &'a PublicKey> + Clone,
+    me: &PublicKey,
+) -> (PublicKey, Vec<PublicKey>) {
+    let mut peers = participants.filter(|k| *k != me).cloned();
+    let victim = peers.next().expect("more than one validator");
+    (victim, peers.collect())
+}
+
+/// Sends each block, with a notarize vote for it, to the peers it is shown to.
+fn send_with_votes<S: Sender<PublicKey = PublicKey>>(
+    blocks_out: &mut S,
+    votes_out: &mut S,
+    scheme: &Scheme,
+    (round, parent_view): (Round, commonware_consensus::types::View),
+    shown: [(&verity_ledger::Block, Recipients<PublicKey>); 2],
+) {
+    for (block, to) in shown {
+        let _ = blocks_out.send(to.clone(), block.to_bytes(), true);
+        let proposal = Proposal::new(round, parent_view, Sha256Digest(block.id().0.0));
+        let vote = Notarize::<Scheme, _>::sign(scheme, proposal).expect("we sign");
+        let _ = votes_out.send(to, Vote::Notarize(vote).encode(), true);
+    }
+}
+
+/// The view and block a certificate from the network certifies (a finalization is also
+/// followed, like everyone else does); `None` for anything else.
+fn certified<A: Reporter<Activity = Activity<Scheme, Sha256Digest>>>(
+    msg: impl commonware_codec::Input,
+    codec: &<Certificate<Scheme, Sha256Digest> as commonware_codec::Read>::Cfg,
+    app: &mut A,
+) -> Option<(commonware_consensus::types::View, Sha256Digest)> {
+    match Certificate::<Scheme, Sha256Digest>::decode_cfg(msg, codec).ok()? {
+        Certificate::Notarization(n) => Some((n.view(), n.proposal.payload)),
+        Certificate::Finalization(f) => {
+            let out = (f.view(), f.proposal.payload);
+            app.report(Activity::Finalization(f));
+            Some(out)
+        }
+        _ => None,
+    }
 }

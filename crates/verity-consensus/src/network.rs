@@ -85,14 +85,9 @@ pub fn spawn<C: Chain>(
 ) -> Result<RunningValidator, ConsensusError> {
     let signer = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
         .map_err(|e| ConsensusError::BadSigner(e.to_string()))?;
-    let mut peers = Vec::new();
-    for (address, socket) in &net.peers {
-        peers.push((public_key(address)?, PeerAddress::from(*socket)));
-    }
-    let peers: Map<PublicKey, PeerAddress> = Map::from_iter_dedup(peers);
+    let peers = peer_map(&net)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) =
-        std::sync::mpsc::channel::<Result<(StatusHandle, Gossip), ConsensusError>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Started>();
     let runtime = commonware_runtime::tokio::Config::new()
         .with_storage_directory(net.storage_dir.clone())
         .with_worker_threads(net.worker_threads.max(1));
@@ -156,11 +151,32 @@ pub fn spawn<C: Chain>(
             });
         })
         .map_err(|e| ConsensusError::Start(format!("cannot start the consensus thread: {e}")))?;
-    match ready_rx.recv() {
+    wait_started(&ready_rx, stop_tx, thread)
+}
+
+/// The validators' p2p keys and addresses.
+fn peer_map(net: &NetworkConfig) -> Result<Map<PublicKey, PeerAddress>, ConsensusError> {
+    let mut peers = Vec::new();
+    for (address, socket) in &net.peers {
+        peers.push((public_key(address)?, PeerAddress::from(*socket)));
+    }
+    Ok(Map::from_iter_dedup(peers))
+}
+
+/// What the consensus thread reports once it runs (or why it could not start).
+type Started = Result<(StatusHandle, Gossip), ConsensusError>;
+
+/// Waits for the consensus thread to report; joins it if it failed.
+fn wait_started(
+    ready: &std::sync::mpsc::Receiver<Started>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+) -> Result<RunningValidator, ConsensusError> {
+    match ready.recv() {
         Ok(Ok((status, gossip))) => Ok(RunningValidator {
             status,
             gossip,
-            stop: Some(stop_tx),
+            stop: Some(stop),
             thread: Some(thread),
         }),
         Ok(Err(e)) => {

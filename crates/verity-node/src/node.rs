@@ -279,34 +279,7 @@ impl Node {
             }
         };
 
-        let mut outcomes = Vec::with_capacity(txs.len());
-        let mut blobs = Vec::new();
-        for (tx, result) in txs.iter().zip(&outcome.tx_results) {
-            let error = result.as_ref().err().map(|e| e.to_string());
-            if let Some(e) = &error {
-                warn!(tx = %tx.id().short(), signer = %tx.tx.signer.short(), "transaction rejected: {e}");
-            }
-            if result.is_ok() {
-                // Keep accepted proofs addressable by hash, for receipts, and sealed private
-                // inputs by job, for its locker.
-                match &tx.tx.body {
-                    TxBody::Fulfil { proof: Some(p), .. } | TxBody::Challenge { proof: p, .. } => {
-                        blobs.push((Digest::blake3(p), p.clone()));
-                    }
-                    TxBody::ProvideInputs { job_id, sealed } => {
-                        blobs.push((private_inputs_key(job_id), sealed.clone()));
-                    }
-                    _ => {}
-                }
-            }
-            outcomes.push((
-                tx.id(),
-                TxOutcome {
-                    height: header.height,
-                    error,
-                },
-            ));
-        }
+        let (outcomes, blobs) = tx_records(&header, &txs, &outcome);
         let id = block.id();
         let included: BTreeSet<TxId> = block.txs.iter().map(SignedTx::id).collect();
         let block = StoredBlock {
@@ -330,6 +303,44 @@ impl Node {
         }
         Ok(outcome)
     }
+}
+
+/// What a committed block stores per transaction: its outcome (and the ledger's reason for a
+/// rejection), and the blobs kept by hash: accepted proofs, for receipts, and sealed private
+/// inputs by job, for its locker.
+#[allow(clippy::type_complexity)] // two parallel lists the storage writes in one transaction
+fn tx_records(
+    header: &verity_ledger::BlockHeader,
+    txs: &[SignedTx],
+    outcome: &BlockOutcome,
+) -> (Vec<(TxId, TxOutcome)>, Vec<(Digest, Vec<u8>)>) {
+    let mut outcomes = Vec::with_capacity(txs.len());
+    let mut blobs = Vec::new();
+    for (tx, result) in txs.iter().zip(&outcome.tx_results) {
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            warn!(tx = %tx.id().short(), signer = %tx.tx.signer.short(), "transaction rejected: {e}");
+        }
+        if result.is_ok() {
+            match &tx.tx.body {
+                TxBody::Fulfil { proof: Some(p), .. } | TxBody::Challenge { proof: p, .. } => {
+                    blobs.push((Digest::blake3(p), p.clone()));
+                }
+                TxBody::ProvideInputs { job_id, sealed } => {
+                    blobs.push((private_inputs_key(job_id), sealed.clone()));
+                }
+                _ => {}
+            }
+        }
+        outcomes.push((
+            tx.id(),
+            TxOutcome {
+                height: header.height,
+                error,
+            },
+        ));
+    }
+    (outcomes, blobs)
 }
 
 impl Node {
