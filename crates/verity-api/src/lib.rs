@@ -7,7 +7,7 @@ pub mod routes;
 use serde::{Deserialize, Serialize};
 use verity_ledger::{Job, JobState, Provenance, ProviderStats, StakeInfo};
 use verity_types::merkle::InclusionProof;
-use verity_types::{Address, Digest, JobId, Signature, TxId};
+use verity_types::{Address, Digest, JobId, ProgramHash, Signature, TxId};
 
 /// Every error response: `{"error": "what was wrong", "code": "wrong_nonce"}`. The message is
 /// for people; programs match on the code.
@@ -165,7 +165,7 @@ pub struct JobSummary {
     pub id: JobId,
     pub state: JobState,
     pub client: Address,
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     pub mode: verity_types::Mode,
     pub submitted_height: u64,
     pub locker: Option<Address>,

@@ -12,7 +12,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_ledger::Job;
-use verity_types::{Address, Digest, JobId, Keypair, Receipt, SignedTx, Tx, TxBody, TxId};
+use verity_types::{
+    Address, Digest, JobId, Keypair, ProgramHash, Receipt, SignedTx, Tx, TxBody, TxId,
+};
 
 /// The offer `verity job submit` makes unless told otherwise: a reverse Dutch auction from a
 /// tenth of `max_price` up to it over 8 blocks, 40 blocks to lock, 400 to deliver, collateral
@@ -218,7 +220,7 @@ impl Client {
     /// A published program, or `None` if no program of that hash is published.
     pub async fn program(
         &self,
-        hash: &Digest,
+        hash: &ProgramHash,
     ) -> Result<Option<verity_ledger::PublishedProgram>, ClientError> {
         match self.get(&routes::path(routes::PROGRAM, hash)).await {
             Ok(p) => Ok(Some(p)),

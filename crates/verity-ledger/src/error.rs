@@ -1,4 +1,4 @@
-use verity_types::{Address, Digest, JobId};
+use verity_types::{Address, JobId, ProgramHash};
 
 use crate::state::JobState;
 
@@ -45,9 +45,9 @@ pub enum TxError {
         limit: usize,
     },
     #[error("no program {0} is published")]
-    UnknownProgram(Digest),
+    UnknownProgram(ProgramHash),
     #[error("program {0} is already published")]
-    AlreadyPublished(Digest),
+    AlreadyPublished(ProgramHash),
     #[error("program does not assemble: {0}")]
     BadProgram(String),
     #[error("invalid inputs: {0}")]

@@ -5,8 +5,10 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use verity_ledger::{JobState, State};
-use verity_types::JobId;
+use std::collections::BTreeMap;
+
+use verity_ledger::{JobPhase, JobState, State};
+use verity_types::{Address, JobId};
 use verity_types::{
     CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, StackOutputs, Tx,
     TxBody, canary,
@@ -467,7 +469,6 @@ fn check_invariants(chain: &Chain) {
                 job.id
             );
             assert_eq!(job.escrow, 0, "terminal job {} holds no escrow", job.id);
-            assert_eq!(job.bond(), 0, "terminal job {} holds no bond", job.id);
             assert!(chain.state.provenance.contains_key(&job.id));
         } else {
             assert_eq!(terminal_entries, 0);
@@ -476,12 +477,28 @@ fn check_invariants(chain: &Chain) {
                 "escrow intact until the end"
             );
         }
-        if job.state() == JobState::Submitted {
-            assert!(job.locker().is_none());
+    }
+    // Locked stake is exactly what live jobs hold: each locked job its locker's collateral,
+    // each optimistic result in its window its prover's bond (a terminal job holds none).
+    let mut held: BTreeMap<Address, u64> = BTreeMap::new();
+    for job in chain.state.jobs.values() {
+        match &job.phase {
+            JobPhase::Locked { lock } => {
+                *held.entry(lock.provider).or_default() += job.request.offer.collateral
+            }
+            JobPhase::Fulfilled { delivery, bond, .. } => {
+                *held.entry(delivery.prover).or_default() += bond
+            }
+            _ => {}
         }
     }
-    for stake in chain.state.stakes.values() {
+    for (who, stake) in &chain.state.stakes {
         assert!(stake.provider_locked <= stake.provider);
+        assert_eq!(
+            stake.provider_locked,
+            held.get(who).copied().unwrap_or(0),
+            "{who}'s locked stake is what its live jobs hold"
+        );
     }
 }
 

@@ -340,6 +340,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
     // Provenance names the proof that stands and who made it, not the overturned prover.
     let record = &chain.state.provenance[&job];
     assert_eq!(record.prover, Some(addr("watcher")));
+    assert_eq!(record.fulfilled_height, Some(correction.height));
     assert_eq!(record.proof_hash, Some(Digest::blake3(&truth.proof)));
     assert_eq!(
         chain.balance("watcher"),

@@ -23,7 +23,7 @@ use verity_api::{
     TxState, TxStatus, heartbeat_message, receipt_upload_message, routes,
 };
 use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile, TxError};
-use verity_types::{Address, Digest, JobId, Receipt, SignedTx};
+use verity_types::{Address, Digest, JobId, ProgramHash, Receipt, SignedTx};
 
 use crate::mempool::AdmitError;
 use crate::node::Node;
@@ -355,15 +355,16 @@ async fn upload_receipt(
     let job = find_job(&state, &id)?;
     let text = upload.receipt.to_string();
     let receipt = Receipt::from_json(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let signed_by_fulfiller = job.fulfiller().is_some_and(|f| {
+    // The receipt of the outputs on record: an overturned job's is the challenger's.
+    let signed_by_prover = job.prover().is_some_and(|(f, _)| {
         f.verify(
             &receipt_upload_message(&job.id, &Digest::blake3(receipt.to_json().as_bytes())),
             &upload.signature,
         )
     });
-    if !signed_by_fulfiller {
+    if !signed_by_prover {
         return Err(forbidden(
-            "only the job's fulfiller uploads its receipt (signature does not match)",
+            "only the prover of the job's outputs uploads its receipt (signature does not match)",
         ));
     }
     let matches = Some(receipt.proof_hash()) == job.proof_hash()
@@ -385,7 +386,7 @@ async fn program(
     State(node): State<Arc<Node>>,
     Path(hash): Path<String>,
 ) -> ApiResult<PublishedProgram> {
-    let hash = parse_digest("program hash", &hash)?;
+    let hash = ProgramHash(parse_digest("program hash", &hash)?);
     let state = node.state();
     let program = state
         .programs

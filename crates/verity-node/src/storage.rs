@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use verity_ledger::{Block, BlockHeader, State};
 use verity_types::{BlockId, Digest, SignedTx, TxId};
 
@@ -21,6 +21,12 @@ const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_i
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
 const STATE_KEY: &str = "state";
+const FORMAT_KEY: &str = "format";
+
+/// The encoding of what this build stores (blocks, state, outcomes). Bump it with any change
+/// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`); a database of
+/// another format is refused at open with a clear error instead of failing to decode later.
+pub const STORAGE_FORMAT: u32 = 2;
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
@@ -57,6 +63,32 @@ fn err(e: impl std::fmt::Display) -> StorageError {
     StorageError::of(e)
 }
 
+/// Stamps a new database with [`STORAGE_FORMAT`]; refuses one written in another format (a
+/// database holding a state but no stamp predates the stamp: format 1).
+fn check_format(meta: &mut redb::Table<&str, &[u8]>, dir: &Path) -> Result<(), StorageError> {
+    let found = match meta.get(FORMAT_KEY).map_err(err)? {
+        Some(v) => Some(u32::from_le_bytes(
+            v.value()
+                .try_into()
+                .map_err(|_| err("the storage format stamp is corrupt"))?,
+        )),
+        None if meta.get(STATE_KEY).map_err(err)?.is_some() => Some(1),
+        None => None,
+    };
+    match found {
+        None => {
+            let stamp = STORAGE_FORMAT.to_le_bytes();
+            meta.insert(FORMAT_KEY, stamp.as_slice()).map_err(err)?;
+            Ok(())
+        }
+        Some(f) if f == STORAGE_FORMAT => Ok(()),
+        Some(f) => Err(err(format!(
+            "{} was written by another version of Verity (storage format {f}; this build reads {STORAGE_FORMAT}): start from a fresh data directory",
+            dir.display()
+        ))),
+    }
+}
+
 impl Storage {
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(dir)
@@ -70,6 +102,7 @@ impl Storage {
             tx.open_table(BLOBS).map_err(err)?;
             tx.open_table(BLOCK_IDS).map_err(err)?;
             tx.open_table(SECRETS).map_err(err)?;
+            check_format(&mut tx.open_table(META).map_err(err)?, dir)?;
         }
         tx.commit().map_err(err)?;
         Ok(Storage { db })
@@ -190,5 +223,35 @@ impl Storage {
             Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_format_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // A new database is stamped, and opens again.
+        drop(Storage::open(dir.path()).unwrap());
+        assert!(Storage::open(dir.path()).is_ok());
+
+        // One from before the stamp (a state, no format): format 1.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(old.path().join("verity.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert(STATE_KEY, b"old state".as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Storage::open(old.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("storage format 1") && e.contains("fresh data directory"),
+            "{e}"
+        );
     }
 }

@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 use verity_client::{Client, ClientError, ErrorCode, JobQuery};
 use verity_ledger::{Job, JobState};
 use verity_types::{
-    Digest, JobId, Keypair, Mode, PrivateCommitment, ProgramSource, StackOutputs, TxBody,
+    Digest, JobId, Keypair, Mode, PrivateCommitment, ProgramHash, ProgramSource, StackOutputs,
+    TxBody,
 };
 use verity_vm::{Inputs, Program, ProveOptions};
 
@@ -68,7 +69,7 @@ pub struct CommittedData {
     pub values: Vec<u64>,
     /// Only jobs of this program get the data: any other program could simply output it
     /// (anyone can name a public commitment on a job's stack).
-    pub program: Digest,
+    pub program: ProgramHash,
 }
 
 /// Scripted misbehaviour of a provider, so tests can run liars against real auditors. Only in

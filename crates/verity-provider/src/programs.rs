@@ -23,7 +23,7 @@ pub(crate) const MAX_CACHED_PROGRAMS: usize = 64;
 /// Assembled job programs by the hash their proofs are about, so a program is fetched and
 /// assembled once however many jobs name it (a compiled model is hundreds of KiB).
 #[derive(Clone, Default)]
-pub(crate) struct Programs(Arc<Mutex<BTreeMap<Digest, Program>>>);
+pub(crate) struct Programs(Arc<Mutex<BTreeMap<ProgramHash, Program>>>);
 
 impl Programs {
     /// The program a job's proof is about (wrapped with Verity's loader for private inputs),

@@ -1,4 +1,4 @@
-//! Typed ids. Jobs, transactions and blocks are all named by 32-byte digests; each kind gets
+//! Typed ids. Jobs, transactions, blocks and programs are all named by 32-byte digests; each kind gets
 //! its own type so that one cannot be passed where another is meant (`lock(provider, tx,
 //! job)` with the two swapped does not compile). On the wire and in the state they are the
 //! digest itself, so encodings and state roots are unchanged.
@@ -73,6 +73,12 @@ digest_id!(
 digest_id!(
     /// A block's id: the SHA-256 of its encoding, what consensus votes on.
     BlockId
+);
+
+digest_id!(
+    /// A program's hash: the MAST root of its Miden Assembly, what a proof attests to (for a
+    /// job with private inputs, of the program behind Verity's loader). A model's id too.
+    ProgramHash
 );
 
 impl JobId {

@@ -17,7 +17,7 @@ pub mod tx;
 pub use crypto::{Address, Keypair, Signature};
 pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
-pub use ids::{BlockId, JobId, TxId};
+pub use ids::{BlockId, JobId, ProgramHash, TxId};
 pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::field::MODULUS;
+use crate::ids::ProgramHash;
 use crate::outputs::StackOutputs;
 
 /// The `format` tag every receipt file carries.
@@ -90,7 +91,7 @@ pub struct Receipt {
     /// Conjectured security of the proof, in bits.
     pub security_bits: u32,
     /// The program's MAST root.
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     /// Public stack inputs, top of the stack first.
     pub stack_inputs: Vec<u64>,
     /// The 16 output stack elements, top first.
@@ -128,7 +129,7 @@ struct ReceiptFileV1 {
     vm: String,
     hash_fn: HashFunction,
     security_bits: u32,
-    program_hash: Digest,
+    program_hash: ProgramHash,
     stack_inputs: Vec<String>,
     stack_outputs: Vec<String>,
     cycles: u64,
@@ -243,7 +244,7 @@ mod tests {
             vm: "miden-vm 0.23.5".into(),
             hash_fn: HashFunction::Blake3_256,
             security_bits: 96,
-            program_hash: Digest::blake3(b"program"),
+            program_hash: ProgramHash(Digest::blake3(b"program")),
             stack_inputs: vec![1, 2],
             stack_outputs: StackOutputs::new(&(0..16).collect::<Vec<u64>>()).unwrap(),
             cycles: 100,

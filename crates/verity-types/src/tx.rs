@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Address, Keypair, Signature};
 use crate::digest::Digest;
-use crate::ids::{JobId, TxId};
+use crate::ids::{JobId, ProgramHash, TxId};
 use crate::outputs::StackOutputs;
 
 /// Domain separator for transaction signatures: a signature over a Verity transaction can
@@ -201,7 +201,7 @@ pub enum ProgramSource {
     Inline(String),
     /// A published program, by its MAST root as written (without Verity's private-input
     /// loader, which the ledger adds for jobs with private inputs).
-    Published(Digest),
+    Published(ProgramHash),
 }
 
 impl ProgramSource {

@@ -1,4 +1,4 @@
-use verity_types::{Digest, FieldError, HashFunction};
+use verity_types::{FieldError, HashFunction, ProgramHash};
 
 /// Why a program could not be assembled, run or proved.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +45,14 @@ pub enum VerifyError {
          inputs and outputs (the proof, or one of them, was altered): {detail}"
     )]
     ProofRejected {
-        program_hash: Digest,
+        program_hash: ProgramHash,
         detail: String,
     },
     #[error("receipt is for program {receipt}, but the given program assembles to {program}")]
-    ProgramMismatch { receipt: Digest, program: Digest },
+    ProgramMismatch {
+        receipt: ProgramHash,
+        program: ProgramHash,
+    },
     #[error("output stack {actual} does not start with the expected {expected}")]
     OutputMismatch { expected: String, actual: String },
 }

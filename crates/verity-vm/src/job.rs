@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use miden_core::Felt;
 use miden_core::crypto::hash::Poseidon2;
-use verity_types::{Digest, PrivateCommitment};
+use verity_types::{Digest, PrivateCommitment, ProgramHash};
 
 use crate::error::VmError;
 use crate::inputs::{AdviceData, Inputs};
@@ -251,11 +251,11 @@ fn wrap(source: &str, shape: &ProgramShape) -> Result<Program, VmError> {
 pub struct Publication {
     /// The MAST root of the program as written: its name on the ledger, and what jobs
     /// without private inputs prove.
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     /// The MAST root of the program behind Verity's loader: what jobs with private inputs
     /// prove. `None` if the program cannot take private inputs (no instruction to insert
     /// the loader before).
-    pub wrapped_hash: Option<Digest>,
+    pub wrapped_hash: Option<ProgramHash>,
     pub shape: ProgramShape,
 }
 

@@ -8,7 +8,7 @@ use miden_assembly::debuginfo::{DefaultSourceManager, SourceLanguage, SourceMana
 use miden_assembly::diagnostics::reporting::PrintDiagnostic;
 use miden_assembly::{Assembler, Library, Report};
 use miden_core_lib::CoreLibrary;
-use verity_types::Digest;
+use verity_types::{Digest, ProgramHash};
 
 use crate::error::VmError;
 
@@ -17,7 +17,7 @@ use crate::error::VmError;
 #[derive(Clone)]
 pub struct Program {
     pub(crate) inner: miden_vm::Program,
-    hash: Digest,
+    hash: ProgramHash,
 }
 
 impl std::fmt::Debug for Program {
@@ -64,7 +64,7 @@ impl Program {
         let inner = assembler
             .assemble_program(file)
             .map_err(|e| VmError::Assembly(format!("failed to assemble {name}:\n{}", render(e))))?;
-        let hash = Digest(inner.hash().into());
+        let hash = ProgramHash(Digest(inner.hash().into()));
         Ok(Program { inner, hash })
     }
 
@@ -77,7 +77,7 @@ impl Program {
     }
 
     /// The program hash (MAST root).
-    pub fn hash(&self) -> Digest {
+    pub fn hash(&self) -> ProgramHash {
         self.hash
     }
 }

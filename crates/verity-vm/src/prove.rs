@@ -20,7 +20,7 @@ use miden_vm::{
     ProgramInfo, StackInputs, StackOutputs, Word,
 };
 use verity_types::StackOutputs as Outputs;
-use verity_types::{Digest, HashFunction, RECEIPT_VERSION, Receipt};
+use verity_types::{Digest, HashFunction, ProgramHash, RECEIPT_VERSION, Receipt};
 
 use crate::error::{VerifyError, VmError};
 use crate::inputs::{AdviceData, Inputs, MerkleData};
@@ -358,7 +358,7 @@ static PRECOMPILES: LazyLock<PrecompileVerifierRegistry> = LazyLock::new(|| {
 /// Verifies a serialized Miden proof against a program hash and public stack values. This is
 /// the check the ledger runs inside its state transition: it never panics, whatever the bytes.
 pub fn verify_proof(
-    program_hash: &Digest,
+    program_hash: &ProgramHash,
     stack_inputs: &[u64],
     stack_outputs: &Outputs,
     proof: &[u8],
@@ -380,12 +380,12 @@ fn parse_proof(bytes: &[u8]) -> Result<ExecutionProof, VerifyError> {
 }
 
 fn verify_parsed(
-    program_hash: &Digest,
+    program_hash: &ProgramHash,
     stack_inputs: &[u64],
     stack_outputs: &Outputs,
     proof: ExecutionProof,
 ) -> Result<Verified, VerifyError> {
-    let hash = Word::try_from(program_hash.0).map_err(|e| VerifyError::PublicValues {
+    let hash = Word::try_from(program_hash.0.0).map_err(|e| VerifyError::PublicValues {
         what: "program hash",
         why: e.to_string(),
     })?;
@@ -486,7 +486,7 @@ pub fn baseline_miden_prove(
 /// proof bytes), reading the hash function and security level from the proof itself. `cycles`
 /// and `trace_len` are whatever the prover reported (0 if unknown); they are not attested.
 pub fn receipt_from_proof(
-    program_hash: Digest,
+    program_hash: ProgramHash,
     stack_inputs: Vec<u64>,
     stack_outputs: Outputs,
     proof: Vec<u8>,

@@ -261,7 +261,7 @@ fn out_of_field_public_values_are_reported_not_panicked() {
         ),
         "{err}"
     );
-    let bad_hash = Digest([0xff; 32]);
+    let bad_hash = verity_types::ProgramHash(Digest([0xff; 32]));
     let err = verity_vm::verify_proof(
         &bad_hash,
         &good.stack_inputs,

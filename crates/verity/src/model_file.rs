@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use verity_model::{Compiled, QuantModel};
-use verity_types::{Digest, PrivateCommitment};
+use verity_types::{PrivateCommitment, ProgramHash};
 use verity_vm::{Inputs, Program};
 
 use crate::program_file::LoadedProgram;
@@ -96,7 +96,7 @@ impl LoadedModel {
     }
 
     /// The model id: the hash of the program every prediction of this model proves.
-    pub fn id(&self) -> Result<Digest> {
+    pub fn id(&self) -> Result<ProgramHash> {
         Ok(self.statement(&vec![0; self.model.input.len()])?.0.hash())
     }
 
@@ -172,14 +172,14 @@ impl LoadedModel {
 
 /// Where models this machine imported or submitted are kept, by model id, so that `job
 /// status` can decode their predictions.
-fn registry_path(id: &Digest) -> PathBuf {
+fn registry_path(id: &ProgramHash) -> PathBuf {
     crate::keystore::verity_home()
         .join("models")
         .join(format!("{id}.vmodel"))
 }
 
 /// Keeps a copy of `loaded` under its id (a failure only costs the automatic decoding).
-pub fn remember(loaded: &LoadedModel, id: &Digest) {
+pub fn remember(loaded: &LoadedModel, id: &ProgramHash) {
     let path = registry_path(id);
     // Committed-weights models share their architecture's id, and their weights are secret.
     if path.is_file() || loaded.model.private_weights {
@@ -200,7 +200,7 @@ pub fn remember(loaded: &LoadedModel, id: &Digest) {
 }
 
 /// The model whose id is `id`, if this machine knows it (and it still compiles to that id).
-pub fn recall(id: &Digest) -> Option<LoadedModel> {
+pub fn recall(id: &ProgramHash) -> Option<LoadedModel> {
     let loaded = LoadedModel::load(&registry_path(id)).ok()?;
     (loaded.id().ok()? == *id).then_some(loaded)
 }
@@ -229,7 +229,7 @@ pub fn import_model(
     limit: u32,
     public_input: bool,
     private_weights: bool,
-) -> Result<(LoadedModel, Digest, verity_vm::Execution)> {
+) -> Result<(LoadedModel, ProgramHash, verity_vm::Execution)> {
     if limit > verity_vm::MAX_MAX_CYCLES {
         bail!("--max-cycles is at most {}", verity_vm::MAX_MAX_CYCLES);
     }

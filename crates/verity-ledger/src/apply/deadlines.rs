@@ -199,11 +199,6 @@ impl Ctx<'_> {
             JobPhase::Finalized { lock, .. } => lock.price,
             _ => 0,
         };
-        // Who proved the outputs on record: the challenger's, once a delivery is overturned.
-        let prover = match &job.phase {
-            JobPhase::Overturned { correction, .. } => Some(correction.challenger),
-            phase => phase.delivery().map(|d| d.prover),
-        };
         let record = Provenance {
             job_id,
             state: job.state(),
@@ -215,10 +210,12 @@ impl Ctx<'_> {
                 .outputs()
                 .map(|o| Digest::blake3(&borsh::to_vec(o).expect("encoding to a Vec cannot fail"))),
             proof_hash: job.proof_hash(),
-            prover,
+            // Who delivered the outputs on record, and when: the challenger's proof, once a
+            // delivery is overturned.
+            prover: job.prover().map(|(who, _)| who),
             price,
             submitted_height: job.submitted_height,
-            fulfilled_height: job.phase.delivery().map(|d| d.height),
+            fulfilled_height: job.prover().map(|(_, at)| at),
             finished_height: self.header.height,
         };
         self.state.provenance.insert(job_id, record);

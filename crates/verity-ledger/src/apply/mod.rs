@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Digest, JobId, SignedTx, StackOutputs, TxBody, TxId};
+use verity_types::{Address, Digest, JobId, ProgramHash, SignedTx, StackOutputs, TxBody, TxId};
 
 use crate::admission::{Admissible, precheck_with};
 use crate::error::{BlockError, TxError};
@@ -59,7 +59,7 @@ pub struct BlockOutcome {
 pub struct ProofCache(Mutex<BTreeMap<Digest, Result<(), String>>>);
 
 fn proof_key(
-    program_hash: &Digest,
+    program_hash: &ProgramHash,
     inputs: &[u64],
     outputs: &StackOutputs,
     proof: &[u8],
@@ -72,7 +72,7 @@ fn proof_key(
 impl ProofCache {
     fn verify(
         &self,
-        program_hash: &Digest,
+        program_hash: &ProgramHash,
         inputs: &[u64],
         outputs: &StackOutputs,
         proof: &[u8],
@@ -113,7 +113,7 @@ pub fn apply_block_parallel(
     let cache = ProofCache::default();
     // Collect the checks we can predict from the pre-block state.
     struct Check<'t> {
-        program_hash: Digest,
+        program_hash: ProgramHash,
         inputs: Vec<u64>,
         outputs: &'t StackOutputs,
         proof: &'t [u8],

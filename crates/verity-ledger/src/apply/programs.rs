@@ -1,11 +1,10 @@
 //! Programs: publishing one under its hash, and resolving what a job request proves.
 
-use verity_types::{Address, JobRequest, ProgramSource};
+use verity_types::{Address, JobRequest, ProgramHash, ProgramSource};
 
 use super::Ctx;
 use crate::error::TxError;
 use crate::state::PublishedProgram;
-use verity_types::Digest;
 
 /// A program's first raw advice read (unverified hint), as "`instruction` on line N": what
 /// keeps its jobs out of optimistic mode, named in the refusal.
@@ -23,7 +22,7 @@ impl Ctx<'_> {
     pub(super) fn job_program(
         &self,
         req: &JobRequest,
-    ) -> Result<(Digest, Option<String>), TxError> {
+    ) -> Result<(ProgramHash, Option<String>), TxError> {
         let published = match &req.program {
             ProgramSource::Inline(source) => {
                 // Assembling is deterministic: the MAST root is a function of the source

@@ -4,7 +4,7 @@ use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use verity_types::{Address, Digest, JobId, JobRequest, Mode, StackOutputs, TxId};
+use verity_types::{Address, Digest, JobId, JobRequest, Mode, ProgramHash, StackOutputs, TxId};
 
 #[derive(
     Debug,
@@ -207,7 +207,7 @@ pub struct Job {
     pub client: Address,
     /// The MAST root of what is proven: the program, wrapped with Verity's loader when the job
     /// has private inputs.
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     /// The program reads raw advice (unverified hints): only proof mode is allowed, and its
     /// result is proven for *some* hints, not for particular ones.
     pub unverified_hints: bool,
@@ -229,7 +229,7 @@ impl Job {
     pub fn submitted(
         id: JobId,
         client: Address,
-        program_hash: Digest,
+        program_hash: ProgramHash,
         unverified_hints: bool,
         request: JobRequest,
         height: u64,
@@ -265,6 +265,17 @@ impl Job {
     /// Who posted the outputs (the locker, or a rescuer).
     pub fn fulfiller(&self) -> Option<Address> {
         self.phase.delivery().map(|d| d.prover)
+    }
+
+    /// Who proved (or, optimistic, claimed) the outputs the job stands on, and at what
+    /// height: the challenger, once a delivery is overturned.
+    pub fn prover(&self) -> Option<(Address, u64)> {
+        match &self.phase {
+            JobPhase::Overturned { correction, .. } => {
+                Some((correction.challenger, correction.height))
+            }
+            phase => phase.delivery().map(|d| (d.prover, d.height)),
+        }
     }
 
     /// The outputs the job stands on: the challenger's once a delivery is overturned.
@@ -334,10 +345,10 @@ impl Job {
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct PublishedProgram {
     /// The MAST root of the source as written (the key it is stored under).
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     /// The MAST root behind Verity's private-input loader: what a job with private inputs
     /// that names this program proves. `None` if the program cannot take private inputs.
-    pub wrapped_hash: Option<Digest>,
+    pub wrapped_hash: Option<ProgramHash>,
     /// The first raw advice read (unverified hint) in the source, as "`instruction` on line
     /// N", if it has any: jobs naming it run in proof mode only.
     pub advice_read: Option<String>,
@@ -355,7 +366,7 @@ pub struct Provenance {
     pub state: JobState,
     pub mode: Mode,
     pub client: Address,
-    pub program_hash: Digest,
+    pub program_hash: ProgramHash,
     pub input_hash: Digest,
     pub output_hash: Option<Digest>,
     pub proof_hash: Option<Digest>,

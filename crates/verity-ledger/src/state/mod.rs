@@ -9,7 +9,7 @@ mod root;
 use std::collections::{BTreeMap, BTreeSet};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use verity_types::{Address, AuditReport, DecodeError, Digest, JobId, Role};
+use verity_types::{Address, AuditReport, DecodeError, JobId, ProgramHash, Role};
 
 use crate::error::GenesisError;
 
@@ -64,7 +64,7 @@ pub struct State {
     /// What each validator's audits amounted to, including audits proofs contradicted.
     pub auditors: BTreeMap<Address, AuditorRecord>,
     /// Published programs, by the hash of the source as written.
-    pub programs: BTreeMap<Digest, PublishedProgram>,
+    pub programs: BTreeMap<ProgramHash, PublishedProgram>,
 }
 
 impl State {

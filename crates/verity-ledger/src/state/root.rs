@@ -120,7 +120,7 @@ impl State {
         out.extend(
             self.programs
                 .iter()
-                .map(|(h, v)| (key(TAG_PROGRAM, &h.0), enc(v))),
+                .map(|(h, v)| (key(TAG_PROGRAM, &h.0.0), enc(v))),
         );
         out
     }
