@@ -15,8 +15,8 @@ use verity_consensus::{
     AppConfig, Chain, Channels, Fault, MAX_MESSAGE_BYTES, MemoryChain, Validator, ValidatorConfig,
     channel, public_key, start,
 };
-use verity_ledger::{Block, Genesis, GenesisAccount, GenesisStake, Params};
-use verity_types::{JobRequest, Keypair, Role, SignedTx, Tx, TxBody};
+use verity_ledger::{Block, Genesis};
+use verity_types::{JobRequest, Keypair, Role, SignedTx, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 type Ctx = deterministic::Context;
@@ -30,46 +30,21 @@ fn validator_key(i: usize) -> Keypair {
 }
 
 fn genesis(n: usize) -> Genesis {
-    let mut accounts: Vec<GenesisAccount> = ["client", "provider"]
-        .iter()
-        .map(|name| GenesisAccount {
-            address: Keypair::dev(name).address(),
-            balance: 1_000_000,
+    let provider = Keypair::dev("provider").address();
+    let g = verity_testkit::genesis(CHAIN)
+        .account(Keypair::dev("client").address(), 1_000_000)
+        .account(provider, 1_000_000)
+        .stake(provider, Role::Provider, 100_000);
+    (0..n)
+        .fold(g, |g, i| {
+            let v = validator_key(i).address();
+            g.account(v, 1_000_000).stake(v, Role::Validator, 100_000)
         })
-        .collect();
-    let mut stakes = vec![GenesisStake {
-        address: Keypair::dev("provider").address(),
-        role: Role::Provider,
-        amount: 100_000,
-    }];
-    for i in 0..n {
-        accounts.push(GenesisAccount {
-            address: validator_key(i).address(),
-            balance: 1_000_000,
-        });
-        stakes.push(GenesisStake {
-            address: validator_key(i).address(),
-            role: Role::Validator,
-            amount: 100_000,
-        });
-    }
-    Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time_ms: 0,
-        params: Params::default(),
-        accounts,
-        stakes,
-    }
+        .build()
 }
 
 fn tx(who: &str, nonce: u64, body: TxBody) -> SignedTx {
-    Tx {
-        chain_id: CHAIN.into(),
-        signer: Keypair::dev(who).address(),
-        nonce,
-        body,
-    }
-    .sign(&Keypair::dev(who))
+    verity_testkit::signed(CHAIN, &Keypair::dev(who), nonce, body)
 }
 
 fn transfer(nonce: u64) -> SignedTx {

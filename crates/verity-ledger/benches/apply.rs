@@ -6,10 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use verity_ledger::{
-    BlockHeader, Genesis, GenesisAccount, GenesisStake, State, apply_block, apply_block_parallel,
-};
-use verity_types::{Digest, JobId, JobRequest, Keypair, Mode, Role, SignedTx, Tx, TxBody};
+use verity_ledger::{BlockHeader, State, apply_block, apply_block_parallel};
+use verity_types::{Digest, JobId, JobRequest, Keypair, Mode, Role, SignedTx, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 const CHAIN: &str = "bench";
@@ -25,26 +23,13 @@ impl Bench {
         let keys: Vec<Keypair> = (0..accounts)
             .map(|i| Keypair::dev(&format!("bench-{i}")))
             .collect();
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: 0,
-            params: Default::default(),
-            accounts: keys
-                .iter()
-                .map(|k| GenesisAccount {
-                    address: k.address(),
-                    balance: 1 << 40,
-                })
-                .collect(),
-            stakes: keys
-                .iter()
-                .map(|k| GenesisStake {
-                    address: k.address(),
-                    role: Role::Provider,
-                    amount: 1 << 30,
-                })
-                .collect(),
-        };
+        let genesis = keys
+            .iter()
+            .fold(verity_testkit::genesis(CHAIN), |g, k| {
+                g.account(k.address(), 1 << 40)
+                    .stake(k.address(), Role::Provider, 1 << 30)
+            })
+            .build();
         Bench {
             state: State::from_genesis(&genesis).unwrap(),
             keys,
@@ -54,13 +39,7 @@ impl Bench {
     fn tx(&self, i: usize, body: TxBody) -> SignedTx {
         let k = &self.keys[i];
         let nonce = self.state.accounts[&k.address()].nonce;
-        Tx {
-            chain_id: CHAIN.into(),
-            signer: k.address(),
-            nonce,
-            body,
-        }
-        .sign(k)
+        verity_testkit::signed(CHAIN, k, nonce, body)
     }
 
     fn header(&self) -> BlockHeader {

@@ -1,8 +1,15 @@
 //! Fixtures shared by the tests and benchmarks of every crate (a dev-dependency only): the
-//! example programs, and job requests with a plain offer that a test changes by struct update,
-//! e.g. `JobRequest { mode: Mode::Optimistic, ..fib_job(10) }`.
+//! example programs; job requests with a plain offer that a test changes by struct update,
+//! e.g. `JobRequest { mode: Mode::Optimistic, ..fib_job(10) }`; genesis and transaction
+//! builders ([`genesis`], [`signed`]); and child processes that die with the test
+//! ([`process`]).
 
-use verity_types::{JobRequest, Mode, Offer, ProgramSource};
+pub mod process;
+
+use verity_ledger::{Genesis, GenesisAccount, GenesisStake, Params};
+use verity_types::{
+    Address, JobRequest, Keypair, Mode, Offer, ProgramSource, Role, SignedTx, Tx, TxBody,
+};
 
 pub use verity_vm::examples::FIB;
 
@@ -59,4 +66,63 @@ pub fn private_sum_job(data: &[u64]) -> JobRequest {
         private_inputs: Some(verity_vm::commit_private(data).expect("a test's data commits")),
         ..job(PRIVATE_SUM, vec![10])
     }
+}
+
+/// A genesis under construction: `genesis("chain").account(a, 1_000).stake(a, Role::Provider,
+/// 500).build()`. Time 0 and default parameters unless set.
+#[derive(Debug, Clone)]
+pub struct GenesisBuilder(Genesis);
+
+/// Starts a genesis for chain `chain_id`, with no accounts yet.
+pub fn genesis(chain_id: &str) -> GenesisBuilder {
+    GenesisBuilder(Genesis {
+        chain_id: chain_id.into(),
+        genesis_time_ms: 0,
+        params: Params::default(),
+        accounts: Vec::new(),
+        stakes: Vec::new(),
+    })
+}
+
+impl GenesisBuilder {
+    pub fn time_ms(mut self, ms: u64) -> Self {
+        self.0.genesis_time_ms = ms;
+        self
+    }
+
+    pub fn params(mut self, params: Params) -> Self {
+        self.0.params = params;
+        self
+    }
+
+    /// An account holding `balance`.
+    pub fn account(mut self, address: Address, balance: u64) -> Self {
+        self.0.accounts.push(GenesisAccount { address, balance });
+        self
+    }
+
+    /// `amount` staked by `address` as `role` (on top of any balance it has).
+    pub fn stake(mut self, address: Address, role: Role, amount: u64) -> Self {
+        self.0.stakes.push(GenesisStake {
+            address,
+            role,
+            amount,
+        });
+        self
+    }
+
+    pub fn build(self) -> Genesis {
+        self.0
+    }
+}
+
+/// `body` signed by `key` at `nonce`, for chain `chain_id`.
+pub fn signed(chain_id: &str, key: &Keypair, nonce: u64, body: TxBody) -> SignedTx {
+    Tx {
+        chain_id: chain_id.into(),
+        signer: key.address(),
+        nonce,
+        body,
+    }
+    .sign(key)
 }

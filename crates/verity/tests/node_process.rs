@@ -146,15 +146,9 @@ fn import_at(home: &Path, dir: &str, onnx: &str, out: &Path, flags: &[&str]) {
 async fn start_devnet(home: &Path, extra: &[&std::ffi::OsStr]) -> (Proc, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let url = format!("http://{listen}");
-    let mut devnet = Command::new(env!("CARGO_BIN_EXE_verity"));
-    devnet
-        .args(["devnet", "--listen", &listen, "--no-audit"])
-        .args(extra)
-        .env("VERITY_HOME", home)
-        .env("VERITY_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let proc = Proc(devnet.spawn().unwrap());
+    let mut devnet = verity(&["devnet", "--listen", &listen, "--no-audit"]);
+    devnet.args(extra).env("VERITY_HOME", home);
+    let proc = verity_testkit::process::spawn(devnet, None);
     wait_height(&Client::new(&url), 1, "devnet", Duration::from_secs(30)).await;
     (proc, url)
 }

@@ -1,11 +1,9 @@
 //! Shared test harness: a small chain with funded accounts and a block builder.
 #![allow(dead_code)]
 
-use verity_ledger::{
-    BlockHeader, BlockOutcome, Genesis, GenesisAccount, GenesisStake, Params, State, TxError,
-};
+use verity_ledger::{BlockHeader, BlockOutcome, Genesis, Params, State, TxError};
 use verity_types::{
-    Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, StackOutputs, Tx,
+    Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, StackOutputs,
     TxBody,
 };
 
@@ -50,33 +48,17 @@ impl Chain {
     }
 
     pub fn with_params(params: Params) -> Chain {
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: 1_000,
-            params,
-            accounts: ["client", "p1", "p2", "watcher"]
-                .iter()
-                .map(|n| GenesisAccount {
-                    address: addr(n),
-                    balance: 1_000_000,
-                })
-                .collect(),
-            // `p1` and `p2` are providers; `watcher` is the one consensus validator (audits and
-            // canaries are for the validator set only).
-            stakes: ["p1", "p2"]
-                .iter()
-                .map(|n| GenesisStake {
-                    address: addr(n),
-                    role: Role::Provider,
-                    amount: 10_000,
-                })
-                .chain(std::iter::once(GenesisStake {
-                    address: addr("watcher"),
-                    role: Role::Validator,
-                    amount: 1_000,
-                }))
-                .collect(),
-        };
+        let mut genesis = verity_testkit::genesis(CHAIN).time_ms(1_000).params(params);
+        for name in ["client", "p1", "p2", "watcher"] {
+            genesis = genesis.account(addr(name), 1_000_000);
+        }
+        // `p1` and `p2` are providers; `watcher` is the one consensus validator (audits and
+        // canaries are for the validator set only).
+        let genesis = genesis
+            .stake(addr("p1"), Role::Provider, 10_000)
+            .stake(addr("p2"), Role::Provider, 10_000)
+            .stake(addr("watcher"), Role::Validator, 1_000)
+            .build();
         Chain::from_genesis(genesis)
     }
 
@@ -99,13 +81,7 @@ impl Chain {
     /// A transaction signed by any key (not only the named dev accounts).
     pub fn tx_by(&self, k: &Keypair, body: TxBody) -> SignedTx {
         let nonce = self.state.accounts.get(&k.address()).map_or(0, |a| a.nonce);
-        Tx {
-            chain_id: CHAIN.into(),
-            signer: k.address(),
-            nonce,
-            body,
-        }
-        .sign(k)
+        verity_testkit::signed(CHAIN, k, nonce, body)
     }
 
     pub fn block(&mut self, txs: Vec<SignedTx>) -> BlockOutcome {

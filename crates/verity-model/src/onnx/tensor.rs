@@ -78,31 +78,11 @@ pub(super) fn tensor_f32(t: &pb::TensorProto) -> Result<Vec<f32>, ModelError> {
     }
     let values: Vec<f32> = match t.data_type {
         FLOAT if !t.raw_data.is_empty() => {
-            if t.raw_data.len() != n * 4 {
-                return Err(ModelError::Malformed(format!(
-                    "tensor '{}' has {} bytes for {n} floats",
-                    t.name,
-                    t.raw_data.len()
-                )));
-            }
-            t.raw_data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+            raw_values(t, n, "floats", |c: [u8; 4]| f32::from_le_bytes(c))?
         }
         FLOAT => t.float_data.clone(),
         DOUBLE if !t.raw_data.is_empty() => {
-            if t.raw_data.len() != n * 8 {
-                return Err(ModelError::Malformed(format!(
-                    "tensor '{}' has {} bytes for {n} doubles",
-                    t.name,
-                    t.raw_data.len()
-                )));
-            }
-            t.raw_data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect()
+            raw_values(t, n, "doubles", |c: [u8; 8]| f64::from_le_bytes(c) as f32)?
         }
         DOUBLE => t.double_data.iter().map(|v| *v as f32).collect(),
         other => {
@@ -228,4 +208,25 @@ pub(super) fn reshape(from: Shape, target: &[i64], node: &str) -> Result<Shape, 
         ));
     }
     Ok(shape)
+}
+
+/// `n` little-endian values of `W` bytes each from a tensor's raw data (`what` names them in
+/// the error when the length is wrong).
+fn raw_values<const W: usize>(
+    t: &pb::TensorProto,
+    n: usize,
+    what: &str,
+    value: impl Fn([u8; W]) -> f32,
+) -> Result<Vec<f32>, ModelError> {
+    if t.raw_data.len() != n * W {
+        return Err(ModelError::Malformed(format!(
+            "tensor '{}' has {} bytes for {n} {what}",
+            t.name,
+            t.raw_data.len()
+        )));
+    }
+    Ok(t.raw_data
+        .chunks_exact(W)
+        .map(|c| value(c.try_into().expect("chunks of W bytes")))
+        .collect())
 }

@@ -128,14 +128,12 @@ impl<H: NodeHandle> CanaryAuditor<H> {
     /// send this epoch's when they are due, challenge wrong answers, reveal ended epochs.
     pub async fn step(&mut self) {
         let state = self.node.state();
-        let (node, config, counters) = (&self.node, &self.config, &self.counters);
-        let memory = &mut self.memory;
         // The phases fail independently: a canary that cannot be funded must not hold up
         // another epoch's reveal. The same error is logged once per RESEND_AFTER blocks.
         let results = [
-            commit_and_fund(node, config, counters, memory, &state).await,
-            send_due(node, config, counters, memory, &state).await,
-            watch_and_reveal(node, config, counters, memory, &state).await,
+            self.commit_and_fund(&state).await,
+            self.send_due(&state).await,
+            self.watch_and_reveal(&state).await,
         ];
         for e in results.into_iter().filter_map(Result::err) {
             let message = e.to_string();
@@ -148,6 +146,157 @@ impl<H: NodeHandle> CanaryAuditor<H> {
                 self.last_error = Some((message, state.height));
             }
         }
+    }
+
+    /// Commits to the next epoch's seed and funds its canaries.
+    async fn commit_and_fund(&mut self, state: &State) -> Result<(), CanaryError> {
+        let (node, config, counters, memory) =
+            (&self.node, &self.config, &self.counters, &mut self.memory);
+        let me = config.key.address();
+        let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
+        let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
+
+        // The seed is stored before the commitment is sent: a crash cannot orphan a commitment.
+        let next = epoch + 1;
+        if !state.canary_commits.contains_key(&(next, me)) && memory.due((next, "commit", 0), h) {
+            let seed = load_or_create_seed(&**node, &config.entropy, &me, next)?;
+            memory.seeds.insert(next, seed);
+            let commit = TxBody::CanaryCommit {
+                epoch: next,
+                commitment: commitment(&me, next, &seed),
+                count: config.canaries_per_epoch,
+            };
+            // A failed send is retried after RESEND_AFTER blocks; it must not hold up the rest.
+            match send(&**node, &config.key, commit) {
+                Ok(()) => {
+                    counters.canary_commits.fetch_add(1, Ordering::Relaxed);
+                    info!(epoch = next, "committed to canaries");
+                }
+                Err(e) => warn!(epoch = next, "canary commitment: {e}"),
+            }
+        }
+        // Fund each committed canary's client account an epoch before its job appears.
+        if let Some(commit) = state.canary_commits.get(&(next, me)) {
+            for i in 0..commit.count {
+                let c = canary(node, state, memory, &me, next, i).await?;
+                let have = state
+                    .accounts
+                    .get(&c.key.address())
+                    .map_or(0, |a| a.balance);
+                // The escrow, the submission's fee, and the fee of sweeping what is left back.
+                let need = c.request.offer.max_price
+                    + verity_ledger::fee_of(state, &c.submit)
+                    + sweep_fee(state);
+                if c.send && have < need && memory.due((next, "fund", i), h) {
+                    let body = TxBody::Transfer {
+                        to: c.key.address(),
+                        amount: need - have,
+                    };
+                    if let Err(e) = send(&**node, &funder, body) {
+                        warn!(epoch = next, index = i, "funding a canary: {e}");
+                    }
+                }
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Sends this epoch's canaries when their time comes.
+    async fn send_due(&mut self, state: &State) -> Result<(), CanaryError> {
+        let (node, config, counters, memory) =
+            (&self.node, &self.config, &self.counters, &mut self.memory);
+        let me = config.key.address();
+        let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
+        if let Some(commit) = state.canary_commits.get(&(epoch, me)) {
+            for i in 0..commit.count {
+                let c = canary(node, state, memory, &me, epoch, i).await?;
+                let account = state.accounts.get(&c.key.address());
+                let funded = account.is_some_and(|a| {
+                    a.balance >= c.request.offer.max_price + verity_ledger::fee_of(state, &c.submit)
+                });
+                let fresh = account.is_none_or(|a| a.nonce == 0);
+                if c.send
+                    && h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
+                    && funded
+                    && fresh
+                    && !node.mempool_contains(&c.submit.id())
+                    && memory.due((epoch, "submit", i), h)
+                {
+                    match node.submit(c.submit.clone()) {
+                        Ok(_) => {
+                            counters.canaries_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => warn!(epoch, index = i, "cannot send a canary: {e}"),
+                    }
+                }
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Watches live canaries (challenging wrong answers), reveals ended epochs, and sweeps what
+    /// revealed canaries' accounts have left back to the funder.
+    async fn watch_and_reveal(&mut self, state: &State) -> Result<(), CanaryError> {
+        let (node, config, counters, memory) =
+            (&self.node, &self.config, &self.counters, &mut self.memory);
+        let me = config.key.address();
+        let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
+        let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
+        let live: Vec<(u64, u32)> = state
+            .canary_commits
+            .range((epoch.saturating_sub(CANARY_REVEAL_EPOCHS), me)..)
+            .filter(|((_, who), _)| *who == me)
+            .flat_map(|((e, _), c)| (0..c.count).map(move |i| (*e, i)))
+            .collect();
+        // Every unrevealed epoch gets a reveal, even one whose canaries never went out (it then
+        // reveals none), so no commitment is left hanging.
+        let mut reveals: BTreeMap<u64, Vec<CanaryClaim>> = live
+            .iter()
+            .filter(|(e, _)| !state.canary_commits[&(*e, me)].revealed)
+            .map(|(e, _)| (*e, Vec::new()))
+            .collect();
+        let mut open: BTreeSet<u64> = BTreeSet::new();
+        for (e, i) in live {
+            let revealed = state.canary_commits[&(e, me)].revealed;
+            // One epoch that cannot be derived (its seed lost with a wiped data directory) must
+            // not stop the others.
+            let c = match canary(node, state, memory, &me, e, i).await {
+                Ok(c) => c,
+                Err(err) => {
+                    if memory.due((e, "underivable", i), h) {
+                        warn!(epoch = e, index = i, "{err}");
+                    }
+                    reveals.remove(&e);
+                    continue;
+                }
+            };
+            if revealed {
+                sweep(&**node, state, memory, &funder, &c, (e, i));
+                continue;
+            }
+            let Some(job) = state.jobs.get(&c.job_id) else {
+                continue;
+            };
+            challenge_if_wrong(node, config, counters, memory, &c, job, (e, i), h);
+            let in_epoch = (e * AUDIT_EPOCH_BLOCKS..(e + 1) * AUDIT_EPOCH_BLOCKS)
+                .contains(&job.submitted_height);
+            if !in_epoch {
+                continue;
+            }
+            if !job.state().is_terminal() {
+                open.insert(e);
+            }
+            reveals.entry(e).or_default().push(claim(config, &c, i));
+        }
+        for (e, canaries) in reveals {
+            if e < epoch && !open.contains(&e) && memory.due((e, "reveal", 0), h) {
+                reveal(&**node, config, counters, memory, e, canaries);
+            }
+        }
+        memory.prune(epoch);
+        Ok(())
     }
 
     /// Challenge proofs of wrong canary answers running now (a test waits for them).
@@ -179,169 +328,6 @@ pub async fn run_canaries<H: NodeHandle>(
         }
         auditor.step().await;
     }
-}
-
-/// Commits to the next epoch's seed and funds its canaries.
-async fn commit_and_fund<H: NodeHandle>(
-    node: &Arc<H>,
-    config: &AuditorConfig,
-    counters: &Arc<AuditorCounters>,
-    memory: &mut Canaries,
-    state: &State,
-) -> Result<(), CanaryError> {
-    let me = config.key.address();
-    let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
-    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
-
-    // The seed is stored before the commitment is sent: a crash cannot orphan a commitment.
-    let next = epoch + 1;
-    if !state.canary_commits.contains_key(&(next, me)) && memory.due((next, "commit", 0), h) {
-        let seed = load_or_create_seed(&**node, &config.entropy, &me, next)?;
-        memory.seeds.insert(next, seed);
-        let commit = TxBody::CanaryCommit {
-            epoch: next,
-            commitment: commitment(&me, next, &seed),
-            count: config.canaries_per_epoch,
-        };
-        // A failed send is retried after RESEND_AFTER blocks; it must not hold up the rest.
-        match send(&**node, &config.key, commit) {
-            Ok(()) => {
-                counters.canary_commits.fetch_add(1, Ordering::Relaxed);
-                info!(epoch = next, "committed to canaries");
-            }
-            Err(e) => warn!(epoch = next, "canary commitment: {e}"),
-        }
-    }
-    // Fund each committed canary's client account an epoch before its job appears.
-    if let Some(commit) = state.canary_commits.get(&(next, me)) {
-        for i in 0..commit.count {
-            let c = canary(node, state, memory, &me, next, i).await?;
-            let have = state
-                .accounts
-                .get(&c.key.address())
-                .map_or(0, |a| a.balance);
-            // The escrow, the submission's fee, and the fee of sweeping what is left back.
-            let need = c.request.offer.max_price
-                + verity_ledger::fee_of(state, &c.submit)
-                + sweep_fee(state);
-            if c.send && have < need && memory.due((next, "fund", i), h) {
-                let body = TxBody::Transfer {
-                    to: c.key.address(),
-                    amount: need - have,
-                };
-                if let Err(e) = send(&**node, &funder, body) {
-                    warn!(epoch = next, index = i, "funding a canary: {e}");
-                }
-            }
-        }
-    }
-
-    Ok(())
-}
-
-/// Sends this epoch's canaries when their time comes.
-async fn send_due<H: NodeHandle>(
-    node: &Arc<H>,
-    config: &AuditorConfig,
-    counters: &Arc<AuditorCounters>,
-    memory: &mut Canaries,
-    state: &State,
-) -> Result<(), CanaryError> {
-    let me = config.key.address();
-    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
-    if let Some(commit) = state.canary_commits.get(&(epoch, me)) {
-        for i in 0..commit.count {
-            let c = canary(node, state, memory, &me, epoch, i).await?;
-            let account = state.accounts.get(&c.key.address());
-            let funded = account.is_some_and(|a| {
-                a.balance >= c.request.offer.max_price + verity_ledger::fee_of(state, &c.submit)
-            });
-            let fresh = account.is_none_or(|a| a.nonce == 0);
-            if c.send
-                && h >= epoch * AUDIT_EPOCH_BLOCKS + c.offset
-                && funded
-                && fresh
-                && !node.mempool_contains(&c.submit.id())
-                && memory.due((epoch, "submit", i), h)
-            {
-                match node.submit(c.submit.clone()) {
-                    Ok(_) => {
-                        counters.canaries_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => warn!(epoch, index = i, "cannot send a canary: {e}"),
-                }
-            }
-        }
-    }
-
-    Ok(())
-}
-
-/// Watches live canaries (challenging wrong answers), reveals ended epochs, and sweeps what
-/// revealed canaries' accounts have left back to the funder.
-async fn watch_and_reveal<H: NodeHandle>(
-    node: &Arc<H>,
-    config: &AuditorConfig,
-    counters: &Arc<AuditorCounters>,
-    memory: &mut Canaries,
-    state: &State,
-) -> Result<(), CanaryError> {
-    let me = config.key.address();
-    let funder = config.canary_funder.clone().unwrap_or(config.key.clone());
-    let (h, epoch) = (state.height, state.height / AUDIT_EPOCH_BLOCKS);
-    let live: Vec<(u64, u32)> = state
-        .canary_commits
-        .range((epoch.saturating_sub(CANARY_REVEAL_EPOCHS), me)..)
-        .filter(|((_, who), _)| *who == me)
-        .flat_map(|((e, _), c)| (0..c.count).map(move |i| (*e, i)))
-        .collect();
-    // Every unrevealed epoch gets a reveal, even one whose canaries never went out (it then
-    // reveals none), so no commitment is left hanging.
-    let mut reveals: BTreeMap<u64, Vec<CanaryClaim>> = live
-        .iter()
-        .filter(|(e, _)| !state.canary_commits[&(*e, me)].revealed)
-        .map(|(e, _)| (*e, Vec::new()))
-        .collect();
-    let mut open: BTreeSet<u64> = BTreeSet::new();
-    for (e, i) in live {
-        let revealed = state.canary_commits[&(e, me)].revealed;
-        // One epoch that cannot be derived (its seed lost with a wiped data directory) must
-        // not stop the others.
-        let c = match canary(node, state, memory, &me, e, i).await {
-            Ok(c) => c,
-            Err(err) => {
-                if memory.due((e, "underivable", i), h) {
-                    warn!(epoch = e, index = i, "{err}");
-                }
-                reveals.remove(&e);
-                continue;
-            }
-        };
-        if revealed {
-            sweep(&**node, state, memory, &funder, &c, (e, i));
-            continue;
-        }
-        let Some(job) = state.jobs.get(&c.job_id) else {
-            continue;
-        };
-        challenge_if_wrong(node, config, counters, memory, &c, job, (e, i), h);
-        let in_epoch =
-            (e * AUDIT_EPOCH_BLOCKS..(e + 1) * AUDIT_EPOCH_BLOCKS).contains(&job.submitted_height);
-        if !in_epoch {
-            continue;
-        }
-        if !job.state().is_terminal() {
-            open.insert(e);
-        }
-        reveals.entry(e).or_default().push(claim(config, &c, i));
-    }
-    for (e, canaries) in reveals {
-        if e < epoch && !open.contains(&e) && memory.due((e, "reveal", 0), h) {
-            reveal(&**node, config, counters, memory, e, canaries);
-        }
-    }
-    memory.prune(epoch);
-    Ok(())
 }
 
 /// Challenges live canary `c` (`job` on the ledger) if it was answered wrong: one proof at a

@@ -2,30 +2,12 @@
 //! test.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use verity_client::Client;
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process, killed when dropped (a failing test leaves nothing running).
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use verity_testkit::process::{Proc, free_port};
 
 /// `verity ARGS`, quiet logs.
 pub fn verity(args: &[&str]) -> Command {
@@ -36,17 +18,7 @@ pub fn verity(args: &[&str]) -> Command {
 
 /// Starts `verity ARGS` in the background; its stderr goes to `log` (or nowhere).
 pub fn spawn(args: &[&str], log: Option<&Path>) -> Proc {
-    let stderr = match log {
-        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-        None => Stdio::null(),
-    };
-    Proc(
-        verity(args)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap(),
-    )
+    verity_testkit::process::spawn(verity(args), log)
 }
 
 /// Waits until the node behind `client` answers with a height of at least `at_least`, and
