@@ -44,6 +44,63 @@ pub enum ErrorCode {
     Invalid,
 }
 
+/// What an id prefix can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    Job,
+    /// An account or a staked provider or validator: an address.
+    Account,
+    Program,
+}
+
+/// One id a prefix names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMatch {
+    pub kind: IdKind,
+    /// The whole id, `0x` and 64 hex digits.
+    pub id: String,
+}
+
+/// `GET /v1/resolve/{prefix}`: the ids of each kind that start with the prefix (at most
+/// `verity_types::prefix::AMBIGUOUS_SHOWN` of a kind; more means the prefix is ambiguous).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub prefix: String,
+    pub matches: Vec<IdMatch>,
+}
+
+impl Resolution {
+    /// The one id of `kind` the prefix names, or why there is not exactly one.
+    pub fn one(&self, kind: IdKind) -> Result<&str, String> {
+        let of_kind: Vec<&str> = self
+            .matches
+            .iter()
+            .filter(|m| m.kind == kind)
+            .map(|m| m.id.as_str())
+            .collect();
+        let what = match kind {
+            IdKind::Job => "job",
+            IdKind::Account => "account",
+            IdKind::Program => "program",
+        };
+        match of_kind.as_slice() {
+            [one] => Ok(one),
+            [] => Err(format!("no {what} id starts with {}", self.prefix)),
+            many => Err(format!(
+                "{} is ambiguous: it starts {what} ids {}{}; give more digits",
+                self.prefix,
+                many.join(", "),
+                if many.len() >= verity_types::prefix::AMBIGUOUS_SHOWN {
+                    ", …"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+}
+
 /// `POST /v1/txs`: a borsh-encoded `SignedTx`, base64.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubmitTx {
@@ -275,6 +332,32 @@ pub fn heartbeat_message(provider: &Address, height: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resolution_names_one_id_of_a_kind_or_says_why_not() {
+        let m = |kind, id: &str| IdMatch {
+            kind,
+            id: id.into(),
+        };
+        let r = Resolution {
+            prefix: "0x48".into(),
+            matches: vec![
+                m(IdKind::Job, "0x48aa"),
+                m(IdKind::Account, "0x48bb"),
+                m(IdKind::Account, "0x48cc"),
+            ],
+        };
+        assert_eq!(r.one(IdKind::Job), Ok("0x48aa"));
+        let ambiguous = r.one(IdKind::Account).unwrap_err();
+        assert!(
+            ambiguous.contains("ambiguous") && ambiguous.contains("0x48bb, 0x48cc"),
+            "{ambiguous}"
+        );
+        assert_eq!(
+            r.one(IdKind::Program),
+            Err("no program id starts with 0x48".into())
+        );
+    }
 
     #[test]
     fn codes_and_states_have_their_documented_spelling() {

@@ -18,6 +18,8 @@ pub const HEARTBEAT: &str = "/v1/providers/heartbeat";
 pub const PROVIDER: &str = "/v1/providers/{id}";
 pub const AUDITORS: &str = "/v1/auditors";
 pub const EVENTS: &str = "/v1/events";
+/// Which jobs, accounts and programs an id prefix names.
+pub const RESOLVE: &str = "/v1/resolve/{id}";
 /// Served by a provider at its announced endpoint (not by nodes): `?nonce=…`.
 pub const PING: &str = "/v1/ping";
 

@@ -232,6 +232,14 @@ impl Client {
         }
     }
 
+    /// The jobs, accounts and programs whose ids start with `prefix`.
+    pub async fn resolve(
+        &self,
+        prefix: &verity_types::IdPrefix,
+    ) -> Result<verity_api::Resolution, ClientError> {
+        self.get(&routes::path(routes::RESOLVE, prefix)).await
+    }
+
     pub async fn job(&self, id: &JobId) -> Result<JobView, ClientError> {
         self.get(&routes::path(routes::JOB, id)).await
     }

@@ -387,7 +387,7 @@ async fn liveness_audits_tell_a_steady_provider_from_a_flaky_one() {
     let mut sim = Sim::open(dir.path());
     let (steady, flaky) = (devnet::dev_key("provider"), devnet::dev_key("provider2"));
     for (key, host) in [(&steady, "steady"), (&flaky, "flaky")] {
-        let endpoint = format!("https://{host}.example");
+        let endpoint = format!("http://{host}.example");
         sim.node
             .sign_and_submit(key, TxBody::Announce { endpoint })
             .unwrap();

@@ -329,6 +329,39 @@ async fn bad_requests_get_clear_4xx_errors() {
         "job id `xyz` is not valid",
     )
     .await;
+    // An id prefix: not hex, or no digits at all.
+    check(
+        http.get(format!("{url}/v1/resolve/0xzz"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "is not hex",
+    )
+    .await;
+    check(
+        http.get(format!("{url}/v1/resolve/0x"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "at least one hex digit",
+    )
+    .await;
+    // The dev client's address, by the prefix tables print.
+    let client_addr = devnet::dev_key("client").address().to_string();
+    let found: verity_api::Resolution = http
+        .get(format!("{url}/v1/resolve/{}…", &client_addr[..10]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found.one(verity_api::IdKind::Account),
+        Ok(client_addr.as_str())
+    );
     check(
         http.get(format!("{url}/v1/jobs?state=dancing"))
             .send()
@@ -586,9 +619,10 @@ async fn a_slow_provider_shows_in_its_latency_percentiles() {
         latencies.push(profile.latency_p50_blocks.unwrap());
         node.stop().await;
     }
-    // 1.5 s is 30 blocks of 50 ms.
+    // 1.5 s is 30 blocks of 50 ms, fewer on a loaded machine where blocks come slower (23
+    // were seen on 2 cores under the whole test suite): a third of it is the margin.
     assert!(
-        latencies[1] >= latencies[0] + 25,
+        latencies[1] >= latencies[0] + 10,
         "slow p50 {} vs prompt p50 {}",
         latencies[1],
         latencies[0]

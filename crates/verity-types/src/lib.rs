@@ -11,6 +11,7 @@ pub mod field;
 pub mod ids;
 pub mod merkle;
 pub mod outputs;
+pub mod prefix;
 pub mod receipt;
 pub mod tx;
 
@@ -19,6 +20,7 @@ pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use ids::{BlockId, JobId, ProgramHash, TxId};
 pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
+pub use prefix::{IdPrefix, PrefixError, Resolved};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{
     AuditReport, CanaryClaim, CanaryReveal, DecodeError, InvalidOffer, JobRequest, Liveness, Mode,

@@ -323,6 +323,25 @@ async fn a_model_prediction_as_a_network_job() {
         "{:?}",
         text(&out)
     );
+    // The id as tables print it, abbreviated, names the job too (as git's short ids do);
+    // so does a provider's; a prefix nothing starts with is refused, naming it.
+    let short = format!("{}…", &id[..10]);
+    let out = verity_at(home.path(), &["job", "status", &short, "--node", &url]);
+    assert!(text(&out).0.contains(id.as_str()), "{:?}", text(&out));
+    let provider = devnet::dev_key("provider").address().to_string();
+    let out = verity_at(
+        home.path(),
+        &["provider", "show", &provider[..10], "--node", &url],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let unknown = if id.starts_with("0xf") { "0x0" } else { "0xf" };
+    let unknown = format!("{unknown}{}", "0".repeat(12));
+    let out = verity_at(home.path(), &["job", "status", &unknown, "--node", &url]);
+    assert!(
+        !out.status.success() && text(&out).1.contains("no job id starts with"),
+        "{:?}",
+        text(&out)
+    );
     let elsewhere = tempfile::tempdir().unwrap();
     let out = verity_at(elsewhere.path(), &["job", "status", &id, "--node", &url]);
     assert!(out.status.success() && !text(&out).0.contains("predicts"));

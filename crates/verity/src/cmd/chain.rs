@@ -59,7 +59,9 @@ pub async fn status(node: NodeArgs) -> Result<()> {
 
 pub async fn account(who: String, node: NodeArgs) -> Result<()> {
     let client = Client::new(&node.node);
-    let a = client.account(&resolve_address(&who)?).await?;
+    let a = client
+        .account(&super::address(&client, &who).await?)
+        .await?;
     println!("address  {}", a.address);
     println!("balance  {}", a.balance);
     println!("nonce    {} (next {})", a.nonce, a.next_nonce);

@@ -11,8 +11,8 @@ use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
 use verity_types::{JobId, JobRequest, Keypair, Mode, Offer, ProgramSource, TxBody, format_felts};
 
-use super::{KeyArgs, NodeArgs, parse_job_id};
-use crate::keystore::{resolve_address, resolve_key};
+use super::{KeyArgs, NodeArgs};
+use crate::keystore::resolve_key;
 use crate::model_file::{self, LoadedModel};
 use crate::program_file::{InputArgs, LoadedProgram, ProgramArgs, load};
 use crate::render::{mode_name, print_entry};
@@ -445,7 +445,7 @@ async fn submit(args: SubmitArgs) -> Result<()> {
 /// `job status`: the job's record, its outputs decoded with a model when one is known.
 async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs) -> Result<()> {
     let client = Client::new(&node.node);
-    let view = client.job(&parse_job_id(id)?).await?;
+    let view = client.job(&super::job_id(&client, id).await?).await?;
     let j = &view.job;
     println!("job      {}", j.id);
     println!("state    {}", j.state());
@@ -527,7 +527,7 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
 /// `job receipt`: fetches the receipt, verifies it, writes it.
 async fn receipt(id: &str, output: &Path, node: &NodeArgs) -> Result<()> {
     let client = Client::new(&node.node);
-    let receipt = client.receipt(&parse_job_id(id)?).await?;
+    let receipt = client.receipt(&super::job_id(&client, id).await?).await?;
     std::fs::write(output, receipt.to_json())
         .with_context(|| format!("cannot write {}", output.display()))?;
     println!("receipt verified and written to {}", output.display());
@@ -556,8 +556,14 @@ pub async fn list(args: JobsArgs) -> Result<()> {
             .as_deref()
             .map(|s| s.parse::<JobState>().map_err(anyhow::Error::msg))
             .transpose()?,
-        client: args.client.as_deref().map(resolve_address).transpose()?,
-        provider: args.provider.as_deref().map(resolve_address).transpose()?,
+        client: match &args.client {
+            Some(who) => Some(super::address(&client, who).await?),
+            None => None,
+        },
+        provider: match &args.provider {
+            Some(who) => Some(super::address(&client, who).await?),
+            None => None,
+        },
         after: None,
         limit: Some(args.limit),
     };

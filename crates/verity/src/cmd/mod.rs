@@ -1,9 +1,10 @@
 //! One module per command group, each with its `Args` and what runs them (as in reth), and
 //! the flags several groups share.
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use clap::Args;
-use verity_types::JobId;
+use verity_client::{Client, IdKind};
+use verity_types::{Address, Digest, IdPrefix, JobId};
 
 pub mod chain;
 pub mod devnet;
@@ -32,7 +33,40 @@ pub struct KeyArgs {
     pub key: String,
 }
 
-pub fn parse_job_id(s: &str) -> Result<JobId> {
-    s.parse()
-        .map_err(|e| anyhow::anyhow!("`{s}` is not a job id: {e}"))
+/// A job id, whole or as a unique prefix (as tables print it: `0x48ed607f…`).
+pub async fn job_id(client: &Client, s: &str) -> Result<JobId> {
+    let prefix: IdPrefix = s
+        .parse()
+        .map_err(|e| anyhow!("`{s}` is not a job id: {e}"))?;
+    if let Some(whole) = prefix.full() {
+        return Ok(JobId(Digest(whole)));
+    }
+    let id = client
+        .resolve(&prefix)
+        .await?
+        .one(IdKind::Job)
+        .map_err(|e| anyhow!(e))?
+        .to_string();
+    id.parse()
+        .map_err(|e| anyhow!("the node named job `{id}`: {e}"))
+}
+
+/// An address: whole, a unique prefix starting with `0x` (as tables print it), or a key name
+/// (see [`crate::keystore::resolve_address`]).
+pub async fn address(client: &Client, s: &str) -> Result<Address> {
+    let whole = s.trim_start_matches("0x").len() == 64;
+    if !s.starts_with("0x") || whole {
+        return crate::keystore::resolve_address(s);
+    }
+    let prefix: IdPrefix = s
+        .parse()
+        .map_err(|e| anyhow!("`{s}` is not an address: {e}"))?;
+    let id = client
+        .resolve(&prefix)
+        .await?
+        .one(IdKind::Account)
+        .map_err(|e| anyhow!(e))?
+        .to_string();
+    id.parse()
+        .map_err(|e| anyhow!("the node named account `{id}`: {e}"))
 }

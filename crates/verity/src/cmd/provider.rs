@@ -10,7 +10,7 @@ use verity_client::Client;
 use verity_provider::ProviderConfig;
 
 use super::NodeArgs;
-use crate::keystore::{resolve_address, resolve_key};
+use crate::keystore::resolve_key;
 use crate::model_file::LoadedModel;
 use crate::render::print_profile;
 
@@ -158,8 +158,9 @@ pub async fn list(node: NodeArgs) -> Result<()> {
 
 pub async fn run(args: ProviderArgs) -> Result<()> {
     if let Some(ProviderCmd::Show { who, node }) = args.cmd {
-        let view = Client::new(&node.node)
-            .provider(&resolve_address(&who)?)
+        let client = Client::new(&node.node);
+        let view = client
+            .provider(&super::address(&client, &who).await?)
             .await?;
         print_profile(&view.profile);
         println!("online     {}", if view.online { "yes" } else { "no" });

@@ -28,6 +28,8 @@ use verity_types::{Address, Digest, JobId, ProgramHash, Receipt, SignedTx};
 use crate::mempool::AdmitError;
 use crate::node::Node;
 
+mod resolve;
+
 /// Largest request body: a transaction with a proof is ~200 KB of base64.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Most jobs per page.
@@ -135,6 +137,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(routes::PROVIDER, get(provider))
         .route(routes::AUDITORS, get(auditors))
         .route(routes::EVENTS, get(events))
+        .route(routes::RESOLVE, get(resolve::resolve))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)

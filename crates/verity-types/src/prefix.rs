@@ -1,0 +1,186 @@
+//! Ids as people paste them back: the leading hex digits of a 32-byte id, as tables and logs
+//! print them abbreviated (`0x48ed607f…`). A prefix names an id when exactly one known id
+//! starts with it, as with git's abbreviated commits.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The leading hex digits of an id (1 to 64, after an optional `0x`; a trailing `…` or `...`
+/// as tables print it is ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPrefix {
+    digits: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("an id prefix needs at least one hex digit")]
+    Empty,
+    #[error("an id has 64 hex digits; `{0}` has more")]
+    TooLong(String),
+    #[error("`{0}` is not hex")]
+    NotHex(String),
+}
+
+impl FromStr for IdPrefix {
+    type Err = PrefixError;
+
+    fn from_str(s: &str) -> Result<Self, PrefixError> {
+        let s = s.trim();
+        let s = s
+            .strip_suffix('…')
+            .or_else(|| s.strip_suffix("..."))
+            .unwrap_or(s);
+        let digits = s.strip_prefix("0x").unwrap_or(s).to_ascii_lowercase();
+        if digits.is_empty() {
+            return Err(PrefixError::Empty);
+        }
+        if digits.len() > 64 {
+            return Err(PrefixError::TooLong(s.to_string()));
+        }
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PrefixError::NotHex(s.to_string()));
+        }
+        Ok(IdPrefix { digits })
+    }
+}
+
+impl fmt::Display for IdPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", self.digits)
+    }
+}
+
+/// What a prefix names among the known ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved<K> {
+    One(K),
+    None,
+    /// Several ids start with it: the first few, in order.
+    Many(Vec<K>),
+}
+
+impl<K> Resolved<K> {
+    /// The same answer about other keys (the same ids, written as `f` writes them).
+    pub fn map_keys<T>(self, f: impl Fn(K) -> T) -> Resolved<T> {
+        match self {
+            Resolved::One(k) => Resolved::One(f(k)),
+            Resolved::None => Resolved::None,
+            Resolved::Many(ks) => Resolved::Many(ks.into_iter().map(f).collect()),
+        }
+    }
+}
+
+/// Ids listed when a prefix is ambiguous.
+pub const AMBIGUOUS_SHOWN: usize = 5;
+
+impl IdPrefix {
+    /// The whole id, if all 64 digits were given.
+    pub fn full(&self) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.digits, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// The smallest and largest 32-byte ids that start with this prefix.
+    pub fn bounds(&self) -> ([u8; 32], [u8; 32]) {
+        let pad = |fill: char| {
+            let mut text = self.digits.clone();
+            while text.len() < 64 {
+                text.push(fill);
+            }
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(&text, &mut out).expect("64 hex digits");
+            out
+        };
+        (pad('0'), pad('f'))
+    }
+
+    /// What this prefix names among `map`'s keys (ids ordered by their bytes, as every
+    /// digest-like id is); `id` builds a key from 32 bytes. Reads at most
+    /// [`AMBIGUOUS_SHOWN`] + 1 keys, whatever the map's size.
+    pub fn resolve<K: Ord + Clone, V>(
+        &self,
+        map: &BTreeMap<K, V>,
+        id: impl Fn([u8; 32]) -> K,
+    ) -> Resolved<K> {
+        let (lo, hi) = self.bounds();
+        let mut found: Vec<K> = map
+            .range(id(lo)..=id(hi))
+            .map(|(k, _)| k.clone())
+            .take(AMBIGUOUS_SHOWN + 1)
+            .collect();
+        match found.len() {
+            0 => Resolved::None,
+            1 => Resolved::One(found.remove(0)),
+            _ => {
+                found.truncate(AMBIGUOUS_SHOWN);
+                Resolved::Many(found)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(first: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..first.len()].copy_from_slice(first);
+        out
+    }
+
+    #[test]
+    fn a_prefix_names_the_one_id_it_starts_and_says_when_it_starts_several() {
+        let map: BTreeMap<[u8; 32], ()> = [
+            id(&[0x48, 0xed, 0x60]),
+            id(&[0x48, 0xed, 0x61]),
+            id(&[0x48, 0x00]),
+            id(&[0xff]),
+        ]
+        .into_iter()
+        .map(|k| (k, ()))
+        .collect();
+        let resolve = |s: &str| s.parse::<IdPrefix>().unwrap().resolve(&map, |b| b);
+        assert_eq!(resolve("0x48ed60"), Resolved::One(id(&[0x48, 0xed, 0x60])));
+        // As a table prints it, and in capitals.
+        assert_eq!(resolve("0x48ED61…"), Resolved::One(id(&[0x48, 0xed, 0x61])));
+        assert_eq!(
+            resolve("48ed"),
+            Resolved::Many(vec![id(&[0x48, 0xed, 0x60]), id(&[0x48, 0xed, 0x61])])
+        );
+        // An odd number of digits is a prefix too.
+        assert_eq!(resolve("0x480"), Resolved::One(id(&[0x48, 0x00])));
+        assert_eq!(resolve("f"), Resolved::One(id(&[0xff])));
+        assert_eq!(resolve("0x47"), Resolved::None);
+        // A whole id is its own prefix.
+        let whole = hex::encode(id(&[0xff]));
+        assert_eq!(resolve(&whole), Resolved::One(id(&[0xff])));
+        assert_eq!(whole.parse::<IdPrefix>().unwrap().full(), Some(id(&[0xff])));
+    }
+
+    #[test]
+    fn ambiguity_lists_a_bounded_few() {
+        let map: BTreeMap<[u8; 32], ()> = (0u8..100).map(|i| (id(&[0xab, i]), ())).collect();
+        let Resolved::Many(shown) = "ab".parse::<IdPrefix>().unwrap().resolve(&map, |b| b) else {
+            panic!("ambiguous");
+        };
+        assert_eq!(shown.len(), AMBIGUOUS_SHOWN);
+    }
+
+    #[test]
+    fn malformed_prefixes_are_refused() {
+        assert_eq!("0x".parse::<IdPrefix>(), Err(PrefixError::Empty));
+        assert_eq!("…".parse::<IdPrefix>(), Err(PrefixError::Empty));
+        assert!(matches!(
+            "0xzz".parse::<IdPrefix>(),
+            Err(PrefixError::NotHex(_))
+        ));
+        assert!(matches!(
+            "a".repeat(65).parse::<IdPrefix>(),
+            Err(PrefixError::TooLong(_))
+        ));
+    }
+}
