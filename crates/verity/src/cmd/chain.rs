@@ -126,6 +126,8 @@ pub struct TransferArgs {
 }
 
 pub async fn transfer(args: TransferArgs) -> Result<()> {
+    // The whole address or a key name, never a prefix: a prefix resolves among accounts the
+    // chain knows, and money meant for a new account would go to a known one.
     let to = resolve_address(&args.to)?;
     send_and_wait(
         &args.node,
