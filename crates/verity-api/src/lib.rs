@@ -63,7 +63,8 @@ pub struct IdMatch {
 }
 
 /// `GET /v1/resolve/{prefix}`: the ids of each kind that start with the prefix (at most
-/// `verity_types::prefix::AMBIGUOUS_SHOWN` of a kind; more means the prefix is ambiguous).
+/// `verity_types::prefix::AMBIGUOUS_SHOWN` + 1 of a kind: one more than a reader is shown, so
+/// "more" can be told from "exactly these").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
     pub prefix: String,
@@ -87,16 +88,15 @@ impl Resolution {
         match of_kind.as_slice() {
             [one] => Ok(one),
             [] => Err(format!("no {what} id starts with {}", self.prefix)),
-            many => Err(format!(
-                "{} is ambiguous: it starts {what} ids {}{}; give more digits",
-                self.prefix,
-                many.join(", "),
-                if many.len() >= verity_types::prefix::AMBIGUOUS_SHOWN {
-                    ", …"
-                } else {
-                    ""
-                }
-            )),
+            many => {
+                let shown = verity_types::prefix::AMBIGUOUS_SHOWN;
+                let more = if many.len() > shown { ", …" } else { "" };
+                Err(format!(
+                    "{} is ambiguous: it starts {what} ids {}{more}; give more digits",
+                    self.prefix,
+                    many[..many.len().min(shown)].join(", "),
+                ))
+            }
         }
     }
 }

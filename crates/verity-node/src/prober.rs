@@ -268,17 +268,17 @@ pub fn probe_window(
     all.iter().cycle().skip(start).take(max).cloned().collect()
 }
 
-/// Whether an announced endpoint may be probed: http only (no TLS here), and unless `private_ok`, not a
+/// Whether an announced endpoint may be probed: http(s) only, and unless `private_ok`, not a
 /// loopback, private, link-local or unspecified address (or `localhost`). Host names are
 /// not resolved here; docs/SECURITY.md notes what that leaves open.
 pub fn probe_allowed(endpoint: &str, private_ok: bool) -> bool {
     let Ok(url) = reqwest::Url::parse(endpoint) else {
         return false;
     };
-    // This build's HTTP client has no TLS: an https probe could only fail, and would count
-    // against the provider as unanswered. Such endpoints go unprobed (no liveness record)
-    // until the node's client speaks TLS (docs/SECURITY.md, open items).
-    if url.scheme() != "http" {
+    // This build's HTTP client has no TLS, so an https probe fails and counts as unanswered
+    // (docs/SECURITY.md, open items). Not probing such endpoints would be worse: a provider
+    // without a liveness record keeps its whole score, so a dead one could hide behind https.
+    if !matches!(url.scheme(), "http" | "https") {
         return false;
     }
     if private_ok {
@@ -368,10 +368,8 @@ mod tests {
             assert!(!probe_allowed(bad, false), "{bad} must not be probed");
         }
         assert!(probe_allowed("http://provider.example.com:8443", false));
-        assert!(
-            !probe_allowed("https://provider.example.com:8443", false),
-            "no TLS in this build: an https probe would count as unanswered"
-        );
+        // Probed, and (without TLS) unanswered: never a way to escape audits.
+        assert!(probe_allowed("https://provider.example.com:8443", false));
         assert!(probe_allowed("http://203.0.113.7:9000", false));
         assert!(
             probe_allowed("http://127.0.0.1:9000", true),

@@ -32,12 +32,18 @@ impl FromStr for IdPrefix {
             .strip_suffix('…')
             .or_else(|| s.strip_suffix("..."))
             .unwrap_or(s);
-        let digits = s.strip_prefix("0x").unwrap_or(s).to_ascii_lowercase();
+        let digits = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
+        if digits.len() > 64 {
+            // Named by its start only: the input may be long, and errors echo it.
+            let start: String = s.chars().take(20).collect();
+            return Err(PrefixError::TooLong(format!("{start}…")));
+        }
+        let digits = digits.to_ascii_lowercase();
         if digits.is_empty() {
             return Err(PrefixError::Empty);
-        }
-        if digits.len() > 64 {
-            return Err(PrefixError::TooLong(s.to_string()));
         }
         if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(PrefixError::NotHex(s.to_string()));
@@ -57,7 +63,8 @@ impl fmt::Display for IdPrefix {
 pub enum Resolved<K> {
     One(K),
     None,
-    /// Several ids start with it: the first few, in order.
+    /// Several ids start with it: the first few, in order, at most [`AMBIGUOUS_SHOWN`] + 1 (so
+    /// a reader can tell "these" from "these and more").
     Many(Vec<K>),
 }
 
@@ -114,10 +121,7 @@ impl IdPrefix {
         match found.len() {
             0 => Resolved::None,
             1 => Resolved::One(found.remove(0)),
-            _ => {
-                found.truncate(AMBIGUOUS_SHOWN);
-                Resolved::Many(found)
-            }
+            _ => Resolved::Many(found),
         }
     }
 }
@@ -147,6 +151,7 @@ mod tests {
         assert_eq!(resolve("0x48ed60"), Resolved::One(id(&[0x48, 0xed, 0x60])));
         // As a table prints it, and in capitals.
         assert_eq!(resolve("0x48ED61…"), Resolved::One(id(&[0x48, 0xed, 0x61])));
+        assert_eq!(resolve("0X48ED61"), Resolved::One(id(&[0x48, 0xed, 0x61])));
         assert_eq!(
             resolve("48ed"),
             Resolved::Many(vec![id(&[0x48, 0xed, 0x60]), id(&[0x48, 0xed, 0x61])])
@@ -167,7 +172,11 @@ mod tests {
         let Resolved::Many(shown) = "ab".parse::<IdPrefix>().unwrap().resolve(&map, |b| b) else {
             panic!("ambiguous");
         };
-        assert_eq!(shown.len(), AMBIGUOUS_SHOWN);
+        assert_eq!(
+            shown.len(),
+            AMBIGUOUS_SHOWN + 1,
+            "the shown few, and a sign of more"
+        );
     }
 
     #[test]
@@ -178,9 +187,10 @@ mod tests {
             "0xzz".parse::<IdPrefix>(),
             Err(PrefixError::NotHex(_))
         ));
-        assert!(matches!(
-            "a".repeat(65).parse::<IdPrefix>(),
-            Err(PrefixError::TooLong(_))
-        ));
+        // A long input is refused without being echoed whole.
+        let Err(PrefixError::TooLong(named)) = "a".repeat(100_000).parse::<IdPrefix>() else {
+            panic!("too long");
+        };
+        assert!(named.chars().count() <= 21, "{named}");
     }
 }

@@ -53,7 +53,7 @@ pub(super) async fn resolve(
     let matches = tagged(IdKind::Job, jobs)
         .chain(tagged(
             IdKind::Account,
-            accounts.into_iter().take(AMBIGUOUS_SHOWN).collect(),
+            accounts.into_iter().take(AMBIGUOUS_SHOWN + 1).collect(),
         ))
         .chain(tagged(IdKind::Program, programs))
         .collect();

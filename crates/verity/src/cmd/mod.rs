@@ -41,32 +41,36 @@ pub async fn job_id(client: &Client, s: &str) -> Result<JobId> {
     if let Some(whole) = prefix.full() {
         return Ok(JobId(Digest(whole)));
     }
-    let id = client
-        .resolve(&prefix)
-        .await?
-        .one(IdKind::Job)
-        .map_err(|e| anyhow!(e))?
-        .to_string();
-    id.parse()
-        .map_err(|e| anyhow!("the node named job `{id}`: {e}"))
+    resolve(client, &prefix, IdKind::Job).await
 }
 
 /// An address: whole, a unique prefix starting with `0x` (as tables print it), or a key name
 /// (see [`crate::keystore::resolve_address`]).
 pub async fn address(client: &Client, s: &str) -> Result<Address> {
-    let whole = s.trim_start_matches("0x").len() == 64;
-    if !s.starts_with("0x") || whole {
+    if !s.starts_with("0x") && !s.starts_with("0X") {
         return crate::keystore::resolve_address(s);
     }
     let prefix: IdPrefix = s
         .parse()
         .map_err(|e| anyhow!("`{s}` is not an address: {e}"))?;
-    let id = client
-        .resolve(&prefix)
-        .await?
-        .one(IdKind::Account)
-        .map_err(|e| anyhow!(e))?
-        .to_string();
+    if let Some(whole) = prefix.full() {
+        return Ok(Address(whole));
+    }
+    resolve(client, &prefix, IdKind::Account).await
+}
+
+/// The one id of `kind` the node says `prefix` names; an answer that does not start with the
+/// prefix (a node lying or broken) is refused rather than used.
+async fn resolve<T>(client: &Client, prefix: &IdPrefix, kind: IdKind) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let resolution = client.resolve(prefix).await?;
+    let id = resolution.one(kind).map_err(|e| anyhow!(e))?;
+    if !id.to_ascii_lowercase().starts_with(&prefix.to_string()) {
+        anyhow::bail!("the node answered {id} for the prefix {prefix}");
+    }
     id.parse()
-        .map_err(|e| anyhow!("the node named account `{id}`: {e}"))
+        .map_err(|e| anyhow!("the node answered `{id}`, not an id: {e}"))
 }
