@@ -99,11 +99,29 @@ fn network(command: Command) -> anyhow::Result<()> {
         // Miden logs internal diagnostics at error level while assembling; they are not errors
         // of ours, so they stay quiet unless asked for with VERITY_LOG.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,miden_core=off,miden_assembly=off,miden_assembly_syntax=off,miden_processor=off,miden_prover=off"));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let log_file = match &command {
+        Command::Devnet(args) => args.log_file(),
+        _ => None,
+    };
+    match log_file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::File::create(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            let _ = logs
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .try_init();
+        }
+        None => {
+            let _ = logs.with_writer(std::io::stderr).try_init();
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

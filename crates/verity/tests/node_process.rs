@@ -160,13 +160,34 @@ fn the_devnet_demo_finalizes_every_job() {
     let _turn = PROVING.blocking_lock();
     let home = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let out = verity_at(home.path(), &["devnet", "--demo", "--listen", &listen]);
+    // Default logging (no VERITY_LOG), from a directory with no examples in it: the demo
+    // carries its own inputs, and the network's logs go to the file it names, not between
+    // the table's lines.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = verity(&["devnet", "--demo", "--listen", &listen])
+        .env_remove("VERITY_LOG")
+        .env("VERITY_HOME", home.path())
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("all demo jobs finalized"),
         "{stdout}\n{stderr}"
     );
+    assert!(
+        !stdout.contains(" INFO ") && !stderr.contains(" INFO ") && !stderr.contains(" WARN "),
+        "logs in the demo's output: {stdout}\n{stderr}"
+    );
+    let log = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("network logs: "))
+        .and_then(|l| l.split(" (").next())
+        .unwrap_or_else(|| panic!("no log file named: {stdout}"));
+    let logged = std::fs::read_to_string(log).unwrap();
+    assert!(logged.contains("with a verified proof"), "{logged}");
+    let _ = std::fs::remove_file(log);
     let inference = stdout
         .lines()
         .find(|l| l.starts_with("digits mlp.onnx"))

@@ -34,6 +34,10 @@ pub struct DevnetArgs {
     /// input, proven; iris, public input, optimistic), print a table of results, and exit.
     #[arg(long)]
     demo: bool,
+    /// With --demo: print the network's logs here, between the demo's lines, instead of
+    /// writing them to a file.
+    #[arg(short, long)]
+    verbose: bool,
     /// Validators. 1: a single block producer. More: that many validator nodes on loopback
     /// running BFT consensus (simplex) over authenticated p2p, each with its own data
     /// directory, API port (--listen, +1, +2, ...) and p2p port.
@@ -47,7 +51,79 @@ pub struct DevnetArgs {
     audit: AuditArgs,
 }
 
+impl DevnetArgs {
+    /// Where the network's logs go instead of the terminal: the demo prints a table, and a
+    /// dozen log lines per job would bury it. `None`: the terminal.
+    pub fn log_file(&self) -> Option<PathBuf> {
+        if !self.demo || self.verbose {
+            return None;
+        }
+        let dir = self.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+        Some(dir.join(format!("verity-devnet-{}.log", std::process::id())))
+    }
+}
+
+/// The demo's inputs, built into the binary, so an installed `verity` runs the demo from
+/// anywhere: `(path under examples/, contents)`.
+const DEMO_FILES: &[(&str, &[u8])] = &[
+    ("fib.masm", include_bytes!("../../../../examples/fib.masm")),
+    (
+        "hash_chain.masm",
+        include_bytes!("../../../../examples/hash_chain.masm"),
+    ),
+    (
+        "hash_chain.inputs",
+        include_bytes!("../../../../examples/hash_chain.inputs"),
+    ),
+    (
+        "preimage.masm",
+        include_bytes!("../../../../examples/preimage.masm"),
+    ),
+    (
+        "preimage.inputs",
+        include_bytes!("../../../../examples/preimage.inputs"),
+    ),
+    (
+        "models/digits/mlp.onnx",
+        include_bytes!("../../../../examples/models/digits/mlp.onnx"),
+    ),
+    (
+        "models/digits/calibration.json",
+        include_bytes!("../../../../examples/models/digits/calibration.json"),
+    ),
+    (
+        "models/digits/x.json",
+        include_bytes!("../../../../examples/models/digits/x.json"),
+    ),
+    (
+        "models/iris/mlp.onnx",
+        include_bytes!("../../../../examples/models/iris/mlp.onnx"),
+    ),
+    (
+        "models/iris/x.json",
+        include_bytes!("../../../../examples/models/iris/x.json"),
+    ),
+    (
+        "models/iris/calibration.json",
+        include_bytes!("../../../../examples/models/iris/calibration.json"),
+    ),
+];
+
+/// Writes the demo's inputs under `dir/examples`, and returns that directory.
+fn unpack_demo_files(dir: &Path) -> Result<PathBuf> {
+    let examples = dir.join("examples");
+    for (name, bytes) in DEMO_FILES {
+        let path = examples.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(examples)
+}
+
 pub async fn run(args: DevnetArgs) -> Result<()> {
+    let log_file = args.log_file();
     let (dir, _tmp) = match args.data_dir {
         Some(d) => (d, None),
         None => {
@@ -63,7 +139,15 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
                 .config(devnet::dev_key(&devnet::validator_name(i)), true)
         })
         .collect::<Result<Vec<_>>>()?;
-    let demo_jobs = args.demo.then(demo_jobs).transpose()?;
+    if let Some(log) = &log_file {
+        println!("network logs: {} (-v prints them here)", log.display());
+    }
+    let demo_jobs = if args.demo {
+        std::fs::create_dir_all(&dir)?;
+        Some(demo_jobs(&unpack_demo_files(&dir)?)?)
+    } else {
+        None
+    };
     let held = held_weights(&args.provider_models)?;
     let mut others = Vec::new();
     let mut running = if n == 1 {
@@ -165,8 +249,7 @@ impl Drop for TempDir {
 /// The demo's jobs: the bundled examples in both modes, one proven prediction of the digits
 /// model on a private input, and one optimistic prediction of the iris model on a public one. Prepared before the network starts, so that the model import does not share the
 /// CPU with the provider's speed calibration.
-fn demo_jobs() -> Result<Vec<(String, Mode, JobSpec)>> {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+fn demo_jobs(examples: &Path) -> Result<Vec<(String, Mode, JobSpec)>> {
     let cases: [(&str, Option<&str>, &str); 3] = [
         ("fib.masm", None, "50"),
         ("hash_chain.masm", Some("hash_chain.inputs"), ""),
