@@ -44,23 +44,23 @@ enum Command {
     /// ADDR` for a provider's trust profile.
     Provider(cmd::provider::ProviderArgs),
     /// Every provider's trust profile, best score first.
-    Providers(cmd::NodeArgs),
+    Providers(cmd::ReadArgs),
     /// Every validator's record as an auditor: canaries revealed, claims contradicted, stake
     /// slashed.
-    Auditors(cmd::NodeArgs),
+    Auditors(cmd::ReadArgs),
     /// Submit jobs and inspect them.
     #[command(subcommand)]
     Job(cmd::job::JobCmd),
     /// List jobs, filtered by state, client or provider.
     Jobs(cmd::job::JobsArgs),
     /// Is the node reachable? Height, last block time, mempool, providers online.
-    Status(cmd::NodeArgs),
+    Status(cmd::ReadArgs),
     /// An account's balance, nonce and stake.
     Account {
-        /// Address or key name.
+        /// Address (whole, or a unique prefix as tables print it) or key name.
         who: String,
         #[command(flatten)]
-        node: cmd::NodeArgs,
+        read: cmd::ReadArgs,
     },
     /// Create and list keys.
     #[command(subcommand)]
@@ -135,7 +135,7 @@ fn network(command: Command) -> anyhow::Result<()> {
             Command::Job(cmd) => cmd::job::run(cmd).await,
             Command::Jobs(args) => cmd::job::list(args).await,
             Command::Status(node) => cmd::chain::status(node).await,
-            Command::Account { who, node } => cmd::chain::account(who, node).await,
+            Command::Account { who, read } => cmd::chain::account(who, read).await,
             Command::Stake(args) => cmd::chain::stake(args, false).await,
             Command::Unstake(args) => cmd::chain::stake(args, true).await,
             Command::Transfer(args) => cmd::chain::transfer(args).await,

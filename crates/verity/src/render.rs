@@ -5,6 +5,12 @@ use std::time::Duration;
 use verity_ledger::{TimelineEntry, TrustProfile};
 use verity_types::{Mode, PrivateCommitment, format_felts};
 
+/// `value` as pretty JSON on stdout: what `--json` prints.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 pub fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Proof => "proof",

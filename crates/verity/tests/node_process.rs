@@ -262,6 +262,44 @@ async fn a_default_offer_job_of_2_18_cycles_finalizes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(receipt.trace_len, 1 << 18, "the job is the issue's size");
+
+    // Every read command prints the API's answer with --json.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--json", "--node", &url]);
+        let out = verity_at(home.path(), &all);
+        assert!(out.status.success(), "{args:?}: {:?}", text(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {:?}", text(&out)))
+    };
+    let api_job = serde_json::to_value(client.job(&id).await.unwrap().job).unwrap();
+    assert_eq!(json(&["job", "status", &id.to_string()])["job"], api_job);
+    let listed = json(&["jobs"]);
+    assert!(
+        listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.to_string()),
+        "{listed}"
+    );
+    assert_eq!(json(&["status"])["chain_id"], devnet::DEVNET_CHAIN_ID);
+    let client_key = devnet::dev_key("client").address();
+    let balance = client.account(&client_key).await.unwrap().balance;
+    assert_eq!(json(&["account", "client"])["balance"], balance);
+    let provider = devnet::dev_key("provider").address().to_string();
+    assert_eq!(
+        json(&["provider", "show", "provider"])["profile"]["provider"],
+        provider
+    );
+    assert!(
+        json(&["providers"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["profile"]["provider"] == provider)
+    );
+    assert!(json(&["auditors"]).is_array());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

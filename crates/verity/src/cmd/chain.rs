@@ -7,12 +7,15 @@ use clap::{Args, ValueEnum};
 use verity_client::Client;
 use verity_types::{Role, TxBody};
 
-use super::{KeyArgs, NodeArgs};
+use super::{KeyArgs, NodeArgs, ReadArgs};
 use crate::keystore::{resolve_address, resolve_key};
 
-pub async fn status(node: NodeArgs) -> Result<()> {
-    let client = Client::new(&node.node);
+pub async fn status(args: ReadArgs) -> Result<()> {
+    let client = Client::new(&args.node.node);
     let head = client.head().await?;
+    if args.json {
+        return crate::render::print_json(&head);
+    }
     println!("node      {} (reachable)", client.url());
     println!("chain     {}", head.chain_id);
     println!("height    {}", head.height);
@@ -57,11 +60,14 @@ pub async fn status(node: NodeArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn account(who: String, node: NodeArgs) -> Result<()> {
-    let client = Client::new(&node.node);
+pub async fn account(who: String, args: ReadArgs) -> Result<()> {
+    let client = Client::new(&args.node.node);
     let a = client
         .account(&super::address(&client, &who).await?)
         .await?;
+    if args.json {
+        return crate::render::print_json(&a);
+    }
     println!("address  {}", a.address);
     println!("balance  {}", a.balance);
     println!("nonce    {} (next {})", a.nonce, a.next_nonce);

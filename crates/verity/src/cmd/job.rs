@@ -11,7 +11,7 @@ use verity_client::{Client, JobQuery};
 use verity_ledger::{Job, JobState};
 use verity_types::{JobId, JobRequest, Keypair, Mode, Offer, ProgramSource, TxBody, format_felts};
 
-use super::{KeyArgs, NodeArgs};
+use super::{KeyArgs, NodeArgs, ReadArgs};
 use crate::keystore::resolve_key;
 use crate::model_file::{self, LoadedModel};
 use crate::program_file::{InputArgs, LoadedProgram, ProgramArgs, load};
@@ -84,7 +84,7 @@ pub enum JobCmd {
         #[arg(long, value_name = "FILE")]
         model: Option<PathBuf>,
         #[command(flatten)]
-        node: NodeArgs,
+        read: ReadArgs,
     },
     /// Fetch a job's receipt, verify it, and write it to a file.
     Receipt {
@@ -406,8 +406,8 @@ pub async fn run(cmd: JobCmd) -> Result<()> {
             id,
             timeline,
             model,
-            node,
-        } => status(&id, timeline, model.as_deref(), &node).await,
+            read,
+        } => status(&id, timeline, model.as_deref(), &read).await,
         JobCmd::Receipt { id, output, node } => receipt(&id, &output, &node).await,
     }
 }
@@ -443,9 +443,12 @@ async fn submit(args: SubmitArgs) -> Result<()> {
 }
 
 /// `job status`: the job's record, its outputs decoded with a model when one is known.
-async fn status(id: &str, timeline: bool, model: Option<&Path>, node: &NodeArgs) -> Result<()> {
-    let client = Client::new(&node.node);
+async fn status(id: &str, timeline: bool, model: Option<&Path>, read: &ReadArgs) -> Result<()> {
+    let client = Client::new(&read.node.node);
     let view = client.job(&super::job_id(&client, id).await?).await?;
+    if read.json {
+        return crate::render::print_json(&view);
+    }
     let j = &view.job;
     println!("job      {}", j.id);
     println!("state    {}", j.state());
@@ -545,11 +548,11 @@ pub struct JobsArgs {
     #[arg(long, default_value_t = 50)]
     limit: usize,
     #[command(flatten)]
-    node: NodeArgs,
+    read: ReadArgs,
 }
 
 pub async fn list(args: JobsArgs) -> Result<()> {
-    let client = Client::new(&args.node.node);
+    let client = Client::new(&args.read.node.node);
     let q = JobQuery {
         state: args
             .state
@@ -568,6 +571,9 @@ pub async fn list(args: JobsArgs) -> Result<()> {
         limit: Some(args.limit),
     };
     let page = client.jobs(&q).await?;
+    if args.read.json {
+        return crate::render::print_json(&page);
+    }
     println!(
         "{:<14} {:<10} {:<11} {:>8} {:>7} {:<13}",
         "job", "state", "mode", "submitted", "price", "provider"

@@ -24,6 +24,16 @@ pub struct NodeArgs {
     pub node: String,
 }
 
+/// A read command's flags: the node, and `--json` for scripts.
+#[derive(Args, Clone)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Print the API's answer as JSON (the shape docs/API.md gives) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Which key signs.
 #[derive(Args, Clone)]
 pub struct KeyArgs {

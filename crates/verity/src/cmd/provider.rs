@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use verity_client::Client;
 use verity_provider::ProviderConfig;
 
-use super::NodeArgs;
+use super::{NodeArgs, ReadArgs};
 use crate::keystore::resolve_key;
 use crate::model_file::LoadedModel;
 use crate::render::print_profile;
@@ -71,16 +71,19 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
 pub enum ProviderCmd {
     /// A provider's trust profile: record, fulfilment rate, latency, score.
     Show {
-        /// Address or key name.
+        /// Address (whole, or a unique prefix as tables print it) or key name.
         who: String,
         #[command(flatten)]
-        node: NodeArgs,
+        read: ReadArgs,
     },
 }
 
 /// `verity auditors`: every validator's record as an auditor.
-pub async fn auditors(node: NodeArgs) -> Result<()> {
-    let list = Client::new(&node.node).auditors().await?;
+pub async fn auditors(args: ReadArgs) -> Result<()> {
+    let list = Client::new(&args.node.node).auditors().await?;
+    if args.json {
+        return crate::render::print_json(&list);
+    }
     println!(
         "{:<14} {:>10} {:>8} {:>8} {:>7} {:>8} {:>8} {:>10} {:>12} {:>8}",
         "validator",
@@ -114,8 +117,11 @@ pub async fn auditors(node: NodeArgs) -> Result<()> {
 }
 
 /// `verity providers`: every provider, best score first.
-pub async fn list(node: NodeArgs) -> Result<()> {
-    let list = Client::new(&node.node).providers().await?;
+pub async fn list(args: ReadArgs) -> Result<()> {
+    let list = Client::new(&args.node.node).providers().await?;
+    if args.json {
+        return crate::render::print_json(&list);
+    }
     println!(
         "{:<14} {:>5} {:>10} {:>7} {:>9} {:>7} {:>10} {:>8} {:>7} {:>8} {:>6}",
         "provider",
@@ -157,11 +163,14 @@ pub async fn list(node: NodeArgs) -> Result<()> {
 }
 
 pub async fn run(args: ProviderArgs) -> Result<()> {
-    if let Some(ProviderCmd::Show { who, node }) = args.cmd {
-        let client = Client::new(&node.node);
+    if let Some(ProviderCmd::Show { who, read }) = args.cmd {
+        let client = Client::new(&read.node.node);
         let view = client
             .provider(&super::address(&client, &who).await?)
             .await?;
+        if read.json {
+            return crate::render::print_json(&view);
+        }
         print_profile(&view.profile);
         println!("online     {}", if view.online { "yes" } else { "no" });
         return Ok(());
