@@ -300,6 +300,20 @@ async fn a_default_offer_job_of_2_18_cycles_finalizes() {
             .any(|p| p["profile"]["provider"] == provider)
     );
     assert!(json(&["auditors"]).is_array());
+
+    // Without --wait, `job submit` prints the id and returns once the node admitted the job.
+    let out = verity_at(
+        home.path(),
+        &["job", "submit", &fib, "--input", "5", "--node", &url],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("job 0x"), "{stdout}");
+    assert!(
+        lines[1].contains("follow it with `verity job status"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use verity_types::{Address, Role};
 
 /// Chain parameters, fixed at genesis. A genesis file may name only some; the rest default.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Params {
     /// Blocks an optimistic fulfilment waits for a challenge before it finalizes.
     pub challenge_window: u64,
@@ -95,20 +95,24 @@ impl Default for Params {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenesisAccount {
     pub address: Address,
     pub balance: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenesisStake {
     pub address: Address,
     pub role: Role,
     pub amount: u64,
 }
 
-/// The initial state, as a config file.
+/// The initial state, as a config file. Unknown fields are errors: a misspelt key must not
+/// silently fall back to a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Genesis {
     pub chain_id: String,
     #[serde(default)]
@@ -128,5 +132,37 @@ impl Genesis {
             .filter(|s| s.role == Role::Validator && s.amount > 0)
             .map(|s| s.address)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_genesis_key_is_an_error_naming_it() {
+        let good = r#"{"chain_id": "c", "accounts": [], "params": {"challenge_window": 7}}"#;
+        let g: Genesis = serde_json::from_str(good).unwrap();
+        assert_eq!(g.params.challenge_window, 7);
+        for (bad, named) in [
+            (r#"{"chain_id": "c", "acounts": []}"#.to_string(), "acounts"),
+            (
+                r#"{"chain_id": "c", "accounts": [], "params": {"challenge_windw": 7}}"#
+                    .to_string(),
+                "challenge_windw",
+            ),
+            (
+                format!(
+                    r#"{{"chain_id": "c", "accounts": [{{"address": "0x{}", "balance": 1, "extra": 1}}]}}"#,
+                    "00".repeat(32)
+                ),
+                "extra",
+            ),
+        ] {
+            let e = serde_json::from_str::<Genesis>(&bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{e}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use verity_node::devnet;
 use verity_provider::{Provider, ProviderConfig};
 use verity_types::Mode;
 
-use super::job::{JobSpec, OfferArgs, submit_job};
+use super::job::{JobSpec, OfferArgs, provide_private_inputs, submit_job, wait_included};
 use super::node::AuditArgs;
 use super::provider::held_weights;
 use crate::model_file::import_model;
@@ -304,7 +304,10 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
     for (name, mode, spec) in jobs {
         // Offers sized from each program's trace, as `job submit` makes them.
         let offer = OfferArgs::default();
-        let (id, _) = submit_job(&client, &key, &spec, mode, &offer).await?;
+        let job = submit_job(&client, &key, &spec, mode, &offer).await?;
+        provide_private_inputs(&client, &key, &spec, &job).await?;
+        wait_included(&client, &job).await?;
+        let id = job.id;
         println!(
             "submitted {name} ({}) as job {}",
             mode_name(mode),

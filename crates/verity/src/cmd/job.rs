@@ -227,15 +227,24 @@ fn offer_terms(offer: &OfferArgs, planned: u64, block_ms: u64) -> Offer {
     }
 }
 
-/// Submits a job with an offer sized to it (after running it locally), then hands its locker
-/// the private inputs; returns the job id and its trace length.
+/// A job just admitted to the mempool: its id, its trace length, and how long a provider has
+/// to lock it (what waiting for the locker, to hand it private inputs, may take).
+pub struct Submitted {
+    pub id: JobId,
+    pub tx: verity_types::TxId,
+    pub trace_len: u64,
+    pub lock_window: Duration,
+}
+
+/// Submits a job with an offer sized to it (after running it locally); returns once the node
+/// admitted it. [`provide_private_inputs`] then hands its locker the private inputs, if any.
 pub async fn submit_job(
     client: &Client,
     key: &Keypair,
     spec: &JobSpec,
     mode: Mode,
     offer: &OfferArgs,
-) -> Result<(JobId, u64)> {
+) -> Result<Submitted> {
     let LoadedProgram { source, given, .. } = &spec.job;
     if !given.advice.is_empty() {
         bail!(
@@ -276,28 +285,59 @@ pub async fn submit_job(
         min_trust: offer.min_trust,
     };
     let tx = client.send(key, TxBody::SubmitJob(req)).await?;
-    client
-        .wait_tx(&tx, Duration::from_secs(30))
-        .await
-        .context("the ledger refused the job")?;
-    let job = JobId::submitted_by(tx);
-    // The data goes on the ledger only once a provider holds the lock, sealed to its key:
-    // every node relays it, only the locker can read it, and the locker's delivery clock
-    // starts then.
-    if !given.private.is_empty() {
-        let window =
-            Duration::from_millis(head.block_interval_ms * lock_timeout) + Duration::from_secs(30);
-        eprintln!(
-            "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
-            job.short()
-        );
-        let locker = client
-            .provide_private(&job, &given.private, key, window)
-            .await
-            .context("cannot provide the private inputs")?;
-        eprintln!("private inputs provided to {}", locker.short());
+    Ok(Submitted {
+        id: JobId::submitted_by(tx),
+        tx,
+        trace_len,
+        lock_window: Duration::from_millis(head.block_interval_ms * lock_timeout)
+            + Duration::from_secs(30),
+    })
+}
+
+/// Waits until the job's transaction is in a block: a refusal says why, and a timeout says it
+/// is a timeout (the transaction may still be included: resubmitting could pay twice).
+pub async fn wait_included(client: &Client, job: &Submitted) -> Result<()> {
+    let timeout = Duration::from_secs(30);
+    match client.wait_tx(&job.tx, timeout).await {
+        Ok(_) => Ok(()),
+        Err(verity_client::ClientError::Refused {
+            code: verity_client::ErrorCode::Rejected,
+            message,
+            ..
+        }) => bail!("the ledger refused job {}: {message}", job.id),
+        Err(verity_client::ClientError::Protocol(_)) => bail!(
+            "job {} is not in a block after {timeout:?}; it may still be (its transaction waits in the mempool): check with `verity job status {}` before submitting again",
+            job.id,
+            job.id
+        ),
+        Err(e) => Err(e.into()),
     }
-    Ok((job, trace_len))
+}
+
+/// Hands the job's locker its private inputs, once a provider locks it. The data goes on the
+/// ledger only then, sealed to the locker's key: every node relays it, only the locker can
+/// read it, and the locker's delivery clock starts then.
+pub async fn provide_private_inputs(
+    client: &Client,
+    key: &Keypair,
+    spec: &JobSpec,
+    job: &Submitted,
+) -> Result<()> {
+    let private = &spec.job.given.private;
+    if private.is_empty() {
+        return Ok(());
+    }
+    wait_included(client, job).await?;
+    eprintln!(
+        "job {}: waiting for a provider to lock it, to hand it the private inputs (sealed to its key)",
+        job.id.short()
+    );
+    let locker = client
+        .provide_private(&job.id, private, key, job.lock_window)
+        .await
+        .context("cannot provide the private inputs")?;
+    eprintln!("private inputs provided to {}", locker.short());
+    Ok(())
 }
 
 /// How a job names its program: by hash when the ledger already holds it; inline when it is
@@ -421,9 +461,16 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         ModeArg::Optimistic => Mode::Optimistic,
     };
     let spec = JobSpec::from_args(&args)?;
-    let (id, trace_len) = submit_job(&client, &key, &spec, mode, &args.offer).await?;
+    let submitted = submit_job(&client, &key, &spec, mode, &args.offer).await?;
+    let (id, trace_len) = (submitted.id, submitted.trace_len);
     println!("job {id}");
-    if args.wait {
+    provide_private_inputs(&client, &key, &spec, &submitted).await?;
+    if !args.wait {
+        println!("submitted; follow it with `verity job status {id}` (or submit with --wait)");
+        return Ok(());
+    }
+    wait_included(&client, &submitted).await?;
+    {
         let job = follow(&client, &id, mode, trace_len).await?;
         match (&job.outputs(), job.state()) {
             (Some(o), JobState::Finalized) => {
