@@ -10,6 +10,23 @@ use verity_types::{Role, TxBody};
 use super::{KeyArgs, NodeArgs, ReadArgs};
 use crate::keystore::{resolve_address, resolve_key};
 
+/// How long ago a block time (ms since the Unix epoch) was, as people read it.
+fn age(unix_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if unix_ms == 0 {
+        return "never".into();
+    }
+    match now.checked_sub(unix_ms) {
+        Some(ms) => format!(
+            "{} ago",
+            crate::render::fmt_duration(std::time::Duration::from_millis(ms))
+        ),
+        None => format!("{} ms ahead of this clock", unix_ms - now),
+    }
+}
+
 pub async fn status(args: ReadArgs) -> Result<()> {
     let client = Client::new(&args.node.node);
     let head = client.head().await?;
@@ -20,8 +37,9 @@ pub async fn status(args: ReadArgs) -> Result<()> {
     println!("chain     {}", head.chain_id);
     println!("height    {}", head.height);
     println!(
-        "block time {} ms since epoch (every {} ms)",
-        head.timestamp_ms, head.block_interval_ms
+        "last block {} (target: one every {} ms)",
+        age(head.timestamp_ms),
+        head.block_interval_ms
     );
     println!("state root {}", head.state_root);
     println!("mempool   {}", head.mempool);
@@ -29,8 +47,11 @@ pub async fn status(args: ReadArgs) -> Result<()> {
     match head.consensus {
         Some(c) => {
             println!(
-                "consensus BFT (simplex): finalized height {}, view {} (current {})",
-                c.finalized_height, c.finalized_view, c.current_view
+                "consensus BFT (simplex): finalized height {}, view {} (current {}), last finalized {}",
+                c.finalized_height,
+                c.finalized_view,
+                c.current_view,
+                age(c.last_finalized_ms)
             );
             println!(
                 "validators {} in the set, {} seen voting recently",
