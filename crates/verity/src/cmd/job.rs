@@ -470,21 +470,19 @@ async fn submit(args: SubmitArgs) -> Result<()> {
         return Ok(());
     }
     wait_included(&client, &submitted).await?;
-    {
-        let job = follow(&client, &id, mode, trace_len).await?;
-        match (&job.outputs(), job.state()) {
-            (Some(o), JobState::Finalized) => {
-                println!("outputs: {}", format_felts(o));
-                if let Some(model) = &spec.model {
-                    println!("prediction: {}", model.describe(o)?);
-                }
+    let job = follow(&client, &id, mode, trace_len).await?;
+    match (&job.outputs(), job.state()) {
+        (Some(o), JobState::Finalized) => {
+            println!("outputs: {}", format_felts(o));
+            if let Some(model) = &spec.model {
+                println!("prediction: {}", model.describe(o)?);
             }
-            _ => bail!("job ended {}", job.state()),
         }
-        if mode == Mode::Proof {
-            client.receipt(&id).await?;
-            println!("receipt verified locally (get it with `verity job receipt {id} -o FILE`)");
-        }
+        _ => bail!("job ended {}", job.state()),
+    }
+    if mode == Mode::Proof {
+        client.receipt(&id).await?;
+        println!("receipt verified locally (get it with `verity job receipt {id} -o FILE`)");
     }
     Ok(())
 }
