@@ -20,7 +20,7 @@ pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use ids::{BlockId, JobId, ProgramHash, TxId};
 pub use outputs::{OutputsError, STACK_OUTPUTS, StackOutputs};
-pub use prefix::{IdPrefix, PrefixError, Resolved};
+pub use prefix::{IdPrefix, PrefixError};
 pub use receipt::{HashFunction, RECEIPT_FORMAT, RECEIPT_VERSION, Receipt, ReceiptError};
 pub use tx::{
     AuditReport, CanaryClaim, CanaryReveal, DecodeError, InvalidOffer, JobRequest, Liveness, Mode,

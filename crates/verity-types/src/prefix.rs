@@ -58,27 +58,6 @@ impl fmt::Display for IdPrefix {
     }
 }
 
-/// What a prefix names among the known ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved<K> {
-    One(K),
-    None,
-    /// Several ids start with it: the first few, in order, at most [`AMBIGUOUS_SHOWN`] + 1 (so
-    /// a reader can tell "these" from "these and more").
-    Many(Vec<K>),
-}
-
-impl<K> Resolved<K> {
-    /// The same answer about other keys (the same ids, written as `f` writes them).
-    pub fn map_keys<T>(self, f: impl Fn(K) -> T) -> Resolved<T> {
-        match self {
-            Resolved::One(k) => Resolved::One(f(k)),
-            Resolved::None => Resolved::None,
-            Resolved::Many(ks) => Resolved::Many(ks.into_iter().map(f).collect()),
-        }
-    }
-}
-
 /// Ids listed when a prefix is ambiguous.
 pub const AMBIGUOUS_SHOWN: usize = 5;
 
@@ -104,25 +83,20 @@ impl IdPrefix {
         (pad('0'), pad('f'))
     }
 
-    /// What this prefix names among `map`'s keys (ids ordered by their bytes, as every
-    /// digest-like id is); `id` builds a key from 32 bytes. Reads at most
-    /// [`AMBIGUOUS_SHOWN`] + 1 keys, whatever the map's size.
-    pub fn resolve<K: Ord + Clone, V>(
+    /// The keys of `map` that start with this prefix, in order: at most
+    /// [`AMBIGUOUS_SHOWN`] + 1 (so a reader can tell "these" from "these and more"), read
+    /// from a bounded range whatever the map's size. Ids are ordered by their bytes, as every
+    /// digest-like id is; `id` builds a key from 32 bytes.
+    pub fn matches<K: Ord + Clone, V>(
         &self,
         map: &BTreeMap<K, V>,
         id: impl Fn([u8; 32]) -> K,
-    ) -> Resolved<K> {
+    ) -> Vec<K> {
         let (lo, hi) = self.bounds();
-        let mut found: Vec<K> = map
-            .range(id(lo)..=id(hi))
+        map.range(id(lo)..=id(hi))
             .map(|(k, _)| k.clone())
             .take(AMBIGUOUS_SHOWN + 1)
-            .collect();
-        match found.len() {
-            0 => Resolved::None,
-            1 => Resolved::One(found.remove(0)),
-            _ => Resolved::Many(found),
-        }
+            .collect()
     }
 }
 
@@ -147,31 +121,29 @@ mod tests {
         .into_iter()
         .map(|k| (k, ()))
         .collect();
-        let resolve = |s: &str| s.parse::<IdPrefix>().unwrap().resolve(&map, |b| b);
-        assert_eq!(resolve("0x48ed60"), Resolved::One(id(&[0x48, 0xed, 0x60])));
+        let resolve = |s: &str| s.parse::<IdPrefix>().unwrap().matches(&map, |b| b);
+        assert_eq!(resolve("0x48ed60"), vec![id(&[0x48, 0xed, 0x60])]);
         // As a table prints it, and in capitals.
-        assert_eq!(resolve("0x48ED61…"), Resolved::One(id(&[0x48, 0xed, 0x61])));
-        assert_eq!(resolve("0X48ED61"), Resolved::One(id(&[0x48, 0xed, 0x61])));
+        assert_eq!(resolve("0x48ED61…"), vec![id(&[0x48, 0xed, 0x61])]);
+        assert_eq!(resolve("0X48ED61"), vec![id(&[0x48, 0xed, 0x61])]);
         assert_eq!(
             resolve("48ed"),
-            Resolved::Many(vec![id(&[0x48, 0xed, 0x60]), id(&[0x48, 0xed, 0x61])])
+            vec![id(&[0x48, 0xed, 0x60]), id(&[0x48, 0xed, 0x61])]
         );
         // An odd number of digits is a prefix too.
-        assert_eq!(resolve("0x480"), Resolved::One(id(&[0x48, 0x00])));
-        assert_eq!(resolve("f"), Resolved::One(id(&[0xff])));
-        assert_eq!(resolve("0x47"), Resolved::None);
+        assert_eq!(resolve("0x480"), vec![id(&[0x48, 0x00])]);
+        assert_eq!(resolve("f"), vec![id(&[0xff])]);
+        assert_eq!(resolve("0x47"), Vec::<[u8; 32]>::new());
         // A whole id is its own prefix.
         let whole = hex::encode(id(&[0xff]));
-        assert_eq!(resolve(&whole), Resolved::One(id(&[0xff])));
+        assert_eq!(resolve(&whole), vec![id(&[0xff])]);
         assert_eq!(whole.parse::<IdPrefix>().unwrap().full(), Some(id(&[0xff])));
     }
 
     #[test]
     fn ambiguity_lists_a_bounded_few() {
         let map: BTreeMap<[u8; 32], ()> = (0u8..100).map(|i| (id(&[0xab, i]), ())).collect();
-        let Resolved::Many(shown) = "ab".parse::<IdPrefix>().unwrap().resolve(&map, |b| b) else {
-            panic!("ambiguous");
-        };
+        let shown = "ab".parse::<IdPrefix>().unwrap().matches(&map, |b| b);
         assert_eq!(
             shown.len(),
             AMBIGUOUS_SHOWN + 1,
