@@ -7,7 +7,7 @@ pub mod routes;
 use serde::{Deserialize, Serialize};
 use verity_ledger::{Job, JobState, Provenance, ProviderStats, StakeInfo};
 use verity_types::merkle::InclusionProof;
-use verity_types::{Address, Digest, JobId, ProgramHash, Signature, TxId};
+use verity_types::{Address, BlockId, Digest, JobId, ProgramHash, Signature, TxId};
 
 /// Every error response: `{"error": "what was wrong", "code": "wrong_nonce"}`. The message is
 /// for people; programs match on the code.
@@ -246,6 +246,63 @@ pub struct JobPage {
     pub jobs: Vec<JobSummary>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next: Option<JobId>,
+}
+
+/// `GET /v1/stats`: what the network has done lately, from the committed state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStats {
+    /// Jobs on the ledger in each state (every state present, zeros included).
+    pub jobs_by_state: std::collections::BTreeMap<JobState, u64>,
+    /// The recent window: its length in blocks and in the block producers' time.
+    pub window_blocks: u64,
+    pub window_ms: u64,
+    /// Results delivered in the window (proven or optimistic, rescues included) and how
+    /// many of them carried a proof the ledger verified.
+    pub results_in_window: u64,
+    pub proofs_in_window: u64,
+}
+
+/// `GET /v1/blocks/{height}`: a block as this node stored it, each transaction with its
+/// outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockView {
+    pub height: u64,
+    pub id: BlockId,
+    pub parent_id: BlockId,
+    /// The proposer's clock, ms since the epoch.
+    pub timestamp_ms: u64,
+    pub proposer: Address,
+    /// The state root after this block.
+    pub state_root: Digest,
+    pub txs: Vec<BlockTx>,
+}
+
+/// One transaction of a [`BlockView`] (its body left out: a fulfilment carries its proof).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockTx {
+    pub id: TxId,
+    pub signer: Address,
+    pub nonce: u64,
+    /// The body's `type` (`submit_job`, `lock_job`, `fulfil`, …).
+    pub kind: String,
+    /// The job it submitted or acted on.
+    pub job_id: Option<JobId>,
+    /// Why the ledger refused it (its fee and nonce are still spent); absent if applied.
+    pub error: Option<String>,
+}
+
+/// `POST /v1/jobs/{id}/verify`: the node checked the job's proof with its verifier, against
+/// the program hash, inputs and outputs on the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub job_id: JobId,
+    pub valid: bool,
+    /// What was checked and the security level, or why the proof did not verify.
+    pub message: String,
+    pub program_hash: ProgramHash,
+    pub proof_hash: Digest,
+    /// How long the verifier took, in microseconds.
+    pub verify_us: u64,
 }
 
 /// `GET /v1/jobs/{id}/provenance`: the record, its inclusion proof, and the root it is

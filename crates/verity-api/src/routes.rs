@@ -11,6 +11,10 @@ pub const JOB: &str = "/v1/jobs/{id}";
 pub const JOB_RECEIPT: &str = "/v1/jobs/{id}/receipt";
 pub const JOB_PROVENANCE: &str = "/v1/jobs/{id}/provenance";
 pub const JOB_PRIVATE: &str = "/v1/jobs/{id}/private";
+/// The node checks the job's proof with its verifier (`POST`).
+pub const JOB_VERIFY: &str = "/v1/jobs/{id}/verify";
+pub const BLOCK: &str = "/v1/blocks/{id}";
+pub const STATS: &str = "/v1/stats";
 pub const PROGRAM: &str = "/v1/programs/{id}";
 pub const ACCOUNT: &str = "/v1/accounts/{id}";
 pub const PROVIDERS: &str = "/v1/providers";
@@ -20,6 +24,8 @@ pub const AUDITORS: &str = "/v1/auditors";
 pub const EVENTS: &str = "/v1/events";
 /// Which jobs, accounts and programs an id prefix names.
 pub const RESOLVE: &str = "/v1/resolve/{id}";
+/// Prometheus metrics, in the text exposition format.
+pub const METRICS: &str = "/metrics";
 /// Served by a provider at its announced endpoint (not by nodes): `?nonce=…`.
 pub const PING: &str = "/v1/ping";
 

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod devnet;
 pub mod entropy;
 mod error;
+mod explorer;
 pub mod handle;
 pub mod mempool;
 pub mod node;

@@ -314,6 +314,41 @@ pub enum TxBody {
     CanaryReveal(CanaryReveal),
 }
 
+impl TxBody {
+    /// The body's kind, as its JSON `type` names it (`submit_job`, `fulfil`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TxBody::Transfer { .. } => "transfer",
+            TxBody::Stake { .. } => "stake",
+            TxBody::Unstake { .. } => "unstake",
+            TxBody::PublishProgram { .. } => "publish_program",
+            TxBody::SubmitJob(_) => "submit_job",
+            TxBody::LockJob { .. } => "lock_job",
+            TxBody::Fulfil { .. } => "fulfil",
+            TxBody::Challenge { .. } => "challenge",
+            TxBody::ProvideInputs { .. } => "provide_inputs",
+            TxBody::ReleaseLock { .. } => "release_lock",
+            TxBody::Announce { .. } => "announce",
+            TxBody::Audit(_) => "audit",
+            TxBody::CanaryCommit { .. } => "canary_commit",
+            TxBody::CanaryReveal(_) => "canary_reveal",
+        }
+    }
+
+    /// The job an existing-job transaction acts on (a submission's job id is its
+    /// transaction's: [`crate::JobId::submitted_by`]).
+    pub fn job_id(&self) -> Option<JobId> {
+        match self {
+            TxBody::LockJob { job_id }
+            | TxBody::Fulfil { job_id, .. }
+            | TxBody::Challenge { job_id, .. }
+            | TxBody::ProvideInputs { job_id, .. }
+            | TxBody::ReleaseLock { job_id } => Some(*job_id),
+            _ => None,
+        }
+    }
+}
+
 /// The opening of a [`TxBody::CanaryCommit`].
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct CanaryReveal {
@@ -425,6 +460,29 @@ mod tests {
             timeout: 40,
             collateral: 50,
         }
+    }
+
+    #[test]
+    fn a_body_kind_is_its_json_type() {
+        let job_id = JobId(Digest::blake3(b"job"));
+        for body in [
+            TxBody::Transfer {
+                to: Keypair::from_seed([1; 32]).address(),
+                amount: 1,
+            },
+            TxBody::LockJob { job_id },
+            TxBody::ReleaseLock { job_id },
+            TxBody::Announce {
+                endpoint: "http://x".into(),
+            },
+            TxBody::PublishProgram {
+                source: "begin end".into(),
+            },
+        ] {
+            let json = serde_json::to_value(&body).unwrap();
+            assert_eq!(json["type"], body.kind(), "{body:?}");
+        }
+        assert_eq!(TxBody::LockJob { job_id }.job_id(), Some(job_id));
     }
 
     #[test]

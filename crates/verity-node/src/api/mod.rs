@@ -18,17 +18,21 @@ use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_api::{
-    AccountView, ConsensusView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobSummary,
-    JobView, ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted,
+    AccountView, BlockView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobQuery, JobView,
+    NetworkStats, ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted,
     TxState, TxStatus, heartbeat_message, receipt_upload_message, routes,
 };
-use verity_ledger::{Job, JobState, PublishedProgram, TrustProfile, TxError};
+use verity_ledger::{Job, JobState, PublishedProgram, TxError};
 use verity_types::{Address, Digest, JobId, ProgramHash, Receipt, SignedTx};
 
 use crate::mempool::AdmitError;
 use crate::node::Node;
 
 mod resolve;
+mod verify;
+pub(crate) mod views;
+
+pub(crate) use resolve::resolve_prefix;
 
 /// Largest request body: a transaction with a proof is ~200 KB of base64.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -120,6 +124,7 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
         .map_err(|e| bad(format!("address `{s}` is not valid: {e}")))
 }
 
+/// The API and, beside it, the explorer's pages.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route(routes::HEAD, get(head))
@@ -138,40 +143,33 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(routes::AUDITORS, get(auditors))
         .route(routes::EVENTS, get(events))
         .route(routes::RESOLVE, get(resolve::resolve))
+        .route(routes::BLOCK, get(block))
+        .route(routes::STATS, get(stats))
+        .route(routes::JOB_VERIFY, post(verify::verify))
+        .with_state(node.clone())
+        .merge(verity_explorer::router(node))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(node)
+}
+
+/// `GET /v1/blocks/{height}`.
+async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> ApiResult<BlockView> {
+    let height: u64 = height
+        .parse()
+        .map_err(|_| bad(format!("block height `{height}` is not a number")))?;
+    views::block(&node, height)
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
+}
+
+/// `GET /v1/stats`.
+async fn stats(State(node): State<Arc<Node>>) -> ApiResult<NetworkStats> {
+    views::stats(&node).map(Json).map_err(internal)
 }
 
 async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
-    let (s, state_root) = node.state_with_root();
-    Ok(Json(Head {
-        chain_id: s.chain_id.clone(),
-        height: s.height,
-        timestamp_ms: s.timestamp_ms,
-        state_root,
-        mempool: node.mempool_len(),
-        providers_online: node.providers_online(online_window(&node)),
-        block_interval_ms: node.config.block_interval_ms,
-        consensus: node.consensus_status().map(|c| ConsensusView {
-            validators: c.validators,
-            validators_seen: c.validators_seen,
-            finalized_height: c.finalized_height.max(s.height),
-            finalized_view: c.finalized_view,
-            current_view: c.current_view,
-            last_finalized_ms: c.last_finalized_ms,
-            blocks_proposed: c.blocks_proposed,
-            blocks_rejected: c.blocks_rejected,
-            nullified_views: c.nullified_views,
-            faults_seen: c.faults_seen,
-        }),
-        auditor: node.auditor_view(),
-    }))
-}
-
-/// A provider counts as online if it announced itself within ~10 seconds of blocks.
-fn online_window(node: &Node) -> u64 {
-    (10_000 / node.config.block_interval_ms.max(1)).max(4)
+    Ok(Json(views::head(&node)))
 }
 
 async fn submit_tx(
@@ -220,29 +218,10 @@ fn find_job<'s>(state: &'s verity_ledger::State, id: &str) -> Result<&'s Job, Ap
         .ok_or_else(|| not_found(format!("job {id} is unknown")))
 }
 
-fn job_view(state: &verity_ledger::State, job: &Job) -> JobView {
-    let failure = match job.state() {
-        JobState::Expired | JobState::Slashed | JobState::Overturned => {
-            job.timeline.last().map(|e| e.note.clone())
-        }
-        _ => None,
-    };
-    JobView {
-        lock_deadline: job.lock_deadline(),
-        deadline: job.deadline(),
-        current_price: job
-            .request
-            .offer
-            .price_at(state.height.saturating_sub(job.submitted_height)),
-        failure,
-        job: job.clone(),
-    }
-}
-
 async fn job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<JobView> {
     let state = node.state();
     let job = find_job(&state, &id)?;
-    Ok(Json(job_view(&state, job)))
+    Ok(Json(views::job_view(&state, job)))
 }
 
 async fn list_jobs(
@@ -275,43 +254,15 @@ async fn list_jobs(
             .map_err(|_| bad(format!("limit `{l}` is not a number")))?,
         None => 50,
     };
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(bad(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
-    let state = node.state();
-    let range = match after {
-        Some(a) => state
-            .jobs
-            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => state.jobs.range(..),
+    views::check_limit(limit).map_err(bad)?;
+    let query = JobQuery {
+        state: state_filter,
+        client,
+        provider,
+        after,
+        limit: Some(limit),
     };
-    let mut jobs = Vec::new();
-    let mut next = None;
-    for (id, job) in range {
-        if state_filter.is_some_and(|s| s != job.state())
-            || client.is_some_and(|c| c != job.client)
-            || provider.is_some_and(|p| Some(p) != job.locker() && Some(p) != job.fulfiller())
-        {
-            continue;
-        }
-        if jobs.len() == limit {
-            next = jobs.last().map(|j: &JobSummary| j.id);
-            break;
-        }
-        jobs.push(JobSummary {
-            id: *id,
-            state: job.state(),
-            client: job.client,
-            program_hash: job.program_hash,
-            mode: job.request.mode,
-            submitted_height: job.submitted_height,
-            locker: job.locker(),
-            lock_price: job.lock_price(),
-            max_price: job.request.offer.max_price,
-            max_cycles: job.request.max_cycles,
-        });
-    }
-    Ok(Json(JobPage { jobs, next }))
+    Ok(Json(views::jobs(&node.state(), &query)))
 }
 
 async fn receipt(
@@ -402,17 +353,10 @@ async fn provenance(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> ApiResult<ProvenanceView> {
-    let state = node.state();
     let id = parse_digest("job id", &id)?;
-    let (record, proof) = state
-        .provenance_proof(&id)
-        .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))?;
-    Ok(Json(ProvenanceView {
-        record,
-        proof,
-        state_root: state.state_root(),
-        height: state.height,
-    }))
+    views::provenance(&node.state(), &id)
+        .map(Json)
+        .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))
 }
 
 /// `GET /v1/jobs/{id}/private`: the private inputs the job's client provided on the ledger,
@@ -458,22 +402,7 @@ async fn provider(
 ) -> ApiResult<ProviderView> {
     let address = parse_address(&addr)?;
     let state = node.state();
-    Ok(Json(provider_view(&node, &state, address)))
-}
-
-fn provider_view(node: &Node, state: &verity_ledger::State, address: Address) -> ProviderView {
-    let stats = state.providers.get(&address).cloned().unwrap_or_default();
-    let last = node.last_seen(&address);
-    let profile = TrustProfile::of(state, &address);
-    ProviderView {
-        address,
-        stake: state.stakes.get(&address).cloned().unwrap_or_default(),
-        trust_score: profile.score,
-        profile,
-        stats,
-        online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(node)),
-        last_seen_height: last,
-    }
+    Ok(Json(views::provider_view(&node, &state, address)))
 }
 
 /// `GET /v1/auditors`: every validator's record as an auditor, from the ledger.
@@ -487,26 +416,7 @@ async fn auditors(
 
 /// `GET /v1/providers`: every staked provider or provider with a record, best score first.
 async fn providers(State(node): State<Arc<Node>>) -> ApiResult<Vec<ProviderView>> {
-    let state = node.state();
-    let mut who: std::collections::BTreeSet<Address> = state.providers.keys().copied().collect();
-    who.extend(
-        state
-            .stakes
-            .iter()
-            .filter(|(_, s)| s.provider > 0)
-            .map(|(a, _)| *a),
-    );
-    let mut views: Vec<ProviderView> = who
-        .into_iter()
-        .map(|a| provider_view(&node, &state, a))
-        .collect();
-    views.sort_by(|a, b| {
-        b.trust_score
-            .cmp(&a.trust_score)
-            .then(b.profile.fulfilled.cmp(&a.profile.fulfilled))
-            .then(a.address.cmp(&b.address))
-    });
-    Ok(Json(views))
+    Ok(Json(views::providers(&node)))
 }
 
 async fn heartbeat(
@@ -530,7 +440,7 @@ async fn heartbeat(
         return Err(forbidden("only a staked provider sends heartbeats"));
     }
     let height = state.height;
-    if hb.height + online_window(&node) < height || hb.height > height + 1 {
+    if hb.height + views::online_window(&node) < height || hb.height > height + 1 {
         return Err(bad(format!(
             "heartbeat height {} is not current (head is {height})",
             hb.height

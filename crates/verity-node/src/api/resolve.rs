@@ -20,7 +20,12 @@ pub(super) async fn resolve(
     let prefix: IdPrefix = prefix
         .parse()
         .map_err(|e| bad(format!("id prefix `{prefix}` is not valid: {e}")))?;
-    let state = node.state();
+    Ok(Json(resolve_prefix(&node.state(), &prefix)))
+}
+
+/// The ids of each kind in `state` that start with `prefix`, at most
+/// [`AMBIGUOUS_SHOWN`] + 1 of a kind.
+pub(crate) fn resolve_prefix(state: &verity_ledger::State, prefix: &IdPrefix) -> Resolution {
     let named = |ids: Vec<String>, kind| ids.into_iter().map(move |id| IdMatch { kind, id });
     let jobs = prefix.matches(&state.jobs, |b| JobId(Digest(b)));
     // Accounts, and staked addresses that hold no balance.
@@ -44,8 +49,8 @@ pub(super) async fn resolve(
             IdKind::Program,
         ))
         .collect();
-    Ok(Json(Resolution {
+    Resolution {
         prefix: prefix.to_string(),
         matches,
-    }))
+    }
 }

@@ -1,0 +1,310 @@
+//! The explorer's addresses and what answers them. Ids in paths may be any unique prefix (as
+//! tables print them): a prefix redirects to the whole id, an ambiguous one lists the ids it
+//! could mean.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::Markup;
+use verity_api::{IdKind, JobQuery};
+use verity_ledger::JobState;
+use verity_types::{Address, JobId};
+
+use crate::Source;
+use crate::pages;
+
+pub const OVERVIEW_PAGE: &str = "/";
+pub const JOBS_PAGE: &str = "/jobs";
+pub const JOB_PAGE: &str = "/jobs/{id}";
+pub const PROVIDERS_PAGE: &str = "/providers";
+pub const PROVIDER_PAGE: &str = "/providers/{id}";
+pub const VALIDATORS_PAGE: &str = "/validators";
+pub const BLOCK_PAGE: &str = "/blocks/{id}";
+pub const SEARCH: &str = "/search";
+const STYLE: &str = "/assets/explorer.css";
+const SCRIPT: &str = "/assets/explorer.js";
+
+/// Every page's route (for the node's route table and docs).
+pub const PAGES: [&str; 8] = [
+    OVERVIEW_PAGE,
+    JOBS_PAGE,
+    JOB_PAGE,
+    PROVIDERS_PAGE,
+    PROVIDER_PAGE,
+    VALIDATORS_PAGE,
+    BLOCK_PAGE,
+    SEARCH,
+];
+
+/// Jobs a list page shows at most (the API's page limit is larger).
+const JOBS_PER_PAGE: usize = 50;
+
+pub fn router<S: Source>(source: Arc<S>) -> Router {
+    Router::new()
+        .route(OVERVIEW_PAGE, get(overview::<S>))
+        .route(JOBS_PAGE, get(jobs::<S>))
+        .route(JOB_PAGE, get(job::<S>))
+        .route(PROVIDERS_PAGE, get(providers::<S>))
+        .route(PROVIDER_PAGE, get(provider::<S>))
+        .route(VALIDATORS_PAGE, get(validators::<S>))
+        .route(BLOCK_PAGE, get(block::<S>))
+        .route(SEARCH, get(search::<S>))
+        .route(STYLE, get(style))
+        .route(SCRIPT, get(script))
+        .with_state(source)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn page(markup: Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+fn error_page<S: Source>(source: &S, status: StatusCode, message: &str) -> Response {
+    let head = source.head();
+    (
+        status,
+        Html(pages::error(&head, status, message).into_string()),
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../assets/explorer.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/explorer.js"),
+    )
+        .into_response()
+}
+
+async fn overview<S: Source>(State(source): State<Arc<S>>) -> Response {
+    let head = source.head();
+    let stats = source.stats();
+    let recent_blocks: Vec<_> = (0..10)
+        .filter_map(|back| head.height.checked_sub(back))
+        .filter(|h| *h > 0)
+        .filter_map(|h| source.block(h).ok().flatten())
+        .collect();
+    let recent_jobs = source.recent_jobs(10);
+    page(pages::overview(
+        &head,
+        &stats,
+        &recent_jobs,
+        &recent_blocks,
+        now_ms(),
+    ))
+}
+
+async fn jobs<S: Source>(
+    State(source): State<Arc<S>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    // A search box on the page: a prefix goes to the job it names.
+    if let Some(prefix) = q.get("q").filter(|p| !p.trim().is_empty()) {
+        return Redirect::to(&crate::page_path(JOB_PAGE, prefix.trim())).into_response();
+    }
+    let query = match job_query(&q) {
+        Ok(query) => query,
+        Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
+    };
+    match source.jobs(&query) {
+        Ok(found) => page(pages::jobs(&source.head(), &query, &found)),
+        Err(e) => error_page(&*source, StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// The list's filters, from its query string (empty values are no filter).
+fn job_query(q: &BTreeMap<String, String>) -> Result<JobQuery, String> {
+    let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let address = |k: &str| {
+        get(k)
+            .map(|v| {
+                v.parse::<Address>()
+                    .map_err(|e| format!("{k} `{v}` is not an address: {e}"))
+            })
+            .transpose()
+    };
+    Ok(JobQuery {
+        state: get("state").map(str::parse::<JobState>).transpose()?,
+        client: address("client")?,
+        provider: address("provider")?,
+        after: get("after")
+            .map(|v| {
+                v.parse::<JobId>()
+                    .map_err(|e| format!("cursor `{v}` is not a job id: {e}"))
+            })
+            .transpose()?,
+        limit: Some(JOBS_PER_PAGE),
+    })
+}
+
+/// The one id of `kind` a path segment names, or the response that says otherwise (a
+/// redirect for a prefix, a list for an ambiguous one, a 404 for none).
+fn resolve<S: Source>(
+    source: &S,
+    segment: &str,
+    kind: IdKind,
+    template: &str,
+) -> Result<String, Box<Response>> {
+    let resolution = source
+        .resolve(segment)
+        .map_err(|e| Box::new(error_page(source, StatusCode::BAD_REQUEST, &e)))?;
+    match resolution.one(kind) {
+        Ok(id) if id.eq_ignore_ascii_case(segment) => Ok(id.to_string()),
+        Ok(id) => Err(Box::new(
+            Redirect::to(&crate::page_path(template, id)).into_response(),
+        )),
+        Err(why) => {
+            let status = if resolution.matches.iter().any(|m| m.kind == kind) {
+                StatusCode::MULTIPLE_CHOICES
+            } else {
+                StatusCode::NOT_FOUND
+            };
+            let head = source.head();
+            Err(Box::new(
+                (
+                    status,
+                    Html(pages::ambiguous(&head, &resolution, kind, &why).into_string()),
+                )
+                    .into_response(),
+            ))
+        }
+    }
+}
+
+async fn job<S: Source>(State(source): State<Arc<S>>, Path(segment): Path<String>) -> Response {
+    let id = match resolve(&*source, &segment, IdKind::Job, JOB_PAGE) {
+        Ok(id) => id,
+        Err(response) => return *response,
+    };
+    let Ok(id) = id.parse::<JobId>() else {
+        return error_page(&*source, StatusCode::BAD_REQUEST, "not a job id");
+    };
+    let Some(view) = source.job(&id) else {
+        return error_page(
+            &*source,
+            StatusCode::NOT_FOUND,
+            &format!("job {id} is unknown"),
+        );
+    };
+    let provenance = source.provenance(&id);
+    page(pages::job(
+        &source.head(),
+        &view,
+        provenance.as_ref(),
+        now_ms(),
+    ))
+}
+
+async fn providers<S: Source>(State(source): State<Arc<S>>) -> Response {
+    page(pages::providers(&source.head(), &source.providers()))
+}
+
+async fn provider<S: Source>(
+    State(source): State<Arc<S>>,
+    Path(segment): Path<String>,
+) -> Response {
+    let address = match resolve(&*source, &segment, IdKind::Account, PROVIDER_PAGE) {
+        Ok(a) => a,
+        Err(response) => return *response,
+    };
+    let Ok(address) = address.parse::<Address>() else {
+        return error_page(&*source, StatusCode::BAD_REQUEST, "not an address");
+    };
+    let view = source.provider(&address);
+    let jobs = source
+        .jobs(&JobQuery {
+            provider: Some(address),
+            limit: Some(JOBS_PER_PAGE),
+            ..JobQuery::default()
+        })
+        .map(|p| p.jobs)
+        .unwrap_or_default();
+    page(pages::provider(&source.head(), &view, &jobs))
+}
+
+async fn validators<S: Source>(State(source): State<Arc<S>>) -> Response {
+    page(pages::validators(&source.head(), &source.auditors()))
+}
+
+async fn block<S: Source>(State(source): State<Arc<S>>, Path(segment): Path<String>) -> Response {
+    let Ok(height) = segment.parse::<u64>() else {
+        return error_page(
+            &*source,
+            StatusCode::BAD_REQUEST,
+            &format!("`{segment}` is not a block height"),
+        );
+    };
+    match source.block(height) {
+        Ok(Some(block)) => page(pages::block(&source.head(), &block, now_ms())),
+        Ok(None) => error_page(
+            &*source,
+            StatusCode::NOT_FOUND,
+            &format!("no block at height {height} on this node"),
+        ),
+        Err(e) => error_page(&*source, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The header's search box: a height opens its block, an id prefix the job, provider or
+/// account it names.
+async fn search<S: Source>(
+    State(source): State<Arc<S>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let term = q.get("q").map(|s| s.trim()).unwrap_or_default();
+    if term.is_empty() {
+        return Redirect::to(OVERVIEW_PAGE).into_response();
+    }
+    if let Ok(height) = term.parse::<u64>() {
+        return Redirect::to(&crate::page_path(BLOCK_PAGE, height)).into_response();
+    }
+    let resolution = match source.resolve(term) {
+        Ok(r) => r,
+        Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
+    };
+    match resolution.matches.as_slice() {
+        [one] if one.kind == IdKind::Job => {
+            Redirect::to(&crate::page_path(JOB_PAGE, &one.id)).into_response()
+        }
+        [one] if one.kind == IdKind::Account => {
+            Redirect::to(&crate::page_path(PROVIDER_PAGE, &one.id)).into_response()
+        }
+        [one] => Redirect::to(&verity_api::routes::path(
+            verity_api::routes::PROGRAM,
+            &one.id,
+        ))
+        .into_response(),
+        _ => {
+            let head = source.head();
+            let status = if resolution.matches.is_empty() {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::MULTIPLE_CHOICES
+            };
+            (
+                status,
+                Html(pages::search_results(&head, &resolution).into_string()),
+            )
+                .into_response()
+        }
+    }
+}

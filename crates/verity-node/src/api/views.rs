@@ -1,0 +1,247 @@
+//! The API's views of the node's state, built once here for both the JSON API and the
+//! explorer's pages (`verity_explorer::Source`), so the two never disagree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use verity_api::{
+    BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats,
+    ProvenanceView, ProviderView,
+};
+use verity_ledger::{Job, JobState, State, TrustProfile};
+use verity_types::{Address, JobId, TxBody};
+
+use super::MAX_PAGE;
+use crate::error::StorageError;
+use crate::node::Node;
+
+/// Blocks in the recent window `stats` counts results over.
+pub const STATS_WINDOW_BLOCKS: u64 = 100;
+
+pub fn head(node: &Node) -> Head {
+    let (s, state_root) = node.state_with_root();
+    Head {
+        chain_id: s.chain_id.clone(),
+        height: s.height,
+        timestamp_ms: s.timestamp_ms,
+        state_root,
+        mempool: node.mempool_len(),
+        providers_online: node.providers_online(online_window(node)),
+        block_interval_ms: node.config.block_interval_ms,
+        consensus: node.consensus_status().map(|c| ConsensusView {
+            validators: c.validators,
+            validators_seen: c.validators_seen,
+            finalized_height: c.finalized_height.max(s.height),
+            finalized_view: c.finalized_view,
+            current_view: c.current_view,
+            last_finalized_ms: c.last_finalized_ms,
+            blocks_proposed: c.blocks_proposed,
+            blocks_rejected: c.blocks_rejected,
+            nullified_views: c.nullified_views,
+            faults_seen: c.faults_seen,
+        }),
+        auditor: node.auditor_view(),
+    }
+}
+
+/// A provider counts as online if it announced itself within ~10 seconds of blocks.
+pub fn online_window(node: &Node) -> u64 {
+    (10_000 / node.config.block_interval_ms.max(1)).max(4)
+}
+
+pub fn job_view(state: &State, job: &Job) -> JobView {
+    let failure = match job.state() {
+        JobState::Expired | JobState::Slashed | JobState::Overturned => {
+            job.timeline.last().map(|e| e.note.clone())
+        }
+        _ => None,
+    };
+    JobView {
+        lock_deadline: job.lock_deadline(),
+        deadline: job.deadline(),
+        current_price: job
+            .request
+            .offer
+            .price_at(state.height.saturating_sub(job.submitted_height)),
+        failure,
+        job: job.clone(),
+    }
+}
+
+pub fn check_limit(limit: usize) -> Result<(), String> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(format!("limit must be between 1 and {MAX_PAGE}"));
+    }
+    Ok(())
+}
+
+fn summary(job: &Job) -> JobSummary {
+    JobSummary {
+        id: job.id,
+        state: job.state(),
+        client: job.client,
+        program_hash: job.program_hash,
+        mode: job.request.mode,
+        submitted_height: job.submitted_height,
+        locker: job.locker(),
+        lock_price: job.lock_price(),
+        max_price: job.request.offer.max_price,
+        max_cycles: job.request.max_cycles,
+    }
+}
+
+/// One page of jobs in id order, filtered; `query.limit` must have passed [`check_limit`].
+pub fn jobs(state: &State, query: &JobQuery) -> JobPage {
+    let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+    let range = match query.after {
+        Some(a) => state
+            .jobs
+            .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+        None => state.jobs.range(..),
+    };
+    let mut jobs = Vec::new();
+    let mut next = None;
+    for job in range.map(|(_, job)| job) {
+        if query.state.is_some_and(|s| s != job.state())
+            || query.client.is_some_and(|c| c != job.client)
+            || query
+                .provider
+                .is_some_and(|p| Some(p) != job.locker() && Some(p) != job.fulfiller())
+        {
+            continue;
+        }
+        if jobs.len() == limit {
+            next = jobs.last().map(|j: &JobSummary| j.id);
+            break;
+        }
+        jobs.push(summary(job));
+    }
+    JobPage { jobs, next }
+}
+
+/// The `count` newest jobs, by submission height (ties by id). A scan of every job: the
+/// explorer's overview asks for ten; issue 16's indexed store will replace it.
+pub fn recent_jobs(state: &State, count: usize) -> Vec<JobSummary> {
+    let mut newest: Vec<&Job> = state.jobs.values().collect();
+    newest.sort_by(|a, b| {
+        b.submitted_height
+            .cmp(&a.submitted_height)
+            .then(a.id.cmp(&b.id))
+    });
+    newest.into_iter().take(count).map(summary).collect()
+}
+
+/// A finished job's provenance record with its proof against the current state root. (The
+/// proof rebuilds the state's Merkle tree: issue 16's incremental store makes it cheap.)
+pub fn provenance(state: &State, id: &JobId) -> Option<ProvenanceView> {
+    let (record, proof) = state.provenance_proof(id)?;
+    Some(ProvenanceView {
+        record,
+        proof,
+        state_root: state.state_root(),
+        height: state.height,
+    })
+}
+
+pub fn provider_view(node: &Node, state: &State, address: Address) -> ProviderView {
+    let stats = state.providers.get(&address).cloned().unwrap_or_default();
+    let last = node.last_seen(&address);
+    let profile = TrustProfile::of(state, &address);
+    ProviderView {
+        address,
+        stake: state.stakes.get(&address).cloned().unwrap_or_default(),
+        trust_score: profile.score,
+        profile,
+        stats,
+        online: last.is_some_and(|h| state.height.saturating_sub(h) <= online_window(node)),
+        last_seen_height: last,
+    }
+}
+
+/// Every staked provider or provider with a record, best score first.
+pub fn providers(node: &Node) -> Vec<ProviderView> {
+    let state = node.state();
+    let mut who: BTreeSet<Address> = state.providers.keys().copied().collect();
+    who.extend(
+        state
+            .stakes
+            .iter()
+            .filter(|(_, s)| s.provider > 0)
+            .map(|(a, _)| *a),
+    );
+    let mut views: Vec<ProviderView> = who
+        .into_iter()
+        .map(|a| provider_view(node, &state, a))
+        .collect();
+    views.sort_by(|a, b| {
+        b.trust_score
+            .cmp(&a.trust_score)
+            .then(b.profile.fulfilled.cmp(&a.profile.fulfilled))
+            .then(a.address.cmp(&b.address))
+    });
+    views
+}
+
+/// A stored block with each transaction's outcome.
+pub fn block(node: &Node, height: u64) -> Result<Option<BlockView>, StorageError> {
+    let Some(stored) = node.storage().block(height)? else {
+        return Ok(None);
+    };
+    // The next block names this one's id; only the tip's is computed (hashing the block).
+    let id = match node.storage().block(height + 1)? {
+        Some(next) => next.parent_id,
+        None => stored.to_block().id(),
+    };
+    let mut txs = Vec::with_capacity(stored.txs.len());
+    for tx in &stored.txs {
+        let id = tx.id();
+        let job_id = match &tx.tx.body {
+            TxBody::SubmitJob(_) => Some(JobId::submitted_by(id)),
+            body => body.job_id(),
+        };
+        txs.push(BlockTx {
+            id,
+            signer: tx.tx.signer,
+            nonce: tx.tx.nonce,
+            kind: tx.tx.body.kind().to_string(),
+            job_id,
+            error: node.storage().tx_outcome(&id)?.and_then(|o| o.error),
+        });
+    }
+    Ok(Some(BlockView {
+        height,
+        id,
+        parent_id: stored.parent_id,
+        timestamp_ms: stored.header.timestamp_ms,
+        proposer: stored.header.proposer,
+        state_root: stored.state_root,
+        txs,
+    }))
+}
+
+/// Jobs by state, and results delivered over the last [`STATS_WINDOW_BLOCKS`] blocks.
+pub fn stats(node: &Node) -> Result<NetworkStats, StorageError> {
+    let state = node.state();
+    let mut jobs_by_state: BTreeMap<JobState, u64> =
+        JobState::ALL.into_iter().map(|s| (s, 0)).collect();
+    // The window opens at a stored block (block 1 at the earliest), whose time it starts at.
+    let start = state.height.saturating_sub(STATS_WINDOW_BLOCKS).max(1);
+    let start_ms = node
+        .storage()
+        .block(start)?
+        .map_or(state.timestamp_ms, |b| b.header.timestamp_ms);
+    let (mut results, mut proofs) = (0, 0);
+    for job in state.jobs.values() {
+        *jobs_by_state.entry(job.state()).or_default() += 1;
+        if let Some(d) = job.phase.delivery().filter(|d| d.height > start) {
+            results += 1;
+            proofs += u64::from(d.proof_hash.is_some());
+        }
+    }
+    Ok(NetworkStats {
+        jobs_by_state,
+        window_blocks: state.height.saturating_sub(start),
+        window_ms: state.timestamp_ms.saturating_sub(start_ms),
+        results_in_window: results,
+        proofs_in_window: proofs,
+    })
+}

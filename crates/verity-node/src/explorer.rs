@@ -1,0 +1,64 @@
+//! The node as the explorer's [`Source`]: the same views the JSON API serves.
+
+use verity_api::{
+    BlockView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats, ProvenanceView,
+    ProviderView, Resolution,
+};
+use verity_explorer::{Source, SourceError};
+use verity_ledger::trust::AuditorProfile;
+use verity_types::{Address, IdPrefix, JobId};
+
+use crate::api::{resolve_prefix, views};
+use crate::node::Node;
+
+impl Source for Node {
+    fn head(&self) -> Head {
+        views::head(self)
+    }
+
+    fn stats(&self) -> NetworkStats {
+        // A storage error leaves the window empty; the counts by state still show.
+        views::stats(self).unwrap_or_else(|_| NetworkStats::default())
+    }
+
+    fn jobs(&self, query: &JobQuery) -> Result<JobPage, String> {
+        views::check_limit(query.limit.unwrap_or(50))?;
+        Ok(views::jobs(&self.state(), query))
+    }
+
+    fn recent_jobs(&self, count: usize) -> Vec<JobSummary> {
+        views::recent_jobs(&self.state(), count)
+    }
+
+    fn job(&self, id: &JobId) -> Option<JobView> {
+        let state = self.state();
+        state.jobs.get(id).map(|job| views::job_view(&state, job))
+    }
+
+    fn provenance(&self, id: &JobId) -> Option<ProvenanceView> {
+        views::provenance(&self.state(), id)
+    }
+
+    fn providers(&self) -> Vec<ProviderView> {
+        views::providers(self)
+    }
+
+    fn provider(&self, address: &Address) -> ProviderView {
+        views::provider_view(self, &self.state(), *address)
+    }
+
+    fn auditors(&self) -> Vec<AuditorProfile> {
+        AuditorProfile::all(&self.state())
+    }
+
+    fn block(&self, height: u64) -> Result<Option<BlockView>, SourceError> {
+        views::block(self, height).map_err(|e| SourceError(e.to_string()))
+    }
+
+    fn resolve(&self, prefix: &str) -> Result<Resolution, String> {
+        let prefix: IdPrefix = prefix
+            .parse()
+            .map_err(|e| format!("`{prefix}` is not an id prefix: {e}"))?;
+        Ok(resolve_prefix(&self.state(), &prefix))
+    }
+}
