@@ -81,6 +81,39 @@ pub enum TxError {
 }
 
 impl TxError {
+    /// A short, fixed name for the kind of failure (a metrics label: bounded, no data).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TxError::CannotPayFee { .. } => "cannot_pay_fee",
+            TxError::BadSignature => "bad_signature",
+            TxError::WrongChain { .. } => "wrong_chain",
+            TxError::BadNonce { .. } => "bad_nonce",
+            TxError::InsufficientFunds { .. } => "insufficient_funds",
+            TxError::InsufficientStake { .. } => "insufficient_stake",
+            TxError::ZeroAmount => "zero_amount",
+            TxError::UnknownJob(_) => "unknown_job",
+            TxError::WrongState { .. } => "wrong_state",
+            TxError::BadOffer(_) => "bad_offer",
+            TxError::Oversized { .. } => "oversized",
+            TxError::UnknownProgram(_) => "unknown_program",
+            TxError::AlreadyPublished(_) => "already_published",
+            TxError::BadProgram(_) => "bad_program",
+            TxError::BadInputs(_) => "bad_inputs",
+            TxError::BadAudit(_) => "bad_audit",
+            TxError::BadEndpoint(_) => "bad_endpoint",
+            TxError::NotEligible(_) => "not_eligible",
+            TxError::NotLocker { .. } => "not_locker",
+            TxError::DeadlinePassed(_) => "deadline_passed",
+            TxError::ProofRequired => "proof_required",
+            TxError::ProofNotAllowed => "proof_not_allowed",
+            TxError::BadProof(_) => "bad_proof",
+            TxError::SameOutputs => "same_outputs",
+            TxError::SelfChallenge => "self_challenge",
+            TxError::NotValidator(_) => "not_validator",
+            TxError::Overflow => "overflow",
+        }
+    }
+
     /// Whether this failure means the transaction could never have been included (wrong
     /// chain, bad signature, wrong nonce, unpayable fee, over a size limit): including it is
     /// the proposer's fault, and validators refuse the block.

@@ -16,6 +16,7 @@ mod error;
 mod explorer;
 pub mod handle;
 pub mod mempool;
+pub mod metrics;
 pub mod node;
 pub mod prober;
 pub mod producer;

@@ -25,6 +25,20 @@ pub enum AdmitError {
     Full(usize),
 }
 
+impl AdmitError {
+    /// A short, fixed name for the refusal (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AdmitError::TooLarge { .. } => "too_large",
+            AdmitError::Invalid(e) => e.reason(),
+            AdmitError::InsufficientFunds { .. } => "insufficient_funds",
+            AdmitError::TooManyPending(..) => "too_many_pending",
+            AdmitError::Duplicate(_) => "duplicate",
+            AdmitError::Full(_) => "mempool_full",
+        }
+    }
+}
+
 /// Most transactions one account may have waiting: one key cannot fill the pool.
 pub const MAX_PENDING_PER_SIGNER: u64 = 64;
 /// Most bytes the pool holds in all.

@@ -13,6 +13,7 @@ use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
 use crate::error::{NodeError, StorageError};
 use crate::mempool::{AdmitError, Mempool};
+use crate::metrics::Metrics;
 use verity_api::AuditorView;
 
 /// Reads the auditor's counters (the node does not know the auditor, which uses the node).
@@ -61,6 +62,7 @@ pub struct Node {
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
+    metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,6 +100,9 @@ impl Node {
             None => genesis_id,
         };
         let (events, _) = broadcast::channel(4096);
+        let metrics = Arc::new(Metrics::new());
+        let observed = metrics.clone();
+        verity_vm::observe_verifications(move |took, valid| observed.proof_verified(took, valid));
         Ok(Arc::new(Node {
             mempool: Mutex::new(Mempool::new(config.mempool_limit, config.max_tx_bytes)),
             config,
@@ -109,6 +114,7 @@ impl Node {
             auditor: OnceLock::new(),
             events,
             heartbeats: Mutex::new(BTreeMap::new()),
+            metrics,
         }))
     }
 
@@ -153,6 +159,10 @@ impl Node {
         self.consensus.get().map(StatusHandle::get)
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
@@ -165,8 +175,11 @@ impl Node {
         // Pool first, then state: `commit` changes both under the pool lock, so admission
         // never sees a pruned pool with the old state's nonces.
         let mut pool = lock(&self.mempool);
-        let id = pool.admit(tx.clone(), &self.state())?;
+        let admitted = pool.admit(tx.clone(), &self.state());
         drop(pool);
+        self.metrics
+            .admission(admitted.as_ref().err().map(AdmitError::reason));
+        let id = admitted?;
         if let Some(gossip) = self.gossip.get() {
             gossip(&tx);
         }
@@ -190,8 +203,11 @@ impl Node {
             body,
         }
         .sign(key);
-        let id = pool.admit(tx.clone(), &state)?;
+        let admitted = pool.admit(tx.clone(), &state);
         drop(pool);
+        self.metrics
+            .admission(admitted.as_ref().err().map(AdmitError::reason));
+        let id = admitted?;
         if let Some(gossip) = self.gossip.get() {
             gossip(&tx);
         }
@@ -297,6 +313,11 @@ impl Node {
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, outcome.state_root);
         drop(pool);
         self.record_orphans(&orphaned, height);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.metrics
+            .block_committed(header.timestamp_ms, now_ms, &outcome);
         for event in &outcome.events {
             info!(height = event.height, job = %event.job_id.short(), state = %event.state, "{}", event.note);
             let _ = self.events.send(event.clone());

@@ -156,6 +156,7 @@ impl Provider {
             .await?;
         match self.client.wait_tx(&tx, Duration::from_secs(30)).await {
             Ok(h) => {
+                self.metrics.locked();
                 info!(job = %id.short(), price, height = h, "locked at price {price} ({trace_len} cycles)");
                 let job = self.client.job(&id).await?.job;
                 Ok(Some(Held { job, trace_len }))

@@ -45,8 +45,9 @@ impl Provider {
                 let faults = self.cfg.faults();
                 let advice = held_advice(&self.cfg.held_data, &held.job);
                 let programs = self.programs.clone();
+                let metrics = self.metrics.clone();
                 self.busy = Some(tokio::spawn(deliver(
-                    client, key, held, advice, programs, faults,
+                    client, key, held, advice, programs, faults, metrics,
                 )));
             }
         }
@@ -70,6 +71,7 @@ pub(crate) async fn deliver(
     advice: Vec<(Digest, Vec<u64>)>,
     programs: Programs,
     faults: Faults,
+    metrics: std::sync::Arc<crate::metrics::ProviderMetrics>,
 ) -> Outcome {
     let id = held.job.id;
     let private = match private_inputs(&client, &key, &held.job).await {
@@ -106,6 +108,7 @@ pub(crate) async fn deliver(
     let Some((mut outputs, receipt)) =
         compute(id, program, inputs, mode, job.request.max_cycles).await
     else {
+        metrics.failed();
         return Outcome::ProvingFailed;
     };
     if faults.wrong_outputs() && mode == Mode::Optimistic {
@@ -120,6 +123,7 @@ pub(crate) async fn deliver(
     let took = started.elapsed();
     if let Some(r) = &receipt {
         info!(job = %id.short(), cycles = r.cycles, "proved in {took:.2?}");
+        metrics.proved(r.trace_len, took);
     }
     let observed = receipt.as_ref().map(|r| (r.trace_len, took));
     fulfil(&client, &key, id, outputs, receipt).await;

@@ -7,6 +7,7 @@
 
 mod bid;
 mod deliver;
+mod metrics;
 mod probes;
 mod programs;
 mod speed;
@@ -162,6 +163,7 @@ pub struct Provider {
     last_heartbeat: Option<Instant>,
     busy: Option<tokio::task::JoinHandle<Outcome>>,
     programs: Programs,
+    metrics: std::sync::Arc<metrics::ProviderMetrics>,
 }
 
 impl Provider {
@@ -177,6 +179,7 @@ impl Provider {
             last_heartbeat: None,
             busy: None,
             programs: Programs::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -20,27 +20,44 @@ impl Provider {
         let key = self.cfg.key.clone();
         let flaky = self.cfg.faults().flaky_endpoint();
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let app = axum::Router::new().route(
-            verity_client::routes::PING,
-            axum::routing::get(
-                move |Query(q): Query<std::collections::BTreeMap<String, String>>| {
-                    let key = key.clone();
-                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let metrics = self.metrics.clone();
+        let app = axum::Router::new()
+            .route(
+                verity_client::routes::METRICS,
+                axum::routing::get(move || {
+                    let body = metrics.render();
                     async move {
-                        let nonce = q.get("nonce").cloned().unwrap_or_default();
-                        if nonce.is_empty() || nonce.len() > 128 || (flaky && n % 2 == 1) {
-                            return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-                        }
-                        let me = key.address();
-                        let sig = key.sign(&verity_client::ping_message(&me, &nonce));
-                        Ok(axum::Json(verity_client::PingAnswer {
-                            provider: me,
-                            signature: hex::encode(sig.0),
-                        }))
+                        (
+                            [(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            body,
+                        )
                     }
-                },
-            ),
-        );
+                }),
+            )
+            .route(
+                verity_client::routes::PING,
+                axum::routing::get(
+                    move |Query(q): Query<std::collections::BTreeMap<String, String>>| {
+                        let key = key.clone();
+                        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        async move {
+                            let nonce = q.get("nonce").cloned().unwrap_or_default();
+                            if nonce.is_empty() || nonce.len() > 128 || (flaky && n % 2 == 1) {
+                                return Err(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                            }
+                            let me = key.address();
+                            let sig = key.sign(&verity_client::ping_message(&me, &nonce));
+                            Ok(axum::Json(verity_client::PingAnswer {
+                                provider: me,
+                                signature: hex::encode(sig.0),
+                            }))
+                        }
+                    },
+                ),
+            );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

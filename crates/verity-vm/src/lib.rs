@@ -26,8 +26,8 @@ pub use job::{
 pub use program::Program;
 pub use prove::{
     DEFAULT_MAX_CYCLES, Execution, MAX_MAX_CYCLES, MIN_MAX_CYCLES, PROVABLE_HASHES, ProveOptions,
-    ProveStage, Verified, baseline_miden_prove, execute, execute_outputs, prove,
-    prove_with_progress, receipt_from_proof, verify_proof, verify_receipt,
+    ProveStage, Verified, baseline_miden_prove, execute, execute_outputs, observe_verifications,
+    prove, prove_with_progress, receipt_from_proof, verify_proof, verify_receipt,
 };
 pub use shape::{AdviceRead, ProgramShape, inspect};
 

@@ -355,6 +355,19 @@ static PRECOMPILES: LazyLock<PrecompileVerifierRegistry> = LazyLock::new(|| {
         )
 });
 
+/// Called after every proof verification in this process with how long it took and whether
+/// the proof verified: for a node's metrics. It cannot change a result.
+type VerifyObserver = Box<dyn Fn(std::time::Duration, bool) + Send + Sync>;
+static VERIFY_OBSERVER: std::sync::OnceLock<VerifyObserver> = std::sync::OnceLock::new();
+
+/// Registers the process's verification observer; `false` if one already is (a process runs
+/// one node; in-process test networks share the first node's).
+pub fn observe_verifications(
+    observer: impl Fn(std::time::Duration, bool) + Send + Sync + 'static,
+) -> bool {
+    VERIFY_OBSERVER.set(Box::new(observer)).is_ok()
+}
+
 /// Verifies a serialized Miden proof against a program hash and public stack values. This is
 /// the check the ledger runs inside its state transition: it never panics, whatever the bytes.
 pub fn verify_proof(
@@ -363,12 +376,13 @@ pub fn verify_proof(
     stack_outputs: &Outputs,
     proof: &[u8],
 ) -> Result<Verified, VerifyError> {
-    verify_parsed(
-        program_hash,
-        stack_inputs,
-        stack_outputs,
-        parse_proof(proof)?,
-    )
+    let started = std::time::Instant::now();
+    let result = parse_proof(proof)
+        .and_then(|proof| verify_parsed(program_hash, stack_inputs, stack_outputs, proof));
+    if let Some(observe) = VERIFY_OBSERVER.get() {
+        observe(started.elapsed(), result.is_ok());
+    }
+    result
 }
 
 /// Decodes proof bytes from anyone: a panic in Miden's deserializer is contained and reported

@@ -129,6 +129,47 @@ async fn the_explorer_shows_a_job_from_offer_to_verified_result() {
         .unwrap();
     assert_eq!(verified["valid"], true, "{verified}");
 
+    // What an operator scrapes: the job, its proof and its transactions are counted.
+    let (status, metrics) = page(&http, &format!("{url}/metrics")).await;
+    assert_eq!(status, 200, "{metrics}");
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("verity_chain_height") >= 3.0);
+    assert_eq!(value(r#"verity_jobs{state="finalized"}"#), 1.0);
+    assert!(value(r#"verity_proofs_verified_total{result="valid"}"#) >= 1.0);
+    // Submit, lock and fulfil: three admitted, three applied.
+    assert!(
+        value(r#"verity_transactions_total{stage="mempool",result="accepted",reason="none"}"#)
+            >= 3.0
+    );
+    assert!(
+        value(r#"verity_transactions_total{stage="block",result="accepted",reason="none"}"#) >= 3.0
+    );
+    assert!(value("verity_block_interval_seconds_count") >= 2.0);
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    // The provider serves its own beside its liveness endpoint: the job's proof is counted.
+    let view = Client::new(&url)
+        .provider(&provider.parse().unwrap())
+        .await
+        .unwrap();
+    let endpoint = view
+        .profile
+        .endpoint
+        .expect("the devnet's provider announces itself");
+    let (status, proving) = page(&http, &format!("{endpoint}/metrics")).await;
+    assert_eq!(status, 200, "{proving}");
+    assert!(
+        proving.contains("verity_provider_jobs_locked_total 1\n")
+            && proving.contains("verity_provider_proving_seconds_count 1\n"),
+        "{proving}"
+    );
+
     // Hostile paths get a page that says what is wrong, never a panic.
     assert_eq!(page(&http, &format!("{url}/jobs/not-hex")).await.0, 400);
     assert_eq!(

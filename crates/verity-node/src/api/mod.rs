@@ -146,6 +146,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(routes::BLOCK, get(block))
         .route(routes::STATS, get(stats))
         .route(routes::JOB_VERIFY, post(verify::verify))
+        .route(routes::METRICS, get(metrics))
         .with_state(node.clone())
         .merge(verity_explorer::router(node))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
@@ -161,6 +162,20 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
         .map_err(internal)?
         .map(Json)
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
+}
+
+/// `GET /metrics`: Prometheus's text format (OpenMetrics).
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let stats = views::stats(&node).unwrap_or_default();
+    let body = node.metrics().render(&views::head(&node), &stats);
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /v1/stats`.

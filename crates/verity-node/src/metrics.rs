@@ -1,0 +1,278 @@
+//! Prometheus metrics (`GET /metrics`, the text exposition format), with the official
+//! `prometheus-client`. Events update counters and histograms as they happen (a block
+//! committed, a transaction admitted or refused, a proof verified); values the node already
+//! holds (heights, mempool, jobs by state, consensus and auditor figures) are read at scrape
+//! time. Every name and label is listed in `docs/API.md`; labels take values from fixed sets
+//! only (states, stages, reasons), so no client can grow the series.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use verity_api::{AuditorView, Head, NetworkStats};
+use verity_ledger::{BlockOutcome, TxError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TxLabels {
+    /// `mempool` (admission) or `block` (the ledger's verdict in a committed block).
+    pub stage: &'static str,
+    /// `accepted` or `rejected`.
+    pub result: &'static str,
+    /// Why it was rejected (`TxError::reason`, `AdmitError::reason`), `none` if accepted.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `valid` or `invalid`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabel {
+    pub activity: &'static str,
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    height: Gauge,
+    finalized_height: Gauge,
+    block_timestamp: Gauge,
+    block_interval: Histogram,
+    finality_latency: Histogram,
+    block_txs: Histogram,
+    mempool: Gauge,
+    providers_online: Gauge,
+    transactions: Family<TxLabels, Counter>,
+    jobs: Family<StateLabel, Gauge>,
+    proofs: Family<ResultLabel, Counter>,
+    proof_verify: Histogram,
+    validators: Gauge,
+    validators_seen: Gauge,
+    nullified_views: Gauge,
+    audits: Family<AuditLabel, Counter>,
+    /// The previous block's timestamp, for the interval.
+    last_block_ms: Mutex<Option<u64>>,
+}
+
+fn seconds_buckets(start: f64, count: u16) -> Histogram {
+    Histogram::new(exponential_buckets(start, 2.0, count))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("verity");
+        let m = Metrics {
+            height: Gauge::default(),
+            finalized_height: Gauge::default(),
+            block_timestamp: Gauge::default(),
+            // 10 ms to ~80 s.
+            block_interval: seconds_buckets(0.01, 14),
+            finality_latency: seconds_buckets(0.01, 14),
+            block_txs: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            mempool: Gauge::default(),
+            providers_online: Gauge::default(),
+            transactions: Family::default(),
+            jobs: Family::default(),
+            proofs: Family::default(),
+            // 100 µs to ~3 s.
+            proof_verify: seconds_buckets(0.0001, 16),
+            validators: Gauge::default(),
+            validators_seen: Gauge::default(),
+            nullified_views: Gauge::default(),
+            audits: Family::default(),
+            last_block_ms: Mutex::new(None),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "chain_height",
+            "Height of the newest committed block",
+            m.height.clone(),
+        );
+        r.register(
+            "finalized_height",
+            "Newest finalized block (equal to the height for a single producer)",
+            m.finalized_height.clone(),
+        );
+        r.register_with_unit(
+            "block_timestamp",
+            "The newest block's timestamp, by its proposer's clock (Unix time)",
+            Unit::Seconds,
+            m.block_timestamp.clone(),
+        );
+        r.register_with_unit(
+            "block_interval",
+            "Time between consecutive blocks, by their timestamps",
+            Unit::Seconds,
+            m.block_interval.clone(),
+        );
+        r.register_with_unit(
+            "finality_latency",
+            "From a block's timestamp (its proposer's clock) to this node committing it as final",
+            Unit::Seconds,
+            m.finality_latency.clone(),
+        );
+        r.register(
+            "block_transactions",
+            "Transactions per committed block",
+            m.block_txs.clone(),
+        );
+        r.register(
+            "mempool_transactions",
+            "Transactions waiting in this node's mempool",
+            m.mempool.clone(),
+        );
+        r.register(
+            "providers_online",
+            "Staked providers that sent a heartbeat recently",
+            m.providers_online.clone(),
+        );
+        r.register(
+            "transactions",
+            "Transactions admitted or refused by the mempool, and applied or rejected in blocks, by reason",
+            m.transactions.clone(),
+        );
+        r.register("jobs", "Jobs on the ledger, by state", m.jobs.clone());
+        r.register(
+            "proofs_verified",
+            "STARK proofs this process verified, by result",
+            m.proofs.clone(),
+        );
+        r.register_with_unit(
+            "proof_verify",
+            "Time to verify one STARK proof",
+            Unit::Seconds,
+            m.proof_verify.clone(),
+        );
+        r.register(
+            "consensus_validators",
+            "Validators in the BFT set (0 for a single producer)",
+            m.validators.clone(),
+        );
+        r.register(
+            "consensus_validators_seen",
+            "Validators whose votes this node saw in the last 20 views: its live peers",
+            m.validators_seen.clone(),
+        );
+        r.register(
+            "consensus_nullified_views",
+            "Views skipped without a block",
+            m.nullified_views.clone(),
+        );
+        r.register(
+            "auditor_activity",
+            "What this node's auditor has done since it started, by activity",
+            m.audits.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A block was committed: its interval, latency to commit, and each transaction's verdict.
+    pub fn block_committed(&self, timestamp_ms: u64, now_ms: u64, outcome: &BlockOutcome) {
+        let mut last = self.last_block_ms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(previous) = last.replace(timestamp_ms) {
+            self.block_interval
+                .observe(timestamp_ms.saturating_sub(previous) as f64 / 1000.0);
+        }
+        drop(last);
+        self.finality_latency
+            .observe(now_ms.saturating_sub(timestamp_ms) as f64 / 1000.0);
+        self.block_txs.observe(outcome.tx_results.len() as f64);
+        for result in &outcome.tx_results {
+            self.transaction("block", result.as_ref().err().map(TxError::reason));
+        }
+    }
+
+    /// A transaction reached the mempool: `refused` with the reason, or admitted.
+    pub fn admission(&self, refused: Option<&'static str>) {
+        self.transaction("mempool", refused);
+    }
+
+    fn transaction(&self, stage: &'static str, rejected: Option<&'static str>) {
+        let labels = TxLabels {
+            stage,
+            result: if rejected.is_some() {
+                "rejected"
+            } else {
+                "accepted"
+            },
+            reason: rejected.unwrap_or("none"),
+        };
+        self.transactions.get_or_create(&labels).inc();
+    }
+
+    pub fn proof_verified(&self, took: Duration, valid: bool) {
+        self.proof_verify.observe(took.as_secs_f64());
+        let result = if valid { "valid" } else { "invalid" };
+        self.proofs.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The scrape: gauges set from what the node holds now, then everything encoded.
+    pub fn render(&self, head: &Head, stats: &NetworkStats) -> String {
+        self.height.set(head.height as i64);
+        self.block_timestamp.set((head.timestamp_ms / 1000) as i64);
+        self.mempool.set(head.mempool as i64);
+        self.providers_online.set(head.providers_online as i64);
+        let finalized = head
+            .consensus
+            .as_ref()
+            .map_or(head.height, |c| c.finalized_height);
+        self.finalized_height.set(finalized as i64);
+        if let Some(c) = &head.consensus {
+            self.validators.set(c.validators as i64);
+            self.validators_seen.set(c.validators_seen as i64);
+            self.nullified_views.set(c.nullified_views as i64);
+        }
+        for (state, n) in &stats.jobs_by_state {
+            let label = StateLabel {
+                state: state.name(),
+            };
+            self.jobs.get_or_create(&label).set(*n as i64);
+        }
+        if let Some(a) = &head.auditor {
+            // The auditor keeps its own totals; the counters catch up to them.
+            for (activity, n) in auditor_figures(a) {
+                let counter = self.audits.get_or_create(&AuditLabel { activity });
+                counter.inc_by(n.saturating_sub(counter.get()));
+            }
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn auditor_figures(a: &AuditorView) -> [(&'static str, u64); 11] {
+    [
+        ("sampled", a.sampled),
+        ("matched", a.matched),
+        ("challenged", a.challenged),
+        ("unverifiable", a.unverifiable),
+        ("probes", a.probes),
+        ("probes_answered", a.probes_answered),
+        ("audits_filed", a.audits_filed),
+        ("canary_commits", a.canary_commits),
+        ("canaries_sent", a.canaries_sent),
+        ("canaries_challenged", a.canaries_challenged),
+        ("canary_reveals", a.canary_reveals),
+    ]
+}
