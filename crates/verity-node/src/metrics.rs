@@ -276,3 +276,131 @@ fn auditor_figures(a: &AuditorView) -> [(&'static str, u64); 11] {
         ("canary_reveals", a.canary_reveals),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use verity_api::{AuditorView, ConsensusView, Head, NetworkStats};
+    use verity_types::Digest;
+
+    use super::*;
+
+    fn head() -> Head {
+        Head {
+            chain_id: "test".into(),
+            height: 7,
+            timestamp_ms: 1_000,
+            state_root: Digest::blake3(b"root"),
+            mempool: 2,
+            providers_online: 1,
+            block_interval_ms: 250,
+            consensus: Some(ConsensusView {
+                validators: 4,
+                validators_seen: 3,
+                finalized_height: 7,
+                finalized_view: 9,
+                current_view: 10,
+                last_finalized_ms: 1_000,
+                blocks_proposed: 2,
+                blocks_rejected: 0,
+                nullified_views: 1,
+                faults_seen: 0,
+            }),
+            auditor: Some(AuditorView {
+                probes: 5,
+                ..AuditorView::default()
+            }),
+        }
+    }
+
+    /// The metric families a text exposition declares (`# TYPE name kind`).
+    fn families(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_scrape_reports_what_the_node_holds_and_counts_catch_up() {
+        let m = Metrics::new();
+        let text = m.render(&head(), &NetworkStats::default());
+        assert!(text.contains("verity_finalized_height 7\n"), "{text}");
+        assert!(
+            text.contains("verity_consensus_validators_seen 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verity_auditor_activity_total{activity=\"probes\"} 5\n"),
+            "{text}"
+        );
+        // The auditor's totals grew by 2: the counter follows, once, not by 5 again.
+        let mut later = head();
+        later.auditor.as_mut().unwrap().probes = 7;
+        let text = m.render(&later, &NetworkStats::default());
+        assert!(
+            text.contains("verity_auditor_activity_total{activity=\"probes\"} 7\n"),
+            "{text}"
+        );
+        m.admission(Some("bad_nonce"));
+        m.proof_verified(Duration::from_millis(3), false);
+        let text = m.render(&later, &NetworkStats::default());
+        assert!(
+            text.contains(r#"verity_transactions_total{stage="mempool",result="rejected",reason="bad_nonce"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"verity_proofs_verified_total{result="invalid"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// `deploy/grafana/verity-dashboard.json` queries only metrics the node or the provider
+    /// exports: renaming one without the dashboard fails here.
+    #[test]
+    fn the_dashboard_reads_only_metrics_the_node_exports() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana/verity-dashboard.json"
+        );
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // A labelled family is declared once it has a series: give each one.
+        let node = Metrics::new();
+        node.admission(None);
+        node.proof_verified(Duration::from_millis(1), true);
+        let mut stats = NetworkStats::default();
+        stats
+            .jobs_by_state
+            .insert(verity_ledger::JobState::Finalized, 1);
+        let mut exported = families(&node.render(&head(), &stats));
+        exported.extend(families(
+            &verity_provider::metrics::ProviderMetrics::new().render(),
+        ));
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for (i, _) in expr.match_indices("verity_") {
+                    let name: String = expr[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let family = ["_bucket", "_sum", "_count", "_total"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(&name);
+                    assert!(
+                        exported.contains(family),
+                        "panel {} queries {name}, which nothing exports ({exported:?})",
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+        assert!(queried >= 20, "only {queried} metric references found");
+    }
+}

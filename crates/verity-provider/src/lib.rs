@@ -7,7 +7,7 @@
 
 mod bid;
 mod deliver;
-mod metrics;
+pub mod metrics;
 mod probes;
 mod programs;
 mod speed;
