@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prints the path of a Chromium that runs headless, installing Debian's `chromium` package
 # first if none is found and this machine can install packages (root, or passwordless sudo).
-# Exit 1, with the reason on stderr, where no browser can be had. The explorer's browser
-# test calls this (the README's test command needs nothing installed by hand).
+# Exit 3, with the reason on stderr, where no browser can be had (no apt-get, no root); any
+# other failure (an install that failed) is an error. The explorer's browser test calls this
+# (the README's test command needs nothing installed by hand).
 set -euo pipefail
 
 find_browser() {
@@ -19,7 +20,7 @@ find_browser && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "no chromium found and no apt-get to install it with (install Chromium or Chrome)" >&2
-    exit 1
+    exit 3
 fi
 if [ "$(id -u)" = 0 ]; then
     as_root=()
@@ -27,7 +28,7 @@ elif sudo -n true 2>/dev/null; then
     as_root=(sudo -n)
 else
     echo "no chromium found, and installing it needs root (run: sudo apt-get install chromium)" >&2
-    exit 1
+    exit 3
 fi
 # One install at a time: parallel tests may all ask.
 exec 9>"${TMPDIR:-/tmp}/verity-chromium-install.lock"

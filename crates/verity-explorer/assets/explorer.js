@@ -10,8 +10,15 @@ function followEvents() {
   let pending = null;
   source.onopen = () => live && live.classList.add("on");
   source.onerror = () => live && live.classList.remove("on");
-  source.addEventListener("job", () => {
+  // A job's page changes only with its job; other pages with any.
+  const only = document.getElementById("page")?.dataset.job;
+  source.addEventListener("job", (event) => {
     if (pending) return;
+    if (only) {
+      try {
+        if (JSON.parse(event.data).job_id !== only) return;
+      } catch (_) { return; }
+    }
     pending = setTimeout(refresh, 1000);
   });
   async function refresh() {
@@ -37,7 +44,11 @@ async function verify(button) {
   out.className = "";
   out.textContent = "Verifying…";
   try {
-    const response = await fetch(`/v1/jobs/${button.dataset.job}/verify`, { method: "POST" });
+    const response = await fetch(`/v1/jobs/${button.dataset.job}/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     const body = await response.json();
     if (!response.ok) {
       out.className = "invalid";

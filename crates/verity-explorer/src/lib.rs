@@ -28,6 +28,15 @@ pub use routes::PAGES;
 #[error("{0}")]
 pub struct SourceError(pub String);
 
+/// What the overview shows of a recent block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSummary {
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub proposer: Address,
+    pub txs: usize,
+}
+
 /// Where the explorer reads from: the node's committed state and stored blocks, as the API's
 /// views. Reads are synchronous and cheap (in-memory state, one database read per block).
 pub trait Source: Send + Sync + 'static {
@@ -44,6 +53,8 @@ pub trait Source: Send + Sync + 'static {
     fn provider(&self, address: &Address) -> ProviderView;
     fn auditors(&self) -> Vec<AuditorProfile>;
     fn block(&self, height: u64) -> Result<Option<BlockView>, SourceError>;
+    /// The newest `count` blocks, newest first (without their transactions' outcomes).
+    fn recent_blocks(&self, count: usize) -> Vec<BlockSummary>;
     /// What an id prefix names; `Err` says why it is not a valid prefix.
     fn resolve(&self, prefix: &str) -> Result<Resolution, String>;
 }

@@ -12,9 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::Markup;
+use tokio::sync::Semaphore;
 use verity_api::{IdKind, JobQuery};
 use verity_ledger::JobState;
-use verity_types::{Address, JobId};
+use verity_types::{Address, IdPrefix, JobId};
 
 use crate::Source;
 use crate::pages;
@@ -66,6 +67,20 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Pages rendered at once; more wait their turn. Rendering reads state and the database and
+/// costs milliseconds of CPU, so it runs on blocking threads, a few at a time, never on the
+/// async executor that serves the API.
+static RENDERERS: Semaphore = Semaphore::const_new(4);
+
+async fn rendered(render: impl FnOnce() -> Response + Send + 'static) -> Response {
+    let Ok(_turn) = RENDERERS.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    tokio::task::spawn_blocking(render)
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 fn page(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
@@ -96,39 +111,52 @@ async fn script() -> Response {
 }
 
 async fn overview<S: Source>(State(source): State<Arc<S>>) -> Response {
-    let head = source.head();
-    let stats = source.stats();
-    let recent_blocks: Vec<_> = (0..10)
-        .filter_map(|back| head.height.checked_sub(back))
-        .filter(|h| *h > 0)
-        .filter_map(|h| source.block(h).ok().flatten())
-        .collect();
-    let recent_jobs = source.recent_jobs(10);
-    page(pages::overview(
-        &head,
-        &stats,
-        &recent_jobs,
-        &recent_blocks,
-        now_ms(),
-    ))
+    rendered(move || {
+        let head = source.head();
+        let stats = source.stats();
+        let recent_blocks = source.recent_blocks(10);
+        let recent_jobs = source.recent_jobs(10);
+        page(pages::overview(
+            &head,
+            &stats,
+            &recent_jobs,
+            &recent_blocks,
+            now_ms(),
+        ))
+    })
+    .await
 }
 
 async fn jobs<S: Source>(
     State(source): State<Arc<S>>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    // A search box on the page: a prefix goes to the job it names.
-    if let Some(prefix) = q.get("q").filter(|p| !p.trim().is_empty()) {
-        return Redirect::to(&crate::page_path(JOB_PAGE, prefix.trim())).into_response();
-    }
-    let query = match job_query(&q) {
-        Ok(query) => query,
-        Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
-    };
-    match source.jobs(&query) {
-        Ok(found) => page(pages::jobs(&source.head(), &query, &found)),
-        Err(e) => error_page(&*source, StatusCode::BAD_REQUEST, &e),
-    }
+    rendered(move || {
+        // A search box on the page: a prefix goes to the job it names (only a prefix: whatever
+        // else was typed never reaches the redirect).
+        if let Some(typed) = q.get("q").map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            return match typed.parse::<IdPrefix>() {
+                Ok(prefix) => match resolve(&*source, &prefix.to_string(), IdKind::Job, JOB_PAGE) {
+                    Ok(id) => Redirect::to(&crate::page_path(JOB_PAGE, id)).into_response(),
+                    Err(response) => *response,
+                },
+                Err(e) => error_page(
+                    &*source,
+                    StatusCode::BAD_REQUEST,
+                    &format!("`{typed}` is not a job id prefix: {e}"),
+                ),
+            };
+        }
+        let query = match job_query(&q) {
+            Ok(query) => query,
+            Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
+        };
+        match source.jobs(&query) {
+            Ok(found) => page(pages::jobs(&source.head(), &query, &found)),
+            Err(e) => error_page(&*source, StatusCode::BAD_REQUEST, &e),
+        }
+    })
+    .await
 }
 
 /// The list's filters, from its query string (empty values are no filter).
@@ -191,77 +219,86 @@ fn resolve<S: Source>(
 }
 
 async fn job<S: Source>(State(source): State<Arc<S>>, Path(segment): Path<String>) -> Response {
-    let id = match resolve(&*source, &segment, IdKind::Job, JOB_PAGE) {
-        Ok(id) => id,
-        Err(response) => return *response,
-    };
-    let Ok(id) = id.parse::<JobId>() else {
-        return error_page(&*source, StatusCode::BAD_REQUEST, "not a job id");
-    };
-    let Some(view) = source.job(&id) else {
-        return error_page(
-            &*source,
-            StatusCode::NOT_FOUND,
-            &format!("job {id} is unknown"),
-        );
-    };
-    let provenance = source.provenance(&id);
-    page(pages::job(
-        &source.head(),
-        &view,
-        provenance.as_ref(),
-        now_ms(),
-    ))
+    rendered(move || {
+        let id = match resolve(&*source, &segment, IdKind::Job, JOB_PAGE) {
+            Ok(id) => id,
+            Err(response) => return *response,
+        };
+        let Ok(id) = id.parse::<JobId>() else {
+            return error_page(&*source, StatusCode::BAD_REQUEST, "not a job id");
+        };
+        let Some(view) = source.job(&id) else {
+            return error_page(
+                &*source,
+                StatusCode::NOT_FOUND,
+                &format!("job {id} is unknown"),
+            );
+        };
+        let provenance = source.provenance(&id);
+        page(pages::job(
+            &source.head(),
+            &view,
+            provenance.as_ref(),
+            now_ms(),
+        ))
+    })
+    .await
 }
 
 async fn providers<S: Source>(State(source): State<Arc<S>>) -> Response {
-    page(pages::providers(&source.head(), &source.providers()))
+    rendered(move || page(pages::providers(&source.head(), &source.providers()))).await
 }
 
 async fn provider<S: Source>(
     State(source): State<Arc<S>>,
     Path(segment): Path<String>,
 ) -> Response {
-    let address = match resolve(&*source, &segment, IdKind::Account, PROVIDER_PAGE) {
-        Ok(a) => a,
-        Err(response) => return *response,
-    };
-    let Ok(address) = address.parse::<Address>() else {
-        return error_page(&*source, StatusCode::BAD_REQUEST, "not an address");
-    };
-    let view = source.provider(&address);
-    let jobs = source
-        .jobs(&JobQuery {
-            provider: Some(address),
-            limit: Some(JOBS_PER_PAGE),
-            ..JobQuery::default()
-        })
-        .map(|p| p.jobs)
-        .unwrap_or_default();
-    page(pages::provider(&source.head(), &view, &jobs))
+    rendered(move || {
+        let address = match resolve(&*source, &segment, IdKind::Account, PROVIDER_PAGE) {
+            Ok(a) => a,
+            Err(response) => return *response,
+        };
+        let Ok(address) = address.parse::<Address>() else {
+            return error_page(&*source, StatusCode::BAD_REQUEST, "not an address");
+        };
+        let view = source.provider(&address);
+        let jobs = source
+            .jobs(&JobQuery {
+                provider: Some(address),
+                limit: Some(JOBS_PER_PAGE),
+                ..JobQuery::default()
+            })
+            .map(|p| p.jobs)
+            .unwrap_or_default();
+        page(pages::provider(&source.head(), &view, &jobs))
+    })
+    .await
 }
 
 async fn validators<S: Source>(State(source): State<Arc<S>>) -> Response {
-    page(pages::validators(&source.head(), &source.auditors()))
+    rendered(move || page(pages::validators(&source.head(), &source.auditors()))).await
 }
 
 async fn block<S: Source>(State(source): State<Arc<S>>, Path(segment): Path<String>) -> Response {
-    let Ok(height) = segment.parse::<u64>() else {
-        return error_page(
-            &*source,
-            StatusCode::BAD_REQUEST,
-            &format!("`{segment}` is not a block height"),
-        );
-    };
-    match source.block(height) {
-        Ok(Some(block)) => page(pages::block(&source.head(), &block, now_ms())),
-        Ok(None) => error_page(
-            &*source,
-            StatusCode::NOT_FOUND,
-            &format!("no block at height {height} on this node"),
-        ),
-        Err(e) => error_page(&*source, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    rendered(move || {
+        let Ok(height) = segment.parse::<u64>() else {
+            return error_page(
+                &*source,
+                StatusCode::BAD_REQUEST,
+                &format!("`{segment}` is not a block height"),
+            );
+        };
+        match source.block(height) {
+            Ok(Some(block)) => page(pages::block(&source.head(), &block, now_ms())),
+            Ok(None) => error_page(
+                &*source,
+                StatusCode::NOT_FOUND,
+                &format!("no block at height {height} on this node"),
+            ),
+            Err(e) => error_page(&*source, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    })
+    .await
 }
 
 /// The header's search box: a height opens its block, an id prefix the job, provider or
@@ -270,41 +307,44 @@ async fn search<S: Source>(
     State(source): State<Arc<S>>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let term = q.get("q").map(|s| s.trim()).unwrap_or_default();
-    if term.is_empty() {
-        return Redirect::to(OVERVIEW_PAGE).into_response();
-    }
-    if let Ok(height) = term.parse::<u64>() {
-        return Redirect::to(&crate::page_path(BLOCK_PAGE, height)).into_response();
-    }
-    let resolution = match source.resolve(term) {
-        Ok(r) => r,
-        Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
-    };
-    match resolution.matches.as_slice() {
-        [one] if one.kind == IdKind::Job => {
-            Redirect::to(&crate::page_path(JOB_PAGE, &one.id)).into_response()
+    rendered(move || {
+        let term = q.get("q").map(|s| s.trim()).unwrap_or_default();
+        if term.is_empty() {
+            return Redirect::to(OVERVIEW_PAGE).into_response();
         }
-        [one] if one.kind == IdKind::Account => {
-            Redirect::to(&crate::page_path(PROVIDER_PAGE, &one.id)).into_response()
+        if let Ok(height) = term.parse::<u64>() {
+            return Redirect::to(&crate::page_path(BLOCK_PAGE, height)).into_response();
         }
-        [one] => Redirect::to(&verity_api::routes::path(
-            verity_api::routes::PROGRAM,
-            &one.id,
-        ))
-        .into_response(),
-        _ => {
-            let head = source.head();
-            let status = if resolution.matches.is_empty() {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::MULTIPLE_CHOICES
-            };
-            (
-                status,
-                Html(pages::search_results(&head, &resolution).into_string()),
-            )
-                .into_response()
+        let resolution = match source.resolve(term) {
+            Ok(r) => r,
+            Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
+        };
+        match resolution.matches.as_slice() {
+            [one] if one.kind == IdKind::Job => {
+                Redirect::to(&crate::page_path(JOB_PAGE, &one.id)).into_response()
+            }
+            [one] if one.kind == IdKind::Account => {
+                Redirect::to(&crate::page_path(PROVIDER_PAGE, &one.id)).into_response()
+            }
+            [one] => Redirect::to(&verity_api::routes::path(
+                verity_api::routes::PROGRAM,
+                &one.id,
+            ))
+            .into_response(),
+            _ => {
+                let head = source.head();
+                let status = if resolution.matches.is_empty() {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::MULTIPLE_CHOICES
+                };
+                (
+                    status,
+                    Html(pages::search_results(&head, &resolution).into_string()),
+                )
+                    .into_response()
+            }
         }
-    }
+    })
+    .await
 }

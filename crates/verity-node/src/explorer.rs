@@ -4,7 +4,7 @@ use verity_api::{
     BlockView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats, ProvenanceView,
     ProviderView, Resolution,
 };
-use verity_explorer::{Source, SourceError};
+use verity_explorer::{BlockSummary, Source, SourceError};
 use verity_ledger::trust::AuditorProfile;
 use verity_types::{Address, IdPrefix, JobId};
 
@@ -36,7 +36,7 @@ impl Source for Node {
     }
 
     fn provenance(&self, id: &JobId) -> Option<ProvenanceView> {
-        views::provenance(&self.state(), id)
+        views::provenance(self, id)
     }
 
     fn providers(&self) -> Vec<ProviderView> {
@@ -53,6 +53,20 @@ impl Source for Node {
 
     fn block(&self, height: u64) -> Result<Option<BlockView>, SourceError> {
         views::block(self, height).map_err(|e| SourceError(e.to_string()))
+    }
+
+    fn recent_blocks(&self, count: usize) -> Vec<BlockSummary> {
+        let tip = self.state().height;
+        (0..count as u64)
+            .filter_map(|back| tip.checked_sub(back).filter(|h| *h > 0))
+            .filter_map(|h| self.storage().block(h).ok().flatten())
+            .map(|b| BlockSummary {
+                height: b.header.height,
+                timestamp_ms: b.header.timestamp_ms,
+                proposer: b.header.proposer,
+                txs: b.txs.len(),
+            })
+            .collect()
     }
 
     fn resolve(&self, prefix: &str) -> Result<Resolution, String> {

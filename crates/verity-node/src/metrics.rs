@@ -19,7 +19,8 @@ use verity_ledger::{BlockOutcome, TxError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TxLabels {
-    /// `mempool` (admission) or `block` (the ledger's verdict in a committed block).
+    /// `mempool` (admission from a client), `gossip` (from another validator) or `block` (the
+    /// ledger's verdict in a committed block).
     pub stage: &'static str,
     /// `accepted` or `rejected`.
     pub result: &'static str,
@@ -60,10 +61,12 @@ pub struct Metrics {
     proof_verify: Histogram,
     validators: Gauge,
     validators_seen: Gauge,
-    nullified_views: Gauge,
+    nullified_views: Counter,
     audits: Family<AuditLabel, Counter>,
     /// The previous block's timestamp, for the interval.
     last_block_ms: Mutex<Option<u64>>,
+    /// One scrape at a time: counters that catch up to totals kept elsewhere read, then add.
+    scrape: Mutex<()>,
 }
 
 fn seconds_buckets(start: f64, count: u16) -> Histogram {
@@ -90,9 +93,10 @@ impl Metrics {
             proof_verify: seconds_buckets(0.0001, 16),
             validators: Gauge::default(),
             validators_seen: Gauge::default(),
-            nullified_views: Gauge::default(),
+            nullified_views: Counter::default(),
             audits: Family::default(),
             last_block_ms: Mutex::new(None),
+            scrape: Mutex::new(()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -200,6 +204,11 @@ impl Metrics {
         self.transaction("mempool", refused);
     }
 
+    /// A transaction another validator gossiped: taken, or not (often `duplicate`).
+    pub fn gossip_admission(&self, refused: Option<&'static str>) {
+        self.transaction("gossip", refused);
+    }
+
     fn transaction(&self, stage: &'static str, rejected: Option<&'static str>) {
         let labels = TxLabels {
             stage,
@@ -221,6 +230,7 @@ impl Metrics {
 
     /// The scrape: gauges set from what the node holds now, then everything encoded.
     pub fn render(&self, head: &Head, stats: &NetworkStats) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.height.set(head.height as i64);
         self.block_timestamp.set((head.timestamp_ms / 1000) as i64);
         self.mempool.set(head.mempool as i64);
@@ -233,7 +243,7 @@ impl Metrics {
         if let Some(c) = &head.consensus {
             self.validators.set(c.validators as i64);
             self.validators_seen.set(c.validators_seen as i64);
-            self.nullified_views.set(c.nullified_views as i64);
+            catch_up(&self.nullified_views, c.nullified_views);
         }
         for (state, n) in &stats.jobs_by_state {
             let label = StateLabel {
@@ -244,8 +254,7 @@ impl Metrics {
         if let Some(a) = &head.auditor {
             // The auditor keeps its own totals; the counters catch up to them.
             for (activity, n) in auditor_figures(a) {
-                let counter = self.audits.get_or_create(&AuditLabel { activity });
-                counter.inc_by(n.saturating_sub(counter.get()));
+                catch_up(&self.audits.get_or_create(&AuditLabel { activity }), n);
             }
         }
         let mut out = String::new();
@@ -259,6 +268,11 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
+}
+
+/// Raises `counter` to `total`, a count kept elsewhere (callers hold the scrape lock).
+fn catch_up(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 fn auditor_figures(a: &AuditorView) -> [(&'static str, u64); 11] {

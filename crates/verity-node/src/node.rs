@@ -102,7 +102,12 @@ impl Node {
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
         let observed = metrics.clone();
-        verity_vm::observe_verifications(move |took, valid| observed.proof_verified(took, valid));
+        if !verity_vm::observe_verifications(move |took, valid| {
+            observed.proof_verified(took, valid)
+        }) {
+            // A second node in one process (tests): the first node's metrics count for both.
+            tracing::debug!("proof verifications are already observed in this process");
+        }
         Ok(Arc::new(Node {
             mempool: Mutex::new(Mempool::new(config.mempool_limit, config.max_tx_bytes)),
             config,
@@ -428,7 +433,10 @@ impl verity_consensus::Chain for Node {
         // Gossip is best effort: a copy we already hold, or one that arrives out of nonce
         // order, is simply not taken (the node that admitted it still proposes it).
         let mut pool = lock(&self.mempool);
-        let _ = pool.admit(tx, &self.state());
+        let admitted = pool.admit(tx, &self.state());
+        drop(pool);
+        self.metrics
+            .gossip_admission(admitted.err().as_ref().map(AdmitError::reason));
     }
 
     fn discard(&self, tx: &SignedTx, reason: &str) {

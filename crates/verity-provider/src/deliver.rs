@@ -111,6 +111,7 @@ pub(crate) async fn deliver(
         metrics.failed();
         return Outcome::ProvingFailed;
     };
+    let proving = started.elapsed();
     if faults.wrong_outputs() && mode == Mode::Optimistic {
         // A different, still valid, field element.
         let mut wrong = outputs.to_vec();
@@ -123,7 +124,7 @@ pub(crate) async fn deliver(
     let took = started.elapsed();
     if let Some(r) = &receipt {
         info!(job = %id.short(), cycles = r.cycles, "proved in {took:.2?}");
-        metrics.proved(r.trace_len, took);
+        metrics.proved(r.trace_len, proving);
     }
     let observed = receipt.as_ref().map(|r| (r.trace_len, took));
     fulfil(&client, &key, id, outputs, receipt).await;

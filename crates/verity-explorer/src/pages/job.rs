@@ -6,7 +6,7 @@ use verity_api::{Head, JobView, ProvenanceView};
 use verity_ledger::{Job, JobPhase};
 use verity_types::{Mode, StackOutputs};
 
-use super::{auction, layout, row};
+use super::{auction, row};
 use crate::format::{address_link, age, block_link, full_id, or_dash, short, state_badge, utc};
 
 fn outputs_list(outputs: &StackOutputs) -> Markup {
@@ -125,9 +125,11 @@ pub fn job(head: &Head, view: &JobView, record: Option<&ProvenanceView>, now_ms:
         .phase
         .lock()
         .map(|l| (l.height.saturating_sub(job.submitted_height), l.price));
-    layout(
-        &format!("Job {}", short(&job.id.to_string())),
+    let id = job.id.to_string();
+    super::layout_of(
+        &format!("Job {}", short(&id)),
         head,
+        Some(&id),
         html! {
             h1 { "Job " (state_badge(job.state())) }
             p { (full_id(&job.id.to_string())) }

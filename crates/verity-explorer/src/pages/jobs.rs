@@ -3,6 +3,7 @@
 use maud::{Markup, html};
 use verity_api::{Head, JobPage, JobQuery, JobSummary};
 use verity_ledger::JobState;
+use verity_types::JobId;
 
 use super::layout;
 use crate::format::{address_link, block_link, job_link, or_dash, short, state_badge};
@@ -35,20 +36,32 @@ pub fn job_rows(jobs: &[JobSummary]) -> Markup {
     }
 }
 
-fn filter_link(query: &JobQuery, state: Option<JobState>) -> Markup {
-    let mut href = String::from("/jobs?");
+/// `/jobs` with `query`'s client and provider filters, `state`, and a cursor.
+fn list_href(query: &JobQuery, state: Option<JobState>, after: Option<&JobId>) -> String {
+    let mut params = Vec::new();
     if let Some(s) = state {
-        href.push_str(&format!("state={}&", s.name()));
+        params.push(format!("state={}", s.name()));
     }
     if let Some(c) = &query.client {
-        href.push_str(&format!("client={c}&"));
+        params.push(format!("client={c}"));
     }
     if let Some(p) = &query.provider {
-        href.push_str(&format!("provider={p}&"));
+        params.push(format!("provider={p}"));
     }
+    if let Some(a) = after {
+        params.push(format!("after={a}"));
+    }
+    if params.is_empty() {
+        "/jobs".into()
+    } else {
+        format!("/jobs?{}", params.join("&"))
+    }
+}
+
+fn filter_link(query: &JobQuery, state: Option<JobState>) -> Markup {
     let label = state.map_or("all", JobState::name);
     let current = query.state == state;
-    html! { a.filter.current[current] href=(href.trim_end_matches(['&', '?'])) { (label) } }
+    html! { a.filter.current[current] href=(list_href(query, state, None)) { (label) } }
 }
 
 pub fn jobs(head: &Head, query: &JobQuery, page: &JobPage) -> Markup {
@@ -69,10 +82,33 @@ pub fn jobs(head: &Head, query: &JobQuery, page: &JobPage) -> Markup {
             @if let Some(p) = &query.provider { p { "Locked or delivered by " (address_link(p)) } }
             (job_rows(&page.jobs))
             @if let Some(next) = &page.next {
-                p { a href={"/jobs?after=" (next) @if let Some(s) = query.state { "&state=" (s.name()) }} {
+                p { a href=(list_href(query, query.state, Some(next))) {
                     "Next page (after " (short(&next.to_string())) ") →"
                 } }
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use verity_types::{Digest, Keypair};
+
+    use super::*;
+
+    #[test]
+    fn the_next_page_keeps_every_filter() {
+        let provider = Keypair::from_seed([3; 32]).address();
+        let query = JobQuery {
+            state: Some(JobState::Finalized),
+            provider: Some(provider),
+            ..JobQuery::default()
+        };
+        let next = JobId(Digest::blake3(b"last"));
+        assert_eq!(
+            list_href(&query, query.state, Some(&next)),
+            format!("/jobs?state=finalized&provider={provider}&after={next}")
+        );
+        assert_eq!(list_href(&JobQuery::default(), None, None), "/jobs");
+    }
 }

@@ -28,6 +28,11 @@ pub use validators::validators;
 /// The frame every page shares: header with navigation and search, the page, a footer with
 /// the chain it reads.
 fn layout(title: &str, head: &Head, body: Markup) -> Markup {
+    layout_of(title, head, None, body)
+}
+
+/// The frame, for the page of one job (`job`: live updates then follow that job only).
+fn layout_of(title: &str, head: &Head, job: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -53,7 +58,7 @@ fn layout(title: &str, head: &Head, body: Markup) -> Markup {
                     }
                     span #live title="Updates as blocks arrive" { "●" }
                 }
-                main #page data-height=(head.height) { (body) }
+                main #page data-height=(head.height) data-job=[job] { (body) }
                 footer {
                     "Chain " code { (head.chain_id) } " · height " (head.height)
                     " · state root " code title=(head.state_root) { (short(&head.state_root.to_string())) }

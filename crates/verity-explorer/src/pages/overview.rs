@@ -1,14 +1,15 @@
 //! `/`: the network at a glance.
 
 use maud::{Markup, html};
-use verity_api::{BlockView, Head, JobSummary, NetworkStats};
+use verity_api::{Head, JobSummary, NetworkStats};
 
 use super::jobs::job_rows;
 use super::layout;
+use crate::BlockSummary;
 use crate::format::{address_link, age, block_link, when};
 
 /// Blocks per minute over the recent blocks shown (newest first), by their producers' clocks.
-fn blocks_per_minute(recent: &[BlockView]) -> Option<f64> {
+fn blocks_per_minute(recent: &[BlockSummary]) -> Option<f64> {
     let (newest, oldest) = (recent.first()?, recent.last()?);
     let span_ms = newest.timestamp_ms.checked_sub(oldest.timestamp_ms)?;
     (span_ms > 0).then(|| (newest.height - oldest.height) as f64 * 60_000.0 / span_ms as f64)
@@ -44,7 +45,7 @@ pub fn overview(
     head: &Head,
     stats: &NetworkStats,
     recent_jobs: &[JobSummary],
-    recent_blocks: &[BlockView],
+    recent_blocks: &[BlockSummary],
     now_ms: u64,
 ) -> Markup {
     let rate = blocks_per_minute(recent_blocks);
@@ -83,7 +84,7 @@ pub fn overview(
                 thead { tr { th { "Height" } th { "Time" } th { "Transactions" } th.wide { "Proposer" } } }
                 tbody {
                     @for b in recent_blocks {
-                        tr { td { (block_link(b.height)) } td { (when(b.timestamp_ms, now_ms)) } td { (b.txs.len()) } td.wide { (address_link(&b.proposer)) } }
+                        tr { td { (block_link(b.height)) } td { (when(b.timestamp_ms, now_ms)) } td { (b.txs) } td.wide { (address_link(&b.proposer)) } }
                     }
                 }
             } }

@@ -60,8 +60,10 @@ fn explanation(p: &ProviderView) -> Markup {
                 None => { "none judged yet: unchanged, " strong { (s.after_canaries) } }
             } }
         }
-        @if s.after_canaries != p.trust_score {
-            p.error { "This explanation gives " (s.after_canaries) " but the ledger says " (p.trust_score) "." }
+        // The page's own arithmetic against the ledger's: a formula changed in one place only.
+        @if u64::from(s.base) != s.evidence.min(s.cap) || s.after_canaries != p.trust_score {
+            p.error { "This explanation gives " (s.evidence.min(s.cap)) " before uptime and canaries, and "
+                (s.after_canaries) " in all, but the ledger says " (s.base) " and " (p.trust_score) "." }
         }
         p.muted { "Why each term is there: docs/TRUST.md in the repository." }
     }
@@ -191,7 +193,7 @@ mod tests {
             (steps.good, steps.bad, steps.evidence, steps.cap),
             (9, 4, 666, 700)
         );
-        assert_eq!(steps.base, 666);
+        assert_eq!(u64::from(steps.base), steps.evidence.min(steps.cap));
         // × 19,000 / 20,000 = 632, then × 17,500 / 20,000 = 553.
         assert_eq!((steps.after_uptime, steps.after_canaries), (632, 553));
         assert_eq!(steps.after_canaries, p.trust_score);

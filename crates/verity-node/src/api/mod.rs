@@ -369,7 +369,7 @@ async fn provenance(
     Path(id): Path<String>,
 ) -> ApiResult<ProvenanceView> {
     let id = parse_digest("job id", &id)?;
-    views::provenance(&node.state(), &id)
+    views::provenance(&node, &id)
         .map(Json)
         .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))
 }

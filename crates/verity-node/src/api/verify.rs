@@ -2,26 +2,46 @@
 //! person in the explorer (or a script) sees the check happen rather than taking the ledger's
 //! word for it.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use tokio::sync::Semaphore;
 use verity_api::{ErrorCode, Verification};
+use verity_types::Digest;
 
 use super::{ApiResult, error, find_job, internal, not_found};
 use crate::node::Node;
 
 /// Verifications running at once. Each takes milliseconds of CPU; a caller asking for more
-/// gets `busy` instead of queueing work for the node's two cores.
+/// gets `busy` instead of queueing work for the node's cores. The permit is held by the
+/// verification itself, so a caller that hangs up does not free its slot early.
 static VERIFY_SLOTS: Semaphore = Semaphore::const_new(2);
 
+/// Answers already given, by proof hash: a stored proof was accepted by the ledger and its
+/// verdict cannot change, so asking again costs nothing. Bounded: cleared when full.
+static VERDICTS: Mutex<BTreeMap<Digest, Verdict>> = Mutex::new(BTreeMap::new());
+const MAX_VERDICTS: usize = 4096;
+
+#[derive(Clone)]
+struct Verdict {
+    valid: bool,
+    message: String,
+    verify_us: u64,
+}
+
+/// The body must be JSON (`{}`): a cross-site form cannot send that without the browser asking
+/// the node first (CORS), so other sites cannot make their visitors spend this node's CPU.
 pub(super) async fn verify(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<Verification> {
+    let Json(_) = body?;
     let state = node.state();
     let job = find_job(&state, &id)?;
     let (Some(outputs), Some(proof_hash)) = (job.outputs().copied(), job.proof_hash()) else {
@@ -31,43 +51,65 @@ pub(super) async fn verify(
             job.state()
         )));
     };
-    let proof = node
-        .storage()
-        .blob(&proof_hash)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
-    let Ok(_slot) = VERIFY_SLOTS.try_acquire() else {
+    let (job_id, program_hash) = (job.id, job.program_hash);
+    let answer = |v: Verdict| Verification {
+        job_id,
+        valid: v.valid,
+        message: v.message,
+        program_hash,
+        proof_hash,
+        verify_us: v.verify_us,
+    };
+    let known = VERDICTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&proof_hash)
+        .cloned();
+    if let Some(v) = known {
+        return Ok(Json(answer(v)));
+    }
+    let Ok(slot) = VERIFY_SLOTS.try_acquire() else {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Busy,
             "the node is verifying other proofs; try again in a moment",
         ));
     };
-    let (job_id, program_hash, inputs) = (job.id, job.program_hash, job.proof_inputs());
-    // CPU work stays off the async executor's threads.
-    let (result, took) = tokio::task::spawn_blocking(move || {
+    let proof = node
+        .storage()
+        .blob(&proof_hash)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
+    let inputs = job.proof_inputs();
+    // CPU work stays off the async executor's threads, holding its slot to the end.
+    let verdict = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let started = Instant::now();
         let result = verity_vm::verify_proof(&program_hash, &inputs, &outputs, &proof);
-        (result, started.elapsed())
+        let verify_us = started.elapsed().as_micros() as u64;
+        match result {
+            Ok(v) => Verdict {
+                valid: true,
+                message: format!(
+                    "program {program_hash} gives these outputs on the job's inputs ({}-bit security)",
+                    v.security_bits
+                ),
+                verify_us,
+            },
+            Err(e) => Verdict {
+                valid: false,
+                message: e.to_string(),
+                verify_us,
+            },
+        }
     })
     .await
     .map_err(internal)?;
-    let (valid, message) = match result {
-        Ok(v) => (
-            true,
-            format!(
-                "program {program_hash} gives these outputs on the job's inputs ({}-bit security)",
-                v.security_bits
-            ),
-        ),
-        Err(e) => (false, e.to_string()),
-    };
-    Ok(Json(Verification {
-        job_id,
-        valid,
-        message,
-        program_hash,
-        proof_hash,
-        verify_us: took.as_micros() as u64,
-    }))
+    let mut verdicts = VERDICTS.lock().unwrap_or_else(|e| e.into_inner());
+    if verdicts.len() >= MAX_VERDICTS {
+        verdicts.clear();
+    }
+    verdicts.insert(proof_hash, verdict.clone());
+    drop(verdicts);
+    Ok(Json(answer(verdict)))
 }

@@ -7,7 +7,7 @@ use verity_api::{
     BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats,
     ProvenanceView, ProviderView,
 };
-use verity_ledger::{Job, JobState, State, TrustProfile};
+use verity_ledger::{Job, JobPhase, JobState, State, TrustProfile};
 use verity_types::{Address, JobId, TxBody};
 
 use super::MAX_PAGE;
@@ -130,14 +130,16 @@ pub fn recent_jobs(state: &State, count: usize) -> Vec<JobSummary> {
     newest.into_iter().take(count).map(summary).collect()
 }
 
-/// A finished job's provenance record with its proof against the current state root. (The
-/// proof rebuilds the state's Merkle tree: issue 16's incremental store makes it cheap.)
-pub fn provenance(state: &State, id: &JobId) -> Option<ProvenanceView> {
+/// A finished job's provenance record with its proof against the current state root (the
+/// root computed once per block; the proof still rebuilds the state's leaves: issue 16's
+/// incremental store makes it cheap).
+pub fn provenance(node: &Node, id: &JobId) -> Option<ProvenanceView> {
+    let (state, state_root) = node.state_with_root();
     let (record, proof) = state.provenance_proof(id)?;
     Some(ProvenanceView {
         record,
         proof,
-        state_root: state.state_root(),
+        state_root,
         height: state.height,
     })
 }
@@ -232,9 +234,14 @@ pub fn stats(node: &Node) -> Result<NetworkStats, StorageError> {
     let (mut results, mut proofs) = (0, 0);
     for job in state.jobs.values() {
         *jobs_by_state.entry(job.state()).or_default() += 1;
-        if let Some(d) = job.phase.delivery().filter(|d| d.height > start) {
+        // The result the job stands on: an overturned job's is the challenger's proof.
+        let delivered = match &job.phase {
+            JobPhase::Overturned { correction, .. } => Some((correction.height, true)),
+            phase => phase.delivery().map(|d| (d.height, d.proof_hash.is_some())),
+        };
+        if let Some((_, proven)) = delivered.filter(|(height, _)| *height > start) {
             results += 1;
-            proofs += u64::from(d.proof_hash.is_some());
+            proofs += u64::from(proven);
         }
     }
     Ok(NetworkStats {
