@@ -29,6 +29,16 @@ pub enum NodeError {
         found: String,
         expected: String,
     },
+    #[error(
+        "the database in {dir} was started from another genesis (its first block follows \
+         {found}; this genesis gives {expected}): pass the genesis file the network started \
+         with, or use a new --dir"
+    )]
+    WrongGenesis {
+        dir: PathBuf,
+        found: verity_types::BlockId,
+        expected: verity_types::BlockId,
+    },
     #[error(transparent)]
     Commit(#[from] verity_consensus::CommitError),
     #[error("{0} is not a validator in the genesis (validators: {1})")]

@@ -95,6 +95,17 @@ impl Node {
             }
             None => genesis_state,
         };
+        // A genesis with the same chain id but other contents (accounts, stakes, params)
+        // would replay differently: the first block names the genesis it followed.
+        if let Some(first) = storage.block(1)?
+            && first.parent_id != genesis_id
+        {
+            return Err(NodeError::WrongGenesis {
+                dir: config.data_dir.clone(),
+                found: first.parent_id,
+                expected: genesis_id,
+            });
+        }
         let tip_id = match storage.block(state.height)? {
             Some(block) => block.to_block().id(),
             None => genesis_id,

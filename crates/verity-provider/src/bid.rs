@@ -157,8 +157,11 @@ impl Provider {
         match self.client.wait_tx(&tx, Duration::from_secs(30)).await {
             Ok(h) => {
                 self.metrics.locked();
-                info!(job = %id.short(), price, height = h, "locked at price {price} ({trace_len} cycles)");
+                // The ledger charges the auction price at the block that included the lock,
+                // which can be above the price seen when sending it.
                 let job = self.client.job(&id).await?.job;
+                let charged = job.lock_price().unwrap_or(price);
+                info!(job = %id.short(), price = charged, height = h, "locked at price {charged} ({trace_len} cycles; {price} when sent)");
                 Ok(Some(Held { job, trace_len }))
             }
             Err(e) => {

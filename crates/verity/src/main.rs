@@ -37,6 +37,9 @@ enum Command {
     Infer(cmd::infer::InferArgs),
     /// Run a whole network on this machine: a validator, a provider and funded dev keys.
     Devnet(cmd::devnet::DevnetArgs),
+    /// Write a network's genesis file (`genesis new`).
+    #[command(subcommand)]
+    Genesis(cmd::genesis::GenesisCmd),
     /// Set up and run a validator node: `node init` makes its key, `node run` runs it.
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Prove(args) => cmd::proof::prove(args),
         Command::Verify(args) => cmd::proof::verify(args),
         Command::Keys(cmd) => cmd::keys::run(cmd),
+        Command::Genesis(cmd) => cmd::genesis::run(cmd),
         Command::Model(cmd) => cmd::model::run(cmd),
         Command::Infer(args) => cmd::infer::run(args),
         other => network(other),
@@ -143,6 +147,7 @@ fn network(command: Command) -> anyhow::Result<()> {
             | Command::Prove(_)
             | Command::Verify(_)
             | Command::Keys(_)
+            | Command::Genesis(_)
             | Command::Model(_)
             | Command::Infer(_) => {
                 unreachable!("handled in main")

@@ -774,3 +774,111 @@ fn model_import_errors_are_clear() {
         stderr(&out)
     );
 }
+
+/// `genesis new` writes a file a node accepts, with what the flags said; a wrong flag is
+/// refused naming what is wrong, and nothing is written over an existing file.
+#[test]
+fn genesis_new_writes_a_checked_genesis_and_refuses_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("genesis.json");
+    let path = file.to_str().unwrap();
+    let v2 = verity_node::devnet::dev_key("validator2")
+        .address()
+        .to_string();
+    let out = verity(&[
+        "genesis",
+        "new",
+        "--chain-id",
+        "testnet",
+        "--validator",
+        "validator",
+        "--validator",
+        &v2,
+        "--account",
+        "client=5000",
+        "--provider",
+        "provider=700",
+        "--param",
+        "challenge_window=30",
+        "-o",
+        path,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 validators"), "{}", stdout(&out));
+    let genesis: verity_ledger::Genesis =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(genesis.chain_id, "testnet");
+    assert_eq!(genesis.validators().len(), 2);
+    assert_eq!(genesis.params.challenge_window, 30);
+    let client = verity_node::devnet::dev_key("client").address();
+    assert!(
+        genesis
+            .accounts
+            .iter()
+            .any(|a| a.address == client && a.balance == 5000)
+    );
+    verity_ledger::State::from_genesis(&genesis).expect("a node accepts it");
+
+    let refused = |args: &[&str], says: &str| {
+        let mut all = vec!["genesis", "new", "--chain-id", "testnet"];
+        all.extend_from_slice(args);
+        let out = verity(&all);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    };
+    let other = dir.path().join("other.json");
+    let other = other.to_str().unwrap();
+    refused(
+        &["-o", path, "--validator", "validator"],
+        "exists (pass --force",
+    );
+    refused(&["-o", other], "needs a validator");
+    refused(
+        &[
+            "-o",
+            other,
+            "--validator",
+            "validator",
+            "--validator",
+            "validator",
+        ],
+        "listed twice",
+    );
+    refused(
+        &[
+            "-o",
+            other,
+            "--validator",
+            "validator",
+            "--param",
+            "challenge_windo=3",
+        ],
+        "no parameter `challenge_windo`",
+    );
+    refused(
+        &[
+            "-o",
+            other,
+            "--validator",
+            "validator",
+            "--account",
+            "client:5",
+        ],
+        "expected ADDRESS=AMOUNT",
+    );
+    assert!(!Path::new(other).exists());
+
+    // The devnet writes the genesis it runs on.
+    let devnet = dir.path().join("devnet.json");
+    let out = verity(&[
+        "devnet",
+        "--validators",
+        "4",
+        "--write-genesis",
+        devnet.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: verity_ledger::Genesis =
+        serde_json::from_str(&std::fs::read_to_string(&devnet).unwrap()).unwrap();
+    assert_eq!(written, verity_node::devnet::genesis_with_validators(4));
+}

@@ -660,3 +660,87 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
     );
     assert!(ended.outputs().is_none());
 }
+
+/// The README's way to a network of one's own: `node init` makes a validator, `genesis new`
+/// a genesis from its peer line, and `node run` starts producing blocks on it; run again with
+/// another genesis, the node refuses the directory, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_on_a_genesis_from_genesis_new() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("v1");
+    let (d, h) = (dir.to_str().unwrap(), home.path());
+    let init = verity_at(h, &["node", "init", "--dir", d, "--p2p", "127.0.0.1:9000"]);
+    assert!(init.status.success(), "{:?}", text(&init));
+    let genesis = home.path().join("genesis.json");
+    let peers = dir.join("peer.toml");
+    let new = verity_at(
+        h,
+        &[
+            "genesis",
+            "new",
+            "--chain-id",
+            "mine",
+            "--peers",
+            peers.to_str().unwrap(),
+            "--account",
+            "client=1000000",
+            "-o",
+            genesis.to_str().unwrap(),
+        ],
+    );
+    assert!(new.status.success(), "{:?}", text(&new));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "node",
+        "run",
+        "--dir",
+        d,
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ];
+    let mut run = verity(&args);
+    run.args(["--listen", &listen, "--no-audit"])
+        .env("VERITY_HOME", h);
+    let node = verity_testkit::process::spawn(run, None);
+    let client = Client::new(&format!("http://{listen}"));
+    wait_height(&client, 2, "node on a new genesis", Duration::from_secs(30)).await;
+    assert_eq!(client.head().await.unwrap().chain_id, "mine");
+    drop(node);
+
+    // Another genesis over the same directory: refused before anything starts.
+    let other = home.path().join("other.json");
+    let out = verity_at(
+        h,
+        &[
+            "genesis",
+            "new",
+            "--chain-id",
+            "mine",
+            "--peers",
+            peers.to_str().unwrap(),
+            "--account",
+            "client=5",
+            "-o",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = verity_at(
+        h,
+        &[
+            "node",
+            "run",
+            "--dir",
+            d,
+            "--genesis",
+            other.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert!(
+        !out.status.success() && stderr.contains("genesis"),
+        "{stderr}"
+    );
+}

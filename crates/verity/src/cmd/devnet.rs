@@ -47,6 +47,10 @@ pub struct DevnetArgs {
     /// provider --model`). Repeatable.
     #[arg(long = "provider-model", value_name = "FILE")]
     provider_models: Vec<PathBuf>,
+    /// Write the genesis this devnet runs on (with --validators N: N validators) to FILE, and
+    /// exit: a starting point for a network of your own (`verity genesis new` writes others).
+    #[arg(long, value_name = "FILE")]
+    write_genesis: Option<PathBuf>,
     #[command(flatten)]
     audit: AuditArgs,
 }
@@ -123,6 +127,19 @@ fn unpack_demo_files(dir: &Path) -> Result<PathBuf> {
 }
 
 pub async fn run(args: DevnetArgs) -> Result<()> {
+    if let Some(path) = &args.write_genesis {
+        let genesis = match args.validators {
+            1 => devnet::genesis(),
+            n => devnet::genesis_with_validators(n as usize),
+        };
+        super::genesis::write(path, &genesis, false)?;
+        println!(
+            "{}: the devnet's genesis ({} validators)",
+            path.display(),
+            genesis.validators().len()
+        );
+        return Ok(());
+    }
     let log_file = args.log_file();
     let (dir, _tmp) = match args.data_dir {
         Some(d) => (d, None),

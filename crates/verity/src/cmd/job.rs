@@ -422,18 +422,25 @@ async fn follow(client: &Client, id: &JobId, mode: Mode, trace_len: u64) -> Resu
             live.finish_and_clear();
             return Ok(view.job);
         }
-        let price = if view.job.state() == JobState::Submitted {
-            format!("price now {}", view.current_price)
+        // Before a lock: the auction's price now and the lock deadline; after: what the
+        // lock pays and the delivery deadline.
+        let (price, due) = if view.job.state() == JobState::Submitted {
+            (
+                format!("price now {}", view.current_price),
+                format!("lock by block {}", view.lock_deadline),
+            )
         } else {
-            format!("price {}", view.job.lock_price().unwrap_or_default())
+            (
+                format!("price {}", view.job.lock_price().unwrap_or_default()),
+                format!("deliver by block {}", view.deadline),
+            )
         };
         live.set_message(format!(
-            "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · deliver by block {}",
+            "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · {due}",
             view.job.state(),
             started.elapsed(),
             expected,
             trace_len.max(1).trailing_zeros(),
-            view.lock_deadline
         ));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -8,6 +8,7 @@ use verity_types::{Address, Digest, IdPrefix, JobId};
 
 pub mod chain;
 pub mod devnet;
+pub mod genesis;
 pub mod infer;
 pub mod job;
 pub mod keys;

@@ -119,7 +119,7 @@ struct PeerEntry {
     p2p: SocketAddr,
 }
 
-fn read_peers(path: &Path) -> Result<Vec<(Address, SocketAddr)>> {
+pub fn read_peers(path: &Path) -> Result<Vec<(Address, SocketAddr)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read peers file {}", path.display()))?;
     let file: PeersFile = toml::from_str(&text)
