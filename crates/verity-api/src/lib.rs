@@ -183,13 +183,25 @@ pub struct AuditorView {
     pub canary_reveals: u64,
 }
 
+/// One validator's voting as a node saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VoterView {
+    pub validator: Address,
+    pub last_view: Option<u64>,
+    /// Voted within the last 10 views of the current one.
+    pub voting: bool,
+}
+
 /// Consensus progress as one validator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConsensusView {
     /// Validators in the set.
     pub validators: usize,
-    /// Validators whose votes this node saw in the last 20 views (itself included).
+    /// Validators whose votes this node saw in the last 10 views (itself included).
     pub validators_seen: usize,
+    /// Every validator with the newest view this node saw it vote in (`null`: never).
+    #[serde(default)]
+    pub voters: Vec<VoterView>,
     /// Newest block this node has finalized and applied (equals `height`).
     pub finalized_height: u64,
     /// View of the newest finalization, and the newest view votes were seen for.

@@ -25,7 +25,7 @@ pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of, execute};
 pub use chain::{Chain, Executed, MemoryChain, Tip};
 pub use error::{CommitError, ConsensusError, InvalidBlock};
 pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
-pub use status::{ConsensusStatus, StatusHandle};
+pub use status::{ConsensusStatus, RECENT_VIEWS, STALL_AFTER_MS, StatusHandle, Voter};
 pub use validator::{
     Channels, MAX_MESSAGE_BYTES, Validator, ValidatorConfig, channel, public_key, start,
 };

@@ -3,13 +3,29 @@
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use verity_types::Address;
+
+/// Views back from the newest one within which a validator counts as voting.
+pub const RECENT_VIEWS: u64 = 10;
+/// No finalization for this long is a stall worth a warning in the log.
+pub const STALL_AFTER_MS: u64 = 10_000;
+
+/// One validator as this node's consensus saw it vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voter {
+    pub validator: Address,
+    /// The newest view this node saw it vote in (notarize, nullify or finalize).
+    pub last_view: Option<u64>,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsensusStatus {
     /// Validators in the set.
     pub validators: usize,
-    /// Validators whose votes we saw in the last 20 views (including ourselves).
+    /// Validators whose votes we saw in the last [`RECENT_VIEWS`] views (ourselves included).
     pub validators_seen: usize,
+    /// Every validator, with the newest view it was seen voting in.
+    pub voters: Vec<Voter>,
     /// Height of the newest block this node has finalized and applied.
     pub finalized_height: u64,
     /// View of the newest finalization consensus reported.
@@ -38,5 +54,124 @@ impl StatusHandle {
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut ConsensusStatus)) {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl ConsensusStatus {
+    /// Validators that voted within [`RECENT_VIEWS`] of the current view, and those that did
+    /// not (never seen, or silent since).
+    pub fn voting(&self) -> (Vec<&Voter>, Vec<&Voter>) {
+        self.voters.iter().partition(|v| {
+            v.last_view
+                .is_some_and(|seen| self.current_view.saturating_sub(seen) <= RECENT_VIEWS)
+        })
+    }
+
+    /// Records a vote by validator number `signer` in `view`.
+    pub(crate) fn saw_vote(&mut self, signer: u32, view: u64) {
+        if let Some(v) = self.voters.get_mut(signer as usize) {
+            v.last_view = Some(v.last_view.map_or(view, |seen| seen.max(view)));
+        }
+        self.current_view = self.current_view.max(view);
+        self.validators_seen = self.voting().0.len();
+    }
+
+    /// What to log if no block has been finalized for [`STALL_AFTER_MS`] by `now_ms`
+    /// (`since_ms`: when this node started, for a chain that has not finalized here yet).
+    pub fn stall(&self, now_ms: u64, since_ms: u64) -> Option<String> {
+        let last = self.last_finalized_ms.max(since_ms);
+        let stalled = now_ms.saturating_sub(last);
+        if stalled < STALL_AFTER_MS {
+            return None;
+        }
+        let (voting, silent) = self.voting();
+        let quorum = self.validators - (self.validators.saturating_sub(1)) / 3;
+        let silent: Vec<String> = silent
+            .iter()
+            .map(|v| match v.last_view {
+                Some(view) => format!("{} (last vote in view {view})", v.validator.short()),
+                None => format!("{} (never seen)", v.validator.short()),
+            })
+            .collect();
+        Some(format!(
+            "no block finalized for {} s (height {}, view {}): {} of {} validators voted in the last {RECENT_VIEWS} views, {quorum} needed; silent: {}",
+            stalled / 1000,
+            self.finalized_height,
+            self.current_view,
+            voting.len(),
+            self.validators,
+            if silent.is_empty() {
+                "none".to_string()
+            } else {
+                silent.join(", ")
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use verity_types::Keypair;
+
+    use super::*;
+
+    fn four() -> ConsensusStatus {
+        ConsensusStatus {
+            validators: 4,
+            voters: (0..4u8)
+                .map(|i| Voter {
+                    validator: Keypair::from_seed([i; 32]).address(),
+                    last_view: None,
+                })
+                .collect(),
+            ..ConsensusStatus::default()
+        }
+    }
+
+    #[test]
+    fn validators_that_stop_voting_stop_counting_as_seen() {
+        let mut s = four();
+        for signer in 0..4 {
+            s.saw_vote(signer, 5);
+        }
+        assert_eq!(s.validators_seen, 4);
+        // Two die; the other two keep voting (nullify) as views time out.
+        for view in 6..=20 {
+            s.saw_vote(0, view);
+            s.saw_vote(1, view);
+        }
+        assert_eq!(s.validators_seen, 2);
+        let (voting, silent) = s.voting();
+        assert_eq!((voting.len(), silent.len()), (2, 2));
+        assert_eq!(silent[0].last_view, Some(5));
+        // A signer number outside the set changes nothing.
+        s.saw_vote(9, 30);
+        assert_eq!(s.current_view, 30);
+    }
+
+    #[test]
+    fn a_stall_is_reported_with_who_is_silent() {
+        let mut s = four();
+        s.last_finalized_ms = 1_000;
+        s.finalized_height = 12;
+        s.saw_vote(0, 40);
+        s.saw_vote(1, 40);
+        s.saw_vote(2, 3);
+        assert_eq!(s.stall(1_000 + STALL_AFTER_MS - 1, 0), None);
+        let report = s.stall(31_000, 0).unwrap();
+        assert!(
+            report.starts_with("no block finalized for 30 s (height 12, view 40)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("2 of 4 validators voted") && report.contains("3 needed"),
+            "{report}"
+        );
+        assert!(
+            report.contains("(last vote in view 3)") && report.contains("(never seen)"),
+            "{report}"
+        );
+        // A node that has just started is not stalled yet.
+        assert_eq!(s.stall(31_000, 30_000), None);
     }
 }

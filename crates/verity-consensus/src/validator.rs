@@ -18,13 +18,13 @@ use commonware_runtime::buffer::paged::CacheRef;
 use commonware_runtime::{Clock, Handle, IoBuf, Metrics, Spawner, Storage};
 use commonware_utils::ordered::Set;
 use commonware_utils::{NZDuration, NZU16, NZUsize};
-use tracing::debug;
+use tracing::{debug, info, warn};
 use verity_types::{Address, SignedTx};
 
 use crate::app::{App, AppConfig};
 use crate::chain::Chain;
 use crate::error::ConsensusError;
-use crate::status::StatusHandle;
+use crate::status::{StatusHandle, Voter};
 
 /// p2p channel numbers. Every validator must use the same ones.
 pub mod channel {
@@ -120,6 +120,34 @@ pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), Co
     Ok((scheme, me))
 }
 
+/// How often a validator checks whether blocks are still being finalized.
+const STALL_CHECK: Duration = Duration::from_secs(10);
+
+/// Logs a warning while no block is finalized (who is silent, how many votes are needed),
+/// and when finalization resumes: during a stall a validator's log says why.
+async fn watch_for_stalls<E: Clock>(context: E, status: StatusHandle) {
+    let started = crate::app::now_ms(&context);
+    let mut stalled = false;
+    loop {
+        context.sleep(STALL_CHECK).await;
+        let s = status.get();
+        match s.stall(crate::app::now_ms(&context), started) {
+            Some(report) => {
+                warn!("{report}");
+                stalled = true;
+            }
+            None if stalled => {
+                info!(
+                    height = s.finalized_height,
+                    "blocks are being finalized again"
+                );
+                stalled = false;
+            }
+            None => {}
+        }
+    }
+}
+
 /// Starts a validator under `context`. Aborting the returned handle stops everything it
 /// started (as a crash would; the [`Chain`] and the consensus journal are what survive).
 pub fn start<E, C, S, R, B>(
@@ -140,7 +168,18 @@ where
     let participants = scheme.participants().clone();
     let genesis = chain.genesis_id();
     let status = StatusHandle::default();
-    status.update(|s| s.validators = participants.len());
+    status.update(|s| {
+        s.validators = participants.len();
+        // In the set's order: a vote's signer number indexes this list.
+        s.voters = participants
+            .iter()
+            .map(|key| Voter {
+                validator: crate::app::address_of(key),
+                last_view: None,
+            })
+            .collect();
+    });
+    let watched = status.clone();
     let validator = Validator {
         status: status.clone(),
         txs_out: channels.txs.0.clone(),
@@ -156,6 +195,8 @@ where
             channels.sync.0.clone(),
         );
         app.spawn_followers(&ctx, channels.blocks.1, channels.sync.1);
+        ctx.child("stalls")
+            .spawn(move |ctx| async move { watch_for_stalls(ctx, watched).await });
         let pool = chain.clone();
         let mut txs_rx = channels.txs.1;
         ctx.child("txs").spawn(move |_| async move {

@@ -312,6 +312,7 @@ mod tests {
             consensus: Some(ConsensusView {
                 validators: 4,
                 validators_seen: 3,
+                voters: vec![],
                 finalized_height: 7,
                 finalized_view: 9,
                 current_view: 10,

@@ -151,6 +151,30 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     assert_eq!(seen_by_2.state(), JobState::Finalized);
     assert_eq!(seen_by_2.outputs().unwrap()[0], 6765);
 
+    // The others see who stopped voting: validator 3 is silent, the three others vote.
+    let t = Instant::now();
+    loop {
+        let voters = clients[0].head().await.unwrap().consensus.unwrap().voters;
+        let silent: Vec<_> = voters
+            .iter()
+            .filter(|v| !v.voting)
+            .map(|v| v.validator)
+            .collect();
+        if silent == [validators[3]] {
+            break;
+        }
+        assert!(t.elapsed() < TIMEOUT, "silent: {silent:?} ({voters:?})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = verity(&["status", "--node", &url0]).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(status.contains("3 voted in the last 10 views"), "{status}");
+    let line = status
+        .lines()
+        .find(|l| l.contains(&validators[3].to_string()))
+        .unwrap();
+    assert!(line.contains("silent since view"), "{status}");
+
     // Restart the killed validator: it rejoins and catches up past where it died.
     nodes[3] = Some(start(3));
     let target = height(&clients[0]).await.unwrap();

@@ -116,8 +116,6 @@ struct Inner {
     requested: BTreeMap<BlockId, SystemTime>,
     /// The newest finalized block id and its view.
     finalized: Option<(u64, BlockId)>,
-    /// Vote signers by the newest view we saw them vote in.
-    seen: BTreeMap<u32, u64>,
 }
 
 /// Implements simplex's `Automaton`, `Relay` and `Reporter` for one validator. Cheap to clone:
@@ -191,7 +189,7 @@ pub fn execute(
     Ok((next, outcome))
 }
 
-fn now_ms(context: &impl Clock) -> u64 {
+pub(crate) fn now_ms(context: &impl Clock) -> u64 {
     context
         .current()
         .duration_since(UNIX_EPOCH)
@@ -344,6 +342,7 @@ where
                 }
             }
             Activity::Notarize(v) => self.saw(v.signer().get(), v.view().get()),
+            Activity::Nullify(v) => self.saw(v.signer().get(), v.view().get()),
             Activity::Finalize(v) => self.saw(v.signer().get(), v.view().get()),
             Activity::Nullification(n) => {
                 let view = n.view().get();
@@ -371,20 +370,7 @@ where
     S: Sender<PublicKey = PublicKey>,
 {
     fn saw(&self, signer: u32, view: u64) {
-        let recent = {
-            let mut inner = self.lock();
-            let e = inner.seen.entry(signer).or_default();
-            *e = (*e).max(view);
-            let newest = inner.seen.values().copied().max().unwrap_or(0);
-            inner
-                .seen
-                .values()
-                .filter(|v| newest.saturating_sub(**v) <= 20)
-                .count()
-        };
-        self.status.update(|s: &mut ConsensusStatus| {
-            s.validators_seen = recent;
-            s.current_view = s.current_view.max(view);
-        });
+        self.status
+            .update(|s: &mut ConsensusStatus| s.saw_vote(signer, view));
     }
 }

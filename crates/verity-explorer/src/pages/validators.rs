@@ -11,7 +11,21 @@ fn consensus(head: &Head) -> Markup {
     match &head.consensus {
         Some(c) => html! {
             dl.summary {
-                (row("Validators", html! { (c.validators) " in the set, " (c.validators_seen) " seen voting in the last 20 views" }))
+                (row("Validators", html! { (c.validators) " in the set, " (c.validators_seen) " voted in the last 10 views" }))
+                (row("Votes seen", html! {
+                    ul.voters {
+                        @for v in &c.voters {
+                            li {
+                                (address_link(&v.validator)) " "
+                                @match v.last_view {
+                                    Some(view) if v.voting => { span.ok { "voting" } " (view " (view) ")" }
+                                    Some(view) => { span.error { "silent" } " since view " (view) }
+                                    None => { span.muted { "never seen voting" } }
+                                }
+                            }
+                        }
+                    }
+                }))
                 (row("Finalized", html! { "block " (c.finalized_height) " in view " (c.finalized_view) "; current view " (c.current_view) }))
                 (row("Blocks", html! { (c.blocks_proposed) " proposed by this node, " (c.blocks_rejected) " rejected as invalid" }))
                 (row("Views skipped", html! { (c.nullified_views) " nullified" }))

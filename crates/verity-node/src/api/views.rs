@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use verity_api::{
     BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats,
-    ProvenanceView, ProviderView,
+    ProvenanceView, ProviderView, VoterView,
 };
 use verity_ledger::{Job, JobPhase, JobState, State, TrustProfile};
 use verity_types::{Address, JobId, TxBody};
@@ -30,6 +30,17 @@ pub fn head(node: &Node) -> Head {
         consensus: node.consensus_status().map(|c| ConsensusView {
             validators: c.validators,
             validators_seen: c.validators_seen,
+            voters: {
+                let (voting, _) = c.voting();
+                c.voters
+                    .iter()
+                    .map(|v| VoterView {
+                        validator: v.validator,
+                        last_view: v.last_view,
+                        voting: voting.contains(&v),
+                    })
+                    .collect()
+            },
             finalized_height: c.finalized_height.max(s.height),
             finalized_view: c.finalized_view,
             current_view: c.current_view,

@@ -54,9 +54,19 @@ pub async fn status(args: ReadArgs) -> Result<()> {
                 age(c.last_finalized_ms)
             );
             println!(
-                "validators {} in the set, {} seen voting recently",
-                c.validators, c.validators_seen
+                "validators {} in the set, {} voted in the last {} views",
+                c.validators,
+                c.validators_seen,
+                verity_consensus::RECENT_VIEWS
             );
+            for v in &c.voters {
+                let said = match v.last_view {
+                    Some(view) if v.voting => format!("voting (view {view})"),
+                    Some(view) => format!("silent since view {view}"),
+                    None => "never seen voting".to_string(),
+                };
+                println!("          {} {said}", v.validator);
+            }
             println!(
                 "blocks    {} proposed here, {} rejected, {} views skipped, {} faults seen",
                 c.blocks_proposed, c.blocks_rejected, c.nullified_views, c.faults_seen
