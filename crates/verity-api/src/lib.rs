@@ -188,7 +188,7 @@ pub struct AuditorView {
 pub struct VoterView {
     pub validator: Address,
     pub last_view: Option<u64>,
-    /// Voted within the last 10 views of the current one.
+    /// Voted within the last 20 views of the current one.
     pub voting: bool,
 }
 
@@ -197,7 +197,7 @@ pub struct VoterView {
 pub struct ConsensusView {
     /// Validators in the set.
     pub validators: usize,
-    /// Validators whose votes this node saw in the last 10 views (itself included).
+    /// Validators whose votes this node saw in the last 20 views (itself included).
     pub validators_seen: usize,
     /// Every validator with the newest view this node saw it vote in (`null`: never).
     #[serde(default)]

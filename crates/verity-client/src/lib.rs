@@ -7,6 +7,8 @@
 pub use verity_api::*;
 pub mod sealing;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -87,38 +89,84 @@ pub enum ClientError {
     Timeout(String),
 }
 
-/// A handle on one node.
+/// A handle on a node, or on several nodes of one network with failover
+/// ([`Client::with_failover`]).
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    /// The nodes this client talks to, in failover order; `current` is the one in use.
+    nodes: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
 impl Client {
     /// `url` like `http://127.0.0.1:8545`.
     pub fn new(url: &str) -> Client {
+        Client::with_failover(&[url])
+    }
+
+    /// A client of several nodes of one network: calls go to one of them, and when it does
+    /// not answer (connection refused, timed out) to the next, which is then kept. A node that
+    /// answers with an error is not failed over from: the error is the answer. Requests are
+    /// safe to repeat on another node (a signed transaction has one id however often it is
+    /// sent). Panics on an empty list.
+    pub fn with_failover(urls: &[impl AsRef<str>]) -> Client {
+        assert!(!urls.is_empty(), "a client needs a node");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            // A dead host that drops packets must not hold a failover for the whole timeout.
+            .connect_timeout(Duration::from_secs(3))
             .build()
             .expect("a plain HTTP client builds");
         Client {
-            base: url.trim_end_matches('/').to_string(),
+            nodes: urls
+                .iter()
+                .map(|u| u.as_ref().trim_end_matches('/').to_string())
+                .collect(),
+            current: Arc::new(AtomicUsize::new(0)),
             http,
         }
     }
 
+    /// The node in use.
     pub fn url(&self) -> &str {
-        &self.base
+        &self.nodes[self.current.load(Ordering::Relaxed) % self.nodes.len()]
+    }
+
+    /// Sends the request `build` makes for a node's base URL: to the node in use, then to
+    /// each other until one answers.
+    async fn request(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for k in 0..self.nodes.len() {
+            let i = (start + k) % self.nodes.len();
+            match build(&self.nodes[i]).send().await {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) => unreachable.push((i, e.to_string())),
+            }
+        }
+        let reason = unreachable
+            .iter()
+            .map(|(i, e)| format!("{}: {e}", self.nodes[*i]))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(ClientError::Unreachable {
+            url: self.nodes.join(", "),
+            reason,
+        })
     }
 
     async fn decode<T: serde::de::DeserializeOwned>(
         &self,
-        resp: Result<reqwest::Response, reqwest::Error>,
+        resp: Result<reqwest::Response, ClientError>,
     ) -> Result<T, ClientError> {
-        let resp = resp.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: e.to_string(),
-        })?;
+        let resp = resp?;
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -142,8 +190,10 @@ impl Client {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.decode(self.http.get(format!("{}{path}", self.base)).send().await)
-            .await
+        let sent = self
+            .request(|base| self.http.get(format!("{base}{path}")))
+            .await;
+        self.decode(sent).await
     }
 
     async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
@@ -151,14 +201,10 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        self.decode(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .json(body)
-                .send()
-                .await,
-        )
-        .await
+        let sent = self
+            .request(|base| self.http.post(format!("{base}{path}")).json(body))
+            .await;
+        self.decode(sent).await
     }
 
     pub async fn head(&self) -> Result<Head, ClientError> {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use verity_types::Address;
 
 /// Views back from the newest one within which a validator counts as voting.
-pub const RECENT_VIEWS: u64 = 10;
+pub const RECENT_VIEWS: u64 = 20;
 /// No finalization for this long is a stall worth a warning in the log.
 pub const STALL_AFTER_MS: u64 = 10_000;
 
@@ -136,7 +136,7 @@ mod tests {
         }
         assert_eq!(s.validators_seen, 4);
         // Two die; the other two keep voting (nullify) as views time out.
-        for view in 6..=20 {
+        for view in 6..=30 {
             s.saw_vote(0, view);
             s.saw_vote(1, view);
         }
@@ -145,8 +145,8 @@ mod tests {
         assert_eq!((voting.len(), silent.len()), (2, 2));
         assert_eq!(silent[0].last_view, Some(5));
         // A signer number outside the set changes nothing.
-        s.saw_vote(9, 30);
-        assert_eq!(s.current_view, 30);
+        s.saw_vote(9, 40);
+        assert_eq!(s.current_view, 40);
     }
 
     #[test]

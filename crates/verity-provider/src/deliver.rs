@@ -219,9 +219,12 @@ async fn fulfil(
         outputs,
         proof: receipt.as_ref().map(|r| r.proof.clone()),
     };
-    // The worker's other transactions (locks) race this one for the account's next nonce;
-    // a refusal for a stale nonce is worth retrying, anything else is final.
+    // The worker's other transactions (locks) race this one for the account's next nonce:
+    // a refusal for a stale nonce is worth retrying. So is no node answering: the proof is
+    // made and the collateral at stake, so keep trying for a minute (every node the client
+    // knows, each time). Anything else is final.
     let mut attempts = 0;
+    let mut unreachable_until = None;
     let sent = loop {
         let sent = match client.send(key, body.clone()).await {
             Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
@@ -234,6 +237,13 @@ async fn fulfil(
             }) if attempts < 10 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(ClientError::Unreachable { .. })
+                if *unreachable_until
+                    .get_or_insert_with(|| Instant::now() + Duration::from_secs(60))
+                    > Instant::now() =>
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             _ => break sent,
         }

@@ -31,6 +31,9 @@ use speed::{Speed, calibration_proofs};
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub node_url: String,
+    /// Other nodes of the same network, in order: when the node in use stops answering, the
+    /// worker carries on through the next.
+    pub fallback_nodes: Vec<String>,
     pub key: Keypair,
     /// The least the provider accepts, per million cycles of (padded) trace.
     pub price_per_mcycle: u64,
@@ -90,6 +93,7 @@ impl ProviderConfig {
     pub fn new(node_url: &str, key: Keypair) -> ProviderConfig {
         ProviderConfig {
             node_url: node_url.to_string(),
+            fallback_nodes: Vec::new(),
             key,
             price_per_mcycle: 1_000,
             max_queue: 4,
@@ -169,7 +173,11 @@ pub struct Provider {
 impl Provider {
     pub fn new(cfg: ProviderConfig) -> Provider {
         Provider {
-            client: Client::new(&cfg.node_url),
+            client: Client::with_failover(
+                &std::iter::once(&cfg.node_url)
+                    .chain(&cfg.fallback_nodes)
+                    .collect::<Vec<_>>(),
+            ),
             cfg,
             queue: VecDeque::new(),
             skipped: BTreeSet::new(),
@@ -209,6 +217,7 @@ impl Provider {
         if let Err(e) = self.resume().await {
             warn!("could not check for jobs to resume: {e}");
         }
+        let mut unreachable_said: Option<Instant> = None;
         loop {
             if let Err(e) = self.step().await {
                 match e {
@@ -220,8 +229,17 @@ impl Provider {
                     }) => {
                         debug!("provider step raced another transaction: {e}");
                     }
+                    // A node that is down fails every step: say so once, then every 30 s.
+                    StepError::Client(ClientError::Unreachable { .. }) => {
+                        if unreachable_said.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                            warn!("no node answers (retrying every step): {e}");
+                            unreachable_said = Some(Instant::now());
+                        }
+                    }
                     _ => warn!("provider step failed: {e}"),
                 }
+            } else if unreachable_said.take().is_some() {
+                info!(node = self.client.url(), "a node answers again");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}

@@ -11,7 +11,7 @@ fn consensus(head: &Head) -> Markup {
     match &head.consensus {
         Some(c) => html! {
             dl.summary {
-                (row("Validators", html! { (c.validators) " in the set, " (c.validators_seen) " voted in the last 10 views" }))
+                (row("Validators", html! { (c.validators) " in the set, " (c.validators_seen) " voted in the last 20 views" }))
                 (row("Votes seen", html! {
                     ul.voters {
                         @for v in &c.voters {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use verity_client::Client;
 use verity_provider::ProviderConfig;
 
-use super::{NodeArgs, ReadArgs};
+use super::ReadArgs;
 use crate::keystore::resolve_key;
 use crate::model_file::LoadedModel;
 use crate::render::print_profile;
@@ -19,8 +19,16 @@ use crate::render::print_profile;
 pub struct ProviderArgs {
     #[command(subcommand)]
     cmd: Option<ProviderCmd>,
-    #[command(flatten)]
-    node: NodeArgs,
+    /// A node's API URL. Repeat it (or separate URLs with commas) to name other nodes of the
+    /// same network: when the node in use stops answering, the worker carries on through
+    /// the next.
+    #[arg(
+        long = "node",
+        env = "VERITY_NODE",
+        default_value = "http://127.0.0.1:8545",
+        value_delimiter = ','
+    )]
+    nodes: Vec<String>,
     /// The provider's key (name or file); it must be staked as a provider.
     #[arg(long, default_value = "provider")]
     key: String,
@@ -175,7 +183,9 @@ pub async fn run(args: ProviderArgs) -> Result<()> {
         println!("online     {}", if view.online { "yes" } else { "no" });
         return Ok(());
     }
-    let mut cfg = ProviderConfig::new(&args.node.node, resolve_key(&args.key)?);
+    let (first, others) = args.nodes.split_first().expect("clap gives a default node");
+    let mut cfg = ProviderConfig::new(first, resolve_key(&args.key)?);
+    cfg.fallback_nodes = others.to_vec();
     cfg.price_per_mcycle = args.price_per_mcycle;
     cfg.max_queue = args.max_queue.max(1);
     cfg.probe_listen = args.probe_listen;
