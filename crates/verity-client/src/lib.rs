@@ -89,6 +89,19 @@ pub enum ClientError {
     Timeout(String),
 }
 
+/// An error with its causes (reqwest's own message is "error sending request": the reason,
+/// refused or TLS or timed out, is in its sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A handle on a node, or on several nodes of one network with failover
 /// ([`Client::with_failover`]).
 #[derive(Clone)]
@@ -148,7 +161,7 @@ impl Client {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(resp);
                 }
-                Err(e) => unreachable.push((i, e.to_string())),
+                Err(e) => unreachable.push((i, error_chain(&e))),
             }
         }
         let reason = unreachable
@@ -501,6 +514,83 @@ async fn tokio_sleep(d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Speaks anything but TLS: reads a request, answers in plain HTTP with an empty body, and
+    /// reports the first bytes each connection sent.
+    async fn plain_http_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        request.extend_from_slice(&buf[..n]);
+                        if request.windows(4).any(|w| w == b"\r\n\r\n") || request[0] == 0x16 {
+                            break;
+                        }
+                    }
+                    let _ = seen.send(request.iter().take(3).copied().collect());
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        (addr.to_string(), heard)
+    }
+
+    /// The client speaks TLS to `https://` nodes (it once had no TLS backend, and refused every
+    /// https URL before sending anything): the server hears a TLS handshake record (0x16,
+    /// version 3.x), and plain http still reaches it as HTTP.
+    #[tokio::test]
+    async fn https_nodes_are_reached_over_tls() {
+        let (addr, mut heard) = plain_http_server().await;
+        let err = Client::new(&format!("https://{addr}"))
+            .head()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err}");
+        let first = heard.recv().await.unwrap();
+        assert_eq!(
+            &first[..2],
+            &[0x16, 0x03],
+            "not a TLS handshake: {first:?} ({err})"
+        );
+        // Plain http to the same server gets through the transport (its empty body is then
+        // not a head, which is a protocol error, not an unreachable node).
+        let plain = Client::new(&format!("http://{addr}"))
+            .head()
+            .await
+            .unwrap_err();
+        assert!(matches!(plain, ClientError::Protocol(_)), "{plain}");
+        assert_eq!(heard.recv().await.unwrap(), b"GET");
+    }
+
+    /// A client of several nodes carries on through the next when one does not answer.
+    #[tokio::test]
+    async fn a_dead_node_is_failed_over_to_the_next() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let (live, _) = plain_http_server().await;
+        let client = Client::with_failover(&[format!("http://{dead}"), format!("http://{live}")]);
+        // The live node answers (its empty body is not a head: a protocol error, not
+        // "unreachable").
+        let err = client.head().await.unwrap_err();
+        assert!(matches!(err, ClientError::Protocol(_)), "{err}");
+        assert_eq!(client.url(), format!("http://{live}"));
+        let alone = Client::new(&format!("http://{dead}"))
+            .head()
+            .await
+            .unwrap_err();
+        assert!(matches!(alone, ClientError::Unreachable { .. }), "{alone}");
+    }
 
     #[test]
     fn default_offers_give_big_jobs_time_and_small_ones_the_usual_terms() {
