@@ -119,10 +119,11 @@ impl Client {
     }
 
     /// A client of several nodes of one network: calls go to one of them, and when it does
-    /// not answer (connection refused, timed out) to the next, which is then kept. A node that
-    /// answers with an error is not failed over from: the error is the answer. Requests are
-    /// safe to repeat on another node (a signed transaction has one id however often it is
-    /// sent). Panics on an empty list.
+    /// not answer to the next, which is then kept. A node that answers with an error is not
+    /// failed over from: the error is the answer. Reads fail over on any transport error; a
+    /// `POST` only when the connection could not be made (a request that may have arrived is
+    /// not sent again elsewhere: the caller checks and resends, and nodes take the same signed
+    /// transaction twice as one). Panics on an empty list.
     pub fn with_failover(urls: &[impl AsRef<str>]) -> Client {
         assert!(!urls.is_empty(), "a client needs a node");
         let http = reqwest::Client::builder()
@@ -151,6 +152,7 @@ impl Client {
     async fn request(
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
+        read_only: bool,
     ) -> Result<reqwest::Response, ClientError> {
         let start = self.current.load(Ordering::Relaxed);
         let mut unreachable = Vec::new();
@@ -161,7 +163,13 @@ impl Client {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(resp);
                 }
-                Err(e) => unreachable.push((i, error_chain(&e))),
+                Err(e) => {
+                    let arrived_maybe = !read_only && !e.is_connect();
+                    unreachable.push((i, error_chain(&e)));
+                    if arrived_maybe {
+                        break;
+                    }
+                }
             }
         }
         let reason = unreachable
@@ -204,7 +212,7 @@ impl Client {
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let sent = self
-            .request(|base| self.http.get(format!("{base}{path}")))
+            .request(|base| self.http.get(format!("{base}{path}")), true)
             .await;
         self.decode(sent).await
     }
@@ -215,7 +223,10 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let sent = self
-            .request(|base| self.http.post(format!("{base}{path}")).json(body))
+            .request(
+                |base| self.http.post(format!("{base}{path}")).json(body),
+                false,
+            )
             .await;
         self.decode(sent).await
     }
@@ -236,6 +247,13 @@ impl Client {
     /// Signs `body` with `key` at the account's next nonce (counting its pending transactions)
     /// and submits it.
     pub async fn send(&self, key: &Keypair, body: TxBody) -> Result<TxId, ClientError> {
+        self.submit(&self.sign(key, body).await?).await
+    }
+
+    /// Signs `body` with `key` for this network at the account's next nonce (counting its
+    /// pending transactions), without submitting it: a caller that must not pay twice keeps
+    /// the signed transaction and resends exactly it.
+    pub async fn sign(&self, key: &Keypair, body: TxBody) -> Result<SignedTx, ClientError> {
         let head = self.head().await?;
         let account = self.account(&key.address()).await?;
         let tx = Tx {
@@ -244,7 +262,7 @@ impl Client {
             nonce: account.next_nonce,
             body,
         };
-        self.submit(&tx.sign(key)).await
+        Ok(tx.sign(key))
     }
 
     pub async fn tx_status(&self, id: &TxId) -> Result<TxStatus, ClientError> {

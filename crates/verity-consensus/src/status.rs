@@ -144,7 +144,7 @@ mod tests {
         let (voting, silent) = s.voting();
         assert_eq!((voting.len(), silent.len()), (2, 2));
         assert_eq!(silent[0].last_view, Some(5));
-        // A signer number outside the set changes nothing.
+        // A signer number outside the set marks nobody as voting (the view still moves).
         s.saw_vote(9, 40);
         assert_eq!(s.current_view, 40);
     }

@@ -148,6 +148,23 @@ async fn watch_for_stalls<E: Clock>(context: E, status: StatusHandle) {
     }
 }
 
+/// A fresh status over the validator set, every validator not yet seen voting.
+fn status_of(participants: &Set<PublicKey>) -> StatusHandle {
+    let status = StatusHandle::default();
+    status.update(|s| {
+        s.validators = participants.len();
+        // In the set's order: a vote's signer number indexes this list.
+        s.voters = participants
+            .iter()
+            .map(|key| Voter {
+                validator: crate::app::address_of(key),
+                last_view: None,
+            })
+            .collect();
+    });
+    status
+}
+
 /// Starts a validator under `context`. Aborting the returned handle stops everything it
 /// started (as a crash would; the [`Chain`] and the consensus journal are what survive).
 pub fn start<E, C, S, R, B>(
@@ -167,18 +184,7 @@ where
     let (scheme, _) = scheme(&config)?;
     let participants = scheme.participants().clone();
     let genesis = chain.genesis_id();
-    let status = StatusHandle::default();
-    status.update(|s| {
-        s.validators = participants.len();
-        // In the set's order: a vote's signer number indexes this list.
-        s.voters = participants
-            .iter()
-            .map(|key| Voter {
-                validator: crate::app::address_of(key),
-                last_view: None,
-            })
-            .collect();
-    });
+    let status = status_of(&participants);
     let watched = status.clone();
     let validator = Validator {
         status: status.clone(),

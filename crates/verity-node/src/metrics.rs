@@ -99,7 +99,14 @@ impl Metrics {
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        m.register_chain(&mut registry);
+        m.register_work(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// The chain's progress and this node's view of it.
+    fn register_chain(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "chain_height",
             "Height of the newest committed block",
@@ -143,6 +150,11 @@ impl Metrics {
             "Staked providers that sent a heartbeat recently",
             m.providers_online.clone(),
         );
+    }
+
+    /// What flows through: transactions, jobs, proofs, consensus and auditing.
+    fn register_work(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "transactions",
             "Transactions admitted or refused by the mempool, and applied or rejected in blocks, by reason",
@@ -180,7 +192,6 @@ impl Metrics {
             "What this node's auditor has done since it started, by activity",
             m.audits.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// A block was committed: its interval, latency to commit, and each transaction's verdict.

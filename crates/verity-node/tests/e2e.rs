@@ -858,3 +858,32 @@ async fn private_inputs_reach_only_the_locker() {
     );
     node.stop().await;
 }
+
+/// A client that cannot tell whether its transaction arrived resends the same signed bytes:
+/// the node answers with the same id, pending or already in a block, and it is paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_signed_transaction_sent_twice_is_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let client = Client::new(&node.url());
+    let key = devnet::dev_key("client");
+    let to = devnet::dev_key("provider2").address();
+    let before = client.account(&key.address()).await.unwrap().balance;
+    let signed = client
+        .sign(&key, TxBody::Transfer { to, amount: 7 })
+        .await
+        .unwrap();
+    let first = client.submit(&signed).await.unwrap();
+    assert_eq!(client.submit(&signed).await.unwrap(), first, "while pending");
+    client.wait_tx(&first, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(client.submit(&signed).await.unwrap(), first, "once in a block");
+    // Long enough for a second copy to have been included, had one been taken.
+    let height = client.head().await.unwrap().height;
+    while client.head().await.unwrap().height < height + 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = client.account(&key.address()).await.unwrap();
+    let fee = verity_ledger::fee_of(&node.node.state(), &signed);
+    assert_eq!(before - after.balance, 7 + fee, "paid once");
+    assert_eq!(after.nonce, signed.tx.nonce + 1);
+}

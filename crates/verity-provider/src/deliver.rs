@@ -219,35 +219,7 @@ async fn fulfil(
         outputs,
         proof: receipt.as_ref().map(|r| r.proof.clone()),
     };
-    // The worker's other transactions (locks) race this one for the account's next nonce:
-    // a refusal for a stale nonce is worth retrying. So is no node answering: the proof is
-    // made and the collateral at stake, so keep trying for a minute (every node the client
-    // knows, each time). Anything else is final.
-    let mut attempts = 0;
-    let mut unreachable_until = None;
-    let sent = loop {
-        let sent = match client.send(key, body.clone()).await {
-            Ok(tx) => client.wait_tx(&tx, Duration::from_secs(30)).await,
-            Err(e) => Err(e),
-        };
-        match &sent {
-            Err(ClientError::Refused {
-                code: ErrorCode::WrongNonce,
-                ..
-            }) if attempts < 10 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(ClientError::Unreachable { .. })
-                if *unreachable_until
-                    .get_or_insert_with(|| Instant::now() + Duration::from_secs(60))
-                    > Instant::now() =>
-            {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            _ => break sent,
-        }
-    };
+    let sent = submit_until_included(client, key, body).await;
     match sent {
         Ok(h) => {
             info!(job = %id.short(), height = h, "fulfilled at height {h}");
@@ -258,5 +230,61 @@ async fn fulfil(
             }
         }
         Err(e) => warn!(job = %id.short(), "fulfilment not accepted: {e}"),
+    }
+}
+
+/// Submits `body` signed by `key` and waits for it to be in a block. A signed transaction
+/// that may have arrived is only ever resent as the same bytes (nodes take it again as the
+/// same transaction), for up to a minute while no node answers or the one answering has not
+/// seen it: a made proof is worth that, and re-signing could pay twice. It is signed again
+/// only when its nonce went to another of this worker's transactions (a lock), up to 10
+/// times. Any other answer is final.
+async fn submit_until_included(
+    client: &Client,
+    key: &Keypair,
+    body: TxBody,
+) -> Result<u64, ClientError> {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let retry = |e: &ClientError| {
+        Instant::now() < give_up
+            && matches!(
+                e,
+                ClientError::Unreachable { .. }
+                    | ClientError::Protocol(_)
+                    | ClientError::Refused {
+                        code: ErrorCode::NotFound,
+                        ..
+                    }
+            )
+    };
+    let mut signed_again = 0;
+    'sign: loop {
+        let signed = match client.sign(key, body.clone()).await {
+            Ok(signed) => signed,
+            Err(e) if retry(&e) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let id = signed.id();
+        loop {
+            let outcome = match client.submit(&signed).await {
+                Ok(_) => client.wait_tx(&id, Duration::from_secs(30)).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(ClientError::Refused {
+                    code: ErrorCode::WrongNonce,
+                    ..
+                }) if signed_again < 10 => {
+                    signed_again += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'sign;
+                }
+                Err(e) if retry(&e) => tokio::time::sleep(Duration::from_secs(1)).await,
+                outcome => return outcome,
+            }
+        }
     }
 }

@@ -219,7 +219,15 @@ impl Provider {
         }
         let mut unreachable_said: Option<Instant> = None;
         loop {
-            if let Err(e) = self.step().await {
+            let stepped = self.step().await;
+            let unreachable = matches!(
+                stepped,
+                Err(StepError::Client(ClientError::Unreachable { .. }))
+            );
+            if !unreachable && unreachable_said.take().is_some() {
+                info!(node = self.client.url(), "a node answers again");
+            }
+            if let Err(e) = stepped {
                 match e {
                     // Another of this worker's transactions took the nonce first; the next
                     // step retries with a fresh one.
@@ -238,8 +246,6 @@ impl Provider {
                     }
                     _ => warn!("provider step failed: {e}"),
                 }
-            } else if unreachable_said.take().is_some() {
-                info!(node = self.client.url(), "a node answers again");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}

@@ -2,6 +2,24 @@
 
 use super::*;
 
+/// `GET /metrics`: the worker's proving metrics.
+fn metrics_route(
+    metrics: std::sync::Arc<crate::metrics::ProviderMetrics>,
+) -> axum::routing::MethodRouter {
+    axum::routing::get(move || {
+        let body = metrics.render();
+        async move {
+            (
+                [(
+                    "content-type",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                body,
+            )
+        }
+    })
+}
+
 impl Provider {
     /// Answers auditors' liveness probes on `listen`, and announces the endpoint on the
     /// ledger if it changed.
@@ -20,22 +38,10 @@ impl Provider {
         let key = self.cfg.key.clone();
         let flaky = self.cfg.faults().flaky_endpoint();
         let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let metrics = self.metrics.clone();
         let app = axum::Router::new()
             .route(
                 verity_client::routes::METRICS,
-                axum::routing::get(move || {
-                    let body = metrics.render();
-                    async move {
-                        (
-                            [(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            body,
-                        )
-                    }
-                }),
+                metrics_route(self.metrics.clone()),
             )
             .route(
                 verity_client::routes::PING,

@@ -800,6 +800,7 @@ fn genesis_new_writes_a_checked_genesis_and_refuses_mistakes() {
         "provider=700",
         "--param",
         "challenge_window=30",
+        "--dev-keys",
         "-o",
         path,
     ]);
@@ -820,7 +821,7 @@ fn genesis_new_writes_a_checked_genesis_and_refuses_mistakes() {
     verity_ledger::State::from_genesis(&genesis).expect("a node accepts it");
 
     let refused = |args: &[&str], says: &str| {
-        let mut all = vec!["genesis", "new", "--chain-id", "testnet"];
+        let mut all = vec!["genesis", "new", "--chain-id", "testnet", "--dev-keys"];
         all.extend_from_slice(args);
         let out = verity(&all);
         assert!(!out.status.success(), "{args:?} was accepted");
@@ -865,6 +866,46 @@ fn genesis_new_writes_a_checked_genesis_and_refuses_mistakes() {
             "client:5",
         ],
         "expected ADDRESS=AMOUNT",
+    );
+    refused(
+        &[
+            "-o",
+            other,
+            "--validator",
+            "validator",
+            "--validator-stake",
+            "0",
+        ],
+        "must be above 0",
+    );
+    refused(
+        &[
+            "-o",
+            other,
+            "--validator",
+            "validator",
+            "--account",
+            "client=1",
+            "--account",
+            "client=2",
+        ],
+        "funded twice",
+    );
+    // The public devnet keys only when asked for: anyone can sign for them.
+    let out = verity(&[
+        "genesis",
+        "new",
+        "--chain-id",
+        "t",
+        "--validator",
+        "validator",
+        "-o",
+        other,
+    ]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("public devnet key `validator`"),
+        "{}",
+        stderr(&out)
     );
     assert!(!Path::new(other).exists());
 

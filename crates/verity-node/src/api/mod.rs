@@ -196,6 +196,12 @@ async fn submit_tx(
         .decode(body.tx.as_bytes())
         .map_err(|e| bad(format!("`tx` is not valid base64: {e}")))?;
     let tx = SignedTx::from_bytes(&bytes).map_err(|e| bad(e.to_string()))?;
+    // The same signed transaction again (a client that could not tell whether its first try
+    // arrived, here or at another node) is the same transaction: its id, not an error.
+    let id = tx.id();
+    if node.mempool_contains(&id) || node.storage().tx_outcome(&id).map_err(internal)?.is_some() {
+        return Ok((StatusCode::ACCEPTED, Json(Submitted { tx_id: id })));
+    }
     let id = node.submit(tx).map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(Submitted { tx_id: id })))
 }

@@ -126,19 +126,25 @@ fn unpack_demo_files(dir: &Path) -> Result<PathBuf> {
     Ok(examples)
 }
 
+/// `--write-genesis`: the genesis a devnet of `validators` runs on, to `path`.
+fn write_genesis(path: &std::path::Path, validators: u16) -> Result<()> {
+    let genesis = match validators {
+        1 => devnet::genesis(),
+        n => devnet::genesis_with_validators(n as usize),
+    };
+    super::genesis::write(path, &genesis, false)?;
+    println!(
+        "{}: the devnet's genesis ({} validators); its keys are public (derived from their \
+         names): for test networks only",
+        path.display(),
+        genesis.validators().len()
+    );
+    Ok(())
+}
+
 pub async fn run(args: DevnetArgs) -> Result<()> {
     if let Some(path) = &args.write_genesis {
-        let genesis = match args.validators {
-            1 => devnet::genesis(),
-            n => devnet::genesis_with_validators(n as usize),
-        };
-        super::genesis::write(path, &genesis, false)?;
-        println!(
-            "{}: the devnet's genesis ({} validators)",
-            path.display(),
-            genesis.validators().len()
-        );
-        return Ok(());
+        return write_genesis(path, args.validators);
     }
     let log_file = args.log_file();
     let (dir, _tmp) = match args.data_dir {
@@ -189,28 +195,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     provider.probe_listen = Some(SocketAddr::new(args.listen.ip(), 0));
     provider.held_data = held;
     running.spawn_worker(|stop| Provider::new(provider).run(stop));
-    println!(
-        "verity devnet: chain {}, API {url}, data {}",
-        devnet::DEVNET_CHAIN_ID,
-        dir.display()
-    );
-    println!("dev accounts (use with --key NAME):");
-    for name in devnet::DEV_ACCOUNTS {
-        println!("  {name:<10} {}", devnet::dev_key(name).address());
-    }
-    if n > 1 {
-        println!("validators (BFT, simplex over authenticated p2p):");
-        for (i, r) in std::iter::once(&running).chain(others.iter()).enumerate() {
-            println!(
-                "  {:<11} {}  API {}",
-                devnet::validator_name(i),
-                devnet::dev_key(&devnet::validator_name(i))
-                    .address()
-                    .short(),
-                r.url()
-            );
-        }
-    }
+    print_banner(&url, &dir, std::iter::once(&running).chain(others.iter()));
     let result = if args.demo {
         let result = demo(&url, demo_jobs.unwrap_or_default()).await;
         if result.is_ok() && n > 1 {
@@ -226,6 +211,37 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     }
     running.stop().await;
     result
+}
+
+/// What the devnet is: its chain, API, data, dev accounts and (BFT) its validators.
+fn print_banner<'a>(
+    url: &str,
+    dir: &std::path::Path,
+    nodes: impl Iterator<Item = &'a verity_node::RunningNode>,
+) {
+    println!(
+        "verity devnet: chain {}, API {url}, data {}",
+        devnet::DEVNET_CHAIN_ID,
+        dir.display()
+    );
+    println!("dev accounts (use with --key NAME):");
+    for name in devnet::DEV_ACCOUNTS {
+        println!("  {name:<10} {}", devnet::dev_key(name).address());
+    }
+    let nodes: Vec<_> = nodes.collect();
+    if nodes.len() > 1 {
+        println!("validators (BFT, simplex over authenticated p2p):");
+        for (i, r) in nodes.iter().enumerate() {
+            println!(
+                "  {:<11} {}  API {}",
+                devnet::validator_name(i),
+                devnet::dev_key(&devnet::validator_name(i))
+                    .address()
+                    .short(),
+                r.url()
+            );
+        }
+    }
 }
 
 /// After the demo: every validator's view of the chain, to show they agree.

@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use verity_ledger::{Genesis, GenesisAccount, GenesisStake, Params, State};
 use verity_types::{Address, Role};
 
+use verity_node::devnet;
+
 use crate::keystore::resolve_address;
 
 #[derive(Subcommand)]
@@ -57,6 +59,10 @@ pub struct NewArgs {
     /// Replace an existing file.
     #[arg(long)]
     force: bool,
+    /// Allow the public devnet keys (`client`, `provider`, `validator`, …), whose private keys
+    /// anyone can derive: for test networks only.
+    #[arg(long)]
+    dev_keys: bool,
 }
 
 pub fn run(cmd: GenesisCmd) -> Result<()> {
@@ -113,11 +119,79 @@ fn validators(args: &NewArgs) -> Result<Vec<Address>> {
     if all.is_empty() {
         bail!("a network needs a validator: pass --peers FILE or --validator ADDRESS");
     }
+    // A BFT validator must be reachable: every validator needs its line in the peers file.
+    if let Some(peers) = &args.peers {
+        let listed: Vec<Address> = super::node::read_peers(peers)?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        if let Some(missing) = all.iter().find(|a| !listed.contains(a)) {
+            bail!(
+                "validator {missing} has no line in the peers file {}",
+                peers.display()
+            );
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(twice) = all.iter().find(|a| !seen.insert(**a)) {
         bail!("validator {twice} is listed twice");
     }
     Ok(all)
+}
+
+/// The devnet's keys are derived from their names: anyone can sign for them.
+fn public_dev_key(address: &Address) -> Option<String> {
+    let names = devnet::DEV_ACCOUNTS
+        .iter()
+        .map(|n| n.to_string())
+        .chain((0..16).map(devnet::validator_name));
+    names
+        .into_iter()
+        .find(|n| devnet::dev_key(n).address() == *address)
+}
+
+/// Refuses what a node would take but a network should not start with: a validator without
+/// stake (it would not be one), an address listed twice (the node would add the amounts up),
+/// and the public devnet keys unless `--dev-keys`.
+fn check(genesis: &Genesis, dev_keys: bool) -> Result<()> {
+    if genesis
+        .stakes
+        .iter()
+        .any(|s| s.role == Role::Validator && s.amount == 0)
+    {
+        bail!("--validator-stake must be above 0 (a validator without stake is not one)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = genesis.accounts.iter().find(|a| !seen.insert(a.address)) {
+        bail!(
+            "account {} is funded twice (give it one --account, or do not also list a validator there)",
+            twice.address
+        );
+    }
+    let mut staked = std::collections::BTreeSet::new();
+    if let Some(twice) = genesis
+        .stakes
+        .iter()
+        .find(|s| !staked.insert((s.address, s.role)))
+    {
+        bail!("{} is staked twice", twice.address);
+    }
+    if !dev_keys {
+        let everyone = genesis
+            .accounts
+            .iter()
+            .map(|a| a.address)
+            .chain(genesis.stakes.iter().map(|s| s.address));
+        for address in everyone {
+            if let Some(name) = public_dev_key(&address) {
+                bail!(
+                    "{address} is the public devnet key `{name}`: anyone can sign for it. Use your own keys \
+                     (`verity keys new NAME`), or pass --dev-keys for a test network"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The genesis the flags describe, checked as a node will check it.
@@ -154,6 +228,7 @@ fn genesis(args: &NewArgs) -> Result<Genesis> {
         accounts,
         stakes,
     };
+    check(&genesis, args.dev_keys)?;
     State::from_genesis(&genesis).context("the genesis would not start a chain")?;
     Ok(genesis)
 }

@@ -424,16 +424,15 @@ async fn follow(client: &Client, id: &JobId, mode: Mode, trace_len: u64) -> Resu
         }
         // Before a lock: the auction's price now and the lock deadline; after: what the
         // lock pays and the delivery deadline.
-        let (price, due) = if view.job.state() == JobState::Submitted {
-            (
+        let (price, due) = match view.job.lock_price() {
+            None => (
                 format!("price now {}", view.current_price),
                 format!("lock by block {}", view.lock_deadline),
-            )
-        } else {
-            (
-                format!("price {}", view.job.lock_price().unwrap_or_default()),
+            ),
+            Some(p) => (
+                format!("price {p}"),
                 format!("deliver by block {}", view.deadline),
-            )
+            ),
         };
         live.set_message(format!(
             "{} · {price} · {:.0?} since submission · proving expected ~{:.0?} (trace 2^{}) · {due}",
