@@ -874,9 +874,20 @@ async fn the_same_signed_transaction_sent_twice_is_one_transaction() {
         .await
         .unwrap();
     let first = client.submit(&signed).await.unwrap();
-    assert_eq!(client.submit(&signed).await.unwrap(), first, "while pending");
-    client.wait_tx(&first, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(client.submit(&signed).await.unwrap(), first, "once in a block");
+    assert_eq!(
+        client.submit(&signed).await.unwrap(),
+        first,
+        "while pending"
+    );
+    client
+        .wait_tx(&first, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.submit(&signed).await.unwrap(),
+        first,
+        "once in a block"
+    );
     // Long enough for a second copy to have been included, had one been taken.
     let height = client.head().await.unwrap().height;
     while client.head().await.unwrap().height < height + 3 {

@@ -150,11 +150,15 @@ impl Provider {
         price: u64,
         trace_len: u64,
     ) -> Result<Option<Held>, StepError> {
-        let tx = self
+        let included = match self
             .client
             .send(&self.cfg.key, TxBody::LockJob { job_id: id })
-            .await?;
-        match self.client.wait_tx(&tx, Duration::from_secs(30)).await {
+            .await
+        {
+            Ok(tx) => self.client.wait_tx(&tx, Duration::from_secs(30)).await,
+            Err(e) => Err(e),
+        };
+        match included {
             Ok(h) => {
                 self.metrics.locked();
                 // The ledger charges the auction price at the block that included the lock,
@@ -165,7 +169,9 @@ impl Provider {
                 Ok(Some(Held { job, trace_len }))
             }
             Err(e) => {
-                info!(job = %id.short(), "lock not taken: {e}");
+                // The lock may have landed all the same (a node that took it died before
+                // answering): `rescue` holds any job the ledger says this key locked.
+                info!(job = %id.short(), "lock not taken (or not known to be): {e}");
                 self.skipped.insert(id);
                 Ok(None)
             }
@@ -185,10 +191,17 @@ impl Provider {
             })
             .await?;
         for s in locked.jobs {
-            if s.locker == Some(me)
-                || self.skipped.contains(&s.id)
-                || self.queue.len() >= self.cfg.max_queue
-            {
+            // A job this key locked that the worker is not delivering (a lock whose answer was
+            // lost with a node): deliver it, or be slashed for it.
+            if s.locker == Some(me) {
+                if !self.holds(&s.id) && !self.given_up.contains(&s.id) {
+                    let job = self.client.job(&s.id).await?.job;
+                    info!(job = %s.id.short(), "holding a job the ledger says this key locked");
+                    self.queue.push_back(Held { job, trace_len: 0 });
+                }
+                continue;
+            }
+            if self.skipped.contains(&s.id) || self.queue.len() >= self.cfg.max_queue {
                 continue;
             }
             let view = self.client.job(&s.id).await?;

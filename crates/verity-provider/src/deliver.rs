@@ -7,14 +7,19 @@ impl Provider {
     /// execution, so they go first; proofs run one at a time (a proof uses every core) in a
     /// background task, while this loop keeps watching and locking.
     pub(crate) async fn drive_deliveries(&mut self, height: u64, block_ms: u64) {
-        if self.busy.as_ref().is_some_and(|h| h.is_finished()) {
-            match self.busy.take().expect("checked").await {
+        if self.busy.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            let (job, handle) = self.busy.take().expect("checked");
+            match handle.await {
                 Ok(Outcome::Done(Some((trace_len, took)))) => self.speed.observe(trace_len, took),
-                Ok(Outcome::Done(None)) => {}
+                // Delivered without a proof, or given up: never picked up again as "lost".
+                Ok(Outcome::Done(None)) => {
+                    self.given_up.insert(job);
+                }
                 Ok(Outcome::Retry(held)) => self.queue.push_back(*held),
                 Ok(Outcome::ProvingFailed) | Err(_) => {
                     // Stop taking new work while proving fails: locking more would only lose
                     // collateral.
+                    self.given_up.insert(job);
                     self.paused_until = Some(Instant::now() + Duration::from_secs(30));
                 }
             }
@@ -46,9 +51,13 @@ impl Provider {
                 let advice = held_advice(&self.cfg.held_data, &held.job);
                 let programs = self.programs.clone();
                 let metrics = self.metrics.clone();
-                self.busy = Some(tokio::spawn(deliver(
-                    client, key, held, advice, programs, faults, metrics,
-                )));
+                let job = held.job.id;
+                self.busy = Some((
+                    job,
+                    tokio::spawn(deliver(
+                        client, key, held, advice, programs, faults, metrics,
+                    )),
+                ));
             }
         }
     }

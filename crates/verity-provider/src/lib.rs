@@ -165,7 +165,10 @@ pub struct Provider {
     speed: Speed,
     paused_until: Option<Instant>,
     last_heartbeat: Option<Instant>,
-    busy: Option<tokio::task::JoinHandle<Outcome>>,
+    /// The job being delivered, and its task.
+    busy: Option<(JobId, tokio::task::JoinHandle<Outcome>)>,
+    /// Jobs whose delivery ended without a result on the ledger: not to be taken up again.
+    given_up: BTreeSet<JobId>,
     programs: Programs,
     metrics: std::sync::Arc<metrics::ProviderMetrics>,
 }
@@ -186,6 +189,7 @@ impl Provider {
             paused_until: None,
             last_heartbeat: None,
             busy: None,
+            given_up: BTreeSet::new(),
             programs: Programs::default(),
             metrics: Default::default(),
         }
@@ -326,5 +330,11 @@ impl Provider {
     /// Jobs held: queued plus the one being proved.
     fn held(&self) -> usize {
         self.queue.len() + usize::from(self.busy.is_some())
+    }
+
+    /// Whether `job` is queued or being delivered here.
+    fn holds(&self, job: &JobId) -> bool {
+        self.busy.as_ref().is_some_and(|(id, _)| id == job)
+            || self.queue.iter().any(|h| h.job.id == *job)
     }
 }
