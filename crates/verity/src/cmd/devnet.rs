@@ -224,6 +224,7 @@ fn print_banner<'a>(
         devnet::DEVNET_CHAIN_ID,
         dir.display()
     );
+    println!("explorer {url}/  (metrics: {url}/metrics)");
     println!("dev accounts (use with --key NAME):");
     for name in devnet::DEV_ACCOUNTS {
         println!("  {name:<10} {}", devnet::dev_key(name).address());
