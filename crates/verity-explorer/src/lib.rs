@@ -38,7 +38,8 @@ pub struct BlockSummary {
 }
 
 /// Where the explorer reads from: the node's committed state and stored blocks, as the API's
-/// views. Reads are synchronous and cheap (in-memory state, one database read per block).
+/// views. Reads are synchronous (in-memory state, database reads for blocks); the explorer
+/// calls them on blocking threads, off the async executor.
 pub trait Source: Send + Sync + 'static {
     fn head(&self) -> Head;
     fn stats(&self) -> NetworkStats;

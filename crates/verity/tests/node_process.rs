@@ -673,23 +673,28 @@ async fn a_node_runs_on_a_genesis_from_genesis_new() {
     assert!(init.status.success(), "{:?}", text(&init));
     let genesis = home.path().join("genesis.json");
     let peers = dir.join("peer.toml");
-    let new = verity_at(
-        h,
-        &[
-            "genesis",
-            "new",
-            "--chain-id",
-            "mine",
-            "--peers",
-            peers.to_str().unwrap(),
-            "--account",
-            "client=1000000",
-            "--dev-keys",
-            "-o",
-            genesis.to_str().unwrap(),
-        ],
-    );
-    assert!(new.status.success(), "{:?}", text(&new));
+    // A genesis for this validator, funding the client with `balance`, written to `file`.
+    let genesis_new = |balance: &str, file: &std::path::Path| {
+        let funded = format!("client={balance}");
+        let out = verity_at(
+            h,
+            &[
+                "genesis",
+                "new",
+                "--chain-id",
+                "mine",
+                "--peers",
+                peers.to_str().unwrap(),
+                "--account",
+                &funded,
+                "--dev-keys",
+                "-o",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{:?}", text(&out));
+    };
+    genesis_new("1000000", &genesis);
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
         "node",
@@ -712,23 +717,7 @@ async fn a_node_runs_on_a_genesis_from_genesis_new() {
 
     // Another genesis over the same directory: refused before anything starts.
     let other = home.path().join("other.json");
-    let out = verity_at(
-        h,
-        &[
-            "genesis",
-            "new",
-            "--chain-id",
-            "mine",
-            "--peers",
-            peers.to_str().unwrap(),
-            "--account",
-            "client=5",
-            "--dev-keys",
-            "-o",
-            other.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
+    genesis_new("5", &other);
     let out = verity_at(
         h,
         &[
