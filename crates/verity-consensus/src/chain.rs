@@ -48,6 +48,9 @@ pub trait Chain: Send + Sync + 'static {
     fn candidates(&self, max: usize) -> Vec<SignedTx>;
     /// A transaction gossiped by a peer.
     fn admit(&self, tx: SignedTx);
+    /// A note a peer shared (at most `MAX_NOTE_BYTES`; from an authenticated validator, but
+    /// its contents are the chain's to check). Ignored unless the chain uses notes.
+    fn heard(&self, _note: &[u8]) {}
     /// A transaction the proposer found would fail; drop it from the pool, say why.
     fn discard(&self, tx: &SignedTx, reason: &str);
 }

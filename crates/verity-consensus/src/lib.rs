@@ -24,8 +24,9 @@ pub use app::Fault;
 pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of, execute};
 pub use chain::{Chain, Executed, MemoryChain, Tip};
 pub use error::{CommitError, ConsensusError, InvalidBlock};
-pub use network::{Gossip, NetworkConfig, RunningValidator, spawn};
+pub use network::{Gossip, NetworkConfig, RunningValidator, Share, spawn};
 pub use status::{ConsensusStatus, RECENT_VIEWS, STALL_AFTER_MS, StatusHandle, Voter};
 pub use validator::{
-    Channels, MAX_MESSAGE_BYTES, Validator, ValidatorConfig, channel, public_key, start,
+    Channels, MAX_MESSAGE_BYTES, MAX_NOTE_BYTES, Validator, ValidatorConfig, channel, public_key,
+    start,
 };

@@ -41,11 +41,14 @@ pub struct NetworkConfig {
 
 /// Sends a transaction to the other validators.
 pub type Gossip = Arc<dyn Fn(&SignedTx) + Send + Sync>;
+/// Sends a note (see `Chain::heard`) to the other validators.
+pub type Share = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
 
 /// A validator running on its own runtime. Dropping it stops it.
 pub struct RunningValidator {
     pub status: StatusHandle,
     gossip: Gossip,
+    share: Share,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -53,6 +56,10 @@ pub struct RunningValidator {
 impl RunningValidator {
     pub fn gossip(&self) -> Gossip {
         self.gossip.clone()
+    }
+
+    pub fn share(&self) -> Share {
+        self.share.clone()
     }
 
     /// Stops consensus and waits for its threads to finish.
@@ -115,9 +122,18 @@ pub fn spawn<C: Chain>(
                 let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p);
                 let _ = oracle.track(0, peers);
                 let quota = Quota::per_second(NZU32!(10_000));
+                // Notes cost a signature check each: fewer from any one peer.
+                let notes_quota = Quota::per_second(NZU32!(256));
                 let mut regs = channel::ALL
                     .iter()
-                    .map(|ch| network.register(*ch, quota))
+                    .map(|ch| {
+                        let q = if *ch == channel::NOTES {
+                            notes_quota
+                        } else {
+                            quota
+                        };
+                        network.register(*ch, q)
+                    })
                     .collect::<Vec<_>>()
                     .into_iter();
                 let mut next = || regs.next().expect("one registration per channel");
@@ -128,6 +144,7 @@ pub fn spawn<C: Chain>(
                     blocks: next(),
                     sync: next(),
                     txs: next(),
+                    notes: next(),
                 };
                 network.start();
                 match crate::validator::start(
@@ -140,8 +157,10 @@ pub fn spawn<C: Chain>(
                     Ok((validator, _handle)) => {
                         let status = validator.status.clone();
                         let validator = Arc::new(validator);
-                        let gossip: Gossip = Arc::new(move |tx: &SignedTx| validator.gossip(tx));
-                        let _ = ready_tx.send(Ok((status, gossip)));
+                        let to_gossip = validator.clone();
+                        let gossip: Gossip = Arc::new(move |tx: &SignedTx| to_gossip.gossip(tx));
+                        let share: Share = Arc::new(move |note: Vec<u8>| validator.share(note));
+                        let _ = ready_tx.send(Ok((status, gossip, share)));
                         let _ = stop_rx.await;
                     }
                     Err(e) => {
@@ -164,7 +183,7 @@ fn peer_map(net: &NetworkConfig) -> Result<Map<PublicKey, PeerAddress>, Consensu
 }
 
 /// What the consensus thread reports once it runs (or why it could not start).
-type Started = Result<(StatusHandle, Gossip), ConsensusError>;
+type Started = Result<(StatusHandle, Gossip, Share), ConsensusError>;
 
 /// Waits for the consensus thread to report; joins it if it failed.
 fn wait_started(
@@ -173,9 +192,10 @@ fn wait_started(
     thread: std::thread::JoinHandle<()>,
 ) -> Result<RunningValidator, ConsensusError> {
     match ready.recv() {
-        Ok(Ok((status, gossip))) => Ok(RunningValidator {
+        Ok(Ok((status, gossip, share))) => Ok(RunningValidator {
             status,
             gossip,
+            share,
             stop: Some(stop),
             thread: Some(thread),
         }),

@@ -34,8 +34,13 @@ pub mod channel {
     pub const BLOCKS: u64 = 3;
     pub const SYNC: u64 = 4;
     pub const TXS: u64 = 5;
-    pub const ALL: [u64; 6] = [VOTES, CERTIFICATES, RESOLVER, BLOCKS, SYNC, TXS];
+    /// Small signed notes nodes share outside blocks (provider heartbeats), opaque here.
+    pub const NOTES: u64 = 6;
+    pub const ALL: [u64; 7] = [VOTES, CERTIFICATES, RESOLVER, BLOCKS, SYNC, TXS, NOTES];
 }
+
+/// Largest note a peer may share; a bigger one is dropped unread.
+pub const MAX_NOTE_BYTES: usize = 4096;
 
 /// Largest p2p message: a full block plus framing.
 pub const MAX_MESSAGE_BYTES: u32 = (crate::app::MAX_BLOCK_BYTES + 256 * 1024) as u32;
@@ -77,12 +82,14 @@ pub struct Channels<S, R> {
     pub blocks: (S, R),
     pub sync: (S, R),
     pub txs: (S, R),
+    pub notes: (S, R),
 }
 
 /// A started validator: its status, and a way to gossip transactions to the others.
 pub struct Validator<S> {
     pub status: StatusHandle,
     txs_out: S,
+    notes_out: S,
 }
 
 impl<S: Sender<PublicKey = PublicKey>> Validator<S> {
@@ -93,6 +100,12 @@ impl<S: Sender<PublicKey = PublicKey>> Validator<S> {
             .txs_out
             .clone()
             .send(Recipients::All, tx.to_bytes(), false);
+    }
+
+    /// Sends a note (a provider's heartbeat this node accepted) to every other validator:
+    /// each checks it as its own API would, so what one node knows of providers all do.
+    pub fn share(&self, note: Vec<u8>) {
+        let _ = self.notes_out.clone().send(Recipients::All, note, false);
     }
 }
 
@@ -189,6 +202,7 @@ where
     let validator = Validator {
         status: status.clone(),
         txs_out: channels.txs.0.clone(),
+        notes_out: channels.notes.0.clone(),
     };
 
     let handle = context.child("validator").spawn(move |ctx| async move {
@@ -203,6 +217,17 @@ where
         app.spawn_followers(&ctx, channels.blocks.1, channels.sync.1);
         ctx.child("stalls")
             .spawn(move |ctx| async move { watch_for_stalls(ctx, watched).await });
+        let notes = chain.clone();
+        let mut notes_rx = channels.notes.1;
+        ctx.child("notes").spawn(move |_| async move {
+            while let Ok((peer, msg)) = notes_rx.recv().await {
+                if msg.len() <= MAX_NOTE_BYTES {
+                    notes.heard(msg.as_ref());
+                } else {
+                    debug!(?peer, "ignoring a note of {} bytes", msg.len());
+                }
+            }
+        });
         let pool = chain.clone();
         let mut txs_rx = channels.txs.1;
         ctx.child("txs").spawn(move |_| async move {

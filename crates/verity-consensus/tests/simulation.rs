@@ -159,6 +159,7 @@ impl Net {
             blocks: regs.next().unwrap(),
             sync: regs.next().unwrap(),
             txs: regs.next().unwrap(),
+            notes: regs.next().unwrap(),
         };
         let validators = (0..self.chains.len())
             .map(|j| validator_key(j).address())

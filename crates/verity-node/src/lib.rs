@@ -15,6 +15,7 @@ pub mod entropy;
 mod error;
 mod explorer;
 pub mod handle;
+pub mod heartbeat;
 pub mod mempool;
 pub mod metrics;
 pub mod node;
@@ -161,6 +162,7 @@ pub async fn start_validator(
     let validator =
         tokio::task::spawn_blocking(move || verity_consensus::spawn(chain, cfg, network)).await??;
     node.attach_consensus(validator.status.clone(), validator.gossip());
+    node.attach_share(validator.share());
     running.consensus = Some(validator);
     Ok(running)
 }

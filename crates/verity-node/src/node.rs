@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 use tracing::{info, warn};
-use verity_consensus::{CommitError, ConsensusStatus, Gossip, StatusHandle};
+use verity_consensus::{CommitError, ConsensusStatus, Gossip, Share, StatusHandle};
 use verity_ledger::{Block, BlockOutcome, Event, Genesis, SealedBlock, State, genesis_block_id};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
@@ -56,6 +56,8 @@ pub struct Node {
     genesis_id: BlockId,
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
+    /// Set when consensus runs: shares accepted heartbeats with the other validators.
+    pub(crate) share: OnceLock<Share>,
     consensus: OnceLock<StatusHandle>,
     /// What the auditor running against this node reports (registered when it starts).
     auditor: OnceLock<AuditorViewFn>,
@@ -126,6 +128,7 @@ impl Node {
             head: RwLock::new((Arc::new(state.clone()), tip_id, state.state_root())),
             genesis_id,
             gossip: OnceLock::new(),
+            share: OnceLock::new(),
             consensus: OnceLock::new(),
             auditor: OnceLock::new(),
             events,
@@ -159,6 +162,11 @@ impl Node {
     pub fn attach_consensus(&self, status: StatusHandle, gossip: Gossip) {
         let _ = self.consensus.set(status);
         let _ = self.gossip.set(gossip);
+    }
+
+    /// Shares the heartbeats this node accepts with the other validators.
+    pub fn attach_share(&self, share: Share) {
+        let _ = self.share.set(share);
     }
 
     /// Registers the auditor running against this node (for the API).
@@ -448,6 +456,10 @@ impl verity_consensus::Chain for Node {
         drop(pool);
         self.metrics
             .gossip_admission(admitted.err().as_ref().map(AdmitError::reason));
+    }
+
+    fn heard(&self, note: &[u8]) {
+        self.heartbeat_shared(note);
     }
 
     fn discard(&self, tx: &SignedTx, reason: &str) {

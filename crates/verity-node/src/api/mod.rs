@@ -20,7 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use verity_api::{
     AccountView, BlockView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobQuery, JobView,
     NetworkStats, ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted,
-    TxState, TxStatus, heartbeat_message, receipt_upload_message, routes,
+    TxState, TxStatus, receipt_upload_message, routes,
 };
 use verity_ledger::{Job, JobState, PublishedProgram, TxError};
 use verity_types::{Address, Digest, JobId, ProgramHash, Receipt, SignedTx};
@@ -444,30 +444,12 @@ async fn heartbeat(
     State(node): State<Arc<Node>>,
     body: Result<Json<Heartbeat>, JsonRejection>,
 ) -> ApiResult<serde_json::Value> {
+    use crate::heartbeat::HeartbeatRefused;
     let Json(hb) = body?;
-    if !hb
-        .provider
-        .verify(&heartbeat_message(&hb.provider, hb.height), &hb.signature)
-    {
-        return Err(forbidden("heartbeat signature does not match the provider"));
-    }
-    let state = node.state();
-    // Only staked providers are tracked, so fresh keys cannot grow the heartbeat table.
-    if state
-        .stakes
-        .get(&hb.provider)
-        .is_none_or(|s| s.provider == 0)
-    {
-        return Err(forbidden("only a staked provider sends heartbeats"));
-    }
-    let height = state.height;
-    if hb.height + views::online_window(&node) < height || hb.height > height + 1 {
-        return Err(bad(format!(
-            "heartbeat height {} is not current (head is {height})",
-            hb.height
-        )));
-    }
-    node.record_heartbeat(hb.provider, hb.height);
+    node.heartbeat(&hb).map_err(|e| match e {
+        HeartbeatRefused::BadSignature | HeartbeatRefused::NotStaked => forbidden(e.to_string()),
+        HeartbeatRefused::NotCurrent { .. } => bad(e.to_string()),
+    })?;
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
