@@ -121,31 +121,7 @@ pub fn spawn<C: Chain>(
                 );
                 let (mut network, mut oracle) = lookup::Network::new(context.child("p2p"), p2p);
                 let _ = oracle.track(0, peers);
-                let quota = Quota::per_second(NZU32!(10_000));
-                // Notes cost a signature check each: fewer from any one peer.
-                let notes_quota = Quota::per_second(NZU32!(256));
-                let mut regs = channel::ALL
-                    .iter()
-                    .map(|ch| {
-                        let q = if *ch == channel::NOTES {
-                            notes_quota
-                        } else {
-                            quota
-                        };
-                        network.register(*ch, q)
-                    })
-                    .collect::<Vec<_>>()
-                    .into_iter();
-                let mut next = || regs.next().expect("one registration per channel");
-                let channels = Channels {
-                    votes: next(),
-                    certificates: next(),
-                    resolver: next(),
-                    blocks: next(),
-                    sync: next(),
-                    txs: next(),
-                    notes: next(),
-                };
+                let channels = register_channels(|ch, quota| network.register(ch, quota));
                 network.start();
                 match crate::validator::start(
                     context.child("consensus"),
@@ -171,6 +147,32 @@ pub fn spawn<C: Chain>(
         })
         .map_err(|e| ConsensusError::Start(format!("cannot start the consensus thread: {e}")))?;
     wait_started(&ready_rx, stop_tx, thread)
+}
+
+/// Every channel, registered with `register` at its rate limit per peer.
+fn register_channels<S, R>(mut register: impl FnMut(u64, Quota) -> (S, R)) -> Channels<S, R> {
+    let quota = Quota::per_second(NZU32!(10_000));
+    // Notes cost a signature check each: fewer from any one peer.
+    let notes_quota = Quota::per_second(NZU32!(256));
+    let mut at = |ch: u64| {
+        register(
+            ch,
+            if ch == channel::NOTES {
+                notes_quota
+            } else {
+                quota
+            },
+        )
+    };
+    Channels {
+        votes: at(channel::VOTES),
+        certificates: at(channel::CERTIFICATES),
+        resolver: at(channel::RESOLVER),
+        blocks: at(channel::BLOCKS),
+        sync: at(channel::SYNC),
+        txs: at(channel::TXS),
+        notes: at(channel::NOTES),
+    }
 }
 
 /// The validators' p2p keys and addresses.

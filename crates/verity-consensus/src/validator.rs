@@ -161,6 +161,34 @@ async fn watch_for_stalls<E: Clock>(context: E, status: StatusHandle) {
     }
 }
 
+/// Hands what peers gossip to the chain: transactions to its pool, notes to `Chain::heard`.
+fn hear_peers<E, C, R>(ctx: &E, chain: &Arc<C>, mut txs: R, mut notes: R)
+where
+    E: Spawner + Metrics,
+    C: Chain,
+    R: Receiver<PublicKey = PublicKey>,
+{
+    let pool = chain.clone();
+    ctx.child("txs").spawn(move |_| async move {
+        while let Ok((peer, msg)) = txs.recv().await {
+            match borsh::from_slice::<SignedTx>(msg.as_ref()) {
+                Ok(tx) => pool.admit(tx),
+                Err(e) => debug!(?peer, "ignoring malformed transaction: {e}"),
+            }
+        }
+    });
+    let chain = chain.clone();
+    ctx.child("notes").spawn(move |_| async move {
+        while let Ok((peer, msg)) = notes.recv().await {
+            if msg.len() <= MAX_NOTE_BYTES {
+                chain.heard(msg.as_ref());
+            } else {
+                debug!(?peer, "ignoring a note of {} bytes", msg.len());
+            }
+        }
+    });
+}
+
 /// A fresh status over the validator set, every validator not yet seen voting.
 fn status_of(participants: &Set<PublicKey>) -> StatusHandle {
     let status = StatusHandle::default();
@@ -217,27 +245,7 @@ where
         app.spawn_followers(&ctx, channels.blocks.1, channels.sync.1);
         ctx.child("stalls")
             .spawn(move |ctx| async move { watch_for_stalls(ctx, watched).await });
-        let notes = chain.clone();
-        let mut notes_rx = channels.notes.1;
-        ctx.child("notes").spawn(move |_| async move {
-            while let Ok((peer, msg)) = notes_rx.recv().await {
-                if msg.len() <= MAX_NOTE_BYTES {
-                    notes.heard(msg.as_ref());
-                } else {
-                    debug!(?peer, "ignoring a note of {} bytes", msg.len());
-                }
-            }
-        });
-        let pool = chain.clone();
-        let mut txs_rx = channels.txs.1;
-        ctx.child("txs").spawn(move |_| async move {
-            while let Ok((peer, msg)) = txs_rx.recv().await {
-                match borsh::from_slice::<SignedTx>(msg.as_ref()) {
-                    Ok(tx) => pool.admit(tx),
-                    Err(e) => debug!(?peer, "ignoring malformed transaction: {e}"),
-                }
-            }
-        });
+        hear_peers(&ctx, &chain, channels.txs.1, channels.notes.1);
 
         let engine_config = Config {
             scheme,
