@@ -24,8 +24,10 @@ pub const AUDITORS: &str = "/v1/auditors";
 pub const EVENTS: &str = "/v1/events";
 /// Which jobs, accounts and programs an id prefix names.
 pub const RESOLVE: &str = "/v1/resolve/{id}";
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the text exposition format (OpenMetrics), served as
+/// [`METRICS_CONTENT_TYPE`] by nodes and by providers.
 pub const METRICS: &str = "/metrics";
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Served by a provider at its announced endpoint (not by nodes): `?nonce=…`.
 pub const PING: &str = "/v1/ping";
 

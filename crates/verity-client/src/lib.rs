@@ -89,19 +89,6 @@ pub enum ClientError {
     Timeout(String),
 }
 
-/// An error with its causes (reqwest's own message is "error sending request": the reason,
-/// refused or TLS or timed out, is in its sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// A handle on a node, or on several nodes of one network with failover
 /// ([`Client::with_failover`]).
 #[derive(Clone)]
@@ -165,7 +152,7 @@ impl Client {
                 }
                 Err(e) => {
                     let arrived_maybe = !read_only && !e.is_connect();
-                    unreachable.push((i, error_chain(&e)));
+                    unreachable.push((i, verity_types::error_chain(&e)));
                     if arrived_maybe {
                         break;
                     }

@@ -22,9 +22,8 @@ pub struct Voter {
 pub struct ConsensusStatus {
     /// Validators in the set.
     pub validators: usize,
-    /// Validators whose votes we saw in the last [`RECENT_VIEWS`] views (ourselves included).
-    pub validators_seen: usize,
-    /// Every validator, with the newest view it was seen voting in.
+    /// Every validator, with the newest view it was seen voting in (which of them vote now is
+    /// derived from it and `current_view`: [`ConsensusStatus::voting`]).
     pub voters: Vec<Voter>,
     /// Height of the newest block this node has finalized and applied.
     pub finalized_height: u64,
@@ -61,10 +60,19 @@ impl ConsensusStatus {
     /// Validators that voted within [`RECENT_VIEWS`] of the current view, and those that did
     /// not (never seen, or silent since).
     pub fn voting(&self) -> (Vec<&Voter>, Vec<&Voter>) {
-        self.voters.iter().partition(|v| {
-            v.last_view
-                .is_some_and(|seen| self.current_view.saturating_sub(seen) <= RECENT_VIEWS)
-        })
+        self.voters.iter().partition(|v| self.is_voting(v))
+    }
+
+    /// Whether `voter` voted within [`RECENT_VIEWS`] of the current view.
+    pub fn is_voting(&self, voter: &Voter) -> bool {
+        voter
+            .last_view
+            .is_some_and(|seen| self.current_view.saturating_sub(seen) <= RECENT_VIEWS)
+    }
+
+    /// Validators whose votes we saw in the last [`RECENT_VIEWS`] views (ourselves included).
+    pub fn validators_seen(&self) -> usize {
+        self.voters.iter().filter(|v| self.is_voting(v)).count()
     }
 
     /// Records a vote by validator number `signer` in `view`.
@@ -73,7 +81,6 @@ impl ConsensusStatus {
             v.last_view = Some(v.last_view.map_or(view, |seen| seen.max(view)));
         }
         self.current_view = self.current_view.max(view);
-        self.validators_seen = self.voting().0.len();
     }
 
     /// What to log if no block has been finalized for [`STALL_AFTER_MS`] by `now_ms`
@@ -134,13 +141,13 @@ mod tests {
         for signer in 0..4 {
             s.saw_vote(signer, 5);
         }
-        assert_eq!(s.validators_seen, 4);
+        assert_eq!(s.validators_seen(), 4);
         // Two die; the other two keep voting (nullify) as views time out.
         for view in 6..=30 {
             s.saw_vote(0, view);
             s.saw_vote(1, view);
         }
-        assert_eq!(s.validators_seen, 2);
+        assert_eq!(s.validators_seen(), 2);
         let (voting, silent) = s.voting();
         assert_eq!((voting.len(), silent.len()), (2, 2));
         assert_eq!(silent[0].last_view, Some(5));

@@ -65,7 +65,8 @@ pub fn router<S: Source>(source: Arc<S>) -> Router {
     routes::router(source)
 }
 
-/// A page's address for a route of [`PAGES`] and an id, like `verity_api::routes::path`.
+/// A page's address for a route of [`PAGES`] and an id (pages and API routes share one
+/// template syntax).
 pub fn page_path(template: &str, id: impl std::fmt::Display) -> String {
-    template.replace("{id}", &id.to_string())
+    verity_api::routes::path(template, id)
 }

@@ -82,16 +82,15 @@ async fn rendered(render: impl FnOnce() -> Response + Send + 'static) -> Respons
 }
 
 fn page(markup: Markup) -> Response {
-    Html(markup.into_string()).into_response()
+    page_at(StatusCode::OK, markup)
+}
+
+fn page_at(status: StatusCode, markup: Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
 }
 
 fn error_page<S: Source>(source: &S, status: StatusCode, message: &str) -> Response {
-    let head = source.head();
-    (
-        status,
-        Html(pages::error(&head, status, message).into_string()),
-    )
-        .into_response()
+    page_at(status, pages::error(&source.head(), status, message))
 }
 
 async fn style() -> Response {
@@ -206,14 +205,8 @@ fn resolve<S: Source>(
             } else {
                 StatusCode::NOT_FOUND
             };
-            let head = source.head();
-            Err(Box::new(
-                (
-                    status,
-                    Html(pages::ambiguous(&head, &resolution, kind, &why).into_string()),
-                )
-                    .into_response(),
-            ))
+            let page = pages::ambiguous(&source.head(), &resolution, kind, &why);
+            Err(Box::new(page_at(status, page)))
         }
     }
 }
@@ -320,29 +313,14 @@ async fn search<S: Source>(
             Err(e) => return error_page(&*source, StatusCode::BAD_REQUEST, &e),
         };
         match resolution.matches.as_slice() {
-            [one] if one.kind == IdKind::Job => {
-                Redirect::to(&crate::page_path(JOB_PAGE, &one.id)).into_response()
-            }
-            [one] if one.kind == IdKind::Account => {
-                Redirect::to(&crate::page_path(PROVIDER_PAGE, &one.id)).into_response()
-            }
-            [one] => Redirect::to(&verity_api::routes::path(
-                verity_api::routes::PROGRAM,
-                &one.id,
-            ))
-            .into_response(),
+            [one] => Redirect::to(&pages::id_href(one.kind, &one.id)).into_response(),
             _ => {
-                let head = source.head();
                 let status = if resolution.matches.is_empty() {
                     StatusCode::NOT_FOUND
                 } else {
                     StatusCode::MULTIPLE_CHOICES
                 };
-                (
-                    status,
-                    Html(pages::search_results(&head, &resolution).into_string()),
-                )
-                    .into_response()
+                page_at(status, pages::search_results(&source.head(), &resolution))
             }
         }
     })

@@ -44,11 +44,7 @@ impl Node {
                 head,
             });
         }
-        let newer = self.last_seen(&hb.provider).is_none_or(|h| h < hb.height);
-        if newer {
-            self.record_heartbeat(hb.provider, hb.height);
-        }
-        Ok(newer)
+        Ok(self.record_heartbeat(hb.provider, hb.height))
     }
 
     /// A heartbeat sent to this node's API: accepted, then shared with the other validators.

@@ -201,13 +201,7 @@ impl Node {
         let mut pool = lock(&self.mempool);
         let admitted = pool.admit(tx.clone(), &self.state());
         drop(pool);
-        self.metrics
-            .admission(admitted.as_ref().err().map(AdmitError::reason));
-        let id = admitted?;
-        if let Some(gossip) = self.gossip.get() {
-            gossip(&tx);
-        }
-        Ok(id)
+        self.admitted(&tx, admitted)
     }
 
     /// Signs `body` with `key` at the signer's next nonce and admits it, under the pool lock:
@@ -229,11 +223,21 @@ impl Node {
         .sign(key);
         let admitted = pool.admit(tx.clone(), &state);
         drop(pool);
+        self.admitted(&tx, admitted)
+    }
+
+    /// After a transaction from this node's API or tasks reached the pool: counted, and if
+    /// taken, gossiped to the other validators.
+    fn admitted(
+        &self,
+        tx: &SignedTx,
+        admitted: Result<TxId, AdmitError>,
+    ) -> Result<TxId, AdmitError> {
         self.metrics
             .admission(admitted.as_ref().err().map(AdmitError::reason));
         let id = admitted?;
         if let Some(gossip) = self.gossip.get() {
-            gossip(&tx);
+            gossip(tx);
         }
         Ok(id)
     }
@@ -262,8 +266,15 @@ impl Node {
         )
     }
 
-    pub fn record_heartbeat(&self, who: Address, height: u64) {
-        lock(&self.heartbeats).insert(who, height);
+    /// Records that `who` announced itself at `height`, unless it already had at a later one;
+    /// `true` if this is its newest heartbeat.
+    pub fn record_heartbeat(&self, who: Address, height: u64) -> bool {
+        let mut heartbeats = lock(&self.heartbeats);
+        let newer = heartbeats.get(&who).is_none_or(|seen| *seen < height);
+        if newer {
+            heartbeats.insert(who, height);
+        }
+        newer
     }
 
     /// The height a provider last announced itself at.
@@ -337,11 +348,11 @@ impl Node {
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, outcome.state_root);
         drop(pool);
         self.record_orphans(&orphaned, height);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.metrics
-            .block_committed(header.timestamp_ms, now_ms, &outcome);
+        self.metrics.block_committed(
+            header.timestamp_ms,
+            crate::clock::Clock::unix_ms(&crate::clock::SystemClock),
+            &outcome,
+        );
         for event in &outcome.events {
             info!(height = event.height, job = %event.job_id.short(), state = %event.state, "{}", event.note);
             let _ = self.events.send(event.clone());

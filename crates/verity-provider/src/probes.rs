@@ -10,10 +10,7 @@ fn metrics_route(
         let body = metrics.render();
         async move {
             (
-                [(
-                    "content-type",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
+                [("content-type", verity_client::routes::METRICS_CONTENT_TYPE)],
                 body,
             )
         }

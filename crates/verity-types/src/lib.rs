@@ -26,3 +26,16 @@ pub use tx::{
     AuditReport, CanaryClaim, CanaryReveal, DecodeError, InvalidOffer, JobRequest, Liveness, Mode,
     Offer, PrivateCommitment, ProgramSource, Role, SignedTx, Tx, TxBody,
 };
+
+/// An error with its causes, `outer: cause: root cause`: a library's own message often leaves
+/// the reason to its sources (reqwest's "error sending request", Miden's verifier errors).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

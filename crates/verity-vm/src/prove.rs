@@ -426,7 +426,7 @@ fn verify_parsed(
     .map_err(|_| VerifyError::MalformedProof("the verifier could not parse the proof".into()))?;
     let security_bits = result.map_err(|e| VerifyError::ProofRejected {
         program_hash: *program_hash,
-        detail: error_chain(&e),
+        detail: verity_types::error_chain(&e),
     })?;
     Ok(Verified { security_bits })
 }
@@ -462,17 +462,6 @@ pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
         });
     }
     Ok(verified)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// Proves with a direct call of `miden_vm::prove_sync`, bypassing Verity's wrapper. Used only

@@ -80,13 +80,17 @@ pub fn error(head: &Head, status: StatusCode, message: &str) -> Markup {
     )
 }
 
-fn match_link(kind: IdKind, id: &str) -> Markup {
-    let href = match kind {
+/// Where an id of `kind` is shown: its page (a program's is the API's JSON).
+pub fn id_href(kind: IdKind, id: &str) -> String {
+    match kind {
         IdKind::Job => crate::page_path(JOB_PAGE, id),
         IdKind::Account => crate::page_path(PROVIDER_PAGE, id),
         IdKind::Program => verity_api::routes::path(verity_api::routes::PROGRAM, id),
-    };
-    html! { a href=(href) { code { (id) } } }
+    }
+}
+
+fn match_link(kind: IdKind, id: &str) -> Markup {
+    html! { a href=(id_href(kind, id)) { code { (id) } } }
 }
 
 fn kind_name(kind: IdKind) -> &'static str {

@@ -168,14 +168,7 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let stats = views::stats(&node).unwrap_or_default();
     let body = node.metrics().render(&views::head(&node), &stats);
-    (
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    ([("content-type", routes::METRICS_CONTENT_TYPE)], body).into_response()
 }
 
 /// `GET /v1/stats`.
@@ -306,15 +299,19 @@ async fn receipt(
     if let Some(bytes) = node.storage().blob(&receipt_key).map_err(internal)? {
         return Ok(([("content-type", "application/json")], bytes).into_response());
     }
-    let proof = node
-        .storage()
-        .blob(&proof_hash)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
+    let proof = stored_proof(&node, &proof_hash)?;
     let receipt =
         verity_vm::receipt_from_proof(job.program_hash, job.proof_inputs(), *outputs, proof, 0, 0)
             .map_err(internal)?;
     Ok(([("content-type", "application/json")], receipt.to_json()).into_response())
+}
+
+/// A proof the ledger accepted, as this node stored it with its block.
+fn stored_proof(node: &Node, proof_hash: &Digest) -> Result<Vec<u8>, ApiError> {
+    node.storage()
+        .blob(proof_hash)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))
 }
 
 /// `POST /v1/jobs/{id}/receipt`: the fulfiller's receipt, signed by it. The proof fields are

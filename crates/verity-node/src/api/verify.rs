@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use verity_api::{ErrorCode, Verification};
 use verity_types::Digest;
 
-use super::{ApiResult, error, find_job, internal, not_found};
+use super::{ApiResult, error, find_job, internal, not_found, stored_proof};
 use crate::node::Node;
 
 /// Verifications running at once. Each takes milliseconds of CPU; a caller asking for more
@@ -75,11 +75,7 @@ pub(super) async fn verify(
             "the node is verifying other proofs; try again in a moment",
         ));
     };
-    let proof = node
-        .storage()
-        .blob(&proof_hash)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))?;
+    let proof = stored_proof(&node, &proof_hash)?;
     let inputs = job.proof_inputs();
     // CPU work stays off the async executor's threads, holding its slot to the end.
     let verdict = tokio::task::spawn_blocking(move || {

@@ -29,18 +29,16 @@ pub fn head(node: &Node) -> Head {
         block_interval_ms: node.config.block_interval_ms,
         consensus: node.consensus_status().map(|c| ConsensusView {
             validators: c.validators,
-            validators_seen: c.validators_seen,
-            voters: {
-                let (voting, _) = c.voting();
-                c.voters
-                    .iter()
-                    .map(|v| VoterView {
-                        validator: v.validator,
-                        last_view: v.last_view,
-                        voting: voting.contains(&v),
-                    })
-                    .collect()
-            },
+            validators_seen: c.validators_seen(),
+            voters: c
+                .voters
+                .iter()
+                .map(|v| VoterView {
+                    validator: v.validator,
+                    last_view: v.last_view,
+                    voting: c.is_voting(v),
+                })
+                .collect(),
             finalized_height: c.finalized_height.max(s.height),
             finalized_view: c.finalized_view,
             current_view: c.current_view,

@@ -109,10 +109,14 @@ pub fn params_with(settings: &[String]) -> Result<Params> {
 }
 
 fn validators(args: &NewArgs) -> Result<Vec<Address>> {
-    let mut all = Vec::new();
-    if let Some(peers) = &args.peers {
-        all.extend(super::node::read_peers(peers)?.into_iter().map(|(a, _)| a));
-    }
+    let listed: Vec<Address> = match &args.peers {
+        Some(peers) => super::node::read_peers(peers)?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut all = listed.clone();
     for v in &args.validators {
         all.push(resolve_address(v).with_context(|| format!("--validator `{v}`"))?);
     }
@@ -120,17 +124,13 @@ fn validators(args: &NewArgs) -> Result<Vec<Address>> {
         bail!("a network needs a validator: pass --peers FILE or --validator ADDRESS");
     }
     // A BFT validator must be reachable: every validator needs its line in the peers file.
-    if let Some(peers) = &args.peers {
-        let listed: Vec<Address> = super::node::read_peers(peers)?
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect();
-        if let Some(missing) = all.iter().find(|a| !listed.contains(a)) {
-            bail!(
-                "validator {missing} has no line in the peers file {}",
-                peers.display()
-            );
-        }
+    if let Some(peers) = &args.peers
+        && let Some(missing) = all.iter().find(|a| !listed.contains(a))
+    {
+        bail!(
+            "validator {missing} has no line in the peers file {}",
+            peers.display()
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(twice) = all.iter().find(|a| !seen.insert(**a)) {
