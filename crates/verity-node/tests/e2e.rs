@@ -898,3 +898,40 @@ async fn the_same_signed_transaction_sent_twice_is_one_transaction() {
     assert_eq!(before - after.balance, 7 + fee, "paid once");
     assert_eq!(after.nonce, signed.tx.nonce + 1);
 }
+
+/// What another validator shares is checked as the API checks a heartbeat: a forged one, one
+/// from an unstaked key, one from the future and bytes that are no heartbeat leave the
+/// provider offline; its own signed heartbeat marks it online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_heartbeats_count_only_when_they_check_out() {
+    use verity_api::{Heartbeat, heartbeat_message};
+    use verity_consensus::Chain;
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let client = Client::new(&node.url());
+    let provider = devnet::dev_key("provider2");
+    let outsider = devnet::dev_key("client");
+    let note = |who: &verity_types::Keypair, signer: &verity_types::Keypair, height: u64| {
+        serde_json::to_vec(&Heartbeat {
+            provider: who.address(),
+            height,
+            signature: signer.sign(&heartbeat_message(&who.address(), height)),
+        })
+        .unwrap()
+    };
+    let online = |who: verity_types::Address| {
+        let client = client.clone();
+        async move { client.provider(&who).await.unwrap().online }
+    };
+    let height = client.head().await.unwrap().height;
+    node.node.heard(&note(&provider, &outsider, height)); // forged
+    node.node.heard(&note(&outsider, &outsider, height)); // not staked as a provider
+    node.node.heard(&note(&provider, &provider, height + 100)); // from the future
+    node.node.heard(b"{\"not\": \"a heartbeat\"}");
+    assert!(!online(provider.address()).await);
+    assert!(!online(outsider.address()).await);
+    assert_eq!(node.node.last_seen(&outsider.address()), None);
+
+    node.node.heard(&note(&provider, &provider, height));
+    assert!(online(provider.address()).await);
+}
