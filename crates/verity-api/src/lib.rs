@@ -365,21 +365,6 @@ pub struct Heartbeat {
     pub signature: Signature,
 }
 
-/// `POST /v1/jobs/{id}/receipt`: a receipt (as its JSON file) signed by the job's fulfiller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReceiptUpload {
-    pub receipt: serde_json::Value,
-    /// The fulfiller's signature over [`receipt_upload_message`].
-    pub signature: Signature,
-}
-
-/// What a fulfiller signs to upload a receipt: the job and the Blake3 of the whole receipt
-/// file (`Receipt::to_json`), so no field of it (the unattested `cycles` and `trace_len`
-/// included) can be changed and re-sent under the same signature.
-pub fn receipt_upload_message(job: &JobId, receipt_hash: &Digest) -> Vec<u8> {
-    format!("verity/receipt-upload/v2/{job}/{receipt_hash}").into_bytes()
-}
-
 /// What a provider signs to answer an auditor's liveness probe carrying `nonce`.
 pub fn ping_message(provider: &Address, nonce: &str) -> Vec<u8> {
     format!("verity/ping/v1/{provider}/{nonce}").into_bytes()

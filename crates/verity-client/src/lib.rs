@@ -447,29 +447,6 @@ impl Client {
         sealing::open(job, &sealed, key).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// Uploads the receipt of a proof this fulfiller (`key`) posted: it carries the cycle
-    /// count the ledger does not store.
-    pub async fn put_receipt(
-        &self,
-        job: &JobId,
-        receipt: &Receipt,
-        key: &Keypair,
-    ) -> Result<(), ClientError> {
-        let value: serde_json::Value = serde_json::from_str(&receipt.to_json())
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let body = ReceiptUpload {
-            receipt: value,
-            signature: key.sign(&receipt_upload_message(
-                job,
-                &Digest::blake3(receipt.to_json().as_bytes()),
-            )),
-        };
-        let _: serde_json::Value = self
-            .post(&routes::path(routes::JOB_RECEIPT, job), &body)
-            .await?;
-        Ok(())
-    }
-
     /// Announces a provider as online (signed, so nobody can announce for it).
     pub async fn heartbeat(&self, key: &Keypair, height: u64) -> Result<(), ClientError> {
         let signature = key.sign(&heartbeat_message(&key.address(), height));

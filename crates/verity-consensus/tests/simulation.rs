@@ -296,6 +296,7 @@ fn four_validators_finalize_one_chain_with_transactions_and_proofs() {
                     job_id,
                     outputs: receipt.stack_outputs,
                     proof: Some(receipt.proof.clone()),
+                    cycles: 0,
                 },
             ),
         );

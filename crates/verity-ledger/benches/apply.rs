@@ -129,6 +129,7 @@ fn main() {
                     job_id: ids[i],
                     outputs,
                     proof: None,
+                    cycles: 0,
                 },
             )
         })
@@ -162,6 +163,7 @@ fn main() {
                         job_id: ids[i],
                         outputs: receipts[i].stack_outputs,
                         proof: Some(receipts[i].proof.clone()),
+                        cycles: 0,
                     },
                 )
             })

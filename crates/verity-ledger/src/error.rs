@@ -70,6 +70,8 @@ pub enum TxError {
     ProofNotAllowed,
     #[error("proof rejected: {0}")]
     BadProof(String),
+    #[error("cycle count rejected: {0}")]
+    BadCycles(String),
     #[error("the challenge proves the same outputs as the fulfilment")]
     SameOutputs,
     #[error("the fulfiller cannot challenge its own result")]
@@ -107,6 +109,7 @@ impl TxError {
             TxError::ProofRequired => "proof_required",
             TxError::ProofNotAllowed => "proof_not_allowed",
             TxError::BadProof(_) => "bad_proof",
+            TxError::BadCycles(_) => "bad_cycles",
             TxError::SameOutputs => "same_outputs",
             TxError::SelfChallenge => "self_challenge",
             TxError::NotValidator(_) => "not_validator",

@@ -50,6 +50,7 @@ fn fulfil(
             job_id: job,
             outputs: r.stack_outputs,
             proof: proof.then(|| r.proof.clone()),
+            cycles: r.cycles,
         },
     )
 }
@@ -72,6 +73,7 @@ fn truncated_outputs_cannot_overturn_a_correct_result() {
             job_id: job,
             outputs: honest.stack_outputs,
             proof: honest.proof.clone(),
+            cycles: 0,
         },
     );
     let bytes = challenge.to_bytes();
@@ -203,6 +205,7 @@ fn a_liar_cannot_challenge_itself_and_a_second_key_still_loses_half_the_bond() {
                 job_id: job,
                 outputs: lie,
                 proof: None,
+                cycles: 0,
             },
         )
         .unwrap();
@@ -211,6 +214,7 @@ fn a_liar_cannot_challenge_itself_and_a_second_key_still_loses_half_the_bond() {
         job_id: job,
         outputs: truth.stack_outputs,
         proof: truth.proof.clone(),
+        cycles: 0,
     };
     assert_eq!(
         chain.send("p1", challenge.clone()),
@@ -308,6 +312,7 @@ fn every_included_transaction_pays_its_fee_and_fees_are_burned() {
             job_id: JobId::default(),
             outputs: fib_receipt(10).stack_outputs,
             proof: Some(fib_receipt(10).proof.clone()),
+            cycles: 0,
         },
     );
     let p = &chain.state.params;
@@ -795,4 +800,72 @@ fn publications_are_bounded_before_anything_is_assembled() {
     assert!(admitted.assembly_ops <= p.max_block_assembly_ops);
     let mut chain = chain;
     assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+}
+
+// ------------------------------------------------------------------ inflated cycle counts
+
+/// Receipts are rebuilt from the ledger, cycle count included, and the count is the prover's
+/// word: a prover inflating it (to look like a bigger machine, or to pad the network's
+/// throughput figures) is held to what its proof's trace can hold.
+#[test]
+fn a_cycle_count_the_proof_cannot_hold_is_refused() {
+    let mut chain = Chain::new();
+    let honest = fib_receipt(10);
+    let send = |chain: &mut Chain, job, cycles, proof: bool| {
+        chain.send(
+            "p1",
+            TxBody::Fulfil {
+                job_id: job,
+                outputs: honest.stack_outputs,
+                proof: proof.then(|| honest.proof.clone()),
+                cycles,
+            },
+        )
+    };
+
+    let job = submit_req(&mut chain, fib_job(10, Mode::Proof));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    assert!(matches!(
+        send(&mut chain, job, honest.trace_len + 1, true),
+        Err(TxError::BadCycles(_))
+    ));
+    send(&mut chain, job, honest.cycles, true).unwrap();
+    let recorded = chain.state.jobs[&job].phase.delivery().unwrap().clone();
+    assert_eq!(recorded.cycles, honest.cycles);
+    assert_eq!(recorded.trace_len, honest.trace_len, "read from the proof");
+
+    // Without a proof, the job's cycle cap bounds the claim.
+    let job = submit_req(&mut chain, fib_job(10, Mode::Optimistic));
+    chain.send("p1", TxBody::LockJob { job_id: job }).unwrap();
+    let cap = u64::from(chain.state.jobs[&job].request.max_cycles);
+    assert!(matches!(
+        send(&mut chain, job, cap + 1, false),
+        Err(TxError::BadCycles(_))
+    ));
+
+    // A challenger is held to its proof as well.
+    let mut wrong = honest.stack_outputs.to_vec();
+    wrong[0] = 56;
+    let wrong = StackOutputs::new(&wrong).unwrap();
+    let lie = TxBody::Fulfil {
+        job_id: job,
+        outputs: wrong,
+        proof: None,
+        cycles: 10,
+    };
+    chain.send("p1", lie).unwrap();
+    let challenge = |cycles| TxBody::Challenge {
+        job_id: job,
+        outputs: honest.stack_outputs,
+        proof: honest.proof.clone(),
+        cycles,
+    };
+    assert!(matches!(
+        chain.send("watcher", challenge(honest.trace_len + 1)),
+        Err(TxError::BadCycles(_))
+    ));
+    chain.send("watcher", challenge(honest.cycles)).unwrap();
+    let job = &chain.state.jobs[&job];
+    assert_eq!(job.state(), JobState::Overturned);
+    assert_eq!(job.cycles(), Some(honest.cycles));
 }

@@ -91,6 +91,7 @@ fn fulfil(chain: &mut Chain, who: &str, job: JobId, outputs: StackOutputs, proof
         job_id: job,
         outputs,
         proof,
+        cycles: 0,
     };
     chain.send(who, body).unwrap();
 }
@@ -128,6 +129,7 @@ fn revealed_canaries_judge_providers_by_proofs_and_deadlines() {
         job_id: j1,
         outputs: r.stack_outputs,
         proof: r.proof.clone(),
+        cycles: 0,
     };
     chain.send("watcher", challenge).unwrap();
     // 2: p2 locks and never delivers: fails when slashed.

@@ -139,6 +139,7 @@ impl Books {
                     job_id: job,
                     outputs: r.stack_outputs,
                     proof: r.proof.clone(),
+                    cycles: 0,
                 },
             );
         }
@@ -233,6 +234,7 @@ fn play(books: &mut Books, m: &Move) {
                         job_id: id,
                         outputs: r.stack_outputs,
                         proof,
+                        cycles: 0,
                     },
                 );
             }
@@ -254,6 +256,7 @@ fn play(books: &mut Books, m: &Move) {
                         job_id: id,
                         outputs: lie,
                         proof: None,
+                        cycles: 0,
                     },
                 );
             }
@@ -268,6 +271,7 @@ fn play(books: &mut Books, m: &Move) {
                     job_id: id,
                     outputs: r.stack_outputs,
                     proof: r.proof.clone(),
+                    cycles: 0,
                 },
             );
         }
@@ -286,6 +290,7 @@ fn play(books: &mut Books, m: &Move) {
                     job_id: id,
                     outputs: r.stack_outputs,
                     proof: (mode == Mode::Proof).then(|| r.proof.clone()),
+                    cycles: 0,
                 },
             );
         }

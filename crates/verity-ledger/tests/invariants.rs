@@ -294,6 +294,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
                 job_id: pick(job),
                 outputs: outputs(output),
                 proof: with_proof.then(|| vec![7u8; 64]),
+                cycles: 0,
             },
         ),
         Action::Challenge { who, job, output } => chain.tx(
@@ -302,6 +303,7 @@ fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
                 job_id: pick(job),
                 outputs: outputs(output),
                 proof: vec![9u8; 64],
+                cycles: 0,
             },
         ),
         Action::BadNonce { who } => {

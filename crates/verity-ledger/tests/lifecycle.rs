@@ -21,6 +21,7 @@ fn fulfil_with(chain: &mut Chain, who: &str, job: JobId, receipt: &Receipt) -> R
             job_id: job,
             outputs: receipt.stack_outputs,
             proof: Some(receipt.proof.clone()),
+            cycles: 0,
         },
     )
 }
@@ -111,6 +112,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
             job_id: job,
             outputs: other.stack_outputs,
             proof: Some(other.proof.clone()),
+            cycles: 0,
         },
     );
     let empty = chain.clone_state_after_empty_block();
@@ -132,6 +134,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
             job_id: job,
             outputs,
             proof: Some(good.proof.clone()),
+            cycles: 0,
         },
     );
     assert!(matches!(r, Err(TxError::BadProof(_))));
@@ -142,6 +145,7 @@ fn bad_proofs_are_rejected_and_change_nothing() {
             job_id: job,
             outputs: good.stack_outputs,
             proof: None,
+            cycles: 0,
         },
     );
     assert_eq!(r, Err(TxError::ProofRequired));
@@ -230,6 +234,7 @@ fn optimistic_result_finalizes_after_the_window() {
             job_id: job,
             outputs,
             proof: Some(vec![1]),
+            cycles: 0,
         },
     );
     assert_eq!(r, Err(TxError::ProofNotAllowed));
@@ -240,6 +245,7 @@ fn optimistic_result_finalizes_after_the_window() {
                 job_id: job,
                 outputs,
                 proof: None,
+                cycles: 0,
             },
         )
         .unwrap();
@@ -274,6 +280,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
                 job_id: job,
                 outputs: lie,
                 proof: None,
+                cycles: 0,
             },
         )
         .unwrap();
@@ -286,6 +293,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
             job_id: job,
             outputs: lie,
             proof: truth.proof.clone(),
+            cycles: 0,
         },
     );
     assert_eq!(r, Err(TxError::SameOutputs));
@@ -296,6 +304,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
             job_id: job,
             outputs: wrong,
             proof: truth.proof.clone(),
+            cycles: 0,
         },
     );
     assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
@@ -305,6 +314,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
             job_id: job,
             outputs: truth.stack_outputs,
             proof: vec![0; 100],
+            cycles: 0,
         },
     );
     assert!(matches!(r, Err(TxError::BadProof(_))), "{r:?}");
@@ -316,6 +326,7 @@ fn wrong_optimistic_result_is_overturned_by_a_proof() {
             job_id: job,
             outputs: truth.stack_outputs,
             proof: truth.proof.clone(),
+            cycles: 0,
         },
     );
     assert_eq!(r, Ok(()));
@@ -375,6 +386,7 @@ fn parallel_verification_gives_the_same_result() {
                     job_id: a,
                     outputs: ra.stack_outputs,
                     proof: Some(ra.proof.clone()),
+                    cycles: 0,
                 },
             ),
             // p2 sends a's proof for b: rejected either way.
@@ -384,6 +396,7 @@ fn parallel_verification_gives_the_same_result() {
                     job_id: b,
                     outputs: ra.stack_outputs,
                     proof: Some(ra.proof.clone()),
+                    cycles: 0,
                 },
             ),
         ];

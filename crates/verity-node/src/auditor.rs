@@ -296,6 +296,7 @@ pub(crate) fn submit_challenge(
         job_id,
         outputs: receipt.stack_outputs,
         proof: receipt.proof,
+        cycles: receipt.cycles,
     };
     node.sign_and_submit(key, body)
 }

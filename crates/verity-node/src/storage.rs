@@ -24,9 +24,10 @@ const STATE_KEY: &str = "state";
 const FORMAT_KEY: &str = "format";
 
 /// The encoding of what this build stores (blocks, state, outcomes). Bump it with any change
-/// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`); a database of
+/// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
+/// 3: deliveries and corrections store `cycles` and `trace_len`); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
-pub const STORAGE_FORMAT: u32 = 2;
+pub const STORAGE_FORMAT: u32 = 3;
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]

@@ -92,6 +92,7 @@ fn deliver(job: &verity_ledger::Job, lies: bool) -> TxBody {
                 job_id: job.id,
                 outputs: receipt.stack_outputs,
                 proof: Some(receipt.proof),
+                cycles: 0,
             }
         }
         Mode::Optimistic => {
@@ -105,6 +106,7 @@ fn deliver(job: &verity_ledger::Job, lies: bool) -> TxBody {
                 job_id: job.id,
                 outputs,
                 proof: None,
+                cycles: 0,
             }
         }
     }

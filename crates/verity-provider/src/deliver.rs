@@ -215,7 +215,8 @@ async fn compute(
     }
 }
 
-/// Sends the fulfilment and, once it is in a block, uploads the receipt (with its cycle count).
+/// Sends the fulfilment (with the proof and its cycle count, so every node can serve the
+/// receipt).
 async fn fulfil(
     client: &Client,
     key: &Keypair,
@@ -227,17 +228,11 @@ async fn fulfil(
         job_id: id,
         outputs,
         proof: receipt.as_ref().map(|r| r.proof.clone()),
+        cycles: receipt.as_ref().map_or(0, |r| r.cycles),
     };
     let sent = submit_until_included(client, key, body).await;
     match sent {
-        Ok(h) => {
-            info!(job = %id.short(), height = h, "fulfilled at height {h}");
-            if let Some(r) = &receipt
-                && let Err(e) = client.put_receipt(&id, r, key).await
-            {
-                warn!(job = %id.short(), "could not upload the receipt: {e}");
-            }
-        }
+        Ok(h) => info!(job = %id.short(), height = h, "fulfilled at height {h}"),
         Err(e) => warn!(job = %id.short(), "fulfilment not accepted: {e}"),
     }
 }

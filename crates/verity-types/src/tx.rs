@@ -273,12 +273,17 @@ pub enum TxBody {
         job_id: JobId,
         outputs: StackOutputs,
         proof: Option<Vec<u8>>,
+        /// VM cycles the prover executed, for receipts. The prover's word: the ledger bounds
+        /// it by the proof's trace length (or, without a proof, by the job's cycle cap).
+        cycles: u64,
     },
     /// Overturns an optimistic fulfilment with a proof of different outputs.
     Challenge {
         job_id: JobId,
         outputs: StackOutputs,
         proof: Vec<u8>,
+        /// As in [`TxBody::Fulfil`], bounded by the proof's trace length.
+        cycles: u64,
     },
     /// The client hands a locked job's private inputs to its locker, sealed to the locker's
     /// key (see `verity_client::sealing`): on the ledger, so every node holds them and their

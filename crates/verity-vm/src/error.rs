@@ -38,6 +38,8 @@ pub enum VerifyError {
     },
     #[error("receipt claims {claimed}-bit security, but the proof provides only {actual} bits")]
     SecurityMismatch { claimed: u32, actual: u32 },
+    #[error("receipt claims a trace of {claimed} rows, but the proof is over {actual}")]
+    TraceMismatch { claimed: u64, actual: u64 },
     #[error("{what} is malformed: {why}")]
     PublicValues { what: &'static str, why: String },
     #[error(

@@ -282,6 +282,7 @@ mod tests {
     const SUM: &str = include_str!("../../../examples/private_sum.masm");
 
     #[test]
+    #[cfg(feature = "prover")]
     fn the_loader_makes_private_data_readable_and_binds_it() {
         let data = [3u64, 4];
         let commitment = commit_private(&data).unwrap();

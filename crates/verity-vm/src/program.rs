@@ -16,7 +16,7 @@ use crate::error::VmError;
 /// that compile to the same MAST are the same program.
 #[derive(Clone)]
 pub struct Program {
-    pub(crate) inner: miden_vm::Program,
+    pub(crate) inner: miden_core::program::Program,
     hash: ProgramHash,
 }
 

@@ -1,10 +1,5 @@
-//! Execute, prove and verify: the only place Verity calls Miden's processor, prover and
-//! verifier.
-
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, LazyLock};
-
-use miden_core::precompile::PrecompileVerifierRegistry;
+//! Execute and prove: the only place Verity calls Miden's processor and prover. Built with the
+//! `prover` feature; verification (`verify.rs`) needs neither.
 
 use miden_assembly::diagnostics::Report;
 use miden_assembly::diagnostics::reporting::PrintDiagnostic;
@@ -16,23 +11,17 @@ use miden_vm::advice::AdviceInputs;
 use miden_vm::crypto::merkle::{MerkleStore, MerkleTree, NodeIndex, PartialMerkleTree, SimpleSmt};
 use miden_vm::trace::build_trace;
 use miden_vm::{
-    DefaultHost, ExecutionError, ExecutionOptions, ExecutionProof, FastProcessor, Kernel,
-    ProgramInfo, StackInputs, StackOutputs, Word,
+    DefaultHost, ExecutionError, ExecutionOptions, ExecutionProof, FastProcessor, StackInputs,
+    StackOutputs, Word,
 };
 use verity_types::StackOutputs as Outputs;
-use verity_types::{Digest, HashFunction, ProgramHash, RECEIPT_VERSION, Receipt};
+use verity_types::{Digest, HashFunction, RECEIPT_VERSION, Receipt};
 
-use crate::error::{VerifyError, VmError};
+use crate::error::VmError;
 use crate::inputs::{AdviceData, Inputs, MerkleData};
 use crate::program::Program;
-
-/// Default cycle cap: 2^20 cycles. Proving 2^20 cycles needs ~10 GB of memory, so the cap keeps
-/// one job within a 24 GB machine; a job may ask for more explicitly.
-pub const DEFAULT_MAX_CYCLES: u32 = 1 << 20;
-/// The smallest cycle cap Miden accepts (its minimum trace length).
-pub const MIN_MAX_CYCLES: u32 = 64;
-/// The largest cycle cap Miden accepts: 2^29.
-pub const MAX_MAX_CYCLES: u32 = ExecutionOptions::MAX_CYCLES;
+use crate::verify::miden_hash_fn;
+use crate::{DEFAULT_MAX_CYCLES, MAX_MAX_CYCLES, MIN_MAX_CYCLES};
 
 /// Hash functions `prove` supports. Each one instantiates the whole STARK prover (minutes of
 /// build time), so only the two worth proving with are compiled in: Blake3 (fastest) and
@@ -77,12 +66,6 @@ pub enum ProveStage {
     Executing,
     BuildingTrace,
     Proving { cycles: u64, trace_len: u64 },
-}
-
-/// What a successful verification established.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
-    pub security_bits: u32,
 }
 
 fn host() -> Result<DefaultHost, VmError> {
@@ -309,161 +292,6 @@ pub fn prove_with_progress(
     })
 }
 
-fn miden_hash_fn(h: HashFunction) -> miden_vm::HashFunction {
-    match h {
-        HashFunction::Blake3_256 => miden_vm::HashFunction::Blake3_256,
-        HashFunction::Rpo256 => miden_vm::HashFunction::Rpo256,
-        HashFunction::Rpx256 => miden_vm::HashFunction::Rpx256,
-        HashFunction::Poseidon2 => miden_vm::HashFunction::Poseidon2,
-        HashFunction::Keccak => miden_vm::HashFunction::Keccak,
-    }
-}
-
-fn public_felts(what: &'static str, values: &[u64]) -> Result<Vec<Felt>, VerifyError> {
-    values
-        .iter()
-        .map(|v| {
-            Felt::from_canonical_checked(*v).ok_or_else(|| VerifyError::PublicValues {
-                what,
-                why: format!("{v} is not a field element"),
-            })
-        })
-        .collect()
-}
-
-/// The core library's precompile verifiers: what `miden_vm::verify` (0.23.5) uses, built
-/// without `CoreLibrary::default()`, which deserializes and validates the whole core library
-/// (~30 ms, three quarters of a cold `verity verify`) only to build this list.
-static PRECOMPILES: LazyLock<PrecompileVerifierRegistry> = LazyLock::new(|| {
-    use miden_core_lib::handlers::{ecdsa, eddsa_ed25519, keccak256, sha512};
-    PrecompileVerifierRegistry::new()
-        .with_verifier(
-            &keccak256::KECCAK_HASH_BYTES_EVENT_NAME,
-            Arc::new(keccak256::KeccakPrecompile),
-        )
-        .with_verifier(
-            &sha512::SHA512_HASH_BYTES_EVENT_NAME,
-            Arc::new(sha512::Sha512Precompile),
-        )
-        .with_verifier(
-            &ecdsa::ECDSA_VERIFY_EVENT_NAME,
-            Arc::new(ecdsa::EcdsaPrecompile),
-        )
-        .with_verifier(
-            &eddsa_ed25519::EDDSA25519_VERIFY_EVENT_NAME,
-            Arc::new(eddsa_ed25519::EddsaPrecompile),
-        )
-});
-
-/// Called after every proof verification in this process with how long it took and whether
-/// the proof verified: for a node's metrics. It cannot change a result.
-type VerifyObserver = Box<dyn Fn(std::time::Duration, bool) + Send + Sync>;
-static VERIFY_OBSERVER: std::sync::OnceLock<VerifyObserver> = std::sync::OnceLock::new();
-
-/// Registers the process's verification observer; `false` if one already is (a process runs
-/// one node; in-process test networks share the first node's).
-pub fn observe_verifications(
-    observer: impl Fn(std::time::Duration, bool) + Send + Sync + 'static,
-) -> bool {
-    VERIFY_OBSERVER.set(Box::new(observer)).is_ok()
-}
-
-/// Verifies a serialized Miden proof against a program hash and public stack values. This is
-/// the check the ledger runs inside its state transition: it never panics, whatever the bytes.
-pub fn verify_proof(
-    program_hash: &ProgramHash,
-    stack_inputs: &[u64],
-    stack_outputs: &Outputs,
-    proof: &[u8],
-) -> Result<Verified, VerifyError> {
-    let started = std::time::Instant::now();
-    let result = parse_proof(proof)
-        .and_then(|proof| verify_parsed(program_hash, stack_inputs, stack_outputs, proof));
-    if let Some(observe) = VERIFY_OBSERVER.get() {
-        observe(started.elapsed(), result.is_ok());
-    }
-    result
-}
-
-/// Decodes proof bytes from anyone: a panic in Miden's deserializer is contained and reported
-/// as a malformed proof.
-fn parse_proof(bytes: &[u8]) -> Result<ExecutionProof, VerifyError> {
-    catch_unwind(AssertUnwindSafe(|| ExecutionProof::from_bytes(bytes)))
-        .map_err(|_| VerifyError::MalformedProof("the proof could not be decoded".into()))?
-        .map_err(|e| VerifyError::MalformedProof(e.to_string()))
-}
-
-fn verify_parsed(
-    program_hash: &ProgramHash,
-    stack_inputs: &[u64],
-    stack_outputs: &Outputs,
-    proof: ExecutionProof,
-) -> Result<Verified, VerifyError> {
-    let hash = Word::try_from(program_hash.0.0).map_err(|e| VerifyError::PublicValues {
-        what: "program hash",
-        why: e.to_string(),
-    })?;
-    let inputs = StackInputs::new(&public_felts("stack inputs", stack_inputs)?).map_err(|e| {
-        VerifyError::PublicValues {
-            what: "stack inputs",
-            why: e.to_string(),
-        }
-    })?;
-    let outputs =
-        StackOutputs::new(&public_felts("stack outputs", stack_outputs)?).map_err(|e| {
-            VerifyError::PublicValues {
-                what: "stack outputs",
-                why: e.to_string(),
-            }
-        })?;
-    let info = ProgramInfo::new(hash, Kernel::default());
-    // The verifier deserializes attacker-controlled bytes; a panic in it must not take down a
-    // node, so it is contained and reported as a malformed proof.
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        miden_verifier::verify_with_precompiles(info, inputs, outputs, proof, &PRECOMPILES)
-            .map(|(security_bits, _)| security_bits)
-    }))
-    .map_err(|_| VerifyError::MalformedProof("the verifier could not parse the proof".into()))?;
-    let security_bits = result.map_err(|e| VerifyError::ProofRejected {
-        program_hash: *program_hash,
-        detail: verity_types::error_chain(&e),
-    })?;
-    Ok(Verified { security_bits })
-}
-
-/// Verifies a receipt: its VM version, hash function and claimed security, and its proof
-/// against exactly its program hash, stack inputs and stack outputs.
-pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
-    if receipt.vm != crate::VM_VERSION {
-        return Err(VerifyError::VmVersion {
-            found: receipt.vm.clone(),
-            expected: crate::VM_VERSION.to_string(),
-        });
-    }
-    // Decoded once: a cold verification pays for one decoding of a ~100-200 KB proof.
-    let proof = parse_proof(&receipt.proof)?;
-    let actual = proof.hash_fn();
-    if actual != miden_hash_fn(receipt.hash_fn) {
-        return Err(VerifyError::HashFunctionMismatch {
-            claimed: receipt.hash_fn,
-            actual: format!("{actual:?}"),
-        });
-    }
-    let verified = verify_parsed(
-        &receipt.program_hash,
-        &receipt.stack_inputs,
-        &receipt.stack_outputs,
-        proof,
-    )?;
-    if verified.security_bits < receipt.security_bits {
-        return Err(VerifyError::SecurityMismatch {
-            claimed: receipt.security_bits,
-            actual: verified.security_bits,
-        });
-    }
-    Ok(verified)
-}
-
 /// Proves with a direct call of `miden_vm::prove_sync`, bypassing Verity's wrapper. Used only
 /// by the benchmark to measure the wrapper's overhead; returns the output stack.
 #[doc(hidden)]
@@ -483,38 +311,4 @@ pub fn baseline_miden_prove(
     )
     .map_err(exec_error)?;
     Ok(self::outputs(&outputs))
-}
-
-/// Rebuilds a receipt from values a ledger stores (program hash, public inputs, outputs and
-/// proof bytes), reading the hash function and security level from the proof itself. `cycles`
-/// and `trace_len` are whatever the prover reported (0 if unknown); they are not attested.
-pub fn receipt_from_proof(
-    program_hash: ProgramHash,
-    stack_inputs: Vec<u64>,
-    stack_outputs: Outputs,
-    proof: Vec<u8>,
-    cycles: u64,
-    trace_len: u64,
-) -> Result<Receipt, VerifyError> {
-    let parsed = ExecutionProof::from_bytes(&proof)
-        .map_err(|e| VerifyError::MalformedProof(e.to_string()))?;
-    let hash_fn = match parsed.hash_fn() {
-        miden_vm::HashFunction::Blake3_256 => HashFunction::Blake3_256,
-        miden_vm::HashFunction::Rpo256 => HashFunction::Rpo256,
-        miden_vm::HashFunction::Rpx256 => HashFunction::Rpx256,
-        miden_vm::HashFunction::Poseidon2 => HashFunction::Poseidon2,
-        miden_vm::HashFunction::Keccak => HashFunction::Keccak,
-    };
-    Ok(Receipt {
-        version: RECEIPT_VERSION,
-        vm: crate::VM_VERSION.to_string(),
-        hash_fn,
-        security_bits: parsed.security_level(),
-        program_hash,
-        stack_inputs,
-        stack_outputs,
-        cycles,
-        trace_len,
-        proof,
-    })
 }

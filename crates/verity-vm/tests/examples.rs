@@ -214,6 +214,14 @@ fn tampered_receipts_are_rejected_naming_what_failed() {
         Err(VerifyError::SecurityMismatch { .. })
     ));
 
+    // The trace length is read from the proof, so a receipt cannot inflate it.
+    let mut r = good.clone();
+    r.trace_len *= 2;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::TraceMismatch { .. })
+    ));
+
     // One flipped bit anywhere in the proof: at the start (header), middle and end.
     let len = good.proof.len();
     for pos in [0, 1, len / 3, len / 2, len - 1] {
@@ -373,4 +381,21 @@ fn proofs_are_deterministic_in_the_witness_so_they_do_not_hide_it() {
         head(&b.proof),
         "another witness gives another commitment"
     );
+}
+
+#[test]
+fn a_receipt_rebuilt_from_ledger_values_is_the_provers_receipt() {
+    let good = fib_receipt();
+    let rebuilt = verity_vm::receipt_from_proof(
+        good.program_hash,
+        good.stack_inputs.clone(),
+        good.stack_outputs,
+        good.proof.clone(),
+        good.cycles,
+    )
+    .unwrap();
+    // Hash function, security and trace length all come from the proof itself.
+    assert_eq!(&rebuilt, good);
+    let verified = verity_vm::verify_receipt(&rebuilt).unwrap();
+    assert_eq!(verified.trace_len, good.trace_len);
 }

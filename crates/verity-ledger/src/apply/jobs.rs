@@ -201,14 +201,17 @@ impl Ctx<'_> {
         job_id: JobId,
         outputs: &StackOutputs,
         proof: Option<&[u8]>,
+        cycles: u64,
     ) -> Result<(), TxError> {
-        let f = self.check_fulfilment(who, job_id, outputs, proof)?;
+        let f = self.check_fulfilment(who, job_id, outputs, proof, cycles)?;
         self.count_fulfilment(who, job_id, &f);
         let delivery = Delivery {
             prover: who,
             height: self.h(),
             outputs: *outputs,
             proof_hash: f.proof_hash,
+            cycles,
+            trace_len: f.trace_len,
         };
         match f.mode {
             Mode::Proof => self.pay_proven(tx, job_id, f, delivery),
@@ -224,6 +227,7 @@ impl Ctx<'_> {
         job_id: JobId,
         outputs: &StackOutputs,
         proof: Option<&[u8]>,
+        cycles: u64,
     ) -> Result<CheckedFulfilment, TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
@@ -256,15 +260,24 @@ impl Ctx<'_> {
         }
         let collateral = job.request.offer.collateral;
         let mode = job.request.mode;
-        let proof_hash = match (mode, proof) {
+        let (proof_hash, trace_len) = match (mode, proof) {
             (Mode::Proof, None) => return Err(TxError::ProofRequired),
             (Mode::Optimistic, Some(_)) => return Err(TxError::ProofNotAllowed),
-            (Mode::Optimistic, None) => None,
+            (Mode::Optimistic, None) => {
+                check_cycles(
+                    cycles,
+                    u64::from(job.request.max_cycles),
+                    "the job's cycle cap",
+                )?;
+                (None, 0)
+            }
             (Mode::Proof, Some(proof)) => {
-                self.proofs
+                let trace_len = self
+                    .proofs
                     .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
                     .map_err(TxError::BadProof)?;
-                Some(Digest::blake3(proof))
+                check_cycles(cycles, trace_len, "the proof's trace length")?;
+                (Some(Digest::blake3(proof)), trace_len)
             }
         };
         // An optimistic rescuer posts its own bond; the locker's collateral becomes its bond.
@@ -277,6 +290,7 @@ impl Ctx<'_> {
             collateral,
             mode,
             proof_hash,
+            trace_len,
             latency: h - lock.height,
         })
     }
@@ -469,6 +483,7 @@ impl Ctx<'_> {
         job_id: JobId,
         outputs: &StackOutputs,
         proof: &[u8],
+        cycles: u64,
     ) -> Result<(), TxError> {
         let h = self.h();
         let job = self.job(&job_id)?;
@@ -498,9 +513,11 @@ impl Ctx<'_> {
         }
         // The same statement as the job's (program, public inputs, committed private data),
         // with other outputs.
-        self.proofs
+        let trace_len = self
+            .proofs
             .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
             .map_err(TxError::BadProof)?;
+        check_cycles(cycles, trace_len, "the proof's trace length")?;
 
         // --- the fulfilment was wrong: half the bond pays the challenger, half is burned (so a
         // liar challenging itself through a second key still loses), the client is refunded.
@@ -512,12 +529,14 @@ impl Ctx<'_> {
         job.phase = JobPhase::Overturned {
             lock,
             delivery,
-            correction: Correction {
+            correction: Box::new(Correction {
                 challenger,
                 height: h,
                 outputs: *outputs,
                 proof_hash: Digest::blake3(proof),
-            },
+                cycles,
+                trace_len,
+            }),
         };
         self.forfeit(fulfiller, bond);
         let burn = bond / 2;
@@ -548,8 +567,21 @@ struct CheckedFulfilment {
     collateral: u64,
     mode: Mode,
     proof_hash: Option<Digest>,
+    /// The verified proof's trace length; 0 without a proof.
+    trace_len: u64,
     /// Blocks from the lock to this fulfilment.
     latency: u64,
+}
+
+/// A prover's cycle count cannot exceed what bounds it: a receipt rebuilt from the ledger
+/// never claims more work than was proven (or, without a proof, allowed).
+fn check_cycles(cycles: u64, bound: u64, what: &str) -> Result<(), TxError> {
+    if cycles > bound {
+        return Err(TxError::BadCycles(format!(
+            "claims {cycles} cycles, more than {what} ({bound})"
+        )));
+    }
+    Ok(())
 }
 
 impl CheckedFulfilment {

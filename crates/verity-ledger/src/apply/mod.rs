@@ -56,7 +56,7 @@ pub struct BlockOutcome {
 /// by a digest of everything the verification depends on, so a cached result can only be used
 /// for exactly the same check.
 #[derive(Debug, Default)]
-pub struct ProofCache(Mutex<BTreeMap<Digest, Result<(), String>>>);
+pub struct ProofCache(Mutex<BTreeMap<Digest, Result<u64, String>>>);
 
 fn proof_key(
     program_hash: &ProgramHash,
@@ -76,13 +76,13 @@ impl ProofCache {
         inputs: &[u64],
         outputs: &StackOutputs,
         proof: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
         let key = proof_key(program_hash, inputs, outputs, proof);
         if let Some(hit) = self.0.lock().expect("proof cache lock").get(&key) {
             return hit.clone();
         }
         let result = verity_vm::verify_proof(program_hash, inputs, outputs, proof)
-            .map(|_| ())
+            .map(|verified| verified.trace_len)
             .map_err(|e| e.to_string());
         self.0
             .lock()
@@ -125,11 +125,13 @@ pub fn apply_block_parallel(
                 job_id,
                 outputs,
                 proof: Some(proof),
+                ..
             } => (job_id, outputs, proof),
             TxBody::Challenge {
                 job_id,
                 outputs,
                 proof,
+                ..
             } => (job_id, outputs, proof),
             _ => continue,
         };
@@ -338,12 +340,14 @@ impl Ctx<'_> {
                 job_id,
                 outputs,
                 proof,
-            } => self.fulfil(signer, id, *job_id, outputs, proof.as_deref()),
+                cycles,
+            } => self.fulfil(signer, id, *job_id, outputs, proof.as_deref(), *cycles),
             TxBody::Challenge {
                 job_id,
                 outputs,
                 proof,
-            } => self.challenge(signer, id, *job_id, outputs, proof),
+                cycles,
+            } => self.challenge(signer, id, *job_id, outputs, proof, *cycles),
             TxBody::ProvideInputs { job_id, sealed } => {
                 self.provide_inputs(signer, id, *job_id, sealed)
             }

@@ -119,6 +119,10 @@ pub struct Delivery {
     pub outputs: StackOutputs,
     /// Proof mode: the blake3 of the verified proof. Optimistic mode: none.
     pub proof_hash: Option<Digest>,
+    /// The prover's cycle count (see [`verity_types::TxBody::Fulfil`]).
+    pub cycles: u64,
+    /// The proof's trace length, read from the verified proof; 0 without a proof.
+    pub trace_len: u64,
 }
 
 /// A successful challenge: other outputs for the job's statement, with a verified proof.
@@ -128,6 +132,8 @@ pub struct Correction {
     pub height: u64,
     pub outputs: StackOutputs,
     pub proof_hash: Digest,
+    pub cycles: u64,
+    pub trace_len: u64,
 }
 
 /// Where a job is, with exactly the data that phase has: a locked job always has its lock, a
@@ -162,7 +168,7 @@ pub enum JobPhase {
     Overturned {
         lock: Lock,
         delivery: Delivery,
-        correction: Correction,
+        correction: Box<Correction>,
     },
 }
 
@@ -291,6 +297,14 @@ impl Job {
         match &self.phase {
             JobPhase::Overturned { correction, .. } => Some(correction.proof_hash),
             phase => phase.delivery().and_then(|d| d.proof_hash),
+        }
+    }
+
+    /// The prover's cycle count for `outputs()` (its word, bounded by the proof).
+    pub fn cycles(&self) -> Option<u64> {
+        match &self.phase {
+            JobPhase::Overturned { correction, .. } => Some(correction.cycles),
+            phase => phase.delivery().map(|d| d.cycles),
         }
     }
 

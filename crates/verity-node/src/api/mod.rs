@@ -19,11 +19,11 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_api::{
     AccountView, BlockView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobQuery, JobView,
-    NetworkStats, ProvenanceView, ProviderView, ReceiptUpload, SealedInputs, SubmitTx, Submitted,
-    TxState, TxStatus, receipt_upload_message, routes,
+    NetworkStats, ProvenanceView, ProviderView, SealedInputs, SubmitTx, Submitted, TxState,
+    TxStatus, routes,
 };
 use verity_ledger::{Job, JobState, PublishedProgram, TxError};
-use verity_types::{Address, Digest, JobId, ProgramHash, Receipt, SignedTx};
+use verity_types::{Address, Digest, JobId, ProgramHash, SignedTx};
 
 use crate::mempool::AdmitError;
 use crate::node::Node;
@@ -132,7 +132,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(routes::TX, get(tx_status))
         .route(routes::JOBS, get(list_jobs))
         .route(routes::JOB, get(job))
-        .route(routes::JOB_RECEIPT, get(receipt).post(upload_receipt))
+        .route(routes::JOB_RECEIPT, get(receipt))
         .route(routes::JOB_PROVENANCE, get(provenance))
         .route(routes::JOB_PRIVATE, get(sealed_inputs))
         .route(routes::PROGRAM, get(program))
@@ -293,16 +293,18 @@ async fn receipt(
             job.request.mode
         )));
     };
-    // A receipt the provider uploaded carries its cycle count; otherwise rebuild one from the
-    // ledger and the stored proof.
-    let receipt_key = Digest::blake3(format!("receipt/{}/{proof_hash}", job.id).as_bytes());
-    if let Some(bytes) = node.storage().blob(&receipt_key).map_err(internal)? {
-        return Ok(([("content-type", "application/json")], bytes).into_response());
-    }
+    // Built from the ledger alone (its cycle count included), so every node serves the same
+    // receipt.
     let proof = stored_proof(&node, &proof_hash)?;
-    let receipt =
-        verity_vm::receipt_from_proof(job.program_hash, job.proof_inputs(), *outputs, proof, 0, 0)
-            .map_err(internal)?;
+    let cycles = job.cycles().unwrap_or(0);
+    let receipt = verity_vm::receipt_from_proof(
+        job.program_hash,
+        job.proof_inputs(),
+        *outputs,
+        proof,
+        cycles,
+    )
+    .map_err(internal)?;
     Ok(([("content-type", "application/json")], receipt.to_json()).into_response())
 }
 
@@ -312,45 +314,6 @@ fn stored_proof(node: &Node, proof_hash: &Digest) -> Result<Vec<u8>, ApiError> {
         .blob(proof_hash)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("proof {proof_hash} is not stored on this node")))
-}
-
-/// `POST /v1/jobs/{id}/receipt`: the fulfiller's receipt, signed by it. The proof fields are
-/// checked against the ledger; `cycles` and `trace_len` are the prover's word (not attested by
-/// the proof), so only the fulfiller may supply them.
-async fn upload_receipt(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-    body: Result<Json<ReceiptUpload>, JsonRejection>,
-) -> ApiResult<serde_json::Value> {
-    let Json(upload) = body?;
-    let state = node.state();
-    let job = find_job(&state, &id)?;
-    let text = upload.receipt.to_string();
-    let receipt = Receipt::from_json(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    // The receipt of the outputs on record: an overturned job's is the challenger's.
-    let signed_by_prover = job.prover().is_some_and(|(f, _)| {
-        f.verify(
-            &receipt_upload_message(&job.id, &Digest::blake3(receipt.to_json().as_bytes())),
-            &upload.signature,
-        )
-    });
-    if !signed_by_prover {
-        return Err(forbidden(
-            "only the prover of the job's outputs uploads its receipt (signature does not match)",
-        ));
-    }
-    let matches = Some(receipt.proof_hash()) == job.proof_hash()
-        && receipt.program_hash == job.program_hash
-        && receipt.stack_inputs == job.proof_inputs()
-        && job.outputs() == Some(&receipt.stack_outputs);
-    if !matches {
-        return Err(bad("receipt does not match the job's result on the ledger"));
-    }
-    let key = Digest::blake3(format!("receipt/{}/{}", job.id, receipt.proof_hash()).as_bytes());
-    node.storage()
-        .put_blob(&key, receipt.to_json().as_bytes())
-        .map_err(internal)?;
-    Ok(Json(serde_json::json!({"stored": true})))
 }
 
 /// `GET /v1/programs/{hash}`: a published program, with its source.
