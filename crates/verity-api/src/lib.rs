@@ -2,6 +2,7 @@
 //! responses, the error codes both sides match on, and the messages providers sign. The node
 //! serves it, the SDK (`verity-client`) calls it; neither defines a shape of its own.
 
+pub mod openapi;
 pub mod routes;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use verity_types::{Address, BlockId, Digest, JobId, ProgramHash, Signature, TxId
 
 /// Every error response: `{"error": "what was wrong", "code": "wrong_nonce"}`. The message is
 /// for people; programs match on the code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
     #[serde(default)]
@@ -19,7 +20,7 @@ pub struct ErrorBody {
 }
 
 /// What kind of failure an error response reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// No such job, account, program, transaction or route.
@@ -45,7 +46,9 @@ pub enum ErrorCode {
 }
 
 /// What an id prefix can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdKind {
     Job,
@@ -55,7 +58,7 @@ pub enum IdKind {
 }
 
 /// One id a prefix names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMatch {
     pub kind: IdKind,
     /// The whole id, `0x` and 64 hex digits.
@@ -65,7 +68,7 @@ pub struct IdMatch {
 /// `GET /v1/resolve/{prefix}`: the ids of each kind that start with the prefix (at most
 /// `verity_types::prefix::AMBIGUOUS_SHOWN` + 1 of a kind: one more than a reader is shown, so
 /// "more" can be told from "exactly these").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
     pub prefix: String,
     pub matches: Vec<IdMatch>,
@@ -102,18 +105,18 @@ impl Resolution {
 }
 
 /// `POST /v1/txs`: a borsh-encoded `SignedTx`, base64.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct SubmitTx {
     pub tx: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct Submitted {
     pub tx_id: TxId,
 }
 
 /// `GET /v1/txs/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct TxStatus {
     pub status: TxState,
     pub height: Option<u64>,
@@ -121,7 +124,7 @@ pub struct TxStatus {
 }
 
 /// Where a transaction is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxState {
     /// In the mempool.
@@ -135,7 +138,7 @@ pub enum TxState {
 }
 
 /// `GET /v1/head`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct Head {
     pub chain_id: String,
     pub height: u64,
@@ -153,7 +156,7 @@ pub struct Head {
 }
 
 /// What this node's re-execution auditor has done since it started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditorView {
     /// Optimistic fulfilments checked, per 10,000 (chosen by block hash).
     pub sample_per_10k: u32,
@@ -184,7 +187,7 @@ pub struct AuditorView {
 }
 
 /// One validator's voting as a node saw it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct VoterView {
     pub validator: Address,
     pub last_view: Option<u64>,
@@ -193,7 +196,7 @@ pub struct VoterView {
 }
 
 /// Consensus progress as one validator sees it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ConsensusView {
     /// Validators in the set.
     pub validators: usize,
@@ -217,7 +220,7 @@ pub struct ConsensusView {
 }
 
 /// `GET /v1/jobs/{id}`: the job with its full timeline, plus derived figures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct JobView {
     pub job: Job,
     pub lock_deadline: u64,
@@ -229,7 +232,7 @@ pub struct JobView {
 }
 
 /// One row of `GET /v1/jobs`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct JobSummary {
     pub id: JobId,
     pub state: JobState,
@@ -253,7 +256,7 @@ pub struct JobQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct JobPage {
     pub jobs: Vec<JobSummary>,
     /// Pass as `after` to get the next page; absent on the last page.
@@ -261,7 +264,7 @@ pub struct JobPage {
 }
 
 /// `GET /v1/stats`: what the network has done lately, from the committed state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStats {
     /// Jobs on the ledger in each state (every state present, zeros included).
     pub jobs_by_state: std::collections::BTreeMap<JobState, u64>,
@@ -276,7 +279,7 @@ pub struct NetworkStats {
 
 /// `GET /v1/blocks/{height}`: a block as this node stored it, each transaction with its
 /// outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct BlockView {
     pub height: u64,
     pub id: BlockId,
@@ -290,7 +293,7 @@ pub struct BlockView {
 }
 
 /// One transaction of a [`BlockView`] (its body left out: a fulfilment carries its proof).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct BlockTx {
     pub id: TxId,
     pub signer: Address,
@@ -305,7 +308,7 @@ pub struct BlockTx {
 
 /// `POST /v1/jobs/{id}/verify`: the node checked the job's proof with its verifier, against
 /// the program hash, inputs and outputs on the ledger.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {
     pub job_id: JobId,
     pub valid: bool,
@@ -319,7 +322,7 @@ pub struct Verification {
 
 /// `GET /v1/jobs/{id}/provenance`: the record, its inclusion proof, and the root it is
 /// against.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct ProvenanceView {
     pub record: Provenance,
     pub proof: InclusionProof,
@@ -327,7 +330,7 @@ pub struct ProvenanceView {
     pub height: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct AccountView {
     pub address: Address,
     pub balance: u64,
@@ -337,7 +340,7 @@ pub struct AccountView {
     pub stake: StakeInfo,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct ProviderView {
     pub address: Address,
     pub stake: StakeInfo,
@@ -352,13 +355,13 @@ pub struct ProviderView {
 
 /// `GET /v1/jobs/{id}/private`: a job's private inputs as its client provided them on the
 /// ledger, sealed to the locker (see [`crate::sealing`]): public, readable by the locker only.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct SealedInputs {
     /// Base64 of the sealed box.
     pub sealed: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub provider: Address,
     pub height: u64,

@@ -24,6 +24,8 @@ pub const AUDITORS: &str = "/v1/auditors";
 pub const EVENTS: &str = "/v1/events";
 /// Which jobs, accounts and programs an id prefix names.
 pub const RESOLVE: &str = "/v1/resolve/{id}";
+/// This API's OpenAPI 3 description (`verity_api::openapi`).
+pub const OPENAPI: &str = "/v1/openapi.json";
 /// Prometheus metrics, in the text exposition format (OpenMetrics), served as
 /// [`METRICS_CONTENT_TYPE`] by nodes and by providers.
 pub const METRICS: &str = "/metrics";

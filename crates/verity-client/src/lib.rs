@@ -5,6 +5,10 @@
 //! never asks you to trust the node about a proof.
 
 pub use verity_api::*;
+/// The wire types (ids, transactions, receipts), so an application needs only this crate.
+pub use verity_types as types;
+/// Local verification, for receipts that come from anywhere (a file, another service).
+pub use verity_vm::{Verified, VerifyError, verify_receipt};
 pub mod sealing;
 
 use std::sync::Arc;

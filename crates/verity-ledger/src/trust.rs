@@ -32,7 +32,7 @@ pub const CANARY_REVEAL_EPOCHS: u64 = 5;
 pub const FALSE_AUDIT_SLASH_BP: u32 = 1_000;
 
 /// A provider's public record and score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrustProfile {
     pub provider: Address,
     /// Provider stake (total, including what is locked as collateral).
@@ -158,7 +158,7 @@ impl TrustProfile {
 }
 
 /// A validator's public record as an auditor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditorProfile {
     pub validator: Address,
     /// Validator stake: the weight of its liveness audits.

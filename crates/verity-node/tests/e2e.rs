@@ -93,6 +93,31 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     assert!(p.record.verify_inclusion(&p.state_root, &p.proof));
     assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
 
+    // The node verifies on request, a bounded number at once: with every slot taken it says
+    // `busy` (503) rather than queueing work; once free, it verifies.
+    let verify = format!("{}/v1/jobs/{id}/verify", node.url());
+    let http = reqwest::Client::new();
+    let slots = verity_node::api::occupy_verifiers();
+    let busy = http
+        .post(&verify)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    let body: serde_json::Value = busy.json().await.unwrap();
+    assert_eq!(body["code"], "busy", "{body}");
+    drop(slots);
+    let done = http
+        .post(&verify)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let verdict: serde_json::Value = done.json().await.unwrap();
+    assert_eq!(verdict["valid"], true, "{verdict}");
+
     let head = client.head().await.unwrap();
     assert_eq!(head.providers_online, 1);
     node.stop().await;

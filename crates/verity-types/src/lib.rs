@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod outputs;
 pub mod prefix;
 pub mod receipt;
+mod schema;
 pub mod tx;
 
 pub use crypto::{Address, Keypair, Signature};

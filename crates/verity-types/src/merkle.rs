@@ -39,12 +39,23 @@ pub fn root(leaves: &[[u8; 32]]) -> Digest {
 }
 
 /// Proof that one leaf is in a tree with a given root.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct InclusionProof {
     pub leaf_index: u64,
     pub total_leaves: u64,
     /// rs_merkle's compact proof encoding.
     #[serde(with = "hex_bytes")]
+    #[schema(value_type = String, pattern = "^0x([0-9a-f]{2})*$")]
     pub proof: Vec<u8>,
 }
 

@@ -17,6 +17,7 @@ const TX_SIGNING_DOMAIN: &[u8] = b"verity/tx/v1";
 
 /// What stake is for.
 #[derive(
+    utoipa::ToSchema,
     Debug,
     Clone,
     Copy,
@@ -40,6 +41,7 @@ pub enum Role {
 
 /// How a result is checked.
 #[derive(
+    utoipa::ToSchema,
     Debug,
     Clone,
     Copy,
@@ -66,7 +68,16 @@ pub enum Mode {
 /// `ramp_period` blocks, then stays there until `lock_timeout`. After `lock_timeout` nobody
 /// may lock; a locked job may be fulfilled by anyone (rescued) until `timeout`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct Offer {
     pub min_price: u64,
@@ -158,6 +169,7 @@ impl DecodeError {
 /// commitment, which the ledger itself puts on the proof's public input stack. So a proof is
 /// accepted only if it was made on the client's data.
 #[derive(
+    utoipa::ToSchema,
     Debug,
     Clone,
     Copy,
@@ -193,7 +205,17 @@ impl PrivateCommitment {
 /// Small programs travel inside the job. A large one (a compiled model is hundreds of KiB of
 /// straight-line code) is published once with [`TxBody::PublishProgram`] and named by its
 /// hash in every job after that: validators assemble it once, and the ledger stores it once.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ProgramSource {
     /// Miden Assembly source. The ledger assembles it to derive the program hash, so the
@@ -228,7 +250,17 @@ impl From<&str> for ProgramSource {
 
 /// A job request: a program, its public inputs, a commitment to its private inputs, and the
 /// terms.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct JobRequest {
     pub program: ProgramSource,
     /// Public stack inputs, top first.

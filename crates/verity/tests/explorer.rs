@@ -2,6 +2,8 @@
 //! and in a real headless Chromium (JavaScript on: live updates and the verify button), with
 //! screenshots saved to `target/explorer-screenshots/`.
 
+#[path = "support/cdp.rs"]
+mod cdp;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -30,9 +32,16 @@ async fn devnet(home: &Path) -> (common::Proc, String) {
 
 /// Submits fib(10) = 55 as a proven job and waits for it to finalize; returns its id.
 fn run_a_job(home: &Path, url: &str) -> String {
+    submit_fib(home, url, 10, true)
+}
+
+/// Submits fib(`n`) as a proven job, waiting for it to finalize if `wait`; returns its id.
+fn submit_fib(home: &Path, url: &str, n: u64, wait: bool) -> String {
     let fib = workspace().join("examples/fib.masm");
-    let out = verity(&["job", "submit", fib.to_str().unwrap(), "--input", "10"])
-        .args(["--max-price", "500", "--wait", "--node", url])
+    let n = n.to_string();
+    let out = verity(&["job", "submit", fib.to_str().unwrap(), "--input", &n])
+        .args(["--max-price", "500", "--node", url])
+        .args(wait.then_some("--wait"))
         .env("VERITY_HOME", home)
         .output()
         .unwrap();
@@ -114,7 +123,8 @@ async fn the_explorer_shows_a_job_from_offer_to_verified_result() {
         .unwrap();
     assert_eq!(verified["valid"], true, "{verified}");
 
-    tokio::task::spawn_blocking(move || in_a_browser(&url, &job, &provider))
+    let home = home.path().to_path_buf();
+    tokio::task::spawn_blocking(move || in_a_browser(&home, &url, &job, &provider))
         .await
         .unwrap();
 }
@@ -192,6 +202,22 @@ async fn pages_read_as_a_person_would(
             "job page lacks {expected:?}: {html}"
         );
     }
+    // The proof's work, as the ledger records it (the prover's cycles, the proof's trace).
+    let view: serde_json::Value = http
+        .get(format!("{url}/v1/jobs/{job}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delivery = &view["job"]["delivery"];
+    let work = format!(
+        r#"<span id="work">{} cycles, trace of {} rows</span>"#,
+        delivery["cycles"], delivery["trace_len"]
+    );
+    assert!(delivery["cycles"].as_u64().unwrap() > 0, "{view}");
+    assert!(html.contains(&work), "job page lacks {work:?}: {html}");
     // Submitted, locked and finalized, each a row of the timeline.
     let rows = html.split("<table class=\"timeline\">").nth(1).unwrap();
     let rows = rows
@@ -356,10 +382,11 @@ fn screenshot(browser: &Path, profile: &Path, url: &str, file: &Path, size: &str
     );
 }
 
-fn in_a_browser(url: &str, job: &str, provider: &str) {
+fn in_a_browser(home: &Path, url: &str, job: &str, provider: &str) {
     let Some(browser) = chromium() else { return };
     let profile = tempfile::tempdir().unwrap();
     let profile = profile.path();
+    pages_follow_the_network_live(&browser, home, url);
 
     // `#verify` has the page's script press the verify button on load.
     let dom = rendered(&browser, profile, &format!("{url}/jobs/{job}#verify"), true);
@@ -411,4 +438,42 @@ fn in_a_browser(url: &str, job: &str, provider: &str) {
         &shots.join("job-phone.png"),
         "390,1400",
     );
+}
+
+/// Pages left open follow the chain through the event stream, without reloading: the overview
+/// shows a job submitted after it opened, and that job's page moves to finalized by itself.
+fn pages_follow_the_network_live(browser: &Path, home: &Path, url: &str) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut chrome = cdp::Browser::launch(browser, profile.path());
+    let live = "document.getElementById('live')?.classList.contains('on') === true";
+    let overview = chrome.open(&format!("{url}/"));
+    assert!(
+        chrome.wait_for(&overview, live, Duration::from_secs(20)),
+        "the overview's event stream did not open"
+    );
+    // A page that reloads loses this; one that updates in place keeps it.
+    chrome.eval(&overview, "window.stayed = true");
+
+    let job = submit_fib(home, url, 12, false);
+    let shows_job = format!(
+        "document.getElementById('page').innerText.includes('{}')",
+        &job[..10]
+    );
+    assert!(
+        chrome.wait_for(&overview, &shows_job, Duration::from_secs(20)),
+        "the open overview never showed job {job}"
+    );
+    assert_eq!(chrome.eval(&overview, "window.stayed === true"), true);
+
+    let page = chrome.open(&format!("{url}/jobs/{job}"));
+    assert!(chrome.wait_for(&page, live, Duration::from_secs(20)));
+    chrome.eval(&page, "window.stayed = true");
+    let finalized = "document.querySelector('#page .badge.finalized') !== null \
+        && document.getElementById('result')?.textContent === '144'";
+    assert!(
+        chrome.wait_for(&page, finalized, Duration::from_secs(90)),
+        "the open job page never showed fib(12) = 144 finalized: {}",
+        chrome.eval(&page, "document.getElementById('page').innerText")
+    );
+    assert_eq!(chrome.eval(&page, "window.stayed === true"), true);
 }

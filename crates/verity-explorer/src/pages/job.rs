@@ -92,7 +92,12 @@ fn result(view: &JobView) -> Markup {
             }
         }
         @if let Some(proof_hash) = job.proof_hash() {
-            p { "Proof " code title=(proof_hash) { (short(&proof_hash.to_string())) } }
+            p {
+                "Proof " code title=(proof_hash) { (short(&proof_hash.to_string())) }
+                @if let (Some(cycles), Some(trace_len)) = (job.cycles(), job.trace_len()) {
+                    " · " span #work { (cycles) " cycles, trace of " (trace_len) " rows" }
+                }
+            }
             p.actions {
                 a.button href=(verity_api::routes::path(verity_api::routes::JOB_RECEIPT, &id)) download={(short(&id).trim_end_matches('…')) ".receipt"} { "Download receipt" }
                 button #verify-button type="button" data-job=(id) { "Verify the proof" }

@@ -271,14 +271,10 @@ impl Ctx<'_> {
                 )?;
                 (None, 0)
             }
-            (Mode::Proof, Some(proof)) => {
-                let trace_len = self
-                    .proofs
-                    .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
-                    .map_err(TxError::BadProof)?;
-                check_cycles(cycles, trace_len, "the proof's trace length")?;
-                (Some(Digest::blake3(proof)), trace_len)
-            }
+            (Mode::Proof, Some(proof)) => (
+                Some(Digest::blake3(proof)),
+                self.verify_statement(job, outputs, proof, cycles)?,
+            ),
         };
         // An optimistic rescuer posts its own bond; the locker's collateral becomes its bond.
         if mode == Mode::Optimistic && rescue {
@@ -293,6 +289,23 @@ impl Ctx<'_> {
             trace_len,
             latency: h - lock.height,
         })
+    }
+
+    /// Verifies `proof` of the job's statement with `outputs`, and bounds the prover's cycle
+    /// count by the proof's trace length, which it returns.
+    fn verify_statement(
+        &self,
+        job: &Job,
+        outputs: &StackOutputs,
+        proof: &[u8],
+        cycles: u64,
+    ) -> Result<u64, TxError> {
+        let trace_len = self
+            .proofs
+            .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
+            .map_err(TxError::BadProof)?;
+        check_cycles(cycles, trace_len, "the proof's trace length")?;
+        Ok(trace_len)
     }
 
     /// What a fulfilment says about its fulfiller (and, for a rescue, about the locker who
@@ -513,11 +526,7 @@ impl Ctx<'_> {
         }
         // The same statement as the job's (program, public inputs, committed private data),
         // with other outputs.
-        let trace_len = self
-            .proofs
-            .verify(&job.program_hash, &job.proof_inputs(), outputs, proof)
-            .map_err(TxError::BadProof)?;
-        check_cycles(cycles, trace_len, "the proof's trace length")?;
+        let trace_len = self.verify_statement(job, outputs, proof, cycles)?;
 
         // --- the fulfilment was wrong: half the bond pays the challenger, half is burned (so a
         // liar challenging itself through a second key still loses), the client is refunded.
@@ -573,8 +582,7 @@ struct CheckedFulfilment {
     latency: u64,
 }
 
-/// A prover's cycle count cannot exceed what bounds it: a receipt rebuilt from the ledger
-/// never claims more work than was proven (or, without a proof, allowed).
+/// Receipts rebuilt from the ledger never claim more work than was proven (or allowed).
 fn check_cycles(cycles: u64, bound: u64, what: &str) -> Result<(), TxError> {
     if cycles > bound {
         return Err(TxError::BadCycles(format!(

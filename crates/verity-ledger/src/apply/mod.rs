@@ -34,7 +34,17 @@ pub struct BlockHeader {
 }
 
 /// Something that happened to a job in this block (for event streams and logs).
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Event {
     pub height: u64,
     pub job_id: JobId,

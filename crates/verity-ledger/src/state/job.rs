@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use verity_types::{Address, Digest, JobId, JobRequest, Mode, ProgramHash, StackOutputs, TxId};
 
 #[derive(
+    utoipa::ToSchema,
     Debug,
     Clone,
     Copy,
@@ -81,7 +82,17 @@ impl std::str::FromStr for JobState {
 
 /// One step of a job's history: what happened, when, and which transaction caused it (none
 /// for deadline transitions, which the state machine makes by itself).
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct TimelineEntry {
     pub height: u64,
     pub timestamp_ms: u64,
@@ -92,7 +103,17 @@ pub struct TimelineEntry {
 
 /// Who holds a job, at what price, since when, and (for a job with private inputs) whether
 /// the client has handed them over.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Lock {
     pub provider: Address,
     /// The auction price at the lock's height: what the job pays if it is delivered.
@@ -104,7 +125,17 @@ pub struct Lock {
 }
 
 /// The client's hand-over of a job's private inputs to its locker.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct ProvidedInputs {
     pub height: u64,
     /// Blake3 of the sealed bytes: the locker checks what it received against it.
@@ -112,7 +143,17 @@ pub struct ProvidedInputs {
 }
 
 /// Outputs posted for a job: by its locker, or by a rescuer once the lock deadline passed.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Delivery {
     pub prover: Address,
     pub height: u64,
@@ -126,7 +167,17 @@ pub struct Delivery {
 }
 
 /// A successful challenge: other outputs for the job's statement, with a verified proof.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Correction {
     pub challenger: Address,
     pub height: u64,
@@ -138,7 +189,17 @@ pub struct Correction {
 
 /// Where a job is, with exactly the data that phase has: a locked job always has its lock, a
 /// fulfilled one its delivery, so no transition has to assume a field is set.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum JobPhase {
     Submitted,
@@ -207,7 +268,17 @@ impl JobPhase {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Job {
     pub id: JobId,
     pub client: Address,
@@ -308,6 +379,14 @@ impl Job {
         }
     }
 
+    /// The trace length of the proof behind `outputs()` (read from the proof; 0 without one).
+    pub fn trace_len(&self) -> Option<u64> {
+        match &self.phase {
+            JobPhase::Overturned { correction, .. } => Some(correction.trace_len),
+            phase => phase.delivery().map(|d| d.trace_len),
+        }
+    }
+
     /// The optimistic bond at stake now (0 outside the challenge window).
     pub fn bond(&self) -> u64 {
         match self.phase {
@@ -356,7 +435,17 @@ impl Job {
 }
 
 /// A program published on the ledger (`PublishProgram`), named by its hash in jobs.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct PublishedProgram {
     /// The MAST root of the source as written (the key it is stored under).
     pub program_hash: ProgramHash,
@@ -374,7 +463,17 @@ pub struct PublishedProgram {
 
 /// A finished job's provenance: enough to say which program ran on which inputs, what it
 /// output, who proved it, at what price and when — provable against the state root.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Provenance {
     pub job_id: JobId,
     pub state: JobState,

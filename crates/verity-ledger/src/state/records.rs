@@ -13,7 +13,17 @@ pub struct Account {
     pub nonce: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 pub struct Unbonding {
     pub role: Role,
     pub amount: u64,
@@ -24,7 +34,16 @@ pub struct Unbonding {
 /// An account's stake. Job collateral and optimistic bonds are the `provider_locked` part of
 /// `provider`: staked money that cannot be unstaked while a job depends on it.
 #[derive(
-    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct StakeInfo {
     pub provider: u64,
@@ -45,7 +64,16 @@ impl StakeInfo {
 
 /// What a provider has done, as recorded by the ledger (the raw material of trust profiles).
 #[derive(
-    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct ProviderStats {
     pub locked: u64,
@@ -86,7 +114,16 @@ pub struct CanaryRecord {
 
 /// A validator's record as an auditor.
 #[derive(
-    Debug, Clone, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+    utoipa::ToSchema,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
 )]
 pub struct AuditorRecord {
     /// Liveness audits filed.

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -33,6 +33,8 @@ mod verify;
 pub(crate) mod views;
 
 pub(crate) use resolve::resolve_prefix;
+#[cfg(feature = "mocks")]
+pub use verify::occupy_verifiers;
 
 /// Largest request body: a transaction with a proof is ~200 KB of base64.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -124,33 +126,55 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
         .map_err(|e| bad(format!("address `{s}` is not valid: {e}")))
 }
 
+/// Every API route with its handlers. The router serves exactly these, and a test checks them
+/// against the OpenAPI description (`verity_api::openapi`), so neither can drift alone.
+fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<Node>>)> {
+    vec![
+        (routes::HEAD, get(head)),
+        (routes::TXS, post(submit_tx)),
+        (routes::TX, get(tx_status)),
+        (routes::JOBS, get(list_jobs)),
+        (routes::JOB, get(job)),
+        (routes::JOB_RECEIPT, get(receipt)),
+        (routes::JOB_PROVENANCE, get(provenance)),
+        (routes::JOB_PRIVATE, get(sealed_inputs)),
+        (routes::PROGRAM, get(program)),
+        (routes::ACCOUNT, get(account)),
+        (routes::PROVIDERS, get(providers)),
+        (routes::HEARTBEAT, post(heartbeat)),
+        (routes::PROVIDER, get(provider)),
+        (routes::AUDITORS, get(auditors)),
+        (routes::EVENTS, get(events)),
+        (routes::RESOLVE, get(resolve::resolve)),
+        (routes::BLOCK, get(block)),
+        (routes::STATS, get(stats)),
+        (routes::JOB_VERIFY, post(verify::verify)),
+        (routes::METRICS, get(metrics)),
+        (routes::OPENAPI, get(openapi)),
+    ]
+}
+
 /// The API and, beside it, the explorer's pages.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route(routes::HEAD, get(head))
-        .route(routes::TXS, post(submit_tx))
-        .route(routes::TX, get(tx_status))
-        .route(routes::JOBS, get(list_jobs))
-        .route(routes::JOB, get(job))
-        .route(routes::JOB_RECEIPT, get(receipt))
-        .route(routes::JOB_PROVENANCE, get(provenance))
-        .route(routes::JOB_PRIVATE, get(sealed_inputs))
-        .route(routes::PROGRAM, get(program))
-        .route(routes::ACCOUNT, get(account))
-        .route(routes::PROVIDERS, get(providers))
-        .route(routes::HEARTBEAT, post(heartbeat))
-        .route(routes::PROVIDER, get(provider))
-        .route(routes::AUDITORS, get(auditors))
-        .route(routes::EVENTS, get(events))
-        .route(routes::RESOLVE, get(resolve::resolve))
-        .route(routes::BLOCK, get(block))
-        .route(routes::STATS, get(stats))
-        .route(routes::JOB_VERIFY, post(verify::verify))
-        .route(routes::METRICS, get(metrics))
+    api_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
         .with_state(node.clone())
         .merge(verity_explorer::router(node))
         .fallback(|| async { not_found("no such endpoint; see docs/API.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// `GET /v1/openapi.json`: generated once, from the API's types.
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        verity_api::openapi::document()
+            .to_json()
+            .expect("the OpenAPI document serializes")
+    });
+    ([("content-type", "application/json")], DOCUMENT.as_str()).into_response()
 }
 
 /// `GET /v1/blocks/{height}`.
@@ -424,4 +448,17 @@ async fn events(
             .unwrap_or_default()))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes_the_node_serves() {
+        let document = verity_api::openapi::document();
+        let described: BTreeSet<&str> = document.paths.paths.keys().map(String::as_str).collect();
+        let served: BTreeSet<&str> = super::api_routes().iter().map(|(path, _)| *path).collect();
+        assert_eq!(served, described);
+    }
 }

@@ -22,6 +22,15 @@ use crate::node::Node;
 /// verification itself, so a caller that hangs up does not free its slot early.
 static VERIFY_SLOTS: Semaphore = Semaphore::const_new(2);
 
+/// Takes every verification slot until the guard is dropped, so a test sees the node answer
+/// `busy` (only in builds with the `mocks` feature).
+#[cfg(feature = "mocks")]
+pub fn occupy_verifiers() -> tokio::sync::SemaphorePermit<'static> {
+    VERIFY_SLOTS
+        .try_acquire_many(2)
+        .expect("no verification is running in this test")
+}
+
 /// Answers already given, by proof hash: a stored proof was accepted by the ledger and its
 /// verdict cannot change, so asking again costs nothing. Bounded: cleared when full.
 static VERDICTS: Mutex<BTreeMap<Digest, Verdict>> = Mutex::new(BTreeMap::new());
