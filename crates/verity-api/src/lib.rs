@@ -277,6 +277,21 @@ pub struct NetworkStats {
     pub proofs_in_window: u64,
 }
 
+/// `GET /v1/blocks/{height}/certified`: a block as consensus finalized it, for clients that
+/// check finality themselves (`verity provenance verify`) instead of trusting the node.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct CertifiedBlock {
+    pub height: u64,
+    pub id: BlockId,
+    /// The block's borsh encoding, base64: its SHA-256 is `id`; its header names the state
+    /// root of the block before it (`header.parent`).
+    pub block: String,
+    /// This block's finalization certificate (a quorum of validator signatures over `id`),
+    /// base64, if this node saw one. A BFT node may have finalized the block as an ancestor
+    /// of a certified one: a later block's certificate then covers it through `parent_id`.
+    pub certificate: Option<String>,
+}
+
 /// `GET /v1/blocks/{height}`: a block as this node stored it, each transaction with its
 /// outcome.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]

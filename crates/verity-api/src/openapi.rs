@@ -12,9 +12,9 @@ use utoipa::OpenApi;
 
 #[allow(unused_imports)] // named by the path descriptions
 use crate::{
-    AccountView, BlockView, ErrorBody, Head, Heartbeat, JobPage, JobView, NetworkStats,
-    ProvenanceView, ProviderView, Resolution, SealedInputs, SubmitTx, Submitted, TxStatus,
-    Verification, routes,
+    AccountView, BlockView, CertifiedBlock, ErrorBody, Head, Heartbeat, JobPage, JobView,
+    NetworkStats, ProvenanceView, ProviderView, Resolution, SealedInputs, SubmitTx, Submitted,
+    TxStatus, Verification, routes,
 };
 #[allow(unused_imports)]
 use verity_ledger::{Event, JobState, PublishedProgram, trust::AuditorProfile};
@@ -30,14 +30,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
         title = "Verity node API",
         description = "A Verity node's HTTP API: the chain, jobs with their proofs and receipts, \
             providers' trust profiles, audits and events. Errors are `ErrorBody` \
-            (`{error, code}`): programs match on `code`. Ids in paths also take a unique hex \
-            prefix where docs/API.md says so. Transactions are borsh-encoded and signed as \
-            docs/API.md describes, with test vectors.",
+            (`{error, code}`): programs match on `code`; any route may also answer 500 \
+            (`internal`) when the node itself fails. Ids in paths are whole (`0x` and 64 hex \
+            digits); `/v1/resolve/{id}` turns a prefix into ids. Transactions are \
+            borsh-encoded and signed as docs/API.md describes, with test vectors.",
         license(name = "Apache-2.0")
     ),
     paths(
         head, stats, submit_tx, tx_status, list_jobs, job, receipt, provenance, sealed_inputs,
-        verify, block, program, account, providers, heartbeat, provider, auditors, events,
+        verify, block, certified_block, program, account, providers, heartbeat, provider, auditors, events,
         resolve, metrics, openapi
     ),
     components(schemas(ErrorBody, Event)),
@@ -66,22 +67,27 @@ fn stats() {}
         (status = 202, description = "admitted to the mempool (or already known)", body = Submitted),
         (status = 400, description = "refused; `code` says what to do: `wrong_nonce` (sign \
             again), `insufficient_funds`, `busy` (mempool full: retry later), `invalid`",
-            body = ErrorBody)
+            body = ErrorBody),
+        (status = 413, description = "body over 2 MiB"),
+        (status = 415, description = "the body is not JSON (`content-type`)"),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody)
     ))]
 fn submit_tx() {}
 
 /// Where a transaction is: pending, accepted, rejected (with the ledger's reason) or unknown.
 #[utoipa::path(get, path = "/v1/txs/{id}", tag = "chain",
     params(("id" = String, Path, description = "transaction id")),
-    responses((status = 200, body = TxStatus), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = TxStatus), (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, description = "neither pending nor in a block this node has",
+            body = ErrorBody)))]
 fn tx_status() {}
 
-/// Jobs, newest first, a page at a time.
+/// Jobs in id order, a page at a time.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     params(
         ("state" = Option<JobState>, Query, description = "only jobs in this state"),
         ("client" = Option<String>, Query, description = "only this client's jobs (address)"),
-        ("provider" = Option<String>, Query, description = "only jobs this provider locked"),
+        ("provider" = Option<String>, Query, description = "only jobs this provider locked or fulfilled"),
         ("after" = Option<String>, Query, description = "cursor: the previous page's `next`"),
         ("limit" = Option<usize>, Query, description = "page size, 1 to 200 (default 50)")
     ),
@@ -91,7 +97,9 @@ fn list_jobs() {}
 /// A job: request, phase with its data, timeline, deadlines and current auction price.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = JobView),
+        (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 fn job() {}
 
 /// The receipt file of a proof-backed result (`verity verify` checks it), built from the
@@ -101,6 +109,7 @@ fn job() {}
     responses(
         (status = 200, description = "the receipt file (format `verity-receipt`)",
             body = Object, content_type = "application/json"),
+        (status = 400, description = "a malformed id", body = ErrorBody),
         (status = 404, description = "no such job, or no proof-backed result", body = ErrorBody)
     ))]
 fn receipt() {}
@@ -108,13 +117,16 @@ fn receipt() {}
 /// A finished job's provenance record with its inclusion proof against the state root.
 #[utoipa::path(get, path = "/v1/jobs/{id}/provenance", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = ProvenanceView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ProvenanceView), (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, description = "no such job, or not finished", body = ErrorBody)))]
 fn provenance() {}
 
 /// A job's private inputs, sealed to its locker (only the locker can open them).
 #[utoipa::path(get, path = "/v1/jobs/{id}/private", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
-    responses((status = 200, body = SealedInputs), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SealedInputs), (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, description = "no such job, no private inputs, or not provided yet",
+            body = ErrorBody)))]
 fn sealed_inputs() {}
 
 /// Runs this node's verifier on the job's stored proof (at most two at once).
@@ -124,8 +136,11 @@ fn sealed_inputs() {}
         content_type = "application/json"),
     responses(
         (status = 200, body = Verification),
-        (status = 404, body = ErrorBody),
-        (status = 415, description = "the body is not JSON"),
+        (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, description = "no such job, or no proof to verify", body = ErrorBody),
+        (status = 413, description = "body over 2 MiB"),
+        (status = 415, description = "the body is not JSON (`content-type`)"),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
         (status = 503, description = "the node's verifiers are busy (`busy`)", body = ErrorBody)
     ))]
 fn verify() {}
@@ -133,19 +148,32 @@ fn verify() {}
 /// A stored block with each transaction's kind, job and outcome.
 #[utoipa::path(get, path = "/v1/blocks/{id}", tag = "chain",
     params(("id" = u64, Path, description = "block height")),
-    responses((status = 200, body = BlockView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = BlockView),
+        (status = 400, description = "not a height", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 fn block() {}
+
+/// A block's encoding with its finalization certificate: check finality without trusting
+/// the node (`verity provenance verify`).
+#[utoipa::path(get, path = "/v1/blocks/{id}/certified", tag = "chain",
+    params(("id" = u64, Path, description = "block height")),
+    responses((status = 200, body = CertifiedBlock),
+        (status = 400, description = "not a height", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+fn certified_block() {}
 
 /// A published program with its source.
 #[utoipa::path(get, path = "/v1/programs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "program hash")),
-    responses((status = 200, body = PublishedProgram), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PublishedProgram),
+        (status = 400, description = "a malformed id", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 fn program() {}
 
 /// An account's balance, nonces and stake.
 #[utoipa::path(get, path = "/v1/accounts/{id}", tag = "chain",
     params(("id" = String, Path, description = "address")),
-    responses((status = 200, body = AccountView), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = AccountView), (status = 400, description = "a malformed address", body = ErrorBody)))]
 fn account() {}
 
 /// Staked providers, ranked by trust score.
@@ -159,14 +187,17 @@ fn providers() {}
     responses(
         (status = 200, description = "`{\"ok\": true}`", body = Object),
         (status = 400, description = "not for the current height", body = ErrorBody),
-        (status = 403, description = "bad signature, or not a staked provider", body = ErrorBody)
+        (status = 403, description = "bad signature, or not a staked provider", body = ErrorBody),
+        (status = 413, description = "body over 2 MiB"),
+        (status = 415, description = "the body is not JSON (`content-type`)"),
+        (status = 422, description = "JSON of the wrong shape", body = ErrorBody)
     ))]
 fn heartbeat() {}
 
-/// A provider's stake, record and trust profile.
+/// A provider's stake, record and trust profile (empty for an address that never staked).
 #[utoipa::path(get, path = "/v1/providers/{id}", tag = "providers",
     params(("id" = String, Path, description = "address")),
-    responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ProviderView), (status = 400, description = "a malformed address", body = ErrorBody)))]
 fn provider() {}
 
 /// Validators' audit records.
@@ -183,7 +214,8 @@ fn events() {}
 /// The jobs, accounts and programs whose ids start with a hex prefix.
 #[utoipa::path(get, path = "/v1/resolve/{id}", tag = "chain",
     params(("id" = String, Path, description = "hex id prefix (`0x` and `…` allowed)")),
-    responses((status = 200, body = Resolution), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Resolution),
+        (status = 400, description = "not a hex prefix", body = ErrorBody)))]
 fn resolve() {}
 
 /// Prometheus metrics (docs/API.md lists every series).

@@ -14,6 +14,8 @@ pub const JOB_PRIVATE: &str = "/v1/jobs/{id}/private";
 /// The node checks the job's proof with its verifier (`POST`).
 pub const JOB_VERIFY: &str = "/v1/jobs/{id}/verify";
 pub const BLOCK: &str = "/v1/blocks/{id}";
+/// A block's encoding with its finalization certificate, for clients that check finality.
+pub const BLOCK_CERTIFIED: &str = "/v1/blocks/{id}/certified";
 pub const STATS: &str = "/v1/stats";
 pub const PROGRAM: &str = "/v1/programs/{id}";
 pub const ACCOUNT: &str = "/v1/accounts/{id}";

@@ -354,6 +354,13 @@ impl Client {
         Ok(receipt)
     }
 
+    /// A block's encoding and finalization certificate, as the node has them: check both
+    /// (`verity_consensus::certificate::verify`) before believing either.
+    pub async fn certified_block(&self, height: u64) -> Result<CertifiedBlock, ClientError> {
+        self.get(&routes::path(routes::BLOCK_CERTIFIED, height))
+            .await
+    }
+
     pub async fn provenance(&self, id: &JobId) -> Result<ProvenanceView, ClientError> {
         self.get(&routes::path(routes::JOB_PROVENANCE, id)).await
     }

@@ -51,6 +51,10 @@ pub trait Chain: Send + Sync + 'static {
     /// A note a peer shared (at most `MAX_NOTE_BYTES`; from an authenticated validator, but
     /// its contents are the chain's to check). Ignored unless the chain uses notes.
     fn heard(&self, _note: &[u8]) {}
+    /// The finalization certificate of block `id` (`crate::certificate`), as consensus
+    /// reported it: the same block may be reported again (after a restart, say). Kept by a
+    /// chain that serves certificates; ignored by default.
+    fn certified(&self, _id: BlockId, _certificate: &[u8]) {}
     /// A transaction the proposer found would fail; drop it from the pool, say why.
     fn discard(&self, tx: &SignedTx, reason: &str);
 }

@@ -13,6 +13,7 @@ mod app;
 /// Byzantine validators for tests (`mocks` feature only).
 #[cfg(feature = "mocks")]
 pub mod byzantine;
+pub mod certificate;
 mod chain;
 mod error;
 mod network;

@@ -187,6 +187,19 @@ impl Node {
         &self.metrics
     }
 
+    /// Keeps block `id`'s finalization certificate (`verity_consensus::certificate`); a later
+    /// one for the same block replaces it (both are valid).
+    pub fn certified(&self, id: BlockId, certificate: &[u8]) {
+        if let Err(e) = self.storage.put_blob(&certificate_key(&id), certificate) {
+            warn!("cannot keep block {id}'s certificate: {e}");
+        }
+    }
+
+    /// Block `id`'s finalization certificate, if this node saw one.
+    pub fn certificate(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
+        self.storage.blob(&certificate_key(id))
+    }
+
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
@@ -459,6 +472,10 @@ impl verity_consensus::Chain for Node {
         Node::candidates(self, max)
     }
 
+    fn certified(&self, id: BlockId, certificate: &[u8]) {
+        Node::certified(self, id, certificate);
+    }
+
     fn admit(&self, tx: SignedTx) {
         // Gossip is best effort: a copy we already hold, or one that arrives out of nonce
         // order, is simply not taken (the node that admitted it still proposes it).
@@ -493,4 +510,9 @@ pub fn private_inputs_key(job: &JobId) -> Digest {
 fn logged<T>(read: Result<T, StorageError>) -> Option<T> {
     read.map_err(|e| warn!("cannot serve a block to a peer: {e}"))
         .ok()
+}
+
+/// Where a block's certificate is kept among the blobs.
+fn certificate_key(id: &BlockId) -> Digest {
+    Digest::blake3(format!("certificate/{id}").as_bytes())
 }

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::error;
-use verity_consensus::CommitError;
+use tracing::{debug, error};
+use verity_consensus::{CommitError, certificate};
 use verity_ledger::{Block, BlockHeader, BlockOutcome, State};
-use verity_types::{Keypair, SignedTx};
+use verity_types::{BlockId, Keypair, SignedTx};
 
 use crate::clock::{Clock, SystemClock};
 use crate::node::Node;
@@ -18,6 +18,12 @@ use crate::node::Node;
 pub trait BlockProducer: Send + 'static {
     /// The next block on top of `head`, made from `candidates` (oldest first).
     fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>);
+
+    /// A finalization certificate for `block`, committed at `height` on top of `state`'s
+    /// chain (`verity_consensus::certificate`), if this producer can make one alone.
+    fn certify(&self, _state: &State, _height: u64, _block: BlockId) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// One validator that seals whatever the mempool holds, every interval.
@@ -50,6 +56,15 @@ impl BlockProducer for SoloProducer {
         };
         (header, candidates)
     }
+
+    /// The validator set of one signs: the same certificate a BFT network's quorum makes, so
+    /// clients check a devnet's blocks as they check any network's.
+    fn certify(&self, state: &State, height: u64, block: BlockId) -> Option<Vec<u8>> {
+        let validators: Vec<_> = state.validators.iter().copied().collect();
+        certificate::certify_alone(&state.chain_id, &validators, &self.key, height, block)
+            .map_err(|e| debug!("block {height} is not certified: {e}"))
+            .ok()
+    }
 }
 
 /// Runs `producer` until `shutdown` fires: every interval, take the mempool, propose, commit.
@@ -68,10 +83,11 @@ pub async fn run_producer(
         }
         let n = node.clone();
         let block = next_block(&n, &mut producer);
+        let (height, id) = (block.header.height, block.id());
         // Applying verifies proofs: keep it off the async executor.
         let result = tokio::task::spawn_blocking(move || n.commit(&block)).await;
         match result {
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => certify(&node, &producer, height, id),
             Ok(Err(e)) => error!("block production failed: {e:#}"),
             Err(e) => error!("block production task failed: {e}"),
         }
@@ -98,5 +114,14 @@ pub fn produce_block(
     producer: &mut impl BlockProducer,
 ) -> Result<BlockOutcome, CommitError> {
     let block = next_block(node, producer);
-    node.commit(&block)
+    let outcome = node.commit(&block)?;
+    certify(node, producer, block.header.height, block.id());
+    Ok(outcome)
+}
+
+/// Keeps the producer's certificate of a block just committed.
+fn certify(node: &Node, producer: &impl BlockProducer, height: u64, id: BlockId) {
+    if let Some(certificate) = producer.certify(&node.state(), height, id) {
+        node.certified(id, &certificate);
+    }
 }

@@ -94,7 +94,8 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
 
     // The node verifies on request, a bounded number at once: with every slot taken it says
-    // `busy` (503) rather than queueing work; once free, it verifies.
+    // `busy` (503) rather than queueing work; once free, it verifies. (Slots and verdicts are
+    // process-wide: no other test in this binary may ask a node to verify.)
     let verify = format!("{}/v1/jobs/{id}/verify", node.url());
     let http = reqwest::Client::new();
     let slots = verity_node::api::occupy_verifiers();

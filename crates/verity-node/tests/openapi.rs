@@ -66,7 +66,9 @@ async fn the_node_serves_a_valid_openapi_document_true_to_its_answers() {
     }
 
     // Every described operation exists on the node: the right method on the right path
-    // reaches a handler (never a 405, never the fallback's "no such endpoint").
+    // reaches a handler (never a 405, never the fallback's "no such endpoint"), and answers
+    // with a status the document lists for it (here mostly the refusals: ids are `0`, bodies
+    // `null`).
     let paths = document["paths"].as_object().unwrap();
     for (path, operations) in paths {
         for (method, operation) in operations.as_object().unwrap() {
@@ -84,6 +86,10 @@ async fn the_node_serves_a_valid_openapi_document_true_to_its_answers() {
             };
             let status = response.status().as_u16();
             assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                operation["responses"].get(status.to_string()).is_some(),
+                "{method} {path} answered {status}, which the document does not list"
+            );
             if path != "/v1/events" {
                 let body = response.text().await.unwrap();
                 assert!(

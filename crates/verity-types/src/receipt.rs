@@ -96,10 +96,12 @@ pub struct Receipt {
     pub stack_inputs: Vec<u64>,
     /// The 16 output stack elements, top first.
     pub stack_outputs: StackOutputs,
-    /// VM cycles executed, as reported by the prover (the proof attests to the trace, not to
-    /// this number; it is shown for cost accounting).
+    /// VM cycles executed, as reported by the prover: the proof attests to the trace, not to
+    /// this number (shown for cost accounting), and verification refuses one above
+    /// `trace_len`.
     pub cycles: u64,
-    /// Padded trace length the proof was made over, as reported by the prover.
+    /// Padded trace length the proof was made over; verification checks it against the
+    /// proof's own header.
     pub trace_len: u64,
     /// The serialized Miden `ExecutionProof`.
     pub proof: Vec<u8>,

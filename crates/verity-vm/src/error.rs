@@ -40,6 +40,8 @@ pub enum VerifyError {
     SecurityMismatch { claimed: u32, actual: u32 },
     #[error("receipt claims a trace of {claimed} rows, but the proof is over {actual}")]
     TraceMismatch { claimed: u64, actual: u64 },
+    #[error("receipt claims {cycles} cycles, more than the {trace_len} rows of its proof's trace")]
+    CyclesExceedTrace { cycles: u64, trace_len: u64 },
     #[error("{what} is malformed: {why}")]
     PublicValues { what: &'static str, why: String },
     #[error(

@@ -177,8 +177,9 @@ fn verify_parsed(
     })
 }
 
-/// Verifies a receipt: its VM version, hash function and claimed security, and its proof
-/// against exactly its program hash, stack inputs and stack outputs.
+/// Verifies a receipt: its VM version, hash function, claimed security and trace length, its
+/// proof against exactly its program hash, stack inputs and stack outputs, and that its cycle
+/// count (the prover's word) fits the proven trace.
 pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
     if receipt.vm != crate::VM_VERSION {
         return Err(VerifyError::VmVersion {
@@ -211,6 +212,13 @@ pub fn verify_receipt(receipt: &Receipt) -> Result<Verified, VerifyError> {
         return Err(VerifyError::TraceMismatch {
             claimed: receipt.trace_len,
             actual: verified.trace_len,
+        });
+    }
+    // The cycle count is the prover's word; the proven trace bounds it.
+    if receipt.cycles > verified.trace_len {
+        return Err(VerifyError::CyclesExceedTrace {
+            cycles: receipt.cycles,
+            trace_len: verified.trace_len,
         });
     }
     Ok(verified)

@@ -221,6 +221,12 @@ fn tampered_receipts_are_rejected_naming_what_failed() {
         verity_vm::verify_receipt(&r),
         Err(VerifyError::TraceMismatch { .. })
     ));
+    let mut r = good.clone();
+    r.cycles = r.trace_len + 1;
+    assert!(matches!(
+        verity_vm::verify_receipt(&r),
+        Err(VerifyError::CyclesExceedTrace { .. })
+    ));
 
     // One flipped bit anywhere in the proof: at the start (header), middle and end.
     let len = good.proof.len();

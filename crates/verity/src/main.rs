@@ -54,6 +54,10 @@ enum Command {
     /// Submit jobs and inspect them.
     #[command(subcommand)]
     Job(cmd::job::JobCmd),
+    /// Check a job's provenance record against the validators' signatures (`provenance
+    /// verify`), trusting no node.
+    #[command(subcommand)]
+    Provenance(cmd::provenance::ProvenanceCmd),
     /// List jobs, filtered by state, client or provider.
     Jobs(cmd::job::JobsArgs),
     /// Is the node reachable? Height, last block time, mempool, providers online.
@@ -138,6 +142,7 @@ fn network(command: Command) -> anyhow::Result<()> {
             Command::Auditors(node) => cmd::provider::auditors(node).await,
             Command::Job(cmd) => cmd::job::run(cmd).await,
             Command::Jobs(args) => cmd::job::list(args).await,
+            Command::Provenance(cmd) => cmd::provenance::run(cmd).await,
             Command::Status(node) => cmd::chain::status(node).await,
             Command::Account { who, read } => cmd::chain::account(who, read).await,
             Command::Stake(args) => cmd::chain::stake(args, false).await,

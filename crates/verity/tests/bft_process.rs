@@ -164,6 +164,21 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     );
     assert!(from_1.cycles > 0);
     assert_eq!(from_1, from_2);
+    // And the job's provenance is final by the validators' own signatures: at least three of
+    // the four genesis validators signed a block naming the state root that holds it.
+    let out = verity(&["provenance", "verify", &job_id.to_string(), "--genesis"])
+        .arg(&genesis_path)
+        .args(["--json", "--node", clients[2].url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(checked["validators"], 4, "{checked}");
+    assert!(checked["signers"].as_u64().unwrap() >= 3, "{checked}");
 
     // The provider talks to validator 1 only now; validators share its heartbeats, so
     // validator 2, which it never reached, has it online too.

@@ -254,6 +254,10 @@ async fn a_default_offer_job_of_2_18_cycles_finalizes() {
     let receipt = client.receipt(&id).await.unwrap();
     assert_eq!(receipt.trace_len, 1 << 18, "the job is the issue's size");
 
+    // The provenance record checks against the ledger without trusting the node: it is in a
+    // state root, named by the next block, which the devnet's validator signed.
+    provenance_is_certified(home.path(), &url, &id);
+
     // Every read command prints the API's answer with --json.
     let json = |args: &[&str]| -> serde_json::Value {
         let mut all = args.to_vec();
@@ -740,4 +744,42 @@ async fn a_node_runs_on_a_genesis_from_genesis_new() {
         Duration::from_secs(30),
     )
     .await;
+}
+
+/// `verity provenance verify` accepts the job's record against the devnet's genesis, and
+/// refuses it against a genesis naming another validator (a network the node is not).
+fn provenance_is_certified(home: &Path, url: &str, id: &JobId) {
+    let id = id.to_string();
+    let out = verity_at(home, &["provenance", "verify", &id, "--node", url]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("certified by 1 of 1 genesis validators") && stdout.contains(&id),
+        "{stdout}"
+    );
+    let mut other = devnet::genesis();
+    let impostor = verity_types::Keypair::from_seed([9; 32]).address();
+    for stake in &mut other.stakes {
+        if stake.role == verity_types::Role::Validator {
+            stake.address = impostor;
+        }
+    }
+    let path = home.join("other-genesis.json");
+    std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
+    let genesis = path.to_str().unwrap();
+    let out = verity_at(
+        home,
+        &[
+            "provenance",
+            "verify",
+            &id,
+            "--genesis",
+            genesis,
+            "--node",
+            url,
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("certificate does not verify"), "{stderr}");
 }

@@ -334,6 +334,8 @@ where
             Activity::Finalization(f) => {
                 let view = f.view().get();
                 let id = from_consensus(&f.proposal.payload);
+                // Kept with the block, so anyone holding the validator set can check it final.
+                self.chain.certified(id, &crate::certificate::encode(&f));
                 let mut inner = self.lock();
                 if inner.finalized.is_none_or(|(v, _)| view > v) {
                     inner.finalized = Some((view, id));

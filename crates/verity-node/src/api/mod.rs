@@ -18,9 +18,9 @@ use futures_util::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_api::{
-    AccountView, BlockView, ErrorBody, ErrorCode, Head, Heartbeat, JobPage, JobQuery, JobView,
-    NetworkStats, ProvenanceView, ProviderView, SealedInputs, SubmitTx, Submitted, TxState,
-    TxStatus, routes,
+    AccountView, BlockView, CertifiedBlock, ErrorBody, ErrorCode, Head, Heartbeat, JobPage,
+    JobQuery, JobView, NetworkStats, ProvenanceView, ProviderView, SealedInputs, SubmitTx,
+    Submitted, TxState, TxStatus, routes,
 };
 use verity_ledger::{Job, JobState, PublishedProgram, TxError};
 use verity_types::{Address, Digest, JobId, ProgramHash, SignedTx};
@@ -147,6 +147,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<Node>>)> {
         (routes::EVENTS, get(events)),
         (routes::RESOLVE, get(resolve::resolve)),
         (routes::BLOCK, get(block)),
+        (routes::BLOCK_CERTIFIED, get(certified_block)),
         (routes::STATS, get(stats)),
         (routes::JOB_VERIFY, post(verify::verify)),
         (routes::METRICS, get(metrics)),
@@ -185,6 +186,36 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
     views::block(&node, height)
         .map_err(internal)?
         .map(Json)
+        .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
+}
+
+/// `GET /v1/blocks/{height}/certified`.
+async fn certified_block(
+    State(node): State<Arc<Node>>,
+    Path(height): Path<String>,
+) -> ApiResult<CertifiedBlock> {
+    let height: u64 = height
+        .parse()
+        .map_err(|_| bad(format!("block height `{height}` is not a number")))?;
+    // Encoding and hashing a block (up to 4 MiB) is CPU work: off the executor.
+    let view = tokio::task::spawn_blocking(move || {
+        let Some(stored) = node.storage().block(height)? else {
+            return Ok(None);
+        };
+        let block = stored.to_block();
+        let bytes = block.to_bytes();
+        let id = block.id();
+        Ok::<_, crate::StorageError>(Some(CertifiedBlock {
+            height,
+            id,
+            block: BASE64.encode(&bytes),
+            certificate: node.certificate(&id)?.map(|c| BASE64.encode(c)),
+        }))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    view.map(Json)
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
 }
 

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod model;
 pub mod node;
 pub mod proof;
+pub mod provenance;
 pub mod provider;
 
 /// Where to find the node.

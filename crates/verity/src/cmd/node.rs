@@ -178,7 +178,8 @@ fn init(args: NodeInitArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_genesis(path: Option<&Path>) -> Result<Genesis> {
+/// A genesis file, or the devnet's without one.
+pub(crate) fn read_genesis(path: Option<&Path>) -> Result<Genesis> {
     match path {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -43,12 +43,15 @@ impl Browser {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-        // SAFETY: between fork and exec only async-signal-safe calls (dup, dup2) are made.
+        // Its own process group, so dropping the browser ends its renderers too.
+        cmd.process_group(0);
+        // SAFETY: between fork and exec only async-signal-safe calls (fcntl, dup2) are made.
         // The pipe ends become the child's fds 3 and 4 (dup2 clears close-on-exec); each is
-        // first copied above 4 so that one landing on 3 or 4 is not overwritten by the other.
+        // first copied above 4 (close-on-exec) so that one landing on 3 or 4 is not
+        // overwritten by the other.
         unsafe {
             cmd.pre_exec(move || {
-                let high = |fd| match libc::fcntl(fd, libc::F_DUPFD, 10) {
+                let high = |fd| match libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) {
                     -1 => Err(std::io::Error::last_os_error()),
                     copy => Ok(copy),
                 };
@@ -146,7 +149,11 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group: the browser and the renderers it started.
+        // SAFETY: kill(2) with the child's own process group id, which it leads.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
