@@ -277,6 +277,24 @@ pub struct NetworkStats {
     pub proofs_in_window: u64,
 }
 
+/// `GET /v1/proofs/{kind}/{id}`: one state entry with its inclusion proof against the state
+/// root after block `height` (which block `height + 1` names in its header).
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
+pub struct StateProof {
+    pub kind: verity_ledger::EntryKind,
+    /// The entry's key: an address, or a job id.
+    pub id: Digest,
+    /// The entry's borsh encoding, base64: what the state root commits to. Decode this, not
+    /// `value`, to trust the entry.
+    pub encoded: String,
+    /// The same entry as JSON, for people.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    pub state_root: Digest,
+    pub height: u64,
+    pub proof: InclusionProof,
+}
+
 /// `GET /v1/blocks/{height}/certified`: a block as consensus finalized it, for clients that
 /// check finality themselves (`verity provenance verify`) instead of trusting the node.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]

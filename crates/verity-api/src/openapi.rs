@@ -13,8 +13,8 @@ use utoipa::OpenApi;
 #[allow(unused_imports)] // named by the path descriptions
 use crate::{
     AccountView, BlockView, CertifiedBlock, ErrorBody, Head, Heartbeat, JobPage, JobView,
-    NetworkStats, ProvenanceView, ProviderView, Resolution, SealedInputs, SubmitTx, Submitted,
-    TxStatus, Verification, routes,
+    NetworkStats, ProvenanceView, ProviderView, Resolution, SealedInputs, StateProof, SubmitTx,
+    Submitted, TxStatus, Verification, routes,
 };
 #[allow(unused_imports)]
 use verity_ledger::{Event, JobState, PublishedProgram, trust::AuditorProfile};
@@ -38,7 +38,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ),
     paths(
         head, stats, submit_tx, tx_status, list_jobs, job, receipt, provenance, sealed_inputs,
-        verify, block, certified_block, program, account, providers, heartbeat, provider, auditors, events,
+        verify, block, certified_block, state_proof, program, account, providers, heartbeat, provider, auditors, events,
         resolve, metrics, openapi
     ),
     components(schemas(ErrorBody, Event)),
@@ -161,6 +161,18 @@ fn block() {}
         (status = 400, description = "not a height", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 fn certified_block() {}
+
+/// One state entry (account, stake, job or provenance record) with its inclusion proof
+/// against the state root; present entries only (the tree does not prove absence).
+#[utoipa::path(get, path = "/v1/proofs/{kind}/{id}", tag = "chain",
+    params(
+        ("kind" = String, Path, description = "`account`, `stake`, `job` or `provenance`"),
+        ("id" = String, Path, description = "an address (account, stake) or a job id")
+    ),
+    responses((status = 200, body = StateProof),
+        (status = 400, description = "an unknown kind, or a malformed id", body = ErrorBody),
+        (status = 404, description = "no such entry", body = ErrorBody)))]
+fn state_proof() {}
 
 /// A published program with its source.
 #[utoipa::path(get, path = "/v1/programs/{id}", tag = "jobs",

@@ -26,6 +26,9 @@ pub const AUDITORS: &str = "/v1/auditors";
 pub const EVENTS: &str = "/v1/events";
 /// Which jobs, accounts and programs an id prefix names.
 pub const RESOLVE: &str = "/v1/resolve/{id}";
+/// One state entry with its inclusion proof: `{kind}` is `account`, `stake`, `job` or
+/// `provenance`; fill it in with [`proof_path`].
+pub const STATE_PROOF: &str = "/v1/proofs/{kind}/{id}";
 /// This API's OpenAPI 3 description (`verity_api::openapi`).
 pub const OPENAPI: &str = "/v1/openapi.json";
 /// Prometheus metrics, in the text exposition format (OpenMetrics), served as
@@ -39,6 +42,13 @@ pub const PING: &str = "/v1/ping";
 pub fn path(template: &str, id: impl Display) -> String {
     debug_assert!(template.contains("{id}"), "{template} takes no id");
     template.replace("{id}", &id.to_string())
+}
+
+/// [`STATE_PROOF`] for an entry of `kind` (`account`, `stake`, `job`, `provenance`) under `id`.
+pub fn proof_path(kind: &str, id: impl Display) -> String {
+    STATE_PROOF
+        .replace("{kind}", kind)
+        .replace("{id}", &id.to_string())
 }
 
 #[cfg(test)]

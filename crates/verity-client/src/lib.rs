@@ -93,6 +93,14 @@ pub enum ClientError {
     Timeout(String),
 }
 
+/// A state entry whose inclusion in `state_root` (the state after block `height`) checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proven<T> {
+    pub value: T,
+    pub state_root: Digest,
+    pub height: u64,
+}
+
 /// A handle on a node, or on several nodes of one network with failover
 /// ([`Client::with_failover`]).
 #[derive(Clone)]
@@ -352,6 +360,38 @@ impl Client {
         }
         verity_vm::verify_receipt(&receipt).map_err(|e| ClientError::BadReceipt(e.to_string()))?;
         Ok(receipt)
+    }
+
+    /// The state entry of `kind` under `id` (an address, or a job id), decoded from the bytes
+    /// the state root commits to after its inclusion proof checked out. Trust it as far as
+    /// the root: `verity provenance verify` shows how to tie a root to a block the validators
+    /// signed (`Proven::height` + 1 names it).
+    pub async fn proven<T: borsh::BorshDeserialize>(
+        &self,
+        kind: verity_ledger::EntryKind,
+        id: &[u8; 32],
+    ) -> Result<Proven<T>, ClientError> {
+        let name = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let view: StateProof = self.get(&routes::proof_path(&name, Digest(*id))).await?;
+        let bad = |why: &str| ClientError::Protocol(format!("state proof: {why}"));
+        if view.kind != kind || view.id.0 != *id {
+            return Err(bad("the node answered for another entry"));
+        }
+        let encoded = BASE64
+            .decode(view.encoded.as_bytes())
+            .map_err(|e| bad(&e.to_string()))?;
+        if !verity_ledger::verify_entry(kind, id, &encoded, &view.state_root, &view.proof) {
+            return Err(bad("the entry is not in the state root the node gave"));
+        }
+        let value = T::try_from_slice(&encoded).map_err(|e| bad(&e.to_string()))?;
+        Ok(Proven {
+            value,
+            state_root: view.state_root,
+            height: view.height,
+        })
     }
 
     /// A block's encoding and finalization certificate, as the node has them: check both

@@ -93,6 +93,30 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     assert!(p.record.verify_inclusion(&p.state_root, &p.proof));
     assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
 
+    // Any state entry comes with a proof the SDK checks before decoding it.
+    let job_entry: verity_client::Proven<verity_ledger::Job> = client
+        .proven(verity_ledger::EntryKind::Job, &id.0.0)
+        .await
+        .unwrap();
+    assert_eq!(job_entry.value.state(), JobState::Finalized);
+    let provider = devnet::dev_key("provider").address();
+    let account: verity_client::Proven<verity_ledger::Account> = client
+        .proven(verity_ledger::EntryKind::Account, &provider.0)
+        .await
+        .unwrap();
+    let stake: verity_client::Proven<verity_ledger::StakeInfo> = client
+        .proven(verity_ledger::EntryKind::Stake, &provider.0)
+        .await
+        .unwrap();
+    assert!(account.value.balance > 0 && stake.value.provider > 0);
+    let missing = client
+        .proven::<verity_ledger::Account>(verity_ledger::EntryKind::Account, &[3; 32])
+        .await;
+    assert!(
+        matches!(missing, Err(ClientError::Refused { status: 404, .. })),
+        "{missing:?}"
+    );
+
     // The node verifies on request, a bounded number at once: with every slot taken it says
     // `busy` (503) rather than queueing work; once free, it verifies. (Slots and verdicts are
     // process-wide: no other test in this binary may ask a node to verify.)

@@ -27,7 +27,7 @@ fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 
 /// A value for a path parameter that reaches the handler (which then answers 4xx or 200).
 fn fill(path: &str) -> String {
-    path.replace("{id}", "0")
+    path.replace("{id}", "0").replace("{kind}", "account")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,6 +16,9 @@ use crate::error::VmError;
 /// that compile to the same MAST are the same program.
 #[derive(Clone)]
 pub struct Program {
+    // Executed and proved only with the `prover` feature; without it, a program is assembled
+    // for its hash and shape.
+    #[cfg_attr(not(feature = "prover"), allow(dead_code))]
     pub(crate) inner: miden_core::program::Program,
     hash: ProgramHash,
 }

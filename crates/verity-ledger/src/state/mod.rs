@@ -14,6 +14,7 @@ use verity_types::{Address, AuditReport, DecodeError, JobId, ProgramHash, Role};
 use crate::error::GenesisError;
 
 use root::enc;
+pub use root::{EntryKind, verify_entry};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,

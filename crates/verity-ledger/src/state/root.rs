@@ -150,6 +150,100 @@ impl State {
     }
 }
 
+/// What a state proof can be about: the entries a client asks the ledger for by key.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An account's balance and nonce, by address.
+    Account,
+    /// An address's stakes, by address.
+    Stake,
+    /// A job's whole record, by job id.
+    Job,
+    /// A finished job's provenance record, by job id.
+    Provenance,
+}
+
+impl EntryKind {
+    fn tag(self) -> u8 {
+        match self {
+            EntryKind::Account => TAG_ACCOUNT,
+            EntryKind::Stake => TAG_STAKE,
+            EntryKind::Job => TAG_JOB,
+            EntryKind::Provenance => TAG_PROVENANCE,
+        }
+    }
+}
+
+impl std::str::FromStr for EntryKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "account" => Ok(EntryKind::Account),
+            "stake" => Ok(EntryKind::Stake),
+            "job" => Ok(EntryKind::Job),
+            "provenance" => Ok(EntryKind::Provenance),
+            other => Err(format!(
+                "no state entry kind `{other}` (account, stake, job, provenance)"
+            )),
+        }
+    }
+}
+
+impl State {
+    /// The entry of `kind` under `id` (its borsh encoding, what the state root commits to)
+    /// with its inclusion proof against [`State::state_root`]; `None` if there is none (this
+    /// tree proves presence only).
+    pub fn entry_proof(&self, kind: EntryKind, id: &[u8; 32]) -> Option<(Vec<u8>, InclusionProof)> {
+        let before = 1; // the meta entry
+        let (value, index) = match kind {
+            EntryKind::Account => {
+                let a = verity_types::Address(*id);
+                (
+                    enc(self.accounts.get(&a)?),
+                    before + self.accounts.range(..a).count(),
+                )
+            }
+            EntryKind::Stake => {
+                let a = verity_types::Address(*id);
+                let offset = before + self.accounts.len();
+                (
+                    enc(self.stakes.get(&a)?),
+                    offset + self.stakes.range(..a).count(),
+                )
+            }
+            EntryKind::Job => {
+                let j = JobId(Digest(*id));
+                let offset = before + self.accounts.len() + self.stakes.len();
+                (
+                    enc(self.jobs.get(&j)?),
+                    offset + self.jobs.range(..j).count(),
+                )
+            }
+            EntryKind::Provenance => {
+                let (record, proof) = self.provenance_proof(&JobId(Digest(*id)))?;
+                return Some((enc(&record), proof));
+            }
+        };
+        Some((value, InclusionProof::build(&self.leaves(), index)))
+    }
+}
+
+/// Checks that `encoded` is the entry of `kind` under `id` in the state whose root is
+/// `state_root`: what a client holding only a root (from a certified block) needs.
+pub fn verify_entry(
+    kind: EntryKind,
+    id: &[u8; 32],
+    encoded: &[u8],
+    state_root: &Digest,
+    proof: &InclusionProof,
+) -> bool {
+    proof.verify(state_root, &key(kind.tag(), id), encoded)
+}
+
 impl Provenance {
     /// Checks this record against a state root (a light client's whole job).
     pub fn verify_inclusion(&self, state_root: &Digest, proof: &InclusionProof) -> bool {
@@ -158,5 +252,67 @@ impl Provenance {
             &key(TAG_PROVENANCE, &self.job_id.0.0),
             &enc(self),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Genesis, GenesisAccount, GenesisStake, Params};
+    use verity_types::{Address, Role};
+
+    #[test]
+    fn every_entry_kind_proves_against_the_root_and_nothing_else_does() {
+        let who = |i: u8| Address([i * 7; 32]);
+        let state = State::from_genesis(&Genesis {
+            chain_id: "proofs".into(),
+            genesis_time_ms: 0,
+            params: Params::default(),
+            accounts: (0..5)
+                .map(|i| GenesisAccount {
+                    address: who(i),
+                    balance: 100 + u64::from(i),
+                })
+                .collect(),
+            stakes: (0..5)
+                .map(|i| GenesisStake {
+                    address: who(i),
+                    role: Role::Provider,
+                    amount: 10,
+                })
+                .collect(),
+        })
+        .unwrap();
+        let root = state.state_root();
+        for kind in [EntryKind::Account, EntryKind::Stake] {
+            for i in 0..5u8 {
+                let id = [i * 7; 32];
+                let (encoded, proof) = state.entry_proof(kind, &id).unwrap();
+                assert!(
+                    verify_entry(kind, &id, &encoded, &root, &proof),
+                    "{kind:?} {i}"
+                );
+                // Another kind, another key, another value, another root: refused.
+                let other = if kind == EntryKind::Account {
+                    EntryKind::Stake
+                } else {
+                    EntryKind::Account
+                };
+                assert!(!verify_entry(other, &id, &encoded, &root, &proof));
+                assert!(!verify_entry(
+                    kind,
+                    &[i * 7 + 1; 32],
+                    &encoded,
+                    &root,
+                    &proof
+                ));
+                let mut changed = encoded.clone();
+                changed[0] ^= 1;
+                assert!(!verify_entry(kind, &id, &changed, &root, &proof));
+                assert!(!verify_entry(kind, &id, &encoded, &Digest([9; 32]), &proof));
+            }
+        }
+        assert!(state.entry_proof(EntryKind::Account, &[1; 32]).is_none());
+        assert!(state.entry_proof(EntryKind::Job, &[0; 32]).is_none());
     }
 }

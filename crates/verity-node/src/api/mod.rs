@@ -19,10 +19,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use verity_api::{
     AccountView, BlockView, CertifiedBlock, ErrorBody, ErrorCode, Head, Heartbeat, JobPage,
-    JobQuery, JobView, NetworkStats, ProvenanceView, ProviderView, SealedInputs, SubmitTx,
-    Submitted, TxState, TxStatus, routes,
+    JobQuery, JobView, NetworkStats, ProvenanceView, ProviderView, SealedInputs, StateProof,
+    SubmitTx, Submitted, TxState, TxStatus, routes,
 };
-use verity_ledger::{Job, JobState, PublishedProgram, TxError};
+use verity_ledger::{EntryKind, Job, JobState, PublishedProgram, TxError};
 use verity_types::{Address, Digest, JobId, ProgramHash, SignedTx};
 
 use crate::mempool::AdmitError;
@@ -148,6 +148,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<Node>>)> {
         (routes::RESOLVE, get(resolve::resolve)),
         (routes::BLOCK, get(block)),
         (routes::BLOCK_CERTIFIED, get(certified_block)),
+        (routes::STATE_PROOF, get(state_proof)),
         (routes::STATS, get(stats)),
         (routes::JOB_VERIFY, post(verify::verify)),
         (routes::METRICS, get(metrics)),
@@ -187,6 +188,22 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
         .map_err(internal)?
         .map(Json)
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
+}
+
+/// `GET /v1/proofs/{kind}/{id}`.
+async fn state_proof(
+    State(node): State<Arc<Node>>,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult<StateProof> {
+    let kind: EntryKind = kind.parse().map_err(bad)?;
+    let id: Digest = parse_digest("key", &id)?;
+    // The proof rebuilds the state's Merkle leaves (O(state) until issue 16's store): CPU
+    // work, off the executor.
+    tokio::task::spawn_blocking(move || views::state_proof(&node, kind, id))
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("no {kind:?} entry under {id}").to_lowercase()))
 }
 
 /// `GET /v1/blocks/{height}/certified`.

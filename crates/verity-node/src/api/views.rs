@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_api::{
     BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats,
-    ProvenanceView, ProviderView, VoterView,
+    ProvenanceView, ProviderView, StateProof, VoterView,
 };
-use verity_ledger::{Job, JobPhase, JobState, State, TrustProfile};
-use verity_types::{Address, JobId, TxBody};
+use verity_ledger::{EntryKind, Job, JobPhase, JobState, State, TrustProfile};
+use verity_types::{Address, Digest, JobId, TxBody};
 
 use super::MAX_PAGE;
 use crate::error::StorageError;
@@ -150,6 +152,28 @@ pub fn provenance(node: &Node, id: &JobId) -> Option<ProvenanceView> {
         proof,
         state_root,
         height: state.height,
+    })
+}
+
+/// One state entry and its inclusion proof against the current state root.
+pub fn state_proof(node: &Node, kind: EntryKind, id: Digest) -> Option<StateProof> {
+    let (state, state_root) = node.state_with_root();
+    let (encoded, proof) = state.entry_proof(kind, &id.0)?;
+    let value = match kind {
+        EntryKind::Account => serde_json::to_value(state.accounts.get(&Address(id.0))?),
+        EntryKind::Stake => serde_json::to_value(state.stakes.get(&Address(id.0))?),
+        EntryKind::Job => serde_json::to_value(state.jobs.get(&JobId(id))?),
+        EntryKind::Provenance => serde_json::to_value(state.provenance.get(&JobId(id))?),
+    }
+    .ok()?;
+    Some(StateProof {
+        kind,
+        id,
+        encoded: BASE64.encode(encoded),
+        value,
+        state_root,
+        height: state.height,
+        proof,
     })
 }
 
