@@ -64,8 +64,13 @@ pub struct Node {
     mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
+    /// Finalization certificates not yet written (see [`Node::certified`]).
+    pending_certificates: Mutex<BTreeMap<BlockId, Vec<u8>>>,
     metrics: Arc<Metrics>,
 }
+
+/// Certificates held between commits: far more than arrive between two blocks.
+const MAX_PENDING_CERTIFICATES: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the data itself is still consistent because
@@ -133,6 +138,7 @@ impl Node {
             auditor: OnceLock::new(),
             events,
             heartbeats: Mutex::new(BTreeMap::new()),
+            pending_certificates: Mutex::new(BTreeMap::new()),
             metrics,
         }))
     }
@@ -187,16 +193,23 @@ impl Node {
         &self.metrics
     }
 
-    /// Keeps block `id`'s finalization certificate (`verity_consensus::certificate`); a later
-    /// one for the same block replaces it (both are valid).
+    /// Keeps block `id`'s finalization certificate (`verity_consensus::certificate`): in
+    /// memory until the next block's commit writes it (consensus reports from its voting
+    /// task, which must not wait for the database). A later one for the same block replaces
+    /// it (both are valid).
     pub fn certified(&self, id: BlockId, certificate: &[u8]) {
-        if let Err(e) = self.storage.put_blob(&certificate_key(&id), certificate) {
-            warn!("cannot keep block {id}'s certificate: {e}");
+        let mut pending = lock(&self.pending_certificates);
+        if pending.len() >= MAX_PENDING_CERTIFICATES {
+            pending.pop_first();
         }
+        pending.insert(id, certificate.to_vec());
     }
 
     /// Block `id`'s finalization certificate, if this node saw one.
     pub fn certificate(&self, id: &BlockId) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(c) = lock(&self.pending_certificates).get(id) {
+            return Ok(Some(c.clone()));
+        }
         self.storage.blob(&certificate_key(id))
     }
 
@@ -343,7 +356,7 @@ impl Node {
             }
         };
 
-        let (outcomes, blobs) = tx_records(&header, &txs, &outcome);
+        let (outcomes, mut blobs) = tx_records(&header, &txs, &outcome);
         let id = block.id();
         let included: BTreeSet<TxId> = block.txs.iter().map(SignedTx::id).collect();
         let block = StoredBlock {
@@ -352,6 +365,13 @@ impl Node {
             txs,
             state_root: outcome.state_root,
         };
+        // Certificates consensus reported since the last commit are written with this block
+        // (its transaction), never from consensus's own task.
+        blobs.extend(
+            std::mem::take(&mut *lock(&self.pending_certificates))
+                .into_iter()
+                .map(|(id, c)| (certificate_key(&id), c)),
+        );
         self.storage
             .commit_block(&id, &block, &next, &outcomes, &blobs)
             .map_err(|e| CommitError::Storage(e.0))?;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, error};
+use tracing::{error, warn};
 use verity_consensus::{CommitError, certificate};
 use verity_ledger::{Block, BlockHeader, BlockOutcome, State};
 use verity_types::{BlockId, Keypair, SignedTx};
@@ -62,7 +62,11 @@ impl BlockProducer for SoloProducer {
     fn certify(&self, state: &State, height: u64, block: BlockId) -> Option<Vec<u8>> {
         let validators: Vec<_> = state.validators.iter().copied().collect();
         certificate::certify_alone(&state.chain_id, &validators, &self.key, height, block)
-            .map_err(|e| debug!("block {height} is not certified: {e}"))
+            .map_err(|e| {
+                // Once: a genesis with other validators makes every block uncertifiable.
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| warn!("this producer cannot certify its blocks: {e}"));
+            })
             .ok()
     }
 }
@@ -83,11 +87,10 @@ pub async fn run_producer(
         }
         let n = node.clone();
         let block = next_block(&n, &mut producer);
-        let (height, id) = (block.header.height, block.id());
         // Applying verifies proofs: keep it off the async executor.
-        let result = tokio::task::spawn_blocking(move || n.commit(&block)).await;
+        let result = tokio::task::spawn_blocking(move || n.commit(&block).map(|_| block)).await;
         match result {
-            Ok(Ok(_)) => certify(&node, &producer, height, id),
+            Ok(Ok(block)) => certify(&node, &producer, block.header.height, block.id()),
             Ok(Err(e)) => error!("block production failed: {e:#}"),
             Err(e) => error!("block production task failed: {e}"),
         }

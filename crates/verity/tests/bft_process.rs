@@ -178,6 +178,10 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     );
     let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(checked["validators"], 4, "{checked}");
+    assert_eq!(
+        checked["devnet"], false,
+        "validators with keys of their own: {checked}"
+    );
     assert!(checked["signers"].as_u64().unwrap() >= 3, "{checked}");
 
     // The provider talks to validator 1 only now; validators share its heartbeats, so

@@ -750,11 +750,53 @@ async fn a_node_runs_on_a_genesis_from_genesis_new() {
 /// refuses it against a genesis naming another validator (a network the node is not).
 fn provenance_is_certified(home: &Path, url: &str, id: &JobId) {
     let id = id.to_string();
+    // The devnet's validator key is public: the check says so, and runs only when asked to.
     let out = verity_at(home, &["provenance", "verify", &id, "--node", url]);
+    assert!(!out.status.success(), "a check with no genesis to trust");
+    let devnet_genesis = home.join("devnet-genesis.json");
+    std::fs::write(
+        &devnet_genesis,
+        serde_json::to_string(&devnet::genesis()).unwrap(),
+    )
+    .unwrap();
+    let devnet_genesis = devnet_genesis.to_str().unwrap();
+    let out = verity_at(
+        home,
+        &[
+            "provenance",
+            "verify",
+            &id,
+            "--genesis",
+            devnet_genesis,
+            "--node",
+            url,
+        ],
+    );
+    assert!(
+        text(&out).1.contains("public devnet key"),
+        "{:?}",
+        text(&out)
+    );
+    // A prefix is the node's to resolve, so it is refused.
+    let out = verity_at(
+        home,
+        &["provenance", "verify", &id[..10], "--devnet", "--node", url],
+    );
+    assert!(
+        text(&out).1.contains("not a whole job id"),
+        "{:?}",
+        text(&out)
+    );
+    let out = verity_at(
+        home,
+        &["provenance", "verify", &id, "--devnet", "--node", url],
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("certified by 1 of 1 genesis validators") && stdout.contains(&id),
+        stdout.contains("certified by 1 of 1 genesis validators")
+            && stdout.contains(&id)
+            && stdout.contains("(devnet: public validator keys)"),
         "{stdout}"
     );
     let mut other = devnet::genesis();

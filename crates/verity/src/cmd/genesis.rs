@@ -140,7 +140,7 @@ fn validators(args: &NewArgs) -> Result<Vec<Address>> {
 }
 
 /// The devnet's keys are derived from their names: anyone can sign for them.
-fn public_dev_key(address: &Address) -> Option<String> {
+pub(crate) fn public_dev_key(address: &Address) -> Option<String> {
     let names = devnet::DEV_ACCOUNTS
         .iter()
         .map(|n| n.to_string())

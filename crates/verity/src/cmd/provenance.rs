@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use verity_client::{CertifiedBlock, Client};
 use verity_consensus::certificate::{self, Certified};
 use verity_ledger::Block;
-use verity_types::{Address, BlockId, Digest};
+use verity_types::{Address, BlockId, Digest, JobId};
 
 #[derive(Subcommand)]
 pub enum ProvenanceCmd {
@@ -24,12 +24,17 @@ pub enum ProvenanceCmd {
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The job: its id, or a unique prefix.
+    /// The job's whole id (`0x` and 64 hex digits): a prefix would be resolved by the node,
+    /// which this check does not trust.
     job: String,
-    /// The network's genesis file: its chain id and validator set are all the check trusts
-    /// (default: the devnet's).
-    #[arg(long)]
+    /// The network's genesis file: its chain id and validator set are all the check trusts.
+    #[arg(long, required_unless_present = "devnet")]
     genesis: Option<PathBuf>,
+    /// Check against a devnet (the built-in genesis, or a `--genesis` naming the public dev
+    /// keys). Anyone can sign for those keys, so this shows a record consistent with the
+    /// chain, not that a network of independent validators finalized it.
+    #[arg(long)]
+    devnet: bool,
     #[command(flatten)]
     read: super::ReadArgs,
 }
@@ -49,6 +54,10 @@ pub async fn run(cmd: ProvenanceCmd) -> Result<()> {
 /// What was checked, for `--json`.
 #[derive(serde::Serialize)]
 struct Checked {
+    /// The chain and validator set the check trusted (from the genesis file).
+    chain_id: String,
+    /// Whether a validator's key is a public devnet key (whose signatures prove nothing).
+    devnet: bool,
     record: verity_ledger::Provenance,
     state_root: Digest,
     /// The block whose header names the state root.
@@ -64,8 +73,24 @@ struct Checked {
 async fn verify(args: VerifyArgs) -> Result<()> {
     let genesis = super::node::read_genesis(args.genesis.as_deref())?;
     let validators: Vec<Address> = genesis.validators().into_iter().collect();
+    let dev_key = validators
+        .iter()
+        .find_map(|a| super::genesis::public_dev_key(a).map(|n| (*a, n)));
+    if !args.devnet
+        && let Some((address, name)) = &dev_key
+    {
+        anyhow::bail!(
+            "validator {address} is the public devnet key `{name}`: anyone can sign blocks for \
+             it, so its signatures prove nothing. Pass --devnet to check a devnet anyway"
+        );
+    }
     let client = Client::new(&args.read.node.node);
-    let id = super::job_id(&client, &args.job).await?;
+    let id: JobId = args.job.parse().map_err(|e| {
+        anyhow!(
+            "`{}` is not a whole job id ({e}); a prefix would be resolved by the node",
+            args.job
+        )
+    })?;
     let view = client.provenance(&id).await?;
     ensure!(
         view.record.job_id == id,
@@ -75,9 +100,12 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         view.record.verify_inclusion(&view.state_root, &view.proof),
         "the record is not in the state root the node gave: its inclusion proof fails"
     );
-    let named_by = view.height + 1;
+    let named_by = view
+        .height
+        .checked_add(1)
+        .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
     let block = wait_block(&client, named_by).await?;
-    let (block_id, decoded) = decode(&block)?;
+    let (block_id, decoded) = decode(&block, named_by)?;
     ensure!(
         decoded.header.chain_id == genesis.chain_id,
         "block {named_by} is for chain `{}`, not `{}`",
@@ -92,6 +120,8 @@ async fn verify(args: VerifyArgs) -> Result<()> {
     let (certified_height, certified) =
         finality(&client, &genesis.chain_id, &validators, block, block_id).await?;
     let checked = Checked {
+        chain_id: genesis.chain_id.clone(),
+        devnet: dev_key.is_some(),
         record: view.record,
         state_root: view.state_root,
         block: block_id,
@@ -119,7 +149,9 @@ async fn finality(
     mut id: BlockId,
 ) -> Result<(u64, Certified)> {
     let first = block.height;
-    loop {
+    // Counted here, not read from the node's heights: a node serving an endless chain of
+    // uncertified blocks cannot keep the check going.
+    for _ in 0..SEARCH_BLOCKS {
         if let Some(encoded) = &block.certificate {
             let bytes = BASE64
                 .decode(encoded)
@@ -128,36 +160,38 @@ async fn finality(
                 .with_context(|| format!("block {}'s certificate", block.height))?;
             return Ok((block.height, certified));
         }
-        ensure!(
-            block.height < first + SEARCH_BLOCKS,
-            "no finalization certificate on blocks {first}..={}: this node did not keep one; \
-             ask another node",
-            block.height
-        );
-        let next = wait_block(client, block.height + 1).await?;
-        let (next_id, decoded) = decode(&next)?;
+        let height = block
+            .height
+            .checked_add(1)
+            .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
+        let next = wait_block(client, height).await?;
+        let (next_id, decoded) = decode(&next, height)?;
         ensure!(
             decoded.parent_id == id,
-            "block {} does not extend block {}",
-            next.height,
+            "block {height} does not extend block {}",
             block.height
         );
         (block, id) = (next, next_id);
     }
+    Err(anyhow!(
+        "no finalization certificate on blocks {first}..{}: this node did not keep one; ask \
+         another node",
+        first.saturating_add(SEARCH_BLOCKS)
+    ))
 }
 
-/// The block and its id, computed here from its bytes (the node's `id` is not trusted).
-fn decode(block: &CertifiedBlock) -> Result<(BlockId, Block)> {
+/// The block at `height` and its id, computed here from its bytes (the node's `id` and
+/// `height` are not trusted).
+fn decode(block: &CertifiedBlock, height: u64) -> Result<(BlockId, Block)> {
     let bytes = BASE64
         .decode(&block.block)
         .context("the block is not base64")?;
     let decoded = Block::from_bytes(&bytes)?;
     let id = decoded.id();
     ensure!(
-        decoded.header.height == block.height,
-        "the node sent block {} for height {}",
-        decoded.header.height,
-        block.height
+        decoded.header.height == height && block.height == height,
+        "the node sent block {} for height {height}",
+        decoded.header.height
     );
     Ok((id, decoded))
 }
@@ -178,6 +212,15 @@ async fn wait_block(client: &Client, height: u64) -> Result<CertifiedBlock> {
 
 fn print(c: &Checked) {
     let r = &c.record;
+    println!(
+        "chain        {}{}",
+        c.chain_id,
+        if c.devnet {
+            " (devnet: public validator keys)"
+        } else {
+            ""
+        }
+    );
     let opt = |d: Option<Digest>| d.map_or("–".to_string(), |d| d.to_string());
     println!("job          {}", r.job_id);
     println!("state        {}", r.state);
