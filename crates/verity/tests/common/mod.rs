@@ -1,6 +1,6 @@
 //! What the process tests share: free ports and `verity` child processes that die with the
 //! test.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
 use std::process::Command;
