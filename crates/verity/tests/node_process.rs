@@ -746,82 +746,38 @@ async fn a_node_runs_on_a_genesis_from_genesis_new() {
     .await;
 }
 
-/// `verity provenance verify` accepts the job's record against the devnet's genesis, and
-/// refuses it against a genesis naming another validator (a network the node is not).
+/// `verity provenance verify` accepts the job's record against the devnet's genesis (with
+/// `--devnet`: its validator key is public), and refuses it without a genesis to trust, for a
+/// prefix (the node's to resolve) and against a genesis naming another validator.
 fn provenance_is_certified(home: &Path, url: &str, id: &JobId) {
     let id = id.to_string();
-    // The devnet's validator key is public: the check says so, and runs only when asked to.
-    let out = verity_at(home, &["provenance", "verify", &id, "--node", url]);
-    assert!(!out.status.success(), "a check with no genesis to trust");
-    let devnet_genesis = home.join("devnet-genesis.json");
-    std::fs::write(
-        &devnet_genesis,
-        serde_json::to_string(&devnet::genesis()).unwrap(),
-    )
-    .unwrap();
-    let devnet_genesis = devnet_genesis.to_str().unwrap();
-    let out = verity_at(
-        home,
-        &[
-            "provenance",
-            "verify",
-            &id,
-            "--genesis",
-            devnet_genesis,
-            "--node",
-            url,
-        ],
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["provenance", "verify"];
+        args.extend(extra);
+        args.extend(["--node", url]);
+        text(&verity_at(home, &args))
+    };
+    let refused = |extra: &[&str], why: &str| {
+        let (stdout, stderr) = verify(extra);
+        assert!(stderr.contains(why), "{extra:?}: {stdout}\n{stderr}");
+    };
+    let devnet_genesis = common::write_genesis(home, "devnet-genesis", &devnet::genesis());
+    refused(&[&id], "--genesis");
+    refused(&[&id, "--genesis", &devnet_genesis], "public devnet key");
+    refused(&[&id[..10], "--devnet"], "not a whole job id");
+    let impostor = verity_types::Keypair::from_seed([9; 32]).address();
+    let other = common::with_validator(devnet::genesis(), impostor);
+    let other = common::write_genesis(home, "other-genesis", &other);
+    refused(
+        &[&id, "--genesis", &other, "--devnet"],
+        "certificate does not verify",
     );
-    assert!(
-        text(&out).1.contains("public devnet key"),
-        "{:?}",
-        text(&out)
-    );
-    // A prefix is the node's to resolve, so it is refused.
-    let out = verity_at(
-        home,
-        &["provenance", "verify", &id[..10], "--devnet", "--node", url],
-    );
-    assert!(
-        text(&out).1.contains("not a whole job id"),
-        "{:?}",
-        text(&out)
-    );
-    let out = verity_at(
-        home,
-        &["provenance", "verify", &id, "--devnet", "--node", url],
-    );
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    let (stdout, stderr) = verify(&[&id, "--devnet"]);
     assert!(
         stdout.contains("certified by 1 of 1 genesis validators")
             && stdout.contains(&id)
             && stdout.contains("(devnet: public validator keys)"),
-        "{stdout}"
+        "{stdout}\n{stderr}"
     );
-    let mut other = devnet::genesis();
-    let impostor = verity_types::Keypair::from_seed([9; 32]).address();
-    for stake in &mut other.stakes {
-        if stake.role == verity_types::Role::Validator {
-            stake.address = impostor;
-        }
-    }
-    let path = home.join("other-genesis.json");
-    std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
-    let genesis = path.to_str().unwrap();
-    let out = verity_at(
-        home,
-        &[
-            "provenance",
-            "verify",
-            &id,
-            "--genesis",
-            genesis,
-            "--node",
-            url,
-        ],
-    );
-    let (stdout, stderr) = text(&out);
-    assert!(!out.status.success(), "{stdout}");
-    assert!(stderr.contains("certificate does not verify"), "{stderr}");
 }

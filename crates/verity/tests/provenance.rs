@@ -16,9 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_client::{CertifiedBlock, ProvenanceView};
 use verity_consensus::certificate::certify_alone;
-use verity_ledger::{Block, BlockHeader, Genesis, JobState, Provenance, State};
+use verity_ledger::{Block, BlockHeader, JobState, Provenance, State};
 use verity_node::devnet;
-use verity_types::{Address, BlockId, Digest, JobId, Keypair, Mode, ProgramHash, Role};
+use verity_types::{Address, BlockId, Digest, JobId, Keypair, Mode, ProgramHash};
 
 use common::verity;
 
@@ -37,13 +37,8 @@ fn forge(
     signer: &Keypair,
     certified: bool,
 ) -> Forged {
-    let mut genesis = devnet::genesis();
+    let mut genesis = common::with_validator(devnet::genesis(), validator);
     genesis.chain_id = chain_id.into();
-    for stake in &mut genesis.stakes {
-        if stake.role == Role::Validator {
-            stake.address = validator;
-        }
-    }
     let mut state = State::from_genesis(&genesis).unwrap();
     let job = JobId(Digest([0x42; 32]));
     state.height = 7;
@@ -137,16 +132,9 @@ async fn serve(forged: Forged) -> String {
 
 /// The genesis file a user holds: chain `chain_id`, validated by `validator`.
 fn genesis_file(dir: &Path, chain_id: &str, validator: Address) -> String {
-    let mut genesis: Genesis = devnet::genesis();
+    let mut genesis = common::with_validator(devnet::genesis(), validator);
     genesis.chain_id = chain_id.into();
-    for stake in &mut genesis.stakes {
-        if stake.role == Role::Validator {
-            stake.address = validator;
-        }
-    }
-    let path = dir.join(format!("{chain_id}-{}.json", validator.short()));
-    std::fs::write(&path, serde_json::to_vec(&genesis).unwrap()).unwrap();
-    path.to_str().unwrap().to_string()
+    common::write_genesis(dir, &format!("{chain_id}-{}", validator.short()), &genesis)
 }
 
 /// Runs `verity provenance verify` on the forged job; its exit status and stderr.

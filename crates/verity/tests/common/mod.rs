@@ -38,3 +38,23 @@ pub async fn wait_height(client: &Client, at_least: u64, what: &str, timeout: Du
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `genesis` with every validator stake moved to `validator` (a network of one other key).
+pub fn with_validator(
+    mut genesis: verity_ledger::Genesis,
+    validator: verity_types::Address,
+) -> verity_ledger::Genesis {
+    for stake in &mut genesis.stakes {
+        if stake.role == verity_types::Role::Validator {
+            stake.address = validator;
+        }
+    }
+    genesis
+}
+
+/// Writes `genesis` to `dir/name.json`; returns the path, as a command-line argument.
+pub fn write_genesis(dir: &Path, name: &str, genesis: &verity_ledger::Genesis) -> String {
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec(genesis).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
