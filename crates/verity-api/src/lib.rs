@@ -323,6 +323,21 @@ pub struct BlockView {
     /// The state root after this block.
     pub state_root: Digest,
     pub txs: Vec<BlockTx>,
+    /// The block's finalization certificate as this node checked it against the validator
+    /// set; `null` if the node kept none (a BFT node may have finalized the block as an
+    /// ancestor of a certified one).
+    #[serde(default)]
+    pub finality: Option<BlockFinality>,
+}
+
+/// Who signed a block final (`verity_consensus::certificate`).
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockFinality {
+    /// The consensus view that finalized it.
+    pub view: u64,
+    /// Validators whose signatures the certificate carries (at least a quorum).
+    pub signers: usize,
+    pub validators: usize,
 }
 
 /// One transaction of a [`BlockView`] (its body left out: a fulfilment carries its proof).

@@ -218,6 +218,13 @@ async fn pages_read_as_a_person_would(
     );
     assert!(delivery["cycles"].as_u64().unwrap() > 0, "{view}");
     assert!(html.contains(&work), "job page lacks {work:?}: {html}");
+    // A block says who made it final, checked by the node as a client would check it.
+    let (status, block) = page(http, &format!("{url}/blocks/1")).await;
+    assert_eq!(status, 200, "{block}");
+    assert!(
+        block.contains(r#"id="finality""#) && block.contains("certified by 1 of 1 validators"),
+        "{block}"
+    );
     // Submitted, locked and finalized, each a row of the timeline.
     let rows = html.split("<table class=\"timeline\">").nth(1).unwrap();
     let rows = rows

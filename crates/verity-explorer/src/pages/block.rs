@@ -22,6 +22,12 @@ pub fn block(head: &Head, b: &BlockView, now_ms: u64) -> Markup {
                 (row("Time", html! { (utc(b.timestamp_ms)) " (" (when(b.timestamp_ms, now_ms)) ")" }))
                 (row("Proposer", address_link(&b.proposer)))
                 (row("State root after", full_id(&b.state_root.to_string())))
+                (row("Final", html! {
+                    @match &b.finality {
+                        Some(f) => span.ok #finality { "certified by " (f.signers) " of " (f.validators) " validators (view " (f.view) "), signatures checked by this node" },
+                        None => span.empty { "no certificate kept on this node (a later block's covers it)" },
+                    }
+                }))
             }
             h2 { (b.txs.len()) " transactions" }
             @if !b.txs.is_empty() {

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use verity_api::{
-    BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView, NetworkStats,
-    ProvenanceView, ProviderView, StateProof, VoterView,
+    BlockFinality, BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView,
+    NetworkStats, ProvenanceView, ProviderView, StateProof, VoterView,
 };
 use verity_ledger::{EntryKind, Job, JobPhase, JobState, State, TrustProfile};
-use verity_types::{Address, Digest, JobId, TxBody};
+use verity_types::{Address, BlockId, Digest, JobId, TxBody};
 
 use super::MAX_PAGE;
 use crate::error::StorageError;
@@ -250,7 +250,27 @@ pub fn block(node: &Node, height: u64) -> Result<Option<BlockView>, StorageError
         proposer: stored.header.proposer,
         state_root: stored.state_root,
         txs,
+        finality: finality(node, id)?,
     }))
+}
+
+/// Block `id`'s certificate, if this node kept one, checked against the validator set as any
+/// client would check it; one that does not check out is reported as none.
+fn finality(node: &Node, id: BlockId) -> Result<Option<BlockFinality>, StorageError> {
+    let Some(bytes) = node.certificate(&id)? else {
+        return Ok(None);
+    };
+    let state = node.state();
+    let validators: Vec<Address> = state.validators.iter().copied().collect();
+    Ok(
+        verity_consensus::certificate::verify(&state.chain_id, &validators, &bytes, id)
+            .ok()
+            .map(|c| BlockFinality {
+                view: c.view,
+                signers: c.signers,
+                validators: validators.len(),
+            }),
+    )
 }
 
 /// Jobs by state, and results delivered over the last [`STATS_WINDOW_BLOCKS`] blocks.
