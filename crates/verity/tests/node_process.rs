@@ -176,6 +176,12 @@ fn the_devnet_demo_finalizes_every_job() {
         stdout.contains("all demo jobs finalized"),
         "{stdout}\n{stderr}"
     );
+    // And shows a record checked against the validator's signature, not the node's word.
+    assert!(
+        stdout.contains("provenance of fib.masm: in the state block")
+            && stdout.contains("final by the signatures of 1 of 1 validators"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains(" INFO ") && !stderr.contains(" INFO ") && !stderr.contains(" WARN "),
         "logs in the demo's output: {stdout}\n{stderr}"

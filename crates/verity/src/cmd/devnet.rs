@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 use verity_client::Client;
-use verity_ledger::JobState;
+use verity_ledger::{Genesis, JobState};
 use verity_node::devnet;
 use verity_provider::{Provider, ProviderConfig};
 use verity_types::Mode;
@@ -173,8 +173,12 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     };
     let held = held_weights(&args.provider_models)?;
     let mut others = Vec::new();
+    let genesis = match n {
+        1 => devnet::genesis(),
+        n => devnet::genesis_with_validators(n),
+    };
     let mut running = if n == 1 {
-        devnet::start_single(&dir, devnet::genesis(), args.listen, args.block_ms).await?
+        devnet::start_single(&dir, genesis.clone(), args.listen, args.block_ms).await?
     } else {
         let mut nodes = devnet::start_bft_network(&dir, n, args.listen, args.block_ms).await?;
         let first = nodes.remove(0);
@@ -197,7 +201,7 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     running.spawn_worker(|stop| Provider::new(provider).run(stop));
     print_banner(&url, &dir, std::iter::once(&running).chain(others.iter()));
     let result = if args.demo {
-        let result = demo(&url, demo_jobs.unwrap_or_default()).await;
+        let result = demo(&url, &genesis, demo_jobs.unwrap_or_default()).await;
         if result.is_ok() && n > 1 {
             print_agreement(std::iter::once(&running).chain(others.iter())).await;
         }
@@ -331,7 +335,7 @@ fn demo_jobs(examples: &Path) -> Result<Vec<(String, Mode, JobSpec)>> {
 }
 
 /// Submits the demo's jobs and prints what became of them.
-async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
+async fn demo(url: &str, genesis: &Genesis, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
     let client = Client::new(url);
     let key = devnet::dev_key("client");
     let mut submitted = Vec::new();
@@ -355,6 +359,10 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
         "example", "mode", "state", "outputs", "price", "provider", "secs"
     );
     let mut failures = 0;
+    let first_proven = submitted
+        .iter()
+        .find(|(_, mode, ..)| *mode == Mode::Proof)
+        .map(|(name, _, _, id, _)| (name.clone(), *id));
     for (name, mode, model, id, started) in submitted {
         let job = client
             .wait_job(&id, Duration::from_secs(180), |_| {})
@@ -401,5 +409,15 @@ async fn demo(url: &str, jobs: Vec<(String, Mode, JobSpec)>) -> Result<()> {
         bail!("{failures} demo job(s) did not finish as expected");
     }
     println!("\nall demo jobs finalized; proof-mode receipts verified locally");
+    // What `verity provenance verify` does for any job: the first one's record, checked
+    // against the validators' signatures rather than the node's word.
+    if let Some((name, id)) = &first_proven {
+        let c = super::provenance::check(&client, genesis, true, *id).await?;
+        println!(
+            "provenance of {name}: in the state block {} names, final by the signatures of {} \
+             of {} validators (block {}; devnet keys are public)",
+            c.block_height, c.signers, c.validators, c.certified_height
+        );
+    }
     Ok(())
 }

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Args, Subcommand};
 use verity_client::{CertifiedBlock, Client};
 use verity_consensus::certificate::{self, Certified};
-use verity_ledger::Block;
+use verity_ledger::{Block, Genesis};
 use verity_types::{Address, BlockId, Digest, JobId};
 
 #[derive(Subcommand)]
@@ -53,7 +53,7 @@ pub async fn run(cmd: ProvenanceCmd) -> Result<()> {
 
 /// What was checked, for `--json`.
 #[derive(serde::Serialize)]
-struct Checked {
+pub(crate) struct Checked {
     /// The chain and validator set the check trusted (from the genesis file).
     chain_id: String,
     /// Whether a validator's key is a public devnet key (whose signatures prove nothing).
@@ -62,28 +62,16 @@ struct Checked {
     state_root: Digest,
     /// The block whose header names the state root.
     block: BlockId,
-    block_height: u64,
+    pub(crate) block_height: u64,
     /// The certified block (this block or a descendant) and who certified it.
-    certified_height: u64,
+    pub(crate) certified_height: u64,
     certified_view: u64,
-    signers: usize,
-    validators: usize,
+    pub(crate) signers: usize,
+    pub(crate) validators: usize,
 }
 
 async fn verify(args: VerifyArgs) -> Result<()> {
     let genesis = super::node::read_genesis(args.genesis.as_deref())?;
-    let validators: Vec<Address> = genesis.validators().into_iter().collect();
-    let dev_key = validators
-        .iter()
-        .find_map(|a| super::genesis::public_dev_key(a).map(|n| (*a, n)));
-    if !args.devnet
-        && let Some((address, name)) = &dev_key
-    {
-        anyhow::bail!(
-            "validator {address} is the public devnet key `{name}`: anyone can sign blocks for \
-             it, so its signatures prove nothing. Pass --devnet to check a devnet anyway"
-        );
-    }
     let client = Client::new(&args.read.node.node);
     let id: JobId = args.job.parse().map_err(|e| {
         anyhow!(
@@ -91,6 +79,33 @@ async fn verify(args: VerifyArgs) -> Result<()> {
             args.job
         )
     })?;
+    let checked = check(&client, &genesis, args.devnet, id).await?;
+    if args.read.json {
+        println!("{}", serde_json::to_string_pretty(&checked)?);
+    } else {
+        print(&checked);
+    }
+    Ok(())
+}
+
+/// Checks job `id`'s provenance record through `client`, trusting only `genesis` (its public
+/// dev keys only if `devnet`).
+pub(crate) async fn check(
+    client: &Client,
+    genesis: &Genesis,
+    devnet: bool,
+    id: JobId,
+) -> Result<Checked> {
+    let validators: Vec<Address> = genesis.validators().into_iter().collect();
+    let dev_key = validators
+        .iter()
+        .find_map(|a| super::genesis::public_dev_key(a).map(|n| (*a, n)));
+    if !devnet && let Some((address, name)) = &dev_key {
+        anyhow::bail!(
+            "validator {address} is the public devnet key `{name}`: anyone can sign blocks for \
+             it, so its signatures prove nothing. Pass --devnet to check a devnet anyway"
+        );
+    }
     let view = client.provenance(&id).await?;
     ensure!(
         view.record.job_id == id,
@@ -104,7 +119,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         .height
         .checked_add(1)
         .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
-    let block = wait_block(&client, named_by).await?;
+    let block = wait_block(client, named_by).await?;
     let (block_id, decoded) = decode(&block, named_by)?;
     ensure!(
         decoded.header.chain_id == genesis.chain_id,
@@ -118,8 +133,8 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         view.state_root
     );
     let (certified_height, certified) =
-        finality(&client, &genesis.chain_id, &validators, block, block_id).await?;
-    let checked = Checked {
+        finality(client, &genesis.chain_id, &validators, block, block_id).await?;
+    Ok(Checked {
         chain_id: genesis.chain_id.clone(),
         devnet: dev_key.is_some(),
         record: view.record,
@@ -130,13 +145,7 @@ async fn verify(args: VerifyArgs) -> Result<()> {
         certified_view: certified.view,
         signers: certified.signers,
         validators: validators.len(),
-    };
-    if args.read.json {
-        println!("{}", serde_json::to_string_pretty(&checked)?);
-    } else {
-        print(&checked);
-    }
-    Ok(())
+    })
 }
 
 /// The first certificate on `block` or the blocks built on it, each linked to the one before
