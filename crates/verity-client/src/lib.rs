@@ -371,11 +371,9 @@ impl Client {
         kind: verity_ledger::EntryKind,
         id: &[u8; 32],
     ) -> Result<Proven<T>, ClientError> {
-        let name = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let view: StateProof = self.get(&routes::proof_path(&name, Digest(*id))).await?;
+        let view: StateProof = self
+            .get(&routes::proof_path(kind.name(), Digest(*id)))
+            .await?;
         let bad = |why: &str| ClientError::Protocol(format!("state proof: {why}"));
         if view.kind != kind || view.id.0 != *id {
             return Err(bad("the node answered for another entry"));

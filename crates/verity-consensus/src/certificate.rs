@@ -7,20 +7,19 @@
 //! with [`certify_alone`], which makes the same certificate (a quorum of one), so the same
 //! [`verify`] accepts it.
 
-use commonware_codec::{Decode, DecodeExt, Encode};
+use commonware_codec::{Decode, Encode};
 use commonware_consensus::Viewable;
 use commonware_consensus::simplex::scheme::ed25519::Scheme;
 use commonware_consensus::simplex::types::{Finalization, Finalize, Proposal};
 use commonware_consensus::types::{Epoch, Round, View};
-use commonware_cryptography::ed25519::PrivateKey;
 use commonware_cryptography::sha256::Digest as Sha256Digest;
 use commonware_parallel::Sequential;
-use commonware_runtime::IoBuf;
 use commonware_utils::iter::NonEmpty;
 use commonware_utils::ordered::Set;
 use verity_types::{Address, BlockId, Keypair};
 
-use crate::validator::public_key;
+use crate::error::ConsensusError;
+use crate::validator::{participant_set, private_key};
 
 /// A simplex finalization over a Verity block id.
 pub(crate) type Finalized = Finalization<Scheme, Sha256Digest>;
@@ -73,11 +72,10 @@ fn participants(
     if validators.is_empty() {
         return Err(CertificateError::NoValidators);
     }
-    let keys = validators
-        .iter()
-        .map(|a| public_key(a).map_err(|_| CertificateError::BadKey(*a)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Set::from_iter_dedup(keys))
+    participant_set(validators).map_err(|e| match e {
+        ConsensusError::BadKey { address, .. } => CertificateError::BadKey(address),
+        other => CertificateError::Signing(other.to_string()),
+    })
 }
 
 /// Checks that `bytes` is a finalization of `block` signed by a quorum of `validators` for
@@ -124,8 +122,7 @@ pub fn certify_alone(
     height: u64,
     block: BlockId,
 ) -> Result<Vec<u8>, CertificateError> {
-    let private = PrivateKey::decode(IoBuf::copy_from_slice(&key.seed()))
-        .map_err(|e| CertificateError::Signing(e.to_string()))?;
+    let private = private_key(key).map_err(|e| CertificateError::Signing(e.to_string()))?;
     let scheme = Scheme::signer(chain_id.as_bytes(), participants(validators)?, private)
         .ok_or_else(|| CertificateError::Signing("the key is not in the validator set".into()))?;
     let proposal = Proposal::new(

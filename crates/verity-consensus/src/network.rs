@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commonware_codec::DecodeExt;
 use commonware_cryptography::ChaCha20Poly1305;
-use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use commonware_cryptography::ed25519::PublicKey;
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address as PeerAddress, AddressableManager};
-use commonware_runtime::{IoBuf, Quota, Runner, Supervisor};
+use commonware_runtime::{Quota, Runner, Supervisor};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::Map;
@@ -90,8 +89,7 @@ pub fn spawn<C: Chain>(
     config: ValidatorConfig,
     net: NetworkConfig,
 ) -> Result<RunningValidator, ConsensusError> {
-    let signer = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
-        .map_err(|e| ConsensusError::BadSigner(e.to_string()))?;
+    let signer = crate::validator::private_key(&config.app.key)?;
     let peers = peer_map(&net)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Started>();

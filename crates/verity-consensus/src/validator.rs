@@ -117,16 +117,26 @@ pub fn public_key(address: &Address) -> Result<PublicKey, ConsensusError> {
     })
 }
 
-/// This validator's signing scheme over the validator set, and its key.
-pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), ConsensusError> {
-    let private = PrivateKey::decode(IoBuf::copy_from_slice(&config.app.key.seed()))
-        .map_err(|e| ConsensusError::BadSigner(e.to_string()))?;
-    let keys = config
-        .validators
+/// A ledger key as consensus signs with it (the same ed25519 key).
+pub(crate) fn private_key(key: &verity_types::Keypair) -> Result<PrivateKey, ConsensusError> {
+    PrivateKey::decode(IoBuf::copy_from_slice(&key.seed()))
+        .map_err(|e| ConsensusError::BadSigner(e.to_string()))
+}
+
+/// The validator set as consensus orders it: a signer's index in votes and certificates is
+/// its key's place here, so everything that reads those indexes builds the set this way.
+pub(crate) fn participant_set(validators: &[Address]) -> Result<Set<PublicKey>, ConsensusError> {
+    let keys = validators
         .iter()
         .map(public_key)
         .collect::<Result<Vec<_>, _>>()?;
-    let participants = Set::from_iter_dedup(keys);
+    Ok(Set::from_iter_dedup(keys))
+}
+
+/// This validator's signing scheme over the validator set, and its key.
+pub(crate) fn scheme(config: &ValidatorConfig) -> Result<(Scheme, PublicKey), ConsensusError> {
+    let private = private_key(&config.app.key)?;
+    let participants = participant_set(&config.validators)?;
     let me = public_key(&config.app.key.address())?;
     let scheme = Scheme::signer(&config.namespace, participants, private)
         .ok_or(ConsensusError::NotAValidator(config.app.key.address()))?;

@@ -344,47 +344,44 @@ impl Job {
         self.phase.delivery().map(|d| d.prover)
     }
 
+    /// What the result on record says: the challenger's correction once a delivery is
+    /// overturned, else the delivery (if any). Every accessor below reads it this way.
+    fn on_record<'a, T>(
+        &'a self,
+        delivery: impl FnOnce(&'a Delivery) -> T,
+        correction: impl FnOnce(&'a Correction) -> T,
+    ) -> Option<T> {
+        match &self.phase {
+            JobPhase::Overturned { correction: c, .. } => Some(correction(c)),
+            phase => phase.delivery().map(delivery),
+        }
+    }
+
     /// Who proved (or, optimistic, claimed) the outputs the job stands on, and at what
     /// height: the challenger, once a delivery is overturned.
     pub fn prover(&self) -> Option<(Address, u64)> {
-        match &self.phase {
-            JobPhase::Overturned { correction, .. } => {
-                Some((correction.challenger, correction.height))
-            }
-            phase => phase.delivery().map(|d| (d.prover, d.height)),
-        }
+        self.on_record(|d| (d.prover, d.height), |c| (c.challenger, c.height))
     }
 
     /// The outputs the job stands on: the challenger's once a delivery is overturned.
     pub fn outputs(&self) -> Option<&StackOutputs> {
-        match &self.phase {
-            JobPhase::Overturned { correction, .. } => Some(&correction.outputs),
-            phase => phase.delivery().map(|d| &d.outputs),
-        }
+        self.on_record(|d| &d.outputs, |c| &c.outputs)
     }
 
     /// The hash of the proof behind `outputs()`, if they were proven.
     pub fn proof_hash(&self) -> Option<Digest> {
-        match &self.phase {
-            JobPhase::Overturned { correction, .. } => Some(correction.proof_hash),
-            phase => phase.delivery().and_then(|d| d.proof_hash),
-        }
+        self.on_record(|d| d.proof_hash, |c| Some(c.proof_hash))
+            .flatten()
     }
 
     /// The prover's cycle count for `outputs()` (its word, bounded by the proof).
     pub fn cycles(&self) -> Option<u64> {
-        match &self.phase {
-            JobPhase::Overturned { correction, .. } => Some(correction.cycles),
-            phase => phase.delivery().map(|d| d.cycles),
-        }
+        self.on_record(|d| d.cycles, |c| c.cycles)
     }
 
     /// The trace length of the proof behind `outputs()` (read from the proof; 0 without one).
     pub fn trace_len(&self) -> Option<u64> {
-        match &self.phase {
-            JobPhase::Overturned { correction, .. } => Some(correction.trace_len),
-            phase => phase.delivery().map(|d| d.trace_len),
-        }
+        self.on_record(|d| d.trace_len, |c| c.trace_len)
     }
 
     /// The optimistic bond at stake now (0 outside the challenge window).

@@ -139,14 +139,8 @@ impl State {
 
     /// A provenance record with its inclusion proof against [`State::state_root`].
     pub fn provenance_proof(&self, job_id: &JobId) -> Option<(Provenance, InclusionProof)> {
-        let record = self.provenance.get(job_id)?.clone();
-        let index = 1
-            + self.accounts.len()
-            + self.stakes.len()
-            + self.jobs.len()
-            + self.providers.len()
-            + self.provenance.range(..*job_id).count();
-        Some((record, InclusionProof::build(&self.leaves(), index)))
+        let (_, proof) = self.entry_proof(EntryKind::Provenance, &job_id.0.0)?;
+        Some((self.provenance.get(job_id)?.clone(), proof))
     }
 }
 
@@ -177,19 +171,33 @@ impl EntryKind {
     }
 }
 
+impl EntryKind {
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Account,
+        EntryKind::Stake,
+        EntryKind::Job,
+        EntryKind::Provenance,
+    ];
+
+    /// The name in paths and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Account => "account",
+            EntryKind::Stake => "stake",
+            EntryKind::Job => "job",
+            EntryKind::Provenance => "provenance",
+        }
+    }
+}
+
 impl std::str::FromStr for EntryKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "account" => Ok(EntryKind::Account),
-            "stake" => Ok(EntryKind::Stake),
-            "job" => Ok(EntryKind::Job),
-            "provenance" => Ok(EntryKind::Provenance),
-            other => Err(format!(
-                "no state entry kind `{other}` (account, stake, job, provenance)"
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| format!("no state entry kind `{s}` (account, stake, job, provenance)"))
     }
 }
 
@@ -198,37 +206,35 @@ impl State {
     /// with its inclusion proof against [`State::state_root`]; `None` if there is none (this
     /// tree proves presence only).
     pub fn entry_proof(&self, kind: EntryKind, id: &[u8; 32]) -> Option<(Vec<u8>, InclusionProof)> {
-        let before = 1; // the meta entry
-        let (value, index) = match kind {
-            EntryKind::Account => {
-                let a = verity_types::Address(*id);
-                (
-                    enc(self.accounts.get(&a)?),
-                    before + self.accounts.range(..a).count(),
-                )
-            }
-            EntryKind::Stake => {
-                let a = verity_types::Address(*id);
-                let offset = before + self.accounts.len();
-                (
-                    enc(self.stakes.get(&a)?),
-                    offset + self.stakes.range(..a).count(),
-                )
-            }
-            EntryKind::Job => {
-                let j = JobId(Digest(*id));
-                let offset = before + self.accounts.len() + self.stakes.len();
-                (
-                    enc(self.jobs.get(&j)?),
-                    offset + self.jobs.range(..j).count(),
-                )
-            }
-            EntryKind::Provenance => {
-                let (record, proof) = self.provenance_proof(&JobId(Digest(*id)))?;
-                return Some((enc(&record), proof));
-            }
-        };
+        let (value, index) = self.entry_at(kind, id)?;
         Some((value, InclusionProof::build(&self.leaves(), index)))
+    }
+
+    /// The entry's encoding and its place among the leaves, in the order of `entries`.
+    fn entry_at(&self, kind: EntryKind, id: &[u8; 32]) -> Option<(Vec<u8>, usize)> {
+        let accounts = 1; // after the meta entry
+        let stakes = accounts + self.accounts.len();
+        let jobs = stakes + self.stakes.len();
+        let provenance = jobs + self.jobs.len() + self.providers.len();
+        let (address, job) = (verity_types::Address(*id), JobId(Digest(*id)));
+        match kind {
+            EntryKind::Account => Some((
+                enc(self.accounts.get(&address)?),
+                accounts + self.accounts.range(..address).count(),
+            )),
+            EntryKind::Stake => Some((
+                enc(self.stakes.get(&address)?),
+                stakes + self.stakes.range(..address).count(),
+            )),
+            EntryKind::Job => Some((
+                enc(self.jobs.get(&job)?),
+                jobs + self.jobs.range(..job).count(),
+            )),
+            EntryKind::Provenance => Some((
+                enc(self.provenance.get(&job)?),
+                provenance + self.provenance.range(..job).count(),
+            )),
+        }
     }
 }
 

@@ -203,7 +203,7 @@ async fn state_proof(
         .await
         .map_err(internal)?
         .map(Json)
-        .ok_or_else(|| not_found(format!("no {kind:?} entry under {id}").to_lowercase()))
+        .ok_or_else(|| not_found(format!("no {} entry under {id}", kind.name())))
 }
 
 /// `GET /v1/blocks/{height}/certified`.

@@ -10,7 +10,7 @@ use verity_client::Client;
 use verity_ledger::{Genesis, JobState};
 use verity_node::devnet;
 use verity_provider::{Provider, ProviderConfig};
-use verity_types::Mode;
+use verity_types::{JobId, Mode};
 
 use super::job::{JobSpec, OfferArgs, provide_private_inputs, submit_job, wait_included};
 use super::node::AuditArgs;
@@ -409,15 +409,20 @@ async fn demo(url: &str, genesis: &Genesis, jobs: Vec<(String, Mode, JobSpec)>) 
         bail!("{failures} demo job(s) did not finish as expected");
     }
     println!("\nall demo jobs finalized; proof-mode receipts verified locally");
-    // What `verity provenance verify` does for any job: the first one's record, checked
-    // against the validators' signatures rather than the node's word.
     if let Some((name, id)) = &first_proven {
-        let c = super::provenance::check(&client, genesis, true, *id).await?;
-        println!(
-            "provenance of {name}: in the state block {} names, final by the signatures of {} \
-             of {} validators (block {}; devnet keys are public)",
-            c.block_height, c.signers, c.validators, c.certified_height
-        );
+        show_provenance(&client, genesis, name, *id).await?;
     }
+    Ok(())
+}
+
+/// What `verity provenance verify` does for any job: a demo job's record, checked against the
+/// validators' signatures rather than the node's word.
+async fn show_provenance(client: &Client, genesis: &Genesis, name: &str, id: JobId) -> Result<()> {
+    let c = super::provenance::check(client, genesis, true, id).await?;
+    println!(
+        "provenance of {name}: in the state block {} names, final by the signatures of {} of {} \
+         validators (block {}; devnet keys are public)",
+        c.block_height, c.signers, c.validators, c.certified_height
+    );
     Ok(())
 }

@@ -115,12 +115,8 @@ pub(crate) async fn check(
         view.record.verify_inclusion(&view.state_root, &view.proof),
         "the record is not in the state root the node gave: its inclusion proof fails"
     );
-    let named_by = view
-        .height
-        .checked_add(1)
-        .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
-    let block = wait_block(client, named_by).await?;
-    let (block_id, decoded) = decode(&block, named_by)?;
+    let (block, block_id, decoded) = block_after(client, view.height).await?;
+    let named_by = block.height;
     ensure!(
         decoded.header.chain_id == genesis.chain_id,
         "block {named_by} is for chain `{}`, not `{}`",
@@ -169,15 +165,11 @@ async fn finality(
                 .with_context(|| format!("block {}'s certificate", block.height))?;
             return Ok((block.height, certified));
         }
-        let height = block
-            .height
-            .checked_add(1)
-            .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
-        let next = wait_block(client, height).await?;
-        let (next_id, decoded) = decode(&next, height)?;
+        let (next, next_id, decoded) = block_after(client, block.height).await?;
         ensure!(
             decoded.parent_id == id,
-            "block {height} does not extend block {}",
+            "block {} does not extend block {}",
+            next.height,
             block.height
         );
         (block, id) = (next, next_id);
@@ -189,8 +181,18 @@ async fn finality(
     ))
 }
 
-/// The block at `height` and its id, computed here from its bytes (the node's `id` and
-/// `height` are not trusted).
+/// The block after `height` from the node (waiting for it to be made), decoded, with its id
+/// computed here (the node's `id` and `height` are not trusted).
+async fn block_after(client: &Client, height: u64) -> Result<(CertifiedBlock, BlockId, Block)> {
+    let height = height
+        .checked_add(1)
+        .ok_or_else(|| anyhow!("the node gave an impossible height"))?;
+    let block = wait_block(client, height).await?;
+    let (id, decoded) = decode(&block, height)?;
+    Ok((block, id, decoded))
+}
+
+/// The block at `height` and its id, computed here from its bytes.
 fn decode(block: &CertifiedBlock, height: u64) -> Result<(BlockId, Block)> {
     let bytes = BASE64
         .decode(&block.block)
