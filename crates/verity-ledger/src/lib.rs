@@ -20,9 +20,9 @@ pub use apply::{BlockHeader, BlockOutcome, Event, ProofCache, apply_block, apply
 pub use block::{Block, SealedBlock, genesis_block_id};
 pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
-    Account, AuditorRecord, CanaryCommitment, CanaryRecord, Correction, Delivery, EntryKind,
-    Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState, Lock, Params, Provenance,
-    ProvidedInputs, ProviderStats, PublishedProgram, StakeInfo, State, TimelineEntry, Unbonding,
-    verify_entry,
+    Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
+    EntryKind, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState, KeyBytes, Lock,
+    Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram, StakeInfo, State, Table,
+    TimelineEntry, Unbonding, store_key, verify_entry,
 };
 pub use trust::TrustProfile;

@@ -564,9 +564,20 @@ proptest! {
         }
 
         let mut replay = State::from_genesis(&chain.genesis).unwrap();
+        // A store fed only each block's change set (the first one carries genesis) holds
+        // exactly the state's entries after every block.
+        let mut store: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
         for (i, (header, txs)) in chain.blocks.iter().enumerate() {
             let out = verity_ledger::apply_block(&mut replay, header, txs).unwrap();
             prop_assert_eq!(out.state_root, roots[i]);
+            for (key, value) in &out.changes {
+                match value {
+                    Some(value) => store.insert(key.clone(), value.clone()),
+                    None => store.remove(key),
+                };
+            }
+            let entries: std::collections::BTreeMap<_, _> = replay.entries().into_iter().collect();
+            prop_assert!(store == entries, "block {}: the change set is not what changed", i + 1);
             if i == chain.blocks.len() / 2 {
                 // Encode, decode, and continue from the copy.
                 replay = State::from_bytes(&replay.to_bytes()).unwrap();

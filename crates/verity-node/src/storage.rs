@@ -27,7 +27,7 @@ const FORMAT_KEY: &str = "format";
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
 /// 3: deliveries and corrections store `cycles` and `trace_len`); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
-pub const STORAGE_FORMAT: u32 = 3;
+pub const STORAGE_FORMAT: u32 = 4;
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]

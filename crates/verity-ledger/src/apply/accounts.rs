@@ -83,6 +83,7 @@ impl Ctx<'_> {
             amount,
             release_height,
         });
+        self.state.releases.insert((release_height, who), ());
         Ok(())
     }
 

@@ -19,28 +19,23 @@ enum Due {
 impl Ctx<'_> {
     pub(super) fn run_deadlines(&mut self) {
         let h = self.h();
-        // Unbonding releases.
-        let mut releases: Vec<(Address, u64)> = Vec::new();
-        for (addr, stake) in self.state.stakes.iter_mut() {
-            let (due, keep): (Vec<Unbonding>, Vec<Unbonding>) = stake
-                .unbonding
-                .drain(..)
-                .partition(|u| u.release_height <= h);
-            stake.unbonding = keep;
-            let amount: u64 = due.iter().map(|u| u.amount).sum();
-            if amount > 0 {
-                releases.push((*addr, amount));
-            }
-        }
-        for (addr, amount) in releases {
-            self.credit(addr, amount);
+        // Unbonding releases due by now, scheduled by (height, address) when they began.
+        let releases: Vec<(u64, Address)> = self
+            .state
+            .releases
+            .range(..=(h, Address([0xff; 32])))
+            .map(|(key, ())| *key)
+            .collect();
+        for key in releases {
+            self.state.releases.remove(&key);
+            self.release_unbonded(key.1);
         }
 
         let due: Vec<(u64, JobId)> = self
             .state
             .schedule
             .range(..=(h, JobId(Digest([0xff; 32]))))
-            .copied()
+            .map(|(key, ())| *key)
             .collect();
         for entry in due {
             self.state.schedule.remove(&entry);
@@ -57,6 +52,24 @@ impl Ctx<'_> {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Pays out `addr`'s unbonding entries that are due (all of them that are, whichever
+    /// release scheduled this visit: two unbondings may share a height).
+    fn release_unbonded(&mut self, addr: Address) {
+        let h = self.h();
+        let Some(stake) = self.state.stakes.get_mut(&addr) else {
+            return;
+        };
+        let (due, keep): (Vec<Unbonding>, Vec<Unbonding>) = stake
+            .unbonding
+            .drain(..)
+            .partition(|u| u.release_height <= h);
+        stake.unbonding = keep;
+        let amount: u64 = due.iter().map(|u| u.amount).sum();
+        if amount > 0 {
+            self.credit(addr, amount);
         }
     }
 

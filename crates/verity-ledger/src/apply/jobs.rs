@@ -89,7 +89,7 @@ impl Ctx<'_> {
         );
         let lock_deadline = job.lock_deadline();
         self.state.jobs.insert(id, job);
-        self.state.schedule.insert((lock_deadline, id));
+        self.state.schedule.insert((lock_deadline, id), ());
         self.record(
             id,
             Some(tx),
@@ -179,10 +179,10 @@ impl Ctx<'_> {
         };
         let private = job.request.private_inputs.is_some();
         self.stats(provider).locked += 1;
-        self.state.schedule.insert((deadline, job_id));
+        self.state.schedule.insert((deadline, job_id), ());
         if private {
             let due = h + self.state.params.private_inputs_timeout;
-            self.state.schedule.insert((due, job_id));
+            self.state.schedule.insert((due, job_id), ());
         }
         self.record(
             job_id,
@@ -375,7 +375,7 @@ impl Ctx<'_> {
             self.state.stakes.entry(who).or_default().provider_locked += f.collateral;
         }
         let until = self.h() + self.state.params.challenge_window;
-        self.state.schedule.insert((until, job_id));
+        self.state.schedule.insert((until, job_id), ());
         self.record(
             job_id,
             Some(tx),
@@ -427,7 +427,7 @@ impl Ctx<'_> {
         job.inputs_delay = h - lock.height;
         job.phase = JobPhase::Locked { lock };
         let (lock_deadline, deadline) = (job.lock_deadline(), job.deadline());
-        self.state.schedule.insert((deadline, job_id));
+        self.state.schedule.insert((deadline, job_id), ());
         self.record(
             job_id,
             Some(tx),

@@ -21,7 +21,7 @@ use verity_types::{Address, Digest, JobId, ProgramHash, SignedTx, StackOutputs, 
 
 use crate::admission::{Admissible, precheck_with};
 use crate::error::{BlockError, TxError};
-use crate::state::{Job, JobState, State, TimelineEntry};
+use crate::state::{ChangeSet, Job, JobState, State, TimelineEntry};
 
 /// What the block producer decided: everything else is derived from it.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
@@ -60,6 +60,9 @@ pub struct BlockOutcome {
     pub tx_results: Vec<Result<(), TxError>>,
     pub events: Vec<Event>,
     pub state_root: Digest,
+    /// What the block changed (with whatever was pending before it, e.g. genesis): the
+    /// entries a store writes for this block.
+    pub changes: ChangeSet,
 }
 
 /// Results of proof verifications done ahead of the sequential apply (e.g. in parallel). Keyed
@@ -245,6 +248,7 @@ fn apply_block_with(
         tx_results,
         events,
         state_root: state.state_root(),
+        changes: state.drain_changes(),
     })
 }
 

@@ -5,6 +5,7 @@ mod job;
 mod params;
 mod records;
 mod root;
+mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +16,7 @@ use crate::error::GenesisError;
 
 use root::enc;
 pub use root::{EntryKind, verify_entry};
+pub use table::{KeyBytes, Table, store_key};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,
@@ -28,7 +30,15 @@ pub use records::{
 
 /// Scheduled deadline checks: `(height, job)` pairs the state machine visits at the start of
 /// that block. Stale entries (the job moved on) are simply skipped.
-pub type Schedule = BTreeSet<(u64, JobId)>;
+pub type Schedule = Table<{ root::TAG_SCHEDULE }, (u64, JobId), ()>;
+
+/// Scheduled unbonding releases: `(height, address)` pairs, so a block visits the stakes that
+/// release at its height instead of every stake.
+pub type Releases = Table<{ root::TAG_RELEASE }, (u64, Address), ()>;
+
+/// What a block changed, by store key: the new encoding of each entry, `None` for an entry
+/// that is gone. Keys are tagged by table (see [`store_key`]); the meta entry is `[0]`.
+pub type ChangeSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// The whole ledger state.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -46,26 +56,27 @@ pub struct State {
     /// The consensus validator set, fixed at genesis: only these audit, commit to canaries or
     /// hold validator stake.
     pub validators: BTreeSet<Address>,
-    pub accounts: BTreeMap<Address, Account>,
-    pub stakes: BTreeMap<Address, StakeInfo>,
-    pub jobs: BTreeMap<JobId, Job>,
-    pub providers: BTreeMap<Address, ProviderStats>,
-    pub provenance: BTreeMap<JobId, Provenance>,
+    pub accounts: Table<{ root::TAG_ACCOUNT }, Address, Account>,
+    pub stakes: Table<{ root::TAG_STAKE }, Address, StakeInfo>,
+    pub jobs: Table<{ root::TAG_JOB }, JobId, Job>,
+    pub providers: Table<{ root::TAG_PROVIDER }, Address, ProviderStats>,
+    pub provenance: Table<{ root::TAG_PROVENANCE }, JobId, Provenance>,
     pub schedule: Schedule,
+    pub releases: Releases,
     /// Where each provider can be probed (its latest `Announce`).
-    pub endpoints: BTreeMap<Address, String>,
+    pub endpoints: Table<{ root::TAG_ENDPOINT }, Address, String>,
     /// Stake-weighted liveness per provider, summed over every audit.
-    pub liveness: BTreeMap<Address, LivenessRecord>,
+    pub liveness: Table<{ root::TAG_LIVENESS }, Address, LivenessRecord>,
     /// Every audit filed, by (epoch, auditor): the history behind `liveness`.
-    pub audits: BTreeMap<(u64, Address), AuditReport>,
+    pub audits: Table<{ root::TAG_AUDIT }, (u64, Address), AuditReport>,
     /// Canary commitments, by (epoch, auditor), and whether each was revealed.
-    pub canary_commits: BTreeMap<(u64, Address), CanaryCommitment>,
+    pub canary_commits: Table<{ root::TAG_CANARY_COMMIT }, (u64, Address), CanaryCommitment>,
     /// Canary verdicts per provider, from revealed canaries.
-    pub canaries: BTreeMap<Address, CanaryRecord>,
+    pub canaries: Table<{ root::TAG_CANARY }, Address, CanaryRecord>,
     /// What each validator's audits amounted to, including audits proofs contradicted.
-    pub auditors: BTreeMap<Address, AuditorRecord>,
+    pub auditors: Table<{ root::TAG_AUDITOR }, Address, AuditorRecord>,
     /// Published programs, by the hash of the source as written.
-    pub programs: BTreeMap<ProgramHash, PublishedProgram>,
+    pub programs: Table<{ root::TAG_PROGRAM }, ProgramHash, PublishedProgram>,
 }
 
 impl State {
@@ -83,19 +94,20 @@ impl State {
             burned: 0,
             fees_burned: 0,
             validators: g.validators(),
-            accounts: BTreeMap::new(),
-            stakes: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            providers: BTreeMap::new(),
-            provenance: BTreeMap::new(),
-            schedule: BTreeSet::new(),
-            endpoints: BTreeMap::new(),
-            liveness: BTreeMap::new(),
-            audits: BTreeMap::new(),
-            canary_commits: BTreeMap::new(),
-            canaries: BTreeMap::new(),
-            auditors: BTreeMap::new(),
-            programs: BTreeMap::new(),
+            accounts: Table::new(),
+            stakes: Table::new(),
+            jobs: Table::new(),
+            providers: Table::new(),
+            provenance: Table::new(),
+            schedule: Table::new(),
+            releases: Table::new(),
+            endpoints: Table::new(),
+            liveness: Table::new(),
+            audits: Table::new(),
+            canary_commits: Table::new(),
+            canaries: Table::new(),
+            auditors: Table::new(),
+            programs: Table::new(),
         };
         let mut supply: u64 = 0;
         for a in &g.accounts {

@@ -5,23 +5,24 @@ use borsh::BorshSerialize;
 use verity_types::merkle::{InclusionProof, leaf_hash, root};
 use verity_types::{Digest, JobId};
 
-use super::{Provenance, State};
+use super::{ChangeSet, Provenance, State};
 
 // Table tags in state keys: a proof for one table cannot stand for another.
-const TAG_META: u8 = 0;
-const TAG_ACCOUNT: u8 = 1;
-const TAG_STAKE: u8 = 2;
-const TAG_JOB: u8 = 3;
-const TAG_PROVIDER: u8 = 4;
-const TAG_PROVENANCE: u8 = 5;
-const TAG_SCHEDULE: u8 = 6;
-const TAG_ENDPOINT: u8 = 7;
-const TAG_LIVENESS: u8 = 8;
-const TAG_AUDIT: u8 = 9;
-const TAG_CANARY_COMMIT: u8 = 10;
-const TAG_CANARY: u8 = 11;
-const TAG_AUDITOR: u8 = 12;
-const TAG_PROGRAM: u8 = 13;
+pub(crate) const TAG_META: u8 = 0;
+pub(crate) const TAG_ACCOUNT: u8 = 1;
+pub(crate) const TAG_STAKE: u8 = 2;
+pub(crate) const TAG_JOB: u8 = 3;
+pub(crate) const TAG_PROVIDER: u8 = 4;
+pub(crate) const TAG_PROVENANCE: u8 = 5;
+pub(crate) const TAG_SCHEDULE: u8 = 6;
+pub(crate) const TAG_ENDPOINT: u8 = 7;
+pub(crate) const TAG_LIVENESS: u8 = 8;
+pub(crate) const TAG_AUDIT: u8 = 9;
+pub(crate) const TAG_CANARY_COMMIT: u8 = 10;
+pub(crate) const TAG_CANARY: u8 = 11;
+pub(crate) const TAG_AUDITOR: u8 = 12;
+pub(crate) const TAG_PROGRAM: u8 = 13;
+pub(crate) const TAG_RELEASE: u8 = 14;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -49,79 +50,45 @@ impl State {
     }
 
     /// All state entries as `(key, value)` in canonical order.
-    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut out = Vec::with_capacity(
-            1 + self.accounts.len()
-                + self.stakes.len()
-                + self.jobs.len()
-                + self.providers.len()
-                + self.provenance.len()
-                + 1,
-        );
-        out.push((vec![TAG_META], self.meta_value()));
-        out.extend(
-            self.accounts
-                .iter()
-                .map(|(a, v)| (key(TAG_ACCOUNT, &a.0), enc(v))),
-        );
-        out.extend(
-            self.stakes
-                .iter()
-                .map(|(a, v)| (key(TAG_STAKE, &a.0), enc(v))),
-        );
-        out.extend(
-            self.jobs
-                .iter()
-                .map(|(id, v)| (key(TAG_JOB, &id.0.0), enc(v))),
-        );
-        out.extend(
-            self.providers
-                .iter()
-                .map(|(a, v)| (key(TAG_PROVIDER, &a.0), enc(v))),
-        );
-        out.extend(
-            self.provenance
-                .iter()
-                .map(|(id, v)| (key(TAG_PROVENANCE, &id.0.0), enc(v))),
-        );
-        out.push((vec![TAG_SCHEDULE], enc(&self.schedule)));
-        out.extend(
-            self.endpoints
-                .iter()
-                .map(|(a, v)| (key(TAG_ENDPOINT, &a.0), enc(v))),
-        );
-        out.extend(
-            self.liveness
-                .iter()
-                .map(|(a, v)| (key(TAG_LIVENESS, &a.0), enc(v))),
-        );
-        out.extend(self.audits.iter().map(|((epoch, auditor), v)| {
-            let mut k = vec![TAG_AUDIT];
-            k.extend_from_slice(&epoch.to_be_bytes());
-            k.extend_from_slice(&auditor.0);
-            (k, enc(v))
-        }));
-        out.extend(self.canary_commits.iter().map(|((epoch, auditor), v)| {
-            let mut k = vec![TAG_CANARY_COMMIT];
-            k.extend_from_slice(&epoch.to_be_bytes());
-            k.extend_from_slice(&auditor.0);
-            (k, enc(v))
-        }));
-        out.extend(
-            self.canaries
-                .iter()
-                .map(|(a, v)| (key(TAG_CANARY, &a.0), enc(v))),
-        );
-        out.extend(
-            self.auditors
-                .iter()
-                .map(|(a, v)| (key(TAG_AUDITOR, &a.0), enc(v))),
-        );
-        out.extend(
-            self.programs
-                .iter()
-                .map(|(h, v)| (key(TAG_PROGRAM, &h.0.0), enc(v))),
-        );
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = vec![(vec![TAG_META], self.meta_value())];
+        out.extend(self.accounts.entries());
+        out.extend(self.stakes.entries());
+        out.extend(self.jobs.entries());
+        out.extend(self.providers.entries());
+        out.extend(self.provenance.entries());
+        out.extend(self.schedule.entries());
+        out.extend(self.endpoints.entries());
+        out.extend(self.liveness.entries());
+        out.extend(self.audits.entries());
+        out.extend(self.canary_commits.entries());
+        out.extend(self.canaries.entries());
+        out.extend(self.auditors.entries());
+        out.extend(self.programs.entries());
+        out.extend(self.releases.entries());
+        out
+    }
+
+    /// What changed since the last call (since genesis, the first time): the meta entry and
+    /// every entry whose value differs. Applying it to the entries before gives the entries
+    /// after; its size is that of the change, not of the state.
+    pub fn drain_changes(&mut self) -> ChangeSet {
+        let mut out = ChangeSet::new();
+        out.insert(vec![TAG_META], Some(self.meta_value()));
+        self.accounts.drain_changes(&mut out);
+        self.stakes.drain_changes(&mut out);
+        self.jobs.drain_changes(&mut out);
+        self.providers.drain_changes(&mut out);
+        self.provenance.drain_changes(&mut out);
+        self.schedule.drain_changes(&mut out);
+        self.endpoints.drain_changes(&mut out);
+        self.liveness.drain_changes(&mut out);
+        self.audits.drain_changes(&mut out);
+        self.canary_commits.drain_changes(&mut out);
+        self.canaries.drain_changes(&mut out);
+        self.auditors.drain_changes(&mut out);
+        self.programs.drain_changes(&mut out);
+        self.releases.drain_changes(&mut out);
         out
     }
 

@@ -1,0 +1,241 @@
+//! A key space of the state (accounts, stakes, jobs, ...) that remembers what a block changed.
+//!
+//! Reads go through `Deref` to the ordered map, so the state machine reads a table exactly as
+//! it read a `BTreeMap`. Every way to change an entry goes through a method here, which keeps
+//! the entry's value from before the first change. [`Table::drain_changes`] then yields only the
+//! entries whose value really differs, so a store writes what a block changed and nothing else
+//! (a handler that looked at an entry mutably and left it alone writes nothing).
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::ops::Deref;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use verity_types::{Address, JobId, ProgramHash};
+
+/// How a table's key is written in the store's key: fixed width, so keys of one table never
+/// collide and sort as the table does.
+pub trait KeyBytes {
+    fn write_key(&self, out: &mut Vec<u8>);
+}
+
+impl KeyBytes for Address {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+}
+
+impl KeyBytes for JobId {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.0);
+    }
+}
+
+impl KeyBytes for ProgramHash {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.0);
+    }
+}
+
+/// `(height or epoch, id)`: big-endian, so byte order is the table's order.
+impl<T: KeyBytes> KeyBytes for (u64, T) {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0.to_be_bytes());
+        self.1.write_key(out);
+    }
+}
+
+/// The store key of `key` in the table tagged `tag`.
+pub fn store_key<K: KeyBytes>(tag: u8, key: &K) -> Vec<u8> {
+    let mut out = Vec::with_capacity(41);
+    out.push(tag);
+    key.write_key(&mut out);
+    out
+}
+
+/// One table of the state. `TAG` is its first key byte in the store (and in proofs), so an
+/// entry of one table can never pass for an entry of another.
+#[derive(Debug, Clone)]
+pub struct Table<const TAG: u8, K, V> {
+    map: BTreeMap<K, V>,
+    /// Each entry changed since the last drain, with its value before the first change.
+    before: BTreeMap<K, Option<V>>,
+}
+
+impl<const TAG: u8, K: Ord + Clone, V: Clone> Table<TAG, K, V> {
+    pub const TAG: u8 = TAG;
+
+    pub fn new() -> Self {
+        Table {
+            map: BTreeMap::new(),
+            before: BTreeMap::new(),
+        }
+    }
+
+    fn touch(&mut self, key: &K) {
+        if !self.before.contains_key(key) {
+            self.before.insert(key.clone(), self.map.get(key).cloned());
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if self.map.contains_key(key) {
+            self.touch(key);
+        }
+        self.map.get_mut(key)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.touch(&key);
+        self.map.insert(key, value)
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        if self.map.contains_key(key) {
+            self.touch(key);
+        }
+        self.map.remove(key)
+    }
+
+    pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
+        self.touch(&key);
+        self.map.entry(key)
+    }
+
+    /// Whether an entry was changed since the last drain (its value may be the same again).
+    pub fn is_touched(&self, key: &K) -> bool {
+        self.before.contains_key(key)
+    }
+}
+
+impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSerialize>
+    Table<TAG, K, V>
+{
+    /// Every entry as `(store key, encoded value)`, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        self.map
+            .iter()
+            .map(|(k, v)| (store_key(TAG, k), super::root::enc(v)))
+    }
+
+    /// The entries whose value differs from the last drain: `(store key, new encoding, or None
+    /// if the entry is gone)`. Forgets the changes.
+    pub fn drain_changes(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        for (key, before) in std::mem::take(&mut self.before) {
+            let now = self.map.get(&key);
+            if now != before.as_ref() {
+                out.insert(store_key(TAG, &key), now.map(super::root::enc));
+            }
+        }
+    }
+
+    /// Marks every entry changed (a store starting from nothing must write them all).
+    pub fn touch_all(&mut self) {
+        for key in self.map.keys() {
+            self.before.entry(key.clone()).or_insert(None);
+        }
+    }
+}
+
+impl<const TAG: u8, K: Ord + Clone, V: Clone> Default for Table<TAG, K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const TAG: u8, K, V> Deref for Table<TAG, K, V> {
+    type Target = BTreeMap<K, V>;
+
+    fn deref(&self) -> &BTreeMap<K, V> {
+        &self.map
+    }
+}
+
+impl<'a, const TAG: u8, K, V> IntoIterator for &'a Table<TAG, K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::collections::btree_map::Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.map.iter()
+    }
+}
+
+/// Equality is of contents: what is pending for the store is not part of the state.
+impl<const TAG: u8, K: PartialEq, V: PartialEq> PartialEq for Table<TAG, K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl<const TAG: u8, K: Eq, V: Eq> Eq for Table<TAG, K, V> {}
+
+impl<const TAG: u8, K: BorshSerialize, V: BorshSerialize> BorshSerialize for Table<TAG, K, V> {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        self.map.serialize(writer)
+    }
+}
+
+impl<const TAG: u8, K: BorshDeserialize + Ord, V: BorshDeserialize> BorshDeserialize
+    for Table<TAG, K, V>
+{
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        Ok(Table {
+            map: BTreeMap::deserialize_reader(reader)?,
+            before: BTreeMap::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type T = Table<7, Address, u64>;
+
+    fn drain(t: &mut T) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        t.drain_changes(&mut out);
+        out
+    }
+
+    #[test]
+    fn only_entries_whose_value_changed_are_drained() {
+        let (a, b, c) = (Address([1; 32]), Address([2; 32]), Address([3; 32]));
+        let mut t = T::new();
+        t.insert(a, 1);
+        t.insert(b, 2);
+        assert_eq!(drain(&mut t).len(), 2);
+        // Looked at mutably, written back the same, or changed and changed back: nothing.
+        let _ = t.get_mut(&a);
+        *t.get_mut(&b).unwrap() += 1;
+        *t.get_mut(&b).unwrap() -= 1;
+        // Absent and still absent: nothing.
+        t.remove(&c);
+        let _ = t.get_mut(&c);
+        assert!(drain(&mut t).is_empty());
+        // A change, a removal and an insertion, once each, with the new encodings.
+        *t.entry(a).or_default() += 5;
+        t.remove(&b);
+        t.insert(c, 9);
+        let changes = drain(&mut t);
+        assert_eq!(
+            changes,
+            BTreeMap::from([
+                (store_key(7, &a), Some(borsh::to_vec(&6u64).unwrap())),
+                (store_key(7, &b), None),
+                (store_key(7, &c), Some(borsh::to_vec(&9u64).unwrap())),
+            ])
+        );
+        assert!(changes.keys().all(|k| k[0] == 7 && k.len() == 33));
+    }
+
+    #[test]
+    fn pending_changes_are_not_part_of_equality_or_encoding() {
+        let mut t = T::new();
+        t.insert(Address([1; 32]), 1);
+        let decoded: T = borsh::from_slice(&borsh::to_vec(&t).unwrap()).unwrap();
+        assert_eq!(decoded, t);
+        assert!(!decoded.is_touched(&Address([1; 32])));
+        assert!(t.is_touched(&Address([1; 32])));
+    }
+}
