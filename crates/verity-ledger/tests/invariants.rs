@@ -578,6 +578,9 @@ proptest! {
             }
             let entries: std::collections::BTreeMap<_, _> = replay.entries().into_iter().collect();
             prop_assert!(store == entries, "block {}: the change set is not what changed", i + 1);
+            // And the state read back from those entries is the state.
+            let reopened = State::from_entries(store.clone()).unwrap();
+            prop_assert_eq!(reopened.to_bytes(), replay.to_bytes());
             if i == chain.blocks.len() / 2 {
                 // Encode, decode, and continue from the copy.
                 replay = State::from_bytes(&replay.to_bytes()).unwrap();

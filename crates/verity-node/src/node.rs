@@ -373,7 +373,7 @@ impl Node {
                 .map(|(id, c)| (certificate_key(&id), c)),
         );
         self.storage
-            .commit_block(&id, &block, &next, &outcomes, &blobs)
+            .commit_block(&id, &block, &outcome.changes, &outcomes, &blobs)
             .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
         let mut pool = lock(&self.mempool);

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use verity_ledger::{Block, BlockHeader, State};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use verity_ledger::{Block, BlockHeader, ChangeSet, State};
 use verity_types::{BlockId, Digest, SignedTx, TxId};
 
 use crate::error::StorageError;
@@ -20,12 +20,17 @@ const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_i
 /// This node's own secrets (canary seeds): never served by the API, unlike blobs.
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
-const STATE_KEY: &str = "state";
+/// The ledger's state entries, by store key ([`verity_ledger::State::entries`]): each block
+/// writes the entries it changed.
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Where formats 1 to 3 kept the whole state, rewritten every block.
+const LEGACY_STATE_KEY: &str = "state";
 const FORMAT_KEY: &str = "format";
 
 /// The encoding of what this build stores (blocks, state, outcomes). Bump it with any change
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
-/// 3: deliveries and corrections store `cycles` and `trace_len`); a database of
+/// 3: deliveries and corrections store `cycles` and `trace_len`; 4: the state is stored entry
+/// by entry, each block writing what it changed); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
 pub const STORAGE_FORMAT: u32 = 4;
 
@@ -73,7 +78,7 @@ fn check_format(meta: &mut redb::Table<&str, &[u8]>, dir: &Path) -> Result<(), S
                 .try_into()
                 .map_err(|_| err("the storage format stamp is corrupt"))?,
         )),
-        None if meta.get(STATE_KEY).map_err(err)?.is_some() => Some(1),
+        None if meta.get(LEGACY_STATE_KEY).map_err(err)?.is_some() => Some(1),
         None => None,
     };
     match found {
@@ -99,6 +104,7 @@ impl Storage {
         {
             tx.open_table(BLOCKS).map_err(err)?;
             tx.open_table(META).map_err(err)?;
+            tx.open_table(STATE).map_err(err)?;
             tx.open_table(TXS).map_err(err)?;
             tx.open_table(BLOBS).map_err(err)?;
             tx.open_table(BLOCK_IDS).map_err(err)?;
@@ -112,22 +118,28 @@ impl Storage {
     /// The state after the last committed block, if any block was ever committed.
     pub fn load_state(&self) -> Result<Option<State>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
-        let meta = tx.open_table(META).map_err(err)?;
-        match meta.get(STATE_KEY).map_err(err)? {
-            Some(v) => Ok(Some(State::from_bytes(v.value()).map_err(err)?)),
-            None => Ok(None),
+        let table = tx.open_table(STATE).map_err(err)?;
+        if table.is_empty().map_err(err)? {
+            return Ok(None);
         }
+        let entries = table
+            .iter()
+            .map_err(err)?
+            .map(|entry| {
+                let (key, value) = entry.map_err(err)?;
+                Ok((key.value().to_vec(), value.value().to_vec()))
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        Ok(Some(State::from_entries(entries).map_err(err)?))
     }
 
-    /// Commits a block atomically: the block, the resulting state, each transaction's
-    /// outcome, and the blobs it introduced.
-    /// Writes block `id` (its id as sealed, not recomputed), the state after it, its
-    /// transactions' outcomes and its blobs, in one transaction.
+    /// Commits a block atomically: the block (under its id as sealed, not recomputed), the
+    /// state entries it changed, each transaction's outcome, and the blobs it introduced.
     pub fn commit_block(
         &self,
         id: &BlockId,
         block: &StoredBlock,
-        state: &State,
+        changes: &ChangeSet,
         outcomes: &[(TxId, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
     ) -> Result<(), StorageError> {
@@ -144,9 +156,14 @@ impl Storage {
                 .map_err(err)?
                 .insert(&id.0.0, block.header.height)
                 .map_err(err)?;
-            let mut meta = tx.open_table(META).map_err(err)?;
-            meta.insert(STATE_KEY, state.to_bytes().as_slice())
+            let mut state = tx.open_table(STATE).map_err(err)?;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => state.insert(key.as_slice(), value.as_slice()),
+                    None => state.remove(key.as_slice()),
+                }
                 .map_err(err)?;
+            }
             let mut txs = tx.open_table(TXS).map_err(err)?;
             for (id, outcome) in outcomes {
                 txs.insert(&id.0.0, borsh::to_vec(outcome).map_err(err)?.as_slice())
@@ -245,7 +262,7 @@ mod tests {
             let tx = db.begin_write().unwrap();
             tx.open_table(META)
                 .unwrap()
-                .insert(STATE_KEY, b"old state".as_slice())
+                .insert(LEGACY_STATE_KEY, b"old state".as_slice())
                 .unwrap();
             tx.commit().unwrap();
         }

@@ -88,26 +88,9 @@ impl State {
         let mut s = State {
             chain_id: g.chain_id.clone(),
             params: g.params.clone(),
-            height: 0,
             timestamp_ms: g.genesis_time_ms,
-            genesis_supply: 0,
-            burned: 0,
-            fees_burned: 0,
             validators: g.validators(),
-            accounts: Table::new(),
-            stakes: Table::new(),
-            jobs: Table::new(),
-            providers: Table::new(),
-            provenance: Table::new(),
-            schedule: Table::new(),
-            releases: Table::new(),
-            endpoints: Table::new(),
-            liveness: Table::new(),
-            audits: Table::new(),
-            canary_commits: Table::new(),
-            canaries: Table::new(),
-            auditors: Table::new(),
-            programs: Table::new(),
+            ..State::empty()
         };
         let mut supply: u64 = 0;
         for a in &g.accounts {
@@ -147,6 +130,34 @@ impl State {
             )));
         }
         Ok(s)
+    }
+
+    /// No chain, no entries: what genesis and stored entries fill in.
+    fn empty() -> State {
+        State {
+            chain_id: String::new(),
+            params: Params::default(),
+            height: 0,
+            timestamp_ms: 0,
+            genesis_supply: 0,
+            burned: 0,
+            fees_burned: 0,
+            validators: BTreeSet::new(),
+            accounts: Table::new(),
+            stakes: Table::new(),
+            jobs: Table::new(),
+            providers: Table::new(),
+            provenance: Table::new(),
+            schedule: Table::new(),
+            releases: Table::new(),
+            endpoints: Table::new(),
+            liveness: Table::new(),
+            audits: Table::new(),
+            canary_commits: Table::new(),
+            canaries: Table::new(),
+            auditors: Table::new(),
+            programs: Table::new(),
+        }
     }
 
     /// Everything the ledger holds for someone: balances, stakes (including locked collateral

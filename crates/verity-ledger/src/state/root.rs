@@ -3,7 +3,7 @@
 
 use borsh::BorshSerialize;
 use verity_types::merkle::{InclusionProof, leaf_hash, root};
-use verity_types::{Digest, JobId};
+use verity_types::{DecodeError, Digest, JobId};
 
 use super::{ChangeSet, Provenance, State};
 
@@ -34,6 +34,18 @@ fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
 pub(super) fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
     borsh::to_vec(v).expect("encoding to a Vec cannot fail")
 }
+
+/// The meta entry: the state's scalars, in this order.
+type Meta = (
+    String,
+    super::Params,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    std::collections::BTreeSet<verity_types::Address>,
+);
 
 impl State {
     fn meta_value(&self) -> Vec<u8> {
@@ -90,6 +102,56 @@ impl State {
         self.programs.drain_changes(&mut out);
         self.releases.drain_changes(&mut out);
         out
+    }
+
+    /// The state whose entries are `entries` (a store's contents, as [`State::entries`] lists
+    /// them and change sets write them), with nothing pending. Refuses a missing meta entry, an
+    /// unknown table, or a key or value that does not decode.
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<State, DecodeError> {
+        let mut meta = None;
+        let mut s = State::empty();
+        for (key, value) in entries {
+            let Some((&tag, id)) = key.split_first() else {
+                return Err(DecodeError::new("state key", "empty"));
+            };
+            match tag {
+                TAG_META if id.is_empty() => {
+                    meta = Some(
+                        borsh::from_slice::<Meta>(&value)
+                            .map_err(|e| DecodeError::new("state meta", e))?,
+                    )
+                }
+                TAG_ACCOUNT => s.accounts.load(id, &value)?,
+                TAG_STAKE => s.stakes.load(id, &value)?,
+                TAG_JOB => s.jobs.load(id, &value)?,
+                TAG_PROVIDER => s.providers.load(id, &value)?,
+                TAG_PROVENANCE => s.provenance.load(id, &value)?,
+                TAG_SCHEDULE => s.schedule.load(id, &value)?,
+                TAG_ENDPOINT => s.endpoints.load(id, &value)?,
+                TAG_LIVENESS => s.liveness.load(id, &value)?,
+                TAG_AUDIT => s.audits.load(id, &value)?,
+                TAG_CANARY_COMMIT => s.canary_commits.load(id, &value)?,
+                TAG_CANARY => s.canaries.load(id, &value)?,
+                TAG_AUDITOR => s.auditors.load(id, &value)?,
+                TAG_PROGRAM => s.programs.load(id, &value)?,
+                TAG_RELEASE => s.releases.load(id, &value)?,
+                _ => return Err(DecodeError::new("state key", format!("no table {tag}"))),
+            }
+        }
+        let meta = meta.ok_or_else(|| DecodeError::new("state", "no meta entry"))?;
+        (
+            s.chain_id,
+            s.params,
+            s.height,
+            s.timestamp_ms,
+            s.genesis_supply,
+            s.burned,
+            s.fees_burned,
+            s.validators,
+        ) = meta;
+        Ok(s)
     }
 
     fn leaves(&self) -> Vec<[u8; 32]> {

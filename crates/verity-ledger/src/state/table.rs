@@ -11,17 +11,26 @@ use std::collections::btree_map::Entry;
 use std::ops::Deref;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use verity_types::{Address, JobId, ProgramHash};
+use verity_types::{Address, DecodeError, Digest, JobId, ProgramHash};
 
 /// How a table's key is written in the store's key: fixed width, so keys of one table never
 /// collide and sort as the table does.
-pub trait KeyBytes {
+pub trait KeyBytes: Sized {
     fn write_key(&self, out: &mut Vec<u8>);
+    /// The key written as `bytes` (all of them), if they are one.
+    fn read_key(bytes: &[u8]) -> Option<Self>;
+}
+
+fn id32(bytes: &[u8]) -> Option<[u8; 32]> {
+    bytes.try_into().ok()
 }
 
 impl KeyBytes for Address {
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0);
+    }
+    fn read_key(bytes: &[u8]) -> Option<Self> {
+        id32(bytes).map(Address)
     }
 }
 
@@ -29,11 +38,17 @@ impl KeyBytes for JobId {
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0.0);
     }
+    fn read_key(bytes: &[u8]) -> Option<Self> {
+        id32(bytes).map(|b| JobId(Digest(b)))
+    }
 }
 
 impl KeyBytes for ProgramHash {
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0.0);
+    }
+    fn read_key(bytes: &[u8]) -> Option<Self> {
+        id32(bytes).map(|b| ProgramHash(Digest(b)))
     }
 }
 
@@ -42,6 +57,13 @@ impl<T: KeyBytes> KeyBytes for (u64, T) {
     fn write_key(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.0.to_be_bytes());
         self.1.write_key(out);
+    }
+    fn read_key(bytes: &[u8]) -> Option<Self> {
+        let (first, rest) = bytes.split_at_checked(8)?;
+        Some((
+            u64::from_be_bytes(first.try_into().ok()?),
+            T::read_key(rest)?,
+        ))
     }
 }
 
@@ -128,12 +150,16 @@ impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSeria
             }
         }
     }
+}
 
-    /// Marks every entry changed (a store starting from nothing must write them all).
-    pub fn touch_all(&mut self) {
-        for key in self.map.keys() {
-            self.before.entry(key.clone()).or_insert(None);
-        }
+impl<const TAG: u8, K: Ord + KeyBytes, V: BorshDeserialize> Table<TAG, K, V> {
+    /// Puts a stored entry back (`key` without its tag), as it was: not a change.
+    pub(super) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
+        let key = K::read_key(key)
+            .ok_or_else(|| DecodeError::new("state key", format!("table {TAG}: bad key")))?;
+        let value = borsh::from_slice(value).map_err(|e| DecodeError::new("state entry", e))?;
+        self.map.insert(key, value);
+        Ok(())
     }
 }
 
