@@ -1,0 +1,17 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("state store I/O: {0}")]
+    Io(String),
+    /// QMDB refused an operation; the store's thread has stopped (a failed mutation consumes
+    /// the database), so every later call fails with `Closed`.
+    #[error("state store: {0}")]
+    Database(String),
+    #[error("state store: no staged batch {0} (committed, discarded, or on another branch)")]
+    NoSuchBatch(u64),
+    #[error("state store: an entry of {0} bytes is larger than any the ledger writes")]
+    TooLarge(usize),
+    #[error("the state store is closed")]
+    Closed,
+}

@@ -1,0 +1,228 @@
+//! The ledger's authenticated state: every state entry in commonware's QMDB
+//! (`qmdb::current`), written block by block.
+//!
+//! Why QMDB: a block costs what it changes (an append to an operation log and a Merkle update
+//! of that append), never a pass over the whole state; its root proves a key's *current*
+//! value; batches can be staged on top of unapplied batches, as consensus executes a block on
+//! an unfinalized parent; commits are durable and a restart reopens the log.
+//!
+//! QMDB is async and runs in a commonware runtime. The ledger is synchronous, so
+//! [`StateStore`] runs the database on a thread of its own and answers blocking calls; call it
+//! from a blocking thread, never from an async executor's.
+//!
+//! Keys are SHA-256 of the ledger's store keys (uniform, so QMDB's in-memory index of 8-byte
+//! key prefixes almost never collides); values are the entries' encodings. The root, the
+//! chunk size and the floor policy are part of what every node must agree on: changing any of
+//! them changes every root.
+
+mod error;
+mod worker;
+
+use std::path::Path;
+use std::sync::mpsc as reply;
+
+use commonware_codec::Decode as _;
+use commonware_cryptography::{Hasher as _, Sha256};
+use commonware_storage::qmdb::any::unordered::variable::{Operation, Update};
+use tokio::sync::mpsc;
+use verity_types::Digest;
+
+pub use error::StoreError;
+use worker::{Proof, Request};
+
+/// Bitmap chunk size (bytes) of the `current` database: part of the root, fixed forever.
+const CHUNK: usize = 32;
+
+/// The largest entry the store takes: a job with its program source and timeline stays far
+/// below; anything larger is a bug upstream, refused rather than written.
+pub const MAX_VALUE_BYTES: usize = 4 << 20;
+
+/// The digests a proof may carry, as commonware bounds them for one element.
+const MAX_PROOF_DIGESTS: usize = commonware_storage::merkle::MAX_PROOF_DIGESTS_PER_ELEMENT;
+
+/// A block's writes staged on a parent (the last commit, or another staged batch), with the
+/// root the store would have once it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    pub id: StagedId,
+    pub root: Digest,
+}
+
+/// A staged batch, by the order it was staged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StagedId(u64);
+
+/// What the store holds after its last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub root: Digest,
+    /// The height the committer named ([`StateStore::stage`]); `None` for an empty store.
+    pub height: Option<u64>,
+    /// Operations in the log (a position a restart can roll back to).
+    pub size: u64,
+}
+
+/// A committed value with its proof, and the commit the proof is against (read together:
+/// the store cannot move between them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proved {
+    pub value: Vec<u8>,
+    /// Encoded; check it with [`verify`].
+    pub proof: Vec<u8>,
+    pub at: Committed,
+}
+
+/// The state store: one QMDB database in one directory, served on its own thread.
+pub struct StateStore {
+    requests: mpsc::UnboundedSender<Request>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir` at its last commit. Only one store may hold a
+    /// directory at a time: a second open waits for the first to close.
+    pub fn open(dir: &Path) -> Result<StateStore, StoreError> {
+        Self::open_at(dir, None)
+    }
+
+    /// Opens the store in `dir` rolled back to its last commit of at most `size` operations
+    /// (what [`Committed::size`] said then): later commits are removed for good. A node whose
+    /// block database is behind the store after a crash reopens it this way.
+    pub fn open_at(dir: &Path, size: Option<u64>) -> Result<StateStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let (opened, ready) = reply::channel();
+        let dir = dir.to_path_buf();
+        let worker = std::thread::Builder::new()
+            .name("state-store".into())
+            .stack_size(16 << 20)
+            .spawn(move || worker::run(dir, size, inbox, opened))
+            .map_err(|e| StoreError::Io(format!("cannot start the store's thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::Closed)??;
+        Ok(StateStore {
+            requests,
+            worker: Some(worker),
+        })
+    }
+
+    fn call<T>(
+        &self,
+        request: impl FnOnce(reply::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = reply::channel();
+        self.requests
+            .send(request(tx))
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// The last commit: root, height, size.
+    pub fn committed(&self) -> Result<Committed, StoreError> {
+        self.call(Request::Committed)
+    }
+
+    /// Stages `changes` (store key, new value or `None` to delete) as the block at `height`,
+    /// on `parent` (a staged batch not yet committed) or on the last commit. Nothing is written
+    /// until [`StateStore::commit`]; the returned root is the root the store will have then.
+    pub fn stage<'a>(
+        &self,
+        parent: Option<StagedId>,
+        height: u64,
+        changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+    ) -> Result<Staged, StoreError> {
+        let mut writes = Vec::new();
+        for (key, value) in changes {
+            if let Some(v) = value
+                && v.len() > MAX_VALUE_BYTES
+            {
+                return Err(StoreError::TooLarge(v.len()));
+            }
+            writes.push((hash_key(key), value.clone()));
+        }
+        self.call(|reply| Request::Stage {
+            parent,
+            height,
+            writes,
+            reply,
+        })
+    }
+
+    /// Applies a staged batch (and its staged ancestors not yet applied) and makes it durable.
+    /// Staged batches that do not descend from it can no longer be committed, and are dropped.
+    pub fn commit(&self, id: StagedId) -> Result<Committed, StoreError> {
+        self.call(|reply| Request::Commit { id, reply })
+    }
+
+    /// Stages and commits in one call: the block at `height` on the last commit.
+    pub fn write<'a>(
+        &self,
+        height: u64,
+        changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+    ) -> Result<Committed, StoreError> {
+        let staged = self.stage(None, height, changes)?;
+        self.commit(staged.id)
+    }
+
+    /// Drops a staged batch (a block consensus did not finalize).
+    pub fn discard(&self, id: StagedId) -> Result<(), StoreError> {
+        self.call(|reply| Request::Discard { id, reply })
+    }
+
+    /// The committed value under a store key.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = hash_key(key);
+        self.call(|reply| Request::Get { key, reply })
+    }
+
+    /// The committed value under a store key with its proof against the committed root, or
+    /// `None` if the key holds nothing.
+    pub fn prove(&self, key: &[u8]) -> Result<Option<Proved>, StoreError> {
+        let key = hash_key(key);
+        self.call(|reply| Request::Prove { key, reply })
+    }
+
+    /// Drops operations the store no longer needs to prove current values (below QMDB's
+    /// inactivity floor), bounding the log to a few times the live state.
+    pub fn prune(&self) -> Result<(), StoreError> {
+        self.call(|reply| Request::Prune { reply })
+    }
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        let (tx, rx) = reply::channel();
+        if self.requests.send(Request::Close { reply: tx }).is_ok() {
+            let _ = rx.recv();
+        }
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// The QMDB key of a store key.
+fn hash_key(key: &[u8]) -> worker::Key {
+    Sha256::hash(&[key])
+}
+
+/// Checks that `value` is the current value under store key `key` in the state whose root is
+/// `root`, by `proof` as [`StateStore::prove`] encoded it. Needs no database: what a light
+/// client holding a certified root does.
+pub fn verify(key: &[u8], value: &[u8], proof: &[u8], root: &Digest) -> bool {
+    let Ok(proof) = Proof::decode_cfg(proof.to_vec(), &MAX_PROOF_DIGESTS) else {
+        return false;
+    };
+    let root = commonware_cryptography::sha256::Digest(root.0);
+    let update: Update<worker::Key, Vec<u8>> = Update {
+        0: hash_key(key),
+        1: value.to_vec(),
+    };
+    let operation: Operation<commonware_storage::mmr::Family, worker::Key, Vec<u8>> =
+        Operation::Update(update);
+    proof.verify::<Sha256, _>(operation, &root)
+}
+
+fn to_digest(d: &commonware_cryptography::sha256::Digest) -> Digest {
+    Digest(d.0)
+}

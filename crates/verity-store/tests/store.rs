@@ -1,0 +1,206 @@
+//! The state store on real files: roots, restarts, proofs, forks and rollback.
+
+use std::collections::BTreeMap;
+
+use verity_store::{MAX_VALUE_BYTES, StateStore, StoreError, verify};
+use verity_types::Digest;
+
+type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+fn key(table: u8, i: u32) -> Vec<u8> {
+    let mut k = vec![table];
+    k.extend_from_slice(&[0; 28]);
+    k.extend_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// Block `b`: sets ten keys (some new, some rewritten) and deletes one written earlier.
+fn block(b: u32) -> Changes {
+    let mut c: Changes = (0..10)
+        .map(|i| (key(1, b * 5 + i), Some(format!("v{b}-{i}").into_bytes())))
+        .collect();
+    if b > 1 {
+        c.insert(key(1, (b - 1) * 5), None);
+    }
+    c
+}
+
+#[test]
+fn stores_fed_the_same_blocks_agree_on_every_root_and_a_restart_keeps_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut roots = Vec::new();
+    {
+        let (sa, sb) = (
+            StateStore::open(a.path()).unwrap(),
+            StateStore::open(b.path()).unwrap(),
+        );
+        let empty = sa.committed().unwrap();
+        assert_eq!(empty.height, None);
+        for h in 1..=6 {
+            let (ca, cb) = (
+                sa.write(h, &block(h as u32)).unwrap(),
+                sb.write(h, &block(h as u32)).unwrap(),
+            );
+            assert_eq!(ca, cb, "block {h}");
+            assert_eq!(ca.height, Some(h));
+            assert!(
+                !roots.contains(&ca.root),
+                "block {h} left the root as it was"
+            );
+            roots.push(ca.root);
+        }
+        // Another value for one key: another root.
+        let mut other = block(7);
+        let mut same = block(7);
+        other.insert(key(1, 1), Some(b"else".to_vec()));
+        same.insert(key(1, 1), Some(b"v0".to_vec()));
+        assert_ne!(
+            sa.stage(None, 7, &other).unwrap().root,
+            sb.stage(None, 7, &same).unwrap().root
+        );
+    }
+    let reopened = StateStore::open(a.path()).unwrap();
+    let committed = reopened.committed().unwrap();
+    assert_eq!(committed.root, *roots.last().unwrap());
+    assert_eq!(committed.height, Some(6));
+    assert_eq!(
+        reopened.get(&key(1, 30)).unwrap(),
+        Some(b"v6-0".to_vec()),
+        "written by block 6"
+    );
+    assert_eq!(
+        reopened.get(&key(1, 25)).unwrap(),
+        None,
+        "deleted by block 6"
+    );
+    assert_eq!(reopened.get(&key(2, 30)).unwrap(), None, "another table");
+}
+
+#[test]
+fn a_proof_shows_the_current_value_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    store.write(1, &block(1)).unwrap();
+    let (k, _) = block(1).into_iter().nth(3).unwrap();
+    let proved = store.prove(&k).unwrap().unwrap();
+    let (value, proof, root) = (proved.value, proved.proof, proved.at.root);
+    assert_eq!(proved.at, store.committed().unwrap());
+    assert!(verify(&k, &value, &proof, &root));
+
+    // Another value, key, table or root; a damaged proof: all refused.
+    assert!(!verify(&k, b"forged", &proof, &root));
+    assert!(!verify(&key(1, 999), &value, &proof, &root));
+    let mut other_table = k.clone();
+    other_table[0] = 2;
+    assert!(!verify(&other_table, &value, &proof, &root));
+    assert!(!verify(&k, &value, &proof, &Digest([7; 32])));
+    for cut in [0, 1, proof.len() / 2, proof.len() - 1] {
+        assert!(!verify(&k, &value, &proof[..cut], &root), "cut at {cut}");
+    }
+    for i in (0..proof.len()).step_by(7) {
+        let mut bent = proof.clone();
+        bent[i] ^= 0x20;
+        assert!(!verify(&k, &value, &bent, &root), "byte {i} flipped");
+    }
+
+    // Once the key is rewritten, the old value's proof holds only for the old root, and the
+    // old value does not verify against the new one.
+    let mut next = Changes::new();
+    next.insert(k.clone(), Some(b"rewritten".to_vec()));
+    let new_root = store.write(2, &next).unwrap().root;
+    assert!(!verify(&k, &value, &proof, &new_root));
+    let fresh = store.prove(&k).unwrap().unwrap();
+    assert_eq!(fresh.at.root, new_root);
+    let (now, fresh) = (fresh.value, fresh.proof);
+    assert_eq!(now, b"rewritten");
+    assert!(verify(&k, &now, &fresh, &new_root));
+    assert!(!verify(&k, &value, &fresh, &new_root));
+    // A deleted key has no value to prove.
+    next.insert(k.clone(), None);
+    store.write(3, &next).unwrap();
+    assert_eq!(store.prove(&k).unwrap(), None);
+}
+
+#[test]
+fn staged_blocks_fork_and_only_the_committed_branch_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    store.write(1, &block(1)).unwrap();
+    let base = store.committed().unwrap();
+
+    // Two competing blocks at height 2, and a block 3 on the first.
+    let first = store.stage(None, 2, &block(2)).unwrap();
+    let rival = store.stage(None, 2, &block(20)).unwrap();
+    let child = store.stage(Some(first.id), 3, &block(3)).unwrap();
+    assert_ne!(first.root, rival.root);
+    assert_eq!(store.committed().unwrap(), base, "staging writes nothing");
+    assert_eq!(store.get(&key(1, 24)).unwrap(), None, "block 3's alone");
+
+    // Committing the child commits its parent too; the rival is gone.
+    let committed = store.commit(child.id).unwrap();
+    assert_eq!(committed.root, child.root);
+    assert_eq!(committed.height, Some(3));
+    assert!(matches!(
+        store.commit(rival.id),
+        Err(StoreError::NoSuchBatch(_))
+    ));
+    assert!(matches!(
+        store.commit(first.id),
+        Err(StoreError::NoSuchBatch(_))
+    ));
+    assert_eq!(store.get(&key(1, 24)).unwrap(), Some(b"v3-9".to_vec()));
+    assert_eq!(store.get(&key(1, 19)).unwrap(), Some(b"v3-4".to_vec()));
+
+    // A block staged on the block just committed stages on the store itself.
+    let next = store.stage(Some(child.id), 4, &block(4)).unwrap();
+    let other_next = store.stage(None, 4, &block(4)).unwrap();
+    assert_eq!(next.root, other_next.root);
+
+    // The same blocks committed one by one in another store give the same roots.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = StateStore::open(other_dir.path()).unwrap();
+    other.write(1, &block(1)).unwrap();
+    assert_eq!(other.write(2, &block(2)).unwrap().root, first.root);
+    assert_eq!(other.write(3, &block(3)).unwrap().root, child.root);
+}
+
+#[test]
+fn a_store_reopens_rolled_back_to_an_earlier_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let at_two = {
+        let store = StateStore::open(dir.path()).unwrap();
+        store.write(1, &block(1)).unwrap();
+        let at_two = store.write(2, &block(2)).unwrap();
+        store.write(3, &block(3)).unwrap();
+        at_two
+    };
+    let store = StateStore::open_at(dir.path(), Some(at_two.size)).unwrap();
+    assert_eq!(store.committed().unwrap(), at_two);
+    assert_eq!(
+        store.get(&key(1, 15)).unwrap(),
+        Some(b"v2-5".to_vec()),
+        "block 3's write (v3-0) is gone, block 2's is back"
+    );
+    assert_eq!(
+        store.get(&key(1, 24)).unwrap(),
+        None,
+        "written by block 3 only"
+    );
+    // And the chain goes on from there as if block 3 had never been.
+    let again = store.write(3, &block(3)).unwrap();
+    assert_eq!(again.height, Some(3));
+}
+
+#[test]
+fn an_entry_larger_than_the_ledger_writes_is_refused_before_anything_is_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let mut huge = Changes::new();
+    huge.insert(key(3, 1), Some(vec![0; MAX_VALUE_BYTES + 1]));
+    assert!(matches!(
+        store.stage(None, 1, &huge),
+        Err(StoreError::TooLarge(_))
+    ));
+    // The store still works.
+    assert_eq!(store.write(1, &block(1)).unwrap().height, Some(1));
+}
