@@ -42,6 +42,22 @@ pub const fn default_offer(max_price: u64) -> verity_types::Offer {
 /// proving grows like `n log n` (FFTs and Merkle trees over the trace), not linearly.
 pub const REFERENCE_PROVE_RATE: f64 = 110_000.0;
 
+/// Whether `view`'s record is the current provenance entry of its job in the state whose root
+/// is `view.state_root` (the record as served, re-encoded: borsh has one encoding per value).
+/// Trust it as far as the root: `verity provenance verify` ties the root to a block the
+/// validators signed.
+pub fn verify_provenance(view: &ProvenanceView) -> bool {
+    let Ok(encoded) = borsh::to_vec(&view.record) else {
+        return false;
+    };
+    verity_store::verify(
+        &view.record.store_key(),
+        &encoded,
+        &view.proof.proof,
+        &view.state_root,
+    )
+}
+
 /// `n·log2(n)` for a trace of `trace_len` rows (the unit of [`REFERENCE_PROVE_RATE`]).
 pub fn prove_work(trace_len: u64) -> f64 {
     let n = trace_len.max(2) as f64;
@@ -381,7 +397,8 @@ impl Client {
         let encoded = BASE64
             .decode(view.encoded.as_bytes())
             .map_err(|e| bad(&e.to_string()))?;
-        if !verity_ledger::verify_entry(kind, id, &encoded, &view.state_root, &view.proof) {
+        let key = kind.store_key(id);
+        if !verity_store::verify(&key, &encoded, &view.proof.proof, &view.state_root) {
             return Err(bad("the entry is not in the state root the node gave"));
         }
         let value = T::try_from_slice(&encoded).map_err(|e| bad(&e.to_string()))?;

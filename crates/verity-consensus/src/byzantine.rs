@@ -26,7 +26,7 @@ use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage};
 use commonware_utils::ordered::Quorum as _;
 use tracing::warn;
 
-use crate::app::{App, execute};
+use crate::app::App;
 use crate::chain::Chain;
 use crate::status::StatusHandle;
 use crate::validator::{Channels, ValidatorConfig, scheme};
@@ -87,10 +87,9 @@ where
             // millisecond later.
             let mut b = a.clone();
             b.header.timestamp_ms += 1;
-            let Ok((after_b, _)) = execute(&parent_state, &b, 1) else {
+            if !app.remember(b.clone(), &parent_state) {
                 continue;
-            };
-            app.remember(b.clone(), after_b);
+            }
             let (victim, others) = victim_and_others(participants.iter(), &me);
             warn!(
                 view = round.view().get(),

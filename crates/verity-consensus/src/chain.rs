@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use verity_ledger::{
-    Block, BlockOutcome, Genesis, GenesisError, SealedBlock, State, apply_block, genesis_block_id,
+    Block, BlockOutcome, ChangeSet, Genesis, GenesisError, SealedBlock, State, apply_block,
+    genesis_block_id,
 };
-use verity_types::{BlockId, SignedTx};
+use verity_store::{Staged, StateStore};
+use verity_types::{BlockId, Digest, SignedTx};
 
 use crate::error::CommitError;
 
@@ -20,6 +22,8 @@ pub struct Tip {
     pub height: u64,
     pub id: BlockId,
     pub state: Arc<State>,
+    /// The state root after it: what its child's header names as `parent`.
+    pub root: Digest,
 }
 
 /// A block consensus already executed on its parent while verifying it: the state after it
@@ -28,6 +32,8 @@ pub struct Tip {
 pub struct Executed {
     pub state: Arc<State>,
     pub outcome: Arc<BlockOutcome>,
+    /// Its change set, staged in the chain's state store ([`Chain::stage`]).
+    pub staged: Staged,
 }
 
 pub trait Chain: Send + Sync + 'static {
@@ -40,6 +46,16 @@ pub trait Chain: Send + Sync + 'static {
     /// `executed`, when given, is this block executed on the tip's state (the ledger is
     /// deterministic, so it is what executing it again would give).
     fn commit(&self, block: &SealedBlock, executed: Option<Executed>) -> Result<(), CommitError>;
+    /// Stages the change set of the block at `height` in the chain's state store, on `parent`
+    /// (the staged block it extends, or the tip if `None`), and returns the state root after
+    /// it (see [`StateStore::stage`]). Nothing is committed; [`Chain::commit`] commits what it was handed. Called from a
+    /// blocking thread.
+    fn stage(
+        &self,
+        parent: Option<Staged>,
+        height: u64,
+        changes: &ChangeSet,
+    ) -> Result<Staged, CommitError>;
     /// A committed block by id.
     fn block_by_id(&self, id: &BlockId) -> Option<Block>;
     /// A committed block by height.
@@ -63,6 +79,9 @@ pub trait Chain: Send + Sync + 'static {
 /// validator (the test keeps the `Arc`), exactly as the node's database would.
 pub struct MemoryChain {
     inner: Mutex<MemoryInner>,
+    /// A real state store, in a directory that lives as long as the chain.
+    store: StateStore,
+    _dir: tempfile::TempDir,
 }
 
 struct MemoryInner {
@@ -75,7 +94,14 @@ struct MemoryInner {
 
 impl MemoryChain {
     pub fn new(genesis: &Genesis) -> Result<MemoryChain, GenesisError> {
-        let state = State::from_genesis(genesis)?;
+        let mut state = State::from_genesis(genesis)?;
+        let dir =
+            tempfile::tempdir().map_err(|e| GenesisError(format!("no temporary dir: {e}")))?;
+        let store = StateStore::open(dir.path()).map_err(|e| GenesisError(e.to_string()))?;
+        let root = store
+            .write(0, &state.drain_changes())
+            .map_err(|e| GenesisError(e.to_string()))?
+            .root;
         Ok(MemoryChain {
             inner: Mutex::new(MemoryInner {
                 genesis_id: genesis_block_id(&state),
@@ -83,11 +109,14 @@ impl MemoryChain {
                     height: state.height,
                     id: genesis_block_id(&state),
                     state: Arc::new(state),
+                    root,
                 },
                 blocks: Vec::new(),
                 ids: BTreeMap::new(),
                 pool: Vec::new(),
             }),
+            store,
+            _dir: dir,
         })
     }
 
@@ -130,11 +159,17 @@ impl Chain for MemoryChain {
                 reason: e.to_string(),
             }
         })?;
-        if let Some(e) = executed
-            && (e.outcome.state_root != outcome.state_root || *e.outcome != outcome)
+        let store_err = |e: verity_store::StoreError| CommitError::Storage(e.to_string());
+        let staged = self
+            .store
+            .stage(None, height, &outcome.changes)
+            .map_err(store_err)?;
+        if let Some(e) = &executed
+            && (e.staged.root != staged.root || *e.outcome != outcome)
         {
             return Err(CommitError::Diverged { height });
         }
+        let committed = self.store.commit(staged.id).map_err(store_err)?;
         let id = block.id();
         let included: std::collections::BTreeSet<verity_types::TxId> =
             block.txs.iter().map(SignedTx::id).collect();
@@ -145,8 +180,20 @@ impl Chain for MemoryChain {
             height: next.height,
             id,
             state: Arc::new(next),
+            root: committed.root,
         };
         Ok(())
+    }
+
+    fn stage(
+        &self,
+        parent: Option<Staged>,
+        height: u64,
+        changes: &ChangeSet,
+    ) -> Result<Staged, CommitError> {
+        self.store
+            .stage(parent, height, changes)
+            .map_err(|e| CommitError::Storage(e.to_string()))
     }
 
     fn block_by_id(&self, id: &BlockId) -> Option<Block> {

@@ -77,11 +77,13 @@ impl std::ops::Deref for SealedBlock {
     }
 }
 
-/// The id that block 1 names as its parent: a commitment to the chain id and the genesis state.
+/// The id that block 1 names as its parent: a commitment to the chain id and the whole genesis
+/// state (its canonical encoding, hashed once), so anyone holding the genesis file computes it
+/// without a state store.
 pub fn genesis_block_id(genesis_state: &State) -> BlockId {
-    let mut bytes = b"verity-genesis-block:".to_vec();
+    let mut bytes = b"verity-genesis-block/v2:".to_vec();
     bytes.extend_from_slice(genesis_state.chain_id.as_bytes());
-    bytes.extend_from_slice(&genesis_state.state_root().0);
+    bytes.extend_from_slice(&sha256(&genesis_state.to_bytes()).0);
     BlockId(sha256(&bytes))
 }
 

@@ -23,6 +23,6 @@ pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
     EntryKind, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState, KeyBytes, Lock,
     Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram, StakeInfo, State, Table,
-    TimelineEntry, Unbonding, store_key, verify_entry,
+    TimelineEntry, Unbonding, store_key,
 };
 pub use trust::TrustProfile;

@@ -23,6 +23,17 @@ pub enum NodeError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Genesis(#[from] verity_ledger::GenesisError),
+    #[error(transparent)]
+    StateStore(#[from] verity_store::StoreError),
+    #[error(
+        "the state store in {dir} is at height {store}, the blocks at {blocks}: start from a \
+         fresh data directory"
+    )]
+    StoreMismatch {
+        dir: PathBuf,
+        store: String,
+        blocks: u64,
+    },
     #[error("the database in {dir} is for chain `{found}`, not `{expected}`")]
     WrongChain {
         dir: PathBuf,

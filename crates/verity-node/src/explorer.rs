@@ -37,6 +37,9 @@ impl Source for Node {
 
     fn provenance(&self, id: &JobId) -> Option<ProvenanceView> {
         views::provenance(self, id)
+            .map_err(|e| tracing::warn!("cannot read a provenance record: {e}"))
+            .ok()
+            .flatten()
     }
 
     fn providers(&self) -> Vec<ProviderView> {

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 use verity_consensus::{CommitError, ConsensusStatus, Gossip, Share, StatusHandle};
-use verity_ledger::{Block, BlockOutcome, Event, Genesis, SealedBlock, State, genesis_block_id};
+use verity_ledger::{
+    Block, BlockOutcome, ChangeSet, Event, Genesis, SealedBlock, State, genesis_block_id,
+};
+use verity_store::{Staged, StateStore};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
 use crate::error::{NodeError, StorageError};
@@ -48,10 +51,10 @@ impl NodeConfig {
 pub struct Node {
     pub config: NodeConfig,
     storage: Storage,
-    /// The state after the last committed block, and that block's id (one lock: they change
+    /// The authenticated state (QMDB): its root is the state root blocks name.
+    store: StateStore,
+    /// The committed state, its block id and the state root after it (one lock: they change
     /// together).
-    /// The committed state, its block id and its state root (computed once per block, so
-    /// API reads never rebuild the Merkle tree).
     head: RwLock<(Arc<State>, BlockId, Digest)>,
     genesis_id: BlockId,
     /// Set when consensus runs: sends admitted transactions to the other validators.
@@ -83,8 +86,10 @@ impl Node {
     /// genesis on first run.
     pub fn open(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         let storage = Storage::open(&config.data_dir)?;
-        let genesis_state = State::from_genesis(&config.genesis)?;
+        let mut genesis_state = State::from_genesis(&config.genesis)?;
         let genesis_id = genesis_block_id(&genesis_state);
+        // Genesis is the state store's first commit (height 0): blocks change it from there.
+        let genesis_changes = genesis_state.drain_changes();
         let state = match storage.load_state()? {
             Some(state) => {
                 if state.chain_id != config.genesis.chain_id {
@@ -117,6 +122,9 @@ impl Node {
             Some(block) => block.to_block().id(),
             None => genesis_id,
         };
+        let store_dir = config.data_dir.join("state");
+        let store = open_state_store(&storage, &store_dir, state.height, &genesis_changes)?;
+        let root = store.committed()?.root;
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
         let observed = metrics.clone();
@@ -130,7 +138,8 @@ impl Node {
             mempool: Mutex::new(Mempool::new(config.mempool_limit, config.max_tx_bytes)),
             config,
             storage,
-            head: RwLock::new((Arc::new(state.clone()), tip_id, state.state_root())),
+            store,
+            head: RwLock::new((Arc::new(state), tip_id, root)),
             genesis_id,
             gossip: OnceLock::new(),
             share: OnceLock::new(),
@@ -155,6 +164,23 @@ impl Node {
     /// The id of the last committed block.
     pub fn tip_id(&self) -> BlockId {
         self.head.read().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// The committed state, its block id and the state root after it, read together.
+    pub fn head(&self) -> (Arc<State>, BlockId, Digest) {
+        self.head.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stages a block's changes on the committed state (a block this node executes itself).
+    fn stage_on_tip(&self, height: u64, changes: &ChangeSet) -> Result<Staged, CommitError> {
+        self.store
+            .stage(None, height, changes)
+            .map_err(|e| CommitError::Storage(e.to_string()))
+    }
+
+    /// The state store: proofs of current entries against the head's root.
+    pub fn state_store(&self) -> &StateStore {
+        &self.store
     }
 
     /// The committed state and its state root, read together.
@@ -332,29 +358,44 @@ impl Node {
         executed: Option<verity_consensus::Executed>,
     ) -> Result<BlockOutcome, CommitError> {
         let (header, txs) = (block.header.clone(), block.txs.clone());
-        if block.parent_id != self.tip_id() {
+        let (state, tip_id, root) = self.head();
+        if block.parent_id != tip_id {
             return Err(CommitError::NotOnTip {
                 height: header.height,
             });
         }
-        let (next, outcome): (Arc<State>, BlockOutcome) = match executed {
+        let (next, outcome, staged) = match executed {
             Some(e)
                 if e.state.height == header.height && e.outcome.tx_results.len() == txs.len() =>
             {
-                (e.state, (*e.outcome).clone())
+                (e.state, (*e.outcome).clone(), e.staged)
             }
             _ => {
-                let mut next = (*self.state()).clone();
+                let invalid = |reason: String| CommitError::Invalid {
+                    height: header.height,
+                    reason,
+                };
+                if header.parent != root {
+                    return Err(invalid(format!(
+                        "it names state root {} as its parent's, which is {root}",
+                        header.parent
+                    )));
+                }
+                let mut next = (*state).clone();
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
                 let outcome =
                     verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)
-                        .map_err(|e| CommitError::Invalid {
-                            height: header.height,
-                            reason: e.to_string(),
-                        })?;
-                (Arc::new(next), outcome)
+                        .map_err(|e| invalid(e.to_string()))?;
+                let staged = self.stage_on_tip(header.height, &outcome.changes)?;
+                (Arc::new(next), outcome, staged)
             }
         };
+        // The state store commits first: if the node dies before the block is in the database,
+        // the next start rolls the store back to the database's height (`open_state_store`).
+        let committed = self
+            .store
+            .commit(staged.id)
+            .map_err(|e| CommitError::Storage(e.to_string()))?;
 
         let (outcomes, mut blobs) = tx_records(&header, &txs, &outcome);
         let id = block.id();
@@ -363,7 +404,7 @@ impl Node {
             parent_id: block.parent_id,
             header: header.clone(),
             txs,
-            state_root: outcome.state_root,
+            state_root: committed.root,
         };
         // Certificates consensus reported since the last commit are written with this block
         // (its transaction), never from consensus's own task.
@@ -373,12 +414,19 @@ impl Node {
                 .map(|(id, c)| (certificate_key(&id), c)),
         );
         self.storage
-            .commit_block(&id, &block, &outcome.changes, &outcomes, &blobs)
+            .commit_block(
+                &id,
+                &block,
+                &outcome.changes,
+                committed.size,
+                &outcomes,
+                &blobs,
+            )
             .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
-        *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, outcome.state_root);
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, committed.root);
         drop(pool);
         self.record_orphans(&orphaned, height);
         self.metrics.block_committed(
@@ -463,12 +511,24 @@ impl verity_consensus::Chain for Node {
     }
 
     fn tip(&self) -> verity_consensus::Tip {
-        let (state, id, _) = self.head.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (state, id, root) = self.head();
         verity_consensus::Tip {
             height: state.height,
             id,
             state,
+            root,
         }
+    }
+
+    fn stage(
+        &self,
+        parent: Option<Staged>,
+        height: u64,
+        changes: &ChangeSet,
+    ) -> Result<Staged, CommitError> {
+        self.store
+            .stage(parent, height, changes)
+            .map_err(|e| CommitError::Storage(e.to_string()))
     }
 
     fn commit(
@@ -519,6 +579,51 @@ impl verity_consensus::Chain for Node {
         self.record_dropped(&id, state.height + 1, reason);
         self.record_orphans(&orphaned, state.height + 1);
     }
+}
+
+/// Opens the state store in `dir` at the database's `height`: writes genesis into a new one;
+/// rolls back one a block ahead (a crash between the store's commit and the database's).
+fn open_state_store(
+    storage: &Storage,
+    dir: &std::path::Path,
+    height: u64,
+    genesis: &ChangeSet,
+) -> Result<StateStore, NodeError> {
+    let store = StateStore::open(dir)?;
+    let committed = store.committed()?;
+    let mismatch = || NodeError::StoreMismatch {
+        dir: dir.to_path_buf(),
+        store: committed
+            .height
+            .map_or_else(|| "none (empty)".into(), |h| h.to_string()),
+        blocks: height,
+    };
+    match committed.height {
+        None if height == 0 => {
+            let written = store.write(0, genesis)?;
+            storage.put_state_size(0, written.size)?;
+        }
+        Some(h) if h == height => {
+            if storage.state_size(h)?.is_none() {
+                storage.put_state_size(h, committed.size)?;
+            }
+        }
+        Some(h) if h == height + 1 => {
+            let size = storage.state_size(height)?.ok_or_else(mismatch)?;
+            drop(store);
+            warn!(
+                height,
+                "the state store was a block ahead of the database: rolling it back"
+            );
+            let store = StateStore::open_at(dir, Some(size))?;
+            if store.committed()?.height != Some(height) {
+                return Err(mismatch());
+            }
+            return Ok(store);
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(store)
 }
 
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).

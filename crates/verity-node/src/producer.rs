@@ -9,15 +9,21 @@ use std::time::Duration;
 use tracing::{error, warn};
 use verity_consensus::{CommitError, certificate};
 use verity_ledger::{Block, BlockHeader, BlockOutcome, State};
-use verity_types::{BlockId, Keypair, SignedTx};
+use verity_types::{BlockId, Digest, Keypair, SignedTx};
 
 use crate::clock::{Clock, SystemClock};
 use crate::node::Node;
 
 /// Orders transactions into blocks.
 pub trait BlockProducer: Send + 'static {
-    /// The next block on top of `head`, made from `candidates` (oldest first).
-    fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>);
+    /// The next block on top of `head` (whose state root is `root`), made from `candidates`
+    /// (oldest first).
+    fn propose(
+        &mut self,
+        head: &State,
+        root: Digest,
+        candidates: Vec<SignedTx>,
+    ) -> (BlockHeader, Vec<SignedTx>);
 
     /// A finalization certificate for `block`, committed at `height` on top of `state`'s
     /// chain (`verity_consensus::certificate`), if this producer can make one alone.
@@ -44,14 +50,19 @@ impl SoloProducer {
 }
 
 impl BlockProducer for SoloProducer {
-    fn propose(&mut self, head: &State, candidates: Vec<SignedTx>) -> (BlockHeader, Vec<SignedTx>) {
+    fn propose(
+        &mut self,
+        head: &State,
+        root: Digest,
+        candidates: Vec<SignedTx>,
+    ) -> (BlockHeader, Vec<SignedTx>) {
         let now = self.clock.unix_ms();
         let header = BlockHeader {
             chain_id: head.chain_id.clone(),
             height: head.height + 1,
             // Block time never goes backwards, whatever the wall clock does.
             timestamp_ms: now.max(head.timestamp_ms),
-            parent: head.state_root(),
+            parent: root,
             proposer: self.key.address(),
         };
         (header, candidates)
@@ -99,11 +110,11 @@ pub async fn run_producer(
 
 /// The block `producer` makes next from what `node`'s mempool holds.
 fn next_block(node: &Node, producer: &mut impl BlockProducer) -> verity_ledger::SealedBlock {
-    let max = node.state().params.max_block_txs as usize;
-    let candidates = node.candidates(max);
-    let (header, txs) = producer.propose(&node.state(), candidates);
+    let (state, tip_id, root) = node.head();
+    let candidates = node.candidates(state.params.max_block_txs as usize);
+    let (header, txs) = producer.propose(&state, root, candidates);
     Block {
-        parent_id: node.tip_id(),
+        parent_id: tip_id,
         header,
         txs,
     }

@@ -23,6 +23,9 @@ const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 /// The ledger's state entries, by store key ([`verity_ledger::State::entries`]): each block
 /// writes the entries it changed.
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// The state store's size (operations in its log) after each block, so a store that got a
+/// block ahead of this database in a crash can be rolled back to it.
+const STATE_SIZES: TableDefinition<u64, u64> = TableDefinition::new("state_sizes");
 /// Where formats 1 to 3 kept the whole state, rewritten every block.
 const LEGACY_STATE_KEY: &str = "state";
 const FORMAT_KEY: &str = "format";
@@ -105,6 +108,7 @@ impl Storage {
             tx.open_table(BLOCKS).map_err(err)?;
             tx.open_table(META).map_err(err)?;
             tx.open_table(STATE).map_err(err)?;
+            tx.open_table(STATE_SIZES).map_err(err)?;
             tx.open_table(TXS).map_err(err)?;
             tx.open_table(BLOBS).map_err(err)?;
             tx.open_table(BLOCK_IDS).map_err(err)?;
@@ -133,18 +137,42 @@ impl Storage {
         Ok(Some(State::from_entries(entries).map_err(err)?))
     }
 
+    /// The state store's size after block `height` (0: genesis), as recorded.
+    pub fn state_size(&self, height: u64) -> Result<Option<u64>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(STATE_SIZES).map_err(err)?;
+        Ok(table.get(height).map_err(err)?.map(|v| v.value()))
+    }
+
+    /// Records the state store's size after block `height` (genesis; blocks record theirs
+    /// in [`Storage::commit_block`]).
+    pub fn put_state_size(&self, height: u64, size: u64) -> Result<(), StorageError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(STATE_SIZES)
+            .map_err(err)?
+            .insert(height, size)
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
     /// Commits a block atomically: the block (under its id as sealed, not recomputed), the
-    /// state entries it changed, each transaction's outcome, and the blobs it introduced.
+    /// state entries it changed and the state store's size after it, each transaction's
+    /// outcome, and the blobs it introduced.
     pub fn commit_block(
         &self,
         id: &BlockId,
         block: &StoredBlock,
         changes: &ChangeSet,
+        state_size: u64,
         outcomes: &[(TxId, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
     ) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         {
+            tx.open_table(STATE_SIZES)
+                .map_err(err)?
+                .insert(block.header.height, state_size)
+                .map_err(err)?;
             let mut blocks = tx.open_table(BLOCKS).map_err(err)?;
             blocks
                 .insert(

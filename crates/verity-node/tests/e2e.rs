@@ -88,9 +88,12 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     assert!(receipt.cycles > 0 && receipt.cycles <= receipt.trace_len);
     assert_eq!(Some(receipt.cycles), job.cycles());
 
-    // Provenance checks against the state root with verity-types alone.
+    // Provenance checks against the state root with the SDK alone; an altered record does not.
     let p = client.provenance(&id).await.unwrap();
-    assert!(p.record.verify_inclusion(&p.state_root, &p.proof));
+    assert!(verity_client::verify_provenance(&p));
+    let mut forged = p.clone();
+    forged.record.price += 1;
+    assert!(!verity_client::verify_provenance(&forged));
     assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
 
     // Any state entry comes with a proof the SDK checks before decoding it.

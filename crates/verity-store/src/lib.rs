@@ -123,11 +123,13 @@ impl StateStore {
     }
 
     /// Stages `changes` (store key, new value or `None` to delete) as the block at `height`,
-    /// on `parent` (a staged batch not yet committed) or on the last commit. Nothing is written
-    /// until [`StateStore::commit`]; the returned root is the root the store will have then.
+    /// on `parent` (a staged batch) or on the last commit. A parent no longer staged is
+    /// still fine if the last commit's root is its root (it was committed, or a batch with the
+    /// same writes was). Nothing is written until [`StateStore::commit`]; the returned root is
+    /// the root the store will have then.
     pub fn stage<'a>(
         &self,
-        parent: Option<StagedId>,
+        parent: Option<Staged>,
         height: u64,
         changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
     ) -> Result<Staged, StoreError> {

@@ -42,7 +42,7 @@ type Reply<T> = Sender<Result<T, StoreError>>;
 pub(crate) enum Request {
     Committed(Reply<Committed>),
     Stage {
-        parent: Option<StagedId>,
+        parent: Option<Staged>,
         height: u64,
         writes: Vec<(Key, Option<Vec<u8>>)>,
         reply: Reply<Staged>,
@@ -154,27 +154,25 @@ async fn committed(db: &Db) -> Result<Committed, StoreError> {
 struct Staging {
     batches: BTreeMap<StagedId, Batch>,
     next: u64,
-    /// The batch the last commit applied: staging on it is staging on the database (a child
-    /// may be staged just after its parent was committed).
-    tip: Option<StagedId>,
 }
 
 impl Staging {
     async fn stage(
         &mut self,
         db: &Db,
-        parent: Option<StagedId>,
+        parent: Option<Staged>,
         height: u64,
         writes: Vec<(Key, Option<Vec<u8>>)>,
     ) -> Result<Staged, StoreError> {
         let mut batch = match parent {
             None => db.new_batch(),
-            Some(id) if Some(id) == self.tip => db.new_batch(),
-            Some(id) => self
-                .batches
-                .get(&id)
-                .ok_or(StoreError::NoSuchBatch(id.0))?
-                .new_batch::<Sha256>(),
+            Some(parent) => match self.batches.get(&parent.id) {
+                Some(batch) => batch.new_batch::<Sha256>(),
+                // Committed, or dropped because an identical batch was committed instead (a
+                // block staged twice): the database now holds exactly that parent.
+                None if to_digest(&db.root()) == parent.root => db.new_batch(),
+                None => return Err(StoreError::NoSuchBatch(parent.id.0)),
+            },
         };
         for (key, value) in writes {
             batch = batch.write(key, value);
@@ -197,7 +195,6 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
     let mut staging = Staging {
         batches: BTreeMap::new(),
         next: 0,
-        tip: None,
     };
     while let Some(request) = inbox.recv().await {
         match request {
@@ -230,7 +227,6 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
                     }
                 };
                 staging.batches.retain(|_, b| db.validate_batch(b).is_ok());
-                staging.tip = Some(id);
                 let _ = reply.send(committed(&db).await);
             }
             Request::Discard { id, reply } => {

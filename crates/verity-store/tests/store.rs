@@ -131,7 +131,7 @@ fn staged_blocks_fork_and_only_the_committed_branch_survives() {
     // Two competing blocks at height 2, and a block 3 on the first.
     let first = store.stage(None, 2, &block(2)).unwrap();
     let rival = store.stage(None, 2, &block(20)).unwrap();
-    let child = store.stage(Some(first.id), 3, &block(3)).unwrap();
+    let child = store.stage(Some(first), 3, &block(3)).unwrap();
     assert_ne!(first.root, rival.root);
     assert_eq!(store.committed().unwrap(), base, "staging writes nothing");
     assert_eq!(store.get(&key(1, 24)).unwrap(), None, "block 3's alone");
@@ -151,10 +151,28 @@ fn staged_blocks_fork_and_only_the_committed_branch_survives() {
     assert_eq!(store.get(&key(1, 24)).unwrap(), Some(b"v3-9".to_vec()));
     assert_eq!(store.get(&key(1, 19)).unwrap(), Some(b"v3-4".to_vec()));
 
-    // A block staged on the block just committed stages on the store itself.
-    let next = store.stage(Some(child.id), 4, &block(4)).unwrap();
+    // A block staged on the block just committed stages on the store itself; so does one
+    // staged on a twin of it (the same writes staged twice, the other one committed).
+    let next = store.stage(Some(child), 4, &block(4)).unwrap();
     let other_next = store.stage(None, 4, &block(4)).unwrap();
     assert_eq!(next.root, other_next.root);
+    let twin = store.stage(None, 4, &block(4)).unwrap();
+    store.commit(next.id).unwrap();
+    let on_twin = store.stage(Some(twin), 5, &block(5)).unwrap();
+    assert_eq!(on_twin.root, store.stage(None, 5, &block(5)).unwrap().root);
+    // A block staged on a batch whose twin was committed instead commits on the twin.
+    let a = store.stage(None, 6, &block(6)).unwrap();
+    let child_of_a = store.stage(Some(a), 7, &block(7)).unwrap();
+    let twin_of_a = store.stage(None, 6, &block(6)).unwrap();
+    store.commit(twin_of_a.id).unwrap();
+    let committed = store.commit(child_of_a.id).unwrap();
+    assert_eq!(committed.root, child_of_a.root);
+    assert_eq!(committed.height, Some(7));
+    // A parent whose root is not the store's is refused.
+    assert!(matches!(
+        store.stage(Some(rival), 5, &block(5)),
+        Err(StoreError::NoSuchBatch(_))
+    ));
 
     // The same blocks committed one by one in another store give the same roots.
     let other_dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,7 @@ use verity_client::{CertifiedBlock, ProvenanceView};
 use verity_consensus::certificate::certify_alone;
 use verity_ledger::{Block, BlockHeader, JobState, Provenance, State};
 use verity_node::devnet;
+use verity_types::merkle::InclusionProof;
 use verity_types::{Address, BlockId, Digest, JobId, Keypair, Mode, ProgramHash};
 
 use common::verity;
@@ -42,26 +43,34 @@ fn forge(
     let mut state = State::from_genesis(&genesis).unwrap();
     let job = JobId(Digest([0x42; 32]));
     state.height = 7;
-    state.provenance.insert(
-        job,
-        Provenance {
-            job_id: job,
-            state: JobState::Finalized,
-            mode: Mode::Proof,
-            client: Address([1; 32]),
-            program_hash: ProgramHash(Digest([2; 32])),
-            input_hash: Digest([3; 32]),
-            output_hash: Some(Digest([4; 32])),
-            proof_hash: Some(Digest([5; 32])),
-            prover: Some(Address([6; 32])),
-            price: 1_000_000,
-            submitted_height: 3,
-            fulfilled_height: Some(6),
-            finished_height: 6,
+    let record = Provenance {
+        job_id: job,
+        state: JobState::Finalized,
+        mode: Mode::Proof,
+        client: Address([1; 32]),
+        program_hash: ProgramHash(Digest([2; 32])),
+        input_hash: Digest([3; 32]),
+        output_hash: Some(Digest([4; 32])),
+        proof_hash: Some(Digest([5; 32])),
+        prover: Some(Address([6; 32])),
+        price: 1_000_000,
+        submitted_height: 3,
+        fulfilled_height: Some(6),
+        finished_height: 6,
+    };
+    state.provenance.insert(job, record.clone());
+    // A real state store holds the forged state: the record's proof checks out against the
+    // forged root, so only the certificates can give the lie away.
+    let dir = tempfile::tempdir().unwrap();
+    let store = verity_store::StateStore::open(dir.path()).unwrap();
+    store.write(7, &state.drain_changes()).unwrap();
+    let proved = store.prove(&record.store_key()).unwrap().unwrap();
+    let (proof, state_root) = (
+        InclusionProof {
+            proof: proved.proof,
         },
+        proved.at.root,
     );
-    let (record, proof) = state.provenance_proof(&job).unwrap();
-    let state_root = state.state_root();
     let mut parent_id = BlockId(Digest([9; 32]));
     let mut blocks = Vec::new();
     for height in 8..8 + 40 {

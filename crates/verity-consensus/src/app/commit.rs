@@ -42,9 +42,20 @@ where
                 let inner = self.lock();
                 let id = block.id();
                 match (inner.states.get(&id), inner.outcomes.get(&id)) {
-                    (Some(state), Some(outcome)) => Some(crate::chain::Executed {
+                    (
+                        Some(Known {
+                            state,
+                            root,
+                            staged: Some(staged),
+                        }),
+                        Some(outcome),
+                    ) => Some(crate::chain::Executed {
                         state: state.clone(),
                         outcome: outcome.clone(),
+                        staged: verity_store::Staged {
+                            id: *staged,
+                            root: *root,
+                        },
                     }),
                     _ => None,
                 }

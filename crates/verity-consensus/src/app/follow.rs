@@ -5,7 +5,7 @@ use super::*;
 
 enum Path {
     /// Blocks to execute, oldest first, on top of a known state.
-    Ready(Arc<State>, Vec<Arc<SealedBlock>>),
+    Ready(Known, Vec<Arc<SealedBlock>>),
     Missing(BlockId),
     Invalid,
     /// The chain from this block does not reach the tip (it is at or below it).
@@ -25,11 +25,11 @@ where
         loop {
             if cur == tip.id {
                 path.reverse();
-                return Path::Ready(tip.state.clone(), path);
+                return Path::Ready(Known::tip(tip), path);
             }
-            if let Some(state) = inner.states.get(&cur) {
+            if let Some(known) = inner.states.get(&cur) {
                 path.reverse();
-                return Path::Ready(state.clone(), path);
+                return Path::Ready(known.clone(), path);
             }
             if inner.invalid.contains(&cur) {
                 return Path::Invalid;
@@ -52,7 +52,7 @@ where
         &self,
         id: BlockId,
         cancelled: impl Fn() -> bool,
-    ) -> Option<Arc<State>> {
+    ) -> Option<Known> {
         loop {
             if cancelled() {
                 return None;
@@ -62,27 +62,28 @@ where
                 return Some(s);
             }
             match self.path_to(&tip, id) {
-                Path::Ready(mut state, path) => {
+                Path::Ready(mut known, path) => {
                     for block in path {
                         let bid = block.id();
                         let threads = self.config.verify_threads;
-                        let parent = state.clone();
+                        let (parent, chain) = (known.clone(), self.chain.clone());
                         // Verifying proofs is CPU-heavy: keep it off the async executor.
                         let result = self
                             .context
                             .child("execute")
                             .shared(true)
-                            .spawn(move |_| async move { execute(&parent, &block, threads) })
+                            .spawn(move |_| async move {
+                                execute_and_stage(&*chain, &parent, &block, threads)
+                            })
                             .await;
                         match result {
                             Ok(Ok((next, outcome))) => {
-                                let next = Arc::new(next);
                                 let mut inner = self.lock();
                                 inner.states.insert(bid, next.clone());
                                 inner.outcomes.insert(bid, Arc::new(outcome));
                                 drop(inner);
                                 self.status.update(|s| s.blocks_verified += 1);
-                                state = next;
+                                known = next;
                             }
                             Ok(Err(reason)) => {
                                 warn!(block = %bid.short(), "rejecting block: {reason}");

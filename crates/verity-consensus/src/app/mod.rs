@@ -31,7 +31,8 @@ use tracing::{debug, info, warn};
 use verity_ledger::{
     Block, BlockHeader, BlockOutcome, SealedBlock, State, TxError, apply_block_parallel,
 };
-use verity_types::{Address, BlockId, Keypair, SignedTx};
+use verity_store::{Staged, StagedId};
+use verity_types::{Address, BlockId, Digest, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
 use crate::error::InvalidBlock;
@@ -104,8 +105,8 @@ impl AppConfig {
 struct Inner {
     /// Blocks above the tip we know the contents of.
     blocks: BTreeMap<BlockId, Arc<SealedBlock>>,
-    /// The state after each block we executed successfully.
-    states: BTreeMap<BlockId, Arc<State>>,
+    /// The state after each block we executed successfully, and its staged change set.
+    states: BTreeMap<BlockId, Known>,
     /// The outcome of each block we verified by executing it exactly as committed (not our
     /// own proposals, whose dry run also saw the transactions later left out): handed to
     /// `Chain::commit` so a finalized block is not executed again.
@@ -160,13 +161,67 @@ pub fn address_of(key: &PublicKey) -> Address {
     Address(a)
 }
 
-/// Executes `block` on `parent`: the state after it and the outcome, or why it is invalid.
+/// The state after a block: the tip, or a block this validator executed above it, whose
+/// change set is staged in the chain's state store.
+#[derive(Clone)]
+pub(crate) struct Known {
+    pub(crate) state: Arc<State>,
+    /// The state root after the block.
+    pub(crate) root: Digest,
+    /// Where its changes are staged; `None` for the tip (committed).
+    pub(crate) staged: Option<StagedId>,
+}
+
+impl Known {
+    /// The staged batch to stage a child on (`None`: the tip).
+    fn parent(&self) -> Option<Staged> {
+        self.staged.map(|id| Staged {
+            id,
+            root: self.root,
+        })
+    }
+}
+
+impl Known {
+    fn tip(tip: &Tip) -> Known {
+        Known {
+            state: tip.state.clone(),
+            root: tip.root,
+            staged: None,
+        }
+    }
+}
+
+/// Executes `block` on `parent` and stages its changes in `chain`'s store on the parent's:
+/// the state after it, with its root, and the outcome. CPU-heavy and blocking (proofs, the
+/// store): call it from a blocking thread.
+pub(crate) fn execute_and_stage<C: Chain>(
+    chain: &C,
+    parent: &Known,
+    block: &Block,
+    threads: usize,
+) -> Result<(Known, BlockOutcome), InvalidBlock> {
+    let (next, outcome) = execute(&parent.state, &parent.root, block, threads)?;
+    let staged = chain
+        .stage(parent.parent(), block.header.height, &outcome.changes)
+        .map_err(|e| InvalidBlock(format!("its changes cannot be staged: {e}")))?;
+    let known = Known {
+        state: Arc::new(next),
+        root: staged.root,
+        staged: Some(staged.id),
+    };
+    Ok((known, outcome))
+}
+
+/// Executes `block` on `parent` (whose state root is `parent_root`): the state after it and
+/// the outcome, or why it is invalid.
 pub fn execute(
     parent: &State,
+    parent_root: &Digest,
     block: &Block,
     threads: usize,
 ) -> Result<(State, BlockOutcome), InvalidBlock> {
-    if block.header.parent != parent.state_root() {
+    if block.header.parent != *parent_root {
         return Err(InvalidBlock(
             "block does not name its parent's state root".into(),
         ));
@@ -225,9 +280,9 @@ where
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn state_of(&self, tip: &Tip, id: &BlockId) -> Option<Arc<State>> {
+    fn state_of(&self, tip: &Tip, id: &BlockId) -> Option<Known> {
         if *id == tip.id {
-            return Some(tip.state.clone());
+            return Some(Known::tip(tip));
         }
         self.lock().states.get(id).cloned()
     }

@@ -16,7 +16,8 @@ where
         cancelled: impl Fn() -> bool,
     ) -> Option<BlockId> {
         let parent_id = from_consensus(&ctx.parent.1);
-        let parent_state = self.state_after(parent_id, cancelled).await?;
+        let parent = self.state_after(parent_id, cancelled).await?;
+        let parent_state = parent.state.clone();
         self.pace(&parent_state).await;
         #[allow(unused_mut)]
         let mut timestamp_ms = now_ms(self.context.as_ref()).max(parent_state.timestamp_ms);
@@ -28,12 +29,12 @@ where
             chain_id: parent_state.chain_id.clone(),
             height: parent_state.height + 1,
             timestamp_ms,
-            parent: parent_state.state_root(),
+            parent: parent.root,
             proposer: self.config.key.address(),
         };
         let txs = self.pick_transactions(parent_id, &parent_state);
         #[allow(unused_mut)]
-        let (next, mut kept) = self.dry_run(parent_id, &parent_state, &header, txs).await?;
+        let (next, mut kept) = self.dry_run(parent_id, &parent, &header, txs).await?;
         #[cfg(feature = "mocks")]
         if self.config.faulty(Fault::ForgedTransactions) {
             kept.push(forged_transaction(&header, &self.config.key));
@@ -48,7 +49,7 @@ where
         {
             let mut inner = self.lock();
             inner.blocks.insert(id, Arc::new(block));
-            inner.states.insert(id, Arc::new(next));
+            inner.states.insert(id, next);
         }
         self.status.update(|s| s.blocks_proposed += 1);
         Some(id)
@@ -111,29 +112,48 @@ where
     }
 
     /// Runs `txs` on the parent's state (off the async threads) and keeps those that can be
-    /// included; returns the state after the kept ones.
+    /// included; returns the state after the kept ones, its changes staged on the parent's.
     async fn dry_run(
         &self,
         parent_id: BlockId,
-        parent_state: &Arc<State>,
+        parent: &Known,
         header: &BlockHeader,
         txs: Vec<SignedTx>,
-    ) -> Option<(State, Vec<SignedTx>)> {
+    ) -> Option<(Known, Vec<SignedTx>)> {
         // Dry run: keep every transaction that can be included, accepted or rejected (a
         // rejected one pays its fee and spends its nonce, so it can never execute later), and
         // drop those that cannot (they changed nothing, so the state after the kept ones is
         // the same state).
         let threads = self.config.verify_threads;
-        let (parent_for_run, header_for_run, txs_for_run) =
-            (parent_state.clone(), header.clone(), txs.clone());
+        let (parent_for_run, header_for_run, txs_for_run, chain) = (
+            parent.clone(),
+            header.clone(),
+            txs.clone(),
+            self.chain.clone(),
+        );
         let run = self
             .context
             .child("dry_run")
             .shared(true)
             .spawn(move |_| async move {
-                let mut next = (*parent_for_run).clone();
-                apply_block_parallel(&mut next, &header_for_run, &txs_for_run, threads)
-                    .map(|outcome| (next, outcome))
+                let mut next = (*parent_for_run.state).clone();
+                let outcome =
+                    apply_block_parallel(&mut next, &header_for_run, &txs_for_run, threads)
+                        .map_err(|e| e.to_string())?;
+                // The transactions left out changed nothing, so these are the kept ones'.
+                let staged = chain
+                    .stage(
+                        parent_for_run.parent(),
+                        header_for_run.height,
+                        &outcome.changes,
+                    )
+                    .map_err(|e| format!("cannot stage its changes: {e}"))?;
+                let next = Known {
+                    state: Arc::new(next),
+                    root: staged.root,
+                    staged: Some(staged.id),
+                };
+                Ok::<_, String>((next, outcome))
             })
             .await
             .ok()?;
@@ -166,7 +186,7 @@ where
     pub(crate) async fn propose_for_test(
         &self,
         ctx: Context<Sha256Digest, PublicKey>,
-    ) -> Option<(Block, Arc<State>)> {
+    ) -> Option<(Block, Known)> {
         let parent = from_consensus(&ctx.parent.1);
         let id = self.propose_block(ctx, || false).await?;
         let tip = self.chain.tip();
@@ -175,14 +195,19 @@ where
         Some((block, parent_state))
     }
 
-    /// Records a block and the state after it as built here.
+    /// Executes a block built here on `parent` and records it with the state after it; `false`
+    /// if it does not execute.
     #[cfg(feature = "mocks")]
-    pub(crate) fn remember(&self, block: Block, after: State) {
+    pub(crate) fn remember(&self, block: Block, parent: &Known) -> bool {
+        let Ok((after, _)) = execute_and_stage(&*self.chain, parent, &block, 1) else {
+            return false;
+        };
         let block = block.seal();
         let id = block.id();
         let mut inner = self.lock();
         inner.blocks.insert(id, Arc::new(block));
-        inner.states.insert(id, Arc::new(after));
+        inner.states.insert(id, after);
+        true
     }
 }
 

@@ -118,7 +118,7 @@ fn provenance(record: &ProvenanceView) -> Markup {
             (row("Prover", html! { @match &r.prover { Some(p) => (address_link(p)), None => "–" } }))
             (row("Price", html! { (r.price) }))
             (row("Heights", html! { "submitted " (r.submitted_height) ", fulfilled " (or_dash(r.fulfilled_height)) ", finished " (r.finished_height) }))
-            (row("In state root", html! { (full_id(&record.state_root.to_string())) " at block " (block_link(record.height)) "; leaf " (record.proof.leaf_index) " of " (record.proof.total_leaves) }))
+            (row("In state root", html! { (full_id(&record.state_root.to_string())) " after block " (block_link(record.height)) "; proof of " (record.proof.proof.len()) " bytes" }))
         }
         p { a href=(verity_api::routes::path(verity_api::routes::JOB_PROVENANCE, r.job_id)) { "Record and proof as JSON" } }
     }

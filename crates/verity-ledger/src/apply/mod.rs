@@ -59,7 +59,6 @@ pub struct BlockOutcome {
     /// One entry per transaction, in block order.
     pub tx_results: Vec<Result<(), TxError>>,
     pub events: Vec<Event>,
-    pub state_root: Digest,
     /// What the block changed (with whatever was pending before it, e.g. genesis): the
     /// entries a store writes for this block.
     pub changes: ChangeSet,
@@ -247,7 +246,6 @@ fn apply_block_with(
     Ok(BlockOutcome {
         tx_results,
         events,
-        state_root: state.state_root(),
         changes: state.drain_changes(),
     })
 }

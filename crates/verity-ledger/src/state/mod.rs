@@ -1,10 +1,10 @@
 //! Ledger state: accounts, stakes, jobs, provider statistics and provenance records, all in
 //! ordered maps so that iteration (and therefore the state root) is deterministic.
 
+mod entries;
 mod job;
 mod params;
 mod records;
-mod root;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,8 +14,8 @@ use verity_types::{Address, AuditReport, DecodeError, JobId, ProgramHash, Role};
 
 use crate::error::GenesisError;
 
-use root::enc;
-pub use root::{EntryKind, verify_entry};
+pub use entries::EntryKind;
+use entries::enc;
 pub use table::{KeyBytes, Table, store_key};
 
 pub use job::{
@@ -30,11 +30,11 @@ pub use records::{
 
 /// Scheduled deadline checks: `(height, job)` pairs the state machine visits at the start of
 /// that block. Stale entries (the job moved on) are simply skipped.
-pub type Schedule = Table<{ root::TAG_SCHEDULE }, (u64, JobId), ()>;
+pub type Schedule = Table<{ entries::TAG_SCHEDULE }, (u64, JobId), ()>;
 
 /// Scheduled unbonding releases: `(height, address)` pairs, so a block visits the stakes that
 /// release at its height instead of every stake.
-pub type Releases = Table<{ root::TAG_RELEASE }, (u64, Address), ()>;
+pub type Releases = Table<{ entries::TAG_RELEASE }, (u64, Address), ()>;
 
 /// What a block changed, by store key: the new encoding of each entry, `None` for an entry
 /// that is gone. Keys are tagged by table (see [`store_key`]); the meta entry is `[0]`.
@@ -56,27 +56,27 @@ pub struct State {
     /// The consensus validator set, fixed at genesis: only these audit, commit to canaries or
     /// hold validator stake.
     pub validators: BTreeSet<Address>,
-    pub accounts: Table<{ root::TAG_ACCOUNT }, Address, Account>,
-    pub stakes: Table<{ root::TAG_STAKE }, Address, StakeInfo>,
-    pub jobs: Table<{ root::TAG_JOB }, JobId, Job>,
-    pub providers: Table<{ root::TAG_PROVIDER }, Address, ProviderStats>,
-    pub provenance: Table<{ root::TAG_PROVENANCE }, JobId, Provenance>,
+    pub accounts: Table<{ entries::TAG_ACCOUNT }, Address, Account>,
+    pub stakes: Table<{ entries::TAG_STAKE }, Address, StakeInfo>,
+    pub jobs: Table<{ entries::TAG_JOB }, JobId, Job>,
+    pub providers: Table<{ entries::TAG_PROVIDER }, Address, ProviderStats>,
+    pub provenance: Table<{ entries::TAG_PROVENANCE }, JobId, Provenance>,
     pub schedule: Schedule,
     pub releases: Releases,
     /// Where each provider can be probed (its latest `Announce`).
-    pub endpoints: Table<{ root::TAG_ENDPOINT }, Address, String>,
+    pub endpoints: Table<{ entries::TAG_ENDPOINT }, Address, String>,
     /// Stake-weighted liveness per provider, summed over every audit.
-    pub liveness: Table<{ root::TAG_LIVENESS }, Address, LivenessRecord>,
+    pub liveness: Table<{ entries::TAG_LIVENESS }, Address, LivenessRecord>,
     /// Every audit filed, by (epoch, auditor): the history behind `liveness`.
-    pub audits: Table<{ root::TAG_AUDIT }, (u64, Address), AuditReport>,
+    pub audits: Table<{ entries::TAG_AUDIT }, (u64, Address), AuditReport>,
     /// Canary commitments, by (epoch, auditor), and whether each was revealed.
-    pub canary_commits: Table<{ root::TAG_CANARY_COMMIT }, (u64, Address), CanaryCommitment>,
+    pub canary_commits: Table<{ entries::TAG_CANARY_COMMIT }, (u64, Address), CanaryCommitment>,
     /// Canary verdicts per provider, from revealed canaries.
-    pub canaries: Table<{ root::TAG_CANARY }, Address, CanaryRecord>,
+    pub canaries: Table<{ entries::TAG_CANARY }, Address, CanaryRecord>,
     /// What each validator's audits amounted to, including audits proofs contradicted.
-    pub auditors: Table<{ root::TAG_AUDITOR }, Address, AuditorRecord>,
+    pub auditors: Table<{ entries::TAG_AUDITOR }, Address, AuditorRecord>,
     /// Published programs, by the hash of the source as written.
-    pub programs: Table<{ root::TAG_PROGRAM }, ProgramHash, PublishedProgram>,
+    pub programs: Table<{ entries::TAG_PROGRAM }, ProgramHash, PublishedProgram>,
 }
 
 impl State {

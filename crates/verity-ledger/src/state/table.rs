@@ -137,7 +137,7 @@ impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSeria
     pub fn entries(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
         self.map
             .iter()
-            .map(|(k, v)| (store_key(TAG, k), super::root::enc(v)))
+            .map(|(k, v)| (store_key(TAG, k), super::entries::enc(v)))
     }
 
     /// The entries whose value differs from the last drain: `(store key, new encoding, or None
@@ -146,7 +146,7 @@ impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSeria
         for (key, before) in std::mem::take(&mut self.before) {
             let now = self.map.get(&key);
             if now != before.as_ref() {
-                out.insert(store_key(TAG, &key), now.map(super::root::enc));
+                out.insert(store_key(TAG, &key), now.map(super::entries::enc));
             }
         }
     }

@@ -197,10 +197,10 @@ async fn state_proof(
 ) -> ApiResult<StateProof> {
     let kind: EntryKind = kind.parse().map_err(bad)?;
     let id: Digest = parse_digest("key", &id)?;
-    // The proof rebuilds the state's Merkle leaves (O(state) until issue 16's store): CPU
-    // work, off the executor.
+    // The state store answers on its own thread; waiting for it blocks.
     tokio::task::spawn_blocking(move || views::state_proof(&node, kind, id))
         .await
+        .map_err(internal)?
         .map_err(internal)?
         .map(Json)
         .ok_or_else(|| not_found(format!("no {} entry under {id}", kind.name())))
@@ -407,7 +407,11 @@ async fn provenance(
     Path(id): Path<String>,
 ) -> ApiResult<ProvenanceView> {
     let id = parse_digest("job id", &id)?;
-    views::provenance(&node, &id)
+    let job = JobId(id);
+    tokio::task::spawn_blocking(move || views::provenance(&node, &job))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
         .map(Json)
         .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))
 }

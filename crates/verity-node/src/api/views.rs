@@ -5,11 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use borsh::BorshDeserialize;
 use verity_api::{
     BlockFinality, BlockTx, BlockView, ConsensusView, Head, JobPage, JobQuery, JobSummary, JobView,
     NetworkStats, ProvenanceView, ProviderView, StateProof, VoterView,
 };
-use verity_ledger::{EntryKind, Job, JobPhase, JobState, State, TrustProfile};
+use verity_ledger::{
+    Account, EntryKind, Job, JobPhase, JobState, Provenance, StakeInfo, State, TrustProfile,
+};
+use verity_store::StoreError;
+use verity_types::merkle::InclusionProof;
 use verity_types::{Address, BlockId, Digest, JobId, TxBody};
 
 use super::MAX_PAGE;
@@ -141,40 +146,64 @@ pub fn recent_jobs(state: &State, count: usize) -> Vec<JobSummary> {
     newest.into_iter().take(count).map(summary).collect()
 }
 
-/// A finished job's provenance record with its proof against the current state root (the
-/// root computed once per block; the proof still rebuilds the state's leaves: issue 16's
-/// incremental store makes it cheap).
-pub fn provenance(node: &Node, id: &JobId) -> Option<ProvenanceView> {
-    let (state, state_root) = node.state_with_root();
-    let (record, proof) = state.provenance_proof(id)?;
-    Some(ProvenanceView {
+/// A finished job's provenance record with its proof against the current state root, from
+/// the state store (blocking: call it from a blocking thread). `None` if the job has no
+/// record (unknown or not finished).
+pub fn provenance(node: &Node, id: &JobId) -> Result<Option<ProvenanceView>, StoreError> {
+    let Some(proved) = node
+        .state_store()
+        .prove(&EntryKind::Provenance.store_key(&id.0.0))?
+    else {
+        return Ok(None);
+    };
+    let record = Provenance::try_from_slice(&proved.value)
+        .map_err(|e| StoreError::Database(format!("a stored provenance record: {e}")))?;
+    Ok(Some(ProvenanceView {
         record,
-        proof,
-        state_root,
-        height: state.height,
-    })
+        proof: InclusionProof {
+            proof: proved.proof,
+        },
+        state_root: proved.at.root,
+        height: proved.at.height.unwrap_or(0),
+    }))
 }
 
-/// One state entry and its inclusion proof against the current state root.
-pub fn state_proof(node: &Node, kind: EntryKind, id: Digest) -> Option<StateProof> {
-    let (state, state_root) = node.state_with_root();
-    let (encoded, proof) = state.entry_proof(kind, &id.0)?;
+/// One state entry and its proof against the current state root, from the state store
+/// (blocking). `None` if there is no such entry.
+pub fn state_proof(
+    node: &Node,
+    kind: EntryKind,
+    id: Digest,
+) -> Result<Option<StateProof>, StoreError> {
+    let Some(proved) = node.state_store().prove(&kind.store_key(&id.0))? else {
+        return Ok(None);
+    };
+    let bad = |e: &dyn std::fmt::Display| StoreError::Database(format!("a stored entry: {e}"));
+    let bytes = proved.value.as_slice();
     let value = match kind {
-        EntryKind::Account => serde_json::to_value(state.accounts.get(&Address(id.0))?),
-        EntryKind::Stake => serde_json::to_value(state.stakes.get(&Address(id.0))?),
-        EntryKind::Job => serde_json::to_value(state.jobs.get(&JobId(id))?),
-        EntryKind::Provenance => serde_json::to_value(state.provenance.get(&JobId(id))?),
+        EntryKind::Account => {
+            serde_json::to_value(Account::try_from_slice(bytes).map_err(|e| bad(&e))?)
+        }
+        EntryKind::Stake => {
+            serde_json::to_value(StakeInfo::try_from_slice(bytes).map_err(|e| bad(&e))?)
+        }
+        EntryKind::Job => serde_json::to_value(Job::try_from_slice(bytes).map_err(|e| bad(&e))?),
+        EntryKind::Provenance => {
+            serde_json::to_value(Provenance::try_from_slice(bytes).map_err(|e| bad(&e))?)
+        }
     }
-    .ok()?;
-    Some(StateProof {
+    .map_err(|e| bad(&e))?;
+    Ok(Some(StateProof {
         kind,
         id,
-        encoded: BASE64.encode(encoded),
+        encoded: BASE64.encode(&proved.value),
         value,
-        state_root,
-        height: state.height,
-        proof,
-    })
+        state_root: proved.at.root,
+        height: proved.at.height.unwrap_or(0),
+        proof: InclusionProof {
+            proof: proved.proof,
+        },
+    }))
 }
 
 pub fn provider_view(node: &Node, state: &State, address: Address) -> ProviderView {

@@ -112,8 +112,8 @@ pub(crate) async fn check(
         "the node answered with the record of another job"
     );
     ensure!(
-        view.record.verify_inclusion(&view.state_root, &view.proof),
-        "the record is not in the state root the node gave: its inclusion proof fails"
+        verity_client::verify_provenance(&view),
+        "the record is not in the state root the node gave: its proof fails"
     );
     let (block, block_id, decoded) = block_after(client, view.height).await?;
     let named_by = block.height;

@@ -1,9 +1,9 @@
-//! The state root: every state entry as a tagged key and its encoding, a leaf of one Merkle
-//! tree; and inclusion proofs against it.
+//! The state as entries: every record under a store key (a table tag, then the record's key)
+//! with its canonical encoding. This is what a state store holds and authenticates: the
+//! ledger hands it each block's change set, and a store's root is the state root.
 
 use borsh::BorshSerialize;
-use verity_types::merkle::{InclusionProof, leaf_hash, root};
-use verity_types::{DecodeError, Digest, JobId};
+use verity_types::DecodeError;
 
 use super::{ChangeSet, Provenance, State};
 
@@ -153,24 +153,6 @@ impl State {
         ) = meta;
         Ok(s)
     }
-
-    fn leaves(&self) -> Vec<[u8; 32]> {
-        self.entries()
-            .iter()
-            .map(|(k, v)| leaf_hash(k, v))
-            .collect()
-    }
-
-    /// The Merkle root over every state entry.
-    pub fn state_root(&self) -> Digest {
-        root(&self.leaves())
-    }
-
-    /// A provenance record with its inclusion proof against [`State::state_root`].
-    pub fn provenance_proof(&self, job_id: &JobId) -> Option<(Provenance, InclusionProof)> {
-        let (_, proof) = self.entry_proof(EntryKind::Provenance, &job_id.0.0)?;
-        Some((self.provenance.get(job_id)?.clone(), proof))
-    }
 }
 
 /// What a state proof can be about: the entries a client asks the ledger for by key.
@@ -230,63 +212,18 @@ impl std::str::FromStr for EntryKind {
     }
 }
 
-impl State {
-    /// The entry of `kind` under `id` (its borsh encoding, what the state root commits to)
-    /// with its inclusion proof against [`State::state_root`]; `None` if there is none (this
-    /// tree proves presence only).
-    pub fn entry_proof(&self, kind: EntryKind, id: &[u8; 32]) -> Option<(Vec<u8>, InclusionProof)> {
-        let (value, index) = self.entry_at(kind, id)?;
-        Some((value, InclusionProof::build(&self.leaves(), index)))
+impl EntryKind {
+    /// The store key of the entry of this kind under `id` (an address or a job id): what a
+    /// state proof is about.
+    pub fn store_key(self, id: &[u8; 32]) -> Vec<u8> {
+        key(self.tag(), id)
     }
-
-    /// The entry's encoding and its place among the leaves, in the order of `entries`.
-    fn entry_at(&self, kind: EntryKind, id: &[u8; 32]) -> Option<(Vec<u8>, usize)> {
-        let accounts = 1; // after the meta entry
-        let stakes = accounts + self.accounts.len();
-        let jobs = stakes + self.stakes.len();
-        let provenance = jobs + self.jobs.len() + self.providers.len();
-        let (address, job) = (verity_types::Address(*id), JobId(Digest(*id)));
-        match kind {
-            EntryKind::Account => Some((
-                enc(self.accounts.get(&address)?),
-                accounts + self.accounts.range(..address).count(),
-            )),
-            EntryKind::Stake => Some((
-                enc(self.stakes.get(&address)?),
-                stakes + self.stakes.range(..address).count(),
-            )),
-            EntryKind::Job => Some((
-                enc(self.jobs.get(&job)?),
-                jobs + self.jobs.range(..job).count(),
-            )),
-            EntryKind::Provenance => Some((
-                enc(self.provenance.get(&job)?),
-                provenance + self.provenance.range(..job).count(),
-            )),
-        }
-    }
-}
-
-/// Checks that `encoded` is the entry of `kind` under `id` in the state whose root is
-/// `state_root`: what a client holding only a root (from a certified block) needs.
-pub fn verify_entry(
-    kind: EntryKind,
-    id: &[u8; 32],
-    encoded: &[u8],
-    state_root: &Digest,
-    proof: &InclusionProof,
-) -> bool {
-    proof.verify(state_root, &key(kind.tag(), id), encoded)
 }
 
 impl Provenance {
-    /// Checks this record against a state root (a light client's whole job).
-    pub fn verify_inclusion(&self, state_root: &Digest, proof: &InclusionProof) -> bool {
-        proof.verify(
-            state_root,
-            &key(TAG_PROVENANCE, &self.job_id.0.0),
-            &enc(self),
-        )
+    /// This record's store key.
+    pub fn store_key(&self) -> Vec<u8> {
+        key(TAG_PROVENANCE, &self.job_id.0.0)
     }
 }
 
@@ -297,10 +234,10 @@ mod tests {
     use verity_types::{Address, Role};
 
     #[test]
-    fn every_entry_kind_proves_against_the_root_and_nothing_else_does() {
-        let who = |i: u8| Address([i * 7; 32]);
-        let state = State::from_genesis(&Genesis {
-            chain_id: "proofs".into(),
+    fn an_entry_kind_names_the_key_its_entry_is_stored_under() {
+        let who = |i: u8| Address([i * 7 + 1; 32]);
+        let mut state = State::from_genesis(&Genesis {
+            chain_id: "keys".into(),
             genesis_time_ms: 0,
             params: Params::default(),
             accounts: (0..5)
@@ -318,36 +255,20 @@ mod tests {
                 .collect(),
         })
         .unwrap();
-        let root = state.state_root();
-        for kind in [EntryKind::Account, EntryKind::Stake] {
-            for i in 0..5u8 {
-                let id = [i * 7; 32];
-                let (encoded, proof) = state.entry_proof(kind, &id).unwrap();
-                assert!(
-                    verify_entry(kind, &id, &encoded, &root, &proof),
-                    "{kind:?} {i}"
-                );
-                // Another kind, another key, another value, another root: refused.
-                let other = if kind == EntryKind::Account {
-                    EntryKind::Stake
-                } else {
-                    EntryKind::Account
-                };
-                assert!(!verify_entry(other, &id, &encoded, &root, &proof));
-                assert!(!verify_entry(
-                    kind,
-                    &[i * 7 + 1; 32],
-                    &encoded,
-                    &root,
-                    &proof
-                ));
-                let mut changed = encoded.clone();
-                changed[0] ^= 1;
-                assert!(!verify_entry(kind, &id, &changed, &root, &proof));
-                assert!(!verify_entry(kind, &id, &encoded, &Digest([9; 32]), &proof));
-            }
+        let entries: std::collections::BTreeMap<_, _> = state.entries().into_iter().collect();
+        for i in 0..5u8 {
+            let id = who(i);
+            let account = &entries[&EntryKind::Account.store_key(&id.0)];
+            assert_eq!(account, &enc(&state.accounts[&id]));
+            let stake = &entries[&EntryKind::Stake.store_key(&id.0)];
+            assert_eq!(stake, &enc(&state.stakes[&id]));
+            assert_ne!(account, stake);
         }
-        assert!(state.entry_proof(EntryKind::Account, &[1; 32]).is_none());
-        assert!(state.entry_proof(EntryKind::Job, &[0; 32]).is_none());
+        assert!(!entries.contains_key(&EntryKind::Account.store_key(&[0; 32])));
+        // Genesis is the first change set: every entry, and the meta entry.
+        let changes = state.drain_changes();
+        assert_eq!(changes.len(), entries.len());
+        assert!(changes.iter().all(|(k, v)| entries.get(k) == v.as_ref()));
+        assert_eq!(state.drain_changes().len(), 1, "then only the meta entry");
     }
 }
