@@ -105,7 +105,11 @@ impl Node {
                 );
                 state
             }
-            None => genesis_state,
+            None => {
+                // The database's state starts as genesis, entry by entry, like the store's.
+                storage.put_genesis_state(&genesis_changes)?;
+                genesis_state
+            }
         };
         // A genesis with the same chain id but other contents (accounts, stakes, params)
         // would replay differently: the first block names the genesis it followed.

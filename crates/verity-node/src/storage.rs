@@ -137,6 +137,22 @@ impl Storage {
         Ok(Some(State::from_entries(entries).map_err(err)?))
     }
 
+    /// Writes the genesis state's entries (a database that holds no state yet).
+    pub fn put_genesis_state(&self, entries: &ChangeSet) -> Result<(), StorageError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut state = tx.open_table(STATE).map_err(err)?;
+            for (key, value) in entries {
+                if let Some(value) = value {
+                    state
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
     /// The state store's size after block `height` (0: genesis), as recorded.
     pub fn state_size(&self, height: u64) -> Result<Option<u64>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;

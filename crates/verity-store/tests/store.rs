@@ -222,3 +222,72 @@ fn an_entry_larger_than_the_ledger_writes_is_refused_before_anything_is_staged()
     // The store still works.
     assert_eq!(store.write(1, &block(1)).unwrap().height, Some(1));
 }
+
+/// Set in a child process: the directory to write blocks into before dying.
+const CRASH_DIR: &str = "VERITY_STORE_CRASH_DIR";
+
+/// In the child: commits blocks 1 to 12, printing each root, then aborts (no drop, no sync:
+/// what `kill -9` leaves). In the parent: the reopened store holds the last printed commit.
+#[test]
+fn a_store_killed_after_a_commit_reopens_at_that_commit_with_its_root() {
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        let store = StateStore::open(std::path::Path::new(&dir)).unwrap();
+        for h in 1..=12u64 {
+            let c = store.write(h, &block(h as u32)).unwrap();
+            println!("ROOT {h} {} {}", c.root, c.size);
+        }
+        use std::io::Write as _;
+        std::io::stdout().flush().unwrap();
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_store_killed_after_a_commit_reopens_at_that_commit_with_its_root",
+            "--nocapture",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child was to abort");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let roots: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ROOT "))
+        .collect();
+    assert_eq!(roots.len(), 12, "{stdout}");
+    let field = |h: usize, i: usize| roots[h - 1].split(' ').nth(i).unwrap().to_string();
+    let last = field(12, 1);
+    // Rolled back to block 10 after the crash (what a node whose database holds only block
+    // 10 does), then forward again.
+    {
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.committed().unwrap().height, Some(12));
+    }
+    {
+        let size: u64 = field(10, 2).parse().unwrap();
+        let store = StateStore::open_at(dir.path(), Some(size)).unwrap();
+        let committed = store.committed().unwrap();
+        assert_eq!(committed.height, Some(10));
+        assert_eq!(committed.root.to_string(), field(10, 1));
+        for h in 11..=12u64 {
+            let c = store.write(h, &block(h as u32)).unwrap();
+            assert_eq!(c.root.to_string(), field(h as usize, 1), "block {h} again");
+        }
+    }
+    let store = StateStore::open(dir.path()).unwrap();
+    let committed = store.committed().unwrap();
+    assert_eq!(committed.height, Some(12));
+    assert_eq!(committed.root.to_string(), last);
+    // And it goes on exactly as a store that never crashed.
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean = StateStore::open(clean_dir.path()).unwrap();
+    for h in 1..=12u64 {
+        clean.write(h, &block(h as u32)).unwrap();
+    }
+    assert_eq!(
+        store.write(13, &block(13)).unwrap().root,
+        clean.write(13, &block(13)).unwrap().root
+    );
+}

@@ -1,0 +1,48 @@
+//! A node reopened on its data directory has exactly the state and state root it had: the
+//! database's entries (genesis, then each block's changes) and the state store agree.
+
+use std::sync::Arc;
+
+use verity_node::{Node, NodeConfig, SoloProducer, devnet, produce_block};
+use verity_types::{Keypair, TxBody};
+
+fn open(dir: &std::path::Path) -> Arc<Node> {
+    Node::open(NodeConfig::new(dir.to_path_buf(), devnet::genesis())).unwrap()
+}
+
+#[test]
+fn a_reopened_node_has_the_state_and_root_it_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, root, id) = {
+        let node = open(dir.path());
+        let mut producer = SoloProducer::new(Keypair::dev("validator"));
+        let client = Keypair::dev("client");
+        for i in 0..3u64 {
+            node.sign_and_submit(
+                &client,
+                TxBody::Transfer {
+                    to: Keypair::dev("provider").address(),
+                    amount: 10 + i,
+                },
+            )
+            .unwrap();
+            produce_block(&node, &mut producer).unwrap();
+        }
+        let (state, id, root) = node.head();
+        assert_eq!(state.height, 3);
+        (state.to_bytes(), root, id)
+    };
+    let node = open(dir.path());
+    let (state, reopened_id, reopened_root) = node.head();
+    assert_eq!(reopened_id, id);
+    assert_eq!(reopened_root, root);
+    // Every entry, the untouched genesis accounts included.
+    assert!(
+        state.to_bytes() == before,
+        "the reopened state differs from the state before"
+    );
+    // And the chain goes on from there.
+    let mut producer = SoloProducer::new(Keypair::dev("validator"));
+    produce_block(&node, &mut producer).unwrap();
+    assert_eq!(node.state().height, 4);
+}
