@@ -33,9 +33,11 @@ use worker::{Proof, Request};
 /// Bitmap chunk size (bytes) of the `current` database: part of the root, fixed forever.
 const CHUNK: usize = 32;
 
-/// The largest entry the store takes: a job with its program source and timeline stays far
-/// below; anything larger is a bug upstream, refused rather than written.
-pub const MAX_VALUE_BYTES: usize = 4 << 20;
+/// The largest entry the store takes. A ledger entry holds at most what a block carried (a
+/// block is at most 4 MiB on the wire, `verity_consensus::MAX_BLOCK_BYTES`) plus its own
+/// bookkeeping, so this is far above any entry the ledger can write: a block whose changes
+/// were refused here would stop every validator alike. It bounds reading the store's own log.
+pub const MAX_VALUE_BYTES: usize = 16 << 20;
 
 /// The digests a proof may carry, as commonware bounds them for one element.
 const MAX_PROOF_DIGESTS: usize = commonware_storage::merkle::MAX_PROOF_DIGESTS_PER_ELEMENT;
