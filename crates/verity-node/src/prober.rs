@@ -255,12 +255,15 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Option<Vec<
 
 /// The endpoints probed in `epoch`: all of them if they fit in `max`, else a window of `max`
 /// that starts further along each epoch (wrapping), in address order.
-pub fn probe_window(
-    endpoints: &std::collections::BTreeMap<verity_types::Address, String>,
+pub fn probe_window<'a>(
+    endpoints: impl IntoIterator<Item = (&'a verity_types::Address, &'a String)>,
     epoch: u64,
     max: usize,
 ) -> Vec<(verity_types::Address, String)> {
-    let all: Vec<_> = endpoints.iter().map(|(a, e)| (*a, e.clone())).collect();
+    let all: Vec<_> = endpoints
+        .into_iter()
+        .map(|(a, e)| (*a, e.clone()))
+        .collect();
     if all.len() <= max {
         return all;
     }

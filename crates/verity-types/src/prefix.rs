@@ -2,7 +2,6 @@
 //! print them abbreviated (`0x48ed607f…`). A prefix names an id when exactly one known id
 //! starts with it, as with git's abbreviated commits.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -83,25 +82,25 @@ impl IdPrefix {
         (pad('0'), pad('f'))
     }
 
-    /// The keys of `map` that start with this prefix, in order: at most
-    /// [`AMBIGUOUS_SHOWN`] + 1 (so a reader can tell "these" from "these and more"), read
-    /// from a bounded range whatever the map's size. Ids are ordered by their bytes, as every
-    /// digest-like id is; `id` builds a key from 32 bytes.
-    pub fn matches<K: Ord + Clone, V>(
+    /// The keys that start with this prefix, in order: at most [`AMBIGUOUS_SHOWN`] + 1 (so a
+    /// reader can tell "these" from "these and more"), read from a bounded range whatever the
+    /// map's size. `range` lists an ordered map's keys in a range (any ordered map will do);
+    /// ids are ordered by their bytes, as every digest-like id is; `id` builds a key from 32
+    /// bytes.
+    pub fn matches<K, I: Iterator<Item = K>>(
         &self,
-        map: &BTreeMap<K, V>,
+        range: impl FnOnce(std::ops::RangeInclusive<K>) -> I,
         id: impl Fn([u8; 32]) -> K,
     ) -> Vec<K> {
         let (lo, hi) = self.bounds();
-        map.range(id(lo)..=id(hi))
-            .map(|(k, _)| k.clone())
-            .take(AMBIGUOUS_SHOWN + 1)
-            .collect()
+        range(id(lo)..=id(hi)).take(AMBIGUOUS_SHOWN + 1).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn id(first: &[u8]) -> [u8; 32] {
@@ -121,7 +120,11 @@ mod tests {
         .into_iter()
         .map(|k| (k, ()))
         .collect();
-        let resolve = |s: &str| s.parse::<IdPrefix>().unwrap().matches(&map, |b| b);
+        let resolve = |s: &str| {
+            s.parse::<IdPrefix>()
+                .unwrap()
+                .matches(|r| map.range(r).map(|(k, _)| *k), |b| b)
+        };
         assert_eq!(resolve("0x48ed60"), vec![id(&[0x48, 0xed, 0x60])]);
         // As a table prints it, and in capitals.
         assert_eq!(resolve("0x48ED61…"), vec![id(&[0x48, 0xed, 0x61])]);
@@ -143,7 +146,10 @@ mod tests {
     #[test]
     fn ambiguity_lists_a_bounded_few() {
         let map: BTreeMap<[u8; 32], ()> = (0u8..100).map(|i| (id(&[0xab, i]), ())).collect();
-        let shown = "ab".parse::<IdPrefix>().unwrap().matches(&map, |b| b);
+        let shown = "ab"
+            .parse::<IdPrefix>()
+            .unwrap()
+            .matches(|r| map.range(r).map(|(k, _)| *k), |b| b);
         assert_eq!(
             shown.len(),
             AMBIGUOUS_SHOWN + 1,

@@ -1,14 +1,18 @@
 //! A key space of the state (accounts, stakes, jobs, ...) that remembers what a block changed.
 //!
-//! Reads go through `Deref` to the ordered map, so the state machine reads a table exactly as
-//! it read a `BTreeMap`. Every way to change an entry goes through a method here, which keeps
+//! The entries are a persistent ordered map (`imbl::OrdMap`, a B+ tree whose nodes are shared
+//! between copies): copying the state to execute a block on it costs nothing up front, and a
+//! block pays only for the nodes it changes. Reads go through `Deref` to that map, which reads
+//! like a `BTreeMap`. Every way to change an entry goes through a method here, which keeps
 //! the entry's value from before the first change. [`Table::drain_changes`] then yields only the
 //! entries whose value really differs, so a store writes what a block changed and nothing else
 //! (a handler that looked at an entry mutably and left it alone writes nothing).
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::ops::Deref;
+
+use imbl::OrdMap;
+use imbl::ordmap::Entry;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use verity_types::{Address, DecodeError, Digest, JobId, ProgramHash};
@@ -78,8 +82,8 @@ pub fn store_key<K: KeyBytes>(tag: u8, key: &K) -> Vec<u8> {
 /// One table of the state. `TAG` is its first key byte in the store (and in proofs), so an
 /// entry of one table can never pass for an entry of another.
 #[derive(Debug, Clone)]
-pub struct Table<const TAG: u8, K, V> {
-    map: BTreeMap<K, V>,
+pub struct Table<const TAG: u8, K: Ord + Clone, V: Clone> {
+    map: OrdMap<K, V>,
     /// Each entry changed since the last drain, with its value before the first change.
     before: BTreeMap<K, Option<V>>,
 }
@@ -89,7 +93,7 @@ impl<const TAG: u8, K: Ord + Clone, V: Clone> Table<TAG, K, V> {
 
     pub fn new() -> Self {
         Table {
-            map: BTreeMap::new(),
+            map: OrdMap::new(),
             before: BTreeMap::new(),
         }
     }
@@ -119,7 +123,7 @@ impl<const TAG: u8, K: Ord + Clone, V: Clone> Table<TAG, K, V> {
         self.map.remove(key)
     }
 
-    pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
+    pub fn entry(&mut self, key: K) -> Entry<'_, K, V, imbl::shared_ptr::DefaultSharedPtr> {
         self.touch(&key);
         self.map.entry(key)
     }
@@ -152,7 +156,7 @@ impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSeria
     }
 }
 
-impl<const TAG: u8, K: Ord + KeyBytes, V: BorshDeserialize> Table<TAG, K, V> {
+impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + BorshDeserialize> Table<TAG, K, V> {
     /// Puts a stored entry back (`key` without its tag), as it was: not a change.
     pub(super) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
         let key = K::read_key(key)
@@ -169,17 +173,17 @@ impl<const TAG: u8, K: Ord + Clone, V: Clone> Default for Table<TAG, K, V> {
     }
 }
 
-impl<const TAG: u8, K, V> Deref for Table<TAG, K, V> {
-    type Target = BTreeMap<K, V>;
+impl<const TAG: u8, K: Ord + Clone, V: Clone> Deref for Table<TAG, K, V> {
+    type Target = OrdMap<K, V>;
 
-    fn deref(&self) -> &BTreeMap<K, V> {
+    fn deref(&self) -> &OrdMap<K, V> {
         &self.map
     }
 }
 
-impl<'a, const TAG: u8, K, V> IntoIterator for &'a Table<TAG, K, V> {
+impl<'a, const TAG: u8, K: Ord + Clone, V: Clone> IntoIterator for &'a Table<TAG, K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = std::collections::btree_map::Iter<'a, K, V>;
+    type IntoIter = imbl::ordmap::Iter<'a, K, V, imbl::shared_ptr::DefaultSharedPtr>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.map.iter()
@@ -187,26 +191,52 @@ impl<'a, const TAG: u8, K, V> IntoIterator for &'a Table<TAG, K, V> {
 }
 
 /// Equality is of contents: what is pending for the store is not part of the state.
-impl<const TAG: u8, K: PartialEq, V: PartialEq> PartialEq for Table<TAG, K, V> {
+impl<const TAG: u8, K: Ord + Clone, V: Clone + PartialEq> PartialEq for Table<TAG, K, V> {
     fn eq(&self, other: &Self) -> bool {
         self.map == other.map
     }
 }
 
-impl<const TAG: u8, K: Eq, V: Eq> Eq for Table<TAG, K, V> {}
+impl<const TAG: u8, K: Ord + Clone, V: Clone + Eq> Eq for Table<TAG, K, V> {}
 
-impl<const TAG: u8, K: BorshSerialize, V: BorshSerialize> BorshSerialize for Table<TAG, K, V> {
+/// Encoded as a `BTreeMap` is in borsh: the count, then the entries in key order.
+impl<const TAG: u8, K: Ord + Clone + BorshSerialize, V: Clone + BorshSerialize> BorshSerialize
+    for Table<TAG, K, V>
+{
     fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
-        self.map.serialize(writer)
+        let len = u32::try_from(self.map.len())
+            .map_err(|_| std::io::Error::other("a table of more than 2^32 entries"))?;
+        len.serialize(writer)?;
+        for (key, value) in self.map.iter() {
+            key.serialize(writer)?;
+            value.serialize(writer)?;
+        }
+        Ok(())
     }
 }
 
-impl<const TAG: u8, K: BorshDeserialize + Ord, V: BorshDeserialize> BorshDeserialize
+/// Refuses keys out of order or repeated, so one table has one encoding.
+impl<const TAG: u8, K: BorshDeserialize + Ord + Clone, V: BorshDeserialize + Clone> BorshDeserialize
     for Table<TAG, K, V>
 {
     fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let len = u32::deserialize_reader(reader)?;
+        let mut map = OrdMap::new();
+        let mut last: Option<K> = None;
+        for _ in 0..len {
+            let key = K::deserialize_reader(reader)?;
+            let value = V::deserialize_reader(reader)?;
+            if last.as_ref().is_some_and(|last| *last >= key) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "table keys out of order",
+                ));
+            }
+            last = Some(key.clone());
+            map.insert(key, value);
+        }
         Ok(Table {
-            map: BTreeMap::deserialize_reader(reader)?,
+            map,
             before: BTreeMap::new(),
         })
     }
@@ -263,5 +293,40 @@ mod tests {
         assert_eq!(decoded, t);
         assert!(!decoded.is_touched(&Address([1; 32])));
         assert!(t.is_touched(&Address([1; 32])));
+    }
+
+    #[test]
+    fn a_decoded_table_has_one_encoding_and_refuses_keys_out_of_order() {
+        let (a, b) = (Address([1; 32]), Address([2; 32]));
+        let mut t = T::new();
+        t.insert(b, 2);
+        t.insert(a, 1);
+        let bytes = borsh::to_vec(&t).unwrap();
+        // As a BTreeMap encodes: count, then entries in key order.
+        let as_btree = borsh::to_vec(&BTreeMap::from([(a, 1u64), (b, 2u64)])).unwrap();
+        assert_eq!(bytes, as_btree);
+        let out_of_order = borsh::to_vec(&(2u32, (b, 2u64), (a, 1u64))).unwrap();
+        let repeated = borsh::to_vec(&(2u32, (a, 1u64), (a, 1u64))).unwrap();
+        assert!(borsh::from_slice::<T>(&out_of_order).is_err());
+        assert!(borsh::from_slice::<T>(&repeated).is_err());
+        assert!(borsh::from_slice::<T>(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_copy_changes_apart_from_its_original() {
+        let mut original = T::new();
+        for i in 0..1000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            original.insert(Address(id), u64::from(i));
+        }
+        drop(drain(&mut original));
+        let mut copy = original.clone();
+        *copy.get_mut(&Address([0; 32])).unwrap() += 7;
+        copy.remove(&Address([0xff; 32]));
+        assert_eq!(original[&Address([0; 32])], 0);
+        assert_eq!(copy[&Address([0; 32])], 7);
+        assert_eq!(drain(&mut copy).len(), 1, "what the copy changed");
+        assert!(drain(&mut original).is_empty(), "the original changed nothing");
     }
 }

@@ -297,7 +297,7 @@ async fn tx_status(State(node): State<Arc<Node>>, Path(id): Path<String>) -> Api
 }
 
 fn find_job<'s>(state: &'s verity_ledger::State, id: &str) -> Result<&'s Job, ApiError> {
-    let id = parse_digest("job id", id)?;
+    let id: JobId = parse_digest("job id", id)?;
     state
         .jobs
         .get(&id)

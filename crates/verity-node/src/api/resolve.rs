@@ -27,14 +27,20 @@ pub(super) async fn resolve(
 /// [`AMBIGUOUS_SHOWN`] + 1 of a kind.
 pub(crate) fn resolve_prefix(state: &verity_ledger::State, prefix: &IdPrefix) -> Resolution {
     let named = |ids: Vec<String>, kind| ids.into_iter().map(move |id| IdMatch { kind, id });
-    let jobs = prefix.matches(&state.jobs, |b| JobId(Digest(b)));
+    let jobs = prefix.matches(
+        |r| state.jobs.range(r).map(|(k, _)| *k),
+        |b| JobId(Digest(b)),
+    );
     // Accounts, and staked addresses that hold no balance.
     let accounts: BTreeSet<Address> = prefix
-        .matches(&state.accounts, Address)
+        .matches(|r| state.accounts.range(r).map(|(k, _)| *k), Address)
         .into_iter()
-        .chain(prefix.matches(&state.stakes, Address))
+        .chain(prefix.matches(|r| state.stakes.range(r).map(|(k, _)| *k), Address))
         .collect();
-    let programs = prefix.matches(&state.programs, |b| ProgramHash(Digest(b)));
+    let programs = prefix.matches(
+        |r| state.programs.range(r).map(|(k, _)| *k),
+        |b| ProgramHash(Digest(b)),
+    );
     let matches = named(jobs.iter().map(ToString::to_string).collect(), IdKind::Job)
         .chain(named(
             accounts

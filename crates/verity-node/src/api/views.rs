@@ -112,7 +112,7 @@ pub fn jobs(state: &State, query: &JobQuery) -> JobPage {
         Some(a) => state
             .jobs
             .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => state.jobs.range(..),
+        None => state.jobs.range::<_, JobId>(..),
     };
     let mut jobs = Vec::new();
     let mut next = None;
