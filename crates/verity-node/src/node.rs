@@ -72,6 +72,9 @@ pub struct Node {
     metrics: Arc<Metrics>,
 }
 
+/// Blocks between two prunes of the state store.
+const STATE_PRUNE_INTERVAL: u64 = 256;
+
 /// Certificates held between commits: far more than arrive between two blocks.
 const MAX_PENDING_CERTIFICATES: usize = 1024;
 
@@ -428,6 +431,13 @@ impl Node {
             )
             .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
+        if height % STATE_PRUNE_INTERVAL == 0 {
+            // Bounds the store's log; what is dropped is older than any commit a restart may
+            // roll back to (see `StateStore::prune`).
+            if let Err(e) = self.store.prune() {
+                warn!(height, "cannot prune the state store: {e}");
+            }
+        }
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, committed.root);

@@ -186,8 +186,10 @@ impl StateStore {
         self.call(|reply| Request::Prove { key, reply })
     }
 
-    /// Drops operations the store no longer needs to prove current values (below QMDB's
-    /// inactivity floor), bounding the log to a few times the live state.
+    /// Drops operations the store no longer needs to prove current values, bounding the log
+    /// to a few times the live state: those below QMDB's inactivity floor as the *previous*
+    /// call found it, so every commit since then can still be reopened ([`StateStore::open_at`]
+    /// needs the commit's floor). Call it every so many blocks.
     pub fn prune(&self) -> Result<(), StoreError> {
         self.call(|reply| Request::Prune { reply })
     }

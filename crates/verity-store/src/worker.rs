@@ -192,6 +192,8 @@ impl Staging {
 }
 
 async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
+    // Where the last prune found the floor: the next one prunes up to there.
+    let mut prunable = Location::new(0);
     let mut staging = Staging {
         batches: BTreeMap::new(),
         next: 0,
@@ -240,7 +242,7 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
                 let _ = reply.send(prove(&db, key).await);
             }
             Request::Prune { reply } => {
-                let floor = db.sync_boundary();
+                let floor = std::mem::replace(&mut prunable, db.sync_boundary());
                 db = match db.prune(floor).await {
                     Ok(db) => db,
                     Err(e) => {

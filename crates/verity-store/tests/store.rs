@@ -291,3 +291,56 @@ fn a_store_killed_after_a_commit_reopens_at_that_commit_with_its_root() {
         clean.write(13, &block(13)).unwrap().root
     );
 }
+
+#[test]
+fn pruning_drops_old_operations_and_keeps_the_root_every_value_and_the_last_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    // The same 300 keys rewritten by every block: most of the log is soon inactive.
+    let rewrite = |h: u64| -> Changes {
+        (0..300)
+            .map(|i| (key(1, i), Some(format!("v{h}-{i}").into_bytes())))
+            .collect()
+    };
+    let mut at = Vec::new();
+    let mut shrank = false;
+    for h in 1..=60u64 {
+        at.push(store.write(h, &rewrite(h)).unwrap());
+        if h % 20 == 0 {
+            let (before, size) = (store.committed().unwrap(), dir_bytes(dir.path()));
+            store.prune().unwrap();
+            assert_eq!(
+                store.committed().unwrap(),
+                before,
+                "pruning changes nothing seen"
+            );
+            shrank |= dir_bytes(dir.path()) < size;
+        }
+    }
+    assert!(shrank, "no prune removed anything");
+    let k = key(1, 7);
+    let proved = store.prove(&k).unwrap().unwrap();
+    assert_eq!(proved.value, b"v60-7");
+    assert!(verify(&k, &proved.value, &proved.proof, &proved.at.root));
+    drop(store);
+    // The commit before the last is still there to roll back to.
+    let back = &at[58];
+    let store = StateStore::open_at(dir.path(), Some(back.size)).unwrap();
+    assert_eq!(store.committed().unwrap(), *back);
+    assert_eq!(store.write(60, &rewrite(60)).unwrap().root, at[59].root);
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}

@@ -327,6 +327,9 @@ mod tests {
         assert_eq!(original[&Address([0; 32])], 0);
         assert_eq!(copy[&Address([0; 32])], 7);
         assert_eq!(drain(&mut copy).len(), 1, "what the copy changed");
-        assert!(drain(&mut original).is_empty(), "the original changed nothing");
+        assert!(
+            drain(&mut original).is_empty(),
+            "the original changed nothing"
+        );
     }
 }
