@@ -78,7 +78,7 @@ pub(crate) enum Request {
 type OperationCodec = ((), (commonware_codec::RangeCfg<usize>, ()));
 
 fn config() -> VariableConfig<EightCap, OperationCodec, Sequential> {
-    let page_cache = CacheRef::new(page_size(BLOB_PAGE_SIZE), NZUsize!(4_096));
+    let page_cache = CacheRef::new(page_size(BLOB_PAGE_SIZE), NZUsize!(16_384));
     VariableConfig {
         merkle_config: MerkleConfig {
             journal_partition: "state-mmr-journal".into(),
