@@ -159,17 +159,16 @@ impl Chain for MemoryChain {
                 reason: e.to_string(),
             }
         })?;
-        let store_err = |e: verity_store::StoreError| CommitError::Storage(e.to_string());
         let staged = self
             .store
             .stage(None, height, &outcome.changes)
-            .map_err(store_err)?;
+            .map_err(CommitError::from)?;
         if let Some(e) = &executed
             && (e.staged.root != staged.root || *e.outcome != outcome)
         {
             return Err(CommitError::Diverged { height });
         }
-        let committed = self.store.commit(staged.id).map_err(store_err)?;
+        let committed = self.store.commit(staged.id).map_err(CommitError::from)?;
         let id = block.id();
         let included: std::collections::BTreeSet<verity_types::TxId> =
             block.txs.iter().map(SignedTx::id).collect();
@@ -193,7 +192,7 @@ impl Chain for MemoryChain {
     ) -> Result<Staged, CommitError> {
         self.store
             .stage(parent, height, changes)
-            .map_err(|e| CommitError::Storage(e.to_string()))
+            .map_err(CommitError::from)
     }
 
     fn block_by_id(&self, id: &BlockId) -> Option<Block> {

@@ -32,6 +32,13 @@ pub enum CommitError {
     Storage(String),
 }
 
+/// The state store failed: the block is not durable.
+impl From<verity_store::StoreError> for CommitError {
+    fn from(e: verity_store::StoreError) -> CommitError {
+        CommitError::Storage(e.to_string())
+    }
+}
+
 /// Why a proposed block is invalid (the validator does not vote for it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auditor;
 pub mod canary;
+mod chain;
 pub mod clock;
 pub mod devnet;
 pub mod entropy;

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 use verity_consensus::{CommitError, ConsensusStatus, Gossip, Share, StatusHandle};
 use verity_ledger::{
-    Block, BlockOutcome, ChangeSet, Event, Genesis, SealedBlock, State, genesis_block_id,
+    BlockOutcome, ChangeSet, Event, Genesis, SealedBlock, State, genesis_block_id,
 };
 use verity_store::{Staged, StateStore};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
@@ -50,13 +50,13 @@ impl NodeConfig {
 
 pub struct Node {
     pub config: NodeConfig,
-    storage: Storage,
+    pub(crate) storage: Storage,
     /// The authenticated state (QMDB): its root is the state root blocks name.
-    store: StateStore,
+    pub(crate) store: StateStore,
     /// The committed state, its block id and the state root after it (one lock: they change
     /// together).
     head: RwLock<(Arc<State>, BlockId, Digest)>,
-    genesis_id: BlockId,
+    pub(crate) genesis_id: BlockId,
     /// Set when consensus runs: sends admitted transactions to the other validators.
     gossip: OnceLock<Gossip>,
     /// Set when consensus runs: shares accepted heartbeats with the other validators.
@@ -64,12 +64,12 @@ pub struct Node {
     consensus: OnceLock<StatusHandle>,
     /// What the auditor running against this node reports (registered when it starts).
     auditor: OnceLock<AuditorViewFn>,
-    mempool: Mutex<Mempool>,
+    pub(crate) mempool: Mutex<Mempool>,
     events: broadcast::Sender<Event>,
     heartbeats: Mutex<BTreeMap<Address, u64>>,
     /// Finalization certificates not yet written (see [`Node::certified`]).
     pending_certificates: Mutex<BTreeMap<BlockId, Vec<u8>>>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Blocks between two prunes of the state store.
@@ -78,7 +78,7 @@ const STATE_PRUNE_INTERVAL: u64 = 256;
 /// Certificates held between commits: far more than arrive between two blocks.
 const MAX_PENDING_CERTIFICATES: usize = 1024;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic elsewhere; the data itself is still consistent because
     // every mutation here is a single assignment or a bounded queue operation.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -130,7 +130,8 @@ impl Node {
             None => genesis_id,
         };
         let store_dir = config.data_dir.join("state");
-        let store = open_state_store(&storage, &store_dir, state.height, &genesis_changes)?;
+        let store =
+            crate::storage::open_state_store(&storage, &store_dir, state.height, &genesis_changes)?;
         let root = store.committed()?.root;
         let (events, _) = broadcast::channel(4096);
         let metrics = Arc::new(Metrics::new());
@@ -182,7 +183,7 @@ impl Node {
     fn stage_on_tip(&self, height: u64, changes: &ChangeSet) -> Result<Staged, CommitError> {
         self.store
             .stage(None, height, changes)
-            .map_err(|e| CommitError::Storage(e.to_string()))
+            .map_err(CommitError::from)
     }
 
     /// The state store: proofs of current entries against the head's root.
@@ -359,7 +360,7 @@ impl Node {
 
     /// `executed`: the block already executed on the tip's state by consensus, which verified
     /// it that way before voting; the ledger is deterministic, so it is used as is.
-    fn commit_inner(
+    pub(crate) fn commit_inner(
         &self,
         block: &SealedBlock,
         executed: Option<verity_consensus::Executed>,
@@ -377,32 +378,11 @@ impl Node {
             {
                 (e.state, (*e.outcome).clone(), e.staged)
             }
-            _ => {
-                let invalid = |reason: String| CommitError::Invalid {
-                    height: header.height,
-                    reason,
-                };
-                if header.parent != root {
-                    return Err(invalid(format!(
-                        "it names state root {} as its parent's, which is {root}",
-                        header.parent
-                    )));
-                }
-                let mut next = (*state).clone();
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let outcome =
-                    verity_ledger::apply_block_parallel(&mut next, &header, &txs, threads)
-                        .map_err(|e| invalid(e.to_string()))?;
-                let staged = self.stage_on_tip(header.height, &outcome.changes)?;
-                (Arc::new(next), outcome, staged)
-            }
+            _ => self.execute_on_tip(&header, &txs, &state, root)?,
         };
         // The state store commits first: if the node dies before the block is in the database,
         // the next start rolls the store back to the database's height (`open_state_store`).
-        let committed = self
-            .store
-            .commit(staged.id)
-            .map_err(|e| CommitError::Storage(e.to_string()))?;
+        let committed = self.store.commit(staged.id).map_err(CommitError::from)?;
 
         let (outcomes, mut blobs) = tx_records(&header, &txs, &outcome);
         let id = block.id();
@@ -431,13 +411,7 @@ impl Node {
             )
             .map_err(|e| CommitError::Storage(e.0))?;
         let height = next.height;
-        if height % STATE_PRUNE_INTERVAL == 0 {
-            // Bounds the store's log; what is dropped is older than any commit a restart may
-            // roll back to (see `StateStore::prune`).
-            if let Err(e) = self.store.prune() {
-                warn!(height, "cannot prune the state store: {e}");
-            }
-        }
+        self.prune_store_at(height);
         let mut pool = lock(&self.mempool);
         let orphaned = pool.prune(&next, &included);
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = (next, id, committed.root);
@@ -453,6 +427,45 @@ impl Node {
             let _ = self.events.send(event.clone());
         }
         Ok(outcome)
+    }
+}
+
+impl Node {
+    /// Executes a block on the committed `state` (whose root is `root`) and stages its changes
+    /// on the committed store: a block the node did not see executed (its own, the devnet's).
+    fn execute_on_tip(
+        &self,
+        header: &verity_ledger::BlockHeader,
+        txs: &[SignedTx],
+        state: &State,
+        root: Digest,
+    ) -> Result<(Arc<State>, BlockOutcome, Staged), CommitError> {
+        let invalid = |reason: String| CommitError::Invalid {
+            height: header.height,
+            reason,
+        };
+        if header.parent != root {
+            return Err(invalid(format!(
+                "it names state root {} as its parent's, which is {root}",
+                header.parent
+            )));
+        }
+        let mut next = state.clone();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let outcome = verity_ledger::apply_block_parallel(&mut next, header, txs, threads)
+            .map_err(|e| invalid(e.to_string()))?;
+        let staged = self.stage_on_tip(header.height, &outcome.changes)?;
+        Ok((Arc::new(next), outcome, staged))
+    }
+
+    /// Every [`STATE_PRUNE_INTERVAL`] blocks, bounds the store's log; what is dropped is older
+    /// than any commit a restart may roll back to (see `StateStore::prune`).
+    fn prune_store_at(&self, height: u64) {
+        if height.is_multiple_of(STATE_PRUNE_INTERVAL)
+            && let Err(e) = self.store.prune()
+        {
+            warn!(height, "cannot prune the state store: {e}");
+        }
     }
 }
 
@@ -497,7 +510,7 @@ fn tx_records(
 impl Node {
     /// Remembers why a transaction left the pool without being included, so its sender can
     /// ask (`GET /v1/txs/{id}`).
-    fn record_dropped(&self, id: &TxId, height: u64, reason: &str) {
+    pub(crate) fn record_dropped(&self, id: &TxId, height: u64, reason: &str) {
         let outcome = TxOutcome {
             height,
             error: Some(format!("dropped before inclusion: {reason}")),
@@ -507,7 +520,7 @@ impl Node {
         }
     }
 
-    fn record_orphans(&self, orphaned: &[SignedTx], height: u64) {
+    pub(crate) fn record_orphans(&self, orphaned: &[SignedTx], height: u64) {
         for tx in orphaned {
             self.record_dropped(
                 &tx.id(),
@@ -518,137 +531,9 @@ impl Node {
     }
 }
 
-/// The node as consensus sees it: the committed chain in its database, and its mempool.
-impl verity_consensus::Chain for Node {
-    fn genesis_id(&self) -> BlockId {
-        self.genesis_id
-    }
-
-    fn tip(&self) -> verity_consensus::Tip {
-        let (state, id, root) = self.head();
-        verity_consensus::Tip {
-            height: state.height,
-            id,
-            state,
-            root,
-        }
-    }
-
-    fn stage(
-        &self,
-        parent: Option<Staged>,
-        height: u64,
-        changes: &ChangeSet,
-    ) -> Result<Staged, CommitError> {
-        self.store
-            .stage(parent, height, changes)
-            .map_err(|e| CommitError::Storage(e.to_string()))
-    }
-
-    fn commit(
-        &self,
-        block: &SealedBlock,
-        executed: Option<verity_consensus::Executed>,
-    ) -> Result<(), CommitError> {
-        self.commit_inner(block, executed).map(|_| ())
-    }
-
-    fn block_by_id(&self, id: &BlockId) -> Option<Block> {
-        let height = logged(self.storage.height_of(id))??;
-        self.block_at(height)
-    }
-
-    fn block_at(&self, height: u64) -> Option<Block> {
-        Some(logged(self.storage.block(height))??.to_block())
-    }
-
-    fn candidates(&self, max: usize) -> Vec<SignedTx> {
-        Node::candidates(self, max)
-    }
-
-    fn certified(&self, id: BlockId, certificate: &[u8]) {
-        Node::certified(self, id, certificate);
-    }
-
-    fn admit(&self, tx: SignedTx) {
-        // Gossip is best effort: a copy we already hold, or one that arrives out of nonce
-        // order, is simply not taken (the node that admitted it still proposes it).
-        let mut pool = lock(&self.mempool);
-        let admitted = pool.admit(tx, &self.state());
-        drop(pool);
-        self.metrics
-            .gossip_admission(admitted.err().as_ref().map(AdmitError::reason));
-    }
-
-    fn heard(&self, note: &[u8]) {
-        self.heartbeat_shared(note);
-    }
-
-    fn discard(&self, tx: &SignedTx, reason: &str) {
-        let id = tx.id();
-        let mut pool = lock(&self.mempool);
-        let state = self.state();
-        let orphaned = pool.prune(&state, &BTreeSet::from([id]));
-        drop(pool);
-        self.record_dropped(&id, state.height + 1, reason);
-        self.record_orphans(&orphaned, state.height + 1);
-    }
-}
-
-/// Opens the state store in `dir` at the database's `height`: writes genesis into a new one;
-/// rolls back one a block ahead (a crash between the store's commit and the database's).
-fn open_state_store(
-    storage: &Storage,
-    dir: &std::path::Path,
-    height: u64,
-    genesis: &ChangeSet,
-) -> Result<StateStore, NodeError> {
-    let store = StateStore::open(dir)?;
-    let committed = store.committed()?;
-    let mismatch = || NodeError::StoreMismatch {
-        dir: dir.to_path_buf(),
-        store: committed
-            .height
-            .map_or_else(|| "none (empty)".into(), |h| h.to_string()),
-        blocks: height,
-    };
-    match committed.height {
-        None if height == 0 => {
-            let written = store.write(0, genesis)?;
-            storage.put_state_size(0, written.size)?;
-        }
-        Some(h) if h == height => {
-            if storage.state_size(h)?.is_none() {
-                storage.put_state_size(h, committed.size)?;
-            }
-        }
-        Some(h) if h == height + 1 => {
-            let size = storage.state_size(height)?.ok_or_else(mismatch)?;
-            drop(store);
-            warn!(
-                height,
-                "the state store was a block ahead of the database: rolling it back"
-            );
-            let store = StateStore::open_at(dir, Some(size))?;
-            if store.committed()?.height != Some(height) {
-                return Err(mismatch());
-            }
-            return Ok(store);
-        }
-        _ => return Err(mismatch()),
-    }
-    Ok(store)
-}
-
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
 pub fn private_inputs_key(job: &JobId) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
-}
-
-/// A storage read for a peer: a failure is logged, and the peer gets nothing (it asks another).
-fn logged<T>(read: Result<T, StorageError>) -> Option<T> {
-    read.map_err(|e| warn!("cannot serve a block to a peer: {e}"))
-        .ok()
 }
 
 /// Where a block's certificate is kept among the blobs.

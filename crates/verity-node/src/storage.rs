@@ -7,10 +7,12 @@
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tracing::warn;
 use verity_ledger::{Block, BlockHeader, ChangeSet, State};
+use verity_store::StateStore;
 use verity_types::{BlockId, Digest, SignedTx, TxId};
 
-use crate::error::StorageError;
+use crate::error::{NodeError, StorageError};
 
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -286,6 +288,51 @@ impl Storage {
             None => Ok(None),
         }
     }
+}
+
+/// Opens the state store in `dir` at the database's `height`: writes genesis into a new one;
+/// rolls back one a block ahead (a crash between the store's commit and the database's).
+pub(crate) fn open_state_store(
+    storage: &Storage,
+    dir: &std::path::Path,
+    height: u64,
+    genesis: &ChangeSet,
+) -> Result<StateStore, NodeError> {
+    let store = StateStore::open(dir)?;
+    let committed = store.committed()?;
+    let mismatch = || NodeError::StoreMismatch {
+        dir: dir.to_path_buf(),
+        store: committed
+            .height
+            .map_or_else(|| "none (empty)".into(), |h| h.to_string()),
+        blocks: height,
+    };
+    match committed.height {
+        None if height == 0 => {
+            let written = store.write(0, genesis)?;
+            storage.put_state_size(0, written.size)?;
+        }
+        Some(h) if h == height => {
+            if storage.state_size(h)?.is_none() {
+                storage.put_state_size(h, committed.size)?;
+            }
+        }
+        Some(h) if h == height + 1 => {
+            let size = storage.state_size(height)?.ok_or_else(mismatch)?;
+            drop(store);
+            warn!(
+                height,
+                "the state store was a block ahead of the database: rolling it back"
+            );
+            let store = StateStore::open_at(dir, Some(size))?;
+            if store.committed()?.height != Some(height) {
+                return Err(mismatch());
+            }
+            return Ok(store);
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(store)
 }
 
 #[cfg(test)]

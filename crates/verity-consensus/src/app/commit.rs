@@ -38,28 +38,7 @@ where
         for block in path.into_iter().rev() {
             let chain = self.chain.clone();
             let b = block.clone();
-            let executed = {
-                let inner = self.lock();
-                let id = block.id();
-                match (inner.states.get(&id), inner.outcomes.get(&id)) {
-                    (
-                        Some(Known {
-                            state,
-                            root,
-                            staged: Some(staged),
-                        }),
-                        Some(outcome),
-                    ) => Some(crate::chain::Executed {
-                        state: state.clone(),
-                        outcome: outcome.clone(),
-                        staged: verity_store::Staged {
-                            id: *staged,
-                            root: *root,
-                        },
-                    }),
-                    _ => None,
-                }
-            };
+            let executed = self.executed(&block.id());
             let result = self
                 .context
                 .child("commit")
@@ -99,6 +78,21 @@ where
         if inner.requested.len() > MAX_PENDING_BLOCKS {
             inner.requested.clear();
         }
+    }
+
+    /// Block `id` as this validator executed it exactly as committed (its state, outcome and
+    /// staged changes), if it did.
+    fn executed(&self, id: &BlockId) -> Option<crate::chain::Executed> {
+        let inner = self.lock();
+        let known = inner.states.get(id)?;
+        Some(crate::chain::Executed {
+            state: known.state.clone(),
+            outcome: inner.outcomes.get(id)?.clone(),
+            staged: verity_store::Staged {
+                id: known.staged?,
+                root: known.root,
+            },
+        })
     }
 
     /// Runs forever: commits finalized blocks as they (and their ancestors) become known.
