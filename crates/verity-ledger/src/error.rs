@@ -28,6 +28,8 @@ pub enum TxError {
     },
     #[error("amount must be positive")]
     ZeroAmount,
+    #[error("{limit} unbondings are already pending; wait for one to be released")]
+    TooManyUnbondings { limit: usize },
     #[error("unknown job {0}")]
     UnknownJob(JobId),
     #[error("job {job} is {state}; this needs it to be {expected}")]
@@ -93,6 +95,7 @@ impl TxError {
             TxError::InsufficientFunds { .. } => "insufficient_funds",
             TxError::InsufficientStake { .. } => "insufficient_stake",
             TxError::ZeroAmount => "zero_amount",
+            TxError::TooManyUnbondings { .. } => "too_many_unbondings",
             TxError::UnknownJob(_) => "unknown_job",
             TxError::WrongState { .. } => "wrong_state",
             TxError::BadOffer(_) => "bad_offer",

@@ -869,3 +869,55 @@ fn a_cycle_count_the_proof_cannot_hold_is_refused() {
     assert_eq!(job.state(), JobState::Overturned);
     assert_eq!(job.cycles(), Some(honest.cycles));
 }
+
+/// An unstake spammer grows nothing without bound: every `Unstake` used to add an entry to its
+/// stake record, which is rewritten whole into the state store whenever it changes, until no
+/// block touching it could be stored. Unstakes released at one height merge; distinct pending
+/// releases are capped, and the cap frees up as releases come due.
+#[test]
+fn an_unstake_spammer_cannot_grow_its_stake_record_without_bound() {
+    let mut chain = Chain::with_params(verity_ledger::Params {
+        unbonding_period: 1_000,
+        ..Chain::new().state.params.clone()
+    });
+    let unstake = TxBody::Unstake {
+        role: Role::Provider,
+        amount: 1,
+    };
+    // Two in one block: one release.
+    let a = chain.tx("p1", unstake.clone());
+    let b = verity_testkit::signed(CHAIN, &key("p1"), a.tx.nonce + 1, unstake.clone());
+    let out = chain.block(vec![a, b]);
+    assert!(
+        out.tx_results.iter().all(Result::is_ok),
+        "{:?}",
+        out.tx_results
+    );
+    let pending = |c: &Chain| c.state.stakes[&addr("p1")].unbonding.clone();
+    assert_eq!(pending(&chain).len(), 1);
+    assert_eq!(pending(&chain)[0].amount, 2);
+    for _ in 1..verity_ledger::MAX_PENDING_UNBONDINGS {
+        assert_eq!(chain.send("p1", unstake.clone()), Ok(()));
+    }
+    assert_eq!(pending(&chain).len(), verity_ledger::MAX_PENDING_UNBONDINGS);
+    let stake_before = chain.state.stakes[&addr("p1")].clone();
+    assert_eq!(
+        chain.send("p1", unstake.clone()),
+        Err(TxError::TooManyUnbondings {
+            limit: verity_ledger::MAX_PENDING_UNBONDINGS
+        })
+    );
+    assert_eq!(
+        chain.state.stakes[&addr("p1")],
+        stake_before,
+        "a refusal changes no stake"
+    );
+    // Once the first release comes due, there is room again.
+    chain.advance_to(1_001);
+    assert_eq!(
+        pending(&chain).len(),
+        verity_ledger::MAX_PENDING_UNBONDINGS - 1
+    );
+    assert_eq!(chain.send("p1", unstake), Ok(()));
+    chain.check_supply();
+}

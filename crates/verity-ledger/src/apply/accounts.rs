@@ -4,7 +4,7 @@ use verity_types::{Address, Role};
 
 use super::Ctx;
 use crate::error::TxError;
-use crate::state::Unbonding;
+use crate::state::{MAX_PENDING_UNBONDINGS, Unbonding};
 
 impl Ctx<'_> {
     pub(super) fn balance(&self, who: &Address) -> u64 {
@@ -73,16 +73,31 @@ impl Ctx<'_> {
             });
         }
         let release_height = self.h() + self.state.params.unbonding_period;
+        // Unstakes released at the same height merge; distinct pending releases are capped, so
+        // a stake entry (rewritten whole whenever it changes) stays small.
+        let same = stake
+            .unbonding
+            .iter()
+            .position(|u| u.role == role && u.release_height == release_height);
+        if same.is_none() && stake.unbonding.len() >= MAX_PENDING_UNBONDINGS {
+            return Err(TxError::TooManyUnbondings {
+                limit: MAX_PENDING_UNBONDINGS,
+            });
+        }
         let stake = self.state.stakes.entry(who).or_default();
         match role {
             Role::Provider => stake.provider -= amount,
             Role::Validator => stake.validator -= amount,
         }
-        stake.unbonding.push(Unbonding {
-            role,
-            amount,
-            release_height,
-        });
+        match same {
+            // Cannot overflow: the sum is at most what was staked.
+            Some(i) => stake.unbonding[i].amount += amount,
+            None => stake.unbonding.push(Unbonding {
+                role,
+                amount,
+                release_height,
+            }),
+        }
         self.state.releases.insert((release_height, who), ());
         Ok(())
     }

@@ -24,8 +24,8 @@ pub use job::{
 };
 pub use params::{Genesis, GenesisAccount, GenesisStake, Params};
 pub use records::{
-    Account, AuditorRecord, CanaryCommitment, CanaryRecord, LivenessRecord, ProviderStats,
-    StakeInfo, Unbonding,
+    Account, AuditorRecord, CanaryCommitment, CanaryRecord, LivenessRecord, MAX_PENDING_UNBONDINGS,
+    ProviderStats, StakeInfo, Unbonding,
 };
 
 /// Scheduled deadline checks: `(height, job)` pairs the state machine visits at the start of

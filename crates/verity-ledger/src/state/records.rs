@@ -31,6 +31,10 @@ pub struct Unbonding {
     pub release_height: u64,
 }
 
+/// Distinct pending unbonding releases one address may have: an `Unstake` that would add
+/// another is refused (one at the same release height merges into it).
+pub const MAX_PENDING_UNBONDINGS: usize = 32;
+
 /// An account's stake. Job collateral and optimistic bonds are the `provider_locked` part of
 /// `provider`: staked money that cannot be unstaked while a job depends on it.
 #[derive(
