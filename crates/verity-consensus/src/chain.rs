@@ -11,7 +11,7 @@ use verity_ledger::{
     Block, BlockOutcome, ChangeSet, Genesis, GenesisError, SealedBlock, State, apply_block,
     genesis_block_id,
 };
-use verity_store::{Staged, StateStore};
+use verity_store::{Parent, Staged, StateStore};
 use verity_types::{BlockId, Digest, SignedTx};
 
 use crate::error::CommitError;
@@ -47,12 +47,12 @@ pub trait Chain: Send + Sync + 'static {
     /// deterministic, so it is what executing it again would give).
     fn commit(&self, block: &SealedBlock, executed: Option<Executed>) -> Result<(), CommitError>;
     /// Stages the change set of the block at `height` in the chain's state store, on `parent`
-    /// (the staged block it extends, or the tip if `None`), and returns the state root after
+    /// (the staged block it extends, or the tip), and returns the state root after
     /// it (see [`StateStore::stage`]). Nothing is committed; [`Chain::commit`] commits what it was handed. Called from a
     /// blocking thread.
     fn stage(
         &self,
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         changes: &ChangeSet,
     ) -> Result<Staged, CommitError>;
@@ -161,7 +161,7 @@ impl Chain for MemoryChain {
         })?;
         let staged = self
             .store
-            .stage(None, height, &outcome.changes)
+            .stage(Parent::committed(inner.tip.root), height, &outcome.changes)
             .map_err(CommitError::from)?;
         if let Some(e) = &executed
             && (e.staged.root != staged.root || *e.outcome != outcome)
@@ -186,7 +186,7 @@ impl Chain for MemoryChain {
 
     fn stage(
         &self,
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         changes: &ChangeSet,
     ) -> Result<Staged, CommitError> {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use tracing::warn;
 use verity_consensus::CommitError;
 use verity_ledger::{Block, ChangeSet, SealedBlock};
-use verity_store::Staged;
+use verity_store::{Parent, Staged};
 use verity_types::{BlockId, SignedTx};
 
 use crate::error::StorageError;
@@ -31,7 +31,7 @@ impl verity_consensus::Chain for Node {
 
     fn stage(
         &self,
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         changes: &ChangeSet,
     ) -> Result<Staged, CommitError> {

@@ -11,7 +11,7 @@ use verity_consensus::{CommitError, ConsensusStatus, Gossip, Share, StatusHandle
 use verity_ledger::{
     BlockOutcome, ChangeSet, Event, Genesis, SealedBlock, State, genesis_block_id,
 };
-use verity_store::{Staged, StateStore};
+use verity_store::{Parent, Staged, StateStore};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
 
 use crate::error::{NodeError, StorageError};
@@ -53,6 +53,9 @@ pub struct Node {
     pub(crate) storage: Storage,
     /// The authenticated state (QMDB): its root is the state root blocks name.
     pub(crate) store: StateStore,
+    /// Set when a block reached the state store but not the database (a failed write): the
+    /// node commits nothing more until a restart rolls the store back.
+    store_ahead: std::sync::atomic::AtomicBool,
     /// The committed state, its block id and the state root after it (one lock: they change
     /// together).
     head: RwLock<(Arc<State>, BlockId, Digest)>,
@@ -147,6 +150,7 @@ impl Node {
             config,
             storage,
             store,
+            store_ahead: std::sync::atomic::AtomicBool::new(false),
             head: RwLock::new((Arc::new(state), tip_id, root)),
             genesis_id,
             gossip: OnceLock::new(),
@@ -179,10 +183,16 @@ impl Node {
         self.head.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Stages a block's changes on the committed state (a block this node executes itself).
-    fn stage_on_tip(&self, height: u64, changes: &ChangeSet) -> Result<Staged, CommitError> {
+    /// Stages a block's changes on the committed state, whose root is `root` (a block this
+    /// node executes itself).
+    fn stage_on_tip(
+        &self,
+        root: Digest,
+        height: u64,
+        changes: &ChangeSet,
+    ) -> Result<Staged, CommitError> {
         self.store
-            .stage(None, height, changes)
+            .stage(Parent::committed(root), height, changes)
             .map_err(CommitError::from)
     }
 
@@ -365,6 +375,7 @@ impl Node {
         block: &SealedBlock,
         executed: Option<verity_consensus::Executed>,
     ) -> Result<BlockOutcome, CommitError> {
+        self.refuse_if_store_ahead()?;
         let (header, txs) = (block.header.clone(), block.txs.clone());
         let (state, tip_id, root) = self.head();
         if block.parent_id != tip_id {
@@ -409,7 +420,15 @@ impl Node {
                 &outcomes,
                 &blobs,
             )
-            .map_err(|e| CommitError::Storage(e.0))?;
+            .map_err(|e| {
+                self.store_ahead
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(
+                    "block {} is in the state store but not the database: {e}",
+                    header.height
+                );
+                CommitError::Storage(e.0)
+            })?;
         let height = next.height;
         self.prune_store_at(height);
         let mut pool = lock(&self.mempool);
@@ -454,8 +473,20 @@ impl Node {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let outcome = verity_ledger::apply_block_parallel(&mut next, header, txs, threads)
             .map_err(|e| invalid(e.to_string()))?;
-        let staged = self.stage_on_tip(header.height, &outcome.changes)?;
+        let staged = self.stage_on_tip(root, header.height, &outcome.changes)?;
         Ok((Arc::new(next), outcome, staged))
+    }
+
+    /// Refuses to commit once a block reached the state store but not the database.
+    fn refuse_if_store_ahead(&self) -> Result<(), CommitError> {
+        if self.store_ahead.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CommitError::Storage(
+                "the state store holds a block the database does not (a write failed): restart \
+                 the node, which rolls the store back"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Every [`STATE_PRUNE_INTERVAL`] blocks, bounds the store's log; what is dropped is older

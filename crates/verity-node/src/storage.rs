@@ -307,15 +307,17 @@ pub(crate) fn open_state_store(
             .map_or_else(|| "none (empty)".into(), |h| h.to_string()),
         blocks: height,
     };
-    match committed.height {
+    let store = match committed.height {
         None if height == 0 => {
             let written = store.write(0, genesis)?;
             storage.put_state_size(0, written.size)?;
+            store
         }
         Some(h) if h == height => {
             if storage.state_size(h)?.is_none() {
                 storage.put_state_size(h, committed.size)?;
             }
+            store
         }
         Some(h) if h == height + 1 => {
             let size = storage.state_size(height)?.ok_or_else(mismatch)?;
@@ -328,9 +330,16 @@ pub(crate) fn open_state_store(
             if store.committed()?.height != Some(height) {
                 return Err(mismatch());
             }
-            return Ok(store);
+            store
         }
         _ => return Err(mismatch()),
+    };
+    // At the same height is not enough: the store must hold the state the tip block was
+    // committed with.
+    if let Some(tip) = storage.block(height)?
+        && tip.state_root != store.committed()?.root
+    {
+        return Err(mismatch());
     }
     Ok(store)
 }

@@ -46,3 +46,29 @@ fn a_reopened_node_has_the_state_and_root_it_had() {
     produce_block(&node, &mut producer).unwrap();
     assert_eq!(node.state().height, 4);
 }
+
+/// A state store at the database's height but holding another state (here a stray commit
+/// named after the tip's height) is refused at start, naming both, rather than served.
+#[test]
+fn a_state_store_that_disagrees_with_the_tip_block_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = open(dir.path());
+        let mut producer = SoloProducer::new(Keypair::dev("validator"));
+        produce_block(&node, &mut producer).unwrap();
+        produce_block(&node, &mut producer).unwrap();
+    }
+    {
+        let store = verity_store::StateStore::open(&dir.path().join("state")).unwrap();
+        let stray = std::collections::BTreeMap::from([(vec![1u8; 33], Some(vec![7u8]))]);
+        assert_eq!(store.write(2, &stray).unwrap().height, Some(2));
+    }
+    let err = Node::open(NodeConfig::new(dir.path().to_path_buf(), devnet::genesis()))
+        .err()
+        .expect("a node on a store that disagrees with its blocks")
+        .to_string();
+    assert!(
+        err.contains("state store") && err.contains("height 2"),
+        "{err}"
+    );
+}

@@ -12,6 +12,11 @@ pub enum StoreError {
     NoSuchBatch(u64),
     #[error("state store: an entry of {0} bytes is larger than any the ledger writes")]
     TooLarge(usize),
+    #[error("state store: asked to stage on root {expected}, but it holds {actual}")]
+    BaseMoved {
+        expected: verity_types::Digest,
+        actual: verity_types::Digest,
+    },
     #[error("the state store is closed")]
     Closed,
 }

@@ -50,6 +50,32 @@ pub struct Staged {
     pub root: Digest,
 }
 
+/// What a batch is staged on: the committed state whose root is `root`, or a staged batch
+/// (whose root is `root`). The store refuses to stage on a state whose root is not `root`,
+/// so a caller whose idea of the base is stale (the store moved under it) gets an error, never
+/// a root computed on the wrong base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parent {
+    pub root: Digest,
+    pub staged: Option<StagedId>,
+}
+
+impl Parent {
+    /// The committed state, which the caller believes has `root`.
+    pub fn committed(root: Digest) -> Parent {
+        Parent { root, staged: None }
+    }
+}
+
+impl From<Staged> for Parent {
+    fn from(s: Staged) -> Parent {
+        Parent {
+            root: s.root,
+            staged: Some(s.id),
+        }
+    }
+}
+
 /// A staged batch, by the order it was staged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct StagedId(u64);
@@ -125,13 +151,14 @@ impl StateStore {
     }
 
     /// Stages `changes` (store key, new value or `None` to delete) as the block at `height`,
-    /// on `parent` (a staged batch) or on the last commit. A parent no longer staged is
-    /// still fine if the last commit's root is its root (it was committed, or a batch with the
-    /// same writes was). Nothing is written until [`StateStore::commit`]; the returned root is
-    /// the root the store will have then.
+    /// on `parent`: a staged batch, or the last commit. A parent no longer staged is still fine
+    /// if the last commit's root is its root (it was committed, or a batch with the same writes
+    /// was); otherwise the parent's root must be the last commit's ([`StoreError::BaseMoved`]).
+    /// Nothing is written until [`StateStore::commit`]; the returned root is the root the store
+    /// will have then.
     pub fn stage<'a>(
         &self,
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
     ) -> Result<Staged, StoreError> {
@@ -164,7 +191,8 @@ impl StateStore {
         height: u64,
         changes: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
     ) -> Result<Committed, StoreError> {
-        let staged = self.stage(None, height, changes)?;
+        let root = self.committed()?.root;
+        let staged = self.stage(Parent::committed(root), height, changes)?;
         self.commit(staged.id)
     }
 

@@ -25,7 +25,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use commonware_codec::Encode as _;
 
-use crate::{CHUNK, Committed, MAX_VALUE_BYTES, Proved, Staged, StagedId, StoreError, to_digest};
+use crate::{
+    CHUNK, Committed, MAX_VALUE_BYTES, Parent, Proved, Staged, StagedId, StoreError, to_digest,
+};
 
 pub(crate) type Key = commonware_cryptography::sha256::Digest;
 type Db = Qmdb<mmr::Family, runtime::Context, Key, Vec<u8>, Sha256, EightCap, CHUNK, Sequential>;
@@ -42,7 +44,7 @@ type Reply<T> = Sender<Result<T, StoreError>>;
 pub(crate) enum Request {
     Committed(Reply<Committed>),
     Stage {
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         writes: Vec<(Key, Option<Vec<u8>>)>,
         reply: Reply<Staged>,
@@ -160,19 +162,29 @@ impl Staging {
     async fn stage(
         &mut self,
         db: &Db,
-        parent: Option<Staged>,
+        parent: Parent,
         height: u64,
         writes: Vec<(Key, Option<Vec<u8>>)>,
     ) -> Result<Staged, StoreError> {
-        let mut batch = match parent {
-            None => db.new_batch(),
-            Some(parent) => match self.batches.get(&parent.id) {
-                Some(batch) => batch.new_batch::<Sha256>(),
-                // Committed, or dropped because an identical batch was committed instead (a
-                // block staged twice): the database now holds exactly that parent.
-                None if to_digest(&db.root()) == parent.root => db.new_batch(),
-                None => return Err(StoreError::NoSuchBatch(parent.id.0)),
-            },
+        let staged = parent.staged.and_then(|id| self.batches.get(&id));
+        let mut batch = match staged {
+            Some(batch) => batch.new_batch::<Sha256>(),
+            // The committed state; or a parent committed, or dropped because an identical
+            // batch was committed instead (a block staged twice): either way the database
+            // must now hold exactly the parent.
+            None => {
+                let actual = to_digest(&db.root());
+                if actual != parent.root {
+                    return Err(match parent.staged {
+                        Some(id) => StoreError::NoSuchBatch(id.0),
+                        None => StoreError::BaseMoved {
+                            expected: parent.root,
+                            actual,
+                        },
+                    });
+                }
+                db.new_batch()
+            }
         };
         for (key, value) in writes {
             batch = batch.write(key, value);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use verity_store::{MAX_VALUE_BYTES, StateStore, StoreError, verify};
+use verity_store::{MAX_VALUE_BYTES, Parent, StateStore, StoreError, verify};
 use verity_types::Digest;
 
 type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -12,6 +12,11 @@ fn key(table: u8, i: u32) -> Vec<u8> {
     k.extend_from_slice(&[0; 28]);
     k.extend_from_slice(&i.to_be_bytes());
     k
+}
+
+/// Stages on whatever the store has committed now.
+fn on_tip(store: &StateStore) -> Parent {
+    Parent::committed(store.committed().unwrap().root)
 }
 
 /// Block `b`: sets ten keys (some new, some rewritten) and deletes one written earlier.
@@ -55,8 +60,8 @@ fn stores_fed_the_same_blocks_agree_on_every_root_and_a_restart_keeps_it() {
         other.insert(key(1, 1), Some(b"else".to_vec()));
         same.insert(key(1, 1), Some(b"v0".to_vec()));
         assert_ne!(
-            sa.stage(None, 7, &other).unwrap().root,
-            sb.stage(None, 7, &same).unwrap().root
+            sa.stage(on_tip(&sa), 7, &other).unwrap().root,
+            sb.stage(on_tip(&sb), 7, &same).unwrap().root
         );
     }
     let reopened = StateStore::open(a.path()).unwrap();
@@ -129,9 +134,9 @@ fn staged_blocks_fork_and_only_the_committed_branch_survives() {
     let base = store.committed().unwrap();
 
     // Two competing blocks at height 2, and a block 3 on the first.
-    let first = store.stage(None, 2, &block(2)).unwrap();
-    let rival = store.stage(None, 2, &block(20)).unwrap();
-    let child = store.stage(Some(first), 3, &block(3)).unwrap();
+    let first = store.stage(on_tip(&store), 2, &block(2)).unwrap();
+    let rival = store.stage(on_tip(&store), 2, &block(20)).unwrap();
+    let child = store.stage(first.into(), 3, &block(3)).unwrap();
     assert_ne!(first.root, rival.root);
     assert_eq!(store.committed().unwrap(), base, "staging writes nothing");
     assert_eq!(store.get(&key(1, 24)).unwrap(), None, "block 3's alone");
@@ -153,24 +158,33 @@ fn staged_blocks_fork_and_only_the_committed_branch_survives() {
 
     // A block staged on the block just committed stages on the store itself; so does one
     // staged on a twin of it (the same writes staged twice, the other one committed).
-    let next = store.stage(Some(child), 4, &block(4)).unwrap();
-    let other_next = store.stage(None, 4, &block(4)).unwrap();
+    let next = store.stage(child.into(), 4, &block(4)).unwrap();
+    let other_next = store.stage(on_tip(&store), 4, &block(4)).unwrap();
     assert_eq!(next.root, other_next.root);
-    let twin = store.stage(None, 4, &block(4)).unwrap();
+    let twin = store.stage(on_tip(&store), 4, &block(4)).unwrap();
     store.commit(next.id).unwrap();
-    let on_twin = store.stage(Some(twin), 5, &block(5)).unwrap();
-    assert_eq!(on_twin.root, store.stage(None, 5, &block(5)).unwrap().root);
+    let on_twin = store.stage(twin.into(), 5, &block(5)).unwrap();
+    assert_eq!(
+        on_twin.root,
+        store.stage(on_tip(&store), 5, &block(5)).unwrap().root
+    );
     // A block staged on a batch whose twin was committed instead commits on the twin.
-    let a = store.stage(None, 6, &block(6)).unwrap();
-    let child_of_a = store.stage(Some(a), 7, &block(7)).unwrap();
-    let twin_of_a = store.stage(None, 6, &block(6)).unwrap();
+    let a = store.stage(on_tip(&store), 6, &block(6)).unwrap();
+    let child_of_a = store.stage(a.into(), 7, &block(7)).unwrap();
+    let twin_of_a = store.stage(on_tip(&store), 6, &block(6)).unwrap();
     store.commit(twin_of_a.id).unwrap();
     let committed = store.commit(child_of_a.id).unwrap();
     assert_eq!(committed.root, child_of_a.root);
     assert_eq!(committed.height, Some(7));
+    // Staging on a committed state the store has moved past is refused, not computed on
+    // the wrong base.
+    assert!(matches!(
+        store.stage(Parent::committed(base.root), 9, &block(9)),
+        Err(StoreError::BaseMoved { .. })
+    ));
     // A parent whose root is not the store's is refused.
     assert!(matches!(
-        store.stage(Some(rival), 5, &block(5)),
+        store.stage(rival.into(), 5, &block(5)),
         Err(StoreError::NoSuchBatch(_))
     ));
 
@@ -216,7 +230,7 @@ fn an_entry_larger_than_the_ledger_writes_is_refused_before_anything_is_staged()
     let mut huge = Changes::new();
     huge.insert(key(3, 1), Some(vec![0; MAX_VALUE_BYTES + 1]));
     assert!(matches!(
-        store.stage(None, 1, &huge),
+        store.stage(on_tip(&store), 1, &huge),
         Err(StoreError::TooLarge(_))
     ));
     // The store still works.

@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use verity_ledger::{
     Block, BlockHeader, BlockOutcome, SealedBlock, State, TxError, apply_block_parallel,
 };
-use verity_store::{Staged, StagedId};
+use verity_store::{Parent, StagedId};
 use verity_types::{Address, BlockId, Digest, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
@@ -173,12 +173,13 @@ pub(crate) struct Known {
 }
 
 impl Known {
-    /// The staged batch to stage a child on (`None`: the tip).
-    fn parent(&self) -> Option<Staged> {
-        self.staged.map(|id| Staged {
-            id,
+    /// What to stage a child on: this block's staged batch, or the committed tip (with the
+    /// root this validator saw: the store refuses it if the tip has moved since).
+    fn parent(&self) -> Parent {
+        Parent {
             root: self.root,
-        })
+            staged: self.staged,
+        }
     }
 }
 
