@@ -181,9 +181,7 @@ impl Known {
             staged: self.staged,
         }
     }
-}
 
-impl Known {
     fn tip(tip: &Tip) -> Known {
         Known {
             state: tip.state.clone(),
