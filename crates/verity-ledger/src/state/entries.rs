@@ -5,6 +5,7 @@
 use borsh::BorshSerialize;
 use verity_types::DecodeError;
 
+use super::table::StoredTable;
 use super::{ChangeSet, Provenance, State};
 
 // Table tags in state keys: a proof for one table cannot stand for another.
@@ -35,6 +36,38 @@ pub(super) fn enc<T: BorshSerialize>(v: &T) -> Vec<u8> {
     borsh::to_vec(v).expect("encoding to a Vec cannot fail")
 }
 
+/// The state's tables, listed once: the order is that of [`State::entries`].
+macro_rules! state_tables {
+    ($($field:ident),* $(,)?) => {
+        impl State {
+            fn tables(&self) -> Vec<&dyn StoredTable> {
+                vec![$(&self.$field),*]
+            }
+
+            fn tables_mut(&mut self) -> Vec<&mut dyn StoredTable> {
+                vec![$(&mut self.$field),*]
+            }
+        }
+    };
+}
+
+state_tables!(
+    accounts,
+    stakes,
+    jobs,
+    providers,
+    provenance,
+    schedule,
+    endpoints,
+    liveness,
+    audits,
+    canary_commits,
+    canaries,
+    auditors,
+    programs,
+    releases,
+);
+
 /// The meta entry: the state's scalars, in this order.
 type Meta = (
     String,
@@ -64,20 +97,9 @@ impl State {
     /// All state entries as `(key, value)` in canonical order.
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(vec![TAG_META], self.meta_value())];
-        out.extend(self.accounts.entries());
-        out.extend(self.stakes.entries());
-        out.extend(self.jobs.entries());
-        out.extend(self.providers.entries());
-        out.extend(self.provenance.entries());
-        out.extend(self.schedule.entries());
-        out.extend(self.endpoints.entries());
-        out.extend(self.liveness.entries());
-        out.extend(self.audits.entries());
-        out.extend(self.canary_commits.entries());
-        out.extend(self.canaries.entries());
-        out.extend(self.auditors.entries());
-        out.extend(self.programs.entries());
-        out.extend(self.releases.entries());
+        for table in self.tables() {
+            table.append_entries(&mut out);
+        }
         out
     }
 
@@ -87,20 +109,9 @@ impl State {
     pub fn drain_changes(&mut self) -> ChangeSet {
         let mut out = ChangeSet::new();
         out.insert(vec![TAG_META], Some(self.meta_value()));
-        self.accounts.drain_changes(&mut out);
-        self.stakes.drain_changes(&mut out);
-        self.jobs.drain_changes(&mut out);
-        self.providers.drain_changes(&mut out);
-        self.provenance.drain_changes(&mut out);
-        self.schedule.drain_changes(&mut out);
-        self.endpoints.drain_changes(&mut out);
-        self.liveness.drain_changes(&mut out);
-        self.audits.drain_changes(&mut out);
-        self.canary_commits.drain_changes(&mut out);
-        self.canaries.drain_changes(&mut out);
-        self.auditors.drain_changes(&mut out);
-        self.programs.drain_changes(&mut out);
-        self.releases.drain_changes(&mut out);
+        for table in self.tables_mut() {
+            table.drain_into(&mut out);
+        }
         out
     }
 
@@ -123,21 +134,10 @@ impl State {
                             .map_err(|e| DecodeError::new("state meta", e))?,
                     )
                 }
-                TAG_ACCOUNT => s.accounts.load(id, &value)?,
-                TAG_STAKE => s.stakes.load(id, &value)?,
-                TAG_JOB => s.jobs.load(id, &value)?,
-                TAG_PROVIDER => s.providers.load(id, &value)?,
-                TAG_PROVENANCE => s.provenance.load(id, &value)?,
-                TAG_SCHEDULE => s.schedule.load(id, &value)?,
-                TAG_ENDPOINT => s.endpoints.load(id, &value)?,
-                TAG_LIVENESS => s.liveness.load(id, &value)?,
-                TAG_AUDIT => s.audits.load(id, &value)?,
-                TAG_CANARY_COMMIT => s.canary_commits.load(id, &value)?,
-                TAG_CANARY => s.canaries.load(id, &value)?,
-                TAG_AUDITOR => s.auditors.load(id, &value)?,
-                TAG_PROGRAM => s.programs.load(id, &value)?,
-                TAG_RELEASE => s.releases.load(id, &value)?,
-                _ => return Err(DecodeError::new("state key", format!("no table {tag}"))),
+                _ => match s.tables_mut().into_iter().find(|t| t.tag() == tag) {
+                    Some(table) => table.load_entry(id, &value)?,
+                    None => return Err(DecodeError::new("state key", format!("no table {tag}"))),
+                },
             }
         }
         let meta = meta.ok_or_else(|| DecodeError::new("state", "no meta entry"))?;

@@ -167,6 +167,37 @@ impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + BorshDeserialize> Tabl
     }
 }
 
+/// What the state does with each of its tables alike, whatever their key and value types.
+pub(super) trait StoredTable {
+    fn tag(&self) -> u8;
+    /// Appends every entry, in key order.
+    fn append_entries(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>);
+    fn drain_into(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+    fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError>;
+}
+
+impl<const TAG: u8, K, V> StoredTable for Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes + BorshDeserialize,
+    V: Clone + PartialEq + BorshSerialize + BorshDeserialize,
+{
+    fn tag(&self) -> u8 {
+        TAG
+    }
+
+    fn append_entries(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        out.extend(self.entries());
+    }
+
+    fn drain_into(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        self.drain_changes(out);
+    }
+
+    fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
+        self.load(key, value)
+    }
+}
+
 impl<const TAG: u8, K: Ord + Clone, V: Clone> Default for Table<TAG, K, V> {
     fn default() -> Self {
         Self::new()
