@@ -173,7 +173,9 @@ impl QuantModel {
     /// program does not compute with them, so without this a `.vmodel` with permuted labels
     /// or another scale would compile to the same program and decode a receipt differently;
     /// with weights as immediates the compiler writes this digest into the program, so it is
-    /// part of the model id. Four field elements (each below 2^63).
+    /// part of the model id; with committed weights it is half of the model commitment the
+    /// program checks (`hash(weights commitment, digest)`). Four field elements (each below
+    /// 2^63).
     pub fn interpretation_digest(&self) -> [u64; 4] {
         let mut h = blake3::Hasher::new_derive_key("verity-model interpretation v1");
         h.update(&(self.input_dims.len() as u64).to_le_bytes());

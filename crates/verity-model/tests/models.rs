@@ -485,12 +485,18 @@ fn a_public_input_holds_at_most_sixteen_values() {
     }
 }
 
-/// The inputs of a committed-weights prediction: the weights' commitment first on the public
-/// stack, the weights in the advice map under it, the input private (or public after the
-/// commitment).
+/// The inputs of a committed-weights prediction: the model commitment
+/// `M = hash(W, D)` first on the public stack (W the weights' commitment, D the
+/// interpretation digest), `[W, D]` under M and the weights under W in the advice map, the
+/// input private (or public after the commitment).
 fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> verity_vm::Inputs {
-    let commitment = verity_vm::commit_private(weights).unwrap();
-    let (key, values) = verity_vm::committed_entry(&commitment, weights);
+    let w = verity_vm::commit_private(weights).unwrap();
+    let d = model.interpretation_digest();
+    let m = verity_vm::merge_words(w.commitment, d).unwrap();
+    let halves = verity_types::PrivateCommitment {
+        commitment: m,
+        words: 2,
+    };
     let q: Vec<u64> = model
         .quantize_input(x)
         .unwrap()
@@ -498,7 +504,7 @@ fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> v
         .map(|v| to_felt(*v))
         .collect();
     let mut inputs = verity_vm::Inputs {
-        stack: commitment.commitment.to_vec(),
+        stack: m.to_vec(),
         ..Default::default()
     };
     if model.public_input {
@@ -506,8 +512,21 @@ fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> v
     } else {
         inputs.private = q;
     }
-    inputs.advice.map.insert(key, values);
+    let both: Vec<u64> = w.commitment.iter().chain(&d).copied().collect();
+    inputs.advice.map.extend([
+        verity_vm::committed_entry(&halves, &both),
+        verity_vm::committed_entry(&w, weights),
+    ]);
     inputs
+}
+
+/// Executes a committed-weights prediction of `source` on `inputs`.
+fn run_committed(
+    source: &str,
+    inputs: verity_vm::Inputs,
+) -> Result<verity_vm::Execution, verity_vm::VmError> {
+    let (program, prepared) = verity_vm::prepare(source, "arch.masm", &inputs)?;
+    verity_vm::execute(&program, &prepared, 1 << 20)
 }
 
 /// `--private-weights`: one program per architecture (two different weight sets compile to the
@@ -562,14 +581,34 @@ fn committed_weights_programs_depend_only_on_the_architecture() {
 
         // Weights that are not the committed ones: the program fails, so there is no proof.
         let x = &test_set()[0];
-        let mut inputs = committed_weights_inputs(&model, &weights, x);
-        let entry = inputs.advice.map.values_mut().next().unwrap();
+        let honest = committed_weights_inputs(&model, &weights, x);
+        assert!(run_committed(&compiled.source, honest.clone()).is_ok());
+        let w = verity_vm::commit_private(&weights).unwrap();
+        let weights_key = verity_vm::committed_entry(&w, &weights).0;
+        let mut inputs = honest.clone();
+        let entry = inputs.advice.map.get_mut(&weights_key).unwrap();
         entry[7] = to_felt(from_felt(entry[7]) + 1);
-        let (program, prepared) =
-            verity_vm::prepare(&compiled.source, "arch.masm", &inputs).unwrap();
         assert!(
-            verity_vm::execute(&program, &prepared, 1 << 20).is_err(),
+            run_committed(&compiled.source, inputs).is_err(),
             "{name}: tampered weights"
+        );
+        // The right weights read as another model (permuted labels) under this model's
+        // commitment: the program refuses the halves, so a receipt names the labels and
+        // scales it was proven with.
+        let mut relabelled = model.clone();
+        relabelled.labels = Some((0..model.classes()).rev().map(|c| c.to_string()).collect());
+        let forged = committed_weights_inputs(&relabelled, &weights, x);
+        let mut inputs = honest;
+        inputs.advice.map = forged.advice.map.clone();
+        assert!(
+            run_committed(&compiled.source, inputs).is_err(),
+            "{name}: another interpretation under this commitment"
+        );
+        // Under its own commitment it runs, and that commitment is another one.
+        assert!(run_committed(&compiled.source, forged.clone()).is_ok());
+        assert_ne!(
+            forged.stack[..4],
+            committed_weights_inputs(&model, &weights, x).stack[..4]
         );
     }
 }

@@ -69,8 +69,12 @@ pub type HeldData = std::sync::Arc<Vec<CommittedData>>;
 /// Committed data a provider holds, and the one program it will run it with.
 #[derive(Debug, Clone)]
 pub struct CommittedData {
-    pub commitment: PrivateCommitment,
-    pub values: Vec<u64>,
+    /// What a job's first public inputs must be for it to get the data: the commitment the
+    /// program checks (e.g. a committed-weights model's commitment).
+    pub commitment: [u64; 4],
+    /// The advice-map entries the program reads (e.g. the commitment's halves under it, and
+    /// the weights under theirs).
+    pub entries: Vec<(Digest, Vec<u64>)>,
     /// Only jobs of this program get the data: any other program could simply output it
     /// (anyone can name a public commitment on a job's stack).
     pub program: ProgramHash,

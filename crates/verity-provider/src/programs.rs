@@ -11,9 +11,9 @@ pub(crate) fn held_advice(held: &[CommittedData], job: &Job) -> Vec<(Digest, Vec
     held.iter()
         .filter(|h| {
             h.program == job.program_hash
-                && job.request.stack_inputs.get(..4) == Some(&h.commitment.commitment[..])
+                && job.request.stack_inputs.get(..4) == Some(&h.commitment[..])
         })
-        .map(|h| verity_vm::committed_entry(&h.commitment, &h.values))
+        .flat_map(|h| h.entries.iter().cloned())
         .collect()
 }
 

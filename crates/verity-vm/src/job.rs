@@ -94,6 +94,27 @@ pub fn commit_private(values: &[u64]) -> Result<PrivateCommitment, VmError> {
     })
 }
 
+/// `hash(a, b)`, as Miden's `hmerge` computes it with word `a` on top of the stack (each
+/// word's first element uppermost, as stack inputs are given). A committed-weights model's
+/// commitment joins its weights' commitment and its interpretation digest this way, so that a
+/// verifier holding the model card (no weights) can recompute it.
+pub fn merge_words(a: [u64; 4], b: [u64; 4]) -> Result<[u64; 4], VmError> {
+    let word = |w: [u64; 4]| -> Result<miden_core::Word, VmError> {
+        let felts = w
+            .iter()
+            .map(|v| {
+                Felt::new(*v)
+                    .ok()
+                    .ok_or_else(|| VmError::Inputs(format!("{v} is not a field element")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let felts: [Felt; 4] = felts.try_into().expect("four elements");
+        Ok(felts.into())
+    };
+    let digest: [Felt; 4] = Poseidon2::merge(&[word(a)?, word(b)?]).into();
+    Ok(digest.map(|f| f.as_canonical_u64()))
+}
+
 /// Checks a job's private inputs against its commitment.
 pub fn check_private(values: &[u64], expected: &PrivateCommitment) -> Result<(), VmError> {
     let got = commit_private(values)?;

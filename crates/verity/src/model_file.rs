@@ -52,6 +52,37 @@ impl LoadedModel {
         }))
     }
 
+    /// What a committed-weights prediction names first on its stack and the program checks:
+    /// `hash(weights commitment, interpretation digest)`. It binds the labels and scales too,
+    /// which the architecture's program does not compute with; a card holds both halves, so a
+    /// verifier recomputes it without the weights.
+    pub fn model_commitment(&self) -> Result<Option<[u64; 4]>> {
+        let Some(w) = self.weights_commitment()? else {
+            return Ok(None);
+        };
+        let digest = self.model.interpretation_digest();
+        Ok(Some(verity_vm::merge_words(w.commitment, digest)?))
+    }
+
+    /// The advice-map entries a committed-weights prediction reads: the commitment's two
+    /// halves under it, and the weights under theirs (a card has only the first).
+    pub fn committed_advice(&self) -> Result<Vec<(verity_types::Digest, Vec<u64>)>> {
+        let (Some(w), Some(m)) = (self.weights_commitment()?, self.model_commitment()?) else {
+            return Ok(Vec::new());
+        };
+        let halves = PrivateCommitment {
+            commitment: m,
+            words: 2,
+        };
+        let mut both = w.commitment.to_vec();
+        both.extend(self.model.interpretation_digest());
+        let mut entries = vec![verity_vm::committed_entry(&halves, &both)];
+        if let (false, Some(weights)) = (self.is_card(), &self.compiled.weights) {
+            entries.push(verity_vm::committed_entry(&w, weights));
+        }
+        Ok(entries)
+    }
+
     /// Fails for a model card, which cannot predict.
     pub fn runnable(&self) -> Result<()> {
         if self.is_card() {
@@ -64,17 +95,14 @@ impl LoadedModel {
         Ok(())
     }
 
-    /// The input as given to the program: the weights' commitment first (committed-weights
-    /// models, with the weights in the advice map under it), then the input as public stack
-    /// values, or as private inputs.
+    /// The input as given to the program: the model commitment first (committed-weights
+    /// models, with its halves and the weights in the advice map), then the input as public
+    /// stack values, or as private inputs.
     fn given(&self, input: &[u64]) -> Result<Inputs> {
         let mut given = Inputs::default();
-        if let Some(w) = self.weights_commitment()? {
-            given.stack.extend(w.commitment);
-            if let (false, Some(weights)) = (self.is_card(), &self.compiled.weights) {
-                let (key, values) = verity_vm::committed_entry(&w, weights);
-                given.advice.map.insert(key, values);
-            }
+        if let Some(m) = self.model_commitment()? {
+            given.stack.extend(m);
+            given.advice.map.extend(self.committed_advice()?);
         }
         if self.model.public_input {
             given.stack.extend_from_slice(input);
@@ -124,17 +152,17 @@ impl LoadedModel {
         };
         if self.model.private_weights {
             format!(
-                "{input}, weights commitment {}",
-                words_hex(&self.receipt_weights(stack_inputs))
+                "{input}, model commitment {}",
+                words_hex(&self.receipt_model_commitment(stack_inputs))
             )
         } else {
             input
         }
     }
 
-    /// Where a committed-weights model's receipt carries the weights' commitment: first, or
+    /// Where a committed-weights model's receipt carries the model commitment: first, or
     /// after a private input's commitment.
-    pub fn receipt_weights(&self, stack_inputs: &[u64]) -> Vec<u64> {
+    pub fn receipt_model_commitment(&self, stack_inputs: &[u64]) -> Vec<u64> {
         let at = if self.model.public_input {
             0
         } else {

@@ -695,23 +695,37 @@ fn committed_weights_models_verify_against_their_card() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("weights commitment"),
+        stdout(&out).contains("model commitment"),
         "{}",
         stdout(&out)
     );
 
-    // A card claiming other weights (same architecture): the receipt is not for them.
-    let mut forged = card_json.clone();
-    forged["weights_commitment"][0] = serde_json::json!(12345);
-    let forged_path = dir.path().join("forged.card.vmodel");
-    std::fs::write(&forged_path, forged.to_string()).unwrap();
-    let out = verity(&["verify", r, "--model", forged_path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("with other weights"),
-        "{}",
-        stderr(&out)
-    );
+    // A card claiming other weights (same architecture), or the same weights read another
+    // way (labels permuted, another input scale: the program never computes with them, so
+    // only the commitment binds them): the receipt is not for it.
+    let mut other_weights = card_json.clone();
+    other_weights["weights_commitment"][0] = serde_json::json!(12345);
+    let mut relabelled = card_json.clone();
+    relabelled["labels"] =
+        serde_json::json!((0..10).rev().map(|c| c.to_string()).collect::<Vec<_>>());
+    let mut rescaled = card_json.clone();
+    rescaled["input_scale"] = serde_json::json!(card_json["input_scale"].as_f64().unwrap() * 2.0);
+    for (name, forged) in [
+        ("weights", other_weights),
+        ("labels", relabelled),
+        ("scale", rescaled),
+    ] {
+        assert_ne!(forged, card_json, "{name}");
+        let forged_path = dir.path().join(format!("forged-{name}.card.vmodel"));
+        std::fs::write(&forged_path, forged.to_string()).unwrap();
+        let out = verity(&["verify", r, "--model", forged_path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("with other weights, labels or scales"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
 
     // A card cannot predict.
     let out = verity(&["infer", c, "--input", &digits("x.json")]);

@@ -549,7 +549,7 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         .unwrap()
         .trim()
         .to_string();
-    // The job carries the weights' commitment and the public input, nothing of the weights.
+    // The job carries the model commitment and the public input, nothing of the weights.
     let job = Client::new(&url)
         .job(&id.parse().unwrap())
         .await
@@ -583,7 +583,7 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
     );
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(
-        text(&out).0.contains("weights commitment"),
+        text(&out).0.contains("model commitment"),
         "{:?}",
         text(&out)
     );

@@ -160,18 +160,18 @@ pub fn check_receipt(
             loaded.model.name
         );
     }
-    // A committed-weights model's receipt carries the weights' commitment: it must be this
-    // model's (the program alone is only the architecture).
-    let weights = loaded.weights_commitment()?;
-    let weight_slots = if weights.is_some() { 4 } else { 0 };
-    if let Some(w) = &weights
-        && loaded.receipt_weights(&receipt.stack_inputs) != w.commitment
+    // A committed-weights model's receipt carries the model commitment (its weights, labels
+    // and scales): it must be this model's (the program alone is only the architecture).
+    let commitment = loaded.model_commitment()?;
+    let weight_slots = if commitment.is_some() { 4 } else { 0 };
+    if let Some(m) = &commitment
+        && loaded.receipt_model_commitment(&receipt.stack_inputs) != m
     {
         bail!(
-            "the receipt proves the architecture of model {} with other weights (commitment {}, not {})",
+            "the receipt proves the architecture of model {} with other weights, labels or scales (model commitment {}, not {})",
             loaded.model.name,
-            words_hex(&loaded.receipt_weights(&receipt.stack_inputs)),
-            commitment_hex(w)
+            words_hex(&loaded.receipt_model_commitment(&receipt.stack_inputs)),
+            words_hex(m)
         );
     }
     check_receipt_input(&loaded, receipt, weight_slots, input)?;

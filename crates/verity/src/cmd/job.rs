@@ -560,12 +560,12 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
         );
     }
     // The architecture's program alone says nothing about whose weights ran: the job's
-    // first public inputs are their commitment.
-    if let Some(w) = model.weights_commitment()?
-        && j.request.stack_inputs.get(..4) != Some(&w.commitment[..])
+    // first public inputs are the model commitment (weights, labels and scales).
+    if let Some(m) = model.model_commitment()?
+        && j.request.stack_inputs.get(..4) != Some(&m[..])
     {
         bail!(
-            "job {} ran model {}'s architecture with other weights",
+            "job {} ran model {}'s architecture with other weights, labels or scales",
             j.id,
             model.model.name
         );

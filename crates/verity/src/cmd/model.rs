@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use verity_model::{QLayer, QuantModel};
 
 use crate::model_file::{LoadedModel, import_model, remember};
-use crate::render::{commitment_hex, pow2_label};
+use crate::render::{commitment_hex, pow2_label, words_hex};
 
 #[derive(Subcommand)]
 pub enum ModelCmd {
@@ -148,10 +148,11 @@ fn import(args: ImportArgs) -> Result<()> {
         Some(w) => {
             println!("model id:   {id} (the architecture's program)");
             println!(
-                "weights:    {} committed values, commitment {} (with the id, this model's identity)",
+                "weights:    {} committed values, commitment {}",
                 loaded.compiled.weights.as_ref().map_or(0, Vec::len),
                 commitment_hex(&w)
             );
+            print_model_commitment(&loaded)?;
         }
         None => println!("model id:   {id}"),
     }
@@ -199,6 +200,7 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
                 ""
             }
         );
+        print_model_commitment(&loaded)?;
     }
     let visibility = if m.public_input {
         "public, on the stack".to_string()
@@ -243,5 +245,16 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
         print_cost(&loaded, &run);
     }
     print_agreement(m);
+    Ok(())
+}
+
+/// The commitment a committed-weights model's receipts and jobs name.
+fn print_model_commitment(loaded: &LoadedModel) -> Result<()> {
+    if let Some(m) = loaded.model_commitment()? {
+        println!(
+            "commitment: {} (weights, labels and scales; with the id, this model's identity)",
+            words_hex(&m)
+        );
+    }
     Ok(())
 }

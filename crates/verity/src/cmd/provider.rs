@@ -56,9 +56,9 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
     let mut held = Vec::new();
     for path in models {
         let loaded = LoadedModel::load(path)?;
-        let (Some(commitment), Some(weights), false) = (
-            loaded.weights_commitment()?,
-            loaded.compiled.weights.clone(),
+        let (Some(commitment), Some(_), false) = (
+            loaded.model_commitment()?,
+            loaded.compiled.weights.as_ref(),
             loaded.is_card(),
         ) else {
             bail!(
@@ -68,7 +68,7 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
         };
         held.push(verity_provider::CommittedData {
             commitment,
-            values: weights,
+            entries: loaded.committed_advice()?,
             program: loaded.id()?,
         });
     }
