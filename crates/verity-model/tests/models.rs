@@ -520,6 +520,48 @@ fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> v
     inputs
 }
 
+/// An architecture's program packs two outputs per field element by bounds that hold for any
+/// committed model (int8 weights, biases below half a lane), so a committed model outside
+/// them is refused, whatever its weights would have needed. (Immediates pack by the actual
+/// weights, so the same models compile without committed weights.)
+#[test]
+fn committed_models_hold_what_their_architecture_program_assumes() {
+    let mut model = import("mlp.onnx");
+    model.private_weights = true;
+    let compiled = compile(&model).unwrap();
+    // Every output of both dense layers (32 + 10) is packed, as with immediates.
+    assert_eq!(compiled.packed_outputs, 42);
+    // A weight beyond int8 (weight 5), a bias of half a lane (bias 3).
+    for (what, weight, bias) in [("int8", 128, 0), ("biases", 0, 1 << 30)] {
+        let mut bad = model.clone();
+        if let verity_model::QLayer::Dense {
+            weights: w,
+            bias: b,
+            ..
+        } = &mut bad.layers[0]
+        {
+            if weight != 0 {
+                w[5] = weight;
+            }
+            if bias != 0 {
+                b[3] = bias;
+            }
+        }
+        match compile(&bad) {
+            Err(ModelError::Invalid(msg)) => {
+                assert!(msg.contains(what) && msg.contains("layer 0"), "{msg}")
+            }
+            other => panic!(
+                "{what}: expected the model refused, got {:?}",
+                other.map(|c| c.macs)
+            ),
+        }
+        // The same model with its weights as immediates is fine (it packs by the weights).
+        bad.private_weights = false;
+        assert!(compile(&bad).is_ok(), "{what}");
+    }
+}
+
 /// Executes a committed-weights prediction of `source` on `inputs`.
 fn run_committed(
     source: &str,

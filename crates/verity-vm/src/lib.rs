@@ -32,7 +32,7 @@ pub use job::{
 pub use program::Program;
 #[cfg(feature = "prover")]
 pub use prove::{
-    Execution, PROVABLE_HASHES, ProveOptions, ProveStage, baseline_miden_prove, execute,
+    Execution, PROVABLE_HASHES, ProveOptions, ProveStage, TraceRows, baseline_miden_prove, execute,
     execute_outputs, prove, prove_with_progress,
 };
 pub use shape::{AdviceRead, ProgramShape, inspect};

@@ -58,6 +58,20 @@ pub struct Execution {
     /// Trace length a proof would be made over (the longest trace segment, padded to a power
     /// of two): this, not `cycles`, sets the cost of proving.
     pub trace_len: u64,
+    /// The rows of each trace segment, to see which one sets `trace_len`.
+    pub rows: TraceRows,
+}
+
+/// Rows of an execution's trace segments before padding: the main trace (`cycles`), the range
+/// checker, and the chiplets, which share one segment (hasher + bitwise + memory + ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TraceRows {
+    pub range: u64,
+    pub hasher: u64,
+    pub bitwise: u64,
+    pub memory: u64,
+    /// All chiplets together (the segment's length).
+    pub chiplets: u64,
 }
 
 /// Where a proof is, for progress displays.
@@ -194,10 +208,18 @@ pub fn execute(program: &Program, inputs: &Inputs, max_cycles: u32) -> Result<Ex
         .map_err(exec_error)?;
     let trace = build_trace(trace_inputs).map_err(exec_error)?;
     let summary = trace.trace_len_summary();
+    let chiplets = summary.chiplets_trace_len();
     Ok(Execution {
         outputs: outputs(trace.stack_outputs()),
         cycles: summary.main_trace_len() as u64,
         trace_len: summary.padded_trace_len() as u64,
+        rows: TraceRows {
+            range: summary.range_trace_len() as u64,
+            hasher: chiplets.hash_chiplet_len() as u64,
+            bitwise: chiplets.bitwise_chiplet_len() as u64,
+            memory: chiplets.memory_chiplet_len() as u64,
+            chiplets: chiplets.trace_len() as u64,
+        },
     })
 }
 

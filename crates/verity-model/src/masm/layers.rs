@@ -2,10 +2,7 @@
 
 use std::fmt::Write;
 
-use super::neurons::{
-    LANE_LIMIT, Neuron, Params, PooledConv, emit_conv_pool, emit_neurons, mac_code, requant_code,
-    requant_private_code,
-};
+use super::neurons::{Consts, LANE_LIMIT, Neuron, PooledConv, emit_conv_pool, emit_neurons};
 use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
 use crate::quant::QLayer;
 
@@ -13,7 +10,7 @@ use crate::quant::QLayer;
 /// `in_bound` in magnitude) and writes its outputs from `out_base`.
 pub(super) struct LayerWriter<'a> {
     pub(super) e: &'a mut Emitter,
-    pub(super) params: Option<&'a mut Params>,
+    pub(super) consts: Consts<'a>,
     pub(super) in_base: u64,
     pub(super) in_bound: i64,
     pub(super) out_base: u64,
@@ -51,14 +48,16 @@ impl LayerWriter<'_> {
     }
 
     pub(super) fn neurons(&mut self, neurons: &[Neuron], lo: i64, hi: i64) {
+        let in_bound = self.in_bound;
+        let committed = matches!(self.consts, Consts::Committed(_));
         emit_neurons(
             self.e,
+            &mut self.consts,
             neurons,
             lo,
             hi,
-            self.in_bound,
+            &|n| lane_safe(committed, n, in_bound),
             &mut self.packed,
-            self.params.as_deref_mut(),
         );
         self.in_bound = hi.max(-lo);
     }
@@ -99,8 +98,9 @@ impl LayerWriter<'_> {
         }
         // Followed by a max pooling of whole, disjoint windows over its output, with every
         // accumulator within a lane: one pass.
-        match (&self.params, next) {
-            (None, Some(next @ QLayer::MaxPool { window: pool }))
+        let committed = matches!(self.consts, Consts::Committed(_));
+        match next {
+            Some(next @ QLayer::MaxPool { window: pool })
                 if pool.input
                     == (crate::Shape {
                         c: *c_out,
@@ -109,10 +109,13 @@ impl LayerWriter<'_> {
                     })
                     && pool.stride_h == pool.kh
                     && pool.stride_w == pool.kw
-                    && neurons.iter().all(|n| n.bound(self.in_bound) < LANE_LIMIT) =>
+                    && neurons
+                        .iter()
+                        .all(|n| lane_safe(committed, n, self.in_bound)) =>
             {
                 emit_conv_pool(
                     self.e,
+                    &mut self.consts,
                     &PooledConv {
                         neurons: &neurons,
                         channels: *c_out,
@@ -166,14 +169,13 @@ impl LayerWriter<'_> {
                             self.in_bound = (*hi).max(-*lo);
                             code.push_str(" push.0");
                             ops += 1;
+                            // Every tap's weight is 1, in any mode: part of the architecture.
                             for a in addrs {
-                                ops += mac_code(&mut code, a, 1);
+                                let _ = write!(code, " mem_load.{a} add");
+                                ops += 3;
                             }
                             let r = &requant[oy * window.out_w() + ox];
-                            ops += match self.params.as_deref_mut() {
-                                Some(p) => requant_private_code(&mut code, p, r, *lo, *hi),
-                                None => requant_code(&mut code, r, *lo, *hi),
-                            };
+                            ops += self.consts.requant(&mut code, r, *lo, *hi);
                         }
                         _ => unreachable!("called on a pooling layer"),
                     }
@@ -198,4 +200,16 @@ impl LayerWriter<'_> {
         }
         n
     }
+}
+
+/// Whether `n`'s accumulator provably fits a 32-bit lane on inputs bounded by `in_bound`:
+/// from its weights, or, for committed weights (which the program must not depend on), from
+/// the architecture and the bounds every committed model is held to.
+fn lane_safe(committed: bool, n: &Neuron, in_bound: i64) -> bool {
+    let bound = if committed {
+        crate::quant::committed_acc_bound(n.taps.len(), in_bound)
+    } else {
+        n.bound(in_bound)
+    };
+    bound < LANE_LIMIT
 }

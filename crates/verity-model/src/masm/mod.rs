@@ -23,7 +23,7 @@ use std::fmt::Write;
 
 use crate::quant::{ACT_MAX, QLayer, QuantModel};
 use layers::LayerWriter;
-use neurons::Params;
+use neurons::{Consts, Params};
 
 /// Where Verity's loader writes a job's private inputs (must equal
 /// `verity_vm::PRIVATE_INPUTS_ADDR`; a test checks it).
@@ -155,7 +155,10 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     emit_input(&mut e, model);
     let mut w = LayerWriter {
         e: &mut e,
-        params: params.as_mut(),
+        consts: match params.as_mut() {
+            Some(p) => Consts::Committed(p),
+            None => Consts::Immediate,
+        },
         in_base: INPUT_ADDR,
         in_bound: ACT_MAX,
         out_base: 0,

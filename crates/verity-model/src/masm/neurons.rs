@@ -37,10 +37,82 @@ pub(super) fn requant_code(out: &mut String, r: &Requant, lo: i64, hi: i64) -> u
 pub(super) struct Params(pub(super) Vec<u64>, pub(super) u64);
 
 impl Params {
-    /// Appends a value and returns its address.
-    pub(super) fn slot(&mut self, v: i64) -> u64 {
-        self.0.push(to_felt(v));
+    /// Appends a value (a field element) and returns its address.
+    pub(super) fn slot(&mut self, felt: u64) -> u64 {
+        self.0.push(felt);
         WEIGHTS_ADDR + self.0.len() as u64 - 1
+    }
+}
+
+/// An integer in (-p, p) as a field element (packed values exceed `i64`).
+fn felt(v: i128) -> u64 {
+    if v >= 0 {
+        v as u64
+    } else {
+        P - v.unsigned_abs() as u64
+    }
+}
+
+/// Where a program's constants (biases, weights, requantization) come from: immediates in
+/// the code, or committed parameters read from memory. An architecture's program (committed)
+/// must not depend on their values, so it never special-cases one; which outputs it packs
+/// is decided from the architecture alone (see [`crate::quant::committed_acc_bound`]).
+pub(super) enum Consts<'a> {
+    Immediate,
+    Committed(&'a mut Params),
+}
+
+impl Consts<'_> {
+    /// `[] -> [v]`.
+    pub(super) fn push(&mut self, code: &mut String, v: i128) -> usize {
+        match self {
+            Consts::Immediate => {
+                let _ = write!(code, "    push.{}", felt(v));
+                1
+            }
+            Consts::Committed(p) => {
+                let _ = write!(code, "    mem_load.{}", p.slot(felt(v)));
+                2
+            }
+        }
+    }
+
+    /// `[acc] -> [acc + w * mem[addr]]`, `w` a weight or `lanes` packed weights.
+    pub(super) fn mac(&mut self, code: &mut String, addr: u64, w: i128, lanes: u64) -> usize {
+        match self {
+            Consts::Committed(p) => {
+                let _ = write!(
+                    code,
+                    " mem_load.{addr} mem_load.{} mul add",
+                    p.slot(felt(w))
+                );
+                p.1 += lanes;
+                6
+            }
+            Consts::Immediate => match w {
+                0 => 0,
+                1 => {
+                    let _ = write!(code, " mem_load.{addr} add");
+                    3
+                }
+                -1 => {
+                    let _ = write!(code, " mem_load.{addr} sub");
+                    3
+                }
+                w => {
+                    let _ = write!(code, " mem_load.{addr} mul.{} add", felt(w));
+                    5
+                }
+            },
+        }
+    }
+
+    /// `[acc] -> [requantized, clamped acc]`.
+    pub(super) fn requant(&mut self, code: &mut String, r: &Requant, lo: i64, hi: i64) -> usize {
+        match self {
+            Consts::Immediate => requant_code(code, r, lo, hi),
+            Consts::Committed(p) => requant_private_code(code, p, r, lo, hi),
+        }
     }
 }
 
@@ -49,7 +121,7 @@ pub(super) const REQUANT_PRIVATE_OPS: usize = 12 + 2 * U32_MINMAX_OPS + 16;
 
 /// [`requant_code`] with the parameters read from memory instead of immediates, so that the
 /// program does not depend on them: `[m, 2^62 + 2^(s-1), s - 32, max(lo + c, 0), hi + c, c]`.
-pub(super) fn requant_private_code(
+fn requant_private_code(
     out: &mut String,
     params: &mut Params,
     r: &Requant,
@@ -59,12 +131,12 @@ pub(super) fn requant_private_code(
     let c = 1i64 << (62 - r.shift);
     let offset = (REQUANT_OFFSET + (1u128 << (r.shift - 1))) as i64;
     let a = [
-        params.slot(r.m as i64),
-        params.slot(offset),
-        params.slot(i64::from(r.shift - 32)),
-        params.slot((lo + c).max(0)),
-        params.slot(hi + c),
-        params.slot(c),
+        params.slot(to_felt(r.m as i64)),
+        params.slot(to_felt(offset)),
+        params.slot(to_felt(i64::from(r.shift - 32))),
+        params.slot(to_felt((lo + c).max(0))),
+        params.slot(to_felt(hi + c)),
+        params.slot(to_felt(c)),
     ];
     let _ = write!(
         out,
@@ -72,24 +144,6 @@ pub(super) fn requant_private_code(
         a[0], a[1], a[2], a[3], a[4], a[5]
     );
     REQUANT_PRIVATE_OPS
-}
-
-pub(super) fn mac_code(out: &mut String, addr: u64, w: i64) -> usize {
-    match w {
-        0 => 0,
-        1 => {
-            let _ = write!(out, " mem_load.{addr} add");
-            3
-        }
-        -1 => {
-            let _ = write!(out, " mem_load.{addr} sub");
-            3
-        }
-        w => {
-            let _ = write!(out, " mem_load.{addr} mul.{} add", to_felt(w));
-            5
-        }
-    }
 }
 
 /// One output of a linear layer: `requant(bias + sum w * mem[addr])` stored at `out`.
@@ -111,6 +165,7 @@ impl Neuron {
 /// and stored at `a.1` and `b.1`.
 pub(super) fn store_pair_code(
     code: &mut String,
+    consts: &mut Consts,
     a: (&Requant, u64),
     b: (&Requant, u64),
     lo: i64,
@@ -119,16 +174,23 @@ pub(super) fn store_pair_code(
     let half = 1u64 << 31;
     // Each lane minus its offset is the exact accumulator.
     let _ = write!(code, " sub.{half}");
-    let mut ops = 2 + requant_code(code, a.0, lo, hi);
+    let mut ops = 2 + consts.requant(code, a.0, lo, hi);
     let _ = write!(code, " mem_store.{} sub.{half}", a.1);
-    ops += STORE_OPS + 2 + requant_code(code, b.0, lo, hi);
+    ops += STORE_OPS + 2 + consts.requant(code, b.0, lo, hi);
     let _ = writeln!(code, " mem_store.{}", b.1);
     ops + STORE_OPS
 }
 
 /// `[acc]` requantized and stored at `out`.
-pub(super) fn store_one_code(code: &mut String, r: &Requant, out: u64, lo: i64, hi: i64) -> usize {
-    let ops = requant_code(code, r, lo, hi);
+pub(super) fn store_one_code(
+    code: &mut String,
+    consts: &mut Consts,
+    r: &Requant,
+    out: u64,
+    lo: i64,
+    hi: i64,
+) -> usize {
+    let ops = consts.requant(code, r, lo, hi);
     let _ = writeln!(code, " mem_store.{out}");
     ops + STORE_OPS
 }
@@ -139,82 +201,52 @@ pub(super) fn store_one_code(code: &mut String, r: &Requant, out: u64, lo: i64, 
 pub(super) const LANE_LIMIT: u128 = (1 << 31) - 1;
 
 /// `[acc]`: one output's accumulator.
-pub(super) fn single_acc_code(code: &mut String, n: &Neuron) -> usize {
-    let _ = write!(code, "    push.{}", to_felt(n.bias));
-    let mut ops = 1;
+pub(super) fn single_acc_code(code: &mut String, consts: &mut Consts, n: &Neuron) -> usize {
+    let mut ops = consts.push(code, i128::from(n.bias));
     for (addr, w) in &n.taps {
-        ops += mac_code(code, *addr, *w);
+        ops += consts.mac(code, *addr, i128::from(*w), 1);
     }
     ops
 }
 
 /// `[acc_a + 2^31, acc_b + 2^31]`: two outputs over the same inputs, accumulated in the two
 /// 32-bit lanes of one field element and split (both accumulators must fit a lane).
-pub(super) fn packed_acc_code(code: &mut String, a: &Neuron, b: &Neuron) -> usize {
+pub(super) fn packed_acc_code(
+    code: &mut String,
+    consts: &mut Consts,
+    a: &Neuron,
+    b: &Neuron,
+) -> usize {
     let half = 1i128 << 31;
-    let init = half + i128::from(a.bias) + (half + i128::from(b.bias)) * (1i128 << 32);
-    let _ = write!(code, "    push.{}", init as u64);
-    let mut ops = 1;
+    let lane = 1i128 << 32;
+    let mut ops = consts.push(
+        code,
+        half + i128::from(a.bias) + (half + i128::from(b.bias)) * lane,
+    );
     for ((addr, wa), (_, wb)) in a.taps.iter().zip(&b.taps) {
-        let w = i128::from(*wa) + i128::from(*wb) * (1i128 << 32);
-        ops += match w {
-            0 => 0,
-            1 => {
-                let _ = write!(code, " mem_load.{addr} add");
-                3
-            }
-            w => {
-                let felt = if w >= 0 {
-                    w as u64
-                } else {
-                    P - w.unsigned_abs() as u64
-                };
-                let _ = write!(code, " mem_load.{addr} mul.{felt} add");
-                5
-            }
-        };
+        ops += consts.mac(code, *addr, i128::from(*wa) + i128::from(*wb) * lane, 2);
     }
     code.push_str(" u32split");
     ops + 1
 }
 
 /// Emits a linear layer's outputs. Two neighbouring outputs that read the same inputs are
-/// computed together when both accumulators provably fit a lane (from the actual weights
-/// and the input range): one field element holds `(acc_a + 2^31) + 2^32 (acc_b + 2^31)`, so
-/// one load, one multiply by `w_a + 2^32 w_b` and one add serve two multiply-accumulates,
-/// and `u32split` separates them. Otherwise each output is computed alone.
+/// computed together when `lane_safe` says both accumulators provably fit a lane (from the
+/// actual weights and the input range, or for committed weights from the architecture): one
+/// field element holds `(acc_a + 2^31) + 2^32 (acc_b + 2^31)`, so one load, one multiply by
+/// `w_a + 2^32 w_b` and one add serve two multiply-accumulates, and `u32split` separates
+/// them. Otherwise each output is computed alone.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn emit_neurons(
     e: &mut Emitter,
+    consts: &mut Consts,
     neurons: &[Neuron],
     lo: i64,
     hi: i64,
-    in_bound: i64,
+    lane_safe: &dyn Fn(&Neuron) -> bool,
     packed: &mut usize,
-    params: Option<&mut Params>,
 ) {
     let mut code = String::new();
-    // Committed weights: every tap is a load and a multiply (which weights are zero, or
-    // small enough to pack, is not the program's to know).
-    if let Some(params) = params {
-        for n in neurons {
-            code.clear();
-            let _ = write!(code, "    mem_load.{}", params.slot(n.bias));
-            let mut ops = 2;
-            for (addr, w) in &n.taps {
-                let _ = write!(
-                    code,
-                    " mem_load.{addr} mem_load.{} mul add",
-                    params.slot(*w)
-                );
-                ops += 6;
-                params.1 += 1;
-            }
-            ops += requant_private_code(&mut code, params, &n.requant, lo, hi);
-            let _ = writeln!(code, " mem_store.{}", n.out);
-            e.unit(&code, ops + STORE_OPS);
-        }
-        return;
-    }
     let mut k = 0;
     while k < neurons.len() {
         code.clear();
@@ -222,19 +254,27 @@ pub(super) fn emit_neurons(
         let pair = neurons.get(k + 1).filter(|b| {
             b.taps.len() == a.taps.len()
                 && b.taps.iter().zip(&a.taps).all(|(x, y)| x.0 == y.0)
-                && a.bound(in_bound) < LANE_LIMIT
-                && b.bound(in_bound) < LANE_LIMIT
+                && lane_safe(a)
+                && lane_safe(b)
         });
         let ops = match pair {
             Some(b) => {
                 *packed += 2;
                 k += 2;
-                packed_acc_code(&mut code, a, b)
-                    + store_pair_code(&mut code, (&a.requant, a.out), (&b.requant, b.out), lo, hi)
+                packed_acc_code(&mut code, consts, a, b)
+                    + store_pair_code(
+                        &mut code,
+                        consts,
+                        (&a.requant, a.out),
+                        (&b.requant, b.out),
+                        lo,
+                        hi,
+                    )
             }
             None => {
                 k += 1;
-                single_acc_code(&mut code, a) + store_one_code(&mut code, &a.requant, a.out, lo, hi)
+                single_acc_code(&mut code, consts, a)
+                    + store_one_code(&mut code, consts, &a.requant, a.out, lo, hi)
             }
         };
         e.unit(&code, ops);
@@ -266,7 +306,12 @@ impl PooledConv<'_> {
 /// stored activations). Accumulators are compared as 32-bit lanes offset by 2^31, so the
 /// caller fuses only when every accumulator provably fits a lane; two channels share each
 /// multiply-accumulate as when packing. Outputs are the pooling's layout, `[c][py][px]`.
-pub(super) fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize) {
+pub(super) fn emit_conv_pool(
+    e: &mut Emitter,
+    consts: &mut Consts,
+    c: &PooledConv,
+    packed: &mut usize,
+) {
     let half = 1u64 << 31;
     let (ph, pw) = (c.pool.out_h(), c.pool.out_w());
     let mut code = String::new();
@@ -282,7 +327,8 @@ pub(super) fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize
                 let requant = |co: usize| &c.at(co, 0, 0).requant;
                 if co + 1 < c.channels {
                     for (t, &(y, x)) in positions.iter().enumerate() {
-                        ops += packed_acc_code(&mut code, c.at(co, y, x), c.at(co + 1, y, x));
+                        ops +=
+                            packed_acc_code(&mut code, consts, c.at(co, y, x), c.at(co + 1, y, x));
                         if t > 0 {
                             // [a, b, A, B] -> [max(a, A), max(b, B)]
                             code.push_str(" movup.2 u32max movdn.2 u32max swap");
@@ -291,6 +337,7 @@ pub(super) fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize
                     }
                     ops += store_pair_code(
                         &mut code,
+                        consts,
                         (requant(co), out(co)),
                         (requant(co + 1), out(co + 1)),
                         c.lo,
@@ -300,7 +347,7 @@ pub(super) fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize
                     co += 2;
                 } else {
                     for (t, &(y, x)) in positions.iter().enumerate() {
-                        ops += single_acc_code(&mut code, c.at(co, y, x));
+                        ops += single_acc_code(&mut code, consts, c.at(co, y, x));
                         let _ = write!(code, " add.{half}");
                         ops += 2;
                         if t > 0 {
@@ -309,7 +356,7 @@ pub(super) fn emit_conv_pool(e: &mut Emitter, c: &PooledConv, packed: &mut usize
                         }
                     }
                     let _ = write!(code, " sub.{half}");
-                    ops += 2 + store_one_code(&mut code, requant(co), out(co), c.lo, c.hi);
+                    ops += 2 + store_one_code(&mut code, consts, requant(co), out(co), c.lo, c.hi);
                     co += 1;
                 }
                 e.unit(&code, ops);

@@ -272,6 +272,18 @@ pub(crate) fn acc_bound<'a>(
             * in_bound as u128
 }
 
+/// What an architecture's program (committed weights) assumes of any accumulator with `taps`
+/// inputs bounded by `in_bound`, since it must not depend on the weights: every committed
+/// model holds int8 weights (|w| <= [`ACT_MAX`]) and biases below
+/// [`COMMITTED_BIAS_MAX`], which [`QuantModel::validate`] checks.
+pub(crate) fn committed_acc_bound(taps: usize, in_bound: i64) -> u128 {
+    taps as u128 * ACT_MAX as u128 * in_bound.unsigned_abs() as u128 + COMMITTED_BIAS_MAX
+}
+
+/// The largest |bias| a committed model may hold: half a 32-bit lane, so a layer whose
+/// weights' share is below the other half packs whatever its committed values.
+pub const COMMITTED_BIAS_MAX: u128 = (1 << 30) - 1;
+
 impl QuantModel {
     /// The model card of a committed-weights model: everything a verifier needs (the
     /// architecture, hence the program; input scale; labels; the weights' commitment) and

@@ -2,8 +2,8 @@
 //! hand-edited `.vmodel` is refused rather than compiled into an unsound program.
 
 use super::{
-    ACT_MAX, FORMAT, LOGIT_MAX, MAX_CLASSES, MAX_PUBLIC_INPUTS, QLayer, QuantModel, Requant,
-    WEIGHT_MAX, acc_bound,
+    ACT_MAX, COMMITTED_BIAS_MAX, FORMAT, LOGIT_MAX, MAX_CLASSES, MAX_PUBLIC_INPUTS, QLayer,
+    QuantModel, Requant, WEIGHT_MAX, acc_bound,
 };
 use crate::error::ModelError;
 use crate::onnx::{MAX_LAYERS, MAX_TENSOR_ELEMENTS};
@@ -23,6 +23,9 @@ impl QuantModel {
                     "takes {} values; the previous layer gives {len}",
                     layer.input_len()
                 )));
+            }
+            if self.private_weights {
+                check_committable(layer).map_err(|e| here(&e))?;
             }
             let (next_bound, weights) = validate_layer(layer, bound).map_err(|e| here(&e))?;
             bound = next_bound;
@@ -153,6 +156,29 @@ fn validate_layer(layer: &QLayer, bound: i64) -> Result<(i64, usize), String> {
             Ok(((*hi).max(-*lo), 0))
         }
     }
+}
+
+/// A committed-weights layer holds what its architecture's program assumes (see
+/// [`super::committed_acc_bound`]): int8 weights, and biases below half a lane.
+fn check_committable(layer: &QLayer) -> Result<(), String> {
+    let (weights, bias) = match layer {
+        QLayer::Dense { weights, bias, .. } | QLayer::Conv { weights, bias, .. } => (weights, bias),
+        _ => return Ok(()),
+    };
+    if let Some(w) = weights.iter().find(|w| w.abs() > ACT_MAX) {
+        return Err(format!(
+            "committed weights must be int8 (|w| <= {ACT_MAX}); this layer has {w}: import without --private-weights"
+        ));
+    }
+    if let Some(b) = bias
+        .iter()
+        .find(|b| u128::from(b.unsigned_abs()) > COMMITTED_BIAS_MAX)
+    {
+        return Err(format!(
+            "committed biases must lie within {COMMITTED_BIAS_MAX}; this layer has {b}: import without --private-weights"
+        ));
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
