@@ -14,7 +14,10 @@
 //!
 //! Cost: a multiply-accumulate is `mem_load.a mul.w add` (5 cycles; weights 0, 1 and -1 are
 //! cheaper). Two outputs that read the same inputs share those 5 cycles when their
-//! accumulators provably fit 32-bit lanes of one field element (see [`emit_neurons`]).
+//! accumulators provably fit 32-bit lanes of one field element (see [`emit_neurons`]). An
+//! output whose inputs are a whole region (a dense layer's) streams them instead, eight per
+//! `mem_stream`, scales each where it lies and sums eight at once with `horner_eval_base`
+//! at the point 1: about 3 cycles and one immediate per tap instead of 5 and two.
 
 mod layers;
 mod neurons;
@@ -131,6 +134,10 @@ impl Emitter {
 
 /// `push.a.b.c.d dropw`: the interpretation digest in an immediates program.
 const INTERPRETATION_CYCLES: u64 = 8;
+/// Where the field element 1 is kept (and 0 after it): `horner_eval_base`'s evaluation point.
+pub(crate) const ONE_ADDR: u64 = WEIGHTS_ADDR - 8;
+/// `push.1 mem_store.ONE_ADDR`, rounded up.
+const ONE_CYCLES: u64 = 4;
 /// Checking a committed-weights model's commitment against its two halves, rounded up.
 const MODEL_COMMITMENT_CYCLES: u64 = 64;
 
@@ -183,7 +190,9 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
             QLayer::Relu { n } => w.relu(*n),
         };
         w.in_base = w.out_base;
-        w.out_base += out_len as u64;
+        // Regions start at multiples of 8 and nothing writes between them, so a dot product
+        // may stream a layer's inputs eight at a time: past its end it reads zeros.
+        w.out_base = (w.out_base + out_len as u64).next_multiple_of(8);
     }
     let (logits, class_addr, packed) = (w.in_base, w.out_base, w.packed);
     e.flush();
@@ -307,7 +316,9 @@ fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (
         let _ = write!(source, "\nproc part_{k}\n{body}end\n");
     }
     source.push_str("\nbegin\n");
-    let mut loading = 0;
+    // The evaluation point (1, 0) of `horner_eval_base`, which streamed dot products sum with.
+    let _ = writeln!(source, "    push.1 mem_store.{ONE_ADDR}");
+    let mut loading = ONE_CYCLES;
     match params {
         None => {
             // The model's interpretation (labels, scales), bound into the program and so
@@ -332,7 +343,7 @@ fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (
                 source,
                 "    adv.push_mapval push.{WEIGHTS_ADDR} push.{words} exec.mem::pipe_preimage_to_memory drop"
             );
-            loading = MODEL_COMMITMENT_CYCLES + loader_cycles(p.0.len());
+            loading += MODEL_COMMITMENT_CYCLES + loader_cycles(p.0.len());
         }
     }
     for k in 0..e.procs.len() {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Emitter, P, STORE_OPS, U32_MINMAX_OPS, WEIGHTS_ADDR, to_felt};
+use super::{Emitter, ONE_ADDR, P, STORE_OPS, U32_MINMAX_OPS, WEIGHTS_ADDR, to_felt};
 use crate::quant::{REQUANT_OFFSET, Requant, acc_bound};
 
 /// Code for one output: `acc` on the stack becomes its requantized, clamped value.
@@ -107,6 +107,32 @@ impl Consts<'_> {
         }
     }
 
+    /// `[x] -> [w x]`, `w` a weight or `lanes` packed weights.
+    fn scale(&mut self, code: &mut String, w: i128, lanes: u64) -> usize {
+        match self {
+            Consts::Committed(p) => {
+                let _ = write!(code, " mem_load.{} mul", p.slot(felt(w)));
+                p.1 += lanes;
+                3
+            }
+            Consts::Immediate => match w {
+                0 => {
+                    code.push_str(" drop push.0");
+                    2
+                }
+                1 => 0,
+                -1 => {
+                    code.push_str(" neg");
+                    1
+                }
+                w => {
+                    let _ = write!(code, " mul.{}", felt(w));
+                    2
+                }
+            },
+        }
+    }
+
     /// `[acc] -> [requantized, clamped acc]`.
     pub(super) fn requant(&mut self, code: &mut String, r: &Requant, lo: i64, hi: i64) -> usize {
         match self {
@@ -202,11 +228,69 @@ pub(super) const LANE_LIMIT: u128 = (1 << 31) - 1;
 
 /// `[acc]`: one output's accumulator.
 pub(super) fn single_acc_code(code: &mut String, consts: &mut Consts, n: &Neuron) -> usize {
+    if let Some(base) = streamable(n) {
+        let weights: Vec<i128> = n.taps.iter().map(|(_, w)| i128::from(*w)).collect();
+        return streamed_acc_code(code, consts, base, i128::from(n.bias), &weights, 1);
+    }
     let mut ops = consts.push(code, i128::from(n.bias));
     for (addr, w) in &n.taps {
         ops += consts.mac(code, *addr, i128::from(*w), 1);
     }
     ops
+}
+
+/// The first address of `n`'s inputs when they are a whole region from a multiple of 8
+/// (what [`streamed_acc_code`] reads).
+fn streamable(n: &Neuron) -> Option<u64> {
+    let base = n.taps.first()?.0;
+    (base % 8 == 0
+        && n.taps.len() >= 8
+        && n.taps
+            .iter()
+            .zip(base..)
+            .all(|((addr, _), want)| *addr == want))
+    .then_some(base)
+}
+
+/// `[acc]`, `acc = init + sum weights[i] * mem[base + i]`, streaming the inputs eight at a
+/// time: `mem_stream` puts eight on the stack, each is scaled where it lies (brought up by
+/// `movup`, so the products land in the same eight slots), and `horner_eval_base` at the
+/// point 1 (kept at [`ONE_ADDR`]) adds all eight to the accumulator in one cycle. Stack during
+/// the loop: `[8 values, 4 spare, pointer, ONE_ADDR, acc, 0]`. Past the last input the
+/// stream reads zeros (regions are 8-aligned and nothing writes between them), which are
+/// left as they are.
+fn streamed_acc_code(
+    code: &mut String,
+    consts: &mut Consts,
+    base: u64,
+    init: i128,
+    weights: &[i128],
+    lanes: u64,
+) -> usize {
+    code.push_str("    push.0");
+    let mut ops = 1 + consts.push(code, init);
+    let _ = write!(code, " push.{ONE_ADDR} push.{base} padw padw padw");
+    ops += 5;
+    for chunk in weights.chunks(8) {
+        code.push_str(" mem_stream");
+        ops += 1;
+        // The r inputs lie at 0..r; each turn brings the last unscaled one up.
+        let r = chunk.len();
+        for w in chunk.iter().rev() {
+            match r - 1 {
+                0 => {}
+                1 => code.push_str(" swap"),
+                d => {
+                    let _ = write!(code, " movup.{d}");
+                }
+            }
+            ops += usize::from(r > 1) + consts.scale(code, *w, lanes);
+        }
+        code.push_str(" horner_eval_base");
+        ops += 1;
+    }
+    code.push_str(" dropw dropw dropw drop drop swap drop");
+    ops + 7
 }
 
 /// `[acc_a + 2^31, acc_b + 2^31]`: two outputs over the same inputs, accumulated in the two
@@ -219,15 +303,26 @@ pub(super) fn packed_acc_code(
 ) -> usize {
     let half = 1i128 << 31;
     let lane = 1i128 << 32;
-    let mut ops = consts.push(
-        code,
-        half + i128::from(a.bias) + (half + i128::from(b.bias)) * lane,
-    );
-    for ((addr, wa), (_, wb)) in a.taps.iter().zip(&b.taps) {
-        ops += consts.mac(code, *addr, i128::from(*wa) + i128::from(*wb) * lane, 2);
-    }
+    let init = half + i128::from(a.bias) + (half + i128::from(b.bias)) * lane;
+    let weights: Vec<i128> = a
+        .taps
+        .iter()
+        .zip(&b.taps)
+        .map(|((_, wa), (_, wb))| i128::from(*wa) + i128::from(*wb) * lane)
+        .collect();
+    let mut ops = match streamable(a) {
+        Some(base) => streamed_acc_code(code, consts, base, init, &weights, 2),
+        None => {
+            let mut ops = consts.push(code, init);
+            for ((addr, _), w) in a.taps.iter().zip(&weights) {
+                ops += consts.mac(code, *addr, *w, 2);
+            }
+            ops
+        }
+    };
     code.push_str(" u32split");
-    ops + 1
+    ops += 1;
+    ops
 }
 
 /// Emits a linear layer's outputs. Two neighbouring outputs that read the same inputs are
