@@ -426,6 +426,40 @@ fn iris(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Streamed layers read the input region up to a multiple of 8 and take what lies past the
+/// input for zeros: a private input committed with anything else there (a client's own
+/// padding, or a longer input) has no execution.
+#[test]
+fn a_private_input_padded_with_anything_but_zeros_is_refused() {
+    let calibration = read_samples(&iris("calibration.json")).unwrap();
+    let model = verity_model::import(&iris("mlp.onnx"), &calibration).unwrap();
+    let compiled = compile(&model).unwrap();
+    let q: Vec<u64> = model
+        .quantize_input(&read_samples(&iris("x.json")).unwrap()[0])
+        .unwrap()
+        .iter()
+        .map(|v| to_felt(*v))
+        .collect();
+    assert_eq!(q.len(), 4);
+    let run = |private: &[u64]| {
+        let commitment = verity_vm::commit_private(private).unwrap();
+        let job = verity_vm::assemble_job(&compiled.source, Some(&commitment), u64::MAX).unwrap();
+        let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
+        verity_vm::execute(&job.program, &inputs, 1 << 20)
+    };
+    // Zeros after the input (as the commitment pads it, or given explicitly) are fine.
+    let honest = run(&q).unwrap();
+    let mut zeros = q.clone();
+    zeros.resize(8, 0);
+    assert_eq!(run(&zeros).unwrap().outputs, honest.outputs);
+    // A value in the padding, or in a second word, is refused.
+    for at in [4, 7] {
+        let mut padded = zeros.clone();
+        padded[at] = 1;
+        assert!(run(&padded).is_err(), "a non-zero element at {at}");
+    }
+}
+
 /// A public input is the program's stack: the iris model (4 features) matches the reference
 /// on every held-out flower with its input on the stack, agrees with the float model, and is
 /// a different program (model id) from the same model with a private input.

@@ -245,6 +245,15 @@ fn emit_input(e: &mut Emitter, model: &QuantModel) {
             12,
         );
     }
+    // A streamed first layer reads the input region up to a multiple of 8, and a private
+    // input's commitment covers whatever its client padded it with (or a longer input):
+    // those elements must be the zeros they are taken for.
+    for i in n_in..n_in.next_multiple_of(8) {
+        e.unit(
+            &format!("    mem_load.{} assertz\n", INPUT_ADDR + i as u64),
+            4,
+        );
+    }
 }
 
 /// The argmax (first maximum) of the logits at `logits`, stored at `class_addr`, then the
