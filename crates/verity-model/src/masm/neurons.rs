@@ -243,8 +243,11 @@ pub(super) fn single_acc_code(code: &mut String, consts: &mut Consts, n: &Neuron
 /// (what [`streamed_acc_code`] reads).
 fn streamable(n: &Neuron) -> Option<u64> {
     let base = n.taps.first()?.0;
+    // Whole groups of eight only: a partial group would add whatever lies past the taps,
+    // which is zero after a dense layer's input but not within a convolution's input.
     (base % 8 == 0
-        && n.taps.len() >= 8
+        && n.taps.len() % 8 == 0
+        && !n.taps.is_empty()
         && n.taps
             .iter()
             .zip(base..)
@@ -270,7 +273,8 @@ fn streamed_acc_code(
     code.push_str("    push.0");
     let mut ops = 1 + consts.push(code, init);
     let _ = write!(code, " push.{ONE_ADDR} push.{base} padw padw padw");
-    ops += 5;
+    // `padw` is four operations.
+    ops += 2 + 12;
     for chunk in weights.chunks(8) {
         code.push_str(" mem_stream");
         ops += 1;
@@ -289,8 +293,9 @@ fn streamed_acc_code(
         code.push_str(" horner_eval_base");
         ops += 1;
     }
+    // `dropw` is four operations.
     code.push_str(" dropw dropw dropw drop drop swap drop");
-    ops + 7
+    ops + 16
 }
 
 /// `[acc_a + 2^31, acc_b + 2^31]`: two outputs over the same inputs, accumulated in the two
