@@ -245,8 +245,8 @@ fn streamable(n: &Neuron) -> Option<u64> {
     let base = n.taps.first()?.0;
     // Whole groups of eight only: a partial group would add whatever lies past the taps,
     // which is zero after a dense layer's input but not within a convolution's input.
-    (base % 8 == 0
-        && n.taps.len() % 8 == 0
+    (base.is_multiple_of(8)
+        && n.taps.len().is_multiple_of(8)
         && !n.taps.is_empty()
         && n.taps
             .iter()
