@@ -64,6 +64,18 @@ fn padded(values: &[u64]) -> Vec<u64> {
     v
 }
 
+/// `values` as field elements, refusing any that is not one.
+fn felts(values: &[u64]) -> Result<Vec<Felt>, VmError> {
+    values
+        .iter()
+        .map(|v| {
+            Felt::new(*v)
+                .ok()
+                .ok_or_else(|| VmError::Inputs(format!("{v} is not a field element")))
+        })
+        .collect()
+}
+
 /// The commitment to `values` (private inputs, field elements) that goes into a job request.
 pub fn commit_private(values: &[u64]) -> Result<PrivateCommitment, VmError> {
     if values.is_empty() {
@@ -78,15 +90,7 @@ pub fn commit_private(values: &[u64]) -> Result<PrivateCommitment, VmError> {
             "private inputs are {words} words; the limit is {MAX_PRIVATE_WORDS}"
         )));
     }
-    let felts = data
-        .iter()
-        .map(|v| {
-            Felt::new(*v)
-                .ok()
-                .ok_or_else(|| VmError::Inputs(format!("{v} is not a field element")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let digest = Poseidon2::hash_elements(&felts);
+    let digest = Poseidon2::hash_elements(&felts(&data)?);
     let elements: [Felt; 4] = digest.into();
     Ok(PrivateCommitment {
         commitment: elements.map(|f| f.as_canonical_u64()),
@@ -100,15 +104,7 @@ pub fn commit_private(values: &[u64]) -> Result<PrivateCommitment, VmError> {
 /// verifier holding the model card (no weights) can recompute it.
 pub fn merge_words(a: [u64; 4], b: [u64; 4]) -> Result<[u64; 4], VmError> {
     let word = |w: [u64; 4]| -> Result<miden_core::Word, VmError> {
-        let felts = w
-            .iter()
-            .map(|v| {
-                Felt::new(*v)
-                    .ok()
-                    .ok_or_else(|| VmError::Inputs(format!("{v} is not a field element")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let felts: [Felt; 4] = felts.try_into().expect("four elements");
+        let felts: [Felt; 4] = felts(&w)?.try_into().expect("four elements");
         Ok(felts.into())
     };
     let digest: [Felt; 4] = Poseidon2::merge(&[word(a)?, word(b)?]).into();

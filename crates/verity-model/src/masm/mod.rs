@@ -46,10 +46,15 @@ const PROC_BUDGET: usize = 20_000;
 
 /// A signed integer as a field element.
 pub fn to_felt(v: i64) -> u64 {
+    wide_felt(i128::from(v))
+}
+
+/// An integer in (-p, p) as a field element (packed values exceed `i64`).
+fn wide_felt(v: i128) -> u64 {
     if v >= 0 {
         v as u64
     } else {
-        P - v.unsigned_abs()
+        P - v.unsigned_abs() as u64
     }
 }
 

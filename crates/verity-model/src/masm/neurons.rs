@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Emitter, ONE_ADDR, P, STORE_OPS, U32_MINMAX_OPS, WEIGHTS_ADDR, to_felt};
+use super::{Emitter, ONE_ADDR, STORE_OPS, U32_MINMAX_OPS, WEIGHTS_ADDR, to_felt, wide_felt};
 use crate::quant::{REQUANT_OFFSET, Requant, acc_bound};
 
 /// Code for one output: `acc` on the stack becomes its requantized, clamped value.
@@ -44,15 +44,6 @@ impl Params {
     }
 }
 
-/// An integer in (-p, p) as a field element (packed values exceed `i64`).
-fn felt(v: i128) -> u64 {
-    if v >= 0 {
-        v as u64
-    } else {
-        P - v.unsigned_abs() as u64
-    }
-}
-
 /// Where a program's constants (biases, weights, requantization) come from: immediates in
 /// the code, or committed parameters read from memory. An architecture's program (committed)
 /// must not depend on their values, so it never special-cases one; which outputs it packs
@@ -67,11 +58,11 @@ impl Consts<'_> {
     pub(super) fn push(&mut self, code: &mut String, v: i128) -> usize {
         match self {
             Consts::Immediate => {
-                let _ = write!(code, "    push.{}", felt(v));
+                let _ = write!(code, "    push.{}", wide_felt(v));
                 1
             }
             Consts::Committed(p) => {
-                let _ = write!(code, "    mem_load.{}", p.slot(felt(v)));
+                let _ = write!(code, "    mem_load.{}", p.slot(wide_felt(v)));
                 2
             }
         }
@@ -84,7 +75,7 @@ impl Consts<'_> {
                 let _ = write!(
                     code,
                     " mem_load.{addr} mem_load.{} mul add",
-                    p.slot(felt(w))
+                    p.slot(wide_felt(w))
                 );
                 p.1 += lanes;
                 6
@@ -100,7 +91,7 @@ impl Consts<'_> {
                     3
                 }
                 w => {
-                    let _ = write!(code, " mem_load.{addr} mul.{} add", felt(w));
+                    let _ = write!(code, " mem_load.{addr} mul.{} add", wide_felt(w));
                     5
                 }
             },
@@ -111,7 +102,7 @@ impl Consts<'_> {
     fn scale(&mut self, code: &mut String, w: i128, lanes: u64) -> usize {
         match self {
             Consts::Committed(p) => {
-                let _ = write!(code, " mem_load.{} mul", p.slot(felt(w)));
+                let _ = write!(code, " mem_load.{} mul", p.slot(wide_felt(w)));
                 p.1 += lanes;
                 3
             }
@@ -126,7 +117,7 @@ impl Consts<'_> {
                     1
                 }
                 w => {
-                    let _ = write!(code, " mul.{}", felt(w));
+                    let _ = write!(code, " mul.{}", wide_felt(w));
                     2
                 }
             },
@@ -247,7 +238,6 @@ fn streamable(n: &Neuron) -> Option<u64> {
     // which is zero after a dense layer's input but not within a convolution's input.
     (base.is_multiple_of(8)
         && n.taps.len().is_multiple_of(8)
-        && !n.taps.is_empty()
         && n.taps
             .iter()
             .zip(base..)
@@ -336,7 +326,6 @@ pub(super) fn packed_acc_code(
 /// field element holds `(acc_a + 2^31) + 2^32 (acc_b + 2^31)`, so one load, one multiply by
 /// `w_a + 2^32 w_b` and one add serve two multiply-accumulates, and `u32split` separates
 /// them. Otherwise each output is computed alone.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn emit_neurons(
     e: &mut Emitter,
     consts: &mut Consts,
