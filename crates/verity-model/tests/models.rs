@@ -387,7 +387,14 @@ fn constant_dense(n_in: usize, n_out: usize, w: i64) -> QuantModel {
                 .map(|k| if k % 3 == 0 { -w } else { w })
                 .collect(),
             bias: (0..n_out as i64).map(|j| j * 1000 - 3000).collect(),
-            requant: vec![verity_model::quant::Requant { m: 3, shift: 40 }; n_out],
+            // 2^-16 of the accumulator: a lane that overflowed (2^32) would show in the logits.
+            requant: vec![
+                verity_model::quant::Requant {
+                    m: 1 << 24,
+                    shift: 40
+                };
+                n_out
+            ],
             lo: -32767,
             hi: 32767,
         }],
@@ -408,6 +415,10 @@ fn outputs_are_packed_two_per_element_only_when_the_lanes_cannot_overflow() {
         vec![127.0; 1024],
         vec![-127.0; 1024],
         (0..1024).map(|i| (i % 255) as f32 - 127.0).collect(),
+        // The first output's worst case: every input has its weight's sign.
+        (0..1024)
+            .map(|i| if i % 3 == 0 { -127.0 } else { 127.0 })
+            .collect(),
     ];
     // Small weights: every accumulator provably fits a 32-bit lane, so outputs are packed.
     let small = constant_dense(1024, 6, 100);
@@ -418,6 +429,125 @@ fn outputs_are_packed_two_per_element_only_when_the_lanes_cannot_overflow() {
     let large = constant_dense(1024, 6, 32767);
     assert_eq!(compile(&large).unwrap().packed_outputs, 0);
     assert_program_matches_reference(&large, &inputs);
+}
+
+/// A hand-built model of `layers`, logits in int16, for exercising the compiler's code paths
+/// on shapes no example has.
+fn hand_built(
+    input: verity_model::Shape,
+    input_dims: Vec<usize>,
+    layers: Vec<verity_model::QLayer>,
+) -> QuantModel {
+    let model = QuantModel {
+        format: verity_model::quant::FORMAT.into(),
+        name: "hand-built".into(),
+        source_hash: "test".into(),
+        input,
+        input_dims,
+        input_scale: 1.0,
+        layers,
+        logit_scale: 1.0,
+        labels: None,
+        calibration: None,
+        public_input: false,
+        private_weights: false,
+        weights_commitment: None,
+    };
+    model.validate().unwrap();
+    model
+}
+
+/// `n` weights in [-100, 100] from a fixed pattern.
+fn pattern(n: usize, salt: usize) -> Vec<i64> {
+    (0..n)
+        .map(|k| ((k * 37 + salt * 11) % 201) as i64 - 100)
+        .collect()
+}
+
+/// Four inputs of `n` values spread over the int8 range.
+fn samples(n: usize) -> Vec<Vec<f32>> {
+    (0..4)
+        .map(|s| {
+            (0..n)
+                .map(|i| ((i * 53 + s * 29) % 255) as f32 - 127.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// Convolutions whose taps are one contiguous run of input addresses, as a dense layer's
+/// are: a kernel as wide as the input. A run of 16 (two whole groups of eight) streams; a
+/// run of 12 must not, since a partial group would add the inputs after the run with weight
+/// 1 (found by review: the program then disagreed with the reference).
+#[test]
+fn convolutions_with_contiguous_taps_match_the_reference() {
+    for (h, w, kh) in [(4, 4, 3), (3, 8, 2), (2, 8, 1)] {
+        let input = verity_model::Shape { c: 1, h, w };
+        let window = verity_model::onnx::Window {
+            input,
+            kh,
+            kw: w,
+            stride_h: 1,
+            stride_w: 1,
+            pads: [0; 4],
+        };
+        let c_out = 2;
+        let model = hand_built(
+            input,
+            vec![1, 1, h, w],
+            vec![verity_model::QLayer::Conv {
+                window,
+                c_out,
+                weights: pattern(c_out * kh * w, h),
+                bias: vec![500, -700],
+                // Half the accumulator: every tap shows in the logits.
+                requant: vec![
+                    verity_model::quant::Requant {
+                        m: 1 << 39,
+                        shift: 40
+                    };
+                    c_out
+                ],
+                lo: -32767,
+                hi: 32767,
+            }],
+        );
+        assert_program_matches_reference(&model, &samples(h * w));
+    }
+}
+
+/// Small dense layers, each output streamed in one group of eight: the fixed cost of a
+/// streamed output dominates, so an undercounted setup shows in the cycle estimate, which
+/// must stay an upper bound (a card job's cycle cap is taken from it).
+#[test]
+fn small_streamed_layers_stay_within_their_cycle_estimate() {
+    let dense = |n_in: usize, n_out: usize, salt: usize, hi: i64| verity_model::QLayer::Dense {
+        n_in,
+        n_out,
+        weights: pattern(n_in * n_out, salt),
+        bias: (0..n_out as i64).map(|j| j * 300 - 1000).collect(),
+        // A 256th of the accumulator: activations stay mostly within the clamp.
+        requant: vec![
+            verity_model::quant::Requant {
+                m: 1 << 32,
+                shift: 40
+            };
+            n_out
+        ],
+        lo: -hi,
+        hi,
+    };
+    let model = hand_built(
+        verity_model::Shape::flat(8),
+        vec![1, 8],
+        vec![
+            dense(8, 8, 1, 127),
+            dense(8, 8, 2, 127),
+            dense(8, 8, 3, 127),
+            dense(8, 3, 4, 32767),
+        ],
+    );
+    assert_program_matches_reference(&model, &samples(8));
 }
 
 fn iris(name: &str) -> PathBuf {
