@@ -11,6 +11,13 @@ use verity_vm::{Inputs, Program};
 use crate::program_file::LoadedProgram;
 use crate::render::{commitment_hex, words_hex};
 
+/// What a committed-weights prediction is proven with besides its input: the model
+/// commitment (first on the stack) and the advice-map entries the program reads.
+pub struct Committed {
+    pub commitment: [u64; 4],
+    pub entries: Vec<(verity_types::Digest, Vec<u64>)>,
+}
+
 /// A model with its compiled program.
 pub struct LoadedModel {
     pub model: QuantModel,
@@ -57,30 +64,32 @@ impl LoadedModel {
     /// which the architecture's program does not compute with; a card holds both halves, so a
     /// verifier recomputes it without the weights.
     pub fn model_commitment(&self) -> Result<Option<[u64; 4]>> {
+        Ok(self.committed()?.map(|c| c.commitment))
+    }
+
+    /// A committed-weights prediction's model commitment and the advice-map entries the
+    /// program reads: the commitment's two halves under it, and the weights under theirs (a
+    /// card has only the first). The weights are hashed once.
+    pub fn committed(&self) -> Result<Option<Committed>> {
         let Some(w) = self.weights_commitment()? else {
             return Ok(None);
         };
         let digest = self.model.interpretation_digest();
-        Ok(Some(verity_vm::merge_words(w.commitment, digest)?))
-    }
-
-    /// The advice-map entries a committed-weights prediction reads: the commitment's two
-    /// halves under it, and the weights under theirs (a card has only the first).
-    pub fn committed_advice(&self) -> Result<Vec<(verity_types::Digest, Vec<u64>)>> {
-        let (Some(w), Some(m)) = (self.weights_commitment()?, self.model_commitment()?) else {
-            return Ok(Vec::new());
-        };
+        let m = verity_vm::merge_words(w.commitment, digest)?;
         let halves = PrivateCommitment {
             commitment: m,
             words: 2,
         };
         let mut both = w.commitment.to_vec();
-        both.extend(self.model.interpretation_digest());
+        both.extend(digest);
         let mut entries = vec![verity_vm::committed_entry(&halves, &both)];
         if let (false, Some(weights)) = (self.is_card(), &self.compiled.weights) {
             entries.push(verity_vm::committed_entry(&w, weights));
         }
-        Ok(entries)
+        Ok(Some(Committed {
+            commitment: m,
+            entries,
+        }))
     }
 
     /// Fails for a model card, which cannot predict.
@@ -100,9 +109,9 @@ impl LoadedModel {
     /// stack values, or as private inputs.
     fn given(&self, input: &[u64]) -> Result<Inputs> {
         let mut given = Inputs::default();
-        if let Some(m) = self.model_commitment()? {
-            given.stack.extend(m);
-            given.advice.map.extend(self.committed_advice()?);
+        if let Some(c) = self.committed()? {
+            given.stack.extend(c.commitment);
+            given.advice.map.extend(c.entries);
         }
         if self.model.public_input {
             given.stack.extend_from_slice(input);

@@ -56,8 +56,8 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
     let mut held = Vec::new();
     for path in models {
         let loaded = LoadedModel::load(path)?;
-        let (Some(commitment), Some(_), false) = (
-            loaded.model_commitment()?,
+        let (Some(committed), Some(_), false) = (
+            loaded.committed()?,
             loaded.compiled.weights.as_ref(),
             loaded.is_card(),
         ) else {
@@ -67,8 +67,8 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
             );
         };
         held.push(verity_provider::CommittedData {
-            commitment,
-            entries: loaded.committed_advice()?,
+            commitment: committed.commitment,
+            entries: committed.entries,
             program: loaded.id()?,
         });
     }
