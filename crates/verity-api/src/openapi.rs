@@ -118,7 +118,8 @@ fn receipt() {}
 #[utoipa::path(get, path = "/v1/jobs/{id}/provenance", tag = "jobs",
     params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = ProvenanceView), (status = 400, description = "a malformed id", body = ErrorBody),
-        (status = 404, description = "no such job, or not finished", body = ErrorBody)))]
+        (status = 404, description = "no such job, or not finished", body = ErrorBody),
+        (status = 503, description = "the node is serving as many state proofs as it will at once (`busy`)", body = ErrorBody)))]
 fn provenance() {}
 
 /// A job's private inputs, sealed to its locker (only the locker can open them).
@@ -171,7 +172,8 @@ fn certified_block() {}
     ),
     responses((status = 200, body = StateProof),
         (status = 400, description = "an unknown kind, or a malformed id", body = ErrorBody),
-        (status = 404, description = "no such entry", body = ErrorBody)))]
+        (status = 404, description = "no such entry", body = ErrorBody),
+        (status = 503, description = "the node is serving as many state proofs as it will at once (`busy`)", body = ErrorBody)))]
 fn state_proof() {}
 
 /// A published program with its source.

@@ -73,7 +73,14 @@ pub struct Node {
     /// Finalization certificates not yet written (see [`Node::certified`]).
     pending_certificates: Mutex<BTreeMap<BlockId, Vec<u8>>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// State proofs served at once. They are read on the state store's one thread, where
+    /// consensus stages and commits blocks: a caller asking for more gets `busy` rather than
+    /// a queue in front of the chain.
+    pub(crate) proof_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// State proofs served at once (see [`Node::proof_slots`]).
+pub const PROOF_SLOTS: usize = 4;
 
 /// Blocks between two prunes of the state store.
 const STATE_PRUNE_INTERVAL: u64 = 256;
@@ -161,7 +168,18 @@ impl Node {
             heartbeats: Mutex::new(BTreeMap::new()),
             pending_certificates: Mutex::new(BTreeMap::new()),
             metrics,
+            proof_slots: Arc::new(tokio::sync::Semaphore::new(PROOF_SLOTS)),
         }))
+    }
+
+    /// Takes every state-proof slot until the guard is dropped, so a test sees the node
+    /// answer `busy` (only in builds with the `mocks` feature).
+    #[cfg(feature = "mocks")]
+    pub fn occupy_proof_slots(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.proof_slots
+            .clone()
+            .try_acquire_many_owned(PROOF_SLOTS as u32)
+            .expect("no state proof is being served in this test")
     }
 
     /// A snapshot of the current state (cheap: shared, immutable).

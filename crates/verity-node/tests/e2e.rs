@@ -119,6 +119,34 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
         matches!(missing, Err(ClientError::Refused { status: 404, .. })),
         "{missing:?}"
     );
+    // State proofs are read on the store's one thread, where blocks are staged and
+    // committed: with every proof slot taken the node says `busy` (503) for proofs and
+    // provenance instead of queueing in front of the chain; once free, it answers.
+    let slots = node.node.occupy_proof_slots();
+    let busy = client
+        .proven::<verity_ledger::Account>(verity_ledger::EntryKind::Account, &provider.0)
+        .await;
+    assert!(
+        matches!(busy, Err(ClientError::Refused { status: 503, .. })),
+        "{busy:?}"
+    );
+    let provenance = reqwest::get(format!("{}/v1/jobs/{id}/provenance", node.url()))
+        .await
+        .unwrap();
+    assert_eq!(provenance.status(), 503);
+    let body: serde_json::Value = provenance.json().await.unwrap();
+    assert_eq!(body["code"], "busy", "{body}");
+    drop(slots);
+    assert!(
+        client
+            .proven::<verity_ledger::Account>(verity_ledger::EntryKind::Account, &provider.0)
+            .await
+            .is_ok()
+    );
+    let provenance = reqwest::get(format!("{}/v1/jobs/{id}/provenance", node.url()))
+        .await
+        .unwrap();
+    assert_eq!(provenance.status(), 200);
 
     // The node verifies on request, a bounded number at once: with every slot taken it says
     // `busy` (503) rather than queueing work; once free, it verifies. (Slots and verdicts are

@@ -190,6 +190,18 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
 }
 
+/// One of the node's state-proof slots, held by the blocking read (so a caller that hangs up
+/// does not free it early), or `busy`.
+fn proof_slot(node: &Node) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    node.proof_slots.clone().try_acquire_owned().map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "the node is serving other state proofs; try again in a moment",
+        )
+    })
+}
+
 /// `GET /v1/proofs/{kind}/{id}`.
 async fn state_proof(
     State(node): State<Arc<Node>>,
@@ -197,13 +209,17 @@ async fn state_proof(
 ) -> ApiResult<StateProof> {
     let kind: EntryKind = kind.parse().map_err(bad)?;
     let id: Digest = parse_digest("key", &id)?;
+    let slot = proof_slot(&node)?;
     // The state store answers on its own thread; waiting for it blocks.
-    tokio::task::spawn_blocking(move || views::state_proof(&node, kind, id))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| not_found(format!("no {} entry under {id}", kind.name())))
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        views::state_proof(&node, kind, id)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .map(Json)
+    .ok_or_else(|| not_found(format!("no {} entry under {id}", kind.name())))
 }
 
 /// `GET /v1/blocks/{height}/certified`.
@@ -408,12 +424,16 @@ async fn provenance(
 ) -> ApiResult<ProvenanceView> {
     let id = parse_digest("job id", &id)?;
     let job = JobId(id);
-    tokio::task::spawn_blocking(move || views::provenance(&node, &job))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))
+    let slot = proof_slot(&node)?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        views::provenance(&node, &job)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .map(Json)
+    .ok_or_else(|| not_found(format!("job {id} is unknown or not finished")))
 }
 
 /// `GET /v1/jobs/{id}/private`: the private inputs the job's client provided on the ledger,
