@@ -313,6 +313,9 @@ pub(crate) fn open_state_store(
             storage.put_state_size(0, written.size)?;
             store
         }
+        Some(0) if height == 0 && committed.root != genesis_root(dir, genesis)? => {
+            return Err(mismatch());
+        }
         Some(h) if h == height => {
             if storage.state_size(h)?.is_none() {
                 storage.put_state_size(h, committed.size)?;
@@ -344,6 +347,20 @@ pub(crate) fn open_state_store(
     Ok(store)
 }
 
+/// The root of a store holding only `genesis`, computed in a scratch store beside `dir`. No
+/// block names the genesis state's root, so a store found at height 0 is checked against it:
+/// one written from another genesis (a start interrupted before the database was stamped with
+/// its own) must be refused, not taken. Costs a genesis write, only while no block exists.
+fn genesis_root(dir: &std::path::Path, genesis: &ChangeSet) -> Result<Digest, NodeError> {
+    let scratch = dir.with_extension("genesis-check");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let root = StateStore::open(&scratch)?.write(0, genesis)?.root;
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +388,27 @@ mod tests {
             e.contains("storage format 1") && e.contains("fresh data directory"),
             "{e}"
         );
+    }
+
+    /// No block names the genesis root, so a state store found at height 0 is compared with
+    /// the genesis the node starts from: one left by a start from another genesis is refused.
+    #[test]
+    fn a_state_store_of_another_genesis_is_refused_before_the_first_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let store_dir = dir.path().join("state");
+        let genesis = |v: u8| ChangeSet::from([(vec![1, 2, 3], Some(vec![v; 8]))]);
+        // First start: genesis written at height 0; a restart with it opens.
+        drop(open_state_store(&storage, &store_dir, 0, &genesis(1)).unwrap());
+        drop(open_state_store(&storage, &store_dir, 0, &genesis(1)).unwrap());
+        // Another genesis at height 0: refused, naming both heights; nothing left behind.
+        match open_state_store(&storage, &store_dir, 0, &genesis(2)) {
+            Err(NodeError::StoreMismatch { store, blocks, .. }) => {
+                assert_eq!((store.as_str(), blocks), ("0", 0))
+            }
+            other => panic!("expected a mismatch, got {:?}", other.err()),
+        }
+        assert!(!store_dir.with_extension("genesis-check").exists());
+        assert!(open_state_store(&storage, &store_dir, 0, &genesis(1)).is_ok());
     }
 }
