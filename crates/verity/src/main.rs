@@ -82,6 +82,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Devnet(_) | Command::Node(_) | Command::Provider(_)
+    ) {
+        exit_quietly_on_closed_stdout();
+    }
     let result = match cli.command {
         Command::Run(args) => cmd::proof::run(args),
         Command::Prove(args) => cmd::proof::prove(args),
@@ -98,6 +104,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`verity jobs | head -1`) fails, and
+/// `println!` panics on the failure. A command that prints and exits should instead end
+/// quietly, as other Unix tools do. Servers (node, devnet, provider) keep ignoring it: a
+/// closed log pipe must not kill a validator. Sockets are not affected either way (Rust
+/// writes to them with `MSG_NOSIGNAL`).
+fn exit_quietly_on_closed_stdout() {
+    // SAFETY: restoring a signal's default disposition at startup, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -118,3 +118,24 @@ pub fn commitment_hex(c: &PrivateCommitment) -> String {
 pub fn words_hex(words: &[u64]) -> String {
     words.iter().map(|v| format!("{v:016x}")).collect()
 }
+
+/// Which segment sets an execution's trace length, when it is not the cycles: the chiplets
+/// (hashing the program's blocks as they run, memory, bitwise) or the range checker.
+pub fn trace_segments(run: &verity_vm::Execution) -> Option<String> {
+    let rows = &run.rows;
+    (rows.chiplets.max(rows.range) > run.cycles).then(|| {
+        format!(
+            "set by the {} ({} rows: hasher {}, memory {}, bitwise {}; range checker {})",
+            if rows.chiplets >= rows.range {
+                "chiplets"
+            } else {
+                "range checker"
+            },
+            rows.chiplets.max(rows.range),
+            rows.hasher,
+            rows.memory,
+            rows.bitwise,
+            rows.range
+        )
+    })
+}

@@ -58,6 +58,28 @@ fn run_prints_outputs_and_cycles() {
 }
 
 #[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verity"))
+        .args(["run", &example("fib.masm"), "--input", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("verity runs");
+    // Close the reading end before the program has assembled and printed (`| head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("verity ends");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
 fn prove_then_verify_with_program_and_expected_output() {
     let dir = tempfile::tempdir().unwrap();
     let receipt = prove_fib(dir.path(), "10");

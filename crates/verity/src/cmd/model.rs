@@ -100,22 +100,8 @@ fn print_cost(loaded: &LoadedModel, run: &verity_vm::Execution) {
         verity_client::expected_prove_time(run.trace_len, verity_client::REFERENCE_PROVE_RATE)
             .as_secs_f64()
     );
-    // The trace is as long as its longest segment: say which, when it is not the cycles.
-    let rows = &run.rows;
-    if rows.chiplets.max(rows.range) > run.cycles {
-        println!(
-            "trace:      set by the {} ({} rows: hasher {}, memory {}, bitwise {}; range checker {})",
-            if rows.chiplets >= rows.range {
-                "chiplets"
-            } else {
-                "range checker"
-            },
-            rows.chiplets.max(rows.range),
-            rows.hasher,
-            rows.memory,
-            rows.bitwise,
-            rows.range
-        );
+    if let Some(line) = crate::render::trace_segments(run) {
+        println!("trace:      {line}");
     }
 }
 

@@ -73,6 +73,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         execution.trace_len,
         fmt_duration(elapsed)
     );
+    if let Some(line) = crate::render::trace_segments(&execution) {
+        println!("trace:   {line}");
+    }
     println!("program: {}", program.hash());
     Ok(())
 }
