@@ -193,6 +193,27 @@ impl LoadedModel {
         })
     }
 
+    /// A card's prediction of `x` run with the card's neutral parameters (zero weights) under
+    /// their own commitment. An architecture program runs the same instructions whatever the
+    /// weights (only the argmax's branches differ, by a few cycles), so this measures the trace
+    /// that the provider holding the real weights will prove: cycles and chiplet rows alike,
+    /// where the compiler's cycle bound says nothing of the chiplets.
+    pub fn dry_run(&self, x: &[f32]) -> Result<verity_vm::Execution> {
+        let stand_in = LoadedModel {
+            model: QuantModel {
+                weights_commitment: None,
+                ..self.model.clone()
+            },
+            compiled: self.compiled.clone(),
+        };
+        let (_, input) = stand_in.quantized_input(x)?;
+        let (program, inputs) = stand_in.statement(&input)?;
+        let cap = u32::try_from(self.compiled.estimated_cycles)
+            .unwrap_or(u32::MAX)
+            .clamp(verity_vm::MIN_MAX_CYCLES, verity_vm::MAX_MAX_CYCLES);
+        verity_vm::execute(&program, &inputs, cap).context("the model's program fails a dry run")
+    }
+
     /// `class C (label L), logits [...]` from a prediction's output stack; fails unless the
     /// class is the logits' argmax.
     pub fn describe(&self, outputs: &[u64]) -> Result<String> {
@@ -290,4 +311,44 @@ pub fn import_model(
     }
     let id = program.hash();
     Ok((loaded, id, run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digits(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/models/digits")
+            .join(name)
+    }
+
+    /// A card job's offer is sized from this dry run; the provider proves the real weights.
+    #[test]
+    fn a_cards_dry_run_measures_the_trace_that_the_weights_holder_proves() {
+        let calibration = digits("calibration.json");
+        let x = verity_model::read_samples(&calibration).unwrap().remove(0);
+        for onnx in ["mlp.onnx", "cnn.onnx"] {
+            // The owner's run, with the real weights, on the first calibration sample.
+            let (owner, _, run) =
+                import_model(&digits(onnx), &calibration, 1 << 20, false, true).unwrap();
+            let w = owner.weights_commitment().unwrap().unwrap();
+            let model = owner.model.card(w.commitment);
+            let card = LoadedModel {
+                compiled: verity_model::compile(&model).unwrap(),
+                model,
+            };
+            assert!(card.is_card() && card.runnable().is_err());
+            let dry = card.dry_run(&x).unwrap();
+            assert_eq!(dry.trace_len, run.trace_len, "{onnx}");
+            assert_eq!(dry.rows.memory, run.rows.memory, "{onnx}");
+            // Only the argmax's branches differ: a few cycles and one hash of a block each.
+            let classes = card.model.classes() as u64;
+            assert!(dry.cycles.abs_diff(run.cycles) <= 4 * classes, "{onnx}");
+            assert!(
+                dry.rows.hasher.abs_diff(run.rows.hasher) <= 16 * classes,
+                "{onnx}"
+            );
+        }
+    }
 }

@@ -120,6 +120,14 @@ pub struct SubmitArgs {
     wait: bool,
 }
 
+/// How a card's prediction is sized: the compiler's cycle bound (the cap), and the trace
+/// length of a dry run with the card's neutral parameters (what a provider will prove).
+#[derive(Debug, Clone, Copy)]
+pub struct CardSize {
+    pub cycle_bound: u64,
+    pub trace_len: u64,
+}
+
 /// What `job submit` sends: a program with its inputs, or one prediction of a model.
 pub struct JobSpec {
     pub job: LoadedProgram,
@@ -127,9 +135,9 @@ pub struct JobSpec {
     pub max_cycles: Option<u32>,
     /// The model, for a prediction: it decodes the outputs.
     pub model: Option<LoadedModel>,
-    /// Cycles, when the job cannot run here (a committed-weights model's card: the weights
-    /// are the provider's): the compiler's upper bound sizes the job instead of a run.
-    pub cannot_run: Option<u64>,
+    /// When the job cannot run here (a committed-weights model's card: the weights are the
+    /// provider's), what sizes it instead of a run.
+    pub cannot_run: Option<CardSize>,
 }
 
 impl JobSpec {
@@ -144,10 +152,18 @@ impl JobSpec {
 
     /// One prediction of `model` on the input in `input`.
     pub fn of_model(model: LoadedModel, input: &Path) -> Result<JobSpec> {
-        let mut job = model.job(&model_file::read_input(input)?)?;
+        let x = model_file::read_input(input)?;
+        let mut job = model.job(&x)?;
         // A committed-weights model: the weights never leave their owner; a provider that
         // holds them (`verity provider --model`) proves the job.
-        let cannot_run = model.is_card().then_some(model.compiled.estimated_cycles);
+        let cannot_run = if model.is_card() {
+            Some(CardSize {
+                cycle_bound: model.compiled.estimated_cycles,
+                trace_len: model.dry_run(&x)?.trace_len,
+            })
+        } else {
+            None
+        };
         job.given.advice = Default::default();
         Ok(JobSpec {
             job,
@@ -185,8 +201,8 @@ impl JobSpec {
 
 /// The job's trace length and cycle cap. The program is run locally first, exactly as the
 /// job will be proven: a failing program is caught here, and the cap defaults to twice what
-/// the program needs. A program that cannot run here (its data is elsewhere) is sized from
-/// its bound.
+/// the program needs. A card's prediction (its weights are elsewhere) takes the compiler's
+/// cycle bound as its cap and its trace length from a dry run.
 fn size_job(spec: &JobSpec) -> Result<(u64, u32)> {
     let LoadedProgram {
         program, inputs, ..
@@ -201,12 +217,12 @@ fn size_job(spec: &JobSpec) -> Result<(u64, u32)> {
                 .unwrap_or_else(|| verity_client::suggested_max_cycles(run.trace_len, cap));
             (run.trace_len, max)
         }
-        Some(bound) => {
-            let max = spec.max_cycles.unwrap_or(bound.clamp(
+        Some(card) => {
+            let max = spec.max_cycles.unwrap_or(card.cycle_bound.clamp(
                 u64::from(verity_vm::MIN_MAX_CYCLES),
                 u64::from(verity_vm::MAX_MAX_CYCLES),
             ) as u32);
-            (u64::from(max).next_power_of_two(), max)
+            (card.trace_len, max)
         }
     })
 }
@@ -256,12 +272,13 @@ pub async fn submit_job(
     // Offers that fit the job: unless told otherwise, give an honest provider time to prove
     // this trace length (the network's defaults once slashed honest provers of big jobs).
     // A provider cannot run a job with private inputs before it holds the lock, so it plans
-    // for the cycle cap: size those from the cap too.
+    // for the cycle cap: size those from the cap too, or from the trace when the chiplets
+    // make it longer than the cap's.
     let head = client.head().await?;
     let planned = if given.private.is_empty() {
         trace_len
     } else {
-        u64::from(max_cycles).next_power_of_two()
+        u64::from(max_cycles).next_power_of_two().max(trace_len)
     };
     let terms = offer_terms(offer, planned, head.block_interval_ms);
     let lock_timeout = terms.lock_timeout;
