@@ -818,3 +818,98 @@ fn committed_weights_programs_depend_only_on_the_architecture() {
         );
     }
 }
+
+/// A committed dense layer of `n_in` inputs, `n_out` outputs: int8 weights from a pattern.
+fn committed_dense(n_in: usize, n_out: usize, salt: usize, hi: i64) -> verity_model::QLayer {
+    verity_model::QLayer::Dense {
+        n_in,
+        n_out,
+        weights: pattern(n_in * n_out, salt),
+        bias: (0..n_out as i64).map(|j| j * 300 - 1000).collect(),
+        // A 256th of the accumulator: every tap can show in the output.
+        requant: vec![
+            verity_model::quant::Requant {
+                m: 1 << 32,
+                shift: 40
+            };
+            n_out
+        ],
+        lo: -hi,
+        hi,
+    }
+}
+
+/// Large committed layers are loops over their weights, so an architecture's program does not
+/// grow with its layers (an MNIST-size one fits the ledger's publication limit of 130,048
+/// operations); the loop still computes the reference bit for bit, for packed pairs and for
+/// a lone output (61 outputs), and its inputs (136, not a whole number of turns) end in a
+/// partial turn.
+#[test]
+fn large_committed_layers_loop_and_match_the_reference() {
+    let mut model = hand_built(
+        verity_model::Shape::flat(136),
+        vec![1, 136],
+        vec![
+            committed_dense(136, 61, 1, 127),
+            committed_dense(61, 10, 2, 32767),
+        ],
+    );
+    model.private_weights = true;
+    let compiled = compile(&model).unwrap();
+    assert!(compiled.source.contains("while.true"));
+    let weights = compiled.weights.clone().unwrap();
+    for (k, x) in samples(136).iter().enumerate() {
+        let run = run_committed(
+            &compiled.source,
+            committed_weights_inputs(&model, &weights, x),
+        )
+        .unwrap();
+        let q = model.quantize_input(x).unwrap();
+        let (_, logits) = model.decode_outputs(&run.outputs).unwrap();
+        assert_eq!(logits, model.infer(&q).unwrap(), "sample {k}");
+        assert!(run.cycles <= compiled.estimated_cycles);
+        if k == 0 {
+            println!(
+                "136 -> 61 -> 10, committed weights: {} cycles (estimated {})",
+                run.cycles, compiled.estimated_cycles
+            );
+        }
+    }
+
+    // MNIST size: 784 -> 128 -> 10. Straight-line code takes at least four operations per
+    // multiply-accumulate of a pair (50,176 of them in the first layer).
+    let mut mnist = hand_built(
+        verity_model::Shape::flat(784),
+        vec![1, 784],
+        vec![
+            committed_dense(784, 128, 3, 127),
+            committed_dense(128, 10, 4, 32767),
+        ],
+    );
+    mnist.private_weights = true;
+    let compiled = compile(&mnist).unwrap();
+    let ops = verity_vm::inspect(&compiled.source, "arch.masm")
+        .unwrap()
+        .expanded_ops;
+    assert!(ops < 130_048, "{ops} operations");
+    assert!(compiled.source.len() < 512 * 1024);
+    let x = &samples(784)[0];
+    let weights = compiled.weights.clone().unwrap();
+    let run = run_committed(
+        &compiled.source,
+        committed_weights_inputs(&mnist, &weights, x),
+    )
+    .unwrap();
+    let (_, logits) = mnist.decode_outputs(&run.outputs).unwrap();
+    assert_eq!(
+        logits,
+        mnist.infer(&mnist.quantize_input(x).unwrap()).unwrap()
+    );
+    println!(
+        "784 -> 128 -> 10, committed weights: {ops} operations, {} KiB of source, {} cycles (trace 2^{}, chiplets {} rows)",
+        compiled.source.len() / 1024,
+        run.cycles,
+        run.trace_len.trailing_zeros(),
+        run.rows.chiplets
+    );
+}

@@ -6,6 +6,11 @@ use super::neurons::{Consts, LANE_LIMIT, Neuron, PooledConv, emit_conv_pool, emi
 use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
 use crate::quant::QLayer;
 
+/// Dense layers of committed weights with at least this many multiply-accumulates are
+/// computed in loops. Smaller ones are straight-line code, about a quarter fewer cycles per
+/// tap (no loop bookkeeping) for a program that stays small anyway.
+const LOOP_MIN_MACS: usize = 8192;
+
 /// Emits the layers one after another: each reads its input at `in_base` (values bounded by
 /// `in_bound` in magnitude) and writes its outputs from `out_base`.
 pub(super) struct LayerWriter<'a> {
@@ -43,7 +48,16 @@ impl LayerWriter<'_> {
                 out: self.out_base + j as u64,
             })
             .collect();
+        // A large committed layer loops over its weights: straight-line code would hold an
+        // address per tap and put an MNIST-size architecture over the publication limit.
+        let looped = n_in * n_out >= LOOP_MIN_MACS;
+        if let Consts::Committed(p) = &mut self.consts {
+            p.looped = looped;
+        }
         self.neurons(&neurons, *lo, *hi);
+        if let Consts::Committed(p) = &mut self.consts {
+            p.looped = false;
+        }
         layer.output_len()
     }
 

@@ -163,7 +163,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     model.validate()?;
     let mut e = Emitter::new();
     let n_in = model.input.len();
-    let mut params = model.private_weights.then(|| Params(Vec::new(), 0));
+    let mut params = model.private_weights.then(|| Params::default());
     emit_input(&mut e, model);
     let mut w = LayerWriter {
         e: &mut e,
@@ -207,12 +207,13 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     // With committed weights every tap is computed, zero or not.
     let macs = match &params {
         Some(p) => {
-            p.1 + model
-                .layers
-                .iter()
-                .filter(|l| matches!(l, QLayer::AvgPool { .. } | QLayer::MaxPool { .. }))
-                .map(QLayer::macs)
-                .sum::<u64>()
+            p.macs
+                + model
+                    .layers
+                    .iter()
+                    .filter(|l| matches!(l, QLayer::AvgPool { .. } | QLayer::MaxPool { .. }))
+                    .map(QLayer::macs)
+                    .sum::<u64>()
         }
         None => model.macs(),
     };
@@ -224,7 +225,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         ),
         inputs: n_in,
         packed_outputs: packed,
-        weights: params.map(|p| p.0),
+        weights: params.map(|p| p.values),
     })
 }
 
@@ -307,7 +308,7 @@ fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (
                  # Inputs: {n_in} {input_kind} (quantized).\n\
                  # Outputs: [class, logit_0 .. logit_{}] (field elements; negative as p - |v|).\n\
                  use miden::core::mem",
-                p.0.len(),
+                p.values.len(),
                 classes.saturating_sub(1),
             );
         }
@@ -352,12 +353,12 @@ fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (
                 "    adv.push_mapval padw adv_loadw dupw padw adv_loadw swapw hmerge movupw.2 assert_eqw"
             );
             // [W, ...] -> the committed parameters in memory, or a failed assertion.
-            let words = p.0.len().div_ceil(4);
+            let words = p.values.len().div_ceil(4);
             let _ = writeln!(
                 source,
                 "    adv.push_mapval push.{WEIGHTS_ADDR} push.{words} exec.mem::pipe_preimage_to_memory drop"
             );
-            loading += MODEL_COMMITMENT_CYCLES + loader_cycles(p.0.len());
+            loading += MODEL_COMMITMENT_CYCLES + loader_cycles(p.values.len());
         }
     }
     for k in 0..e.procs.len() {

@@ -33,14 +33,33 @@ pub(super) fn requant_code(out: &mut String, r: &Requant, lo: i64, hi: i64) -> u
 }
 
 /// Committed parameters, laid out in memory from [`WEIGHTS_ADDR`] in the order the program
-/// reads them; and the multiply-accumulates that read them.
-pub(super) struct Params(pub(super) Vec<u64>, pub(super) u64);
+/// reads them; and how the program reads them.
+#[derive(Default)]
+pub(super) struct Params {
+    pub(super) values: Vec<u64>,
+    /// Multiply-accumulates that read them.
+    pub(super) macs: u64,
+    /// Whether the layer being emitted computes its streamed outputs in a loop
+    /// ([`looped_acc_code`]) instead of straight-line code.
+    pub(super) looped: bool,
+}
 
 impl Params {
     /// Appends a value (a field element) and returns its address.
     pub(super) fn slot(&mut self, felt: u64) -> u64 {
-        self.0.push(felt);
-        WEIGHTS_ADDR + self.0.len() as u64 - 1
+        self.values.push(felt);
+        WEIGHTS_ADDR + self.values.len() as u64 - 1
+    }
+
+    /// Appends `felts` from a multiple of [`LOOP_TAPS`], followed by zeros up to the next
+    /// one, and returns their first address: a region [`looped_acc_code`] reads whole.
+    fn region(&mut self, felts: impl IntoIterator<Item = u64>) -> u64 {
+        let start = self.values.len().next_multiple_of(LOOP_TAPS);
+        self.values.resize(start, 0);
+        self.values.extend(felts);
+        self.values
+            .resize(self.values.len().next_multiple_of(LOOP_TAPS), 0);
+        WEIGHTS_ADDR + start as u64
     }
 }
 
@@ -77,7 +96,7 @@ impl Consts<'_> {
                     " mem_load.{addr} mem_load.{} mul add",
                     p.slot(wide_felt(w))
                 );
-                p.1 += lanes;
+                p.macs += lanes;
                 6
             }
             Consts::Immediate => match w {
@@ -103,7 +122,7 @@ impl Consts<'_> {
         match self {
             Consts::Committed(p) => {
                 let _ = write!(code, " mem_load.{} mul", p.slot(wide_felt(w)));
-                p.1 += lanes;
+                p.macs += lanes;
                 3
             }
             Consts::Immediate => match w {
@@ -260,6 +279,11 @@ fn streamed_acc_code(
     weights: &[i128],
     lanes: u64,
 ) -> usize {
+    if let Consts::Committed(p) = consts
+        && p.looped
+    {
+        return looped_acc_code(code, p, base, init, weights, lanes);
+    }
     code.push_str("    push.0");
     let mut ops = 1 + consts.push(code, init);
     let _ = write!(code, " push.{ONE_ADDR} push.{base} padw padw padw");
@@ -286,6 +310,71 @@ fn streamed_acc_code(
     // `dropw` is four operations.
     code.push_str(" dropw dropw dropw drop drop swap drop");
     ops + 16
+}
+
+/// Taps per turn of [`looped_acc_code`]'s loop: two streams of eight.
+const LOOP_TAPS: usize = 16;
+/// Cycles of one turn of that loop, measured (103) and rounded up: per eight taps a stream,
+/// two word loads with their padding and addresses, eight products brought together and
+/// their sum (about 40); the pointer's step and the test; the loop's own cycles and the
+/// padding its immediates need.
+const LOOP_TURN_OPS: usize = 104;
+/// Cycles around the loop: its setup (the initial value, the pointers, padding) and the
+/// cleanup that leaves the accumulator, measured (51) and rounded up.
+const LOOP_AROUND_OPS: usize = 56;
+
+/// [`streamed_acc_code`] for committed parameters, as a loop: the weights lie in one region
+/// of the committed parameters, read a word at a time beside the streamed inputs, so the
+/// code is the same few dozen instructions however many taps the output has (an
+/// architecture's program stays small enough to publish at MNIST size) and holds no address
+/// per tap. Stack during the loop: `[8 values, weights pointer, weights end, 0, 0, pointer,
+/// ONE_ADDR, acc, 0]`; each word of weights is loaded above the values and multiplied into
+/// them, then `horner_eval_base` sums the eight products. The inputs are read in whole
+/// turns of [`LOOP_TAPS`]: past the last input the weights are zeros, whatever is read.
+fn looped_acc_code(
+    code: &mut String,
+    p: &mut Params,
+    base: u64,
+    init: i128,
+    weights: &[i128],
+    lanes: u64,
+) -> usize {
+    let init = p.slot(wide_felt(init));
+    let w = p.region(weights.iter().map(|w| wide_felt(*w)));
+    p.macs += lanes * weights.len() as u64;
+    let turns = weights.len().div_ceil(LOOP_TAPS);
+    let end = w + (turns * LOOP_TAPS) as u64;
+    let _ = write!(
+        code,
+        "    push.0 mem_load.{init} push.{ONE_ADDR} push.{base} push.0 push.0 push.{end} push.{w} padw padw push.1
+    while.true
+"
+    );
+    // x_i at i (i < 4), w_i above them: each product replaces its input's slot.
+    let half = |code: &mut String, x: usize| {
+        let _ = write!(
+            code,
+            " movup.{x} mul swap movup.{x} mul movup.2 movup.{x} mul movup.3 movup.{x} mul"
+        );
+    };
+    code.push_str("       ");
+    for g in 0..LOOP_TAPS / 8 {
+        let at = |offset: usize| match offset {
+            0 => String::new(),
+            k => format!(" add.{k}"),
+        };
+        let _ = write!(code, " mem_stream padw dup.12{} mem_loadw_le", at(8 * g));
+        half(code, 4);
+        let _ = write!(code, " padw dup.12{} mem_loadw_le", at(8 * g + 4));
+        half(code, 8);
+        code.push_str(" horner_eval_base");
+    }
+    // [.., w, end] -> w' = w + LOOP_TAPS; continue while w' != end.
+    let _ = writeln!(
+        code,
+        " movup.8 add.{LOOP_TAPS} movdn.8 dup.8 dup.10 neq\n    end\n    dropw dropw dropw drop drop swap drop"
+    );
+    LOOP_AROUND_OPS + turns * LOOP_TURN_OPS
 }
 
 /// `[acc_a + 2^31, acc_b + 2^31]`: two outputs over the same inputs, accumulated in the two
