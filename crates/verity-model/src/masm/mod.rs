@@ -163,7 +163,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     model.validate()?;
     let mut e = Emitter::new();
     let n_in = model.input.len();
-    let mut params = model.private_weights.then(|| Params::default());
+    let mut params = model.private_weights.then(Params::default);
     emit_input(&mut e, model);
     let mut w = LayerWriter {
         e: &mut e,
