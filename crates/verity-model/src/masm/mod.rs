@@ -17,7 +17,11 @@
 //! accumulators provably fit 32-bit lanes of one field element (see [`emit_neurons`]). An
 //! output whose inputs are a whole region (a dense layer's) streams them instead, eight per
 //! `mem_stream`, scales each where it lies and sums eight at once with `horner_eval_base`
-//! at the point 1: about 3 cycles and one immediate per tap instead of 5 and two.
+//! at the point 1: about 3 cycles and one immediate per tap instead of 5 and two. With
+//! committed weights, a large dense layer's outputs are loops instead (see
+//! [`neurons`]): each output's weights are one region of the committed parameters, read a
+//! word at a time beside the streamed inputs, so the program's size does not grow with the
+//! layer (an MNIST-size architecture fits the ledger's publication limit).
 
 mod layers;
 mod neurons;
