@@ -9,7 +9,10 @@ pub use verity_api::*;
 pub use verity_types as types;
 /// Local verification, for receipts that come from anywhere (a file, another service).
 pub use verity_vm::{Verified, VerifyError, verify_receipt};
+pub mod provenance;
 pub mod sealing;
+
+pub use provenance::{CertifiedProvenance, ProvenanceError, TrustedValidators};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,8 +47,8 @@ pub const REFERENCE_PROVE_RATE: f64 = 110_000.0;
 
 /// Whether `view`'s record is the current provenance entry of its job in the state whose root
 /// is `view.state_root` (the record as served, re-encoded: borsh has one encoding per value).
-/// Trust it as far as the root: `verity provenance verify` ties the root to a block the
-/// validators signed.
+/// Trust it as far as the root: [`Client::certified_provenance`] (`verity provenance verify`)
+/// ties the root to a block the validators signed.
 pub fn verify_provenance(view: &ProvenanceView) -> bool {
     let Ok(encoded) = borsh::to_vec(&view.record) else {
         return false;

@@ -218,3 +218,67 @@ async fn a_lying_node_cannot_make_its_own_chain_final() {
         "{stderr}"
     );
 }
+
+/// The same check from the SDK (`Client::certified_provenance`), as an application runs it:
+/// typed answers, each naming the link that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_certifies_a_record_only_against_the_validators_it_trusts() {
+    use verity_client::{Client, ProvenanceError, TrustedValidators};
+    let real = Keypair::from_seed([11; 32]);
+    let impostor = Keypair::from_seed([12; 32]);
+    let trust = |k: &Keypair| TrustedValidators {
+        chain_id: "real-net".into(),
+        validators: vec![k.address()],
+    };
+    let job = JobId(Digest([0x42; 32]));
+
+    let url = serve(forge(
+        "real-net",
+        "real-net",
+        impostor.address(),
+        &impostor,
+        true,
+    ))
+    .await;
+    let client = Client::new(&url);
+    let certified = client
+        .certified_provenance(&job, &trust(&impostor))
+        .await
+        .unwrap();
+    assert_eq!(certified.record.job_id, job);
+    assert_eq!(certified.record.price, 1_000_000);
+    assert_eq!((certified.block_height, certified.certified_height), (8, 8));
+    assert_eq!((certified.signers, certified.validators), (1, 1));
+    match client.certified_provenance(&job, &trust(&real)).await {
+        Err(ProvenanceError::BadCertificate { height: 8, .. }) => {}
+        other => panic!("expected a bad certificate, got {other:?}"),
+    }
+    // The node answers a question about another job with this record.
+    let other = JobId(Digest([0x43; 32]));
+    match client.certified_provenance(&other, &trust(&impostor)).await {
+        Err(ProvenanceError::OtherJob { want, got }) => assert_eq!((want, got), (other, job)),
+        other => panic!("expected another job's record refused, got {other:?}"),
+    }
+
+    // A record altered after it was proven (a lower price).
+    let mut forged = forge("real-net", "real-net", impostor.address(), &impostor, true);
+    forged.view.record.price = 1;
+    let client = Client::new(&serve(forged).await);
+    match client.certified_provenance(&job, &trust(&impostor)).await {
+        Err(ProvenanceError::ProofFails) => {}
+        other => panic!("expected the proof to fail, got {other:?}"),
+    }
+
+    let client =
+        Client::new(&serve(forge("other-net", "other-net", real.address(), &real, true)).await);
+    match client.certified_provenance(&job, &trust(&real)).await {
+        Err(ProvenanceError::OtherChain { height: 8, got, .. }) => assert_eq!(got, "other-net"),
+        other => panic!("expected another chain refused, got {other:?}"),
+    }
+    let client =
+        Client::new(&serve(forge("real-net", "real-net", real.address(), &real, false)).await);
+    match client.certified_provenance(&job, &trust(&real)).await {
+        Err(ProvenanceError::NoCertificate { first: 8, last: 40 }) => {}
+        other => panic!("expected no certificate found, got {other:?}"),
+    }
+}

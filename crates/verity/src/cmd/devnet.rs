@@ -418,7 +418,9 @@ async fn demo(url: &str, genesis: &Genesis, jobs: Vec<(String, Mode, JobSpec)>) 
 /// What `verity provenance verify` does for any job: a demo job's record, checked against the
 /// validators' signatures rather than the node's word.
 async fn show_provenance(client: &Client, genesis: &Genesis, name: &str, id: JobId) -> Result<()> {
-    let c = super::provenance::check(client, genesis, true, id).await?;
+    let c = super::provenance::check(client, genesis, true, id)
+        .await?
+        .certified;
     println!(
         "provenance of {name}: in the state block {} names, final by the signatures of {} of {} \
          validators (block {}; devnet keys are public)",
