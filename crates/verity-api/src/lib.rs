@@ -214,6 +214,10 @@ pub struct ConsensusView {
     pub last_finalized_ms: u64,
     pub blocks_proposed: u64,
     pub blocks_rejected: u64,
+    /// Blocks this node could not stage in its state store (its own failure: no vote, no
+    /// verdict on the block).
+    #[serde(default)]
+    pub store_failures: u64,
     pub nullified_views: u64,
     /// Equivocation evidence consensus reported.
     pub faults_seen: u64,

@@ -82,6 +82,8 @@ pub struct MemoryChain {
     /// A real state store, in a directory that lives as long as the chain.
     store: StateStore,
     _dir: tempfile::TempDir,
+    /// Stagings still to fail, as a failing disk would (see [`MemoryChain::fail_stages`]).
+    failing_stages: std::sync::atomic::AtomicU32,
 }
 
 struct MemoryInner {
@@ -117,6 +119,7 @@ impl MemoryChain {
             }),
             store,
             _dir: dir,
+            failing_stages: Default::default(),
         })
     }
 
@@ -124,6 +127,12 @@ impl MemoryChain {
     pub fn ids(&self) -> Vec<BlockId> {
         let inner = self.lock();
         inner.blocks.iter().map(Block::id).collect()
+    }
+
+    /// Makes the next `n` stagings fail with a storage error, as a failing disk would.
+    pub fn fail_stages(&self, n: u32) {
+        self.failing_stages
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn pool_len(&self) -> usize {
@@ -190,6 +199,13 @@ impl Chain for MemoryChain {
         height: u64,
         changes: &ChangeSet,
     ) -> Result<Staged, CommitError> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failing_stages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(CommitError::Storage("injected: the disk failed".into()));
+        }
         self.store
             .stage(parent, height, changes)
             .map_err(CommitError::from)

@@ -37,6 +37,9 @@ pub struct ConsensusStatus {
     pub blocks_proposed: u64,
     pub blocks_verified: u64,
     pub blocks_rejected: u64,
+    /// Blocks this node could not stage in its state store (no verdict on them).
+    #[serde(default)]
+    pub store_failures: u64,
     pub nullified_views: u64,
     /// Equivocation evidence consensus reported.
     pub faults_seen: u64,

@@ -515,3 +515,27 @@ fn equivocating_leader_cannot_split_the_chain() {
         net.assert_no_fork();
     });
 }
+
+/// A validator whose state store fails to stage blocks has no verdict on them: it abstains
+/// (the other three finalize), does not count them as invalid, and votes again once its store
+/// works, on the blocks it could not stage too.
+#[test]
+fn a_store_failure_is_no_verdict_on_the_block() {
+    run(7, |context| async move {
+        let net = Net::new(context, 4, vec![None; 4]).await;
+        net.wait_for(&[0, 1, 2, 3], 3).await;
+        net.chains[3].fail_stages(5);
+        let status = || net.validators[3].as_ref().unwrap().0.status.get();
+        let verified = status().blocks_verified;
+        for nonce in 0..3 {
+            net.submit(0, transfer(nonce));
+        }
+        let target = net.height(0) + 15;
+        net.wait_for(&[0, 1, 2, 3], target).await;
+        net.assert_no_fork();
+        let s = status();
+        assert_eq!(s.store_failures, 5, "{s:?}");
+        assert_eq!(s.blocks_rejected, 0, "{s:?}");
+        assert!(s.blocks_verified > verified + 5, "{s:?}");
+    });
+}

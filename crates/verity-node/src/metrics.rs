@@ -330,6 +330,7 @@ mod tests {
                 last_finalized_ms: 1_000,
                 blocks_proposed: 2,
                 blocks_rejected: 0,
+                store_failures: 0,
                 nullified_views: 1,
                 faults_seen: 0,
             }),

@@ -182,6 +182,20 @@ impl Node {
             .expect("no state proof is being served in this test")
     }
 
+    /// Resolves once the state store has stopped for good (a failed write consumes it): the
+    /// node can then commit nothing, and whoever runs it should stop it rather than serve a
+    /// chain that no longer moves.
+    pub async fn state_store_stopped(&self) {
+        self.store.stopped().await
+    }
+
+    /// Closes the state store as a failed write would (only in builds with the `mocks`
+    /// feature).
+    #[cfg(feature = "mocks")]
+    pub fn fail_state_store(&self) {
+        self.store.close();
+    }
+
     /// A snapshot of the current state (cheap: shared, immutable).
     pub fn state(&self) -> Arc<State> {
         self.head

@@ -179,6 +179,26 @@ async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     node.stop().await;
 }
 
+/// A state store that stopped (a failed write consumes it) leaves a node that can commit
+/// nothing: the node says so, so that `verity node run` exits instead of serving a chain
+/// that no longer moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_state_store_stopped_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(dir.path()).await;
+    let stopped = tokio::time::timeout(Duration::from_millis(300), node.node.state_store_stopped());
+    assert!(stopped.await.is_err(), "a working store is not stopped");
+    let height = node.node.state().height;
+    node.node.fail_state_store();
+    tokio::time::timeout(Duration::from_secs(5), node.node.state_store_stopped())
+        .await
+        .expect("the stopped store is reported");
+    // Nothing commits any more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(node.node.state().height <= height + 1);
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimistic_job_finalizes_after_the_challenge_window() {
     let dir = tempfile::tempdir().unwrap();

@@ -223,12 +223,27 @@ impl StateStore {
     }
 }
 
-impl Drop for StateStore {
-    fn drop(&mut self) {
+impl StateStore {
+    /// Resolves once the store's thread has stopped: after a failed write (which consumes
+    /// the database), a panic, or [`StateStore::close`]. Every call fails with
+    /// [`StoreError::Closed`] from then on, so a node that sees this can only stop.
+    pub async fn stopped(&self) {
+        self.requests.closed().await
+    }
+
+    /// Closes the store (everything committed is durable already); later calls fail with
+    /// [`StoreError::Closed`]. Dropping the store closes it too.
+    pub fn close(&self) {
         let (tx, rx) = reply::channel();
         if self.requests.send(Request::Close { reply: tx }).is_ok() {
             let _ = rx.recv();
         }
+    }
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        self.close();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }

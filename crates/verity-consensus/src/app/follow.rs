@@ -85,10 +85,17 @@ where
                                 self.status.update(|s| s.blocks_verified += 1);
                                 known = next;
                             }
-                            Ok(Err(reason)) => {
+                            Ok(Err(NotExecuted::Invalid(reason))) => {
                                 warn!(block = %bid.short(), "rejecting block: {reason}");
                                 self.lock().invalid.insert(bid);
                                 self.status.update(|s| s.blocks_rejected += 1);
+                                return None;
+                            }
+                            // Not the block's fault: abstain now, and execute it again when
+                            // asked (if the store is dead for good, the node stops).
+                            Ok(Err(NotExecuted::Store(e))) => {
+                                warn!(block = %bid.short(), "cannot stage block, not voting on it: {e}");
+                                self.status.update(|s| s.store_failures += 1);
                                 return None;
                             }
                             Err(_) => return None,

@@ -35,7 +35,7 @@ use verity_store::{Parent, StagedId};
 use verity_types::{Address, BlockId, Digest, Keypair, SignedTx};
 
 use crate::chain::{Chain, Tip};
-use crate::error::InvalidBlock;
+use crate::error::{CommitError, InvalidBlock};
 use crate::status::{ConsensusStatus, StatusHandle};
 
 /// Upper bound on an encoded block (also the p2p message limit, with headroom).
@@ -191,6 +191,16 @@ impl Known {
     }
 }
 
+/// Why a block was not executed here.
+#[derive(Debug)]
+pub(crate) enum NotExecuted {
+    /// The block is invalid: nobody should vote for it.
+    Invalid(InvalidBlock),
+    /// This validator's state store could not stage its changes (its own failure, or its tip
+    /// moved on meanwhile): no verdict on the block, which it may execute again later.
+    Store(CommitError),
+}
+
 /// Executes `block` on `parent` and stages its changes in `chain`'s store on the parent's:
 /// the state after it, with its root, and the outcome. CPU-heavy and blocking (proofs, the
 /// store): call it from a blocking thread.
@@ -199,11 +209,12 @@ pub(crate) fn execute_and_stage<C: Chain>(
     parent: &Known,
     block: &Block,
     threads: usize,
-) -> Result<(Known, BlockOutcome), InvalidBlock> {
-    let (next, outcome) = execute(&parent.state, &parent.root, block, threads)?;
+) -> Result<(Known, BlockOutcome), NotExecuted> {
+    let (next, outcome) =
+        execute(&parent.state, &parent.root, block, threads).map_err(NotExecuted::Invalid)?;
     let staged = chain
         .stage(parent.parent(), block.header.height, &outcome.changes)
-        .map_err(|e| InvalidBlock(format!("its changes cannot be staged: {e}")))?;
+        .map_err(NotExecuted::Store)?;
     let known = Known {
         state: Arc::new(next),
         root: staged.root,

@@ -52,6 +52,7 @@ pub fn head(node: &Node) -> Head {
             last_finalized_ms: c.last_finalized_ms,
             blocks_proposed: c.blocks_proposed,
             blocks_rejected: c.blocks_rejected,
+            store_failures: c.store_failures,
             nullified_views: c.nullified_views,
             faults_seen: c.faults_seen,
         }),

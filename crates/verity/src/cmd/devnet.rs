@@ -208,7 +208,12 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
         result
     } else {
         println!("press Ctrl-C to stop");
-        tokio::signal::ctrl_c().await.map_err(Into::into)
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => signal.map_err(Into::into),
+            () = running.node.state_store_stopped() => Err(anyhow::anyhow!(
+                "the state store stopped (its error is in the log): the devnet can commit no more blocks"
+            )),
+        }
     };
     for r in others {
         r.stop().await;

@@ -252,7 +252,19 @@ async fn run_node(args: RunArgs) -> Result<()> {
             ""
         }
     );
-    tokio::signal::ctrl_c().await?;
+    let stopped_itself = tokio::select! {
+        signal = tokio::signal::ctrl_c() => {
+            signal?;
+            false
+        }
+        () = running.node.state_store_stopped() => true,
+    };
     running.stop().await;
+    if stopped_itself {
+        bail!(
+            "the state store stopped (its error is in the log above): this node can commit no \
+             more blocks. Restart it: it reopens the store at its last commit"
+        );
+    }
     Ok(())
 }
