@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use verity_types::Address;
 
-use crate::state::{JobState, ProviderStats, State};
+use crate::state::{Job, JobState, ProviderStats, State};
 
 /// How many recent lock-to-fulfil latencies each provider's record keeps (for the median and
 /// the 95th percentile): recent behaviour, bounded state.
@@ -200,14 +200,17 @@ impl AuditorProfile {
     }
 }
 
-/// A provider's record rebuilt from the jobs on the ledger alone (every job, with its lock,
-/// fulfilment and final state, stays in the state). The ledger keeps [`ProviderStats`]
-/// incrementally; this is the independent definition it must agree with, and what an
-/// explorer or auditor can recompute.
-pub fn stats_from_history(state: &State, provider: &Address) -> ProviderStats {
+/// A provider's record rebuilt from `jobs`, every job since genesis with its lock,
+/// fulfilment and final state: the state's, and the archive's for jobs past their retention
+/// (`Params::job_retention`). The ledger keeps [`ProviderStats`] incrementally; this is the
+/// independent definition it must agree with, and what an explorer or auditor can recompute.
+pub fn stats_from_history<'a>(
+    jobs: impl IntoIterator<Item = &'a Job>,
+    provider: &Address,
+) -> ProviderStats {
     let mut stats = ProviderStats::default();
     let mut fulfilments: Vec<(u64, u64)> = Vec::new();
-    for job in state.jobs.values() {
+    for job in jobs {
         let Some(lock) = job.phase.lock() else {
             continue;
         };

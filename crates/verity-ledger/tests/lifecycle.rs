@@ -417,3 +417,56 @@ fn parallel_verification_gives_the_same_result() {
     assert_eq!(seq, par);
     assert!(seq.0[0].is_ok() && seq.0[1].is_err());
 }
+
+/// An ended job leaves the state `job_retention` blocks after it ended (its receipt and
+/// source with it), exactly then and on every replica alike; its provenance record stays and
+/// nothing else moves. A job still running is never retired, however old.
+#[test]
+fn an_ended_job_leaves_the_state_after_the_retention_period_and_its_provenance_stays() {
+    let mut chain = Chain::with_params(verity_ledger::Params {
+        challenge_window: 5,
+        unbonding_period: 10,
+        fee_base: 0,
+        fee_per_kib: 0,
+        fee_per_proof: 0,
+        job_retention: 20,
+        ..verity_ledger::Params::default()
+    });
+    let ended = submit(&mut chain, 10, Mode::Proof);
+    let lock_deadline = chain.state.jobs[&ended].lock_deadline();
+    chain.advance_to(lock_deadline);
+    assert_eq!(chain.state.jobs[&ended].state(), JobState::Expired);
+    let finished = chain.state.provenance[&ended].finished_height;
+    // Locked and left running: only its own deadlines apply to it.
+    let running = submit(&mut chain, 10, Mode::Proof);
+    assert_eq!(
+        chain.send("p1", TxBody::LockJob { job_id: running }),
+        Ok(())
+    );
+
+    chain.advance_to(finished + 19);
+    assert!(chain.state.jobs.contains_key(&ended));
+    let supply = chain.state.total_held();
+    let out = chain.block(vec![]);
+    assert_eq!(chain.height(), finished + 20);
+    assert_eq!(out.retired, vec![ended]);
+    assert!(!chain.state.jobs.contains_key(&ended));
+    assert_eq!(chain.state.provenance[&ended].state, JobState::Expired);
+    assert_eq!(chain.state.total_held(), supply);
+    chain.check_supply();
+    // Its deletion is in the block's change set, as every write is.
+    assert!(out.changes.iter().any(|(_, value)| value.is_none()));
+    // The running job stays until it ends (here: slashed at its deadline), then retires too.
+    assert!(chain.state.jobs.contains_key(&running));
+    let deadline = chain.state.jobs[&running].deadline();
+    chain.advance_to(deadline);
+    assert_eq!(chain.state.jobs[&running].state(), JobState::Slashed);
+    chain.advance_to(deadline + 20);
+    assert!(!chain.state.jobs.contains_key(&running));
+    assert!(chain.state.provenance.contains_key(&running));
+    // A transaction naming a retired job is refused as for an unknown job.
+    assert!(matches!(
+        chain.send("p1", TxBody::LockJob { job_id: ended }),
+        Err(TxError::UnknownJob(_))
+    ));
+}

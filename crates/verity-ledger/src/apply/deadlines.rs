@@ -43,6 +43,11 @@ impl Ctx<'_> {
             let Some(job) = self.state.jobs.get(&job_id) else {
                 continue;
             };
+            if self.retirement_due(job_id, job) {
+                self.state.jobs.remove(&job_id);
+                self.retired.push(job_id);
+                continue;
+            }
             match self.due(job) {
                 Some(Due::Expire) => self.expire(job_id),
                 Some(Due::ReleaseUnprovided(lock)) => self.release_unprovided(job_id, lock),
@@ -71,6 +76,20 @@ impl Ctx<'_> {
         if amount > 0 {
             self.credit(addr, amount);
         }
+    }
+
+    /// Whether `job` ended at least `job_retention` blocks ago. An ended job holds no funds
+    /// (every terminal state pays its escrow out), so it can leave the state without a trace
+    /// in the balances; its provenance record stays.
+    fn retirement_due(&self, job_id: JobId, job: &Job) -> bool {
+        let retention = self.state.params.job_retention;
+        job.state().is_terminal()
+            && job.escrow == 0
+            && self
+                .state
+                .provenance
+                .get(&job_id)
+                .is_some_and(|p| self.h() >= p.finished_height.saturating_add(retention))
     }
 
     /// Whether one of `job`'s deadlines has come at this height, and which.
@@ -232,5 +251,11 @@ impl Ctx<'_> {
             finished_height: self.header.height,
         };
         self.state.provenance.insert(job_id, record);
+        // Its retirement from the state, `job_retention` blocks on.
+        let retire_at = self
+            .header
+            .height
+            .saturating_add(self.state.params.job_retention);
+        self.state.schedule.insert((retire_at, job_id), ());
     }
 }

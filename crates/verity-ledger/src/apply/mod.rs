@@ -62,6 +62,9 @@ pub struct BlockOutcome {
     /// What the block changed (with whatever was pending before it, e.g. genesis): the
     /// entries a store writes for this block.
     pub changes: ChangeSet,
+    /// Jobs that left the state at this block, their retention over (`Params::job_retention`):
+    /// a node archives their records from the parent state.
+    pub retired: Vec<JobId>,
 }
 
 /// Results of proof verifications done ahead of the sequential apply (e.g. in parallel). Keyed
@@ -235,6 +238,7 @@ fn apply_block_with(
         header,
         proofs,
         events: Vec::new(),
+        retired: Vec::new(),
     };
     ctx.run_deadlines();
     let tx_results = txs
@@ -242,11 +246,12 @@ fn apply_block_with(
         .zip(ops)
         .map(|(tx, ops)| ctx.apply_tx(tx, ops))
         .collect();
-    let events = ctx.events;
+    let (events, retired) = (ctx.events, ctx.retired);
     Ok(BlockOutcome {
         tx_results,
         events,
         changes: state.drain_changes(),
+        retired,
     })
 }
 
@@ -282,6 +287,7 @@ struct Ctx<'a> {
     header: &'a BlockHeader,
     proofs: &'a ProofCache,
     events: Vec<Event>,
+    retired: Vec<JobId>,
 }
 
 impl Ctx<'_> {

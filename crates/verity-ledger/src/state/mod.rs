@@ -123,6 +123,11 @@ impl State {
             .saturating_mul(2)
             .max(u64::from(p.max_program_nodes))
             .saturating_add(crate::admission::ASSEMBLY_BASE_OPS);
+        if p.job_retention == 0 {
+            return Err(GenesisError(
+                "job_retention must be at least 1 block".into(),
+            ));
+        }
         if largest > p.max_block_assembly_ops {
             return Err(GenesisError(format!(
                 "the largest admissible program takes {largest} operations to assemble, more than a block's max_block_assembly_ops ({})",

@@ -47,6 +47,11 @@ pub struct Params {
     /// Most assembly work per block, in operations (`admission::assembly_ops` summed over its
     /// `SubmitJob`s): bounds the time every validator spends assembling one block's programs.
     pub max_block_assembly_ops: u64,
+    /// Blocks an ended job stays in the state after it ended. Then it leaves (its receipt and
+    /// program source with it), so the state holds recent jobs, not all history; its
+    /// provenance record stays, provable against every later root, and nodes keep the full
+    /// record in their archive.
+    pub job_retention: u64,
 }
 
 impl Params {
@@ -90,6 +95,8 @@ impl Default for Params {
             max_program_nodes: 1 << 16,
             private_inputs_timeout: 40,
             max_block_assembly_ops: 1 << 18,
+            // About 40 minutes of 250 ms blocks: longer than any audit or dispute looks back.
+            job_retention: 10_000,
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Chain {
     pub state: State,
     pub blocks: Vec<(BlockHeader, Vec<SignedTx>)>,
     pub genesis: Genesis,
+    /// Jobs past their retention, as a node archives them: with the state's, every job.
+    pub archive: std::collections::BTreeMap<verity_types::JobId, verity_ledger::Job>,
 }
 
 pub fn key(name: &str) -> Keypair {
@@ -67,6 +69,7 @@ impl Chain {
             state: State::from_genesis(&genesis).unwrap(),
             blocks: Vec::new(),
             genesis,
+            archive: Default::default(),
         }
     }
 
@@ -92,7 +95,11 @@ impl Chain {
             parent: Digest::blake3(&self.state.height.to_le_bytes()),
             proposer: addr("validator"),
         };
+        let before = self.state.clone();
         let out = verity_ledger::apply_block(&mut self.state, &header, &txs).expect("valid block");
+        for id in &out.retired {
+            self.archive.insert(*id, before.jobs[id].clone());
+        }
         self.blocks.push((header, txs));
         out
     }
