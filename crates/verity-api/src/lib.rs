@@ -233,6 +233,11 @@ pub struct JobView {
     pub current_price: u64,
     /// Why the job failed, for expired, slashed and overturned jobs.
     pub failure: Option<String>,
+    /// The job ended more than the chain's `job_retention` blocks ago and left the state: this
+    /// record is the serving node's archive (its provenance record is still in the state,
+    /// provable: `GET /v1/jobs/{id}/provenance`).
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// One row of `GET /v1/jobs`.

@@ -31,8 +31,15 @@ impl Source for Node {
     }
 
     fn job(&self, id: &JobId) -> Option<JobView> {
-        let state = self.state();
-        state.jobs.get(id).map(|job| views::job_view(&state, job))
+        let (job, archived) = self
+            .job_anywhere(id)
+            .map_err(|e| tracing::warn!("cannot read an archived job: {e}"))
+            .ok()
+            .flatten()?;
+        Some(JobView {
+            archived,
+            ..views::job_view(&self.state(), &job)
+        })
     }
 
     fn provenance(&self, id: &JobId) -> Option<ProvenanceView> {

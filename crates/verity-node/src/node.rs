@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tracing::{info, warn};
 use verity_consensus::{CommitError, ConsensusStatus, Gossip, Share, StatusHandle};
 use verity_ledger::{
-    BlockOutcome, ChangeSet, Event, Genesis, SealedBlock, State, genesis_block_id,
+    BlockOutcome, ChangeSet, Event, Genesis, Job, SealedBlock, State, genesis_block_id,
 };
 use verity_store::{Parent, Staged, StateStore};
 use verity_types::{Address, BlockId, Digest, JobId, SignedTx, TxBody, TxId};
@@ -194,6 +194,19 @@ impl Node {
     #[cfg(feature = "mocks")]
     pub fn fail_state_store(&self) {
         self.store.close();
+    }
+
+    /// Job `id`: from the state, or from this node's archive once it retired (`true`).
+    pub fn job_anywhere(&self, id: &JobId) -> Result<Option<(Job, bool)>, StorageError> {
+        if let Some(job) = self.state().jobs.get(id) {
+            return Ok(Some((job.clone(), false)));
+        }
+        match self.storage.blob(&archived_job_key(id))? {
+            Some(bytes) => borsh::from_slice(&bytes)
+                .map(|job| Some((job, true)))
+                .map_err(|e| StorageError(format!("archived job {id}: {e}"))),
+            None => Ok(None),
+        }
     }
 
     /// A snapshot of the current state (cheap: shared, immutable).
@@ -436,6 +449,16 @@ impl Node {
             txs,
             state_root: committed.root,
         };
+        // Jobs that retired from the state at this block move to the archive, in the same
+        // transaction: whoever could read them before still can.
+        for job_id in &outcome.retired {
+            if let Some(job) = state.jobs.get(job_id) {
+                blobs.push((
+                    archived_job_key(job_id),
+                    borsh::to_vec(job).map_err(|e| CommitError::Storage(e.to_string()))?,
+                ));
+            }
+        }
         // Certificates consensus reported since the last commit are written with this block
         // (its transaction), never from consensus's own task.
         blobs.extend(
@@ -595,6 +618,11 @@ impl Node {
 }
 
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
+/// Where a node archives a job that retired from the state (`Params::job_retention`).
+pub fn archived_job_key(job: &JobId) -> Digest {
+    Digest::blake3(format!("archived-job/{job}").as_bytes())
+}
+
 pub fn private_inputs_key(job: &JobId) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
 }

@@ -199,6 +199,62 @@ async fn a_node_whose_state_store_stopped_says_so() {
     node.stop().await;
 }
 
+/// A job that ended `job_retention` blocks ago leaves the state, and this node still serves
+/// it from its archive: the record (marked archived), its receipt, and its provenance record,
+/// which stays in the state and proves against the current root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_job_moves_to_the_archive_and_is_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = devnet::genesis();
+    genesis.params.job_retention = 8;
+    let mut node = start_with(dir.path(), genesis, 50).await;
+    let cfg = provider_cfg(&node.url(), "provider");
+    node.spawn_worker(|stop| Provider::new(cfg).run(stop));
+    let client = Client::new(&node.url());
+
+    let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
+    let job = client
+        .wait_job(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.state(), JobState::Finalized);
+    let view = client.job(&id).await.unwrap();
+    assert!(!view.archived);
+
+    let finished = client.provenance(&id).await.unwrap().record.finished_height;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while node.node.state().jobs.contains_key(&id) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never retired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.node.state().height >= finished + 8);
+    // Gone from the state: its entry is absent, and a transaction naming it is refused.
+    let entry = client
+        .proven::<verity_ledger::Job>(verity_ledger::EntryKind::Job, &id.0.0)
+        .await;
+    assert!(
+        matches!(entry, Err(ClientError::Refused { status: 404, .. })),
+        "{entry:?}"
+    );
+    // Served from the archive, as it was.
+    let archived = client.job(&id).await.unwrap();
+    assert!(archived.archived);
+    assert_eq!(archived.job, job);
+    let receipt = client.receipt(&id).await.unwrap();
+    assert_eq!(receipt.stack_outputs[0], 55);
+    let p = client.provenance(&id).await.unwrap();
+    assert!(verity_client::verify_provenance(&p));
+    assert_eq!(p.record.proof_hash, Some(receipt.proof_hash()));
+    assert!(
+        p.height > finished + 7,
+        "proven against a root after the retirement"
+    );
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optimistic_job_finalizes_after_the_challenge_window() {
     let dir = tempfile::tempdir().unwrap();

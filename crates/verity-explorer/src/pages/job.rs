@@ -49,6 +49,7 @@ fn summary(view: &JobView, head: &Head) -> Markup {
             @if let Some(p) = job.locker() { (row("Locked by", address_link(&p))) }
             @if let Some((p, h)) = job.prover() { (row("Proven by", html! { (address_link(&p)) " at block " (block_link(h)) })) }
             @if let Some(f) = &view.failure { (row("Why it failed", html! { span.error { (f) } })) }
+            @if view.archived { (row("Archived", html! { "ended over the chain's retention period ago: this record is the node's archive; its provenance record is still in the state" })) }
         }
     }
 }

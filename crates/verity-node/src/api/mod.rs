@@ -320,10 +320,21 @@ fn find_job<'s>(state: &'s verity_ledger::State, id: &str) -> Result<&'s Job, Ap
         .ok_or_else(|| not_found(format!("job {id} is unknown")))
 }
 
+/// A job in the state, or in this node's archive once it retired (`true`): for the routes that
+/// show what a job was, not those that act on it.
+pub(super) fn find_any_job(node: &Node, id: &str) -> Result<(Job, bool), ApiError> {
+    let id: JobId = parse_digest("job id", id)?;
+    node.job_anywhere(&id)
+        .map_err(internal)?
+        .ok_or_else(|| not_found(format!("job {id} is unknown")))
+}
+
 async fn job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<JobView> {
-    let state = node.state();
-    let job = find_job(&state, &id)?;
-    Ok(Json(views::job_view(&state, job)))
+    let (job, archived) = find_any_job(&node, &id)?;
+    Ok(Json(JobView {
+        archived,
+        ..views::job_view(&node.state(), &job)
+    }))
 }
 
 async fn list_jobs(
@@ -371,8 +382,7 @@ async fn receipt(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let state = node.state();
-    let job = find_job(&state, &id)?;
+    let (job, _) = find_any_job(&node, &id)?;
     let (Some(outputs), Some(proof_hash)) = (job.outputs(), job.proof_hash()) else {
         return Err(not_found(format!(
             "job {} has no proof-backed result ({}, {:?} mode)",

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use verity_api::{ErrorCode, Verification};
 use verity_types::Digest;
 
-use super::{ApiResult, error, find_job, internal, not_found, stored_proof};
+use super::{ApiResult, error, find_any_job, internal, not_found, stored_proof};
 use crate::node::Node;
 
 /// Verifications running at once. Each takes milliseconds of CPU; a caller asking for more
@@ -51,8 +51,7 @@ pub(super) async fn verify(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> ApiResult<Verification> {
     let Json(_) = body?;
-    let state = node.state();
-    let job = find_job(&state, &id)?;
+    let (job, _) = find_any_job(&node, &id)?;
     let (Some(outputs), Some(proof_hash)) = (job.outputs().copied(), job.proof_hash()) else {
         return Err(not_found(format!(
             "job {} has no proof to verify ({})",

@@ -81,6 +81,7 @@ pub fn job_view(state: &State, job: &Job) -> JobView {
             .price_at(state.height.saturating_sub(job.submitted_height)),
         failure,
         job: job.clone(),
+        archived: false,
     }
 }
 
