@@ -22,7 +22,7 @@ pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
     EntryKind, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState, KeyBytes, Lock,
-    MAX_PENDING_UNBONDINGS, Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram,
-    StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
+    MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, Params, Provenance, ProvidedInputs, ProviderStats,
+    PublishedProgram, StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
 };
 pub use trust::TrustProfile;

@@ -40,6 +40,13 @@ pub type Releases = Table<{ entries::TAG_RELEASE }, (u64, Address), ()>;
 /// that is gone. Keys are tagged by table (see [`store_key`]); the meta entry is `[0]`.
 pub type ChangeSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The shortest `Params::job_retention` a genesis may set: a validator reveals an epoch's
+/// canaries up to `CANARY_REVEAL_EPOCHS` epochs after it ends, and its reveal is judged on the
+/// canary jobs, which must still be in the state. Canaries look like any job, so no job may
+/// retire sooner.
+pub const MIN_JOB_RETENTION: u64 =
+    (crate::trust::CANARY_REVEAL_EPOCHS + 1) * crate::trust::AUDIT_EPOCH_BLOCKS;
+
 /// The whole ledger state.
 #[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct State {
@@ -123,10 +130,10 @@ impl State {
             .saturating_mul(2)
             .max(u64::from(p.max_program_nodes))
             .saturating_add(crate::admission::ASSEMBLY_BASE_OPS);
-        if p.job_retention == 0 {
-            return Err(GenesisError(
-                "job_retention must be at least 1 block".into(),
-            ));
+        if p.job_retention < MIN_JOB_RETENTION {
+            return Err(GenesisError(format!(
+                "job_retention must be at least {MIN_JOB_RETENTION} blocks: a canary reveal may come that long after its jobs were submitted, and must find them"
+            )));
         }
         if largest > p.max_block_assembly_ops {
             return Err(GenesisError(format!(

@@ -47,10 +47,11 @@ pub struct Params {
     /// Most assembly work per block, in operations (`admission::assembly_ops` summed over its
     /// `SubmitJob`s): bounds the time every validator spends assembling one block's programs.
     pub max_block_assembly_ops: u64,
-    /// Blocks an ended job stays in the state after it ended. Then it leaves (its receipt and
-    /// program source with it), so the state holds recent jobs, not all history; its
-    /// provenance record stays, provable against every later root, and nodes keep the full
-    /// record in their archive.
+    /// Blocks an ended job stays in the state after it ended (at least
+    /// [`crate::state::MIN_JOB_RETENTION`]). Then it leaves (its receipt and program source
+    /// with it), so the state holds recent jobs, not all history; its provenance record
+    /// stays, provable against every later root, and nodes keep the full record in their
+    /// archive.
     pub job_retention: u64,
 }
 
