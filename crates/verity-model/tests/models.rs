@@ -521,22 +521,7 @@ fn convolutions_with_contiguous_taps_match_the_reference() {
 /// must stay an upper bound (a card job's cycle cap is taken from it).
 #[test]
 fn small_streamed_layers_stay_within_their_cycle_estimate() {
-    let dense = |n_in: usize, n_out: usize, salt: usize, hi: i64| verity_model::QLayer::Dense {
-        n_in,
-        n_out,
-        weights: pattern(n_in * n_out, salt),
-        bias: (0..n_out as i64).map(|j| j * 300 - 1000).collect(),
-        // A 256th of the accumulator: activations stay mostly within the clamp.
-        requant: vec![
-            verity_model::quant::Requant {
-                m: 1 << 32,
-                shift: 40
-            };
-            n_out
-        ],
-        lo: -hi,
-        hi,
-    };
+    let dense = patterned_dense;
     let model = hand_built(
         verity_model::Shape::flat(8),
         vec![1, 8],
@@ -819,14 +804,14 @@ fn committed_weights_programs_depend_only_on_the_architecture() {
     }
 }
 
-/// A committed dense layer of `n_in` inputs, `n_out` outputs: int8 weights from a pattern.
-fn committed_dense(n_in: usize, n_out: usize, salt: usize, hi: i64) -> verity_model::QLayer {
+/// A dense layer of `n_in` inputs, `n_out` outputs: int8 weights from a pattern, a 256th of
+/// the accumulator kept (activations stay mostly within the clamp `hi`).
+fn patterned_dense(n_in: usize, n_out: usize, salt: usize, hi: i64) -> verity_model::QLayer {
     verity_model::QLayer::Dense {
         n_in,
         n_out,
         weights: pattern(n_in * n_out, salt),
         bias: (0..n_out as i64).map(|j| j * 300 - 1000).collect(),
-        // A 256th of the accumulator: every tap can show in the output.
         requant: vec![
             verity_model::quant::Requant {
                 m: 1 << 32,
@@ -850,8 +835,8 @@ fn large_committed_layers_loop_and_match_the_reference() {
         verity_model::Shape::flat(136),
         vec![1, 136],
         vec![
-            committed_dense(136, 61, 1, 127),
-            committed_dense(61, 10, 2, 32767),
+            patterned_dense(136, 61, 1, 127),
+            patterned_dense(61, 10, 2, 32767),
         ],
     );
     model.private_weights = true;
@@ -882,8 +867,8 @@ fn large_committed_layers_loop_and_match_the_reference() {
         verity_model::Shape::flat(784),
         vec![1, 784],
         vec![
-            committed_dense(784, 128, 3, 127),
-            committed_dense(128, 10, 4, 32767),
+            patterned_dense(784, 128, 3, 127),
+            patterned_dense(128, 10, 4, 32767),
         ],
     );
     mnist.private_weights = true;
