@@ -17,8 +17,9 @@ use crate::{CertifiedBlock, Client, ClientError, verify_provenance};
 /// Blocks past the one naming the root to look through for a certificate: a BFT node keeps
 /// one per finalized view, and may have finalized some blocks only as ancestors of another.
 pub const SEARCH_BLOCKS: u64 = 32;
-/// How long to wait for the block that names the root (the next one) to be made.
-const NEXT_BLOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long the whole check may wait for blocks to be made (the one naming the root is
+/// usually the next): a slow or lying node cannot hold the caller longer.
+const BLOCKS_WAIT: Duration = Duration::from_secs(30);
 
 /// Who the check trusts: a chain id and its validator set (a genesis file's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,8 @@ pub enum ProvenanceError {
 
 impl Client {
     /// Job `id`'s provenance record, certified by a quorum of `trusted`: see the module docs.
-    /// Waits (up to 30 s) for the block after the record's state to be made.
+    /// Waits for blocks to be made (the one after the record's state, usually) for at most
+    /// 30 s in all.
     pub async fn certified_provenance(
         &self,
         id: &JobId,
@@ -91,7 +93,8 @@ impl Client {
         if !verify_provenance(&view) {
             return Err(ProvenanceError::ProofFails);
         }
-        let (block, block_id, decoded) = self.block_after(view.height).await?;
+        let deadline = Instant::now() + BLOCKS_WAIT;
+        let (block, block_id, decoded) = self.block_after(view.height, deadline).await?;
         let named_by = block.height;
         if decoded.header.chain_id != trusted.chain_id {
             return Err(ProvenanceError::OtherChain {
@@ -106,7 +109,8 @@ impl Client {
                 root: view.state_root,
             });
         }
-        let (certified_height, certified) = self.finality(trusted, block, block_id).await?;
+        let (certified_height, certified) =
+            self.finality(trusted, block, block_id, deadline).await?;
         Ok(CertifiedProvenance {
             chain_id: trusted.chain_id.clone(),
             record: view.record,
@@ -127,6 +131,7 @@ impl Client {
         trusted: &TrustedValidators,
         mut block: CertifiedBlock,
         mut id: BlockId,
+        deadline: Instant,
     ) -> Result<(u64, Certified), ProvenanceError> {
         let first = block.height;
         // Counted here, not read from the node's heights: a node serving an endless chain of
@@ -145,7 +150,7 @@ impl Client {
                         .map_err(|e| bad(e.to_string()))?;
                 return Ok((block.height, certified));
             }
-            let (next, next_id, decoded) = self.block_after(block.height).await?;
+            let (next, next_id, decoded) = self.block_after(block.height, deadline).await?;
             if decoded.parent_id != id {
                 return Err(ProvenanceError::NotLinked {
                     height: next.height,
@@ -165,12 +170,13 @@ impl Client {
     async fn block_after(
         &self,
         height: u64,
+        deadline: Instant,
     ) -> Result<(CertifiedBlock, BlockId, Block), ProvenanceError> {
         let height = height.checked_add(1).ok_or(ProvenanceError::BadBlock {
             height,
             reason: "no block follows it".into(),
         })?;
-        let block = self.wait_block(height).await?;
+        let block = self.wait_block(height, deadline).await?;
         let bad = |reason: String| ProvenanceError::BadBlock { height, reason };
         let bytes = BASE64
             .decode(&block.block)
@@ -185,9 +191,12 @@ impl Client {
         Ok((block, decoded.id(), decoded))
     }
 
-    /// Block `height` from the node, waiting for it to be made (the next block usually is).
-    async fn wait_block(&self, height: u64) -> Result<CertifiedBlock, ClientError> {
-        let deadline = Instant::now() + NEXT_BLOCK_WAIT;
+    /// Block `height` from the node, waiting for it to be made until `deadline`.
+    async fn wait_block(
+        &self,
+        height: u64,
+        deadline: Instant,
+    ) -> Result<CertifiedBlock, ClientError> {
         loop {
             match self.certified_block(height).await {
                 Ok(block) => return Ok(block),

@@ -30,12 +30,19 @@ pub enum CommitError {
     /// The node could not make the block durable.
     #[error("storage: {0}")]
     Storage(String),
+    /// The block writes an entry larger than the store takes: the block's fault, not the
+    /// store's (every node would refuse it alike).
+    #[error("{0}")]
+    Oversized(String),
 }
 
 /// The state store failed: the block is not durable.
 impl From<verity_store::StoreError> for CommitError {
     fn from(e: verity_store::StoreError) -> CommitError {
-        CommitError::Storage(e.to_string())
+        match e {
+            verity_store::StoreError::TooLarge(_) => CommitError::Oversized(e.to_string()),
+            e => CommitError::Storage(e.to_string()),
+        }
     }
 }
 

@@ -35,9 +35,16 @@ impl verity_consensus::Chain for Node {
         height: u64,
         changes: &ChangeSet,
     ) -> Result<Staged, CommitError> {
-        self.store
-            .stage(parent, height, changes)
-            .map_err(CommitError::from)
+        self.store.stage(parent, height, changes).map_err(|e| {
+            // QMDB failing to merkleize means the database itself is in trouble: stop the
+            // store, so that the node exits (`Node::state_store_stopped`) instead of retrying
+            // every block against it.
+            if matches!(e, verity_store::StoreError::Database(_)) {
+                warn!("the state store failed while staging block {height}: {e}; stopping it");
+                self.store.close();
+            }
+            CommitError::from(e)
+        })
     }
 
     fn commit(

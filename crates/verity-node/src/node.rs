@@ -617,12 +617,12 @@ impl Node {
     }
 }
 
-/// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
 /// Where a node archives a job that retired from the state (`Params::job_retention`).
 pub fn archived_job_key(job: &JobId) -> Digest {
     Digest::blake3(format!("archived-job/{job}").as_bytes())
 }
 
+/// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).
 pub fn private_inputs_key(job: &JobId) -> Digest {
     Digest::blake3(format!("private/{job}").as_bytes())
 }

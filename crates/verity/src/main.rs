@@ -82,10 +82,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(
-        cli.command,
-        Command::Devnet(_) | Command::Node(_) | Command::Provider(_)
-    ) {
+    let serves = match &cli.command {
+        Command::Devnet(_) | Command::Node(cmd::node::NodeCmd::Run(_)) => true,
+        Command::Provider(args) => args.cmd.is_none(),
+        _ => false,
+    };
+    if !serves {
         exit_quietly_on_closed_stdout();
     }
     let result = match cli.command {

@@ -57,8 +57,9 @@ where
                     });
                 }
                 Ok(Err(e)) => {
-                    // Only possible if a third or more of the validators finalized an invalid
-                    // block; stop rather than diverge.
+                    // A third or more of the validators finalized an invalid block, or this
+                    // node's storage failed: stop here rather than diverge (the committer
+                    // retries; a node whose store stopped for good exits).
                     tracing::error!(
                         height = block.header.height,
                         "cannot commit finalized block: {e}"

@@ -214,7 +214,12 @@ pub(crate) fn execute_and_stage<C: Chain>(
         execute(&parent.state, &parent.root, block, threads).map_err(NotExecuted::Invalid)?;
     let staged = chain
         .stage(parent.parent(), block.header.height, &outcome.changes)
-        .map_err(NotExecuted::Store)?;
+        .map_err(|e| match e {
+            CommitError::Oversized(reason) => NotExecuted::Invalid(InvalidBlock(format!(
+                "its changes cannot be stored: {reason}"
+            ))),
+            e => NotExecuted::Store(e),
+        })?;
     let known = Known {
         state: Arc::new(next),
         root: staged.root,

@@ -200,26 +200,38 @@ pub async fn run(args: DevnetArgs) -> Result<()> {
     provider.held_data = held;
     running.spawn_worker(|stop| Provider::new(provider).run(stop));
     print_banner(&url, &dir, std::iter::once(&running).chain(others.iter()));
-    let result = if args.demo {
-        let result = demo(&url, &genesis, demo_jobs.unwrap_or_default()).await;
-        if result.is_ok() && n > 1 {
-            print_agreement(std::iter::once(&running).chain(others.iter())).await;
+    let nodes = || std::iter::once(&running).chain(others.iter());
+    let work = async {
+        if args.demo {
+            let result = demo(&url, &genesis, demo_jobs.unwrap_or_default()).await;
+            if result.is_ok() && n > 1 {
+                print_agreement(nodes()).await;
+            }
+            result
+        } else {
+            println!("press Ctrl-C to stop");
+            tokio::signal::ctrl_c().await.map_err(Into::into)
         }
-        result
-    } else {
-        println!("press Ctrl-C to stop");
-        tokio::select! {
-            signal = tokio::signal::ctrl_c() => signal.map_err(Into::into),
-            () = running.node.state_store_stopped() => Err(anyhow::anyhow!(
-                "the state store stopped (its error is in the log): the devnet can commit no more blocks"
-            )),
-        }
+    };
+    let result = tokio::select! {
+        result = work => result,
+        () = any_store_stopped(nodes()) => Err(anyhow::anyhow!(
+            "a node's state store stopped (its error is in the log): the devnet can commit no more blocks"
+        )),
     };
     for r in others {
         r.stop().await;
     }
     running.stop().await;
     result
+}
+
+/// Resolves once any of `nodes`' state stores has stopped for good.
+async fn any_store_stopped<'a>(nodes: impl Iterator<Item = &'a verity_node::RunningNode>) {
+    let stopped: Vec<_> = nodes
+        .map(|r| Box::pin(r.node.state_store_stopped()))
+        .collect();
+    futures_util::future::select_all(stopped).await;
 }
 
 /// What the devnet is: its chain, API, data, dev accounts and (BFT) its validators.

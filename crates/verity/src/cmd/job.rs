@@ -157,9 +157,16 @@ impl JobSpec {
         // A committed-weights model: the weights never leave their owner; a provider that
         // holds them (`verity provider --model`) proves the job.
         let cannot_run = if model.is_card() {
+            let dry = model.dry_run(&x)?;
+            // The real weights may take other argmax branches than the dry run's tied
+            // logits: a few cycles and one block hash (16 hasher rows) per class. Plan for
+            // them, so that a dry run just under a power of two does not halve the time an
+            // honest provider gets.
+            let slack = 16 * model.model.classes() as u64;
+            let longest = dry.cycles.max(dry.rows.chiplets).max(dry.rows.range);
             Some(CardSize {
                 cycle_bound: model.compiled.estimated_cycles,
-                trace_len: model.dry_run(&x)?.trace_len,
+                trace_len: dry.trace_len.max((longest + slack).next_power_of_two()),
             })
         } else {
             None

@@ -18,7 +18,7 @@ use crate::render::print_profile;
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ProviderArgs {
     #[command(subcommand)]
-    cmd: Option<ProviderCmd>,
+    pub(crate) cmd: Option<ProviderCmd>,
     /// A node's API URL. Repeat it (or separate URLs with commas) to name other nodes of the
     /// same network: when the node in use stops answering, the worker carries on through
     /// the next.
