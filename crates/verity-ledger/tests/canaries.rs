@@ -308,3 +308,39 @@ fn commitments_come_from_validators_before_their_epoch_and_reveals_in_time() {
         "{late:?}"
     );
 }
+
+/// Jobs retire from the state `job_retention` blocks after they end, and a reveal is judged
+/// on its canary jobs: with the shortest retention a genesis may set, a canary submitted at
+/// the start of its epoch and ended at once (unlocked) is still there for a reveal in the last
+/// block the reveal window allows, so an auditor who waits cannot lose its canaries.
+#[test]
+fn a_reveal_in_the_last_allowed_block_still_finds_its_canary_jobs() {
+    let mut chain = Chain::with_params(verity_ledger::Params {
+        challenge_window: 5,
+        unbonding_period: 10,
+        fee_base: 0,
+        fee_per_kib: 0,
+        fee_per_proof: 0,
+        job_retention: verity_ledger::MIN_JOB_RETENTION,
+        ..verity_ledger::Params::default()
+    });
+    stake_validator(&mut chain, "watcher", 2_000);
+    let c = Canaries {
+        auditor: "watcher",
+        epoch: 1,
+        seed: Digest::blake3(b"late"),
+    };
+    c.commit(&mut chain, 1).unwrap();
+    chain.advance_to(AUDIT_EPOCH_BLOCKS - 1);
+    let job = c.submit(&mut chain, 0, 10, Mode::Proof);
+    let lock_deadline = chain.state.jobs[&job].lock_deadline();
+    chain.advance_to(lock_deadline);
+    assert_eq!(chain.state.jobs[&job].state(), JobState::Expired);
+    // The reveal window ends with epoch 1 + 5; the reveal goes in its last block.
+    let last = (c.epoch + 6) * AUDIT_EPOCH_BLOCKS - 1;
+    chain.advance_to(last - 1);
+    let r = fib_receipt(10).stack_outputs;
+    assert_eq!(c.reveal(&mut chain, vec![(0, job, r)]), Ok(()));
+    assert_eq!(chain.height(), last);
+    assert!(chain.state.canary_commits[&(c.epoch, addr("watcher"))].revealed);
+}
