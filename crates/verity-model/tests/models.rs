@@ -824,6 +824,40 @@ fn patterned_dense(n_in: usize, n_out: usize, salt: usize, hi: i64) -> verity_mo
     }
 }
 
+/// A committed-weights MLP `n_in -> hidden -> 10` of patterned weights (`salt`, `salt + 1`).
+fn committed_mlp(n_in: usize, hidden: usize, salt: usize) -> QuantModel {
+    let mut model = hand_built(
+        verity_model::Shape::flat(n_in),
+        vec![1, n_in],
+        vec![
+            patterned_dense(n_in, hidden, salt, 127),
+            patterned_dense(hidden, 10, salt + 1, 32767),
+        ],
+    );
+    model.private_weights = true;
+    model
+}
+
+/// Runs `compiled` (`model`'s architecture program) on `x` with `model`'s own weights, and
+/// checks the logits are the quantized reference's (`what` names the case).
+fn run_committed_as_reference(
+    model: &QuantModel,
+    compiled: &verity_model::Compiled,
+    x: &[f32],
+    what: &str,
+) -> verity_vm::Execution {
+    let weights = compiled.weights.as_ref().unwrap();
+    let run = run_committed(
+        &compiled.source,
+        committed_weights_inputs(model, weights, x),
+    )
+    .unwrap();
+    let (_, logits) = model.decode_outputs(&run.outputs).unwrap();
+    let q = model.quantize_input(x).unwrap();
+    assert_eq!(logits, model.infer(&q).unwrap(), "{what}");
+    run
+}
+
 /// Large committed layers are loops over their weights, so an architecture's program does not
 /// grow with its layers (an MNIST-size one fits the ledger's publication limit of 130,048
 /// operations); the loop still computes the reference bit for bit, for packed pairs and for
@@ -831,27 +865,11 @@ fn patterned_dense(n_in: usize, n_out: usize, salt: usize, hi: i64) -> verity_mo
 /// partial turn.
 #[test]
 fn large_committed_layers_loop_and_match_the_reference() {
-    let mut model = hand_built(
-        verity_model::Shape::flat(136),
-        vec![1, 136],
-        vec![
-            patterned_dense(136, 61, 1, 127),
-            patterned_dense(61, 10, 2, 32767),
-        ],
-    );
-    model.private_weights = true;
+    let model = committed_mlp(136, 61, 1);
     let compiled = compile(&model).unwrap();
     assert!(compiled.source.contains("while.true"));
-    let weights = compiled.weights.clone().unwrap();
     for (k, x) in samples(136).iter().enumerate() {
-        let run = run_committed(
-            &compiled.source,
-            committed_weights_inputs(&model, &weights, x),
-        )
-        .unwrap();
-        let q = model.quantize_input(x).unwrap();
-        let (_, logits) = model.decode_outputs(&run.outputs).unwrap();
-        assert_eq!(logits, model.infer(&q).unwrap(), "sample {k}");
+        let run = run_committed_as_reference(&model, &compiled, x, &format!("sample {k}"));
         assert!(run.cycles <= compiled.estimated_cycles);
         if k == 0 {
             println!(
@@ -863,33 +881,14 @@ fn large_committed_layers_loop_and_match_the_reference() {
 
     // MNIST size: 784 -> 128 -> 10. Straight-line code takes at least four operations per
     // multiply-accumulate of a pair (50,176 of them in the first layer).
-    let mut mnist = hand_built(
-        verity_model::Shape::flat(784),
-        vec![1, 784],
-        vec![
-            patterned_dense(784, 128, 3, 127),
-            patterned_dense(128, 10, 4, 32767),
-        ],
-    );
-    mnist.private_weights = true;
+    let mnist = committed_mlp(784, 128, 3);
     let compiled = compile(&mnist).unwrap();
     let ops = verity_vm::inspect(&compiled.source, "arch.masm")
         .unwrap()
         .expanded_ops;
     assert!(ops < 130_048, "{ops} operations");
     assert!(compiled.source.len() < 512 * 1024);
-    let x = &samples(784)[0];
-    let weights = compiled.weights.clone().unwrap();
-    let run = run_committed(
-        &compiled.source,
-        committed_weights_inputs(&mnist, &weights, x),
-    )
-    .unwrap();
-    let (_, logits) = mnist.decode_outputs(&run.outputs).unwrap();
-    assert_eq!(
-        logits,
-        mnist.infer(&mnist.quantize_input(x).unwrap()).unwrap()
-    );
+    let run = run_committed_as_reference(&mnist, &compiled, &samples(784)[0], "MNIST size");
     println!(
         "784 -> 128 -> 10, committed weights: {ops} operations, {} KiB of source, {} cycles (trace 2^{}, chiplets {} rows)",
         compiled.source.len() / 1024,

@@ -65,7 +65,8 @@ pub fn online_window(node: &Node) -> u64 {
     (10_000 / node.config.block_interval_ms.max(1)).max(4)
 }
 
-pub fn job_view(state: &State, job: &Job) -> JobView {
+/// `job` as the API shows it, at `state`'s height; `archived` if it came from the archive.
+pub fn job_view(state: &State, job: &Job, archived: bool) -> JobView {
     let failure = match job.state() {
         JobState::Expired | JobState::Slashed | JobState::Overturned => {
             job.timeline.last().map(|e| e.note.clone())
@@ -81,7 +82,7 @@ pub fn job_view(state: &State, job: &Job) -> JobView {
             .price_at(state.height.saturating_sub(job.submitted_height)),
         failure,
         job: job.clone(),
-        archived: false,
+        archived,
     }
 }
 
