@@ -315,15 +315,7 @@ fn commitments_come_from_validators_before_their_epoch_and_reveals_in_time() {
 /// block the reveal window allows, so an auditor who waits cannot lose its canaries.
 #[test]
 fn a_reveal_in_the_last_allowed_block_still_finds_its_canary_jobs() {
-    let mut chain = Chain::with_params(verity_ledger::Params {
-        challenge_window: 5,
-        unbonding_period: 10,
-        fee_base: 0,
-        fee_per_kib: 0,
-        fee_per_proof: 0,
-        job_retention: verity_ledger::MIN_JOB_RETENTION,
-        ..verity_ledger::Params::default()
-    });
+    let mut chain = Chain::with_retention(verity_ledger::MIN_JOB_RETENTION);
     stake_validator(&mut chain, "watcher", 2_000);
     let c = Canaries {
         auditor: "watcher",

@@ -429,15 +429,7 @@ fn an_ended_job_leaves_the_state_after_the_retention_period_and_its_provenance_s
     short.params.job_retention = R - 1;
     let refused = verity_ledger::State::from_genesis(&short).unwrap_err();
     assert!(refused.to_string().contains("job_retention"), "{refused}");
-    let mut chain = Chain::with_params(verity_ledger::Params {
-        challenge_window: 5,
-        unbonding_period: 10,
-        fee_base: 0,
-        fee_per_kib: 0,
-        fee_per_proof: 0,
-        job_retention: R,
-        ..verity_ledger::Params::default()
-    });
+    let mut chain = Chain::with_retention(R);
     let ended = submit(&mut chain, 10, Mode::Proof);
     let lock_deadline = chain.state.jobs[&ended].lock_deadline();
     chain.advance_to(lock_deadline);

@@ -30,12 +30,18 @@ impl Chain {
     /// A chain without transaction fees, so settlement tests can assert exact payouts; fees
     /// have their own tests and the property tests run with them ([`Chain::with_fees`]).
     pub fn new() -> Chain {
+        Chain::with_retention(Params::default().job_retention)
+    }
+
+    /// [`Chain::new`] whose ended jobs leave the state `job_retention` blocks after they end.
+    pub fn with_retention(job_retention: u64) -> Chain {
         Chain::with_params(Params {
             challenge_window: 5,
             unbonding_period: 10,
             fee_base: 0,
             fee_per_kib: 0,
             fee_per_proof: 0,
+            job_retention,
             ..Params::default()
         })
     }
