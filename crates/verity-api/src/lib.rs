@@ -304,6 +304,31 @@ pub struct StateProof {
     pub proof: InclusionProof,
 }
 
+/// `GET /v1/sync/snapshot` (borsh, `application/octet-stream`): a node's committed state, for
+/// a node that starts by state sync instead of replaying every block. Nothing in it is
+/// trusted: the syncing node rebuilds the authenticated state store by QMDB's sync against
+/// `ops_root`, requires the result's root to be `state_root` and block `height + 1`, finalized
+/// by a quorum of the validators, to name it (and `block`'s id), and requires `entries` to be
+/// exactly the store's.
+#[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct StateSnapshot {
+    /// The height of the state (at least 1: a chain at genesis has nothing to sync).
+    pub height: u64,
+    /// Block `height`, encoded: the synced node's tip, whose id the next block names.
+    pub block: Vec<u8>,
+    /// The state root after block `height`.
+    pub state_root: Digest,
+    /// The root of the state store's operation log at that commit (what each synced batch
+    /// is checked against; the state root commits to it).
+    pub ops_root: Digest,
+    /// The first operation of the log a synced store needs.
+    pub lower: u64,
+    /// Operations in the log at that commit.
+    pub size: u64,
+    /// Every state entry: store key, value.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// `GET /v1/blocks/{height}/certified`: a block as consensus finalized it, for clients that
 /// check finality themselves (`verity provenance verify`) instead of trusting the node.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]

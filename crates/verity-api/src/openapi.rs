@@ -39,14 +39,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
     paths(
         head, stats, submit_tx, tx_status, list_jobs, job, receipt, provenance, sealed_inputs,
         verify, block, certified_block, state_proof, program, account, providers, heartbeat, provider, auditors, events,
-        resolve, metrics, openapi
+        resolve, sync_snapshot, sync_operations, sync_boundary, metrics, openapi
     ),
     components(schemas(ErrorBody, Event)),
     tags(
         (name = "chain", description = "Head, blocks, transactions, statistics"),
         (name = "jobs", description = "Jobs, their results, receipts and provenance"),
         (name = "providers", description = "Providers, trust profiles and auditors"),
-        (name = "node", description = "Events, metrics and this document")
+        (name = "node", description = "Events, metrics and this document"),
+        (name = "sync", description = "State sync between nodes (binary; `verity node run --sync-from`)")
     )
 )]
 struct ApiDoc;
@@ -231,6 +232,38 @@ fn events() {}
     responses((status = 200, body = Resolution),
         (status = 400, description = "not a hex prefix", body = ErrorBody)))]
 fn resolve() {}
+
+/// The committed state, for a node that starts by state sync: a borsh `StateSnapshot`
+/// (see `verity_api::StateSnapshot`; the syncing node trusts none of it, see docs/API.md).
+#[utoipa::path(get, path = "/v1/sync/snapshot", tag = "sync",
+    responses((status = 200, description = "a borsh-encoded `StateSnapshot`", body = Vec<u8>,
+        content_type = "application/octet-stream"),
+        (status = 404, description = "the chain is at genesis: nothing to sync", body = ErrorBody),
+        (status = 503, description = "busy (state proofs and sync share a few slots)", body = ErrorBody)))]
+fn sync_snapshot() {}
+
+/// Operations `start..` (at most `max`, at most 1,024) of the state store's log as it was at
+/// `size` operations, with their proof against that log's root: commonware QMDB's sync
+/// `Response`, encoded.
+#[utoipa::path(get, path = "/v1/sync/operations", tag = "sync",
+    params(("size" = u64, Query), ("start" = u64, Query), ("max" = Option<u64>, Query)),
+    responses((status = 200, description = "a QMDB sync response", body = Vec<u8>,
+        content_type = "application/octet-stream"),
+        (status = 400, description = "missing or malformed parameters", body = ErrorBody),
+        (status = 410, description = "the log no longer (or does not yet) hold these operations", body = ErrorBody),
+        (status = 503, description = "busy", body = ErrorBody)))]
+fn sync_operations() {}
+
+/// The operation at `start` of the log as it was at `size` operations, with the Merkle
+/// nodes pinned there (where a synced log begins): QMDB's sync `Response`, encoded.
+#[utoipa::path(get, path = "/v1/sync/boundary", tag = "sync",
+    params(("size" = u64, Query), ("start" = u64, Query)),
+    responses((status = 200, description = "a QMDB sync response", body = Vec<u8>,
+        content_type = "application/octet-stream"),
+        (status = 400, description = "missing or malformed parameters", body = ErrorBody),
+        (status = 410, description = "the log no longer (or does not yet) hold this operation", body = ErrorBody),
+        (status = 503, description = "busy", body = ErrorBody)))]
+fn sync_boundary() {}
 
 /// Prometheus metrics (docs/API.md lists every series).
 #[utoipa::path(get, path = "/metrics", tag = "node",

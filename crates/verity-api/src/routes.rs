@@ -29,6 +29,15 @@ pub const RESOLVE: &str = "/v1/resolve/{id}";
 /// One state entry with its inclusion proof: `{kind}` is `account`, `stake`, `job` or
 /// `provenance`; fill it in with [`proof_path`].
 pub const STATE_PROOF: &str = "/v1/proofs/{kind}/{id}";
+/// State sync, for a node that starts from another's state (`verity node run --sync-from`):
+/// the committed state as a [`crate::StateSnapshot`] (borsh, `application/octet-stream`).
+pub const SYNC_SNAPSHOT: &str = "/v1/sync/snapshot";
+/// State sync: operations of the state store's log with their proof (`?size=&start=&max=`;
+/// QMDB's encoding, `application/octet-stream`).
+pub const SYNC_OPERATIONS: &str = "/v1/sync/operations";
+/// State sync: the operation where a synced log begins, with the Merkle nodes pinned there
+/// (`?size=&start=`; QMDB's encoding).
+pub const SYNC_BOUNDARY: &str = "/v1/sync/boundary";
 /// This API's OpenAPI 3 description (`verity_api::openapi`).
 pub const OPENAPI: &str = "/v1/openapi.json";
 /// Prometheus metrics, in the text exposition format (OpenMetrics), served as

@@ -12,7 +12,7 @@ pub use verity_vm::{Verified, VerifyError, verify_receipt};
 pub mod provenance;
 pub mod sealing;
 
-pub use provenance::{CertifiedProvenance, ProvenanceError, TrustedValidators};
+pub use provenance::{CertifiedProvenance, CertifiedRoot, ProvenanceError, TrustedValidators};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -417,6 +417,77 @@ impl Client {
     pub async fn certified_block(&self, height: u64) -> Result<CertifiedBlock, ClientError> {
         self.get(&routes::path(routes::BLOCK_CERTIFIED, height))
             .await
+    }
+
+    /// The node's committed state for a state sync, read whole (refused past `max_bytes`).
+    /// Nothing in it is checked here: see [`verity_api::StateSnapshot`].
+    pub async fn state_snapshot(
+        &self,
+        max_bytes: usize,
+    ) -> Result<verity_api::StateSnapshot, ClientError> {
+        let bytes = self.get_bytes(routes::SYNC_SNAPSHOT, max_bytes).await?;
+        borsh::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("undecodable state snapshot: {e}")))
+    }
+
+    /// The node's answer to one request of a state sync (QMDB's encoding, checked by the
+    /// store that asked), at most `max_bytes`.
+    pub async fn sync_answer(
+        &self,
+        request: verity_store::SyncRequest,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, ClientError> {
+        let path = match request {
+            verity_store::SyncRequest::Operations {
+                size,
+                start,
+                max_ops,
+            } => format!(
+                "{}?size={size}&start={start}&max={max_ops}",
+                routes::SYNC_OPERATIONS
+            ),
+            verity_store::SyncRequest::Boundary { size, start } => {
+                format!("{}?size={size}&start={start}", routes::SYNC_BOUNDARY)
+            }
+        };
+        self.get_bytes(&path, max_bytes).await
+    }
+
+    /// A binary answer, read up to `max_bytes` (a node sending more is refused before it is
+    /// all in memory); an error status decodes as [`ClientError::Refused`].
+    async fn get_bytes(&self, path: &str, max_bytes: usize) -> Result<Vec<u8>, ClientError> {
+        let mut resp = self
+            .request(|base| self.http.get(format!("{base}{path}")), true)
+            .await?;
+        let status = resp.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(ClientError::Protocol(format!(
+                    "the answer to {path} is over {max_bytes} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => (body.error, body.code),
+                Err(_) => (
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    ErrorCode::Invalid,
+                ),
+            };
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        Ok(bytes)
     }
 
     pub async fn provenance(&self, id: &JobId) -> Result<ProvenanceView, ClientError> {

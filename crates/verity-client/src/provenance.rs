@@ -44,6 +44,21 @@ pub struct CertifiedProvenance {
     pub validators: usize,
 }
 
+/// A state root tied to a block the validators finalized ([`Client::certified_root`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertifiedRoot {
+    pub state_root: Digest,
+    /// The block whose header names the root (the one after the state's).
+    pub block: BlockId,
+    pub block_height: u64,
+    /// That block's parent: the block whose state the root is.
+    pub parent_id: BlockId,
+    /// The certified block (this block or a descendant) and who certified it.
+    pub certified_height: u64,
+    pub certified_view: u64,
+    pub signers: usize,
+}
+
 /// Why a record could not be certified. Every variant but `Node` means the node served
 /// something that does not check out (or did not keep a certificate): ask another node.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +75,7 @@ pub enum ProvenanceError {
         got: String,
         want: String,
     },
-    #[error("block {height} does not name the record's state root {root}")]
+    #[error("block {height} does not name the state root {root}")]
     RootNotNamed { height: u64, root: Digest },
     #[error("block {height}: {reason}")]
     BadBlock { height: u64, reason: String },
@@ -93,8 +108,34 @@ impl Client {
         if !verify_provenance(&view) {
             return Err(ProvenanceError::ProofFails);
         }
+        let root = self
+            .certified_root(view.height, view.state_root, trusted)
+            .await?;
+        Ok(CertifiedProvenance {
+            chain_id: trusted.chain_id.clone(),
+            record: view.record,
+            state_root: view.state_root,
+            block: root.block,
+            block_height: root.block_height,
+            certified_height: root.certified_height,
+            certified_view: root.certified_view,
+            signers: root.signers,
+            validators: trusted.validators.len(),
+        })
+    }
+
+    /// Checks that `root` is the state root after block `height` of `trusted`'s chain: block
+    /// `height + 1`, hashed here, names it, and it or a block built on it carries a
+    /// finalization certificate of a quorum of `trusted`. Waits for blocks to be made for
+    /// at most 30 s in all.
+    pub async fn certified_root(
+        &self,
+        height: u64,
+        root: Digest,
+        trusted: &TrustedValidators,
+    ) -> Result<CertifiedRoot, ProvenanceError> {
         let deadline = Instant::now() + BLOCKS_WAIT;
-        let (block, block_id, decoded) = self.block_after(view.height, deadline).await?;
+        let (block, block_id, decoded) = self.block_after(height, deadline).await?;
         let named_by = block.height;
         if decoded.header.chain_id != trusted.chain_id {
             return Err(ProvenanceError::OtherChain {
@@ -103,24 +144,22 @@ impl Client {
                 want: trusted.chain_id.clone(),
             });
         }
-        if decoded.header.height != named_by || decoded.header.parent != view.state_root {
+        if decoded.header.height != named_by || decoded.header.parent != root {
             return Err(ProvenanceError::RootNotNamed {
                 height: named_by,
-                root: view.state_root,
+                root,
             });
         }
         let (certified_height, certified) =
             self.finality(trusted, block, block_id, deadline).await?;
-        Ok(CertifiedProvenance {
-            chain_id: trusted.chain_id.clone(),
-            record: view.record,
-            state_root: view.state_root,
+        Ok(CertifiedRoot {
+            state_root: root,
             block: block_id,
             block_height: named_by,
+            parent_id: decoded.parent_id,
             certified_height,
             certified_view: certified.view,
             signers: certified.signers,
-            validators: trusted.validators.len(),
         })
     }
 

@@ -23,6 +23,7 @@ pub mod node;
 pub mod prober;
 pub mod producer;
 pub mod storage;
+pub mod sync;
 
 #[cfg(feature = "mocks")]
 pub use auditor::AuditorFault;
@@ -31,6 +32,7 @@ pub use entropy::Entropy;
 pub use error::{NodeError, StorageError};
 pub use handle::NodeHandle;
 pub use node::{Node, NodeConfig};
+pub use sync::{SyncError, Synced, sync_from};
 pub use producer::{BlockProducer, SoloProducer, produce_block, run_producer};
 
 use std::net::SocketAddr;

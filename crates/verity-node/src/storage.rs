@@ -31,6 +31,8 @@ const STATE_SIZES: TableDefinition<u64, u64> = TableDefinition::new("state_sizes
 /// Where formats 1 to 3 kept the whole state, rewritten every block.
 const LEGACY_STATE_KEY: &str = "state";
 const FORMAT_KEY: &str = "format";
+/// The height a node that started by state sync started at.
+const SYNCED_FROM_KEY: &str = "synced_from";
 
 /// The encoding of what this build stores (blocks, state, outcomes). Bump it with any change
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
@@ -137,6 +139,67 @@ impl Storage {
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
         Ok(Some(State::from_entries(entries).map_err(err)?))
+    }
+
+    /// Whether any state was ever written (genesis at least).
+    pub fn has_state(&self) -> Result<bool, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(STATE).map_err(err)?;
+        Ok(!table.is_empty().map_err(err)?)
+    }
+
+    /// Writes a state a node synced instead of replaying the blocks before it (a database
+    /// that holds no state yet), in one transaction: its entries, block `height` (the tip
+    /// the next block extends), the state store's size, and the height it started from.
+    pub fn put_synced(
+        &self,
+        id: &BlockId,
+        block: &StoredBlock,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        state_size: u64,
+    ) -> Result<(), StorageError> {
+        let height = block.header.height;
+        let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut state = tx.open_table(STATE).map_err(err)?;
+            for (key, value) in entries {
+                state
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(err)?;
+            }
+            tx.open_table(STATE_SIZES)
+                .map_err(err)?
+                .insert(height, state_size)
+                .map_err(err)?;
+            tx.open_table(BLOCKS)
+                .map_err(err)?
+                .insert(height, borsh::to_vec(block).map_err(err)?.as_slice())
+                .map_err(err)?;
+            tx.open_table(BLOCK_IDS)
+                .map_err(err)?
+                .insert(&id.0.0, height)
+                .map_err(err)?;
+            tx.open_table(META)
+                .map_err(err)?
+                .insert(SYNCED_FROM_KEY, height.to_le_bytes().as_slice())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The height this node's state was synced at, if it started by state sync: it holds no
+    /// block below it.
+    pub fn synced_from(&self) -> Result<Option<u64>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let meta = tx.open_table(META).map_err(err)?;
+        let Some(v) = meta.get(SYNCED_FROM_KEY).map_err(err)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = v
+            .value()
+            .try_into()
+            .map_err(|_| err("the synced-from height is corrupt"))?;
+        Ok(Some(u64::from_le_bytes(bytes)))
     }
 
     /// Writes the genesis state's entries (a database that holds no state yet).

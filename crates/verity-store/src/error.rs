@@ -17,6 +17,16 @@ pub enum StoreError {
         expected: verity_types::Digest,
         actual: verity_types::Digest,
     },
+    /// A state sync failed: a peer's answer did not check out, or could not be had.
+    #[error("state sync: {0}")]
+    Sync(String),
+    /// A state-sync request this store cannot answer (its log was pruned past it, or has not
+    /// reached it).
+    #[error("state sync: {0}")]
+    Unavailable(String),
+    /// The store's state is not what the caller was told it is.
+    #[error("state store: {0}")]
+    Mismatch(String),
     #[error("the state store is closed")]
     Closed,
 }

@@ -100,6 +100,47 @@ pub struct Proved {
     pub at: Committed,
 }
 
+/// The most operations one state-sync answer carries (a server clamps requests to it).
+pub const MAX_SYNC_OPS: u64 = 1024;
+
+/// Where a state sync aims: the root of the store's operation log (QMDB's sync checks every
+/// batch it fetches against it; the state root combines it with the activity bitmap) and the
+/// range of the log to fetch. Untrusted on its own: after the sync, the store's state root
+/// must be one the caller trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTarget {
+    pub ops_root: Digest,
+    /// The first operation a synced store needs (QMDB's sync boundary).
+    pub lower: u64,
+    /// Operations in the log at the commit to sync to.
+    pub size: u64,
+}
+
+/// The last commit and what a sync to it would fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncPoint {
+    pub committed: Committed,
+    pub target: SyncTarget,
+}
+
+/// One request of a state sync, as it travels between nodes: operations `start..` (at most
+/// `max_ops`) of the log as it was at `size` operations, with a proof against that log's
+/// root; or the one operation at `start` with the Merkle nodes pinned there (where the
+/// synced log begins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRequest {
+    Operations { size: u64, start: u64, max_ops: u64 },
+    Boundary { size: u64, start: u64 },
+}
+
+/// A request of a running sync ([`StateStore::sync`]) for the caller to fetch: answer
+/// `reply` with the bytes another store's [`StateStore::serve_sync`] gave, or why not.
+#[derive(Debug)]
+pub struct Fetch {
+    pub request: SyncRequest,
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<u8>, String>>,
+}
+
 /// The state store: one QMDB database in one directory, served on its own thread.
 pub struct StateStore {
     requests: mpsc::UnboundedSender<Request>,
@@ -132,6 +173,59 @@ impl StateStore {
             requests,
             worker: Some(worker),
         })
+    }
+
+    /// Builds the store in `dir` (which must hold none) by QMDB's state sync to `target`,
+    /// fetching through `fetch` (see [`Fetch`]), and opens it. Blocks until the log is
+    /// complete. Every batch is checked against `target.ops_root`, so a lying peer can only
+    /// make the sync fail; whether the target itself is the right one is the caller's to
+    /// check, on [`StateStore::committed`]'s root afterwards.
+    pub fn sync(
+        dir: &Path,
+        target: SyncTarget,
+        fetch: mpsc::UnboundedSender<Fetch>,
+    ) -> Result<StateStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let (opened, ready) = reply::channel();
+        let dir = dir.to_path_buf();
+        let worker = std::thread::Builder::new()
+            .name("state-store".into())
+            .stack_size(16 << 20)
+            .spawn(move || worker::run_sync(dir, target, fetch, inbox, opened))
+            .map_err(|e| StoreError::Io(format!("cannot start the store's thread: {e}")))?;
+        ready.recv().map_err(|_| StoreError::Closed)??;
+        Ok(StateStore {
+            requests,
+            worker: Some(worker),
+        })
+    }
+
+    /// The last commit, with the target a state sync to it would use.
+    pub fn sync_point(&self) -> Result<SyncPoint, StoreError> {
+        self.call(Request::SyncPoint)
+    }
+
+    /// Answers a state-sync request of another store (encoded, with its proof), from this
+    /// store's log: [`StoreError::Unavailable`] if the log no longer (or does not yet) hold
+    /// what it asks for.
+    pub fn serve_sync(&self, request: SyncRequest) -> Result<Vec<u8>, StoreError> {
+        self.call(|reply| Request::ServeSync { request, reply })
+    }
+
+    /// Checks that the store's committed state is exactly `entries` (store key, value): each
+    /// holds its value and the store holds no other key. What a node that synced the store
+    /// checks the plain entries it was sent against.
+    pub fn holds_exactly<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let entries = entries
+            .into_iter()
+            .map(|(k, v)| (hash_key(k), v.clone()))
+            .collect();
+        self.call(|reply| Request::HoldsExactly { entries, reply })
     }
 
     fn call<T>(

@@ -21,12 +21,18 @@ use commonware_storage::qmdb::current::unordered::variable::Db as Qmdb;
 use commonware_storage::qmdb::floor::Proportional;
 use commonware_storage::translator::EightCap;
 use commonware_utils::{NZU64, NZUsize};
-use tokio::sync::mpsc::UnboundedReceiver;
+use commonware_storage::qmdb::sync::engine::Config as SyncConfig;
+use commonware_storage::qmdb::sync::{Request as SourceRequest, Source, Target};
+use commonware_utils::bitmap::Readable as _;
+use commonware_utils::range::NonEmptyRange;
+use std::num::NonZeroU64;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use commonware_codec::Encode as _;
+use commonware_codec::{Decode as _, Encode as _};
 
 use crate::{
-    CHUNK, Committed, MAX_VALUE_BYTES, Parent, Proved, Staged, StagedId, StoreError, to_digest,
+    CHUNK, Committed, Fetch, MAX_SYNC_OPS, MAX_VALUE_BYTES, Parent, Proved, Staged, StagedId,
+    StoreError, SyncPoint, SyncRequest, SyncTarget, to_digest,
 };
 
 pub(crate) type Key = commonware_cryptography::sha256::Digest;
@@ -38,6 +44,11 @@ pub(crate) type Proof =
         Key,
         CHUNK,
     >;
+
+/// An operation of the store's log, as state sync carries it.
+pub(crate) type Op =
+    commonware_storage::qmdb::any::unordered::variable::Operation<mmr::Family, Key, Vec<u8>>;
+type SyncResponse = commonware_storage::qmdb::sync::Response<mmr::Family, Op, Key>;
 
 type Reply<T> = Sender<Result<T, StoreError>>;
 
@@ -68,6 +79,15 @@ pub(crate) enum Request {
     Prune {
         reply: Reply<()>,
     },
+    SyncPoint(Reply<SyncPoint>),
+    ServeSync {
+        request: SyncRequest,
+        reply: Reply<Vec<u8>>,
+    },
+    HoldsExactly {
+        entries: Vec<(Key, Vec<u8>)>,
+        reply: Reply<()>,
+    },
     Close {
         reply: Sender<()>,
     },
@@ -78,6 +98,10 @@ pub(crate) enum Request {
 /// How a log operation's key (a digest: nothing to bound) and value (a byte vector of at most
 /// [`MAX_VALUE_BYTES`]) are decoded.
 type OperationCodec = ((), (commonware_codec::RangeCfg<usize>, ()));
+
+fn operation_codec() -> OperationCodec {
+    ((), ((0..=MAX_VALUE_BYTES).into(), ()))
+}
 
 fn config() -> VariableConfig<EightCap, OperationCodec, Sequential> {
     let page_cache = CacheRef::new(page_size(BLOB_PAGE_SIZE), NZUsize!(16_384));
@@ -95,7 +119,7 @@ fn config() -> VariableConfig<EightCap, OperationCodec, Sequential> {
             partition: "state-log".into(),
             items_per_section: NZU64!(4_096),
             compression: None,
-            codec_config: ((), ((0..=MAX_VALUE_BYTES).into(), ())),
+            codec_config: operation_codec(),
             page_cache,
             write_buffer: NZUsize!(1 << 20),
             replay_buffer: NZUsize!(1 << 20),
@@ -139,6 +163,186 @@ pub(crate) fn run(
             }
         }
     });
+}
+
+/// Builds the database in `dir` by QMDB's state sync from `fetch` (whoever answers the
+/// requests: untrusted, every batch is checked against `target.ops_root`), then serves
+/// `inbox` like [`run`].
+pub(crate) fn run_sync(
+    dir: PathBuf,
+    target: SyncTarget,
+    fetch: UnboundedSender<Fetch>,
+    inbox: UnboundedReceiver<Request>,
+    opened: Sender<Result<(), StoreError>>,
+) {
+    let config = runtime::Config::new()
+        .with_worker_threads(1)
+        .with_storage_directory(dir);
+    runtime::Runner::new(config).start(|context| async move {
+        match sync_db(context, target, fetch).await {
+            Ok(db) => {
+                let _ = opened.send(Ok(()));
+                serve(db, inbox).await;
+            }
+            Err(e) => {
+                let _ = opened.send(Err(e));
+            }
+        }
+    });
+}
+
+async fn sync_db(
+    context: runtime::Context,
+    target: SyncTarget,
+    fetch: UnboundedSender<Fetch>,
+) -> Result<Db, StoreError> {
+    let (lower, size) = (Location::new(target.lower), Location::new(target.size));
+    if !lower.is_valid() || !size.is_valid() {
+        return Err(StoreError::Sync(format!(
+            "the target's range {}..{} is not a log range",
+            target.lower, target.size
+        )));
+    }
+    let range = NonEmptyRange::new(lower..size).map_err(|_| {
+        StoreError::Sync(format!(
+            "the target's range {}..{} is empty",
+            target.lower, target.size
+        ))
+    })?;
+    let config = SyncConfig::<Db, Remote> {
+        context: context.child("state"),
+        source: Remote { fetch },
+        target: Target::new(
+            commonware_cryptography::sha256::Digest(target.ops_root.0),
+            range,
+        ),
+        max_outstanding_requests: NZUsize!(4),
+        fetch_batch_size: NZU64!(MAX_SYNC_OPS),
+        apply_batch_size: NZU64!(1024),
+        db_config: self::config(),
+        update_rx: None,
+        finish_rx: None,
+        reached_target_tx: None,
+    };
+    commonware_storage::qmdb::sync::sync(config)
+        .await
+        .map_err(|e| StoreError::Sync(e.to_string()))
+}
+
+/// The far end of a state sync: hands each request to whoever holds the `Fetch` receiver
+/// and decodes the bytes it answers with (bounded by the request; the engine then checks
+/// them against the target root).
+struct Remote {
+    fetch: UnboundedSender<Fetch>,
+}
+
+impl Source for Remote {
+    type Family = mmr::Family;
+    type Digest = Key;
+    type Op = Op;
+    type Error = StoreError;
+
+    async fn serve(
+        &self,
+        request: SourceRequest<mmr::Family>,
+    ) -> commonware_storage::qmdb::sync::source::Result<Self> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let wanted = SyncRequest::from(request);
+        self.fetch
+            .send(Fetch {
+                request: wanted,
+                reply,
+            })
+            .map_err(|_| StoreError::Sync("nobody fetches for the sync".into()))?;
+        let bytes = answer
+            .await
+            .map_err(|_| StoreError::Sync("the fetcher hung up".into()))?
+            .map_err(StoreError::Sync)?;
+        let max_ops = usize::try_from(request.max_ops().get()).unwrap_or(usize::MAX);
+        let response = SyncResponse::decode_cfg(bytes, &(max_ops, operation_codec()))
+            .map_err(|e| StoreError::Sync(format!("undecodable answer to {wanted:?}: {e}")))?;
+        Ok((response, None))
+    }
+}
+
+impl From<SourceRequest<mmr::Family>> for SyncRequest {
+    fn from(r: SourceRequest<mmr::Family>) -> SyncRequest {
+        match r {
+            SourceRequest::Operations {
+                size,
+                start,
+                max_ops,
+            } => SyncRequest::Operations {
+                size: *size,
+                start: *start,
+                max_ops: max_ops.get(),
+            },
+            SourceRequest::Boundary { size, start } => SyncRequest::Boundary {
+                size: *size,
+                start: *start,
+            },
+        }
+    }
+}
+
+/// Answers a state-sync request from this store's log, at most [`MAX_SYNC_OPS`] operations.
+async fn serve_sync(db: &Db, request: SyncRequest) -> Result<Vec<u8>, StoreError> {
+    let request = match request {
+        SyncRequest::Operations {
+            size,
+            start,
+            max_ops,
+        } => SourceRequest::Operations {
+            size: Location::new(size),
+            start: Location::new(start),
+            max_ops: NonZeroU64::new(max_ops.min(MAX_SYNC_OPS))
+                .ok_or_else(|| StoreError::Unavailable("asked for no operations".into()))?,
+        },
+        SyncRequest::Boundary { size, start } => SourceRequest::Boundary {
+            size: Location::new(size),
+            start: Location::new(start),
+        },
+    };
+    let (size, start) = (request.size(), request.start());
+    if !size.is_valid() || start >= size || size > db.bounds().end || start < db.bounds().start {
+        return Err(StoreError::Unavailable(format!(
+            "operations {}..{} are not in this store's log ({}..{})",
+            *start,
+            *size,
+            *db.bounds().start,
+            *db.bounds().end
+        )));
+    }
+    let (response, _) = Source::serve(db, request)
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(response.encode().to_vec())
+}
+
+/// Whether the database's current state is exactly `entries`: each holds its value, and
+/// nothing else is active (the bitmap has one bit per active key, plus the last commit).
+async fn holds_exactly(db: &Db, entries: Vec<(Key, Vec<u8>)>) -> Result<(), StoreError> {
+    let bitmap = db.bitmap();
+    let active = bitmap.ones_iter_from(bitmap.pruned_bits()).count();
+    if active != entries.len() + 1 {
+        return Err(StoreError::Mismatch(format!(
+            "the store holds {} entries, not {}",
+            active.saturating_sub(1),
+            entries.len()
+        )));
+    }
+    for chunk in entries.chunks(1024) {
+        let keys: Vec<&Key> = chunk.iter().map(|(k, _)| k).collect();
+        let values = db.get_many(&keys).await.map_err(db_error)?;
+        for ((key, want), got) in chunk.iter().zip(values) {
+            if got.as_ref() != Some(want) {
+                return Err(StoreError::Mismatch(format!(
+                    "the entry under {key} is not the store's"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn committed(db: &Db) -> Result<Committed, StoreError> {
@@ -263,6 +467,23 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
                     }
                 };
                 let _ = reply.send(Ok(()));
+            }
+            Request::SyncPoint(reply) => {
+                let point = committed(&db).await.map(|committed| SyncPoint {
+                    committed,
+                    target: SyncTarget {
+                        ops_root: to_digest(&db.ops_root()),
+                        lower: *db.sync_boundary(),
+                        size: committed.size,
+                    },
+                });
+                let _ = reply.send(point);
+            }
+            Request::ServeSync { request, reply } => {
+                let _ = reply.send(serve_sync(&db, request).await);
+            }
+            Request::HoldsExactly { entries, reply } => {
+                let _ = reply.send(holds_exactly(&db, entries).await);
             }
             Request::Close { reply } => {
                 // Everything committed is durable already; a sync spares the next open its

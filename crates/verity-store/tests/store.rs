@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use verity_store::{MAX_VALUE_BYTES, Parent, StateStore, StoreError, verify};
+use verity_store::{Fetch, MAX_VALUE_BYTES, Parent, StateStore, StoreError, SyncTarget, verify};
 use verity_types::Digest;
 
 type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -342,6 +342,107 @@ fn pruning_drops_old_operations_and_keeps_the_root_every_value_and_the_last_comm
     let store = StateStore::open_at(dir.path(), Some(back.size)).unwrap();
     assert_eq!(store.committed().unwrap(), *back);
     assert_eq!(store.write(60, &rewrite(60)).unwrap().root, at[59].root);
+}
+
+/// Syncs a new store in `dir` to `target`, each request answered by `answer` (on another
+/// thread, as a node fetching from a peer would).
+fn sync_with(
+    dir: &std::path::Path,
+    target: SyncTarget,
+    answer: impl Fn(verity_store::SyncRequest) -> Result<Vec<u8>, String> + Send + 'static,
+) -> Result<StateStore, StoreError> {
+    let (fetch, mut requests) = tokio::sync::mpsc::unbounded_channel::<Fetch>();
+    let fetcher = std::thread::spawn(move || {
+        while let Some(Fetch { request, reply }) = requests.blocking_recv() {
+            let _ = reply.send(answer(request));
+        }
+    });
+    let synced = StateStore::sync(dir, target, fetch);
+    fetcher.join().unwrap();
+    synced
+}
+
+#[test]
+fn a_store_synced_from_another_has_its_root_and_state_and_a_liar_cannot_feed_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = std::sync::Arc::new(StateStore::open(a.path()).unwrap());
+    // Blocks that write, rewrite and delete, with prunes between them: the synced log starts
+    // past the source's first operations.
+    let mut live: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for h in 1..=40u64 {
+        let changes = block(h as u32);
+        for (k, v) in &changes {
+            match v {
+                Some(v) => live.insert(k.clone(), v.clone()),
+                None => live.remove(k),
+            };
+        }
+        source.write(h, &changes).unwrap();
+        if h % 10 == 0 {
+            source.prune().unwrap();
+        }
+    }
+    let point = source.sync_point().unwrap();
+    assert!(point.target.lower > 0, "the source was pruned: {point:?}");
+    assert!(source.holds_exactly(&live).is_ok());
+
+    // A liar: every answer altered in one byte. The sync fails; nothing is believed.
+    let liar = tempfile::tempdir().unwrap();
+    let s = source.clone();
+    let lied = sync_with(liar.path(), point.target, move |r| {
+        let mut bytes = s.serve_sync(r).map_err(|e| e.to_string())?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        Ok(bytes)
+    });
+    assert!(matches!(lied, Err(StoreError::Sync(_))), "{:?}", lied.err());
+
+    // An honest peer: the synced store has the source's root, height and size, and exactly
+    // its entries.
+    let s = source.clone();
+    let synced = sync_with(b.path(), point.target, move |r| {
+        s.serve_sync(r).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    assert_eq!(synced.committed().unwrap(), point.committed);
+    assert!(synced.holds_exactly(&live).is_ok());
+    // Plain entries that differ from the store's are caught: one missing, one extra, one
+    // altered.
+    let mut missing = live.clone();
+    missing.pop_first();
+    assert!(matches!(synced.holds_exactly(&missing), Err(StoreError::Mismatch(_))));
+    let mut extra = live.clone();
+    extra.insert(key(9, 1), b"made up".to_vec());
+    assert!(matches!(synced.holds_exactly(&extra), Err(StoreError::Mismatch(_))));
+    let mut altered = live.clone();
+    *altered.values_mut().next().unwrap() = b"altered".to_vec();
+    assert!(matches!(synced.holds_exactly(&altered), Err(StoreError::Mismatch(_))));
+    // A proof from the synced store checks against the source's root.
+    let k = live.keys().next().unwrap().clone();
+    let proved = synced.prove(&k).unwrap().unwrap();
+    assert!(verify(&k, &live[&k], &proved.proof, &point.committed.root));
+
+    // It carries on as the source does, and reopens where it was.
+    let next = block(41);
+    assert_eq!(
+        synced.write(41, &next).unwrap(),
+        source.write(41, &next).unwrap()
+    );
+    let root = synced.committed().unwrap();
+    drop(synced);
+    assert_eq!(StateStore::open(b.path()).unwrap().committed().unwrap(), root);
+
+    // A request outside the log is refused, not answered.
+    let size = source.committed().unwrap().size;
+    let beyond = verity_store::SyncRequest::Operations {
+        size: size + 10,
+        start: 0,
+        max_ops: 5,
+    };
+    assert!(matches!(
+        source.serve_sync(beyond),
+        Err(StoreError::Unavailable(_))
+    ));
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {

@@ -151,6 +151,9 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<Arc<Node>>)> {
         (routes::STATE_PROOF, get(state_proof)),
         (routes::STATS, get(stats)),
         (routes::JOB_VERIFY, post(verify::verify)),
+        (routes::SYNC_SNAPSHOT, get(sync_snapshot)),
+        (routes::SYNC_OPERATIONS, get(sync_operations)),
+        (routes::SYNC_BOUNDARY, get(sync_boundary)),
         (routes::METRICS, get(metrics)),
         (routes::OPENAPI, get(openapi)),
     ]
@@ -250,6 +253,98 @@ async fn certified_block(
     .map_err(internal)?;
     view.map(Json)
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
+}
+
+fn octets(bytes: Vec<u8>) -> Response {
+    ([("content-type", "application/octet-stream")], bytes).into_response()
+}
+
+/// `GET /v1/sync/snapshot`: the committed state for a node that syncs from this one (borsh).
+/// It shares the state-proof slots: both are reads of the state store's one thread, and a
+/// snapshot copies the whole state.
+async fn sync_snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let slot = proof_slot(&node)?;
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let snapshot = node.state_snapshot()?;
+        Ok::<_, crate::NodeError>(snapshot.map(|s| borsh::to_vec(&s)))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?
+    .ok_or_else(|| not_found("the chain is at genesis: start from the genesis file"))?
+    .map_err(internal)?;
+    Ok(octets(snapshot))
+}
+
+/// The numbers a sync request names, from its query.
+fn sync_query(q: &BTreeMap<String, String>, names: &[&str]) -> Result<Vec<u64>, ApiError> {
+    if let Some(k) = q.keys().find(|k| !names.contains(&k.as_str())) {
+        return Err(bad(format!("unknown parameter `{k}` (takes {})", names.join(", "))));
+    }
+    names
+        .iter()
+        .map(|name| {
+            let v = q
+                .get(*name)
+                .ok_or_else(|| bad(format!("`{name}` is missing")))?;
+            v.parse()
+                .map_err(|_| bad(format!("`{name}` = `{v}` is not a number")))
+        })
+        .collect()
+}
+
+/// `GET /v1/sync/operations?size=&start=&max=`.
+async fn sync_operations(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let n = sync_query(&q, &["size", "start", "max"])?;
+    serve_sync(
+        node,
+        verity_store::SyncRequest::Operations {
+            size: n[0],
+            start: n[1],
+            max_ops: n[2],
+        },
+    )
+    .await
+}
+
+/// `GET /v1/sync/boundary?size=&start=`.
+async fn sync_boundary(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let n = sync_query(&q, &["size", "start"])?;
+    serve_sync(
+        node,
+        verity_store::SyncRequest::Boundary {
+            size: n[0],
+            start: n[1],
+        },
+    )
+    .await
+}
+
+async fn serve_sync(
+    node: Arc<Node>,
+    request: verity_store::SyncRequest,
+) -> Result<Response, ApiError> {
+    let slot = proof_slot(&node)?;
+    let answer = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        node.state_store().serve_sync(request)
+    })
+    .await
+    .map_err(internal)?;
+    match answer {
+        Ok(bytes) => Ok(octets(bytes)),
+        Err(e @ verity_store::StoreError::Unavailable(_)) => {
+            Err(error(StatusCode::GONE, ErrorCode::NotFound, e.to_string()))
+        }
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// `GET /metrics`: Prometheus's text format (OpenMetrics).

@@ -101,6 +101,11 @@ pub struct RunArgs {
     /// Minimum milliseconds between blocks.
     #[arg(long, default_value_t = 250)]
     block_ms: u64,
+    /// Start from the committed state of the node at this URL instead of replaying every
+    /// block: the state is checked against a root the genesis validators finalized. Only
+    /// for a directory that holds no chain yet; a restart resumes from the directory.
+    #[arg(long, value_name = "URL")]
+    sync_from: Option<String>,
     #[command(flatten)]
     audit: AuditArgs,
 }
@@ -211,6 +216,29 @@ async fn run_node(args: RunArgs) -> Result<()> {
     config.block_interval_ms = args.block_ms;
     // Flags are checked before anything starts.
     let audit = args.audit.config(key.clone(), false)?;
+    if let Some(url) = &args.sync_from {
+        match verity_node::sync_from(&config, url).await {
+            Ok(s) => println!(
+                "verity node: synced the state at height {} from {url} ({} entries, {} log \
+                 operations; root {} certified by {} of {} validators at height {})",
+                s.height,
+                s.entries,
+                s.operations,
+                s.state_root,
+                s.signers,
+                s.validators,
+                s.certified_height
+            ),
+            Err(verity_node::SyncError::NotEmpty { .. }) => println!(
+                "verity node: {} already holds the chain; resuming from it (--sync-from is for \
+                 a first start)",
+                args.dir.display()
+            ),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("state sync from {url} failed")));
+            }
+        }
+    }
     let running = match &args.peers {
         None => verity_node::start(config, args.listen, key).await?,
         Some(peers_path) => {

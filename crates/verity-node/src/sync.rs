@@ -1,0 +1,245 @@
+//! State sync: a node that starts from another node's committed state instead of replaying
+//! every block since genesis (`verity node run --sync-from URL`).
+//!
+//! The peer is not trusted. What the new node believes, and why:
+//! - the state store (QMDB) is rebuilt by QMDB's own sync, each batch of the operation log
+//!   checked against the log root the peer named;
+//! - the rebuilt store's state root must be the root block `height + 1` names in its header,
+//!   and that block (or one built on it) must carry a finalization certificate of a quorum of
+//!   the genesis validators: the same check as certified provenance;
+//! - block `height`, which becomes the tip, must be that block's parent (by id);
+//! - the plain entries the ledger runs on must be exactly the store's (each value, and
+//!   nothing more or less).
+//!
+//! A lie anywhere fails the sync with an error naming the link that failed, before anything
+//! is written to the node's database; the node then starts from nothing, as before.
+
+use std::path::PathBuf;
+
+use verity_api::StateSnapshot;
+use verity_client::{Client, ClientError, ProvenanceError, TrustedValidators};
+use verity_ledger::{Block, State};
+use verity_store::{Fetch, StateStore, StoreError, SyncTarget};
+use verity_types::Digest;
+
+use crate::error::StorageError;
+use crate::node::{Node, NodeConfig};
+use crate::storage::{Storage, StoredBlock};
+
+/// The largest snapshot a syncing node reads (a million accounts are ~100 MB).
+pub const MAX_SNAPSHOT_BYTES: usize = 2 << 30;
+/// The largest answer to one sync request: [`verity_store::MAX_SYNC_OPS`] operations.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// Attempts per sync request: a peer's transient failure (busy, a dropped connection) is
+/// retried; one that keeps failing ends the sync.
+const FETCH_ATTEMPTS: u32 = 5;
+
+/// What a sync established.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    pub height: u64,
+    pub state_root: Digest,
+    pub entries: usize,
+    /// Operations of the store's log fetched (from its sync boundary).
+    pub operations: u64,
+    /// The certified block (the one naming the root, or a descendant) and its signers.
+    pub certified_height: u64,
+    pub signers: usize,
+    pub validators: usize,
+}
+
+/// Why a sync failed. Every variant but `Local` and `NotEmpty` means the peer served something
+/// that does not check out, or could not serve: try another peer.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(
+        "{dir} already holds a chain: state sync starts a node from an empty data directory only"
+    )]
+    NotEmpty { dir: PathBuf },
+    #[error("the peer: {0}")]
+    Peer(#[from] ClientError),
+    #[error("the peer's snapshot: {0}")]
+    BadSnapshot(String),
+    #[error("the peer's state is not certified by the genesis validators: {0}")]
+    NotCertified(#[from] ProvenanceError),
+    #[error("the peer's state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("this node's database: {0}")]
+    Local(#[from] StorageError),
+}
+
+/// Starts the node in `config.data_dir` from the state of the node at `url`: see the module
+/// docs. Refuses a directory that already holds a chain ([`SyncError::NotEmpty`]).
+pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncError> {
+    let storage = Storage::open(&config.data_dir)?;
+    if storage.has_state()? {
+        return Err(SyncError::NotEmpty {
+            dir: config.data_dir.clone(),
+        });
+    }
+    let peer = Client::new(url);
+    let snapshot = peer.state_snapshot(MAX_SNAPSHOT_BYTES).await?;
+    let bad = |reason: String| SyncError::BadSnapshot(reason);
+    let block = Block::from_bytes(&snapshot.block).map_err(|e| bad(e.to_string()))?;
+    if block.header.height != snapshot.height {
+        return Err(bad(format!(
+            "its block is block {}, not {}",
+            block.header.height, snapshot.height
+        )));
+    }
+    let chain_id = &config.genesis.chain_id;
+    if block.header.chain_id != *chain_id {
+        return Err(bad(format!(
+            "its block is of chain `{}`, not `{chain_id}`",
+            block.header.chain_id
+        )));
+    }
+
+    // The root first: nothing is fetched for a state the validators did not finalize.
+    let trusted = TrustedValidators {
+        chain_id: chain_id.clone(),
+        validators: config.genesis.validators().into_iter().collect(),
+    };
+    let certified = peer
+        .certified_root(snapshot.height, snapshot.state_root, &trusted)
+        .await?;
+    let tip_id = block.id();
+    if certified.parent_id != tip_id {
+        return Err(bad(format!(
+            "block {} is not the parent of the certified block {}",
+            snapshot.height, certified.block_height
+        )));
+    }
+
+    let store = sync_store(config, &peer, &snapshot).await?;
+    let committed = store.committed()?;
+    if committed.root != snapshot.state_root || committed.height != Some(snapshot.height) {
+        return Err(bad(format!(
+            "the synced store's root is {} at height {:?}, not the certified {} at {}",
+            committed.root, committed.height, snapshot.state_root, snapshot.height
+        )));
+    }
+    store
+        .holds_exactly(snapshot.entries.iter().map(|(k, v)| (k, v)))
+        .map_err(|e| bad(format!("its entries are not the store's: {e}")))?;
+    // Entries the store holds were written by the ledger, so they decode; a state of another
+    // height would have another root.
+    let state = State::from_entries(snapshot.entries.iter().cloned())
+        .map_err(|e| bad(format!("its entries do not decode: {e}")))?;
+    if state.height != snapshot.height || state.chain_id != *chain_id {
+        return Err(bad(format!(
+            "its state is chain `{}` at height {}",
+            state.chain_id, state.height
+        )));
+    }
+    drop(store);
+
+    let stored = StoredBlock {
+        parent_id: block.parent_id,
+        header: block.header,
+        txs: block.txs,
+        state_root: snapshot.state_root,
+    };
+    storage.put_synced(&tip_id, &stored, &snapshot.entries, committed.size)?;
+    Ok(Synced {
+        height: snapshot.height,
+        state_root: snapshot.state_root,
+        entries: snapshot.entries.len(),
+        operations: snapshot.size.saturating_sub(snapshot.lower),
+        certified_height: certified.certified_height,
+        signers: certified.signers,
+        validators: trusted.validators.len(),
+    })
+}
+
+/// Rebuilds the state store in `<dir>/state` by QMDB's sync from `peer`, answering the
+/// store's requests here (the store runs on its own thread; fetching is async).
+async fn sync_store(
+    config: &NodeConfig,
+    peer: &Client,
+    snapshot: &StateSnapshot,
+) -> Result<StateStore, SyncError> {
+    let dir = config.data_dir.join("state");
+    // Left by an interrupted sync: nothing in the database refers to it yet.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| StorageError(format!("cannot clear {}: {e}", dir.display())))?;
+    }
+    let target = SyncTarget {
+        ops_root: snapshot.ops_root,
+        lower: snapshot.lower,
+        size: snapshot.size,
+    };
+    let (fetch, mut requests) = tokio::sync::mpsc::unbounded_channel::<Fetch>();
+    let syncing = tokio::task::spawn_blocking(move || StateStore::sync(&dir, target, fetch));
+    tokio::pin!(syncing);
+    loop {
+        tokio::select! {
+            synced = &mut syncing => {
+                return synced
+                    .map_err(|e| StorageError(format!("the sync's thread failed: {e}")))?
+                    .map_err(SyncError::from);
+            }
+            Some(Fetch { request, reply }) = requests.recv() => {
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(fetch_answer(&peer, request).await);
+                });
+            }
+        }
+    }
+}
+
+async fn fetch_answer(
+    peer: &Client,
+    request: verity_store::SyncRequest,
+) -> Result<Vec<u8>, String> {
+    let mut last = String::new();
+    for attempt in 0..FETCH_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        }
+        match peer.sync_answer(request, MAX_ANSWER_BYTES).await {
+            Ok(bytes) => return Ok(bytes),
+            // The log no longer holds it (pruned): asking again cannot help.
+            Err(e @ ClientError::Refused { status: 410, .. }) => return Err(e.to_string()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("{request:?}: {last}"))
+}
+
+impl Node {
+    /// The committed state for a node that syncs from this one, read consistently with the
+    /// state store's commit (they move together, but not atomically: a block may be in the
+    /// store before it is the head, so the read is retried until both agree). `None` at
+    /// genesis: a new node starts from the genesis file.
+    pub fn state_snapshot(&self) -> Result<Option<StateSnapshot>, crate::NodeError> {
+        for _ in 0..100 {
+            let (state, _, root) = self.head();
+            if state.height == 0 {
+                return Ok(None);
+            }
+            let point = self.state_store().sync_point()?;
+            if point.committed.height != Some(state.height) || point.committed.root != root {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+            let block = self
+                .storage()
+                .block(state.height)?
+                .ok_or_else(|| StorageError(format!("block {} is missing", state.height)))?;
+            return Ok(Some(StateSnapshot {
+                height: state.height,
+                block: block.to_block().to_bytes(),
+                state_root: root,
+                ops_root: point.target.ops_root,
+                lower: point.target.lower,
+                size: point.target.size,
+                entries: state.entries(),
+            }));
+        }
+        Err(StorageError("the state store and the head did not settle on one block".into()).into())
+    }
+}
+
