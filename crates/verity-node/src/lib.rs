@@ -32,8 +32,8 @@ pub use entropy::Entropy;
 pub use error::{NodeError, StorageError};
 pub use handle::NodeHandle;
 pub use node::{Node, NodeConfig};
-pub use sync::{SyncError, Synced, sync_from};
 pub use producer::{BlockProducer, SoloProducer, produce_block, run_producer};
+pub use sync::{SyncError, Synced, sync_from};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

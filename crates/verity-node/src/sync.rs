@@ -242,4 +242,3 @@ impl Node {
         Err(StorageError("the state store and the head did not settle on one block".into()).into())
     }
 }
-

@@ -59,25 +59,27 @@ async fn lying_peer(to: String, lie: Lie) -> String {
         http: reqwest::Client::new(),
     });
     let app = axum::Router::new()
-        .fallback(|UrlState(p): UrlState<Arc<Proxy>>, req: Request| async move {
-            let path = req.uri().path_and_query().unwrap().to_string();
-            let resp = p.http.get(format!("{}{path}", p.to)).send().await.unwrap();
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-            let mut body = resp.bytes().await.unwrap().to_vec();
-            if status.is_success() {
-                if path.starts_with("/v1/sync/snapshot") {
-                    let mut s: StateSnapshot = borsh::from_slice(&body).unwrap();
-                    tell(p.lie, &mut s);
-                    body = borsh::to_vec(&s).unwrap();
-                } else if path.starts_with("/v1/sync/operations")
-                    && matches!(p.lie, Lie::AlterOperations)
-                {
-                    let last = body.len() - 1;
-                    body[last] ^= 1;
+        .fallback(
+            |UrlState(p): UrlState<Arc<Proxy>>, req: Request| async move {
+                let path = req.uri().path_and_query().unwrap().to_string();
+                let resp = p.http.get(format!("{}{path}", p.to)).send().await.unwrap();
+                let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                let mut body = resp.bytes().await.unwrap().to_vec();
+                if status.is_success() {
+                    if path.starts_with("/v1/sync/snapshot") {
+                        let mut s: StateSnapshot = borsh::from_slice(&body).unwrap();
+                        tell(p.lie, &mut s);
+                        body = borsh::to_vec(&s).unwrap();
+                    } else if path.starts_with("/v1/sync/operations")
+                        && matches!(p.lie, Lie::AlterOperations)
+                    {
+                        let last = body.len() - 1;
+                        body[last] ^= 1;
+                    }
                 }
-            }
-            (status, Bytes::from(body)).into_response()
-        })
+                (status, Bytes::from(body)).into_response()
+            },
+        )
         .with_state(proxy);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -200,7 +202,10 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
     for lie in [Lie::AlterEntry, Lie::DropEntry, Lie::AddEntry] {
         match sync_via(lie, devnet::genesis()).await {
             Err(SyncError::BadSnapshot(why)) => {
-                assert!(why.contains("entries are not the store's"), "{lie:?}: {why}")
+                assert!(
+                    why.contains("entries are not the store's"),
+                    "{lie:?}: {why}"
+                )
             }
             other => panic!("{lie:?}: expected bad entries, got {other:?}"),
         }

@@ -19,12 +19,12 @@ use commonware_storage::qmdb::current::VariableConfig;
 use commonware_storage::qmdb::current::batch::MerkleizedBatch;
 use commonware_storage::qmdb::current::unordered::variable::Db as Qmdb;
 use commonware_storage::qmdb::floor::Proportional;
-use commonware_storage::translator::EightCap;
-use commonware_utils::{NZU64, NZUsize};
 use commonware_storage::qmdb::sync::engine::Config as SyncConfig;
 use commonware_storage::qmdb::sync::{Request as SourceRequest, Source, Target};
+use commonware_storage::translator::EightCap;
 use commonware_utils::bitmap::Readable as _;
 use commonware_utils::range::NonEmptyRange;
+use commonware_utils::{NZU64, NZUsize};
 use std::num::NonZeroU64;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 

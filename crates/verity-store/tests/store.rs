@@ -410,13 +410,22 @@ fn a_store_synced_from_another_has_its_root_and_state_and_a_liar_cannot_feed_it(
     // altered.
     let mut missing = live.clone();
     missing.pop_first();
-    assert!(matches!(synced.holds_exactly(&missing), Err(StoreError::Mismatch(_))));
+    assert!(matches!(
+        synced.holds_exactly(&missing),
+        Err(StoreError::Mismatch(_))
+    ));
     let mut extra = live.clone();
     extra.insert(key(9, 1), b"made up".to_vec());
-    assert!(matches!(synced.holds_exactly(&extra), Err(StoreError::Mismatch(_))));
+    assert!(matches!(
+        synced.holds_exactly(&extra),
+        Err(StoreError::Mismatch(_))
+    ));
     let mut altered = live.clone();
     *altered.values_mut().next().unwrap() = b"altered".to_vec();
-    assert!(matches!(synced.holds_exactly(&altered), Err(StoreError::Mismatch(_))));
+    assert!(matches!(
+        synced.holds_exactly(&altered),
+        Err(StoreError::Mismatch(_))
+    ));
     // A proof from the synced store checks against the source's root.
     let k = live.keys().next().unwrap().clone();
     let proved = synced.prove(&k).unwrap().unwrap();
@@ -430,7 +439,10 @@ fn a_store_synced_from_another_has_its_root_and_state_and_a_liar_cannot_feed_it(
     );
     let root = synced.committed().unwrap();
     drop(synced);
-    assert_eq!(StateStore::open(b.path()).unwrap().committed().unwrap(), root);
+    assert_eq!(
+        StateStore::open(b.path()).unwrap().committed().unwrap(),
+        root
+    );
 
     // A request outside the log is refused, not answered.
     let size = source.committed().unwrap().size;

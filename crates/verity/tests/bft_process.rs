@@ -1,7 +1,8 @@
 //! Four `verity node run --peers` processes on loopback form a BFT network. The provider's
 //! node is killed with SIGKILL while a job is in flight; the provider fails over to another
 //! node, the job still ends with a verified receipt, the others report the dead validator
-//! silent, and the killed validator, restarted, catches up to the same chain.
+//! silent, and the killed validator, restarted, catches up to the same chain. And a validator
+//! that starts late joins by state sync, then follows and votes.
 
 mod common;
 
@@ -16,90 +17,121 @@ use common::{Proc, free_port, spawn, verity, wait_height};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The tests here run one at a time: each runs four validator processes with 100 ms blocks,
+/// and eight at once on two cores would test the machine's load, not the protocol.
+static ONE_NETWORK_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn height(client: &Client) -> Option<u64> {
     client.head().await.ok().map(|h| h.height)
 }
 
+/// Four validators' directories (`verity node init`), their peers file and a genesis that
+/// stakes them, with an API address each; nothing started yet.
+struct Network {
+    root: std::path::PathBuf,
+    validators: Vec<Address>,
+    genesis_path: std::path::PathBuf,
+    peers_path: std::path::PathBuf,
+    apis: Vec<String>,
+}
+
+impl Network {
+    fn new(root: &std::path::Path) -> Network {
+        // `verity node init` for each validator; the peers file is their lines concatenated.
+        let mut peers = String::new();
+        let mut validators: Vec<Address> = Vec::new();
+        for i in 0..4 {
+            let d = root.join(format!("v{i}"));
+            let p2p = format!("127.0.0.1:{}", free_port());
+            let out = verity(&["node", "init", "--dir", d.to_str().unwrap(), "--p2p", &p2p])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = std::fs::read_to_string(d.join("peer.toml")).unwrap();
+            let address = line
+                .lines()
+                .find_map(|l| l.strip_prefix("address = \""))
+                .unwrap()
+                .trim_end_matches('"')
+                .parse()
+                .unwrap();
+            validators.push(address);
+            peers.push_str(&line);
+        }
+        let peers_path = root.join("peers.toml");
+        std::fs::write(&peers_path, peers).unwrap();
+
+        // The devnet genesis, with these four as its validators, each with a balance to pay
+        // the fees of its audit transactions.
+        let mut genesis: Genesis = devnet::genesis();
+        genesis.stakes.retain(|s| s.role != Role::Validator);
+        for v in &validators {
+            genesis.stakes.push(GenesisStake {
+                address: *v,
+                role: Role::Validator,
+                amount: 1_000_000,
+            });
+            genesis.accounts.push(GenesisAccount {
+                address: *v,
+                balance: 1_000_000,
+            });
+        }
+        let genesis_path = root.join("genesis.json");
+        std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
+        let apis = (0..4)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        Network {
+            root: root.to_path_buf(),
+            validators,
+            genesis_path,
+            peers_path,
+            apis,
+        }
+    }
+
+    /// Starts validator `i` (`verity node run --peers`, 100 ms blocks) with `extra` flags.
+    fn start(&self, i: usize, extra: &[&str]) -> Proc {
+        let dir = self.root.join(format!("v{i}"));
+        let mut args = vec![
+            "node",
+            "run",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--genesis",
+            self.genesis_path.to_str().unwrap(),
+            "--peers",
+            self.peers_path.to_str().unwrap(),
+            "--listen",
+            &self.apis[i],
+            "--block-ms",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        spawn(&args, Some(&self.root.join(format!("v{i}.log"))))
+    }
+
+    fn clients(&self) -> Vec<Client> {
+        self.apis
+            .iter()
+            .map(|a| Client::new(&format!("http://{a}")))
+            .collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_validator_processes_survive_kill_9_mid_job() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-
-    // `verity node init` for each validator; the peers file is their lines concatenated.
-    let mut peers = String::new();
-    let mut validators: Vec<Address> = Vec::new();
-    for i in 0..4 {
-        let d = root.join(format!("v{i}"));
-        let p2p = format!("127.0.0.1:{}", free_port());
-        let out = verity(&["node", "init", "--dir", d.to_str().unwrap(), "--p2p", &p2p])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = std::fs::read_to_string(d.join("peer.toml")).unwrap();
-        let address = line
-            .lines()
-            .find_map(|l| l.strip_prefix("address = \""))
-            .unwrap()
-            .trim_end_matches('"')
-            .parse()
-            .unwrap();
-        validators.push(address);
-        peers.push_str(&line);
-    }
-    let peers_path = root.join("peers.toml");
-    std::fs::write(&peers_path, peers).unwrap();
-
-    // The devnet genesis, with these four as its validators, each with a balance to pay the
-    // fees of its audit transactions.
-    let mut genesis: Genesis = devnet::genesis();
-    genesis.stakes.retain(|s| s.role != Role::Validator);
-    for v in &validators {
-        genesis.stakes.push(GenesisStake {
-            address: *v,
-            role: Role::Validator,
-            amount: 1_000_000,
-        });
-        genesis.accounts.push(GenesisAccount {
-            address: *v,
-            balance: 1_000_000,
-        });
-    }
-    let genesis_path = root.join("genesis.json");
-    std::fs::write(&genesis_path, serde_json::to_vec(&genesis).unwrap()).unwrap();
-
-    let apis: Vec<String> = (0..4)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let run_args = |i: usize| -> Vec<String> {
-        vec![
-            "node".into(),
-            "run".into(),
-            "--dir".into(),
-            root.join(format!("v{i}")).to_str().unwrap().into(),
-            "--genesis".into(),
-            genesis_path.to_str().unwrap().into(),
-            "--peers".into(),
-            peers_path.to_str().unwrap().into(),
-            "--listen".into(),
-            apis[i].clone(),
-            "--block-ms".into(),
-            "100".into(),
-        ]
-    };
-    let start = |i: usize| {
-        let args = run_args(i);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        spawn(&args, Some(&root.join(format!("v{i}.log"))))
-    };
+    let net = Network::new(dir.path());
+    let (validators, apis, genesis_path) = (&net.validators, &net.apis, &net.genesis_path);
+    let start = |i: usize| net.start(i, &[]);
     let mut nodes: Vec<Option<Proc>> = (0..4).map(|i| Some(start(i))).collect();
-    let clients: Vec<Client> = apis
-        .iter()
-        .map(|a| Client::new(&format!("http://{a}")))
-        .collect();
+    let clients = net.clients();
     for (i, c) in clients.iter().enumerate() {
         wait_height(c, 3, &format!("validator {i}"), TIMEOUT).await;
     }
@@ -115,7 +147,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
         &[
             "provider", "--node", &url0, "--node", &url1, "--key", "provider",
         ],
-        Some(&root.join("provider.log")),
+        Some(&net.root.join("provider.log")),
     );
     let req = JobRequest {
         offer: verity_testkit::auction(10, 100, 0, verity_testkit::offer(100, 600, 1_200, 50)),
@@ -167,7 +199,7 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     // And the job's provenance is final by the validators' own signatures: at least three of
     // the four genesis validators signed a block naming the state root that holds it.
     let out = verity(&["provenance", "verify", &job_id.to_string(), "--genesis"])
-        .arg(&genesis_path)
+        .arg(genesis_path)
         .args(["--json", "--node", clients[2].url()])
         .output()
         .unwrap();
@@ -261,4 +293,67 @@ async fn four_validator_processes_survive_kill_9_mid_job() {
     for a in &auditors {
         assert!(table.contains(&a.validator.short()), "{table}");
     }
+}
+
+/// A validator that joins late by state sync. Three of the four validators run the chain
+/// for a while (three are a quorum); the fourth then starts with `--sync-from`: it holds the
+/// chain's state (a transfer made before it came) without any block before the height it
+/// synced at, follows the chain block for block, and votes: once another validator is
+/// killed, the chain moves on only because it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_that_joins_late_by_state_sync_follows_and_votes() {
+    let _one = ONE_NETWORK_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let net = Network::new(dir.path());
+    let clients = net.clients();
+    let mut early: Vec<Proc> = (0..3).map(|i| net.start(i, &[])).collect();
+    for (i, c) in clients[..3].iter().enumerate() {
+        wait_height(c, 10, &format!("validator {i}"), TIMEOUT).await;
+    }
+    let to = Address([0xab; 32]);
+    let tx = clients[0]
+        .send(
+            &devnet::dev_key("client"),
+            TxBody::Transfer { to, amount: 4_242 },
+        )
+        .await
+        .unwrap();
+    clients[0].wait_tx(&tx, TIMEOUT).await.unwrap();
+    let before = height(&clients[0]).await.unwrap();
+
+    let url0 = format!("http://{}", net.apis[0]);
+    let _late = net.start(3, &["--sync-from", &url0]);
+    let joined = wait_height(&clients[3], before, "the late validator", TIMEOUT).await;
+    assert!(
+        clients[3].certified_block(1).await.is_err(),
+        "the late validator replayed the chain instead of syncing its state"
+    );
+    assert_eq!(clients[3].account(&to).await.unwrap().balance, 4_242);
+    // It follows: its blocks are the others' blocks.
+    let at = wait_height(&clients[3], joined + 5, "the late validator", TIMEOUT).await;
+    wait_height(&clients[1], at, "validator 1", TIMEOUT).await;
+    assert_eq!(
+        clients[3].certified_block(at).await.unwrap().id,
+        clients[1].certified_block(at).await.unwrap().id
+    );
+
+    // It votes: without validator 0, no quorum of three exists unless it takes part.
+    let mut killed = early.remove(0);
+    killed.0.kill().unwrap();
+    killed.0.wait().unwrap();
+    let h = height(&clients[1]).await.unwrap();
+    wait_height(
+        &clients[1],
+        h + 10,
+        "validators 1 and 2 with the late validator",
+        TIMEOUT,
+    )
+    .await;
+    let voters = clients[1].head().await.unwrap().consensus.unwrap().voters;
+    assert!(
+        voters
+            .iter()
+            .any(|v| v.validator == net.validators[3] && v.voting),
+        "{voters:?}"
+    );
 }

@@ -280,7 +280,10 @@ async fn sync_snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiErr
 /// The numbers a sync request names, from its query.
 fn sync_query(q: &BTreeMap<String, String>, names: &[&str]) -> Result<Vec<u64>, ApiError> {
     if let Some(k) = q.keys().find(|k| !names.contains(&k.as_str())) {
-        return Err(bad(format!("unknown parameter `{k}` (takes {})", names.join(", "))));
+        return Err(bad(format!(
+            "unknown parameter `{k}` (takes {})",
+            names.join(", ")
+        )));
     }
     names
         .iter()
