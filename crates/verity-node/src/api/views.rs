@@ -310,8 +310,10 @@ pub fn stats(node: &Node) -> Result<NetworkStats, StorageError> {
     let state = node.state();
     let mut jobs_by_state: BTreeMap<JobState, u64> =
         JobState::ALL.into_iter().map(|s| (s, 0)).collect();
-    // The window opens at a stored block (block 1 at the earliest), whose time it starts at.
-    let start = state.height.saturating_sub(STATS_WINDOW_BLOCKS).max(1);
+    // The window opens at a stored block (block 1 at the earliest, or the block a node that
+    // started by state sync started at), whose time it starts at.
+    let first = node.storage().synced_from()?.unwrap_or(1);
+    let start = state.height.saturating_sub(STATS_WINDOW_BLOCKS).max(first);
     let start_ms = node
         .storage()
         .block(start)?
