@@ -39,7 +39,7 @@ pub fn assembly_ops(body: &TxBody) -> u64 {
     match body {
         TxBody::SubmitJob(req) => match &req.program {
             ProgramSource::Inline(source) => unrolled(source).saturating_add(ASSEMBLY_BASE_OPS),
-            ProgramSource::Published(_) => 0,
+            ProgramSource::Published(_) | ProgramSource::Stored(_) => 0,
         },
         TxBody::PublishProgram { source } => unrolled(source)
             .saturating_mul(2)
@@ -137,6 +137,15 @@ fn check_limits(
                     true
                 }
                 ProgramSource::Published(_) => false,
+                // The ledger's own representation of a job's inline source: a transaction
+                // names a program inline or published.
+                ProgramSource::Stored(_) => {
+                    return Err(TxError::BadProgram(
+                        "a job's program is inline or published; `stored` is how the ledger \
+                         holds inline sources"
+                            .into(),
+                    ));
+                }
             };
             let reserved = if req.private_inputs.is_some() {
                 verity_vm::PRIVATE_INPUT_SLOTS

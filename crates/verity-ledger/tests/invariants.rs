@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use verity_ledger::{JobPhase, JobState, State};
 use verity_types::{Address, JobId};
 use verity_types::{
-    CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, Role, SignedTx, StackOutputs, Tx,
-    TxBody, canary,
+    CanaryClaim, CanaryReveal, Digest, JobRequest, Mode, Offer, ProgramSource, Role, SignedTx,
+    StackOutputs, Tx, TxBody, canary,
 };
 
 const ACTORS: [&str; 5] = ["client", "p1", "p2", "watcher", "nobody"];
@@ -490,6 +490,30 @@ fn check_invariants(chain: &Chain) {
                 "escrow intact until the end"
             );
         }
+    }
+    // Each inline source is held once, for exactly the jobs in the state that name it; a
+    // retired job's archived record has its source back.
+    let mut named: BTreeMap<Digest, u64> = BTreeMap::new();
+    for job in chain.state.jobs.values() {
+        match &job.request.program {
+            ProgramSource::Inline(_) => panic!("job {} holds its source itself", job.id),
+            ProgramSource::Stored(d) => *named.entry(*d).or_default() += 1,
+            ProgramSource::Published(_) => {}
+        }
+    }
+    let held: BTreeMap<Digest, u64> = chain
+        .state
+        .sources
+        .iter()
+        .map(|(d, s)| (*d, s.jobs))
+        .collect();
+    assert_eq!(held, named, "the stored sources are the jobs' sources");
+    for job in chain.archive.values() {
+        assert!(
+            !matches!(job.request.program, ProgramSource::Stored(_)),
+            "archived job {} lost its source",
+            job.id
+        );
     }
     // Locked stake is exactly what live jobs hold: each locked job its locker's collateral,
     // each optimistic result in its window its prover's bond (a terminal job holds none).

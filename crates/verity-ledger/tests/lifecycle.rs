@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use verity_ledger::{JobPhase, JobState, TxError};
-use verity_types::{Digest, JobId, Mode, Receipt, TxBody};
+use verity_ledger::{EntryKind, JobPhase, JobState, TxError};
+use verity_types::{Digest, JobId, JobRequest, Mode, ProgramSource, Receipt, TxBody};
 
 fn submit(chain: &mut Chain, n: u64, mode: Mode) -> JobId {
     let tx = chain.tx("client", TxBody::SubmitJob(fib_job(n, mode)));
@@ -467,4 +467,91 @@ fn an_ended_job_leaves_the_state_after_the_retention_period_and_its_provenance_s
         chain.send("p1", TxBody::LockJob { job_id: ended }),
         Err(TxError::UnknownJob(_))
     ));
+}
+
+/// Jobs of one program written the same way share one copy of its source in the state,
+/// counted per job; the copy leaves with the last of them, and each job reads as its client
+/// submitted it (source inline) wherever it is served or archived.
+#[test]
+fn an_inline_source_is_held_once_for_all_its_jobs_and_leaves_with_the_last() {
+    const R: u64 = verity_ledger::MIN_JOB_RETENTION;
+    let mut chain = Chain::with_retention(R);
+    let first = submit(&mut chain, 10, Mode::Proof);
+    let second = submit(&mut chain, 20, Mode::Proof);
+    let tx = chain.tx(
+        "client",
+        TxBody::SubmitJob(JobRequest {
+            program: "begin push.7 drop end".into(),
+            ..fib_job(1, Mode::Proof)
+        }),
+    );
+    let other = JobId::submitted_by(tx.id());
+    assert_eq!(chain.block(vec![tx]).tx_results, vec![Ok(())]);
+
+    let fib = verity_testkit::fib_job(1).program;
+    let digest = |chain: &Chain, job: JobId| match chain.state.jobs[&job].request.program {
+        ProgramSource::Stored(d) => d,
+        ref p => panic!("job {job} holds {p:?}, not a stored source"),
+    };
+    let shared = digest(&chain, first);
+    assert_eq!(shared, digest(&chain, second));
+    assert_ne!(shared, digest(&chain, other));
+    assert_eq!(chain.state.sources.len(), 2);
+    let shared_source = &chain.state.sources[&shared];
+    assert_eq!(shared_source.jobs, 2);
+    assert_eq!(Some(shared_source.source.as_str()), fib.inline());
+    // The job's own entry no longer carries the source.
+    let encoded = chain.state.entries();
+    let job_entry = encoded
+        .iter()
+        .find(|(k, _)| *k == EntryKind::Job.store_key(&first.0.0))
+        .unwrap();
+    assert!(
+        job_entry.1.len() < fib.inline().unwrap().len(),
+        "{}",
+        job_entry.1.len()
+    );
+    // A transaction cannot name a stored source (the ledger's own form, not a way to submit).
+    let named = chain.send(
+        "client",
+        TxBody::SubmitJob(JobRequest {
+            program: ProgramSource::Stored(shared),
+            ..fib_job(3, Mode::Proof)
+        }),
+    );
+    assert!(matches!(named, Err(TxError::BadProgram(_))), "{named:?}");
+    // As served: the source inline, as submitted.
+    assert_eq!(
+        chain
+            .state
+            .as_submitted(&chain.state.jobs[&first])
+            .request
+            .program,
+        fib
+    );
+
+    // All three expire, a block apart (they were submitted a block apart).
+    let deadline = chain.state.jobs[&other].lock_deadline();
+    chain.advance_to(deadline);
+    let finished = |chain: &Chain, job: JobId| chain.state.provenance[&job].finished_height;
+    let (f1, f2, f3) = (
+        finished(&chain, first),
+        finished(&chain, second),
+        finished(&chain, other),
+    );
+    assert!(f1 < f2 && f2 < f3);
+    // The first retires; the source stays for the second.
+    chain.advance_to(f1 + R);
+    assert!(!chain.state.jobs.contains_key(&first));
+    assert_eq!(chain.state.sources[&shared].jobs, 1);
+    // The second retires with it: the source leaves the state; its archived record (what a
+    // node serves after retirement) has the source back.
+    chain.advance_to(f2 + R);
+    assert!(!chain.state.jobs.contains_key(&second));
+    assert!(!chain.state.sources.contains_key(&shared));
+    assert_eq!(chain.archive[&second].request.program, fib);
+    assert_eq!(chain.state.sources.len(), 1);
+    chain.advance_to(f3 + R);
+    assert!(chain.state.sources.is_empty());
+    chain.check_supply();
 }

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 use verity_api::AuditorView;
 use verity_ledger::{Event, Job, JobState};
-use verity_types::{BlockId, Digest, JobId, Keypair, Mode, ProgramSource, TxBody, TxId};
+use verity_types::{BlockId, Digest, JobId, Keypair, Mode, TxBody, TxId};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 use crate::entropy::Entropy;
@@ -195,12 +195,12 @@ async fn audit<H: NodeHandle>(
         counters.unverifiable.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let source = match &job.request.program {
-        ProgramSource::Inline(source) => source.clone(),
-        ProgramSource::Published(hash) => match node.state().programs.get(hash) {
-            Some(published) => published.source.clone(),
-            None => return,
-        },
+    let Some(source) = node
+        .state()
+        .program_source(&job.request.program)
+        .map(str::to_string)
+    else {
+        return;
     };
     let Ok(job_program) =
         tokio::task::spawn_blocking(move || verity_vm::assemble_job(&source, None, u64::MAX))

@@ -453,9 +453,11 @@ impl Node {
         // transaction: whoever could read them before still can.
         for job_id in &outcome.retired {
             if let Some(job) = state.jobs.get(job_id) {
+                // Whole, as submitted: its source leaves the state with its last job.
+                let job = state.as_submitted(job);
                 blobs.push((
                     archived_job_key(job_id),
-                    borsh::to_vec(job).map_err(|e| CommitError::Storage(e.to_string()))?,
+                    borsh::to_vec(&job).map_err(|e| CommitError::Storage(e.to_string()))?,
                 ));
             }
         }

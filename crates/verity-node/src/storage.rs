@@ -37,9 +37,10 @@ const SYNCED_FROM_KEY: &str = "synced_from";
 /// The encoding of what this build stores (blocks, state, outcomes). Bump it with any change
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
 /// 3: deliveries and corrections store `cycles` and `trace_len`; 4: the state is stored entry
-/// by entry, each block writing what it changed); a database of
+/// by entry, each block writing what it changed; 5: jobs name their inline source, which the
+/// state holds once per source); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
-pub const STORAGE_FORMAT: u32 = 4;
+pub const STORAGE_FORMAT: u32 = 5;
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]

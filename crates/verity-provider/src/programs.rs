@@ -49,6 +49,10 @@ impl Programs {
                     .ok_or_else(|| format!("program {hash} is not published"))?
                     .source
             }
+            // Nodes serve jobs with their source inline; this is the ledger's own form.
+            ProgramSource::Stored(_) => {
+                return Err("the node served the job without its program source".into());
+            }
         };
         let private = job.request.private_inputs;
         // The node is not trusted: bound what it serves before assembling it, as the ledger

@@ -224,6 +224,10 @@ pub enum ProgramSource {
     /// A published program, by its MAST root as written (without Verity's private-input
     /// loader, which the ledger adds for jobs with private inputs).
     Published(ProgramHash),
+    /// An inline source as the ledger holds it: once, in its `sources` table under the
+    /// source's BLAKE3 digest, for every job that names it. Never in a transaction (refused);
+    /// the API serves a job with its source inline, as its client submitted it.
+    Stored(Digest),
 }
 
 impl ProgramSource {
@@ -231,7 +235,7 @@ impl ProgramSource {
     pub fn inline(&self) -> Option<&str> {
         match self {
             ProgramSource::Inline(source) => Some(source),
-            ProgramSource::Published(_) => None,
+            ProgramSource::Published(_) | ProgramSource::Stored(_) => None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! missed deadlines, release of locks whose private inputs never came, optimistic finalization;
 //! and the provenance record every terminal state writes.
 
-use verity_types::{Address, Digest, JobId};
+use verity_types::{Address, Digest, JobId, ProgramSource};
 
 use super::Ctx;
 use crate::state::{Delivery, Job, JobPhase, Lock, Provenance, Unbonding};
@@ -44,6 +44,9 @@ impl Ctx<'_> {
                 continue;
             };
             if self.retirement_due(job_id, job) {
+                if let ProgramSource::Stored(digest) = job.request.program {
+                    self.release_source(digest);
+                }
                 self.state.jobs.remove(&job_id);
                 self.retired.push(job_id);
                 continue;

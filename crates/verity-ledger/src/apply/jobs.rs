@@ -1,7 +1,7 @@
 //! A job's transactions: submit, lock, fulfil (or rescue), provide private inputs, release a
 //! lock, challenge an optimistic result.
 
-use verity_types::{Address, Digest, JobId, JobRequest, Mode, StackOutputs, TxId};
+use verity_types::{Address, Digest, JobId, JobRequest, Mode, ProgramSource, StackOutputs, TxId};
 
 use super::{Ctx, require_before, require_state, wrong_state};
 use crate::error::TxError;
@@ -79,12 +79,16 @@ impl Ctx<'_> {
         let unverified_hints = advice_read.is_some();
 
         self.state.accounts.entry(client).or_default().balance -= req.offer.max_price;
+        let mut request = req.clone();
+        if let ProgramSource::Inline(source) = &req.program {
+            request.program = ProgramSource::Stored(self.hold_source(source));
+        }
         let job = Job::submitted(
             id,
             client,
             program_hash,
             unverified_hints,
-            req.clone(),
+            request,
             self.h(),
         );
         let lock_deadline = job.lock_deadline();

@@ -1,10 +1,10 @@
 //! Programs: publishing one under its hash, and resolving what a job request proves.
 
-use verity_types::{Address, JobRequest, ProgramHash, ProgramSource};
+use verity_types::{Address, Digest, JobRequest, ProgramHash, ProgramSource};
 
 use super::Ctx;
 use crate::error::TxError;
-use crate::state::PublishedProgram;
+use crate::state::{PublishedProgram, StoredSource};
 
 /// A program's first raw advice read (unverified hint), as "`instruction` on line N": what
 /// keeps its jobs out of optimistic mode, named in the refusal.
@@ -41,6 +41,10 @@ impl Ctx<'_> {
                 .programs
                 .get(hash)
                 .ok_or(TxError::UnknownProgram(*hash))?,
+            // Refused at admission; never reaches here from a transaction.
+            ProgramSource::Stored(_) => {
+                return Err(TxError::BadProgram("a stored source in a request".into()));
+            }
         };
         let program_hash = match &req.private_inputs {
             None => published.program_hash,
@@ -58,6 +62,32 @@ impl Ctx<'_> {
             }
         };
         Ok((program_hash, published.advice_read.clone()))
+    }
+
+    /// Holds an inline source for one more job: stored once per source, counted per job.
+    pub(super) fn hold_source(&mut self, source: &str) -> Digest {
+        let digest = Digest::blake3(source.as_bytes());
+        let held = self
+            .state
+            .sources
+            .entry(digest)
+            .or_insert_with(|| StoredSource {
+                source: source.to_string(),
+                jobs: 0,
+            });
+        held.jobs += 1;
+        digest
+    }
+
+    /// One job fewer names a stored source: the last one takes it out of the state.
+    pub(super) fn release_source(&mut self, digest: Digest) {
+        let Some(held) = self.state.sources.get_mut(&digest) else {
+            return;
+        };
+        held.jobs = held.jobs.saturating_sub(1);
+        if held.jobs == 0 {
+            self.state.sources.remove(&digest);
+        }
     }
 
     /// Stores a program under its hash for jobs to name. Assembled here, twice (as written and

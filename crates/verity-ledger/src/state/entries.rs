@@ -24,6 +24,7 @@ pub(crate) const TAG_CANARY: u8 = 11;
 pub(crate) const TAG_AUDITOR: u8 = 12;
 pub(crate) const TAG_PROGRAM: u8 = 13;
 pub(crate) const TAG_RELEASE: u8 = 14;
+pub(crate) const TAG_SOURCE: u8 = 15;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -66,6 +67,7 @@ state_tables!(
     auditors,
     programs,
     releases,
+    sources,
 );
 
 /// The meta entry: the state's scalars, in this order.

@@ -10,7 +10,9 @@ mod table;
 use std::collections::{BTreeMap, BTreeSet};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use verity_types::{Address, AuditReport, DecodeError, JobId, ProgramHash, Role};
+use verity_types::{
+    Address, AuditReport, DecodeError, Digest, JobId, ProgramHash, ProgramSource, Role,
+};
 
 use crate::error::GenesisError;
 
@@ -20,7 +22,7 @@ pub use table::{KeyBytes, Table, store_key};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,
-    PublishedProgram, TimelineEntry,
+    PublishedProgram, StoredSource, TimelineEntry,
 };
 pub use params::{Genesis, GenesisAccount, GenesisStake, Params};
 pub use records::{
@@ -84,6 +86,9 @@ pub struct State {
     pub auditors: Table<{ entries::TAG_AUDITOR }, Address, AuditorRecord>,
     /// Published programs, by the hash of the source as written.
     pub programs: Table<{ entries::TAG_PROGRAM }, ProgramHash, PublishedProgram>,
+    /// Inline program sources of the jobs in the state, once per source (by its BLAKE3
+    /// digest), with how many jobs name it: a thousand jobs of one program hold one copy.
+    pub sources: Table<{ entries::TAG_SOURCE }, Digest, StoredSource>,
 }
 
 impl State {
@@ -169,7 +174,30 @@ impl State {
             canaries: Table::new(),
             auditors: Table::new(),
             programs: Table::new(),
+            sources: Table::new(),
         }
+    }
+
+    /// The source of a job request's program: inline, stored once for its jobs, or
+    /// published. `None` if the ledger does not hold it (a program never published).
+    pub fn program_source<'a>(&'a self, program: &'a ProgramSource) -> Option<&'a str> {
+        match program {
+            ProgramSource::Inline(source) => Some(source),
+            ProgramSource::Stored(digest) => self.sources.get(digest).map(|s| s.source.as_str()),
+            ProgramSource::Published(hash) => self.programs.get(hash).map(|p| p.source.as_str()),
+        }
+    }
+
+    /// `job` as its client submitted it: an inline source the state holds once for all its
+    /// jobs is put back in the request (what the API serves and a node archives).
+    pub fn as_submitted(&self, job: &Job) -> Job {
+        let mut job = job.clone();
+        if let ProgramSource::Stored(digest) = &job.request.program
+            && let Some(stored) = self.sources.get(digest)
+        {
+            job.request.program = ProgramSource::Inline(stored.source.clone());
+        }
+        job
     }
 
     /// Everything the ledger holds for someone: balances, stakes (including locked collateral

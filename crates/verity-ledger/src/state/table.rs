@@ -56,6 +56,15 @@ impl KeyBytes for ProgramHash {
     }
 }
 
+impl KeyBytes for Digest {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+    fn read_key(bytes: &[u8]) -> Option<Self> {
+        id32(bytes).map(Digest)
+    }
+}
+
 /// `(height or epoch, id)`: big-endian, so byte order is the table's order.
 impl<T: KeyBytes> KeyBytes for (u64, T) {
     fn write_key(&self, out: &mut Vec<u8>) {

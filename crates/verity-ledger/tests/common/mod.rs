@@ -104,7 +104,8 @@ impl Chain {
         let before = self.state.clone();
         let out = verity_ledger::apply_block(&mut self.state, &header, &txs).expect("valid block");
         for id in &out.retired {
-            self.archive.insert(*id, before.jobs[id].clone());
+            self.archive
+                .insert(*id, before.as_submitted(&before.jobs[id]));
         }
         self.blocks.push((header, txs));
         out

@@ -81,7 +81,8 @@ pub fn job_view(state: &State, job: &Job, archived: bool) -> JobView {
             .offer
             .price_at(state.height.saturating_sub(job.submitted_height)),
         failure,
-        job: job.clone(),
+        // As its client submitted it: with its source inline, not as the state holds it.
+        job: state.as_submitted(job),
         archived,
     }
 }
