@@ -16,7 +16,7 @@ use verity_node::prober::{Ping, Pinger, Prober};
 use verity_node::{
     AuditorConfig, AuditorFault, Entropy, Node, NodeConfig, SoloProducer, devnet, produce_block,
 };
-use verity_types::{Address, JobId, Keypair, MODULUS, Mode, ProgramSource, StackOutputs, TxBody};
+use verity_types::{Address, JobId, Keypair, MODULUS, Mode, StackOutputs, TxBody};
 use verity_vm::{Inputs, Program, ProveOptions};
 
 const BLOCK_MS: u64 = 100;
@@ -64,16 +64,16 @@ fn serve(node: &Node, key: &Keypair, lies: bool) {
     for job in state.jobs.values() {
         let body = match job.state() {
             JobState::Submitted => TxBody::LockJob { job_id: job.id },
-            JobState::Locked if job.locker() == Some(key.address()) => deliver(job, lies),
+            JobState::Locked if job.locker() == Some(key.address()) => deliver(&state, job, lies),
             _ => continue,
         };
         node.sign_and_submit(key, body).unwrap();
     }
 }
 
-fn deliver(job: &verity_ledger::Job, lies: bool) -> TxBody {
-    let ProgramSource::Inline(source) = &job.request.program else {
-        panic!("the scripted provider runs inline programs only");
+fn deliver(state: &verity_ledger::State, job: &verity_ledger::Job, lies: bool) -> TxBody {
+    let Some(source) = state.program_source(&job.request.program) else {
+        panic!("job {} names a program the state does not hold", job.id);
     };
     let program = Program::assemble(source, "job.masm").unwrap();
     let inputs = Inputs {
