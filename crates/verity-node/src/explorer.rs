@@ -23,7 +23,7 @@ impl Source for Node {
 
     fn jobs(&self, query: &JobQuery) -> Result<JobPage, String> {
         views::check_limit(query.limit.unwrap_or(50))?;
-        Ok(views::jobs(&self.state(), query))
+        views::jobs(self, query).map_err(|e| e.to_string())
     }
 
     fn recent_jobs(&self, count: usize) -> Vec<JobSummary> {
@@ -80,6 +80,6 @@ impl Source for Node {
         let prefix: IdPrefix = prefix
             .parse()
             .map_err(|e| format!("`{prefix}` is not an id prefix: {e}"))?;
-        Ok(resolve_prefix(&self.state(), &prefix))
+        resolve_prefix(self, &prefix).map_err(|e| e.to_string())
     }
 }

@@ -201,12 +201,7 @@ impl Node {
         if let Some(job) = self.state().jobs.get(id) {
             return Ok(Some((job.clone(), false)));
         }
-        match self.storage.blob(&archived_job_key(id))? {
-            Some(bytes) => borsh::from_slice(&bytes)
-                .map(|job| Some((job, true)))
-                .map_err(|e| StorageError(format!("archived job {id}: {e}"))),
-            None => Ok(None),
-        }
+        Ok(self.storage.archived_job(id)?.map(|job| (job, true)))
     }
 
     /// A snapshot of the current state (cheap: shared, immutable).
@@ -451,16 +446,12 @@ impl Node {
         };
         // Jobs that retired from the state at this block move to the archive, in the same
         // transaction: whoever could read them before still can.
-        for job_id in &outcome.retired {
-            if let Some(job) = state.jobs.get(job_id) {
-                // Whole, as submitted: its source leaves the state with its last job.
-                let job = state.as_submitted(job);
-                blobs.push((
-                    archived_job_key(job_id),
-                    borsh::to_vec(&job).map_err(|e| CommitError::Storage(e.to_string()))?,
-                ));
-            }
-        }
+        // Whole, as submitted: its source leaves the state with its last job.
+        let retired: Vec<Job> = outcome
+            .retired
+            .iter()
+            .filter_map(|id| state.jobs.get(id).map(|job| state.as_submitted(job)))
+            .collect();
         // Certificates consensus reported since the last commit are written with this block
         // (its transaction), never from consensus's own task.
         blobs.extend(
@@ -476,6 +467,7 @@ impl Node {
                 committed.size,
                 &outcomes,
                 &blobs,
+                &retired,
             )
             .map_err(|e| {
                 self.store_ahead
@@ -617,11 +609,6 @@ impl Node {
             );
         }
     }
-}
-
-/// Where a node archives a job that retired from the state (`Params::job_retention`).
-pub fn archived_job_key(job: &JobId) -> Digest {
-    Digest::blake3(format!("archived-job/{job}").as_bytes())
 }
 
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tracing::warn;
-use verity_ledger::{Block, BlockHeader, ChangeSet, State};
+use verity_ledger::{Block, BlockHeader, ChangeSet, Job, State};
 use verity_store::StateStore;
-use verity_types::{BlockId, Digest, SignedTx, TxId};
+use verity_types::{BlockId, Digest, JobId, SignedTx, TxId};
 
 use crate::error::{NodeError, StorageError};
 
@@ -19,6 +19,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TXS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tx_outcomes");
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
 const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_ids");
+/// Jobs that retired from the state (`Params::job_retention`), whole, by id: what the node
+/// still serves of them (record, receipt, listings, prefixes).
+const ARCHIVE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("archived_jobs");
+/// How many archived jobs ended in each state (by the state's name), for counts by state.
+const ARCHIVE_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("archived_counts");
 /// This node's own secrets (canary seeds): never served by the API, unlike blobs.
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 
@@ -118,6 +123,8 @@ impl Storage {
             tx.open_table(BLOBS).map_err(err)?;
             tx.open_table(BLOCK_IDS).map_err(err)?;
             tx.open_table(SECRETS).map_err(err)?;
+            tx.open_table(ARCHIVE).map_err(err)?;
+            tx.open_table(ARCHIVE_COUNTS).map_err(err)?;
             check_format(&mut tx.open_table(META).map_err(err)?, dir)?;
         }
         tx.commit().map_err(err)?;
@@ -239,7 +246,8 @@ impl Storage {
 
     /// Commits a block atomically: the block (under its id as sealed, not recomputed), the
     /// state entries it changed and the state store's size after it, each transaction's
-    /// outcome, and the blobs it introduced.
+    /// outcome, the blobs it introduced, and the jobs that retired at it (archived).
+    #[allow(clippy::too_many_arguments)]
     pub fn commit_block(
         &self,
         id: &BlockId,
@@ -248,8 +256,26 @@ impl Storage {
         state_size: u64,
         outcomes: &[(TxId, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
+        retired: &[Job],
     ) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
+        {
+            let mut archive = tx.open_table(ARCHIVE).map_err(err)?;
+            let mut counts = tx.open_table(ARCHIVE_COUNTS).map_err(err)?;
+            for job in retired {
+                let bytes = borsh::to_vec(job).map_err(err)?;
+                let before = archive
+                    .insert(&job.id.0.0, bytes.as_slice())
+                    .map_err(err)?
+                    .is_some();
+                // A job is archived once; counted once.
+                if !before {
+                    let name = job.state().name();
+                    let n = counts.get(name).map_err(err)?.map_or(0, |v| v.value());
+                    counts.insert(name, n + 1).map_err(err)?;
+                }
+            }
+        }
         {
             tx.open_table(STATE_SIZES)
                 .map_err(err)?
@@ -285,6 +311,75 @@ impl Storage {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// A job that retired from the state, from the archive.
+    pub fn archived_job(&self, id: &JobId) -> Result<Option<Job>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ARCHIVE).map_err(err)?;
+        match table.get(&id.0.0).map_err(err)? {
+            Some(v) => Ok(Some(borsh::from_slice(v.value()).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Archived jobs in id order after `after` (from the first without), at most `max`.
+    pub fn archived_jobs(
+        &self,
+        after: Option<&JobId>,
+        max: usize,
+    ) -> Result<Vec<Job>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ARCHIVE).map_err(err)?;
+        let range = match after {
+            Some(a) => table.range::<&[u8; 32]>((
+                std::ops::Bound::Excluded(&a.0.0),
+                std::ops::Bound::Unbounded,
+            )),
+            None => table.range::<&[u8; 32]>(..),
+        }
+        .map_err(err)?;
+        range
+            .take(max)
+            .map(|entry| {
+                let (_, v) = entry.map_err(err)?;
+                borsh::from_slice(v.value()).map_err(err)
+            })
+            .collect()
+    }
+
+    /// The ids of archived jobs in `lo..=hi`, in order, at most `max`.
+    pub fn archived_ids(
+        &self,
+        lo: &JobId,
+        hi: &JobId,
+        max: usize,
+    ) -> Result<Vec<JobId>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ARCHIVE).map_err(err)?;
+        table
+            .range::<&[u8; 32]>(&lo.0.0..=&hi.0.0)
+            .map_err(err)?
+            .take(max)
+            .map(|entry| {
+                let (k, _) = entry.map_err(err)?;
+                Ok(JobId(Digest(*k.value())))
+            })
+            .collect()
+    }
+
+    /// How many archived jobs ended in each state.
+    pub fn archived_counts(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(ARCHIVE_COUNTS).map_err(err)?;
+        table
+            .iter()
+            .map_err(err)?
+            .map(|entry| {
+                let (k, v) = entry.map_err(err)?;
+                Ok((k.value().to_string(), v.value()))
+            })
+            .collect()
     }
 
     pub fn put_blob(&self, id: &Digest, bytes: &[u8]) -> Result<(), StorageError> {

@@ -221,6 +221,17 @@ async fn an_ended_job_moves_to_the_archive_and_is_still_served() {
     assert!(!view.archived);
 
     let finished = client.provenance(&id).await.unwrap().record.finished_height;
+    let finalized_count = || async {
+        let stats: serde_json::Value = reqwest::get(format!("{}/v1/stats", node.url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["jobs_by_state"]["finalized"].as_u64().unwrap()
+    };
+    let counted = finalized_count().await;
+    assert!(counted >= 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while node.node.state().jobs.contains_key(&id) {
         assert!(
@@ -242,6 +253,22 @@ async fn an_ended_job_moves_to_the_archive_and_is_still_served() {
     let archived = client.job(&id).await.unwrap();
     assert!(archived.archived);
     assert_eq!(archived.job, job);
+    // Still listed, counted and found by its prefix, as before it retired.
+    let page = client
+        .jobs(&verity_api::JobQuery {
+            state: Some(JobState::Finalized),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.jobs.iter().any(|j| j.id == id), "{page:?}");
+    assert_eq!(finalized_count().await, counted);
+    let prefix: verity_types::IdPrefix = id.to_string()[..10].parse().unwrap();
+    let found = client.resolve(&prefix).await.unwrap();
+    assert!(
+        found.matches.iter().any(|m| m.id == id.to_string()),
+        "{found:?}"
+    );
     let receipt = client.receipt(&id).await.unwrap();
     assert_eq!(receipt.stack_outputs[0], 55);
     let p = client.provenance(&id).await.unwrap();

@@ -470,7 +470,11 @@ async fn list_jobs(
         after,
         limit: Some(limit),
     };
-    Ok(Json(views::jobs(&node.state(), &query)))
+    tokio::task::spawn_blocking(move || views::jobs(&node, &query))
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .map_err(internal)
 }
 
 async fn receipt(

@@ -10,6 +10,7 @@ use verity_types::prefix::AMBIGUOUS_SHOWN;
 use verity_types::{Address, Digest, IdPrefix, JobId, ProgramHash};
 
 use super::{ApiResult, bad};
+use crate::StorageError;
 use crate::node::Node;
 
 /// The jobs, accounts and programs whose ids start with a prefix (as tables print them).
@@ -20,17 +21,29 @@ pub(super) async fn resolve(
     let prefix: IdPrefix = prefix
         .parse()
         .map_err(|e| bad(format!("id prefix `{prefix}` is not valid: {e}")))?;
-    Ok(Json(resolve_prefix(&node.state(), &prefix)))
+    resolve_prefix(&node, &prefix)
+        .map(Json)
+        .map_err(super::internal)
 }
 
-/// The ids of each kind in `state` that start with `prefix`, at most
-/// [`AMBIGUOUS_SHOWN`] + 1 of a kind.
-pub(crate) fn resolve_prefix(state: &verity_ledger::State, prefix: &IdPrefix) -> Resolution {
+/// The ids of each kind in the node's state (and, for jobs, its archive) that start with
+/// `prefix`, at most [`AMBIGUOUS_SHOWN`] + 1 of a kind.
+pub(crate) fn resolve_prefix(node: &Node, prefix: &IdPrefix) -> Result<Resolution, StorageError> {
+    let state = node.state();
     let named = |ids: Vec<String>, kind| ids.into_iter().map(move |id| IdMatch { kind, id });
-    let jobs = prefix.matches(
-        |r| state.jobs.range(r).map(|(k, _)| *k),
-        |b| JobId(Digest(b)),
-    );
+    let (lo, hi) = prefix.bounds();
+    let archived =
+        node.storage()
+            .archived_ids(&JobId(Digest(lo)), &JobId(Digest(hi)), AMBIGUOUS_SHOWN + 1)?;
+    let jobs: BTreeSet<JobId> = prefix
+        .matches(
+            |r| state.jobs.range(r).map(|(k, _)| *k),
+            |b| JobId(Digest(b)),
+        )
+        .into_iter()
+        .chain(archived)
+        .collect();
+    let jobs: Vec<JobId> = jobs.into_iter().take(AMBIGUOUS_SHOWN + 1).collect();
     // Accounts, and staked addresses that hold no balance.
     let accounts: BTreeSet<Address> = prefix
         .matches(|r| state.accounts.range(r).map(|(k, _)| *k), Address)
@@ -55,8 +68,8 @@ pub(crate) fn resolve_prefix(state: &verity_ledger::State, prefix: &IdPrefix) ->
             IdKind::Program,
         ))
         .collect();
-    Resolution {
+    Ok(Resolution {
         prefix: prefix.to_string(),
         matches,
-    }
+    })
 }

@@ -109,33 +109,81 @@ fn summary(job: &Job) -> JobSummary {
     }
 }
 
-/// One page of jobs in id order, filtered; `query.limit` must have passed [`check_limit`].
-pub fn jobs(state: &State, query: &JobQuery) -> JobPage {
+/// Archived jobs one listing reads at most: past that, it answers with what it found and a
+/// cursor to go on from, so a filter that matches little cannot make a request read the
+/// whole archive.
+pub const MAX_ARCHIVE_SCAN: usize = 10_000;
+/// Archived jobs read from the database at a time while listing.
+const ARCHIVE_BATCH: usize = 256;
+
+/// One page of jobs in id order, filtered, from the state and the node's archive (jobs that
+/// retired from the state); `query.limit` must have passed [`check_limit`]. `next` is the
+/// cursor to go on from: after a full page, or after [`MAX_ARCHIVE_SCAN`] archived jobs read.
+pub fn jobs(node: &Node, query: &JobQuery) -> Result<JobPage, StorageError> {
+    let state = node.state();
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
-    let range = match query.after {
+    let mut live = match query.after {
         Some(a) => state
             .jobs
             .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
         None => state.jobs.range::<_, JobId>(..),
-    };
+    }
+    .map(|(_, job)| job)
+    .peekable();
+    let (mut archived, mut archive_from, mut archive_done, mut scanned) =
+        (std::collections::VecDeque::new(), query.after, false, 0);
     let mut jobs = Vec::new();
-    let mut next = None;
-    for job in range.map(|(_, job)| job) {
+    let mut examined: Option<JobId> = None;
+    loop {
+        if archived.is_empty() && !archive_done {
+            if scanned >= MAX_ARCHIVE_SCAN {
+                return Ok(JobPage {
+                    jobs,
+                    next: examined,
+                });
+            }
+            let batch = node
+                .storage()
+                .archived_jobs(archive_from.as_ref(), ARCHIVE_BATCH)?;
+            scanned += batch.len();
+            archive_done = batch.len() < ARCHIVE_BATCH;
+            archive_from = batch.last().map(|j| j.id).or(archive_from);
+            archived.extend(batch);
+        }
+        // The smaller id of the two; a job in both (retired at the block being swapped in)
+        // is the state's.
+        let from_state = match (live.peek(), archived.front()) {
+            (None, None) => break,
+            (Some(l), Some(a)) => l.id <= a.id,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        let job: Job = if from_state {
+            let job = live.next().expect("peeked");
+            if archived.front().is_some_and(|a| a.id == job.id) {
+                archived.pop_front();
+            }
+            job.clone()
+        } else {
+            archived.pop_front().expect("looked at")
+        };
         if query.state.is_some_and(|s| s != job.state())
             || query.client.is_some_and(|c| c != job.client)
             || query
                 .provider
                 .is_some_and(|p| Some(p) != job.locker() && Some(p) != job.fulfiller())
         {
+            examined = Some(job.id);
             continue;
         }
         if jobs.len() == limit {
-            next = jobs.last().map(|j: &JobSummary| j.id);
-            break;
+            let next = jobs.last().map(|j: &JobSummary| j.id);
+            return Ok(JobPage { jobs, next });
         }
-        jobs.push(summary(job));
+        examined = Some(job.id);
+        jobs.push(summary(&job));
     }
-    JobPage { jobs, next }
+    Ok(JobPage { jobs, next: None })
 }
 
 /// The `count` newest jobs, by submission height (ties by id). A scan of every job: the
@@ -320,6 +368,12 @@ pub fn stats(node: &Node) -> Result<NetworkStats, StorageError> {
         .block(start)?
         .map_or(state.timestamp_ms, |b| b.header.timestamp_ms);
     let (mut results, mut proofs) = (0, 0);
+    // Jobs that retired from the state still count, from the archive's tally.
+    for (name, n) in node.storage().archived_counts()? {
+        if let Ok(s) = name.parse::<JobState>() {
+            *jobs_by_state.entry(s).or_default() += n;
+        }
+    }
     for job in state.jobs.values() {
         *jobs_by_state.entry(job.state()).or_default() += 1;
         // The result the job stands on: an overturned job's is the challenger's proof.
