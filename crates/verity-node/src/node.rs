@@ -99,11 +99,32 @@ impl Node {
     /// genesis on first run.
     pub fn open(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         let storage = Storage::open(&config.data_dir)?;
-        let mut genesis_state = State::from_genesis(&config.genesis)?;
-        let genesis_id = genesis_block_id(&genesis_state);
-        // Genesis is the state store's first commit (height 0): blocks change it from there.
-        let genesis_changes = genesis_state.drain_changes();
-        let state = match storage.load_state()? {
+        // The genesis state, built from the file: its id (a hash of the whole state) and its
+        // entries, the state store's first commit (height 0), from which blocks change it.
+        let build_genesis = || -> Result<(BlockId, State, ChangeSet), NodeError> {
+            let mut state = State::from_genesis(&config.genesis)?;
+            let id = genesis_block_id(&state);
+            let changes = state.drain_changes();
+            Ok((id, state, changes))
+        };
+        // A restart with the genesis file the directory was started with reuses the id it
+        // computed then: building a genesis of a million accounts to hash it takes seconds.
+        let genesis_digest = genesis_digest(&config.genesis);
+        let loaded = storage.load_state()?;
+        let (genesis_id, mut built) = match loaded
+            .as_ref()
+            .map(|_| storage.genesis_id(&genesis_digest))
+            .transpose()?
+            .flatten()
+        {
+            Some(id) => (id, None),
+            None => {
+                let (id, state, changes) = build_genesis()?;
+                storage.put_genesis_id(&genesis_digest, &id)?;
+                (id, Some((state, changes)))
+            }
+        };
+        let state = match loaded {
             Some(state) => {
                 if state.chain_id != config.genesis.chain_id {
                     return Err(NodeError::WrongChain {
@@ -120,8 +141,10 @@ impl Node {
             }
             None => {
                 // The database's state starts as genesis, entry by entry, like the store's.
-                storage.put_genesis_state(&genesis_changes)?;
-                genesis_state
+                let (state, changes) = built.take().expect("built when nothing was loaded");
+                storage.put_genesis_state(&changes)?;
+                built = Some((state.clone(), changes));
+                state
             }
         };
         // A genesis with the same chain id but other contents (accounts, stakes, params)
@@ -140,6 +163,12 @@ impl Node {
             None => genesis_id,
         };
         let store_dir = config.data_dir.join("state");
+        // Only a store with no block yet needs the genesis entries (to write or check them).
+        let genesis_changes = match (state.height, built) {
+            (0, Some((_, changes))) => changes,
+            (0, None) => build_genesis()?.2,
+            _ => ChangeSet::new(),
+        };
         let store =
             crate::storage::open_state_store(&storage, &store_dir, state.height, &genesis_changes)?;
         let root = store.committed()?.root;
@@ -609,6 +638,31 @@ impl Node {
             );
         }
     }
+}
+
+/// What identifies a genesis file's contents, to know a restart is given the one the
+/// directory was started with (then its genesis id need not be computed again). A compact
+/// encoding of every field: a million accounts take milliseconds, not the seconds of JSON.
+fn genesis_digest(genesis: &Genesis) -> Digest {
+    let mut bytes = Vec::with_capacity(64 + 40 * (genesis.accounts.len() + genesis.stakes.len()));
+    let params = serde_json::to_vec(&genesis.params).expect("parameters serialize");
+    for part in [genesis.chain_id.as_bytes(), params.as_slice()] {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    bytes.extend_from_slice(&genesis.genesis_time_ms.to_le_bytes());
+    bytes.extend_from_slice(&(genesis.accounts.len() as u64).to_le_bytes());
+    for a in &genesis.accounts {
+        bytes.extend_from_slice(&a.address.0);
+        bytes.extend_from_slice(&a.balance.to_le_bytes());
+    }
+    bytes.extend_from_slice(&(genesis.stakes.len() as u64).to_le_bytes());
+    for s in &genesis.stakes {
+        bytes.extend_from_slice(&s.address.0);
+        bytes.extend_from_slice(&borsh::to_vec(&s.role).expect("a role encodes"));
+        bytes.extend_from_slice(&s.amount.to_le_bytes());
+    }
+    Digest::blake3(&bytes)
 }
 
 /// Where a node keeps a job's sealed private inputs (from the ledger's `ProvideInputs`).

@@ -36,6 +36,8 @@ const STATE_SIZES: TableDefinition<u64, u64> = TableDefinition::new("state_sizes
 /// Where formats 1 to 3 kept the whole state, rewritten every block.
 const LEGACY_STATE_KEY: &str = "state";
 const FORMAT_KEY: &str = "format";
+/// The genesis file's digest and the genesis id computed from it.
+const GENESIS_ID_KEY: &str = "genesis_id";
 /// The height a node that started by state sync started at.
 const SYNCED_FROM_KEY: &str = "synced_from";
 
@@ -192,6 +194,34 @@ impl Storage {
                 .insert(SYNCED_FROM_KEY, height.to_le_bytes().as_slice())
                 .map_err(err)?;
         }
+        tx.commit().map_err(err)
+    }
+
+    /// The genesis id this directory computed for the genesis file with `digest`, if that is
+    /// the one it last started with.
+    pub fn genesis_id(&self, digest: &Digest) -> Result<Option<BlockId>, StorageError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let meta = tx.open_table(META).map_err(err)?;
+        let Some(v) = meta.get(GENESIS_ID_KEY).map_err(err)? else {
+            return Ok(None);
+        };
+        let bytes = v.value();
+        if bytes.len() != 64 || bytes[..32] != digest.0 {
+            return Ok(None);
+        }
+        let id: [u8; 32] = bytes[32..].try_into().map_err(err)?;
+        Ok(Some(BlockId(Digest(id))))
+    }
+
+    /// Remembers the genesis id of the genesis file with `digest`.
+    pub fn put_genesis_id(&self, digest: &Digest, id: &BlockId) -> Result<(), StorageError> {
+        let mut bytes = digest.0.to_vec();
+        bytes.extend_from_slice(&id.0.0);
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(META)
+            .map_err(err)?
+            .insert(GENESIS_ID_KEY, bytes.as_slice())
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 

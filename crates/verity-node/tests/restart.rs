@@ -72,3 +72,34 @@ fn a_state_store_that_disagrees_with_the_tip_block_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// A restart reuses the genesis id the directory computed for its genesis file (hashing a
+/// genesis of a million accounts takes seconds), so what identifies the file must cover all
+/// of it: a genesis that differs in any field (here one balance, the validator's stake, a
+/// parameter, the time) is still recognised as another genesis and refused.
+#[test]
+fn a_restart_with_a_genesis_that_differs_anywhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let node = open(dir.path());
+        let mut producer = SoloProducer::new(Keypair::dev("validator"));
+        produce_block(&node, &mut producer).unwrap();
+    }
+    let variants: [fn(&mut verity_ledger::Genesis); 4] = [
+        |g| g.accounts[0].balance += 1,
+        |g| g.stakes[0].amount += 1,
+        |g| g.params.challenge_window += 1,
+        |g| g.genesis_time_ms += 1,
+    ];
+    for (i, change) in variants.iter().enumerate() {
+        let mut genesis = devnet::genesis();
+        change(&mut genesis);
+        match Node::open(NodeConfig::new(dir.path().to_path_buf(), genesis)) {
+            Err(verity_node::NodeError::WrongGenesis { .. }) => {}
+            Err(e) => panic!("variant {i}: expected another genesis, got {e}"),
+            Ok(_) => panic!("variant {i}: a different genesis was taken"),
+        }
+        // The right one still opens, with the id it had.
+        assert_eq!(open(dir.path()).state().height, 1);
+    }
+}
