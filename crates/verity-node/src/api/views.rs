@@ -120,6 +120,17 @@ const ARCHIVE_BATCH: usize = 256;
 /// retired from the state); `query.limit` must have passed [`check_limit`]. `next` is the
 /// cursor to go on from: after a full page, or after [`MAX_ARCHIVE_SCAN`] archived jobs read.
 pub fn jobs(node: &Node, query: &JobQuery) -> Result<JobPage, StorageError> {
+    jobs_reading(node, query, ARCHIVE_BATCH, MAX_ARCHIVE_SCAN)
+}
+
+/// [`jobs`], reading the archive `batch` jobs at a time and starting no batch once `budget`
+/// were read.
+fn jobs_reading(
+    node: &Node,
+    query: &JobQuery,
+    batch: usize,
+    budget: usize,
+) -> Result<JobPage, StorageError> {
     let state = node.state();
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
     let mut live = match query.after {
@@ -136,19 +147,17 @@ pub fn jobs(node: &Node, query: &JobQuery) -> Result<JobPage, StorageError> {
     let mut examined: Option<JobId> = None;
     loop {
         if archived.is_empty() && !archive_done {
-            if scanned >= MAX_ARCHIVE_SCAN {
+            if scanned >= budget {
                 return Ok(JobPage {
                     jobs,
                     next: examined,
                 });
             }
-            let batch = node
-                .storage()
-                .archived_jobs(archive_from.as_ref(), ARCHIVE_BATCH)?;
-            scanned += batch.len();
-            archive_done = batch.len() < ARCHIVE_BATCH;
-            archive_from = batch.last().map(|j| j.id).or(archive_from);
-            archived.extend(batch);
+            let read = node.storage().archived_jobs(archive_from.as_ref(), batch)?;
+            scanned += read.len();
+            archive_done = read.len() < batch;
+            archive_from = read.last().map(|j| j.id).or(archive_from);
+            archived.extend(read);
         }
         // The smaller id of the two; a job in both (retired at the block being swapped in)
         // is the state's.
@@ -393,4 +402,131 @@ pub fn stats(node: &Node) -> Result<NetworkStats, StorageError> {
         results_in_window: results,
         proofs_in_window: proofs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verity_ledger::ChangeSet;
+    use verity_types::{Digest, ProgramHash};
+
+    use crate::storage::StoredBlock;
+    use crate::{NodeConfig, devnet};
+
+    fn id(i: u8) -> JobId {
+        JobId(Digest([i; 32]))
+    }
+
+    /// A node whose archive holds jobs 1 to 7 (clients alternate), and none in its state.
+    fn archived_node(dir: &std::path::Path) -> std::sync::Arc<Node> {
+        let node = Node::open(NodeConfig::new(dir.to_path_buf(), devnet::genesis())).unwrap();
+        let jobs: Vec<Job> = (1..=7u8)
+            .map(|i| {
+                Job::submitted(
+                    id(i),
+                    Address([i % 2; 32]),
+                    ProgramHash(Digest([0; 32])),
+                    false,
+                    verity_testkit::fib_job(1),
+                    1,
+                )
+            })
+            .collect();
+        let block = StoredBlock {
+            parent_id: BlockId(Digest([8; 32])),
+            header: verity_ledger::BlockHeader {
+                chain_id: "test".into(),
+                height: 99,
+                timestamp_ms: 0,
+                parent: Digest([0; 32]),
+                proposer: Address([0; 32]),
+            },
+            txs: vec![],
+            state_root: Digest([0; 32]),
+        };
+        node.storage()
+            .commit_block(
+                &BlockId(Digest([9; 32])),
+                &block,
+                &ChangeSet::new(),
+                0,
+                &[],
+                &[],
+                &jobs,
+            )
+            .unwrap();
+        node
+    }
+
+    fn ids(page: &JobPage) -> Vec<JobId> {
+        page.jobs.iter().map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_listing_reads_a_bounded_part_of_the_archive_and_says_where_to_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = archived_node(dir.path());
+        let all = JobQuery {
+            limit: Some(3),
+            ..Default::default()
+        };
+        // A page, then the rest from its cursor: every archived job once, in id order.
+        let first = jobs_reading(&node, &all, 2, 100).unwrap();
+        assert_eq!(
+            (ids(&first), first.next),
+            (vec![id(1), id(2), id(3)], Some(id(3)))
+        );
+        let rest = jobs_reading(
+            &node,
+            &JobQuery {
+                after: first.next,
+                limit: Some(50),
+                ..Default::default()
+            },
+            2,
+            100,
+        )
+        .unwrap();
+        assert_eq!(
+            (ids(&rest), rest.next),
+            (vec![id(4), id(5), id(6), id(7)], None)
+        );
+
+        // A filter nothing matches stops reading after the budget (4 jobs, 2 at a time) and
+        // says where it got to; going on from there reaches the end.
+        let nobody = JobQuery {
+            client: Some(Address([7; 32])),
+            limit: Some(50),
+            ..Default::default()
+        };
+        let page = jobs_reading(&node, &nobody, 2, 4).unwrap();
+        assert_eq!((ids(&page), page.next), (vec![], Some(id(4))));
+        let page = jobs_reading(
+            &node,
+            &JobQuery {
+                after: page.next,
+                ..nobody.clone()
+            },
+            2,
+            4,
+        )
+        .unwrap();
+        assert_eq!((ids(&page), page.next), (vec![], None));
+
+        // Filters apply to archived jobs as to the state's.
+        let odd = jobs_reading(
+            &node,
+            &JobQuery {
+                client: Some(Address([1; 32])),
+                limit: Some(50),
+                ..Default::default()
+            },
+            2,
+            100,
+        )
+        .unwrap();
+        assert_eq!(ids(&odd), vec![id(1), id(3), id(5), id(7)]);
+        // And they are counted by their state.
+        assert_eq!(stats(&node).unwrap().jobs_by_state[&JobState::Submitted], 7);
+    }
 }
