@@ -325,8 +325,11 @@ pub struct StateSnapshot {
     pub lower: u64,
     /// Operations in the log at that commit.
     pub size: u64,
-    /// Every state entry: store key, value.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Every state entry (store key, value), borsh-encoded as a `Vec<(Vec<u8>, Vec<u8>)>`.
+    /// Kept encoded so that the syncing node decodes it only once its store is synced and
+    /// checked, expecting exactly as many entries as the store holds: a peer cannot make it
+    /// allocate for millions of made-up entries.
+    pub entries: Vec<u8>,
 }
 
 /// `GET /v1/blocks/{height}/certified`: a block as consensus finalized it, for clients that

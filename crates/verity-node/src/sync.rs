@@ -119,12 +119,14 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
             committed.root, committed.height, snapshot.state_root, snapshot.height
         )));
     }
+    let entries = decode_entries(&snapshot.entries, store.active_keys()?)
+        .map_err(|e| bad(format!("its entries are not the store's: {e}")))?;
     store
-        .holds_exactly(snapshot.entries.iter().map(|(k, v)| (k, v)))
+        .holds_exactly(entries.iter().map(|(k, v)| (k, v)))
         .map_err(|e| bad(format!("its entries are not the store's: {e}")))?;
     // Entries the store holds were written by the ledger, so they decode; a state of another
     // height would have another root.
-    let state = State::from_entries(snapshot.entries.iter().cloned())
+    let state = State::from_entries(entries.iter().cloned())
         .map_err(|e| bad(format!("its entries do not decode: {e}")))?;
     if state.height != snapshot.height || state.chain_id != *chain_id {
         return Err(bad(format!(
@@ -140,16 +142,39 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         txs: block.txs,
         state_root: snapshot.state_root,
     };
-    storage.put_synced(&tip_id, &stored, &snapshot.entries, committed.size)?;
+    storage.put_synced(&tip_id, &stored, &entries, committed.size)?;
     Ok(Synced {
         height: snapshot.height,
         state_root: snapshot.state_root,
-        entries: snapshot.entries.len(),
+        entries: entries.len(),
         operations: snapshot.size.saturating_sub(snapshot.lower),
         certified_height: certified.certified_height,
         signers: certified.signers,
         validators: trusted.validators.len(),
     })
+}
+
+/// The snapshot's entries, which must be `count` (what the synced store holds): decoded one
+/// at a time, so a peer claiming more gets an error, not an allocation.
+fn decode_entries(bytes: &[u8], count: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    use borsh::BorshDeserialize;
+    let mut reader = bytes;
+    let claimed = u32::deserialize_reader(&mut reader).map_err(|e| e.to_string())?;
+    if u64::from(claimed) != count {
+        return Err(format!(
+            "it lists {claimed} entries, the store holds {count}"
+        ));
+    }
+    let mut entries = Vec::with_capacity(claimed as usize);
+    for _ in 0..claimed {
+        entries.push(
+            <(Vec<u8>, Vec<u8>)>::deserialize_reader(&mut reader).map_err(|e| e.to_string())?,
+        );
+    }
+    if !reader.is_empty() {
+        return Err(format!("{} bytes follow its entries", reader.len()));
+    }
+    Ok(entries)
 }
 
 /// Rebuilds the state store in `<dir>/state` by QMDB's sync from `peer`, answering the
@@ -236,7 +261,8 @@ impl Node {
                 ops_root: point.target.ops_root,
                 lower: point.target.lower,
                 size: point.target.size,
-                entries: state.entries(),
+                entries: borsh::to_vec(&state.entries())
+                    .map_err(|e| StorageError(format!("cannot encode the state: {e}")))?,
             }));
         }
         Err(StorageError("the state store and the head did not settle on one block".into()).into())

@@ -43,6 +43,8 @@ enum Lie {
     OtherRoot,
     OtherBlock,
     AlterOperations,
+    /// Claims four billion entries in a few bytes: to be refused, not allocated for.
+    ClaimMany,
 }
 
 struct Proxy {
@@ -87,22 +89,32 @@ async fn lying_peer(to: String, lie: Lie) -> String {
     format!("http://{addr}")
 }
 
-fn tell(lie: Lie, s: &mut StateSnapshot) {
-    let account = s.entries.len() / 2;
+fn tell(lie: Lie, snapshot: &mut StateSnapshot) {
+    if let Lie::ClaimMany = lie {
+        snapshot.entries = u32::MAX.to_le_bytes().to_vec();
+        return;
+    }
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> = borsh::from_slice(&snapshot.entries).unwrap();
+    tell_entries(lie, snapshot, &mut entries);
+    snapshot.entries = borsh::to_vec(&entries).unwrap();
+}
+
+fn tell_entries(lie: Lie, s: &mut StateSnapshot, entries: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    let account = entries.len() / 2;
     match lie {
-        Lie::None | Lie::AlterOperations => {}
+        Lie::None | Lie::AlterOperations | Lie::ClaimMany => {}
         Lie::AlterEntry => {
-            let v = &mut s.entries[account].1;
+            let v = &mut entries[account].1;
             let last = v.len() - 1;
             v[last] ^= 1;
         }
         Lie::DropEntry => {
-            s.entries.remove(account);
+            entries.remove(account);
         }
         Lie::AddEntry => {
-            let mut extra = s.entries[account].clone();
+            let mut extra = entries[account].clone();
             extra.0.push(0);
-            s.entries.push(extra);
+            entries.push(extra);
         }
         Lie::OtherRoot => s.state_root = Digest([7; 32]),
         Lie::OtherBlock => {
@@ -199,7 +211,12 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
     // The honest path through the same proxy works.
     assert!(sync_via(Lie::None, devnet::genesis()).await.is_ok());
 
-    for lie in [Lie::AlterEntry, Lie::DropEntry, Lie::AddEntry] {
+    for lie in [
+        Lie::AlterEntry,
+        Lie::DropEntry,
+        Lie::AddEntry,
+        Lie::ClaimMany,
+    ] {
         match sync_via(lie, devnet::genesis()).await {
             Err(SyncError::BadSnapshot(why)) => {
                 assert!(

@@ -228,6 +228,11 @@ impl StateStore {
         self.call(|reply| Request::HoldsExactly { entries, reply })
     }
 
+    /// How many keys the committed state holds.
+    pub fn active_keys(&self) -> Result<u64, StoreError> {
+        self.call(Request::ActiveKeys)
+    }
+
     fn call<T>(
         &self,
         request: impl FnOnce(reply::Sender<Result<T, StoreError>>) -> Request,

@@ -88,6 +88,7 @@ pub(crate) enum Request {
         entries: Vec<(Key, Vec<u8>)>,
         reply: Reply<()>,
     },
+    ActiveKeys(Reply<u64>),
     Close {
         reply: Sender<()>,
     },
@@ -319,15 +320,20 @@ async fn serve_sync(db: &Db, request: SyncRequest) -> Result<Vec<u8>, StoreError
     Ok(response.encode().to_vec())
 }
 
-/// Whether the database's current state is exactly `entries`: each holds its value, and
-/// nothing else is active (the bitmap has one bit per active key, plus the last commit).
-async fn holds_exactly(db: &Db, entries: Vec<(Key, Vec<u8>)>) -> Result<(), StoreError> {
+/// Keys the database holds now: the activity bitmap has one bit per active key, plus one for
+/// the last commit.
+fn active_keys(db: &Db) -> u64 {
     let bitmap = db.bitmap();
-    let active = bitmap.ones_iter_from(bitmap.pruned_bits()).count();
-    if active != entries.len() + 1 {
+    (bitmap.ones_iter_from(bitmap.pruned_bits()).count() as u64).saturating_sub(1)
+}
+
+/// Whether the database's current state is exactly `entries`: each holds its value, and
+/// nothing else is active.
+async fn holds_exactly(db: &Db, entries: Vec<(Key, Vec<u8>)>) -> Result<(), StoreError> {
+    let active = active_keys(db);
+    if active != entries.len() as u64 {
         return Err(StoreError::Mismatch(format!(
-            "the store holds {} entries, not {}",
-            active.saturating_sub(1),
+            "the store holds {active} entries, not {}",
             entries.len()
         )));
     }
@@ -484,6 +490,9 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
             }
             Request::HoldsExactly { entries, reply } => {
                 let _ = reply.send(holds_exactly(&db, entries).await);
+            }
+            Request::ActiveKeys(reply) => {
+                let _ = reply.send(Ok(active_keys(&db)));
             }
             Request::Close { reply } => {
                 // Everything committed is durable already; a sync spares the next open its

@@ -405,6 +405,7 @@ fn a_store_synced_from_another_has_its_root_and_state_and_a_liar_cannot_feed_it(
     })
     .unwrap();
     assert_eq!(synced.committed().unwrap(), point.committed);
+    assert_eq!(synced.active_keys().unwrap(), live.len() as u64);
     assert!(synced.holds_exactly(&live).is_ok());
     // Plain entries that differ from the store's are caught: one missing, one extra, one
     // altered.
