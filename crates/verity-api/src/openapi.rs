@@ -239,7 +239,7 @@ fn resolve() {}
     responses((status = 200, description = "a borsh-encoded `StateSnapshot`", body = Vec<u8>,
         content_type = "application/octet-stream"),
         (status = 404, description = "the chain is at genesis: nothing to sync", body = ErrorBody),
-        (status = 503, description = "busy (state proofs and sync share a few slots)", body = ErrorBody)))]
+        (status = 503, description = "busy: another snapshot is being served", body = ErrorBody)))]
 fn sync_snapshot() {}
 
 /// Operations `start..` (at most `max`, at most 1,024) of the state store's log as it was at

@@ -77,6 +77,9 @@ pub struct Node {
     /// consensus stages and commits blocks: a caller asking for more gets `busy` rather than
     /// a queue in front of the chain.
     pub(crate) proof_slots: Arc<tokio::sync::Semaphore>,
+    /// State snapshots served at once (`/v1/sync/snapshot`): one, since each copies the whole
+    /// state; a flood of them must not take the proof slots too.
+    pub(crate) snapshot_slot: Arc<tokio::sync::Semaphore>,
 }
 
 /// State proofs served at once (see [`Node::proof_slots`]).
@@ -198,6 +201,7 @@ impl Node {
             pending_certificates: Mutex::new(BTreeMap::new()),
             metrics,
             proof_slots: Arc::new(tokio::sync::Semaphore::new(PROOF_SLOTS)),
+            snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         }))
     }
 
