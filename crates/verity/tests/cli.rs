@@ -959,3 +959,24 @@ fn genesis_new_writes_a_checked_genesis_and_refuses_mistakes() {
         serde_json::from_str(&std::fs::read_to_string(&devnet).unwrap()).unwrap();
     assert_eq!(written, verity_node::devnet::genesis_with_validators(4));
 }
+
+/// `--sync-from` is for a validator of a BFT network: a one-validator node that took another
+/// chain's state would go on producing blocks of its own on it. Refused before anything runs.
+#[test]
+fn sync_from_without_peers_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = verity(&[
+        "node",
+        "run",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sync-from",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--peers"), "{}", stderr(&out));
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing was written"
+    );
+}

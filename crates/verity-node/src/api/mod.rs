@@ -262,13 +262,17 @@ fn octets(bytes: Vec<u8>) -> Response {
 /// `GET /v1/sync/snapshot`: the committed state for a node that syncs from this one (borsh).
 /// One at a time (each copies the whole state), beside the state-proof slots.
 async fn sync_snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let slot = node.snapshot_slot.clone().try_acquire_owned().map_err(|_| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Busy,
-            "the node is serving another state snapshot; try again in a moment",
-        )
-    })?;
+    let slot = node
+        .snapshot_slot
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Busy,
+                "the node is serving another state snapshot; try again in a moment",
+            )
+        })?;
     let snapshot = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let snapshot = node.state_snapshot()?;

@@ -103,8 +103,9 @@ pub struct RunArgs {
     block_ms: u64,
     /// Start from the committed state of the node at this URL instead of replaying every
     /// block: the state is checked against a root the genesis validators finalized. Only
-    /// for a directory that holds no chain yet; a restart resumes from the directory.
-    #[arg(long, value_name = "URL")]
+    /// for a validator of a BFT network (`--peers`) whose directory holds no chain yet; a
+    /// restart resumes from the directory.
+    #[arg(long, value_name = "URL", requires = "peers")]
     sync_from: Option<String>,
     #[command(flatten)]
     audit: AuditArgs,
