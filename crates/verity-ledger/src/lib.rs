@@ -23,6 +23,6 @@ pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
     EntryKind, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState, KeyBytes, Lock,
     MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, Params, Provenance, ProvidedInputs, ProviderStats,
-    PublishedProgram, StakeInfo, State, StoredSource, Table, TimelineEntry, Unbonding, store_key,
+    PublishedProgram, StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
 };
 pub use trust::TrustProfile;

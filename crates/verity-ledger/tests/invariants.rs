@@ -503,11 +503,15 @@ fn check_invariants(chain: &Chain) {
     }
     let held: BTreeMap<Digest, u64> = chain
         .state
-        .sources
+        .source_jobs
         .iter()
-        .map(|(d, s)| (*d, s.jobs))
+        .map(|(d, n)| (*d, *n))
         .collect();
     assert_eq!(held, named, "the stored sources are the jobs' sources");
+    assert!(
+        chain.state.sources.keys().eq(named.keys()),
+        "a source is stored exactly while a job names it"
+    );
     for job in chain.archive.values() {
         assert!(
             !matches!(job.request.program, ProgramSource::Stored(_)),

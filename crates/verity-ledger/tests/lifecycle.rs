@@ -497,9 +497,8 @@ fn an_inline_source_is_held_once_for_all_its_jobs_and_leaves_with_the_last() {
     assert_eq!(shared, digest(&chain, second));
     assert_ne!(shared, digest(&chain, other));
     assert_eq!(chain.state.sources.len(), 2);
-    let shared_source = &chain.state.sources[&shared];
-    assert_eq!(shared_source.jobs, 2);
-    assert_eq!(Some(shared_source.source.as_str()), fib.inline());
+    assert_eq!(chain.state.source_jobs[&shared], 2);
+    assert_eq!(Some(chain.state.sources[&shared].as_str()), fib.inline());
     // The job's own entry no longer carries the source.
     let encoded = chain.state.entries();
     let job_entry = encoded
@@ -543,7 +542,8 @@ fn an_inline_source_is_held_once_for_all_its_jobs_and_leaves_with_the_last() {
     // The first retires; the source stays for the second.
     chain.advance_to(f1 + R);
     assert!(!chain.state.jobs.contains_key(&first));
-    assert_eq!(chain.state.sources[&shared].jobs, 1);
+    assert_eq!(chain.state.source_jobs[&shared], 1);
+    assert!(chain.state.sources.contains_key(&shared));
     // The second retires with it: the source leaves the state; its archived record (what a
     // node serves after retirement) has the source back.
     chain.advance_to(f2 + R);
@@ -552,6 +552,6 @@ fn an_inline_source_is_held_once_for_all_its_jobs_and_leaves_with_the_last() {
     assert_eq!(chain.archive[&second].request.program, fib);
     assert_eq!(chain.state.sources.len(), 1);
     chain.advance_to(f3 + R);
-    assert!(chain.state.sources.is_empty());
+    assert!(chain.state.sources.is_empty() && chain.state.source_jobs.is_empty());
     chain.check_supply();
 }

@@ -231,8 +231,11 @@ impl Node {
 
     /// Job `id`: from the state, or from this node's archive once it retired (`true`).
     pub fn job_anywhere(&self, id: &JobId) -> Result<Option<(Job, bool)>, StorageError> {
-        if let Some(job) = self.state().jobs.get(id) {
-            return Ok(Some((job.clone(), false)));
+        // As submitted, from one state: read against another, a job that retired between the
+        // two reads could have taken its source along.
+        let state = self.state();
+        if let Some(job) = state.jobs.get(id) {
+            return Ok(Some((state.as_submitted(job), false)));
         }
         Ok(self.storage.archived_job(id)?.map(|job| (job, true)))
     }

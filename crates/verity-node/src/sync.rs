@@ -154,9 +154,12 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
     })
 }
 
+/// A state entry: store key, value.
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// The snapshot's entries, which must be `count` (what the synced store holds): decoded one
 /// at a time, so a peer claiming more gets an error, not an allocation.
-fn decode_entries(bytes: &[u8], count: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn decode_entries(bytes: &[u8], count: u64) -> Result<Vec<Entry>, String> {
     use borsh::BorshDeserialize;
     let mut reader = bytes;
     let claimed = u32::deserialize_reader(&mut reader).map_err(|e| e.to_string())?;
@@ -165,11 +168,15 @@ fn decode_entries(bytes: &[u8], count: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, S
             "it lists {claimed} entries, the store holds {count}"
         ));
     }
-    let mut entries = Vec::with_capacity(claimed as usize);
+    let mut entries: Vec<Entry> = Vec::with_capacity(claimed as usize);
     for _ in 0..claimed {
-        entries.push(
-            <(Vec<u8>, Vec<u8>)>::deserialize_reader(&mut reader).map_err(|e| e.to_string())?,
-        );
+        let entry = Entry::deserialize_reader(&mut reader).map_err(|e| e.to_string())?;
+        // In key order, each key once (as `State::entries` lists them): a key listed twice
+        // would stand in for one left out, and the count would still match.
+        if entries.last().is_some_and(|(last, _)| *last >= entry.0) {
+            return Err("its keys are not in strictly ascending order".into());
+        }
+        entries.push(entry);
     }
     if !reader.is_empty() {
         return Err(format!("{} bytes follow its entries", reader.len()));

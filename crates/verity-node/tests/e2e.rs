@@ -59,13 +59,18 @@ async fn submit(client: &Client, req: JobRequest) -> JobId {
     JobId::submitted_by(tx)
 }
 
-/// Starts a provider worker on `node` and runs one `fib(10)` proof job to its end: the client,
-/// the job's id and the finished job.
-async fn finished_proof_job(node: &mut RunningNode) -> (Client, JobId, verity_ledger::Job) {
+/// Starts a provider worker on `node` and runs one `fib(10)` proof job to its end, with
+/// `lock` and `timeout` blocks to lock and deliver: the client, the job's id and the
+/// finished job.
+async fn finished_proof_job(
+    node: &mut RunningNode,
+    lock: u64,
+    timeout: u64,
+) -> (Client, JobId, verity_ledger::Job) {
     let cfg = provider_cfg(&node.url(), "provider");
     node.spawn_worker(|stop| Provider::new(cfg).run(stop));
     let client = Client::new(&node.url());
-    let id = submit(&client, fib_job(10, Mode::Proof, 200, 400)).await;
+    let id = submit(&client, fib_job(10, Mode::Proof, lock, timeout)).await;
     let job = client
         .wait_job(&id, Duration::from_secs(60), |_| {})
         .await
@@ -78,7 +83,7 @@ async fn finished_proof_job(node: &mut RunningNode) -> (Client, JobId, verity_le
 async fn proof_job_goes_from_submission_to_a_verified_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_node(dir.path()).await;
-    let (client, id, job) = finished_proof_job(&mut node).await;
+    let (client, id, job) = finished_proof_job(&mut node, 200, 400).await;
     assert_eq!(job.outputs().unwrap()[0], 55);
     assert_eq!(job.fulfiller(), Some(devnet::dev_key("provider").address()));
     let states: Vec<_> = job.timeline.iter().map(|e| e.state).collect();
@@ -216,7 +221,9 @@ async fn an_ended_job_moves_to_the_archive_and_is_still_served() {
     genesis.params.job_retention = retention;
     // 10 ms blocks: the retention (600 blocks) passes in seconds.
     let mut node = start_with(dir.path(), genesis, 10).await;
-    let (client, id, job) = finished_proof_job(&mut node).await;
+    // Blocks are 10 ms: give the provider 30 s to lock and 60 s to deliver, as 200 and 400
+    // blocks of 50 ms and more are elsewhere (a loaded machine must not expire the job).
+    let (client, id, job) = finished_proof_job(&mut node, 3_000, 6_000).await;
     let view = client.job(&id).await.unwrap();
     assert!(!view.archived);
 

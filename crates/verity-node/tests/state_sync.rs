@@ -45,6 +45,9 @@ enum Lie {
     AlterOperations,
     /// Claims four billion entries in a few bytes: to be refused, not allocated for.
     ClaimMany,
+    /// Lists one entry twice in place of another: the count matches, every listed entry is
+    /// the store's, yet one is missing.
+    DuplicateForMissing,
 }
 
 struct Proxy {
@@ -115,6 +118,10 @@ fn tell_entries(lie: Lie, s: &mut StateSnapshot, entries: &mut Vec<(Vec<u8>, Vec
             let mut extra = entries[account].clone();
             extra.0.push(0);
             entries.push(extra);
+        }
+        Lie::DuplicateForMissing => {
+            let copy = entries[account].clone();
+            entries[account + 1] = copy;
         }
         Lie::OtherRoot => s.state_root = Digest([7; 32]),
         Lie::OtherBlock => {
@@ -216,6 +223,7 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
         Lie::DropEntry,
         Lie::AddEntry,
         Lie::ClaimMany,
+        Lie::DuplicateForMissing,
     ] {
         match sync_via(lie, devnet::genesis()).await {
             Err(SyncError::BadSnapshot(why)) => {

@@ -4,7 +4,7 @@ use verity_types::{Address, Digest, JobRequest, ProgramHash, ProgramSource};
 
 use super::Ctx;
 use crate::error::TxError;
-use crate::state::{PublishedProgram, StoredSource};
+use crate::state::PublishedProgram;
 
 /// A program's first raw advice read (unverified hint), as "`instruction` on line N": what
 /// keeps its jobs out of optimistic mode, named in the refusal.
@@ -67,25 +67,21 @@ impl Ctx<'_> {
     /// Holds an inline source for one more job: stored once per source, counted per job.
     pub(super) fn hold_source(&mut self, source: &str) -> Digest {
         let digest = Digest::blake3(source.as_bytes());
-        let held = self
-            .state
-            .sources
-            .entry(digest)
-            .or_insert_with(|| StoredSource {
-                source: source.to_string(),
-                jobs: 0,
-            });
-        held.jobs += 1;
+        if !self.state.sources.contains_key(&digest) {
+            self.state.sources.insert(digest, source.to_string());
+        }
+        *self.state.source_jobs.entry(digest).or_insert(0) += 1;
         digest
     }
 
     /// One job fewer names a stored source: the last one takes it out of the state.
     pub(super) fn release_source(&mut self, digest: Digest) {
-        let Some(held) = self.state.sources.get_mut(&digest) else {
+        let Some(jobs) = self.state.source_jobs.get_mut(&digest) else {
             return;
         };
-        held.jobs = held.jobs.saturating_sub(1);
-        if held.jobs == 0 {
+        *jobs = jobs.saturating_sub(1);
+        if *jobs == 0 {
+            self.state.source_jobs.remove(&digest);
             self.state.sources.remove(&digest);
         }
     }

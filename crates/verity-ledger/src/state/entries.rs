@@ -25,6 +25,7 @@ pub(crate) const TAG_AUDITOR: u8 = 12;
 pub(crate) const TAG_PROGRAM: u8 = 13;
 pub(crate) const TAG_RELEASE: u8 = 14;
 pub(crate) const TAG_SOURCE: u8 = 15;
+pub(crate) const TAG_SOURCE_JOBS: u8 = 16;
 
 fn key(tag: u8, id: &[u8; 32]) -> Vec<u8> {
     let mut k = Vec::with_capacity(33);
@@ -68,6 +69,7 @@ state_tables!(
     programs,
     releases,
     sources,
+    source_jobs,
 );
 
 /// The meta entry: the state's scalars, in this order.

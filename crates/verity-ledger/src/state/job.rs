@@ -458,15 +458,6 @@ pub struct PublishedProgram {
     pub source: String,
 }
 
-/// An inline program source the state holds for its jobs (`State::sources`): stored once,
-/// removed when the last job naming it leaves the state.
-#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
-pub struct StoredSource {
-    pub source: String,
-    /// Jobs in the state whose request names it.
-    pub jobs: u64,
-}
-
 /// A finished job's provenance: enough to say which program ran on which inputs, what it
 /// output, who proved it, at what price and when — provable against the state root.
 #[derive(

@@ -22,7 +22,7 @@ pub use table::{KeyBytes, Table, store_key};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,
-    PublishedProgram, StoredSource, TimelineEntry,
+    PublishedProgram, TimelineEntry,
 };
 pub use params::{Genesis, GenesisAccount, GenesisStake, Params};
 pub use records::{
@@ -87,8 +87,11 @@ pub struct State {
     /// Published programs, by the hash of the source as written.
     pub programs: Table<{ entries::TAG_PROGRAM }, ProgramHash, PublishedProgram>,
     /// Inline program sources of the jobs in the state, once per source (by its BLAKE3
-    /// digest), with how many jobs name it: a thousand jobs of one program hold one copy.
-    pub sources: Table<{ entries::TAG_SOURCE }, Digest, StoredSource>,
+    /// digest): a thousand jobs of one program hold one copy.
+    pub sources: Table<{ entries::TAG_SOURCE }, Digest, String>,
+    /// How many jobs in the state name each stored source. Apart from the source, so that a
+    /// job more or fewer rewrites a count, not the source.
+    pub source_jobs: Table<{ entries::TAG_SOURCE_JOBS }, Digest, u64>,
 }
 
 impl State {
@@ -175,6 +178,7 @@ impl State {
             auditors: Table::new(),
             programs: Table::new(),
             sources: Table::new(),
+            source_jobs: Table::new(),
         }
     }
 
@@ -183,7 +187,7 @@ impl State {
     pub fn program_source<'a>(&'a self, program: &'a ProgramSource) -> Option<&'a str> {
         match program {
             ProgramSource::Inline(source) => Some(source),
-            ProgramSource::Stored(digest) => self.sources.get(digest).map(|s| s.source.as_str()),
+            ProgramSource::Stored(digest) => self.sources.get(digest).map(String::as_str),
             ProgramSource::Published(hash) => self.programs.get(hash).map(|p| p.source.as_str()),
         }
     }
@@ -193,9 +197,9 @@ impl State {
     pub fn as_submitted(&self, job: &Job) -> Job {
         let mut job = job.clone();
         if let ProgramSource::Stored(digest) = &job.request.program
-            && let Some(stored) = self.sources.get(digest)
+            && let Some(source) = self.sources.get(digest)
         {
-            job.request.program = ProgramSource::Inline(stored.source.clone());
+            job.request.program = ProgramSource::Inline(source.clone());
         }
         job
     }
