@@ -321,6 +321,9 @@ pub struct StateSnapshot {
     /// The root of the state store's operation log at that commit (what each synced batch
     /// is checked against; the state root commits to it).
     pub ops_root: Digest,
+    /// What ties `ops_root` to `state_root` (QMDB's `OpsRootWitness`, encoded;
+    /// `verity_store::verify_ops_root`): checked before anything is fetched.
+    pub ops_root_witness: Vec<u8>,
     /// The first operation of the log a synced store needs.
     pub lower: u64,
     /// Operations in the log at that commit.

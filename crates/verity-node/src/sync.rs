@@ -111,6 +111,15 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         )));
     }
 
+    // The log to fetch must be the one the certified root names (the log root commits to its
+    // size): a peer cannot send this node after a log of its own making.
+    if !verity_store::verify_ops_root(
+        &snapshot.ops_root,
+        &snapshot.ops_root_witness,
+        &snapshot.state_root,
+    ) {
+        return Err(bad("its log root is not the certified state root's".into()));
+    }
     let store = sync_store(config, &peer, &snapshot).await?;
     let committed = store.committed()?;
     if committed.root != snapshot.state_root || committed.height != Some(snapshot.height) {
@@ -266,6 +275,7 @@ impl Node {
                 block: block.to_block().to_bytes(),
                 state_root: root,
                 ops_root: point.target.ops_root,
+                ops_root_witness: point.witness,
                 lower: point.target.lower,
                 size: point.target.size,
                 entries: borsh::to_vec(&state.entries())

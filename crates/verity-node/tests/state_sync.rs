@@ -48,6 +48,8 @@ enum Lie {
     /// Lists one entry twice in place of another: the count matches, every listed entry is
     /// the store's, yet one is missing.
     DuplicateForMissing,
+    /// Names a log of its own (another log root) under the certified state root.
+    OtherLog,
 }
 
 struct Proxy {
@@ -124,6 +126,7 @@ fn tell_entries(lie: Lie, s: &mut StateSnapshot, entries: &mut Vec<(Vec<u8>, Vec
             entries[account + 1] = copy;
         }
         Lie::OtherRoot => s.state_root = Digest([7; 32]),
+        Lie::OtherLog => s.ops_root = Digest([7; 32]),
         Lie::OtherBlock => {
             // A well-formed block of this chain at this height, but not the one the chain
             // built on.
@@ -238,6 +241,10 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
     match sync_via(Lie::OtherRoot, devnet::genesis()).await {
         Err(SyncError::NotCertified(ProvenanceError::RootNotNamed { .. })) => {}
         other => panic!("expected an uncertified root, got {other:?}"),
+    }
+    match sync_via(Lie::OtherLog, devnet::genesis()).await {
+        Err(SyncError::BadSnapshot(why)) => assert!(why.contains("log root"), "{why}"),
+        other => panic!("expected another log refused before fetching, got {other:?}"),
     }
     match sync_via(Lie::OtherBlock, devnet::genesis()).await {
         Err(SyncError::BadSnapshot(why)) => assert!(why.contains("not the parent"), "{why}"),

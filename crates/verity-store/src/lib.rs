@@ -117,10 +117,13 @@ pub struct SyncTarget {
 }
 
 /// The last commit and what a sync to it would fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncPoint {
     pub committed: Committed,
     pub target: SyncTarget,
+    /// What ties the target's log root to the commit's state root (QMDB's `OpsRootWitness`,
+    /// encoded): check it with [`verify_ops_root`] before fetching anything.
+    pub witness: Vec<u8>,
 }
 
 /// One request of a state sync, as it travels between nodes: operations `start..` (at most
@@ -369,6 +372,20 @@ pub fn verify(key: &[u8], value: &[u8], proof: &[u8], root: &Digest) -> bool {
     let operation: Operation<commonware_storage::mmr::Family, worker::Key, Vec<u8>> =
         Operation::Update(update);
     proof.verify::<Sha256, _>(operation, &root)
+}
+
+/// Checks that `state_root` commits to the operation log whose root is `ops_root`, by
+/// `witness` as [`StateStore::sync_point`] encoded it. With a trusted state root, this makes
+/// the log root, and the log's size (which the log root commits to), trusted too, so a sync
+/// fetches nothing of a log the state root does not name. Needs no database.
+pub fn verify_ops_root(ops_root: &Digest, witness: &[u8], state_root: &Digest) -> bool {
+    let Ok(witness) = worker::Witness::decode_cfg(witness.to_vec(), &()) else {
+        return false;
+    };
+    witness.verify::<Sha256>(
+        &commonware_cryptography::sha256::Digest(ops_root.0),
+        &commonware_cryptography::sha256::Digest(state_root.0),
+    )
 }
 
 fn to_digest(d: &commonware_cryptography::sha256::Digest) -> Digest {

@@ -49,6 +49,8 @@ pub(crate) type Proof =
 pub(crate) type Op =
     commonware_storage::qmdb::any::unordered::variable::Operation<mmr::Family, Key, Vec<u8>>;
 type SyncResponse = commonware_storage::qmdb::sync::Response<mmr::Family, Op, Key>;
+pub(crate) type Witness =
+    commonware_storage::qmdb::current::proof::OpsRootWitness<mmr::Family, Key>;
 
 type Reply<T> = Sender<Result<T, StoreError>>;
 
@@ -351,6 +353,20 @@ async fn holds_exactly(db: &Db, entries: Vec<(Key, Vec<u8>)>) -> Result<(), Stor
     Ok(())
 }
 
+async fn sync_point(db: &Db) -> Result<SyncPoint, StoreError> {
+    let committed = committed(db).await?;
+    let witness = db.ops_root_witness().await.map_err(db_error)?;
+    Ok(SyncPoint {
+        committed,
+        target: SyncTarget {
+            ops_root: to_digest(&db.ops_root()),
+            lower: *db.sync_boundary(),
+            size: committed.size,
+        },
+        witness: witness.encode().to_vec(),
+    })
+}
+
 async fn committed(db: &Db) -> Result<Committed, StoreError> {
     let height = db.get_metadata().await.map_err(db_error)?;
     Ok(Committed {
@@ -475,15 +491,7 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
                 let _ = reply.send(Ok(()));
             }
             Request::SyncPoint(reply) => {
-                let point = committed(&db).await.map(|committed| SyncPoint {
-                    committed,
-                    target: SyncTarget {
-                        ops_root: to_digest(&db.ops_root()),
-                        lower: *db.sync_boundary(),
-                        size: committed.size,
-                    },
-                });
-                let _ = reply.send(point);
+                let _ = reply.send(sync_point(&db).await);
             }
             Request::ServeSync { request, reply } => {
                 let _ = reply.send(serve_sync(&db, request).await);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use verity_store::{Fetch, MAX_VALUE_BYTES, Parent, StateStore, StoreError, SyncTarget, verify};
+use verity_store::{
+    Fetch, MAX_VALUE_BYTES, Parent, StateStore, StoreError, SyncTarget, verify, verify_ops_root,
+};
 use verity_types::Digest;
 
 type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -384,6 +386,20 @@ fn a_store_synced_from_another_has_its_root_and_state_and_a_liar_cannot_feed_it(
     }
     let point = source.sync_point().unwrap();
     assert!(point.target.lower > 0, "the source was pruned: {point:?}");
+    // The state root commits to the log root: a sync can check the target before fetching.
+    let root = point.committed.root;
+    assert!(verify_ops_root(
+        &point.target.ops_root,
+        &point.witness,
+        &root
+    ));
+    assert!(!verify_ops_root(&Digest([7; 32]), &point.witness, &root));
+    assert!(!verify_ops_root(
+        &point.target.ops_root,
+        &point.witness,
+        &Digest([7; 32])
+    ));
+    assert!(!verify_ops_root(&point.target.ops_root, b"garbage", &root));
     assert!(source.holds_exactly(&live).is_ok());
 
     // A liar: every answer altered in one byte. The sync fails; nothing is believed.
