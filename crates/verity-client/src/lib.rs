@@ -160,6 +160,17 @@ impl Client {
         }
     }
 
+    /// The same client with `timeout` for each whole request (30 s unless set): a state
+    /// snapshot of millions of accounts takes longer than an API call.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
+        self.http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .expect("a plain HTTP client builds");
+        self
+    }
+
     /// The node in use.
     pub fn url(&self) -> &str {
         &self.nodes[self.current.load(Ordering::Relaxed) % self.nodes.len()]

@@ -80,7 +80,13 @@ pub struct Node {
     /// State snapshots served at once (`/v1/sync/snapshot`): one, since each copies the whole
     /// state; a flood of them must not take the proof slots too.
     pub(crate) snapshot_slot: Arc<tokio::sync::Semaphore>,
+    /// Log batches served at once to syncing nodes, beside the proof slots: a sync in
+    /// progress must not take every proof slot, nor proofs stall a sync.
+    pub(crate) sync_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Log batches served at once to syncing nodes (see [`Node::sync_slots`]).
+pub const SYNC_SLOTS: usize = 2;
 
 /// State proofs served at once (see [`Node::proof_slots`]).
 pub const PROOF_SLOTS: usize = 4;
@@ -114,6 +120,17 @@ impl Node {
         // computed then: building a genesis of a million accounts to hash it takes seconds.
         let genesis_digest = genesis_digest(&config.genesis);
         let loaded = storage.load_state()?;
+        let store_dir = config.data_dir.join("state");
+        // A store no block refers to: the database writes genesis before the store does, so
+        // only a state sync that was killed before its database write leaves one. Nothing
+        // in it is this node's yet.
+        if loaded.is_none() && store_dir.exists() {
+            warn!(
+                dir = %store_dir.display(),
+                "removing a state store the database does not refer to (an interrupted state sync)"
+            );
+            std::fs::remove_dir_all(&store_dir)?;
+        }
         let (genesis_id, mut built) = match loaded
             .as_ref()
             .map(|_| storage.genesis_id(&genesis_digest))
@@ -165,7 +182,6 @@ impl Node {
             Some(block) => block.to_block().id(),
             None => genesis_id,
         };
-        let store_dir = config.data_dir.join("state");
         // Only a store with no block yet needs the genesis entries (to write or check them).
         let genesis_changes = match (state.height, built) {
             (0, Some((_, changes))) => changes,
@@ -202,6 +218,7 @@ impl Node {
             metrics,
             proof_slots: Arc::new(tokio::sync::Semaphore::new(PROOF_SLOTS)),
             snapshot_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            sync_slots: Arc::new(tokio::sync::Semaphore::new(SYNC_SLOTS)),
         }))
     }
 

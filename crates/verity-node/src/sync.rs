@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use verity_api::StateSnapshot;
-use verity_client::{Client, ClientError, ProvenanceError, TrustedValidators};
+use verity_client::{CertifiedRoot, Client, ClientError, ProvenanceError, TrustedValidators};
 use verity_ledger::{Block, State};
 use verity_store::{Fetch, StateStore, StoreError, SyncTarget};
 use verity_types::Digest;
@@ -30,9 +30,12 @@ use crate::storage::{Storage, StoredBlock};
 pub const MAX_SNAPSHOT_BYTES: usize = 2 << 30;
 /// The largest answer to one sync request: [`verity_store::MAX_SYNC_OPS`] operations.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
-/// Attempts per sync request: a peer's transient failure (busy, a dropped connection) is
-/// retried; one that keeps failing ends the sync.
-const FETCH_ATTEMPTS: u32 = 5;
+/// Attempts per request: a peer's transient failure (busy, a dropped connection) is retried,
+/// waiting longer each time (0.4 s to 25 s, about a minute in all); one that keeps failing
+/// ends the sync.
+const FETCH_ATTEMPTS: u32 = 8;
+/// How long the snapshot may take to arrive (a million accounts are ~100 MB).
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What a sync established.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         });
     }
     let peer = Client::new(url);
-    let snapshot = peer.state_snapshot(MAX_SNAPSHOT_BYTES).await?;
+    let snapshot = snapshot_from(&peer).await?;
     let bad = |reason: String| SyncError::BadSnapshot(reason);
     let block = Block::from_bytes(&snapshot.block).map_err(|e| bad(e.to_string()))?;
     if block.header.height != snapshot.height {
@@ -120,7 +123,44 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
     ) {
         return Err(bad("its log root is not the certified state root's".into()));
     }
-    let store = sync_store(config, &peer, &snapshot).await?;
+    let store_dir = config.data_dir.join("state");
+    // Whatever fails from here, nothing in the database refers to the store yet: it goes,
+    // so a new sync (or a start from genesis) finds the directory as it was.
+    let synced = finish_sync(config, &storage, &peer, snapshot, block, &certified).await;
+    if synced.is_err() {
+        let _ = std::fs::remove_dir_all(&store_dir);
+    }
+    synced
+}
+
+/// The snapshot, waiting out a busy peer (it serves one at a time).
+async fn snapshot_from(peer: &Client) -> Result<StateSnapshot, SyncError> {
+    let long = peer.clone().with_request_timeout(SNAPSHOT_TIMEOUT);
+    let mut attempt = 0;
+    loop {
+        match long.state_snapshot(MAX_SNAPSHOT_BYTES).await {
+            Err(ClientError::Refused { status: 503, .. }) if attempt + 1 < FETCH_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Syncs the store to the snapshot's log, checks the entries against it, and writes them
+/// with block `height` to the database.
+async fn finish_sync(
+    config: &NodeConfig,
+    storage: &Storage,
+    peer: &Client,
+    snapshot: StateSnapshot,
+    block: Block,
+    certified: &CertifiedRoot,
+) -> Result<Synced, SyncError> {
+    let bad = |reason: String| SyncError::BadSnapshot(reason);
+    let chain_id = &config.genesis.chain_id;
+    let store = sync_store(config, peer, &snapshot).await?;
     let committed = store.committed()?;
     if committed.root != snapshot.state_root || committed.height != Some(snapshot.height) {
         return Err(bad(format!(
@@ -143,6 +183,8 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
             state.chain_id, state.height
         )));
     }
+    // Durable before the database names it.
+    store.flush()?;
     drop(store);
 
     let stored = StoredBlock {
@@ -151,7 +193,7 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         txs: block.txs,
         state_root: snapshot.state_root,
     };
-    storage.put_synced(&tip_id, &stored, &entries, committed.size)?;
+    storage.put_synced(&certified.parent_id, &stored, &entries, committed.size)?;
     Ok(Synced {
         height: snapshot.height,
         state_root: snapshot.state_root,
@@ -159,7 +201,7 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         operations: snapshot.size.saturating_sub(snapshot.lower),
         certified_height: certified.certified_height,
         signers: certified.signers,
-        validators: trusted.validators.len(),
+        validators: config.genesis.validators().len(),
     })
 }
 

@@ -213,6 +213,7 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
             if result.is_err() {
                 let storage = verity_node::storage::Storage::open(&dir).unwrap();
                 assert!(!storage.has_state().unwrap(), "{lie:?} left a state behind");
+                assert!(!dir.join("state").exists(), "{lie:?} left a store behind");
             }
             result
         }
@@ -266,4 +267,20 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
         Err(SyncError::NotCertified(ProvenanceError::BadCertificate { .. })) => {}
         other => panic!("expected another validator set refused, got {other:?}"),
     }
+}
+
+/// A sync killed after its store was written but before the database was leaves a store no
+/// block refers to: a start from genesis (or a new sync) removes it instead of refusing the
+/// directory.
+#[test]
+fn a_store_left_by_a_killed_sync_does_not_block_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = verity_store::StateStore::open(&dir.path().join("state")).unwrap();
+        let changes = verity_ledger::ChangeSet::from([(vec![1, 2, 3], Some(vec![4; 8]))]);
+        store.write(42, &changes).unwrap();
+    }
+    let node = Node::open(config(dir.path(), devnet::genesis())).unwrap();
+    assert_eq!(node.state().height, 0);
+    assert_eq!(node.state_store().committed().unwrap().height, Some(0));
 }

@@ -102,6 +102,9 @@ pub struct Proved {
 
 /// The most operations one state-sync answer carries (a server clamps requests to it).
 pub const MAX_SYNC_OPS: u64 = 1024;
+/// The size a state-sync answer is kept under by carrying fewer operations (one operation,
+/// with its proof, may exceed it: an entry is at most [`MAX_VALUE_BYTES`]).
+pub const MAX_SYNC_ANSWER_BYTES: usize = 16 << 20;
 
 /// Where a state sync aims: the root of the store's operation log (QMDB's sync checks every
 /// batch it fetches against it; the state root combines it with the activity bitmap) and the
@@ -229,6 +232,12 @@ impl StateStore {
             .map(|(k, v)| (hash_key(k), v.clone()))
             .collect();
         self.call(|reply| Request::HoldsExactly { entries, reply })
+    }
+
+    /// Makes everything committed durable now, metadata included (commits are durable as they
+    /// are made; a synced store is written by QMDB's sync, which this completes).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| Request::Flush { reply })
     }
 
     /// How many keys the committed state holds.

@@ -31,8 +31,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use commonware_codec::{Decode as _, Encode as _};
 
 use crate::{
-    CHUNK, Committed, Fetch, MAX_SYNC_OPS, MAX_VALUE_BYTES, Parent, Proved, Staged, StagedId,
-    StoreError, SyncPoint, SyncRequest, SyncTarget, to_digest,
+    CHUNK, Committed, Fetch, MAX_SYNC_ANSWER_BYTES, MAX_SYNC_OPS, MAX_VALUE_BYTES, Parent, Proved,
+    Staged, StagedId, StoreError, SyncPoint, SyncRequest, SyncTarget, to_digest,
 };
 
 pub(crate) type Key = commonware_cryptography::sha256::Digest;
@@ -91,6 +91,9 @@ pub(crate) enum Request {
         reply: Reply<()>,
     },
     ActiveKeys(Reply<u64>),
+    Flush {
+        reply: Reply<()>,
+    },
     Close {
         reply: Sender<()>,
     },
@@ -219,7 +222,8 @@ async fn sync_db(
             commonware_cryptography::sha256::Digest(target.ops_root.0),
             range,
         ),
-        max_outstanding_requests: NZUsize!(4),
+        // What a node serves a syncing node at once (`verity_node::SYNC_SLOTS`).
+        max_outstanding_requests: NZUsize!(2),
         fetch_batch_size: NZU64!(MAX_SYNC_OPS),
         apply_batch_size: NZU64!(1024),
         db_config: self::config(),
@@ -288,8 +292,26 @@ impl From<SourceRequest<mmr::Family>> for SyncRequest {
     }
 }
 
-/// Answers a state-sync request from this store's log, at most [`MAX_SYNC_OPS`] operations.
+/// Answers a state-sync request from this store's log: at most [`MAX_SYNC_OPS`] operations,
+/// and fewer while the answer would be over [`MAX_SYNC_ANSWER_BYTES`] (entries can be large:
+/// a published program is up to 512 KiB), down to one. The engine takes a short batch and
+/// asks for the rest.
 async fn serve_sync(db: &Db, request: SyncRequest) -> Result<Vec<u8>, StoreError> {
+    let mut request = request;
+    loop {
+        let answer = serve_sync_once(db, request).await?;
+        match &mut request {
+            SyncRequest::Operations { max_ops, .. }
+                if answer.len() > MAX_SYNC_ANSWER_BYTES && *max_ops > 1 =>
+            {
+                *max_ops = (*max_ops).min(MAX_SYNC_OPS) / 2;
+            }
+            _ => return Ok(answer),
+        }
+    }
+}
+
+async fn serve_sync_once(db: &Db, request: SyncRequest) -> Result<Vec<u8>, StoreError> {
     let request = match request {
         SyncRequest::Operations {
             size,
@@ -316,9 +338,10 @@ async fn serve_sync(db: &Db, request: SyncRequest) -> Result<Vec<u8>, StoreError
             *db.bounds().end
         )));
     }
+    // The range was checked above: a failure here is the store's own, not the request's.
     let (response, _) = Source::serve(db, request)
         .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        .map_err(|e| StoreError::Sync(format!("cannot serve {request:?}: {e}")))?;
     Ok(response.encode().to_vec())
 }
 
@@ -492,6 +515,16 @@ async fn serve(mut db: Db, mut inbox: UnboundedReceiver<Request>) {
             }
             Request::SyncPoint(reply) => {
                 let _ = reply.send(sync_point(&db).await);
+            }
+            Request::Flush { reply } => {
+                db = match db.sync().await {
+                    Ok(db) => db,
+                    Err(e) => {
+                        let _ = reply.send(Err(db_error(e)));
+                        return;
+                    }
+                };
+                let _ = reply.send(Ok(()));
             }
             Request::ServeSync { request, reply } => {
                 let _ = reply.send(serve_sync(&db, request).await);

@@ -488,3 +488,37 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// Large entries (a published program is up to 512 KiB; here 3 MiB each) make a batch of
+/// operations large: the server answers with fewer, under its byte budget, and a sync still
+/// completes from such answers.
+#[test]
+fn a_sync_answer_stays_under_its_byte_budget_with_large_entries() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = std::sync::Arc::new(StateStore::open(a.path()).unwrap());
+    let big: Changes = (0..8)
+        .map(|i| (key(3, i), Some(vec![i as u8; 3 << 20])))
+        .collect();
+    source.write(1, &big).unwrap();
+    let point = source.sync_point().unwrap();
+    let answer = source
+        .serve_sync(verity_store::SyncRequest::Operations {
+            size: point.target.size,
+            start: point.target.lower,
+            max_ops: 1024,
+        })
+        .unwrap();
+    assert!(
+        answer.len() <= verity_store::MAX_SYNC_ANSWER_BYTES,
+        "{} bytes",
+        answer.len()
+    );
+    let s = source.clone();
+    let synced = sync_with(b.path(), point.target, move |r| {
+        s.serve_sync(r).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    assert_eq!(synced.committed().unwrap().root, point.committed.root);
+    let live: BTreeMap<Vec<u8>, Vec<u8>> = big.into_iter().map(|(k, v)| (k, v.unwrap())).collect();
+    assert!(synced.holds_exactly(&live).is_ok());
+}

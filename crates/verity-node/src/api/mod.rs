@@ -343,7 +343,13 @@ async fn serve_sync(
     node: Arc<Node>,
     request: verity_store::SyncRequest,
 ) -> Result<Response, ApiError> {
-    let slot = proof_slot(&node)?;
+    let slot = node.sync_slots.clone().try_acquire_owned().map_err(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy,
+            "the node is serving as many sync requests as it will at once; try again shortly",
+        )
+    })?;
     let answer = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         node.state_store().serve_sync(request)
