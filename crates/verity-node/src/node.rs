@@ -500,10 +500,11 @@ impl Node {
         // Jobs that retired from the state at this block move to the archive, in the same
         // transaction: whoever could read them before still can.
         // Whole, as submitted: its source leaves the state with its last job.
-        let retired: Vec<Job> = outcome
+        let retired: Vec<(Job, crate::storage::ArchiveRow)> = outcome
             .retired
             .iter()
-            .filter_map(|id| state.jobs.get(id).map(|job| state.as_submitted(job)))
+            .filter_map(|id| state.jobs.get(id))
+            .map(|job| (state.as_submitted(job), crate::api::views::archive_row(job)))
             .collect();
         // Certificates consensus reported since the last commit are written with this block
         // (its transaction), never from consensus's own task.

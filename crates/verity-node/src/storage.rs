@@ -22,6 +22,9 @@ const BLOCK_IDS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("block_i
 /// Jobs that retired from the state (`Params::job_retention`), whole, by id: what the node
 /// still serves of them (record, receipt, listings, prefixes).
 const ARCHIVE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("archived_jobs");
+/// An archived job's row for listings (a summary and what listings filter on), by id: a
+/// listing reads these, not whole jobs with their sources.
+const ARCHIVE_ROWS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("archived_rows");
 /// How many archived jobs ended in each state (by the state's name), for counts by state.
 const ARCHIVE_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("archived_counts");
 /// This node's own secrets (canary seeds): never served by the API, unlike blobs.
@@ -48,6 +51,14 @@ const SYNCED_FROM_KEY: &str = "synced_from";
 /// state holds once per source); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
 pub const STORAGE_FORMAT: u32 = 5;
+
+/// An archived job as listings see it: its summary, and the one thing they filter on that the
+/// summary lacks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveRow {
+    pub summary: verity_api::JobSummary,
+    pub fulfiller: Option<verity_types::Address>,
+}
 
 /// A committed block as stored.
 #[derive(Debug, Clone, borsh::BorshSerialize, borsh::BorshDeserialize)]
@@ -126,6 +137,7 @@ impl Storage {
             tx.open_table(BLOCK_IDS).map_err(err)?;
             tx.open_table(SECRETS).map_err(err)?;
             tx.open_table(ARCHIVE).map_err(err)?;
+            tx.open_table(ARCHIVE_ROWS).map_err(err)?;
             tx.open_table(ARCHIVE_COUNTS).map_err(err)?;
             check_format(&mut tx.open_table(META).map_err(err)?, dir)?;
         }
@@ -286,13 +298,17 @@ impl Storage {
         state_size: u64,
         outcomes: &[(TxId, TxOutcome)],
         blobs: &[(Digest, Vec<u8>)],
-        retired: &[Job],
+        retired: &[(Job, ArchiveRow)],
     ) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut archive = tx.open_table(ARCHIVE).map_err(err)?;
+            let mut rows = tx.open_table(ARCHIVE_ROWS).map_err(err)?;
             let mut counts = tx.open_table(ARCHIVE_COUNTS).map_err(err)?;
-            for job in retired {
+            for (job, row) in retired {
+                let encoded_row = serde_json::to_vec(row).map_err(err)?;
+                rows.insert(&job.id.0.0, encoded_row.as_slice())
+                    .map_err(err)?;
                 let bytes = borsh::to_vec(job).map_err(err)?;
                 let before = archive
                     .insert(&job.id.0.0, bytes.as_slice())
@@ -353,14 +369,14 @@ impl Storage {
         }
     }
 
-    /// Archived jobs in id order after `after` (from the first without), at most `max`.
-    pub fn archived_jobs(
+    /// Archived jobs' rows in id order after `after` (from the first without), at most `max`.
+    pub fn archived_rows(
         &self,
         after: Option<&JobId>,
         max: usize,
-    ) -> Result<Vec<Job>, StorageError> {
+    ) -> Result<Vec<ArchiveRow>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
-        let table = tx.open_table(ARCHIVE).map_err(err)?;
+        let table = tx.open_table(ARCHIVE_ROWS).map_err(err)?;
         let range = match after {
             Some(a) => table.range::<&[u8; 32]>((
                 std::ops::Bound::Excluded(&a.0.0),
@@ -373,7 +389,7 @@ impl Storage {
             .take(max)
             .map(|entry| {
                 let (_, v) = entry.map_err(err)?;
-                borsh::from_slice(v.value()).map_err(err)
+                serde_json::from_slice(v.value()).map_err(err)
             })
             .collect()
     }

@@ -20,6 +20,7 @@ use verity_types::{Address, BlockId, Digest, JobId, TxBody};
 use super::MAX_PAGE;
 use crate::error::StorageError;
 use crate::node::Node;
+use crate::storage::ArchiveRow;
 
 /// Blocks in the recent window `stats` counts results over.
 pub const STATS_WINDOW_BLOCKS: u64 = 100;
@@ -94,6 +95,14 @@ pub fn check_limit(limit: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// A job's row in the archive's listing table.
+pub(crate) fn archive_row(job: &Job) -> ArchiveRow {
+    ArchiveRow {
+        summary: summary(job),
+        fulfiller: job.fulfiller(),
+    }
+}
+
 fn summary(job: &Job) -> JobSummary {
     JobSummary {
         id: job.id,
@@ -153,44 +162,45 @@ fn jobs_reading(
                     next: examined,
                 });
             }
-            let read = node.storage().archived_jobs(archive_from.as_ref(), batch)?;
+            let read = node.storage().archived_rows(archive_from.as_ref(), batch)?;
             scanned += read.len();
             archive_done = read.len() < batch;
-            archive_from = read.last().map(|j| j.id).or(archive_from);
+            archive_from = read.last().map(|r| r.summary.id).or(archive_from);
             archived.extend(read);
         }
         // The smaller id of the two; a job in both (retired at the block being swapped in)
         // is the state's.
         let from_state = match (live.peek(), archived.front()) {
             (None, None) => break,
-            (Some(l), Some(a)) => l.id <= a.id,
+            (Some(l), Some(a)) => l.id <= a.summary.id,
             (Some(_), None) => true,
             (None, Some(_)) => false,
         };
-        let job: Job = if from_state {
+        let row: ArchiveRow = if from_state {
             let job = live.next().expect("peeked");
-            if archived.front().is_some_and(|a| a.id == job.id) {
+            if archived.front().is_some_and(|a| a.summary.id == job.id) {
                 archived.pop_front();
             }
-            job.clone()
+            archive_row(job)
         } else {
             archived.pop_front().expect("looked at")
         };
-        if query.state.is_some_and(|s| s != job.state())
-            || query.client.is_some_and(|c| c != job.client)
+        let s = &row.summary;
+        if query.state.is_some_and(|state| state != s.state)
+            || query.client.is_some_and(|c| c != s.client)
             || query
                 .provider
-                .is_some_and(|p| Some(p) != job.locker() && Some(p) != job.fulfiller())
+                .is_some_and(|p| Some(p) != s.locker && Some(p) != row.fulfiller)
         {
-            examined = Some(job.id);
+            examined = Some(s.id);
             continue;
         }
         if jobs.len() == limit {
             let next = jobs.last().map(|j: &JobSummary| j.id);
             return Ok(JobPage { jobs, next });
         }
-        examined = Some(job.id);
-        jobs.push(summary(&job));
+        examined = Some(s.id);
+        jobs.push(row.summary);
     }
     Ok(JobPage { jobs, next: None })
 }
@@ -452,7 +462,10 @@ mod tests {
                 0,
                 &[],
                 &[],
-                &jobs,
+                &jobs
+                    .iter()
+                    .map(|j| (j.clone(), archive_row(j)))
+                    .collect::<Vec<_>>(),
             )
             .unwrap();
         node
