@@ -1,18 +1,20 @@
 //! State sync: a node that starts from another node's committed state instead of replaying
 //! every block since genesis (`verity node run --sync-from URL`).
 //!
-//! The peer is not trusted. What the new node believes, and why:
-//! - the state store (QMDB) is rebuilt by QMDB's own sync, each batch of the operation log
-//!   checked against the log root the peer named;
-//! - the rebuilt store's state root must be the root block `height + 1` names in its header,
-//!   and that block (or one built on it) must carry a finalization certificate of a quorum of
-//!   the genesis validators: the same check as certified provenance;
-//! - block `height`, which becomes the tip, must be that block's parent (by id);
-//! - the plain entries the ledger runs on must be exactly the store's (each value, and
-//!   nothing more or less).
+//! The peer is not trusted. What the new node believes, and why, in the order it checks:
+//! - the snapshot's state root is the one block `height + 1` names in its header, and that
+//!   block (or one built on it) carries a finalization certificate of a quorum of the genesis
+//!   validators: the same check as certified provenance;
+//! - block `height`, which becomes the tip, is that block's parent (by id);
+//! - the operation log to fetch is the one that root commits to (QMDB's ops-root witness);
+//! - the state store (QMDB) is rebuilt by QMDB's own sync, each batch checked against that
+//!   log's root, and reaches the certified root;
+//! - the plain entries the ledger runs on are exactly the store's (as many, in key order, each
+//!   its value).
 //!
 //! A lie anywhere fails the sync with an error naming the link that failed, before anything
-//! is written to the node's database; the node then starts from nothing, as before.
+//! is written to the node's database, and the store it began is removed: the directory can
+//! sync again or start from genesis.
 
 use std::path::PathBuf;
 
