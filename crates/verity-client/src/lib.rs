@@ -120,6 +120,23 @@ pub struct Proven<T> {
     pub height: u64,
 }
 
+/// A node's error answer: its `ErrorBody`, or the body as text from something that is not a
+/// Verity node.
+fn refused(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
+    let (message, code) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => (body.error, body.code),
+        Err(_) => (
+            String::from_utf8_lossy(body).into_owned(),
+            ErrorCode::Invalid,
+        ),
+    };
+    ClientError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
 /// A handle on a node, or on several nodes of one network with failover
 /// ([`Client::with_failover`]).
 #[derive(Clone)]
@@ -223,18 +240,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         if !status.is_success() {
-            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => (body.error, body.code),
-                Err(_) => (
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                    ErrorCode::Invalid,
-                ),
-            };
-            return Err(ClientError::Refused {
-                status: status.as_u16(),
-                code,
-                message,
-            });
+            return Err(refused(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
@@ -485,18 +491,7 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         if !status.is_success() {
-            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => (body.error, body.code),
-                Err(_) => (
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                    ErrorCode::Invalid,
-                ),
-            };
-            return Err(ClientError::Refused {
-                status: status.as_u16(),
-                code,
-                message,
-            });
+            return Err(refused(status, &bytes));
         }
         Ok(bytes)
     }

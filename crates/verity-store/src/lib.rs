@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use verity_types::Digest;
 
 pub use error::StoreError;
-use worker::{Proof, Request};
+use worker::{Opening, Proof, Request};
 
 /// Bitmap chunk size (bytes) of the `current` database: part of the root, fixed forever.
 const CHUNK: usize = 32;
@@ -164,21 +164,7 @@ impl StateStore {
     /// (what [`Committed::size`] said then): later commits are removed for good. A node whose
     /// block database is behind the store after a crash reopens it this way.
     pub fn open_at(dir: &Path, size: Option<u64>) -> Result<StateStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
-        let (requests, inbox) = mpsc::unbounded_channel();
-        let (opened, ready) = reply::channel();
-        let dir = dir.to_path_buf();
-        let worker = std::thread::Builder::new()
-            .name("state-store".into())
-            .stack_size(16 << 20)
-            .spawn(move || worker::run(dir, size, inbox, opened))
-            .map_err(|e| StoreError::Io(format!("cannot start the store's thread: {e}")))?;
-        ready.recv().map_err(|_| StoreError::Closed)??;
-        Ok(StateStore {
-            requests,
-            worker: Some(worker),
-        })
+        Self::start(dir, Opening::Open(size))
     }
 
     /// Builds the store in `dir` (which must hold none) by QMDB's state sync to `target`,
@@ -191,6 +177,12 @@ impl StateStore {
         target: SyncTarget,
         fetch: mpsc::UnboundedSender<Fetch>,
     ) -> Result<StateStore, StoreError> {
+        Self::start(dir, Opening::Sync { target, fetch })
+    }
+
+    /// Starts the store's thread on `dir`, which gets its database as `opening` says, and
+    /// waits until it has one.
+    fn start(dir: &Path, opening: Opening) -> Result<StateStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let (requests, inbox) = mpsc::unbounded_channel();
@@ -199,7 +191,7 @@ impl StateStore {
         let worker = std::thread::Builder::new()
             .name("state-store".into())
             .stack_size(16 << 20)
-            .spawn(move || worker::run_sync(dir, target, fetch, inbox, opened))
+            .spawn(move || worker::run(dir, opening, inbox, opened))
             .map_err(|e| StoreError::Io(format!("cannot start the store's thread: {e}")))?;
         ready.recv().map_err(|_| StoreError::Closed)??;
         Ok(StateStore {

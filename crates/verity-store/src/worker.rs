@@ -142,42 +142,24 @@ fn db_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-/// Opens the database in `dir` and serves `inbox` until the store is dropped.
-pub(crate) fn run(
-    dir: PathBuf,
-    size: Option<u64>,
-    inbox: UnboundedReceiver<Request>,
-    opened: Sender<Result<(), StoreError>>,
-) {
-    let config = runtime::Config::new()
-        .with_worker_threads(1)
-        .with_storage_directory(dir);
-    runtime::Runner::new(config).start(|context| async move {
-        match Db::init(
-            context.child("state"),
-            self::config(),
-            size.map(Location::new),
-        )
-        .await
-        {
-            Ok(db) => {
-                let _ = opened.send(Ok(()));
-                serve(db, inbox).await;
-            }
-            Err(e) => {
-                let _ = opened.send(Err(db_error(e)));
-            }
-        }
-    });
+/// How the store's thread gets its database.
+pub(crate) enum Opening {
+    /// The one in the directory (created if none), rolled back to its last commit of at most
+    /// this many operations if given.
+    Open(Option<u64>),
+    /// Built by QMDB's state sync from `fetch` (whoever answers the requests: untrusted,
+    /// every batch is checked against `target.ops_root`).
+    Sync {
+        target: SyncTarget,
+        fetch: UnboundedSender<Fetch>,
+    },
 }
 
-/// Builds the database in `dir` by QMDB's state sync from `fetch` (whoever answers the
-/// requests: untrusted, every batch is checked against `target.ops_root`), then serves
-/// `inbox` like [`run`].
-pub(crate) fn run_sync(
+/// Gets the database in `dir` as `opening` says and serves `inbox` until the store is
+/// dropped; `opened` hears whether it got one.
+pub(crate) fn run(
     dir: PathBuf,
-    target: SyncTarget,
-    fetch: UnboundedSender<Fetch>,
+    opening: Opening,
     inbox: UnboundedReceiver<Request>,
     opened: Sender<Result<(), StoreError>>,
 ) {
@@ -185,7 +167,17 @@ pub(crate) fn run_sync(
         .with_worker_threads(1)
         .with_storage_directory(dir);
     runtime::Runner::new(config).start(|context| async move {
-        match sync_db(context, target, fetch).await {
+        let db = match opening {
+            Opening::Open(size) => Db::init(
+                context.child("state"),
+                self::config(),
+                size.map(Location::new),
+            )
+            .await
+            .map_err(db_error),
+            Opening::Sync { target, fetch } => sync_db(context, target, fetch).await,
+        };
+        match db {
             Ok(db) => {
                 let _ = opened.send(Ok(()));
                 serve(db, inbox).await;
