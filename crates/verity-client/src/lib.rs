@@ -120,6 +120,16 @@ pub struct Proven<T> {
     pub height: u64,
 }
 
+/// The HTTP client under a [`Client`]: `timeout` for each whole request.
+fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        // A dead host that drops packets must not hold a failover for the whole timeout.
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
 /// A node's error answer: its `ErrorBody`, or the body as text from something that is not a
 /// Verity node.
 fn refused(status: reqwest::StatusCode, body: &[u8]) -> ClientError {
@@ -161,12 +171,7 @@ impl Client {
     /// transaction twice as one). Panics on an empty list.
     pub fn with_failover(urls: &[impl AsRef<str>]) -> Client {
         assert!(!urls.is_empty(), "a client needs a node");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            // A dead host that drops packets must not hold a failover for the whole timeout.
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .expect("a plain HTTP client builds");
+        let http = http_client(Duration::from_secs(30));
         Client {
             nodes: urls
                 .iter()
@@ -180,11 +185,7 @@ impl Client {
     /// The same client with `timeout` for each whole request (30 s unless set): a state
     /// snapshot of millions of accounts takes longer than an API call.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Client {
-        self.http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .expect("a plain HTTP client builds");
+        self.http = http_client(timeout);
         self
     }
 

@@ -36,7 +36,7 @@ impl Source for Node {
             .map_err(|e| tracing::warn!("cannot read an archived job: {e}"))
             .ok()
             .flatten()?;
-        Some(views::job_view(&self.state(), &job, archived))
+        Some(views::job_view(&self.state(), job, archived))
     }
 
     fn provenance(&self, id: &JobId) -> Option<ProvenanceView> {

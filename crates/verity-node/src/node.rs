@@ -131,7 +131,7 @@ impl Node {
             );
             std::fs::remove_dir_all(&store_dir)?;
         }
-        let (genesis_id, mut built) = match loaded
+        let (genesis_id, built) = match loaded
             .as_ref()
             .map(|_| storage.genesis_id(&genesis_digest))
             .transpose()?
@@ -144,6 +144,7 @@ impl Node {
                 (id, Some((state, changes)))
             }
         };
+        let (genesis_state, genesis_changes) = built.unzip();
         let state = match loaded {
             Some(state) => {
                 if state.chain_id != config.genesis.chain_id {
@@ -161,10 +162,11 @@ impl Node {
             }
             None => {
                 // The database's state starts as genesis, entry by entry, like the store's.
-                let (state, changes) = built.take().expect("built when nothing was loaded");
-                storage.put_genesis_state(&changes)?;
-                built = Some((state.clone(), changes));
-                state
+                let changes = genesis_changes
+                    .as_ref()
+                    .expect("built when nothing was loaded");
+                storage.put_genesis_state(changes)?;
+                genesis_state.expect("built when nothing was loaded")
             }
         };
         // A genesis with the same chain id but other contents (accounts, stakes, params)
@@ -183,8 +185,8 @@ impl Node {
             None => genesis_id,
         };
         // Only a store with no block yet needs the genesis entries (to write or check them).
-        let genesis_changes = match (state.height, built) {
-            (0, Some((_, changes))) => changes,
+        let genesis_changes = match (state.height, genesis_changes) {
+            (0, Some(changes)) => changes,
             (0, None) => build_genesis()?.2,
             _ => ChangeSet::new(),
         };

@@ -444,7 +444,7 @@ pub(super) fn find_any_job(node: &Node, id: &str) -> Result<(Job, bool), ApiErro
 
 async fn job(State(node): State<Arc<Node>>, Path(id): Path<String>) -> ApiResult<JobView> {
     let (job, archived) = find_any_job(&node, &id)?;
-    Ok(Json(views::job_view(&node.state(), &job, archived)))
+    Ok(Json(views::job_view(&node.state(), job, archived)))
 }
 
 async fn list_jobs(

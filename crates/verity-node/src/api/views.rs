@@ -67,7 +67,8 @@ pub fn online_window(node: &Node) -> u64 {
 }
 
 /// `job` as the API shows it, at `state`'s height; `archived` if it came from the archive.
-pub fn job_view(state: &State, job: &Job, archived: bool) -> JobView {
+/// `job` is as its client submitted it, source inline ([`Node::job_anywhere`] reads it so).
+pub fn job_view(state: &State, job: Job, archived: bool) -> JobView {
     let failure = match job.state() {
         JobState::Expired | JobState::Slashed | JobState::Overturned => {
             job.timeline.last().map(|e| e.note.clone())
@@ -82,8 +83,7 @@ pub fn job_view(state: &State, job: &Job, archived: bool) -> JobView {
             .offer
             .price_at(state.height.saturating_sub(job.submitted_height)),
         failure,
-        // As its client submitted it: with its source inline, not as the state holds it.
-        job: state.as_submitted(job),
+        job,
         archived,
     }
 }
