@@ -188,13 +188,13 @@ impl AuditorProfile {
 
     /// Every staked validator, and every address with an auditor record.
     pub fn all(state: &State) -> Vec<AuditorProfile> {
-        let mut who: std::collections::BTreeSet<Address> = state.auditors.keys().copied().collect();
+        let mut who: std::collections::BTreeSet<Address> = state.auditors.keys().collect();
         who.extend(
             state
                 .stakes
                 .iter()
                 .filter(|(_, s)| s.validator > 0)
-                .map(|(a, _)| *a),
+                .map(|(a, _)| a),
         );
         who.iter().map(|a| AuditorProfile::of(state, a)).collect()
     }

@@ -191,7 +191,7 @@ impl Books {
 }
 
 fn job_at(books: &Books, i: usize) -> Option<JobId> {
-    let ids: Vec<JobId> = books.chain.state.jobs.keys().copied().collect();
+    let ids: Vec<JobId> = books.chain.state.jobs.keys().collect();
     ids.get(i % ids.len().max(1)).copied()
 }
 

@@ -195,7 +195,7 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 fn job_ids(state: &State) -> Vec<JobId> {
-    state.jobs.keys().copied().collect()
+    state.jobs.keys().collect()
 }
 
 fn to_tx(chain: &Chain, a: &Action) -> Option<SignedTx> {
@@ -457,10 +457,11 @@ fn retiring_chain() -> Chain {
 fn check_invariants(chain: &Chain) {
     chain.check_supply();
     // Trust profiles kept incrementally equal the ones recomputed from the jobs' history.
-    for (provider, kept) in &chain.state.providers {
-        let every_job = chain.state.jobs.values().chain(chain.archive.values());
-        let mut rebuilt = verity_ledger::trust::stats_from_history(every_job, provider);
-        let mut kept = kept.clone();
+    let live: Vec<_> = chain.state.jobs.values().collect();
+    for (provider, kept) in chain.state.providers.iter() {
+        let every_job = live.iter().map(|job| &**job).chain(chain.archive.values());
+        let mut rebuilt = verity_ledger::trust::stats_from_history(every_job, &provider);
+        let mut kept = kept.into_owned();
         // Within one block the order of equal-height fulfilments is not in the history.
         kept.recent_latencies.sort_unstable();
         rebuilt.recent_latencies.sort_unstable();
@@ -505,11 +506,11 @@ fn check_invariants(chain: &Chain) {
         .state
         .source_jobs
         .iter()
-        .map(|(d, n)| (*d, *n))
+        .map(|(d, n)| (d, *n))
         .collect();
     assert_eq!(held, named, "the stored sources are the jobs' sources");
     assert!(
-        chain.state.sources.keys().eq(named.keys()),
+        chain.state.sources.keys().eq(named.keys().copied()),
         "a source is stored exactly while a job names it"
     );
     for job in chain.archive.values() {
@@ -533,11 +534,11 @@ fn check_invariants(chain: &Chain) {
             _ => {}
         }
     }
-    for (who, stake) in &chain.state.stakes {
+    for (who, stake) in chain.state.stakes.iter() {
         assert!(stake.provider_locked <= stake.provider);
         assert_eq!(
             stake.provider_locked,
-            held.get(who).copied().unwrap_or(0),
+            held.get(&who).copied().unwrap_or(0),
             "{who}'s locked stake is what its live jobs hold"
         );
     }
@@ -591,7 +592,7 @@ proptest! {
             // Build the block's txs against the state as it evolves within the block: nonces
             // must increase, so sign each tx against a scratch copy.
             let mut txs = Vec::new();
-            let mut scratch = Chain { state: chain.state.clone(), blocks: vec![], genesis: chain.genesis.clone(), archive: Default::default() };
+            let mut scratch = Chain { state: chain.state.clone(), blocks: vec![], genesis: chain.genesis.clone(), archive: Default::default(), mirror: None };
             for a in actions {
                 if let Some(tx) = to_tx(&scratch, a) {
                     scratch.state.accounts.entry(tx.tx.signer).or_default().nonce += 1;

@@ -153,7 +153,7 @@ fn liveness(provider: Address, mut tally: Tally) -> Liveness {
 /// `MAX_AUDIT_ENTRIES` providers, so with more of them the window rotates with the epoch and
 /// every provider is audited in turn.
 fn targets(state: &State, epoch: u64, private_ok: bool) -> Vec<(Address, String)> {
-    probe_window(&state.endpoints, epoch, MAX_AUDIT_ENTRIES)
+    probe_window(state.endpoints.iter(), epoch, MAX_AUDIT_ENTRIES)
         .into_iter()
         .filter(|(_, endpoint)| probe_allowed(endpoint, private_ok))
         .collect()
@@ -256,13 +256,13 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Option<Vec<
 /// The endpoints probed in `epoch`: all of them if they fit in `max`, else a window of `max`
 /// that starts further along each epoch (wrapping), in address order.
 pub fn probe_window<'a>(
-    endpoints: impl IntoIterator<Item = (&'a verity_types::Address, &'a String)>,
+    endpoints: impl IntoIterator<Item = (verity_types::Address, std::borrow::Cow<'a, String>)>,
     epoch: u64,
     max: usize,
 ) -> Vec<(verity_types::Address, String)> {
     let all: Vec<_> = endpoints
         .into_iter()
-        .map(|(a, e)| (*a, e.clone()))
+        .map(|(a, e)| (a, e.into_owned()))
         .collect();
     if all.len() <= max {
         return all;
@@ -393,7 +393,13 @@ mod tests {
             .collect();
         let mut seen = std::collections::BTreeSet::new();
         for epoch in 0..3 {
-            let window = probe_window(&endpoints, epoch, 256);
+            let window = probe_window(
+                endpoints
+                    .iter()
+                    .map(|(a, e)| (*a, std::borrow::Cow::Borrowed(e))),
+                epoch,
+                256,
+            );
             assert_eq!(window.len(), 256);
             seen.extend(window.into_iter().map(|(a, _)| a));
         }

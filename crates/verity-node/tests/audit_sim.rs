@@ -64,7 +64,7 @@ fn serve(node: &Node, key: &Keypair, lies: bool) {
     for job in state.jobs.values() {
         let body = match job.state() {
             JobState::Submitted => TxBody::LockJob { job_id: job.id },
-            JobState::Locked if job.locker() == Some(key.address()) => deliver(&state, job, lies),
+            JobState::Locked if job.locker() == Some(key.address()) => deliver(&state, &job, lies),
             _ => continue,
         };
         node.sign_and_submit(key, body).unwrap();

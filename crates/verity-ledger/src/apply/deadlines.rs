@@ -24,7 +24,7 @@ impl Ctx<'_> {
             .state
             .releases
             .range(..=(h, Address([0xff; 32])))
-            .map(|(key, ())| *key)
+            .map(|(key, _)| key)
             .collect();
         for key in releases {
             self.state.releases.remove(&key);
@@ -35,7 +35,7 @@ impl Ctx<'_> {
             .state
             .schedule
             .range(..=(h, JobId(Digest([0xff; 32]))))
-            .map(|(key, ())| *key)
+            .map(|(key, _)| key)
             .collect();
         for entry in due {
             self.state.schedule.remove(&entry);

@@ -5,7 +5,7 @@
 use borsh::BorshSerialize;
 use verity_types::DecodeError;
 
-use super::table::StoredTable;
+use super::table::{SharedSource, StoredTable};
 use super::{ChangeSet, Provenance, State};
 
 // Table tags in state keys: a proof for one table cannot stand for another.
@@ -145,19 +145,79 @@ impl State {
             }
         }
         let meta = meta.ok_or_else(|| DecodeError::new("state", "no meta entry"))?;
-        (
-            s.chain_id,
-            s.params,
-            s.height,
-            s.timestamp_ms,
-            s.genesis_supply,
-            s.burned,
-            s.fees_burned,
-            s.validators,
-        ) = meta;
+        s.set_meta(meta);
         Ok(s)
     }
+
+    fn set_meta(&mut self, meta: Meta) {
+        (
+            self.chain_id,
+            self.params,
+            self.height,
+            self.timestamp_ms,
+            self.genesis_supply,
+            self.burned,
+            self.fees_burned,
+            self.validators,
+        ) = meta;
+    }
 }
+
+impl State {
+    /// The state a store holds (its entries as [`State::entries`] lists them), read from it as
+    /// needed rather than loaded: only the meta entry is read now. Refuses a source without
+    /// one.
+    pub fn over(source: SharedSource) -> Result<State, DecodeError> {
+        let meta = source
+            .get(&[TAG_META])
+            .ok_or_else(|| DecodeError::new("state", "no meta entry"))?;
+        let meta: Meta = borsh::from_slice(&meta).map_err(|e| DecodeError::new("state meta", e))?;
+        let mut s = State::empty();
+        s.set_meta(meta);
+        for table in s.tables_mut() {
+            table.open_over_source(source.clone());
+        }
+        Ok(s)
+    }
+
+    /// Puts the state over `source`, which must hold exactly its entries: the store its last
+    /// change set was written to. What each table holds in memory stays as a cache of recent
+    /// entries, unless it is more than `keep` entries. Refuses a state with changes not yet
+    /// drained, which the source cannot hold.
+    pub fn rebase(&mut self, source: SharedSource, keep: usize) -> Result<(), RebaseError> {
+        if self.tables().iter().any(|t| t.has_pending()) {
+            return Err(RebaseError);
+        }
+        for table in self.tables_mut() {
+            table.rebase_onto(source.clone(), keep);
+        }
+        Ok(())
+    }
+
+    /// Why the source this state reads from failed a read, if it did: a state (or a block's
+    /// outcome) computed from it is not to be trusted.
+    pub fn source_fault(&self) -> Option<String> {
+        self.tables()
+            .iter()
+            .find_map(|t| t.source())
+            .and_then(|source| source.fault())
+    }
+
+    /// Whether the state reads from a source (rather than holding every entry in memory).
+    pub fn is_over_source(&self) -> bool {
+        self.tables().iter().any(|t| t.source().is_some())
+    }
+
+    /// How many entries this copy holds in memory, over all tables.
+    pub fn held_in_memory(&self) -> usize {
+        self.tables().iter().map(|t| t.held_in_memory()).sum()
+    }
+}
+
+/// A state with changes not yet drained cannot be put over a store (see [`State::rebase`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the state has changes its store does not hold yet")]
+pub struct RebaseError;
 
 /// What a state proof can be about: the entries a client asks the ledger for by key.
 #[derive(

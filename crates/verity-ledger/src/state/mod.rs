@@ -16,9 +16,11 @@ use verity_types::{
 
 use crate::error::GenesisError;
 
-pub use entries::EntryKind;
+pub use entries::{EntryKind, RebaseError};
 use entries::enc;
-pub use table::{KeyBytes, Table, store_key};
+pub use table::{
+    EntrySource, KeyBytes, MemorySource, SharedSource, Table, store_key,
+};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,

@@ -1,21 +1,129 @@
 //! A key space of the state (accounts, stakes, jobs, ...) that remembers what a block changed.
 //!
-//! The entries are a persistent ordered map (`imbl::OrdMap`, a B+ tree whose nodes are shared
-//! between copies): copying the state to execute a block on it costs nothing up front, and a
-//! block pays only for the nodes it changes. Reads go through `Deref` to that map, which reads
-//! like a `BTreeMap`. Every way to change an entry goes through a method here, which keeps
-//! the entry's value from before the first change. [`Table::drain_changes`] then yields only the
-//! entries whose value really differs, so a store writes what a block changed and nothing else
-//! (a handler that looked at an entry mutably and left it alone writes nothing).
+//! A table holds its entries in one of two ways, behind the same methods:
+//! - **In memory**: every entry in a persistent ordered map (`imbl::OrdMap`, a B+ tree whose
+//!   nodes are shared between copies). Genesis, a decoded state and the ledger's tests build
+//!   these.
+//! - **Over a source** ([`EntrySource`]): a read-only snapshot of a store that holds the
+//!   table's entries as of some block (a node's database), with the entries changed since in
+//!   the same ordered map on top (the overlay, where `None` marks an entry removed since). A
+//!   read the overlay cannot answer goes to the source once per copy of the state, and is
+//!   kept, so it can be handed out as a reference like any other. A node's state is this: it
+//!   holds in memory what blocks touched lately, not the whole state.
+//!
+//! Copying the state to execute a block on it costs nothing up front either way, and a block
+//! pays only for the entries it reads and the nodes it changes. Every way to change an entry
+//! goes through a method here, which keeps the entry's value from before the first change.
+//! [`Table::drain_changes`] then yields only the entries whose value really differs, so a store
+//! writes what a block changed and nothing else (a handler that looked at an entry mutably and
+//! left it alone writes nothing).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Deref;
+use std::ops::{Bound, Index, RangeBounds};
+use std::sync::Arc;
 
+use elsa::sync::FrozenBTreeMap;
 use imbl::OrdMap;
-use imbl::ordmap::Entry;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use verity_types::{Address, DecodeError, Digest, JobId, ProgramHash};
+
+/// A read-only snapshot of a store of state entries (store keys as [`store_key`] writes them,
+/// values in their canonical encoding): what a state reads the entries it does not hold from.
+///
+/// Reads are infallible so that the state transition stays a plain function; a source that
+/// cannot read an entry (or finds one that does not decode) records it with [`fail`] and
+/// answers as if absent, and whoever executed a block on it must check [`fault`] before
+/// trusting the result (a node refuses to commit such a block).
+///
+/// [`fail`]: EntrySource::fail
+/// [`fault`]: EntrySource::fault
+pub trait EntrySource: Send + Sync + std::fmt::Debug {
+    /// The value stored under `key`, if any.
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// The entries whose keys lie between the bounds, in key order.
+    fn scan<'a>(
+        &'a self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a>;
+    /// How many entries the table tagged `tag` holds.
+    fn count(&self, tag: u8) -> u64;
+    /// Records that an entry could not be read or decoded.
+    fn fail(&self, why: String);
+    /// The first failure recorded, if any: a state read from this source is not to be trusted.
+    fn fault(&self) -> Option<String>;
+}
+
+/// A source shared by every table of a state, and by its copies.
+pub type SharedSource = Arc<dyn EntrySource>;
+
+/// Entries held in memory, as a store would hold them: the in-memory [`EntrySource`], for tests
+/// and tools that want a state over a source without a database.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    fault: std::sync::Mutex<Option<String>>,
+}
+
+impl MemorySource {
+    pub fn new(entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
+        MemorySource {
+            entries,
+            fault: Default::default(),
+        }
+    }
+
+    /// The entries after `changes` (a block's change set) are written.
+    pub fn apply(&mut self, changes: &super::ChangeSet) {
+        for (key, value) in changes {
+            match value {
+                Some(value) => self.entries.insert(key.clone(), value.clone()),
+                None => self.entries.remove(key),
+            };
+        }
+    }
+
+    pub fn entries(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.entries
+    }
+}
+
+impl EntrySource for MemorySource {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.entries.get(key).cloned()
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a> {
+        Box::new(
+            self.entries
+                .range::<[u8], _>((from, to))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        )
+    }
+
+    fn count(&self, tag: u8) -> u64 {
+        self.entries
+            .range::<[u8], _>((Bound::Included(&[tag][..]), Bound::Excluded(&[tag + 1][..])))
+            .count() as u64
+    }
+
+    fn fail(&self, why: String) {
+        self.fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 /// How a table's key is written in the store's key: fixed width, so keys of one table never
 /// collide and sort as the table does.
@@ -90,11 +198,44 @@ pub fn store_key<K: KeyBytes>(tag: u8, key: &K) -> Vec<u8> {
 
 /// One table of the state. `TAG` is its first key byte in the store (and in proofs), so an
 /// entry of one table can never pass for an entry of another.
-#[derive(Debug, Clone)]
 pub struct Table<const TAG: u8, K: Ord + Clone, V: Clone> {
-    map: OrdMap<K, V>,
+    /// The entries this state holds in memory: all of them without a source; over one, those
+    /// changed or kept since it was taken, `None` for one removed since.
+    map: OrdMap<K, Option<V>>,
+    source: Option<SharedSource>,
+    /// Entries this copy read from the source (`None`: not there), kept so that a read can
+    /// return a reference. A copy starts without them: reads are cheap to repeat, and a copy's
+    /// reads must not grow its original.
+    read: FrozenBTreeMap<K, Box<Option<V>>>,
     /// Each entry changed since the last drain, with its value before the first change.
     before: BTreeMap<K, Option<V>>,
+    /// How many entries the table holds.
+    len: u64,
+}
+
+impl<const TAG: u8, K: Ord + Clone, V: Clone> Clone for Table<TAG, K, V> {
+    fn clone(&self) -> Self {
+        Table {
+            map: self.map.clone(),
+            source: self.source.clone(),
+            read: FrozenBTreeMap::new(),
+            before: self.before.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<const TAG: u8, K: Ord + Clone + std::fmt::Debug, V: Clone + std::fmt::Debug> std::fmt::Debug
+    for Table<TAG, K, V>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("tag", &TAG)
+            .field("len", &self.len)
+            .field("in_memory", &self.map.len())
+            .field("over_source", &self.source.is_some())
+            .finish()
+    }
 }
 
 impl<const TAG: u8, K: Ord + Clone, V: Clone> Table<TAG, K, V> {
@@ -103,75 +244,316 @@ impl<const TAG: u8, K: Ord + Clone, V: Clone> Table<TAG, K, V> {
     pub fn new() -> Self {
         Table {
             map: OrdMap::new(),
+            source: None,
+            read: FrozenBTreeMap::new(),
             before: BTreeMap::new(),
+            len: 0,
         }
     }
 
-    fn touch(&mut self, key: &K) {
-        if !self.before.contains_key(key) {
-            self.before.insert(key.clone(), self.map.get(key).cloned());
-        }
+    /// How many entries the table holds.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.len).unwrap_or(usize::MAX)
     }
 
-    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        if self.map.contains_key(key) {
-            self.touch(key);
-        }
-        self.map.get_mut(key)
-    }
-
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.touch(&key);
-        self.map.insert(key, value)
-    }
-
-    pub fn remove(&mut self, key: &K) -> Option<V> {
-        if self.map.contains_key(key) {
-            self.touch(key);
-        }
-        self.map.remove(key)
-    }
-
-    pub fn entry(&mut self, key: K) -> Entry<'_, K, V, imbl::shared_ptr::DefaultSharedPtr> {
-        self.touch(&key);
-        self.map.entry(key)
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Whether an entry was changed since the last drain (its value may be the same again).
     pub fn is_touched(&self, key: &K) -> bool {
         self.before.contains_key(key)
     }
+
+    /// How many entries this copy holds in memory (all of them, without a source).
+    pub fn in_memory(&self) -> usize {
+        self.map.len()
+    }
 }
 
-impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + PartialEq + BorshSerialize>
-    Table<TAG, K, V>
+impl<const TAG: u8, K, V> Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + BorshDeserialize,
+{
+    /// The entry under `key`, if any.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        match self.map.get(key) {
+            Some(slot) => slot.as_ref(),
+            None => self.read_source(key),
+        }
+    }
+
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The source's entry under `key` (none without a source), read once per copy.
+    fn read_source(&self, key: &K) -> Option<&V> {
+        let source = self.source.as_ref()?;
+        if let Some(read) = self.read.get(key) {
+            return read.as_ref();
+        }
+        let value = source
+            .get(&store_key(TAG, key))
+            .and_then(|bytes| decode_entry::<TAG, V>(source.as_ref(), &bytes));
+        self.read.insert(key.clone(), Box::new(value)).as_ref()
+    }
+
+    fn touch(&mut self, key: &K) {
+        if !self.before.contains_key(key) {
+            let now = self.get(key).cloned();
+            self.before.insert(key.clone(), now);
+        }
+    }
+
+    /// Puts the source's value of `key` in memory, where it can change.
+    fn pull(&mut self, key: &K) {
+        if self.source.is_some() && !self.map.contains_key(key) {
+            let value = self.read_source(key).cloned();
+            self.map.insert(key.clone(), value);
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        if !self.contains_key(key) {
+            return None;
+        }
+        self.touch(key);
+        self.pull(key);
+        self.map.get_mut(key).and_then(Option::as_mut)
+    }
+
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.touch(&key);
+        self.pull(&key);
+        let old = self.map.insert(key, Some(value)).flatten();
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        if !self.contains_key(key) {
+            return None;
+        }
+        self.touch(key);
+        self.pull(key);
+        let old = if self.source.is_some() {
+            // Over a source, a removal must hide the source's entry.
+            self.map.insert(key.clone(), None)
+        } else {
+            self.map.remove(key)
+        };
+        let old = old.flatten();
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    /// The entry under `key`, to fill if it is absent.
+    pub fn entry(&mut self, key: K) -> TableEntry<'_, TAG, K, V> {
+        TableEntry { table: self, key }
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (K, Cow<'_, V>)> + '_ {
+        self.range(..)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = K> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = Cow<'_, V>> + '_ {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// The entries whose keys lie in `range`, in key order: those in memory over the source's.
+    pub fn range<R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> impl Iterator<Item = (K, Cow<'_, V>)> + '_ {
+        const { assert!(TAG < u8::MAX, "a table's keys end before the next tag") };
+        let bound = |b: Bound<&K>, unbounded: Bound<Vec<u8>>| match b {
+            Bound::Included(k) => Bound::Included(store_key(TAG, k)),
+            Bound::Excluded(k) => Bound::Excluded(store_key(TAG, k)),
+            Bound::Unbounded => unbounded,
+        };
+        let from = bound(range.start_bound(), Bound::Included(vec![TAG]));
+        let to = bound(range.end_bound(), Bound::Excluded(vec![TAG + 1]));
+        // Ordered maps panic on a range that ends before it starts; it holds nothing.
+        let empty = match (&from, &to) {
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+                a >= b
+            }
+            _ => false,
+        };
+        let mut source = match &self.source {
+            Some(_) if empty => Box::new(std::iter::empty()),
+            Some(source) => {
+                let scan = source.scan(as_slice(&from), as_slice(&to));
+                let source = source.as_ref();
+                Box::new(scan.filter_map(move |(key, value)| {
+                    let Some(k) = key.get(1..).and_then(K::read_key) else {
+                        source.fail(format!("table {TAG}: a key does not decode"));
+                        return None;
+                    };
+                    Some((k, decode_entry::<TAG, V>(source, &value)?))
+                })) as Box<dyn Iterator<Item = (K, V)> + '_>
+            }
+            None => Box::new(std::iter::empty()),
+        }
+        .peekable();
+        let mut memory = (!empty)
+            .then(|| self.map.range(range))
+            .into_iter()
+            .flatten()
+            .peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let order = match (memory.peek(), source.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (Some((m, _)), Some((s, _))) => (*m).cmp(s),
+                };
+                match order {
+                    std::cmp::Ordering::Greater => {
+                        return source.next().map(|(k, v)| (k, Cow::Owned(v)));
+                    }
+                    // What memory holds is newer than the source's.
+                    std::cmp::Ordering::Equal => drop(source.next()),
+                    std::cmp::Ordering::Less => {}
+                }
+                if let Some((k, Some(v))) = memory.next() {
+                    return Some((k.clone(), Cow::Borrowed(v)));
+                }
+            }
+        })
+    }
+
+    /// Puts the table over `source`, which must hold exactly its entries (the store its
+    /// changes were all written to). Keeps what it holds in memory as a cache of recent
+    /// entries, unless that is more than `keep`.
+    fn rebase(&mut self, source: SharedSource, keep: usize) {
+        if self.map.len() > keep {
+            self.map = OrdMap::new();
+        }
+        self.read = FrozenBTreeMap::new();
+        self.source = Some(source);
+    }
+
+    /// Puts the table over `source` alone, holding nothing in memory.
+    fn open_over(&mut self, source: SharedSource) {
+        *self = Table::new();
+        self.len = source.count(TAG);
+        self.source = Some(source);
+    }
+}
+
+fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A source's value, decoded; one that does not decode is the source's fault.
+fn decode_entry<const TAG: u8, V: BorshDeserialize>(
+    source: &dyn EntrySource,
+    bytes: &[u8],
+) -> Option<V> {
+    match borsh::from_slice(bytes) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            source.fail(format!("table {TAG}: an entry does not decode: {e}"));
+            None
+        }
+    }
+}
+
+/// An entry of a table that may be absent (see [`Table::entry`]).
+pub struct TableEntry<'a, const TAG: u8, K: Ord + Clone, V: Clone> {
+    table: &'a mut Table<TAG, K, V>,
+    key: K,
+}
+
+impl<'a, const TAG: u8, K, V> TableEntry<'a, TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + BorshDeserialize,
+{
+    pub fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
+        let table = self.table;
+        table.touch(&self.key);
+        table.pull(&self.key);
+        let slot = table.map.entry(self.key).or_insert(None);
+        if slot.is_none() {
+            table.len += 1;
+        }
+        slot.get_or_insert_with(make)
+    }
+
+    pub fn or_insert(self, value: V) -> &'a mut V {
+        self.or_insert_with(|| value)
+    }
+
+    pub fn or_default(self) -> &'a mut V
+    where
+        V: Default,
+    {
+        self.or_insert_with(V::default)
+    }
+}
+
+impl<const TAG: u8, K, V> Index<&K> for Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + BorshDeserialize,
+{
+    type Output = V;
+
+    /// The entry under `key`; panics if there is none (as a `BTreeMap` does).
+    fn index(&self, key: &K) -> &V {
+        self.get(key).expect("no entry under this key")
+    }
+}
+
+impl<const TAG: u8, K, V> Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + PartialEq + BorshSerialize + BorshDeserialize,
 {
     /// Every entry as `(store key, encoded value)`, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
-        self.map
-            .iter()
-            .map(|(k, v)| (store_key(TAG, k), super::entries::enc(v)))
+        self.iter()
+            .map(|(k, v)| (store_key(TAG, &k), super::entries::enc(v.as_ref())))
     }
 
     /// The entries whose value differs from the last drain: `(store key, new encoding, or None
     /// if the entry is gone)`. Forgets the changes.
     pub fn drain_changes(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
         for (key, before) in std::mem::take(&mut self.before) {
-            let now = self.map.get(&key);
+            let now = self.get(&key);
             if now != before.as_ref() {
                 out.insert(store_key(TAG, &key), now.map(super::entries::enc));
             }
         }
     }
-}
 
-impl<const TAG: u8, K: Ord + Clone + KeyBytes, V: Clone + BorshDeserialize> Table<TAG, K, V> {
     /// Puts a stored entry back (`key` without its tag), as it was: not a change.
     pub(super) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
         let key = K::read_key(key)
             .ok_or_else(|| DecodeError::new("state key", format!("table {TAG}: bad key")))?;
         let value = borsh::from_slice(value).map_err(|e| DecodeError::new("state entry", e))?;
-        self.map.insert(key, value);
+        if self.map.insert(key, Some(value)).flatten().is_none() {
+            self.len += 1;
+        }
         Ok(())
     }
 }
@@ -183,6 +565,11 @@ pub(super) trait StoredTable {
     fn append_entries(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>);
     fn drain_into(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>);
     fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError>;
+    fn rebase_onto(&mut self, source: SharedSource, keep: usize);
+    fn open_over_source(&mut self, source: SharedSource);
+    fn source(&self) -> Option<&SharedSource>;
+    fn held_in_memory(&self) -> usize;
+    fn has_pending(&self) -> bool;
 }
 
 impl<const TAG: u8, K, V> StoredTable for Table<TAG, K, V>
@@ -205,6 +592,26 @@ where
     fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError> {
         self.load(key, value)
     }
+
+    fn rebase_onto(&mut self, source: SharedSource, keep: usize) {
+        self.rebase(source, keep);
+    }
+
+    fn open_over_source(&mut self, source: SharedSource) {
+        self.open_over(source);
+    }
+
+    fn source(&self) -> Option<&SharedSource> {
+        self.source.as_ref()
+    }
+
+    fn held_in_memory(&self) -> usize {
+        self.map.len()
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.before.is_empty()
+    }
 }
 
 impl<const TAG: u8, K: Ord + Clone, V: Clone> Default for Table<TAG, K, V> {
@@ -213,49 +620,45 @@ impl<const TAG: u8, K: Ord + Clone, V: Clone> Default for Table<TAG, K, V> {
     }
 }
 
-impl<const TAG: u8, K: Ord + Clone, V: Clone> Deref for Table<TAG, K, V> {
-    type Target = OrdMap<K, V>;
-
-    fn deref(&self) -> &OrdMap<K, V> {
-        &self.map
-    }
-}
-
-impl<'a, const TAG: u8, K: Ord + Clone, V: Clone> IntoIterator for &'a Table<TAG, K, V> {
-    type Item = (&'a K, &'a V);
-    type IntoIter = imbl::ordmap::Iter<'a, K, V, imbl::shared_ptr::DefaultSharedPtr>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.map.iter()
-    }
-}
-
-/// Equality is of contents: what is pending for the store is not part of the state.
-impl<const TAG: u8, K: Ord + Clone, V: Clone + PartialEq> PartialEq for Table<TAG, K, V> {
+/// Equality is of contents: what is pending for the store, or held in memory rather than read
+/// from a source, is not part of the state.
+impl<const TAG: u8, K, V> PartialEq for Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + PartialEq + BorshDeserialize,
+{
     fn eq(&self, other: &Self) -> bool {
-        self.map == other.map
+        self.len == other.len && self.iter().eq(other.iter())
     }
 }
 
-impl<const TAG: u8, K: Ord + Clone, V: Clone + Eq> Eq for Table<TAG, K, V> {}
+impl<const TAG: u8, K, V> Eq for Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes,
+    V: Clone + Eq + BorshDeserialize,
+{
+}
 
 /// Encoded as a `BTreeMap` is in borsh: the count, then the entries in key order.
-impl<const TAG: u8, K: Ord + Clone + BorshSerialize, V: Clone + BorshSerialize> BorshSerialize
-    for Table<TAG, K, V>
+impl<const TAG: u8, K, V> BorshSerialize for Table<TAG, K, V>
+where
+    K: Ord + Clone + KeyBytes + BorshSerialize,
+    V: Clone + BorshSerialize + BorshDeserialize,
 {
     fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
-        let len = u32::try_from(self.map.len())
+        let len = u32::try_from(self.len)
             .map_err(|_| std::io::Error::other("a table of more than 2^32 entries"))?;
         len.serialize(writer)?;
-        for (key, value) in self.map.iter() {
+        for (key, value) in self.iter() {
             key.serialize(writer)?;
-            value.serialize(writer)?;
+            (*value).serialize(writer)?;
         }
         Ok(())
     }
 }
 
-/// Refuses keys out of order or repeated, so one table has one encoding.
+/// Refuses keys out of order or repeated, so one table has one encoding. A decoded table is
+/// held in memory.
 impl<const TAG: u8, K: BorshDeserialize + Ord + Clone, V: BorshDeserialize + Clone> BorshDeserialize
     for Table<TAG, K, V>
 {
@@ -273,11 +676,14 @@ impl<const TAG: u8, K: BorshDeserialize + Ord + Clone, V: BorshDeserialize + Clo
                 ));
             }
             last = Some(key.clone());
-            map.insert(key, value);
+            map.insert(key, Some(value));
         }
         Ok(Table {
             map,
+            source: None,
+            read: FrozenBTreeMap::new(),
             before: BTreeMap::new(),
+            len: u64::from(len),
         })
     }
 }
@@ -285,6 +691,7 @@ impl<const TAG: u8, K: BorshDeserialize + Ord + Clone, V: BorshDeserialize + Clo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     type T = Table<7, Address, u64>;
 
@@ -371,5 +778,100 @@ mod tests {
             drain(&mut original).is_empty(),
             "the original changed nothing"
         );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u64),
+        Remove(u8),
+        Bump(u8),
+        OrInsert(u8, u64),
+        /// Drain the changes into the store and put the table over it, keeping what it holds
+        /// in memory when the flag says so.
+        Commit(bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..24u8, any::<u64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0..24u8).prop_map(Op::Remove),
+            (0..24u8).prop_map(Op::Bump),
+            (0..24u8, any::<u64>()).prop_map(|(k, v)| Op::OrInsert(k, v)),
+            any::<bool>().prop_map(Op::Commit),
+        ]
+    }
+
+    fn who(k: u8) -> Address {
+        Address([k; 32])
+    }
+
+    proptest! {
+        /// A table over a store answers every read exactly as one holding everything in memory,
+        /// whatever was changed, removed, committed, kept or dropped on the way: each entry,
+        /// the count, every range, the change set.
+        #[test]
+        fn a_table_over_a_store_reads_as_one_in_memory(
+            initial in proptest::collection::btree_map(0..24u8, any::<u64>(), 0..16),
+            ops in proptest::collection::vec(op(), 1..60),
+            ranges in proptest::collection::vec((0..26u8, 0..26u8), 4),
+        ) {
+            let mut memory = T::new();
+            for (k, v) in &initial {
+                memory.insert(who(*k), *v);
+            }
+            let mut store = MemorySource::new(memory.entries().collect());
+            drop(drain(&mut memory));
+            let mut over = T::new();
+            over.open_over(Arc::new(MemorySource::new(store.entries().clone())));
+            for op in ops {
+                for t in [&mut memory, &mut over] {
+                    match op {
+                        Op::Insert(k, v) => drop(t.insert(who(k), v)),
+                        Op::Remove(k) => drop(t.remove(&who(k))),
+                        Op::Bump(k) => if let Some(v) = t.get_mut(&who(k)) { *v = v.wrapping_add(1) },
+                        Op::OrInsert(k, v) => drop(t.entry(who(k)).or_insert(v)),
+                        Op::Commit(_) => {}
+                    }
+                }
+                if let Op::Commit(keep) = op {
+                    let (a, b) = (drain(&mut memory), drain(&mut over));
+                    prop_assert_eq!(&a, &b, "the same change set");
+                    store.apply(&a);
+                    over.rebase(
+                        Arc::new(MemorySource::new(store.entries().clone())),
+                        if keep { usize::MAX } else { 0 },
+                    );
+                }
+                prop_assert_eq!(memory.len(), over.len());
+                for k in 0..26 {
+                    prop_assert_eq!(memory.get(&who(k)), over.get(&who(k)));
+                }
+                let all = |t: &T| t.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>();
+                prop_assert_eq!(all(&memory), all(&over));
+                for (from, to) in &ranges {
+                    let range = |t: &T| {
+                        t.range(who(*from)..=who(*to)).map(|(k, v)| (k, *v)).collect::<Vec<_>>()
+                    };
+                    prop_assert_eq!(range(&memory), range(&over));
+                }
+            }
+            prop_assert!(memory == over);
+            prop_assert_eq!(borsh::to_vec(&memory).unwrap(), borsh::to_vec(&over).unwrap());
+        }
+    }
+
+    #[test]
+    fn an_entry_that_does_not_decode_is_the_sources_fault_not_a_value() {
+        let mut entries = BTreeMap::new();
+        entries.insert(store_key(7, &who(1)), vec![1, 2, 3]);
+        entries.insert(store_key(7, &who(2)), borsh::to_vec(&5u64).unwrap());
+        let source = Arc::new(MemorySource::new(entries));
+        let mut t = T::new();
+        t.open_over(source.clone());
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&who(2)), Some(&5));
+        assert_eq!(source.fault(), None);
+        assert_eq!(t.get(&who(1)), None);
+        assert!(source.fault().unwrap().contains("does not decode"));
     }
 }

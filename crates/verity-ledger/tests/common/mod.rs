@@ -1,7 +1,10 @@
 //! Shared test harness: a small chain with funded accounts and a block builder.
 #![allow(dead_code)]
 
-use verity_ledger::{BlockHeader, BlockOutcome, Genesis, Params, State, TxError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use verity_ledger::{BlockHeader, BlockOutcome, Genesis, MemorySource, Params, State, TxError};
 use verity_types::{
     Address, Digest, JobRequest, Keypair, Mode, Offer, Receipt, Role, SignedTx, StackOutputs,
     TxBody,
@@ -16,6 +19,9 @@ pub struct Chain {
     pub genesis: Genesis,
     /// Jobs past their retention, as a node archives them: with the state's, every job.
     pub archive: std::collections::BTreeMap<verity_types::JobId, verity_ledger::Job>,
+    /// The same chain as a node holds it: a state read from a store (see
+    /// [`Chain::check_over_source`]), with the store.
+    pub mirror: Option<(Arc<MemorySource>, State)>,
 }
 
 pub fn key(name: &str) -> Keypair {
@@ -76,6 +82,7 @@ impl Chain {
             blocks: Vec::new(),
             genesis,
             archive: Default::default(),
+            mirror: None,
         }
     }
 
@@ -107,8 +114,49 @@ impl Chain {
             self.archive
                 .insert(*id, before.as_submitted(&before.jobs[id]));
         }
+        self.check_over_source(&before, &header, &txs, &out);
         self.blocks.push((header, txs));
         out
+    }
+
+    /// Runs the block again on a state read from a store holding `before`'s entries (a
+    /// `MemorySource`), as a node's state is, and checks that it decides the same: the same
+    /// outcome, and a change set that takes the store to exactly the in-memory state's entries
+    /// after the block. So every ledger test runs against both ways a state holds its entries.
+    ///
+    /// Between blocks the state over the store is kept, put over the new store (as a node
+    /// does), unless the test changed the in-memory state directly: on odd heights it keeps
+    /// what it holds in memory as a cache, on even heights it drops it and reads everything
+    /// from the store.
+    fn check_over_source(
+        &mut self,
+        before: &State,
+        header: &BlockHeader,
+        txs: &[SignedTx],
+        out: &BlockOutcome,
+    ) {
+        let entries: BTreeMap<Vec<u8>, Vec<u8>> = before.entries().into_iter().collect();
+        let mut backed = match self.mirror.take() {
+            Some((store, state)) if *store.entries() == entries => state,
+            _ => State::over(Arc::new(MemorySource::new(entries.clone()))).unwrap(),
+        };
+        let again = verity_ledger::apply_block(&mut backed, header, txs).expect("valid block");
+        assert_eq!(again.tx_results, out.tx_results, "block {}", header.height);
+        assert_eq!(again.events, out.events, "block {}", header.height);
+        assert_eq!(again.retired, out.retired, "block {}", header.height);
+        assert_eq!(backed.source_fault(), None);
+        let mut store = MemorySource::new(entries);
+        store.apply(&again.changes);
+        let after: BTreeMap<Vec<u8>, Vec<u8>> = self.state.entries().into_iter().collect();
+        assert!(
+            *store.entries() == after,
+            "block {}: over a store, the block changed the state otherwise",
+            header.height
+        );
+        let store = Arc::new(store);
+        let keep = if header.height % 2 == 1 { usize::MAX } else { 0 };
+        backed.rebase(store.clone(), keep).unwrap();
+        self.mirror = Some((store, backed));
     }
 
     /// Applies one transaction in its own block and returns its result.

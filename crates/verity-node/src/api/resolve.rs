@@ -37,7 +37,7 @@ pub(crate) fn resolve_prefix(node: &Node, prefix: &IdPrefix) -> Result<Resolutio
             .archived_ids(&JobId(Digest(lo)), &JobId(Digest(hi)), AMBIGUOUS_SHOWN + 1)?;
     let jobs: BTreeSet<JobId> = prefix
         .matches(
-            |r| state.jobs.range(r).map(|(k, _)| *k),
+            |r| state.jobs.range(r).map(|(k, _)| k),
             |b| JobId(Digest(b)),
         )
         .into_iter()
@@ -46,12 +46,12 @@ pub(crate) fn resolve_prefix(node: &Node, prefix: &IdPrefix) -> Result<Resolutio
     let jobs: Vec<JobId> = jobs.into_iter().take(AMBIGUOUS_SHOWN + 1).collect();
     // Accounts, and staked addresses that hold no balance.
     let accounts: BTreeSet<Address> = prefix
-        .matches(|r| state.accounts.range(r).map(|(k, _)| *k), Address)
+        .matches(|r| state.accounts.range(r).map(|(k, _)| k), Address)
         .into_iter()
-        .chain(prefix.matches(|r| state.stakes.range(r).map(|(k, _)| *k), Address))
+        .chain(prefix.matches(|r| state.stakes.range(r).map(|(k, _)| k), Address))
         .collect();
     let programs = prefix.matches(
-        |r| state.programs.range(r).map(|(k, _)| *k),
+        |r| state.programs.range(r).map(|(k, _)| k),
         |b| ProgramHash(Digest(b)),
     );
     let matches = named(jobs.iter().map(ToString::to_string).collect(), IdKind::Job)

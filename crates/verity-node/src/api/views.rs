@@ -146,7 +146,9 @@ fn jobs_reading(
         Some(a) => state
             .jobs
             .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => state.jobs.range::<_, JobId>(..),
+        None => state
+            .jobs
+            .range((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)),
     }
     .map(|(_, job)| job)
     .peekable();
@@ -181,7 +183,7 @@ fn jobs_reading(
             if archived.front().is_some_and(|a| a.summary.id == job.id) {
                 archived.pop_front();
             }
-            archive_row(job)
+            archive_row(&job)
         } else {
             archived.pop_front().expect("looked at")
         };
@@ -208,13 +210,13 @@ fn jobs_reading(
 /// The `count` newest jobs, by submission height (ties by id). A scan of every job: the
 /// explorer's overview asks for ten; issue 16's indexed store will replace it.
 pub fn recent_jobs(state: &State, count: usize) -> Vec<JobSummary> {
-    let mut newest: Vec<&Job> = state.jobs.values().collect();
+    let mut newest: Vec<_> = state.jobs.values().collect();
     newest.sort_by(|a, b| {
         b.submitted_height
             .cmp(&a.submitted_height)
             .then(a.id.cmp(&b.id))
     });
-    newest.into_iter().take(count).map(summary).collect()
+    newest.iter().take(count).map(|job| summary(job)).collect()
 }
 
 /// A finished job's provenance record with its proof against the current state root, from
@@ -295,13 +297,13 @@ pub fn provider_view(node: &Node, state: &State, address: Address) -> ProviderVi
 /// Every staked provider or provider with a record, best score first.
 pub fn providers(node: &Node) -> Vec<ProviderView> {
     let state = node.state();
-    let mut who: BTreeSet<Address> = state.providers.keys().copied().collect();
+    let mut who: BTreeSet<Address> = state.providers.keys().collect();
     who.extend(
         state
             .stakes
             .iter()
             .filter(|(_, s)| s.provider > 0)
-            .map(|(a, _)| *a),
+            .map(|(a, _)| a),
     );
     let mut views: Vec<ProviderView> = who
         .into_iter()

@@ -248,7 +248,7 @@ impl<H: NodeHandle> CanaryAuditor<H> {
             .canary_commits
             .range((epoch.saturating_sub(CANARY_REVEAL_EPOCHS), me)..)
             .filter(|((_, who), _)| *who == me)
-            .flat_map(|((e, _), c)| (0..c.count).map(move |i| (*e, i)))
+            .flat_map(|((e, _), c)| (0..c.count).map(move |i| (e, i)))
             .collect();
         // Every unrevealed epoch gets a reveal, even one whose canaries never went out (it then
         // reveals none), so no commitment is left hanging.
