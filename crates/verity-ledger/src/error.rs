@@ -150,6 +150,10 @@ pub enum BlockError {
     TooManyBytes { got: usize, limit: usize },
     #[error("block's programs take {got} operations to assemble, more than the limit of {limit}")]
     TooMuchAssembly { got: u64, limit: u64 },
+    /// The store the state reads from failed a read while the block was applied: the outcome
+    /// is not to be trusted, whatever the block.
+    #[error("the state could not be read to apply the block: {0}")]
+    StateUnreadable(String),
 }
 
 /// Why a genesis config cannot start a chain (the message names the entry).

@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub block_interval_ms: u64,
     pub mempool_limit: usize,
     pub max_tx_bytes: usize,
+    /// How many entries of each state table to keep in memory between blocks
+    /// ([`HOT_ENTRIES`] unless set).
+    pub hot_entries: usize,
 }
 
 impl NodeConfig {
@@ -44,6 +47,7 @@ impl NodeConfig {
             block_interval_ms: DEFAULT_BLOCK_INTERVAL_MS,
             mempool_limit: 10_000,
             max_tx_bytes: 1024 * 1024,
+            hot_entries: HOT_ENTRIES,
         }
     }
 }
@@ -87,6 +91,13 @@ pub struct Node {
 
 /// Log batches served at once to syncing nodes (see [`Node::sync_slots`]).
 pub const SYNC_SLOTS: usize = 2;
+
+/// How many entries of each state table a node keeps in memory between blocks unless
+/// configured (`NodeConfig::hot_entries`), beyond which it drops them and reads them from its
+/// database again: recent entries are what the
+/// next blocks most likely touch, and the bound keeps a node of ten million accounts from
+/// holding them all.
+pub const HOT_ENTRIES: usize = 1 << 18;
 
 /// State proofs served at once (see [`Node::proof_slots`]).
 pub const PROOF_SLOTS: usize = 4;
@@ -534,6 +545,7 @@ impl Node {
                 );
                 CommitError::Storage(e.0)
             })?;
+        let next = self.over_database(next);
         let height = next.height;
         self.prune_store_at(height);
         let mut pool = lock(&self.mempool);
@@ -580,6 +592,28 @@ impl Node {
             .map_err(|e| invalid(e.to_string()))?;
         let staged = self.stage_on_tip(root, header.height, &outcome.changes)?;
         Ok((Arc::new(next), outcome, staged))
+    }
+
+    /// `state`, just written to the database, put over a snapshot of it: it keeps in memory
+    /// what blocks touched lately (up to `hot_entries` per table) and reads everything else
+    /// from the database, so the node's memory does not grow with the state.
+    fn over_database(&self, state: Arc<State>) -> Arc<State> {
+        let source = match self.storage.state_source() {
+            Ok(Some(source)) => source,
+            Ok(None) => return state,
+            // The state still reads from its earlier snapshot, which stays valid: only its
+            // memory grows until a later commit can take a snapshot.
+            Err(e) => {
+                warn!("cannot take a snapshot of the state's database: {e}");
+                return state;
+            }
+        };
+        let mut state = Arc::unwrap_or_clone(state);
+        match state.rebase(source, self.config.hot_entries) {
+            Ok(()) => {}
+            Err(e) => warn!("cannot put the state over its database: {e}"),
+        }
+        Arc::new(state)
     }
 
     /// Refuses to commit once a block reached the state store but not the database.

@@ -4,11 +4,14 @@
 //! A block, the state it produced and everything derived from it are written in one redb
 //! transaction, so after a crash the database holds either all of a block or none of it.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tracing::warn;
-use verity_ledger::{Block, BlockHeader, ChangeSet, Job, State};
+use verity_ledger::{Block, BlockHeader, ChangeSet, EntrySource, Job, SharedSource, State};
 use verity_store::StateStore;
 use verity_types::{BlockId, Digest, JobId, SignedTx, TxId};
 
@@ -33,6 +36,9 @@ const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 /// The ledger's state entries, by store key ([`verity_ledger::State::entries`]): each block
 /// writes the entries it changed.
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// How many entries each table of the state holds (by table tag), kept with `STATE`: what a
+/// state read from the database counts without scanning it.
+const STATE_COUNTS: TableDefinition<u8, u64> = TableDefinition::new("state_counts");
 /// The state store's size (operations in its log) after each block, so a store that got a
 /// block ahead of this database in a crash can be rolled back to it.
 const STATE_SIZES: TableDefinition<u64, u64> = TableDefinition::new("state_sizes");
@@ -48,9 +54,9 @@ const SYNCED_FROM_KEY: &str = "synced_from";
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
 /// 3: deliveries and corrections store `cycles` and `trace_len`; 4: the state is stored entry
 /// by entry, each block writing what it changed; 5: jobs name their inline source, which the
-/// state holds once per source); a database of
+/// state holds once per source; 6: the state keeps each table's entry count); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
-pub const STORAGE_FORMAT: u32 = 5;
+pub const STORAGE_FORMAT: u32 = 6;
 
 /// An archived job as listings see it: its summary, and the one thing they filter on that the
 /// summary lacks.
@@ -121,6 +127,98 @@ fn check_format(meta: &mut redb::Table<&str, &[u8]>, dir: &Path) -> Result<(), S
     }
 }
 
+/// Writes state entries (`None`: removed) and keeps each table's count with them.
+fn write_state<'a>(
+    tx: &redb::WriteTransaction,
+    entries: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) -> Result<(), StorageError> {
+    let mut state = tx.open_table(STATE).map_err(err)?;
+    let mut delta: BTreeMap<u8, i64> = BTreeMap::new();
+    for (key, value) in entries {
+        let Some(&tag) = key.first() else {
+            return Err(err("an empty state key"));
+        };
+        let (was, is) = match value {
+            Some(value) => (state.insert(key, value).map_err(err)?.is_some(), true),
+            None => (state.remove(key).map_err(err)?.is_some(), false),
+        };
+        *delta.entry(tag).or_default() += i64::from(is) - i64::from(was);
+    }
+    let mut counts = tx.open_table(STATE_COUNTS).map_err(err)?;
+    for (tag, delta) in delta.into_iter().filter(|(_, d)| *d != 0) {
+        let now = counts.get(tag).map_err(err)?.map_or(0, |v| v.value());
+        let next = now
+            .checked_add_signed(delta)
+            .ok_or_else(|| err(format!("state table {tag}'s count went below zero")))?;
+        counts.insert(tag, next).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The database's state entries as one commit left them (a redb read transaction's view,
+/// unchanged by later commits): what a node's state reads what it does not hold from.
+struct StateSnapshot {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    counts: BTreeMap<u8, u64>,
+    fault: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for StateSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSnapshot")
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+impl EntrySource for StateSnapshot {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.table.get(key) {
+            Ok(value) => value.map(|v| v.value().to_vec()),
+            Err(e) => {
+                self.fail(format!("reading a state entry: {e}"));
+                None
+            }
+        }
+    }
+
+    fn scan<'a>(
+        &'a self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Box<dyn Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a> {
+        match self.table.range::<&[u8]>((from, to)) {
+            Ok(range) => Box::new(range.map_while(move |entry| match entry {
+                Ok((k, v)) => Some((k.value().to_vec(), v.value().to_vec())),
+                Err(e) => {
+                    self.fail(format!("scanning state entries: {e}"));
+                    None
+                }
+            })),
+            Err(e) => {
+                self.fail(format!("scanning state entries: {e}"));
+                Box::new(std::iter::empty())
+            }
+        }
+    }
+
+    fn count(&self, tag: u8) -> u64 {
+        self.counts.get(&tag).copied().unwrap_or(0)
+    }
+
+    fn fail(&self, why: String) {
+        warn!("the state's database failed a read: {why}");
+        self.fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl Storage {
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(dir)
@@ -131,6 +229,7 @@ impl Storage {
             tx.open_table(BLOCKS).map_err(err)?;
             tx.open_table(META).map_err(err)?;
             tx.open_table(STATE).map_err(err)?;
+            tx.open_table(STATE_COUNTS).map_err(err)?;
             tx.open_table(STATE_SIZES).map_err(err)?;
             tx.open_table(TXS).map_err(err)?;
             tx.open_table(BLOBS).map_err(err)?;
@@ -145,22 +244,38 @@ impl Storage {
         Ok(Storage { db })
     }
 
-    /// The state after the last committed block, if any block was ever committed.
+    /// The state after the last committed block, if any block was ever committed: read from
+    /// the database as needed ([`State::over`] a snapshot of it), not loaded.
     pub fn load_state(&self) -> Result<Option<State>, StorageError> {
+        match self.state_source()? {
+            Some(source) => Ok(Some(State::over(source).map_err(err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A snapshot of the state entries as the last commit left them, for a state to read
+    /// from; `None` before any state was written.
+    pub fn state_source(&self) -> Result<Option<SharedSource>, StorageError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(STATE).map_err(err)?;
         if table.is_empty().map_err(err)? {
             return Ok(None);
         }
-        let entries = table
+        let counts = tx
+            .open_table(STATE_COUNTS)
+            .map_err(err)?
             .iter()
             .map_err(err)?
             .map(|entry| {
-                let (key, value) = entry.map_err(err)?;
-                Ok((key.value().to_vec(), value.value().to_vec()))
+                let (tag, count) = entry.map_err(err)?;
+                Ok((tag.value(), count.value()))
             })
-            .collect::<Result<Vec<_>, StorageError>>()?;
-        Ok(Some(State::from_entries(entries).map_err(err)?))
+            .collect::<Result<_, StorageError>>()?;
+        Ok(Some(Arc::new(StateSnapshot {
+            table,
+            counts,
+            fault: Mutex::new(None),
+        })))
     }
 
     /// Whether any state was ever written (genesis at least).
@@ -183,12 +298,12 @@ impl Storage {
         let height = block.header.height;
         let tx = self.db.begin_write().map_err(err)?;
         {
-            let mut state = tx.open_table(STATE).map_err(err)?;
-            for (key, value) in entries {
-                state
-                    .insert(key.as_slice(), value.as_slice())
-                    .map_err(err)?;
-            }
+            write_state(
+                &tx,
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), Some(v.as_slice()))),
+            )?;
             tx.open_table(STATE_SIZES)
                 .map_err(err)?
                 .insert(height, state_size)
@@ -255,16 +370,12 @@ impl Storage {
     /// Writes the genesis state's entries (a database that holds no state yet).
     pub fn put_genesis_state(&self, entries: &ChangeSet) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(err)?;
-        {
-            let mut state = tx.open_table(STATE).map_err(err)?;
-            for (key, value) in entries {
-                if let Some(value) = value {
-                    state
-                        .insert(key.as_slice(), value.as_slice())
-                        .map_err(err)?;
-                }
-            }
-        }
+        write_state(
+            &tx,
+            entries
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_slice(), Some(v.as_deref()?)))),
+        )?;
         tx.commit().map_err(err)
     }
 
@@ -338,14 +449,10 @@ impl Storage {
                 .map_err(err)?
                 .insert(&id.0.0, block.header.height)
                 .map_err(err)?;
-            let mut state = tx.open_table(STATE).map_err(err)?;
-            for (key, value) in changes {
-                match value {
-                    Some(value) => state.insert(key.as_slice(), value.as_slice()),
-                    None => state.remove(key.as_slice()),
-                }
-                .map_err(err)?;
-            }
+            write_state(
+                &tx,
+                changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            )?;
             let mut txs = tx.open_table(TXS).map_err(err)?;
             for (id, outcome) in outcomes {
                 txs.insert(&id.0.0, borsh::to_vec(outcome).map_err(err)?.as_slice())

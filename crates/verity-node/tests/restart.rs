@@ -47,6 +47,77 @@ fn a_reopened_node_has_the_state_and_root_it_had() {
     assert_eq!(node.state().height, 4);
 }
 
+/// The node's state is its database's, read as needed: a restart loads none of it, and
+/// between blocks the node keeps at most `hot_entries` entries of a table in memory. Reads
+/// see every entry either way, and the chain goes on.
+#[test]
+fn a_node_reads_its_state_from_its_database_and_holds_only_what_blocks_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = devnet::genesis();
+    let extra: Vec<verity_types::Address> = (0..2_000u32)
+        .map(|i| {
+            let mut a = [9u8; 32];
+            a[..4].copy_from_slice(&i.to_be_bytes());
+            verity_types::Address(a)
+        })
+        .collect();
+    for (i, address) in extra.iter().enumerate() {
+        genesis.accounts.push(verity_ledger::GenesisAccount {
+            address: *address,
+            balance: 1_000 + i as u64,
+        });
+    }
+    let config = |hot_entries| NodeConfig {
+        hot_entries,
+        ..NodeConfig::new(dir.path().to_path_buf(), genesis.clone())
+    };
+    let client = Keypair::dev("client");
+    let mut producer = SoloProducer::new(Keypair::dev("validator"));
+    let check = |state: &verity_ledger::State, paid: u64| {
+        for (i, address) in extra.iter().enumerate() {
+            let bonus = if i < 3 { paid } else { 0 };
+            assert_eq!(state.accounts[address].balance, 1_000 + i as u64 + bonus);
+        }
+        assert_eq!(
+            state.total_held() + u128::from(state.burned),
+            u128::from(state.genesis_supply),
+            "every entry, read from the database or memory, adds up to the supply"
+        );
+    };
+    let before = {
+        let node = Node::open(config(100)).unwrap();
+        for round in 0..2u64 {
+            for to in &extra[..3] {
+                node.sign_and_submit(&client, TxBody::Transfer { to: *to, amount: 5 })
+                    .unwrap();
+            }
+            produce_block(&node, &mut producer).unwrap();
+            let state = node.state();
+            assert!(state.is_over_source());
+            assert!(
+                state.held_in_memory() < 100,
+                "round {round}: {} entries in memory, more than blocks touched",
+                state.held_in_memory()
+            );
+        }
+        check(&node.state(), 10);
+        node.state().to_bytes()
+    };
+    let node = Node::open(config(usize::MAX)).unwrap();
+    let state = node.state();
+    assert_eq!(state.held_in_memory(), 0, "a restart loads no entry");
+    assert!(state.to_bytes() == before);
+    check(&state, 10);
+    // Kept in memory now (no bound): the next block's state holds what it touched, and the
+    // chain goes on over the database.
+    for to in &extra[..3] {
+        node.sign_and_submit(&client, TxBody::Transfer { to: *to, amount: 5 })
+            .unwrap();
+    }
+    produce_block(&node, &mut producer).unwrap();
+    check(&node.state(), 15);
+}
+
 /// A state store at the database's height but holding another state (here a stray commit
 /// named after the tip's height) is refused at start, naming both, rather than served.
 #[test]

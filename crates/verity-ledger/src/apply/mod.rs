@@ -247,6 +247,9 @@ fn apply_block_with(
         .map(|(tx, ops)| ctx.apply_tx(tx, ops))
         .collect();
     let (events, retired) = (ctx.events, ctx.retired);
+    if let Some(fault) = state.source_fault() {
+        return Err(BlockError::StateUnreadable(fault));
+    }
     Ok(BlockOutcome {
         tx_results,
         events,

@@ -16,11 +16,9 @@ use verity_types::{
 
 use crate::error::GenesisError;
 
-pub use entries::{EntryKind, RebaseError};
 use entries::enc;
-pub use table::{
-    EntrySource, KeyBytes, MemorySource, SharedSource, Table, store_key,
-};
+pub use entries::{EntryKind, RebaseError};
+pub use table::{EntrySource, KeyBytes, MemorySource, SharedSource, Table, store_key};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,

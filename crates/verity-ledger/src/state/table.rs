@@ -372,10 +372,7 @@ where
     }
 
     /// The entries whose keys lie in `range`, in key order: those in memory over the source's.
-    pub fn range<R: RangeBounds<K>>(
-        &self,
-        range: R,
-    ) -> impl Iterator<Item = (K, Cow<'_, V>)> + '_ {
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> impl Iterator<Item = (K, Cow<'_, V>)> + '_ {
         const { assert!(TAG < u8::MAX, "a table's keys end before the next tag") };
         let bound = |b: Bound<&K>, unbounded: Bound<Vec<u8>>| match b {
             Bound::Included(k) => Bound::Included(store_key(TAG, k)),

@@ -154,7 +154,11 @@ impl Chain {
             header.height
         );
         let store = Arc::new(store);
-        let keep = if header.height % 2 == 1 { usize::MAX } else { 0 };
+        let keep = if header.height % 2 == 1 {
+            usize::MAX
+        } else {
+            0
+        };
         backed.rebase(store.clone(), keep).unwrap();
         self.mirror = Some((store, backed));
     }
