@@ -921,3 +921,43 @@ fn an_unstake_spammer_cannot_grow_its_stake_record_without_bound() {
     assert_eq!(chain.send("p1", unstake), Ok(()));
     chain.check_supply();
 }
+
+/// A state read from a store that cannot read an entry (a failing disk, a corrupt page) must
+/// not treat it as absent: the payer's account would read as empty, the transfer be refused,
+/// and this validator reach a root no other does. The block is refused as unreadable instead,
+/// whatever it holds.
+#[test]
+fn an_entry_the_store_cannot_read_makes_the_block_unreadable_not_absent() {
+    let mut chain = Chain::new();
+    chain.block(vec![]);
+    let tx = chain.tx(
+        "client",
+        TxBody::Transfer {
+            to: addr("p1"),
+            amount: 5,
+        },
+    );
+    let header = verity_ledger::BlockHeader {
+        chain_id: CHAIN.into(),
+        height: chain.height() + 1,
+        timestamp_ms: 1_000 + (chain.height() + 1) * 250,
+        parent: verity_types::Digest([0; 32]),
+        proposer: addr("validator"),
+    };
+    let mut entries: std::collections::BTreeMap<_, _> = chain.state.entries().into_iter().collect();
+    // The same state over a sound store applies the block.
+    let sound = std::sync::Arc::new(verity_ledger::MemorySource::new(entries.clone()));
+    let mut over = verity_ledger::State::over(sound).unwrap();
+    let out = verity_ledger::apply_block(&mut over, &header, std::slice::from_ref(&tx)).unwrap();
+    assert_eq!(out.tx_results, vec![Ok(())]);
+    // The client's account no longer decodes.
+    let key = verity_ledger::EntryKind::Account.store_key(&addr("client").0);
+    entries.insert(key, vec![0xff]);
+    let broken = std::sync::Arc::new(verity_ledger::MemorySource::new(entries));
+    let mut over = verity_ledger::State::over(broken).unwrap();
+    let err = verity_ledger::apply_block(&mut over, &header, &[tx]).unwrap_err();
+    assert!(
+        matches!(err, verity_ledger::BlockError::StateUnreadable(ref why) if why.contains("does not decode")),
+        "{err}"
+    );
+}
