@@ -6,6 +6,7 @@
 
 use verity_types::{ProgramSource, SignedTx, TxBody};
 
+use crate::apply::Signatures;
 use crate::error::TxError;
 use crate::state::State;
 use crate::trust::{MAX_AUDIT_ENTRIES, MAX_CANARIES_PER_EPOCH, MAX_ENDPOINT_BYTES};
@@ -65,7 +66,13 @@ fn fee_with(state: &State, stx: &SignedTx, assembly_ops: u64) -> u64 {
 /// mempool's counting pending transactions) and that the signer can pay the fee from its
 /// balance in `state`.
 pub fn precheck(state: &State, stx: &SignedTx, expected_nonce: u64) -> Result<Admissible, TxError> {
-    precheck_with(state, stx, expected_nonce, assembly_ops)
+    precheck_with(
+        state,
+        stx,
+        expected_nonce,
+        Signatures::CheckEach,
+        assembly_ops,
+    )
 }
 
 /// [`precheck`], with the transaction's [`assembly_ops`] from `ops` (the state transition has
@@ -75,6 +82,7 @@ pub(crate) fn precheck_with(
     state: &State,
     stx: &SignedTx,
     expected_nonce: u64,
+    signatures: Signatures,
     ops: impl FnOnce(&TxBody) -> u64,
 ) -> Result<Admissible, TxError> {
     let tx = &stx.tx;
@@ -85,7 +93,7 @@ pub(crate) fn precheck_with(
         });
     }
     // Cheap checks first: an unsigned or stale transaction costs no parsing.
-    if !stx.signature_is_valid() {
+    if signatures == Signatures::CheckEach && !stx.signature_is_valid() {
         return Err(TxError::BadSignature);
     }
     if tx.nonce != expected_nonce {

@@ -961,3 +961,49 @@ fn an_entry_the_store_cannot_read_makes_the_block_unreadable_not_absent() {
         "{err}"
     );
 }
+
+/// A block's signatures are checked as one batch; a forger's transaction among honest ones
+/// fails the batch, and then each is checked alone: only the forged one is refused, and the
+/// honest ones around it apply as if it were not there.
+#[test]
+fn a_forged_signature_in_a_block_is_refused_alone() {
+    let mut chain = Chain::new();
+    let names = ["client", "p1", "p2", "watcher"];
+    let block = |chain: &Chain, forged: Option<usize>| -> Vec<SignedTx> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, who)| {
+                let mut tx = chain.tx(
+                    who,
+                    TxBody::Transfer {
+                        to: addr("client"),
+                        amount: 1,
+                    },
+                );
+                if forged == Some(i) {
+                    tx.signature.0[33] ^= 4;
+                }
+                tx
+            })
+            .collect()
+    };
+    let honest = block(&chain, None);
+    assert!(SignedTx::signatures_are_valid(&honest));
+    let out = chain.block(honest);
+    assert!(out.tx_results.iter().all(Result::is_ok));
+
+    let before = chain.balance("p2");
+    let with_forgery = block(&chain, Some(2));
+    assert!(!SignedTx::signatures_are_valid(&with_forgery));
+    let out = chain.block(with_forgery);
+    assert_eq!(
+        out.tx_results,
+        vec![Ok(()), Ok(()), Err(TxError::BadSignature), Ok(())]
+    );
+    assert_eq!(
+        chain.balance("p2"),
+        before,
+        "the forged transfer moved nothing"
+    );
+}

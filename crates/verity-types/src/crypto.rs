@@ -22,6 +22,33 @@ pub struct Address(pub [u8; 32]);
 #[derive(Clone, Copy, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Signature(pub [u8; 64]);
 
+/// Whether every `(signer, message, signature)` is valid by [`Address::verify`], checked as
+/// one batch equation: about three times cheaper per signature than checking each, with the
+/// same answer (ZIP 215 makes the batch and single rules agree). The batch's random
+/// coefficients are drawn from a seed hashed from all of its items, so the answer is a
+/// function of the items alone, as the state transition needs. An empty batch is valid.
+/// `false` says only that some signature is not: check each to know which.
+pub fn verify_batch(items: &[(&Address, &[u8], &Signature)]) -> bool {
+    use rand_core::SeedableRng;
+    let mut seed = blake3::Hasher::new_derive_key("verity 2026 signature batch coefficients");
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for (signer, message, signature) in items {
+        if signer.is_weak_key() {
+            return false;
+        }
+        seed.update(&signer.0);
+        seed.update(&signature.0);
+        seed.update(blake3::hash(message).as_bytes());
+        batch.queue((
+            ed25519_zebra::VerificationKeyBytes::from(signer.0),
+            ed25519_zebra::Signature::from_bytes(&signature.0),
+            message,
+        ));
+    }
+    let rng = rand_chacha::ChaCha20Rng::from_seed(*seed.finalize().as_bytes());
+    items.is_empty() || batch.verify(rng).is_ok()
+}
+
 /// A signing key. Never serialized by the wire types; key files are handled by the CLI.
 #[derive(Clone)]
 pub struct Keypair(SigningKey);
@@ -62,15 +89,30 @@ impl fmt::Debug for Keypair {
 }
 
 impl Address {
-    /// Checks `signature` over `message` by this address's key.
+    /// Checks `signature` over `message` by this address's key, by the rule every node applies:
+    /// ZIP 215 (the cofactored equation `[8][s]B = [8]R + [8][k]A`, with `s` canonical and `R`
+    /// a point), and the key not of small order (anyone can sign for such a key). Checking many
+    /// at once ([`verify_batch`]) gives exactly the answer of checking each, which is what lets
+    /// a block's signatures be checked as one batch inside the state transition.
+    ///
+    /// Nobody but the signer can make a second valid signature of a message (`s` must be
+    /// canonical, and an honest `R` has no other encoding), so a transaction id, which covers
+    /// the signature, cannot be changed by whoever relays it.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+        if self.is_weak_key() {
+            return false;
+        }
+        let Ok(key) = ed25519_zebra::VerificationKey::try_from(self.0) else {
             return false;
         };
-        // Strict: rejects small-order keys and non-canonical encodings, so one signer has one
-        // valid signature per message (no malleated twin with another transaction id).
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&signature.0))
+        key.verify(&ed25519_zebra::Signature::from_bytes(&signature.0), message)
             .is_ok()
+    }
+
+    /// Whether this address is no key at all (not a point of the curve) or one of small order,
+    /// for which a signature holds for any message.
+    fn is_weak_key(&self) -> bool {
+        VerifyingKey::from_bytes(&self.0).map_or(true, |key| key.is_weak())
     }
 
     pub fn short(&self) -> String {

@@ -16,7 +16,7 @@ pub mod receipt;
 mod schema;
 pub mod tx;
 
-pub use crypto::{Address, Keypair, Signature};
+pub use crypto::{Address, Keypair, Signature, verify_batch};
 pub use digest::{Digest, DigestError};
 pub use field::{FieldError, MODULUS, format_felts, parse_felt, parse_felt_list};
 pub use ids::{BlockId, JobId, ProgramHash, TxId};

@@ -485,6 +485,18 @@ impl SignedTx {
             .signer
             .verify(&self.tx.signing_bytes(), &self.signature)
     }
+
+    /// Whether every transaction's signature is valid, checked as one batch
+    /// ([`crate::verify_batch`]: the same answer as [`SignedTx::signature_is_valid`] on each).
+    pub fn signatures_are_valid(txs: &[SignedTx]) -> bool {
+        let messages: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
+        let items: Vec<_> = txs
+            .iter()
+            .zip(&messages)
+            .map(|(t, m)| (&t.tx.signer, m.as_slice(), &t.signature))
+            .collect();
+        crate::verify_batch(&items)
+    }
 }
 
 #[cfg(test)]
