@@ -14,7 +14,9 @@
 //!
 //! A lie anywhere fails the sync with an error naming the link that failed, before anything
 //! is written to the node's database, and the store it began is removed: the directory can
-//! sync again or start from genesis.
+//! sync again or start from genesis. A sync the peer's pruning overtakes (it no longer holds
+//! the log the snapshot named) starts over from a new snapshot, up to [`SYNC_ATTEMPTS`]
+//! times.
 
 use std::path::PathBuf;
 
@@ -36,6 +38,8 @@ const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// waiting longer each time (0.4 s to 25 s, about a minute in all); one that keeps failing
 /// ends the sync.
 const FETCH_ATTEMPTS: u32 = 8;
+/// Syncs begun from a new snapshot when the peer's pruning overtook the last one.
+pub const SYNC_ATTEMPTS: u32 = 3;
 /// How long the snapshot may take to arrive (a million accounts are ~100 MB).
 const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -71,6 +75,12 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("this node's database: {0}")]
     Local(#[from] StorageError),
+    /// The peer pruned the log the snapshot named before the sync had fetched it (it prunes
+    /// every 256 blocks), [`SYNC_ATTEMPTS`] times running.
+    #[error(
+        "the peer pruned its log past the snapshot before the sync could fetch it, {0} times: a peer that prunes less often, or a faster link, is needed"
+    )]
+    Overtaken(u32),
 }
 
 /// Starts the node in `config.data_dir` from the state of the node at `url`: see the module
@@ -83,7 +93,28 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
         });
     }
     let peer = Client::new(url);
-    let snapshot = snapshot_from(&peer).await?;
+    for attempt in 1..=SYNC_ATTEMPTS {
+        match sync_once(config, &storage, &peer).await {
+            Err(SyncError::Overtaken(_)) if attempt < SYNC_ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    "the peer pruned its log past the snapshot during the sync: starting over from a new snapshot"
+                );
+            }
+            Err(SyncError::Overtaken(_)) => return Err(SyncError::Overtaken(attempt)),
+            done => return done,
+        }
+    }
+    Err(SyncError::Overtaken(SYNC_ATTEMPTS))
+}
+
+/// One sync, from one snapshot.
+async fn sync_once(
+    config: &NodeConfig,
+    storage: &Storage,
+    peer: &Client,
+) -> Result<Synced, SyncError> {
+    let snapshot = snapshot_from(peer).await?;
     let bad = |reason: String| SyncError::BadSnapshot(reason);
     let block = Block::from_bytes(&snapshot.block).map_err(|e| bad(e.to_string()))?;
     if block.header.height != snapshot.height {
@@ -128,7 +159,7 @@ pub async fn sync_from(config: &NodeConfig, url: &str) -> Result<Synced, SyncErr
     let store_dir = config.data_dir.join("state");
     // Whatever fails from here, nothing in the database refers to the store yet: it goes,
     // so a new sync (or a start from genesis) finds the directory as it was.
-    let synced = finish_sync(config, &storage, &peer, snapshot, block, &certified).await;
+    let synced = finish_sync(config, storage, peer, snapshot, block, &certified).await;
     if synced.is_err() {
         let _ = std::fs::remove_dir_all(&store_dir);
     }
@@ -258,27 +289,49 @@ async fn sync_store(
     let (fetch, mut requests) = tokio::sync::mpsc::unbounded_channel::<Fetch>();
     let syncing = tokio::task::spawn_blocking(move || StateStore::sync(&dir, target, fetch));
     tokio::pin!(syncing);
+    // Set when the peer answers that its log no longer holds what was asked (410).
+    let overtaken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             synced = &mut syncing => {
-                return synced
-                    .map_err(|e| StorageError(format!("the sync's thread failed: {e}")))?
-                    .map_err(SyncError::from);
+                let synced = synced
+                    .map_err(|e| StorageError(format!("the sync's thread failed: {e}")))?;
+                return match synced {
+                    Err(_) if overtaken.load(std::sync::atomic::Ordering::SeqCst) => {
+                        Err(SyncError::Overtaken(1))
+                    }
+                    other => other.map_err(SyncError::from),
+                };
             }
             Some(Fetch { request, reply }) = requests.recv() => {
                 let peer = peer.clone();
+                let overtaken = overtaken.clone();
                 tokio::spawn(async move {
-                    let _ = reply.send(fetch_answer(&peer, request).await);
+                    let answer = fetch_answer(&peer, request).await;
+                    if let Err(FetchError::Pruned(_)) = &answer {
+                        overtaken.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = reply.send(answer.map_err(|e| e.to_string()));
                 });
             }
         }
     }
 }
 
+/// Why a sync request got no answer.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    /// The peer's log no longer holds it: asking again cannot help.
+    #[error("{0}")]
+    Pruned(ClientError),
+    #[error("{0}")]
+    Failed(String),
+}
+
 async fn fetch_answer(
     peer: &Client,
     request: verity_store::SyncRequest,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, FetchError> {
     let mut last = String::new();
     for attempt in 0..FETCH_ATTEMPTS {
         if attempt > 0 {
@@ -286,12 +339,11 @@ async fn fetch_answer(
         }
         match peer.sync_answer(request, MAX_ANSWER_BYTES).await {
             Ok(bytes) => return Ok(bytes),
-            // The log no longer holds it (pruned): asking again cannot help.
-            Err(e @ ClientError::Refused { status: 410, .. }) => return Err(e.to_string()),
+            Err(e @ ClientError::Refused { status: 410, .. }) => return Err(FetchError::Pruned(e)),
             Err(e) => last = e.to_string(),
         }
     }
-    Err(format!("{request:?}: {last}"))
+    Err(FetchError::Failed(format!("{request:?}: {last}")))
 }
 
 impl Node {

@@ -50,25 +50,53 @@ enum Lie {
     DuplicateForMissing,
     /// Names a log of its own (another log root) under the certified state root.
     OtherLog,
+    /// Honest, but its log is pruned past the first snapshot before the sync fetches it
+    /// (answers `410 Gone` to that sync's first request).
+    PrunedOnce,
+    /// Its log is always pruned past the snapshot it serves.
+    AlwaysPruned,
 }
 
 struct Proxy {
     to: String,
     lie: Lie,
     http: reqwest::Client,
+    snapshots: std::sync::atomic::AtomicU32,
+    gone: std::sync::atomic::AtomicU32,
 }
 
-/// A peer at `to`'s URL that tells `lie`.
-async fn lying_peer(to: String, lie: Lie) -> String {
+/// A peer at `to`'s URL that tells `lie`, and what it served.
+async fn lying_peer(to: String, lie: Lie) -> (String, Arc<Proxy>) {
     let proxy = Arc::new(Proxy {
         to,
         lie,
         http: reqwest::Client::new(),
+        snapshots: Default::default(),
+        gone: Default::default(),
     });
     let app = axum::Router::new()
         .fallback(
             |UrlState(p): UrlState<Arc<Proxy>>, req: Request| async move {
                 let path = req.uri().path_and_query().unwrap().to_string();
+                let log_request = path.starts_with("/v1/sync/operations")
+                    || path.starts_with("/v1/sync/boundary");
+                let count = |n: &std::sync::atomic::AtomicU32| {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                };
+                if path.starts_with("/v1/sync/snapshot") {
+                    count(&p.snapshots);
+                }
+                let pruned = match p.lie {
+                    Lie::PrunedOnce => {
+                        log_request && p.snapshots.load(std::sync::atomic::Ordering::SeqCst) == 1
+                    }
+                    Lie::AlwaysPruned => log_request,
+                    _ => false,
+                };
+                if pruned {
+                    count(&p.gone);
+                    return (StatusCode::GONE, Bytes::from_static(b"pruned")).into_response();
+                }
                 let resp = p.http.get(format!("{}{path}", p.to)).send().await.unwrap();
                 let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
                 let mut body = resp.bytes().await.unwrap().to_vec();
@@ -87,11 +115,11 @@ async fn lying_peer(to: String, lie: Lie) -> String {
                 (status, Bytes::from(body)).into_response()
             },
         )
-        .with_state(proxy);
+        .with_state(proxy.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    (format!("http://{addr}"), proxy)
 }
 
 fn tell(lie: Lie, snapshot: &mut StateSnapshot) {
@@ -107,7 +135,8 @@ fn tell(lie: Lie, snapshot: &mut StateSnapshot) {
 fn tell_entries(lie: Lie, s: &mut StateSnapshot, entries: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     let account = entries.len() / 2;
     match lie {
-        Lie::None | Lie::AlterOperations | Lie::ClaimMany => {}
+        Lie::None | Lie::AlterOperations | Lie::ClaimMany | Lie::PrunedOnce | Lie::AlwaysPruned => {
+        }
         Lie::AlterEntry => {
             let v = &mut entries[account].1;
             let last = v.len() - 1;
@@ -207,7 +236,7 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
         let dir = dirs.path().join(format!("b{n}"));
         let url = a.url();
         async move {
-            let peer = lying_peer(url, lie).await;
+            let (peer, _) = lying_peer(url, lie).await;
             let result = sync_from(&config(&dir, genesis.clone()), &peer).await;
             // Whatever failed, the node's database holds nothing: it can start over.
             if result.is_err() {
@@ -267,6 +296,42 @@ async fn a_peer_that_lies_about_the_state_is_caught_before_anything_is_written()
         Err(SyncError::NotCertified(ProvenanceError::BadCertificate { .. })) => {}
         other => panic!("expected another validator set refused, got {other:?}"),
     }
+}
+
+/// A peer that prunes its log (every 256 blocks) can overtake a sync: the log the snapshot
+/// named is gone before the sync fetched it. The sync starts over from a new snapshot rather
+/// than fail; a peer that keeps doing it ends the sync after `SYNC_ATTEMPTS` snapshots, with
+/// nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_overtaken_by_the_peers_pruning_starts_over_from_a_new_snapshot() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dirs = tempfile::tempdir().unwrap();
+    let a = start(&dirs.path().join("a")).await;
+    wait_height(&a.node, 3).await;
+
+    let (peer, proxy) = lying_peer(a.url(), Lie::PrunedOnce).await;
+    let dir = dirs.path().join("b");
+    let synced = sync_from(&config(&dir, devnet::genesis()), &peer)
+        .await
+        .expect("a sync overtaken once starts over and succeeds");
+    assert_eq!(proxy.snapshots.load(SeqCst), 2, "a second snapshot");
+    assert!(proxy.gone.load(SeqCst) >= 1);
+    let node = Node::open(config(&dir, devnet::genesis())).unwrap();
+    assert_eq!(node.state().height, synced.height);
+
+    let (peer, proxy) = lying_peer(a.url(), Lie::AlwaysPruned).await;
+    let dir = dirs.path().join("c");
+    match sync_from(&config(&dir, devnet::genesis()), &peer).await {
+        Err(SyncError::Overtaken(n)) => assert_eq!(n, verity_node::sync::SYNC_ATTEMPTS),
+        other => panic!("expected the sync to give up, got {other:?}"),
+    }
+    assert_eq!(
+        proxy.snapshots.load(SeqCst),
+        verity_node::sync::SYNC_ATTEMPTS
+    );
+    let storage = verity_node::storage::Storage::open(&dir).unwrap();
+    assert!(!storage.has_state().unwrap());
+    assert!(!dir.join("state").exists());
 }
 
 /// A sync killed after its store was written but before the database was leaves a store no
