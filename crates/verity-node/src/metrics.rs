@@ -44,6 +44,24 @@ pub struct AuditLabel {
     pub activity: &'static str,
 }
 
+/// The state's size, as a scrape reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateFigures {
+    /// Entries of the state.
+    pub entries: u64,
+    /// Of which this node holds in memory.
+    pub in_memory: u64,
+}
+
+impl StateFigures {
+    pub fn of(state: &verity_ledger::State) -> StateFigures {
+        StateFigures {
+            entries: state.entry_count(),
+            in_memory: state.held_in_memory() as u64,
+        }
+    }
+}
+
 /// Every metric the node exports.
 pub struct Metrics {
     registry: Registry,
@@ -61,6 +79,8 @@ pub struct Metrics {
     proof_verify: Histogram,
     validators: Gauge,
     validators_seen: Gauge,
+    state_entries: Gauge,
+    state_entries_in_memory: Gauge,
     nullified_views: Counter,
     audits: Family<AuditLabel, Counter>,
     /// The previous block's timestamp, for the interval.
@@ -93,6 +113,8 @@ impl Metrics {
             proof_verify: seconds_buckets(0.0001, 16),
             validators: Gauge::default(),
             validators_seen: Gauge::default(),
+            state_entries: Gauge::default(),
+            state_entries_in_memory: Gauge::default(),
             nullified_views: Counter::default(),
             audits: Family::default(),
             last_block_ms: Mutex::new(None),
@@ -111,6 +133,16 @@ impl Metrics {
             "chain_height",
             "Height of the newest committed block",
             m.height.clone(),
+        );
+        r.register(
+            "state_entries",
+            "Entries of the ledger state (accounts, stakes, jobs, ...) after the newest block",
+            m.state_entries.clone(),
+        );
+        r.register(
+            "state_entries_in_memory",
+            "Entries of the state this node holds in memory; the rest it reads from its database",
+            m.state_entries_in_memory.clone(),
         );
         r.register(
             "finalized_height",
@@ -240,8 +272,10 @@ impl Metrics {
     }
 
     /// The scrape: gauges set from what the node holds now, then everything encoded.
-    pub fn render(&self, head: &Head, stats: &NetworkStats) -> String {
+    pub fn render(&self, head: &Head, stats: &NetworkStats, state: StateFigures) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.state_entries.set(state.entries as i64);
+        self.state_entries_in_memory.set(state.in_memory as i64);
         self.height.set(head.height as i64);
         self.block_timestamp.set((head.timestamp_ms / 1000) as i64);
         self.mempool.set(head.mempool as i64);
@@ -353,7 +387,7 @@ mod tests {
     #[test]
     fn a_scrape_reports_what_the_node_holds_and_counts_catch_up() {
         let m = Metrics::new();
-        let text = m.render(&head(), &NetworkStats::default());
+        let text = m.render(&head(), &NetworkStats::default(), StateFigures::default());
         assert!(text.contains("verity_finalized_height 7\n"), "{text}");
         assert!(
             text.contains("verity_consensus_validators_seen 3\n"),
@@ -366,14 +400,14 @@ mod tests {
         // The auditor's totals grew by 2: the counter follows, once, not by 5 again.
         let mut later = head();
         later.auditor.as_mut().unwrap().probes = 7;
-        let text = m.render(&later, &NetworkStats::default());
+        let text = m.render(&later, &NetworkStats::default(), StateFigures::default());
         assert!(
             text.contains("verity_auditor_activity_total{activity=\"probes\"} 7\n"),
             "{text}"
         );
         m.admission(Some("bad_nonce"));
         m.proof_verified(Duration::from_millis(3), false);
-        let text = m.render(&later, &NetworkStats::default());
+        let text = m.render(&later, &NetworkStats::default(), StateFigures::default());
         assert!(
             text.contains(r#"verity_transactions_total{stage="mempool",result="rejected",reason="bad_nonce"} 1"#),
             "{text}"
@@ -402,7 +436,7 @@ mod tests {
         stats
             .jobs_by_state
             .insert(verity_ledger::JobState::Finalized, 1);
-        let mut exported = families(&node.render(&head(), &stats));
+        let mut exported = families(&node.render(&head(), &stats, StateFigures::default()));
         exported.extend(families(
             &verity_provider::metrics::ProviderMetrics::new().render(),
         ));

@@ -159,6 +159,14 @@ async fn metrics_moved(http: &reqwest::Client, url: &str, before: &Scrape, after
     );
     assert!(after.value("verity_chain_height") > before.value("verity_chain_height"));
     assert!(after.value("verity_block_interval_seconds_count") >= 2.0);
+    // The job added entries to the state (a job, its provenance record, its schedule, ...);
+    // the node holds at most those blocks touched in memory, never more than the state has.
+    let (entries, held) = (
+        after.value("verity_state_entries"),
+        after.value("verity_state_entries_in_memory"),
+    );
+    assert!(entries > before.value("verity_state_entries"), "{}", after.0);
+    assert!(held <= entries, "{}", after.0);
 
     // The provider serves its own beside its liveness endpoint.
     let provider = devnet::dev_key("provider").address();

@@ -208,6 +208,11 @@ impl State {
         self.tables().iter().any(|t| t.source().is_some())
     }
 
+    /// How many entries the state has, over all tables (the meta entry not counted).
+    pub fn entry_count(&self) -> u64 {
+        self.tables().iter().map(|t| t.count()).sum()
+    }
+
     /// How many entries this copy holds in memory, over all tables.
     pub fn held_in_memory(&self) -> usize {
         self.tables().iter().map(|t| t.held_in_memory()).sum()

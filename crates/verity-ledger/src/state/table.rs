@@ -567,6 +567,7 @@ pub(super) trait StoredTable {
     fn source(&self) -> Option<&SharedSource>;
     fn held_in_memory(&self) -> usize;
     fn has_pending(&self) -> bool;
+    fn count(&self) -> u64;
 }
 
 impl<const TAG: u8, K, V> StoredTable for Table<TAG, K, V>
@@ -608,6 +609,10 @@ where
 
     fn has_pending(&self) -> bool {
         !self.before.is_empty()
+    }
+
+    fn count(&self) -> u64 {
+        self.len
     }
 }
 

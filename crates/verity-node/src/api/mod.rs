@@ -368,7 +368,8 @@ async fn serve_sync(
 /// `GET /metrics`: Prometheus's text format (OpenMetrics).
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let stats = views::stats(&node).unwrap_or_default();
-    let body = node.metrics().render(&views::head(&node), &stats);
+    let figures = crate::metrics::StateFigures::of(&node.state());
+    let body = node.metrics().render(&views::head(&node), &stats, figures);
     ([("content-type", routes::METRICS_CONTENT_TYPE)], body).into_response()
 }
 
