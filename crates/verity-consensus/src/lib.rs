@@ -22,7 +22,7 @@ mod validator;
 
 #[cfg(feature = "mocks")]
 pub use app::Fault;
-pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of, execute};
+pub use app::{AppConfig, MAX_BLOCK_BYTES, address_of};
 pub use chain::{Chain, Executed, MemoryChain, Tip};
 pub use error::{CommitError, ConsensusError, InvalidBlock};
 pub use network::{Gossip, NetworkConfig, RunningValidator, Share, spawn};

@@ -151,9 +151,18 @@ pub enum BlockError {
     #[error("block's programs take {got} operations to assemble, more than the limit of {limit}")]
     TooMuchAssembly { got: u64, limit: u64 },
     /// The store the state reads from failed a read while the block was applied: the outcome
-    /// is not to be trusted, whatever the block.
+    /// is not to be trusted, whatever the block. This node's failure, not the block's: it
+    /// says nothing of the block's validity, and the block may be executed again.
     #[error("the state could not be read to apply the block: {0}")]
     StateUnreadable(String),
+}
+
+impl BlockError {
+    /// Whether this says the block is invalid (every node would refuse it), rather than that
+    /// this node could not execute it.
+    pub fn is_verdict(&self) -> bool {
+        !matches!(self, BlockError::StateUnreadable(_))
+    }
 }
 
 /// Why a genesis config cannot start a chain (the message names the entry).

@@ -21,7 +21,7 @@ pub use block::{Block, SealedBlock, genesis_block_id};
 pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
-    EntryKind, EntrySource, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState,
+    EntryKind, EntrySource, Faults, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState,
     KeyBytes, Lock, MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, MemorySource, Params, Provenance,
     ProvidedInputs, ProviderStats, PublishedProgram, RebaseError, SharedSource, StakeInfo, State,
     Table, TimelineEntry, Unbonding, store_key,

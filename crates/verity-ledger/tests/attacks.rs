@@ -955,11 +955,22 @@ fn an_entry_the_store_cannot_read_makes_the_block_unreadable_not_absent() {
     entries.insert(key, vec![0xff]);
     let broken = std::sync::Arc::new(verity_ledger::MemorySource::new(entries));
     let mut over = verity_ledger::State::over(broken).unwrap();
-    let err = verity_ledger::apply_block(&mut over, &header, &[tx]).unwrap_err();
+    let mut copy = over.clone();
+    let err =
+        verity_ledger::apply_block(&mut over, &header, std::slice::from_ref(&tx)).unwrap_err();
     assert!(
         matches!(err, verity_ledger::BlockError::StateUnreadable(ref why) if why.contains("does not decode")),
         "{err}"
     );
+    assert!(
+        !err.is_verdict(),
+        "this node's failure, no verdict on the block"
+    );
+    // The failure belongs to the execution that met it: another block on the same snapshot,
+    // which reads nothing that fails, applies (a failed read elsewhere, by an API request say,
+    // must not stop the node for good).
+    let empty = verity_ledger::apply_block(&mut copy, &header, &[]).unwrap();
+    assert!(empty.tx_results.is_empty());
 }
 
 /// A block's signatures are checked as one batch; a forger's transaction among honest ones

@@ -92,12 +92,13 @@ pub struct Node {
 /// Log batches served at once to syncing nodes (see [`Node::sync_slots`]).
 pub const SYNC_SLOTS: usize = 2;
 
-/// How many entries of each state table a node keeps in memory between blocks unless
-/// configured (`NodeConfig::hot_entries`), beyond which it drops them and reads them from its
-/// database again: recent entries are what the
-/// next blocks most likely touch, and the bound keeps a node of ten million accounts from
-/// holding them all.
-pub const HOT_ENTRIES: usize = 1 << 18;
+/// How many entries of a state table a node keeps in memory between blocks unless configured
+/// (`NodeConfig::hot_entries`); a table holding more drops them all and reads them from the
+/// database again. None by default: the memory a node holds between blocks is then what one
+/// block touched, whatever the values' sizes (a count of entries bounds nothing when one entry
+/// is a program source), and keeping them bought nothing measurable (docs/BENCHMARKS.md: a
+/// block at a million accounts costs the same with the whole state in memory and with none).
+pub const HOT_ENTRIES: usize = 0;
 
 /// State proofs served at once (see [`Node::proof_slots`]).
 pub const PROOF_SLOTS: usize = 4;
@@ -270,13 +271,11 @@ impl Node {
         Ok(self.storage.archived_job(id)?.map(|job| (job, true)))
     }
 
-    /// A snapshot of the current state (cheap: shared, immutable).
+    /// A copy of the current state, for the caller alone (cheap: its tables share their
+    /// nodes with the head's). Its own copy, so that what it reads from the database is kept
+    /// in the caller's copy and dropped with it, not in the head's for every reader to grow.
     pub fn state(&self) -> Arc<State> {
-        self.head
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.head().0
     }
 
     /// The id of the last committed block.
@@ -284,9 +283,11 @@ impl Node {
         self.head.read().unwrap_or_else(|e| e.into_inner()).1
     }
 
-    /// The committed state, its block id and the state root after it, read together.
+    /// The committed state (the caller's own copy, as [`Node::state`] gives), its block id
+    /// and the state root after it, read together.
     pub fn head(&self) -> (Arc<State>, BlockId, Digest) {
-        self.head.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let (state, id, root) = self.head.read().unwrap_or_else(|e| e.into_inner()).clone();
+        (Arc::new((*state).clone()), id, root)
     }
 
     /// Stages a block's changes on the committed state, whose root is `root` (a block this
@@ -309,8 +310,8 @@ impl Node {
 
     /// The committed state and its state root, read together.
     pub fn state_with_root(&self) -> (Arc<State>, Digest) {
-        let head = self.head.read().unwrap_or_else(|e| e.into_inner());
-        (head.0.clone(), head.2)
+        let (state, _, root) = self.head();
+        (state, root)
     }
 
     /// Connects the node to a running consensus engine: admitted transactions are gossiped to
@@ -497,6 +498,25 @@ impl Node {
             }
             _ => self.execute_on_tip(&header, &txs, &state, root)?,
         };
+        // Jobs that retired from the state at this block move to the archive, in the same
+        // transaction as the block: whoever could read them before still can. Whole, as
+        // submitted: its source leaves the state with its last job. Read before anything is
+        // committed, so that a job the database fails to give back stops the commit rather
+        // than go missing.
+        let faults = state.source_faults();
+        let retired: Vec<(Job, crate::storage::ArchiveRow)> = outcome
+            .retired
+            .iter()
+            .filter_map(|id| state.jobs.get(id))
+            .map(|job| (state.as_submitted(job), crate::api::views::archive_row(job)))
+            .collect();
+        if state.source_faults() != faults || retired.len() != outcome.retired.len() {
+            return Err(CommitError::Storage(format!(
+                "cannot read the jobs block {} retires: {}",
+                header.height,
+                state.source_fault().unwrap_or_default()
+            )));
+        }
         // The state store commits first: if the node dies before the block is in the database,
         // the next start rolls the store back to the database's height (`open_state_store`).
         let committed = self.store.commit(staged.id).map_err(CommitError::from)?;
@@ -510,15 +530,6 @@ impl Node {
             txs,
             state_root: committed.root,
         };
-        // Jobs that retired from the state at this block move to the archive, in the same
-        // transaction: whoever could read them before still can.
-        // Whole, as submitted: its source leaves the state with its last job.
-        let retired: Vec<(Job, crate::storage::ArchiveRow)> = outcome
-            .retired
-            .iter()
-            .filter_map(|id| state.jobs.get(id))
-            .map(|job| (state.as_submitted(job), crate::api::views::archive_row(job)))
-            .collect();
         // Certificates consensus reported since the last commit are written with this block
         // (its transaction), never from consensus's own task.
         blobs.extend(
@@ -589,7 +600,14 @@ impl Node {
         let mut next = state.clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let outcome = verity_ledger::apply_block_parallel(&mut next, header, txs, threads)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_verdict() {
+                    invalid(e.to_string())
+                } else {
+                    // This node could not read its state: its failure, not the block's.
+                    CommitError::Storage(e.to_string())
+                }
+            })?;
         let staged = self.stage_on_tip(root, header.height, &outcome.changes)?;
         Ok((Arc::new(next), outcome, staged))
     }

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tracing::warn;
-use verity_ledger::{Block, BlockHeader, ChangeSet, EntrySource, Job, SharedSource, State};
+use verity_ledger::{Block, BlockHeader, ChangeSet, EntrySource, Faults, Job, SharedSource, State};
 use verity_store::StateStore;
 use verity_types::{BlockId, Digest, JobId, SignedTx, TxId};
 
@@ -160,7 +160,7 @@ fn write_state<'a>(
 struct StateSnapshot {
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     counts: BTreeMap<u8, u64>,
-    fault: Mutex<Option<String>>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for StateSnapshot {
@@ -208,14 +208,15 @@ impl EntrySource for StateSnapshot {
 
     fn fail(&self, why: String) {
         warn!("the state's database failed a read: {why}");
-        self.fault
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(why);
+        self.faults.record(why);
+    }
+
+    fn faults(&self) -> u64 {
+        self.faults.count()
     }
 
     fn fault(&self) -> Option<String> {
-        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults.last()
     }
 }
 
@@ -274,7 +275,7 @@ impl Storage {
         Ok(Some(Arc::new(StateSnapshot {
             table,
             counts,
-            fault: Mutex::new(None),
+            faults: Faults::default(),
         })))
     }
 

@@ -23,7 +23,7 @@ pub struct Address(pub [u8; 32]);
 pub struct Signature(pub [u8; 64]);
 
 /// Whether every `(signer, message, signature)` is valid by [`Address::verify`], checked as
-/// one batch equation: about three times cheaper per signature than checking each, with the
+/// one batch equation: about half the cost per signature of checking each, with the
 /// same answer (ZIP 215 makes the batch and single rules agree). The batch's random
 /// coefficients are drawn from a seed hashed from all of its items, so the answer is a
 /// function of the items alone, as the state transition needs. An empty batch is valid.

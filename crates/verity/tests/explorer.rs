@@ -165,7 +165,11 @@ async fn metrics_moved(http: &reqwest::Client, url: &str, before: &Scrape, after
         after.value("verity_state_entries"),
         after.value("verity_state_entries_in_memory"),
     );
-    assert!(entries > before.value("verity_state_entries"), "{}", after.0);
+    assert!(
+        entries > before.value("verity_state_entries"),
+        "{}",
+        after.0
+    );
     assert!(held <= entries, "{}", after.0);
 
     // The provider serves its own beside its liveness endpoint.

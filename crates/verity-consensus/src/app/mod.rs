@@ -210,8 +210,7 @@ pub(crate) fn execute_and_stage<C: Chain>(
     block: &Block,
     threads: usize,
 ) -> Result<(Known, BlockOutcome), NotExecuted> {
-    let (next, outcome) =
-        execute(&parent.state, &parent.root, block, threads).map_err(NotExecuted::Invalid)?;
+    let (next, outcome) = execute(&parent.state, &parent.root, block, threads)?;
     let staged = chain
         .stage(parent.parent(), block.header.height, &outcome.changes)
         .map_err(|e| match e {
@@ -230,27 +229,35 @@ pub(crate) fn execute_and_stage<C: Chain>(
 
 /// Executes `block` on `parent` (whose state root is `parent_root`): the state after it and
 /// the outcome, or why it is invalid.
-pub fn execute(
+pub(crate) fn execute(
     parent: &State,
     parent_root: &Digest,
     block: &Block,
     threads: usize,
-) -> Result<(State, BlockOutcome), InvalidBlock> {
+) -> Result<(State, BlockOutcome), NotExecuted> {
+    let invalid = |reason: String| NotExecuted::Invalid(InvalidBlock(reason));
     if block.header.parent != *parent_root {
-        return Err(InvalidBlock(
+        return Err(invalid(
             "block does not name its parent's state root".into(),
         ));
     }
     let mut next = parent.clone();
-    let outcome = apply_block_parallel(&mut next, &block.header, &block.txs, threads)
-        .map_err(|e| InvalidBlock(e.to_string()))?;
+    let outcome =
+        apply_block_parallel(&mut next, &block.header, &block.txs, threads).map_err(|e| {
+            if e.is_verdict() {
+                invalid(e.to_string())
+            } else {
+                // This node could not read its state: no verdict on the block.
+                NotExecuted::Store(CommitError::Storage(e.to_string()))
+            }
+        })?;
     for (tx, result) in block.txs.iter().zip(&outcome.tx_results) {
         // A transaction that could never have been included is the proposer's fault; other
         // failures (a lock that lost a race) are the transaction's recorded outcome.
         if let Err(e) = result
             && e.invalidates_block()
         {
-            return Err(InvalidBlock(format!(
+            return Err(invalid(format!(
                 "transaction {} is invalid: {e}",
                 tx.id().short()
             )));
@@ -444,5 +451,58 @@ where
     fn saw(&self, signer: u32, view: u64) {
         self.status
             .update(|s: &mut ConsensusStatus| s.saw_vote(signer, view));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block this validator cannot execute because its own database failed a read is no
+    /// verdict on the block: it must not be marked invalid (a validator that did would refuse
+    /// a valid, finalized block forever), only left to execute again.
+    #[test]
+    fn a_state_read_failure_is_no_verdict_on_the_block() {
+        let who = verity_types::Keypair::dev("someone");
+        let genesis = verity_testkit::genesis("reads")
+            .account(who.address(), 100)
+            .build();
+        let state = State::from_genesis(&genesis).unwrap();
+        let mut entries: std::collections::BTreeMap<_, _> = state.entries().into_iter().collect();
+        // The meta entry reads, every account does not decode.
+        for (key, value) in entries.iter_mut() {
+            if key.first() == Some(&1) {
+                *value = vec![0xff];
+            }
+        }
+        let source = std::sync::Arc::new(verity_ledger::MemorySource::new(entries));
+        let parent = State::over(source).unwrap();
+        let header = BlockHeader {
+            chain_id: "reads".into(),
+            height: 1,
+            timestamp_ms: 1,
+            parent: Digest([0; 32]),
+            proposer: verity_types::Address([1; 32]),
+        };
+        let tx = verity_testkit::signed(
+            "reads",
+            &who,
+            0,
+            verity_types::TxBody::Transfer {
+                to: verity_types::Address([2; 32]),
+                amount: 1,
+            },
+        );
+        let block = Block {
+            parent_id: verity_types::BlockId(Digest([0; 32])),
+            header,
+            txs: vec![tx],
+        };
+        match execute(&parent, &Digest([0; 32]), &block, 1) {
+            Err(NotExecuted::Store(CommitError::Storage(why))) => {
+                assert!(why.contains("could not be read"), "{why}")
+            }
+            other => panic!("expected no verdict, got {other:?}"),
+        }
     }
 }

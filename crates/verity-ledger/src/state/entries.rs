@@ -194,13 +194,21 @@ impl State {
         Ok(())
     }
 
-    /// Why the source this state reads from failed a read, if it did: a state (or a block's
-    /// outcome) computed from it is not to be trusted.
+    /// The last read the source this state reads from failed, if any.
     pub fn source_fault(&self) -> Option<String> {
         self.tables()
             .iter()
             .find_map(|t| t.source())
             .and_then(|source| source.fault())
+    }
+
+    /// How many reads the source this state reads from failed so far (0 without a source):
+    /// a block executed while it grew is not to be trusted.
+    pub fn source_faults(&self) -> u64 {
+        self.tables()
+            .iter()
+            .find_map(|t| t.source())
+            .map_or(0, |source| source.faults())
     }
 
     /// Whether the state reads from a source (rather than holding every entry in memory).

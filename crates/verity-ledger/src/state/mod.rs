@@ -18,7 +18,7 @@ use crate::error::GenesisError;
 
 use entries::enc;
 pub use entries::{EntryKind, RebaseError};
-pub use table::{EntrySource, KeyBytes, MemorySource, SharedSource, Table, store_key};
+pub use table::{EntrySource, Faults, KeyBytes, MemorySource, SharedSource, Table, store_key};
 
 pub use job::{
     Correction, Delivery, Job, JobPhase, JobState, Lock, Provenance, ProvidedInputs,

@@ -34,11 +34,13 @@ use verity_types::{Address, DecodeError, Digest, JobId, ProgramHash};
 ///
 /// Reads are infallible so that the state transition stays a plain function; a source that
 /// cannot read an entry (or finds one that does not decode) records it with [`fail`] and
-/// answers as if absent, and whoever executed a block on it must check [`fault`] before
-/// trusting the result (a node refuses to commit such a block).
+/// answers as if absent, and whoever executed a block on it must check that [`faults`] did
+/// not grow meanwhile before trusting the result (`apply_block` does: the block is then
+/// `StateUnreadable`, this node's failure and no verdict on the block). Counting, rather than
+/// a flag, lets a later execution on the same snapshot succeed once reads do.
 ///
 /// [`fail`]: EntrySource::fail
-/// [`fault`]: EntrySource::fault
+/// [`faults`]: EntrySource::faults
 pub trait EntrySource: Send + Sync + std::fmt::Debug {
     /// The value stored under `key`, if any.
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
@@ -52,8 +54,30 @@ pub trait EntrySource: Send + Sync + std::fmt::Debug {
     fn count(&self, tag: u8) -> u64;
     /// Records that an entry could not be read or decoded.
     fn fail(&self, why: String);
-    /// The first failure recorded, if any: a state read from this source is not to be trusted.
+    /// How many reads failed so far.
+    fn faults(&self) -> u64;
+    /// The last failure recorded, if any.
     fn fault(&self) -> Option<String>;
+}
+
+/// The failures a source recorded: how many, and the last.
+#[derive(Debug, Default)]
+pub struct Faults(std::sync::Mutex<(u64, Option<String>)>);
+
+impl Faults {
+    pub fn record(&self, why: String) {
+        let mut f = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f.0 += 1;
+        f.1 = Some(why);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    pub fn last(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
 }
 
 /// A source shared by every table of a state, and by its copies.
@@ -64,14 +88,14 @@ pub type SharedSource = Arc<dyn EntrySource>;
 #[derive(Debug, Default)]
 pub struct MemorySource {
     entries: BTreeMap<Vec<u8>, Vec<u8>>,
-    fault: std::sync::Mutex<Option<String>>,
+    faults: Faults,
 }
 
 impl MemorySource {
     pub fn new(entries: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
         MemorySource {
             entries,
-            fault: Default::default(),
+            faults: Faults::default(),
         }
     }
 
@@ -114,14 +138,15 @@ impl EntrySource for MemorySource {
     }
 
     fn fail(&self, why: String) {
-        self.fault
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(why);
+        self.faults.record(why);
+    }
+
+    fn faults(&self) -> u64 {
+        self.faults.count()
     }
 
     fn fault(&self) -> Option<String> {
-        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults.last()
     }
 }
 
@@ -348,7 +373,7 @@ where
         };
         let old = old.flatten();
         if old.is_some() {
-            self.len -= 1;
+            self.len = self.len.saturating_sub(1);
         }
         old
     }
