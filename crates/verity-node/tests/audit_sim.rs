@@ -192,7 +192,9 @@ async fn canary_epoch(seed: u64, lies: bool, fault: Option<AuditorFault>) -> (Ar
         first_epoch_revealed,
     )
     .await;
-    (sim.state(), trace)
+    // Held in memory: the node's state reads from its database, which goes with `dir`.
+    let state = State::from_bytes(&sim.state().to_bytes()).unwrap();
+    (Arc::new(state), trace)
 }
 
 fn provider_profile(state: &State) -> TrustProfile {

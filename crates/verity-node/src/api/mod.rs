@@ -365,17 +365,34 @@ async fn serve_sync(
     }
 }
 
+/// Runs a view that walks whole tables of the state, which it reads from the node's database,
+/// on a blocking thread rather than an async worker.
+async fn walking<T: Send + 'static>(
+    view: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(view).await.map_err(internal)
+}
+
 /// `GET /metrics`: Prometheus's text format (OpenMetrics).
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let stats = views::stats(&node).unwrap_or_default();
-    let figures = crate::metrics::StateFigures::of(&node.state());
-    let body = node.metrics().render(&views::head(&node), &stats, figures);
-    ([("content-type", routes::METRICS_CONTENT_TYPE)], body).into_response()
+    let body = walking(move || {
+        let stats = views::stats(&node).unwrap_or_default();
+        let figures = crate::metrics::StateFigures::of(&node.state());
+        node.metrics().render(&views::head(&node), &stats, figures)
+    })
+    .await;
+    match body {
+        Ok(body) => ([("content-type", routes::METRICS_CONTENT_TYPE)], body).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /v1/stats`.
 async fn stats(State(node): State<Arc<Node>>) -> ApiResult<NetworkStats> {
-    views::stats(&node).map(Json).map_err(internal)
+    walking(move || views::stats(&node))
+        .await?
+        .map(Json)
+        .map_err(internal)
 }
 
 async fn head(State(node): State<Arc<Node>>) -> ApiResult<Head> {
@@ -611,14 +628,14 @@ async fn provider(
 async fn auditors(
     State(node): State<Arc<Node>>,
 ) -> ApiResult<Vec<verity_ledger::trust::AuditorProfile>> {
-    Ok(Json(verity_ledger::trust::AuditorProfile::all(
-        &node.state(),
-    )))
+    walking(move || verity_ledger::trust::AuditorProfile::all(&node.state()))
+        .await
+        .map(Json)
 }
 
 /// `GET /v1/providers`: every staked provider or provider with a record, best score first.
 async fn providers(State(node): State<Arc<Node>>) -> ApiResult<Vec<ProviderView>> {
-    Ok(Json(views::providers(&node)))
+    walking(move || views::providers(&node)).await.map(Json)
 }
 
 async fn heartbeat(
