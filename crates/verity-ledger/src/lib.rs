@@ -2,8 +2,8 @@
 //!
 //! `apply_block(state, header, txs)` is a pure function of its arguments: no clocks (time is
 //! the header's height and timestamp), no randomness, no floating point, no hash-map iteration
-//! (every map is a `BTreeMap`). Every node that applies the same blocks reaches the same state
-//! and the same state root.
+//! (every map is ordered: `BTreeMap`, or the tables' persistent ordered maps). Every node that
+//! applies the same blocks reaches the same state and the same state root.
 //!
 //! The job lifecycle is `Submitted → Locked → Fulfilled → Finalized`, with `Expired`,
 //! `Slashed` and `Overturned` as the other terminal states; see `docs/ARCHITECTURE.md`.
