@@ -21,9 +21,9 @@ pub use block::{Block, SealedBlock, genesis_block_id};
 pub use error::{BlockError, GenesisError, TxError};
 pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
-    EntryKind, EntrySource, Faults, Genesis, GenesisAccount, GenesisStake, Job, JobPhase, JobState,
-    KeyBytes, Lock, MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, MemorySource, Params, Provenance,
-    ProvidedInputs, ProviderStats, PublishedProgram, RebaseError, SharedSource, StakeInfo, State,
-    Table, TimelineEntry, Unbonding, store_key,
+    EntryKind, EntrySource, Faults, GENESIS_RULES, Genesis, GenesisAccount, GenesisStake, Job,
+    JobPhase, JobState, KeyBytes, Lock, MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, MemorySource,
+    Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram, RebaseError, SharedSource,
+    StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
 };
 pub use trust::TrustProfile;

@@ -130,7 +130,7 @@ impl Node {
         };
         // A restart with the genesis file the directory was started with reuses the id it
         // computed then: building a genesis of a million accounts to hash it takes seconds.
-        let genesis_digest = genesis_digest(&config.genesis);
+        let genesis_digest = genesis_digest(&config.genesis, verity_ledger::GENESIS_RULES);
         let loaded = storage.load_state()?;
         let store_dir = config.data_dir.join("state");
         // A store no block refers to: the database writes genesis before the store does, so
@@ -719,11 +719,14 @@ impl Node {
     }
 }
 
-/// What identifies a genesis file's contents, to know a restart is given the one the
-/// directory was started with (then its genesis id need not be computed again). A compact
-/// encoding of every field: a million accounts take milliseconds, not the seconds of JSON.
-fn genesis_digest(genesis: &Genesis) -> Digest {
+/// What identifies a genesis file's contents under the ledger's genesis rules (`rules`,
+/// [`verity_ledger::GENESIS_RULES`]), to know a restart is given the one the directory was
+/// started with, by a build with the same rules (then its genesis id need not be computed
+/// again). A compact encoding of every field: a million accounts take milliseconds, not the
+/// seconds of JSON.
+fn genesis_digest(genesis: &Genesis, rules: u32) -> Digest {
     let mut bytes = Vec::with_capacity(64 + 40 * (genesis.accounts.len() + genesis.stakes.len()));
+    bytes.extend_from_slice(&rules.to_le_bytes());
     let params = serde_json::to_vec(&genesis.params).expect("parameters serialize");
     for part in [genesis.chain_id.as_bytes(), params.as_slice()] {
         bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
@@ -752,4 +755,26 @@ pub fn private_inputs_key(job: &JobId) -> Digest {
 /// Where a block's certificate is kept among the blobs.
 fn certificate_key(id: &BlockId) -> Digest {
     Digest::blake3(format!("certificate/{id}").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The genesis id a directory keeps is keyed by the ledger's genesis rules as well as the
+    /// file: a build whose `State::from_genesis` checks more (a bumped `GENESIS_RULES`) does
+    /// not find the older build's id, so it builds and checks the genesis again.
+    #[test]
+    fn the_cached_genesis_id_is_keyed_by_the_genesis_rules() {
+        let genesis = crate::devnet::genesis();
+        let rules = verity_ledger::GENESIS_RULES;
+        assert_eq!(
+            genesis_digest(&genesis, rules),
+            genesis_digest(&genesis, rules)
+        );
+        assert_ne!(
+            genesis_digest(&genesis, rules),
+            genesis_digest(&genesis, rules + 1)
+        );
+    }
 }

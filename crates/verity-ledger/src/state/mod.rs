@@ -42,6 +42,12 @@ pub type Releases = Table<{ entries::TAG_RELEASE }, (u64, Address), ()>;
 /// that is gone. Keys are tagged by table (see [`store_key`]); the meta entry is `[0]`.
 pub type ChangeSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The version of what [`State::from_genesis`] checks and builds. Bump it with any change to
+/// either: a node keeps its genesis id with a digest of the genesis file and this version, to
+/// skip building a large genesis at each restart, so a restart under new rules builds (and
+/// checks) the genesis again instead of trusting the id an older build computed.
+pub const GENESIS_RULES: u32 = 1;
+
 /// The shortest `Params::job_retention` a genesis may set: a validator reveals an epoch's
 /// canaries up to `CANARY_REVEAL_EPOCHS` epochs after it ends, and its reveal is judged on the
 /// canary jobs, which must still be in the state. Canaries look like any job, so no job may
