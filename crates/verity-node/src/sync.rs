@@ -366,6 +366,19 @@ impl Node {
                 .storage()
                 .block(state.height)?
                 .ok_or_else(|| StorageError(format!("block {} is missing", state.height)))?;
+            // Read from the database: a read that fails would leave an entry out, and the
+            // snapshot would be refused by whoever syncs from it; say so here instead.
+            let faults = state.source_faults();
+            let entries = state
+                .encode_entries()
+                .map_err(|e| StorageError(format!("cannot encode the state: {e}")))?;
+            if state.source_faults() != faults {
+                return Err(StorageError(format!(
+                    "cannot read the state to serve it: {}",
+                    state.source_fault().unwrap_or_default()
+                ))
+                .into());
+            }
             return Ok(Some(StateSnapshot {
                 height: state.height,
                 block: block.to_block().to_bytes(),
@@ -374,8 +387,7 @@ impl Node {
                 ops_root_witness: point.witness,
                 lower: point.target.lower,
                 size: point.target.size,
-                entries: borsh::to_vec(&state.entries())
-                    .map_err(|e| StorageError(format!("cannot encode the state: {e}")))?,
+                entries,
             }));
         }
         Err(StorageError("the state store and the head did not settle on one block".into()).into())

@@ -107,6 +107,36 @@ impl State {
         out
     }
 
+    /// [`State::entries`] as borsh encodes that list (a count, then each key and value with
+    /// its length), written as the entries are read: one copy of the state's bytes, not the
+    /// list and then its encoding. What a node serves to one that syncs from it.
+    pub fn encode_entries(&self) -> Result<Vec<u8>, DecodeError> {
+        fn put(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+            let Ok(len) = u32::try_from(bytes.len()) else {
+                return false;
+            };
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(bytes);
+            true
+        }
+        let mut out = vec![0u8; 4];
+        let (mut count, mut fits) = (0u64, true);
+        let mut entry = |key: &[u8], value: &[u8]| {
+            fits &= put(&mut out, key) && put(&mut out, value);
+            count += 1;
+        };
+        entry(&[TAG_META], &self.meta_value());
+        for table in self.tables() {
+            table.visit_entries(&mut entry);
+        }
+        let count = u32::try_from(count)
+            .ok()
+            .filter(|_| fits)
+            .ok_or_else(|| DecodeError::new("state", "too large to encode"))?;
+        out[..4].copy_from_slice(&count.to_le_bytes());
+        Ok(out)
+    }
+
     /// What changed since the last call (since genesis, the first time): the meta entry and
     /// every entry whose value differs. Applying it to the entries before gives the entries
     /// after; its size is that of the change, not of the state.
@@ -347,5 +377,34 @@ mod tests {
         assert_eq!(changes.len(), entries.len());
         assert!(changes.iter().all(|(k, v)| entries.get(k) == v.as_ref()));
         assert_eq!(state.drain_changes().len(), 1, "then only the meta entry");
+    }
+
+    #[test]
+    fn the_entries_encode_as_their_list_does_in_memory_and_over_a_store() {
+        let who = |i: u8| Address([i * 3 + 1; 32]);
+        let state = State::from_genesis(&Genesis {
+            chain_id: "encode".into(),
+            genesis_time_ms: 0,
+            params: Params::default(),
+            accounts: (0..40)
+                .map(|i| GenesisAccount {
+                    address: who(i),
+                    balance: 7 + u64::from(i),
+                })
+                .collect(),
+            stakes: vec![GenesisStake {
+                address: who(1),
+                role: Role::Provider,
+                amount: 10,
+            }],
+        })
+        .unwrap();
+        let list = state.entries();
+        let expected = borsh::to_vec(&list).unwrap();
+        assert_eq!(state.encode_entries().unwrap(), expected);
+        let source =
+            std::sync::Arc::new(crate::state::MemorySource::new(list.into_iter().collect()));
+        let over = State::over(source).unwrap();
+        assert_eq!(over.encode_entries().unwrap(), expected);
     }
 }
