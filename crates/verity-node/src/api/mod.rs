@@ -193,16 +193,24 @@ async fn block(State(node): State<Arc<Node>>, Path(height): Path<String>) -> Api
         .ok_or_else(|| not_found(format!("no block at height {height} on this node")))
 }
 
-/// One of the node's state-proof slots, held by the blocking read (so a caller that hangs up
-/// does not free it early), or `busy`.
+/// One of `slots`, held by the blocking work it admits (so a caller that hangs up does not
+/// free it early), or `busy` with `why`.
+fn slot(
+    slots: &Arc<tokio::sync::Semaphore>,
+    why: &'static str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy, why))
+}
+
+/// One of the node's state-proof slots, or `busy`.
 fn proof_slot(node: &Node) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    node.proof_slots.clone().try_acquire_owned().map_err(|_| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Busy,
-            "the node is serving other state proofs; try again in a moment",
-        )
-    })
+    slot(
+        &node.proof_slots,
+        "the node is serving other state proofs; try again in a moment",
+    )
 }
 
 /// `GET /v1/proofs/{kind}/{id}`.
@@ -262,17 +270,10 @@ fn octets(bytes: Vec<u8>) -> Response {
 /// `GET /v1/sync/snapshot`: the committed state for a node that syncs from this one (borsh).
 /// One at a time (each copies the whole state), beside the state-proof slots.
 async fn sync_snapshot(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
-    let slot = node
-        .snapshot_slot
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Busy,
-                "the node is serving another state snapshot; try again in a moment",
-            )
-        })?;
+    let slot = slot(
+        &node.snapshot_slot,
+        "the node is serving another state snapshot; try again in a moment",
+    )?;
     let snapshot = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let snapshot = node.state_snapshot()?;
@@ -343,13 +344,10 @@ async fn serve_sync(
     node: Arc<Node>,
     request: verity_store::SyncRequest,
 ) -> Result<Response, ApiError> {
-    let slot = node.sync_slots.clone().try_acquire_owned().map_err(|_| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Busy,
-            "the node is serving as many sync requests as it will at once; try again shortly",
-        )
-    })?;
+    let slot = slot(
+        &node.sync_slots,
+        "the node is serving as many sync requests as it will at once; try again shortly",
+    )?;
     let answer = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         node.state_store().serve_sync(request)
