@@ -102,7 +102,7 @@ impl State {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = vec![(vec![TAG_META], self.meta_value())];
         for table in self.tables() {
-            table.append_entries(&mut out);
+            table.visit_entries(&mut |key, value| out.push((key, value)));
         }
         out
     }
@@ -121,11 +121,11 @@ impl State {
         }
         let mut out = vec![0u8; 4];
         let (mut count, mut fits) = (0u64, true);
-        let mut entry = |key: &[u8], value: &[u8]| {
-            fits &= put(&mut out, key) && put(&mut out, value);
+        let mut entry = |key: Vec<u8>, value: Vec<u8>| {
+            fits &= put(&mut out, &key) && put(&mut out, &value);
             count += 1;
         };
-        entry(&[TAG_META], &self.meta_value());
+        entry(vec![TAG_META], self.meta_value());
         for table in self.tables() {
             table.visit_entries(&mut entry);
         }

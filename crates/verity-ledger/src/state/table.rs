@@ -583,10 +583,9 @@ where
 /// What the state does with each of its tables alike, whatever their key and value types.
 pub(super) trait StoredTable {
     fn tag(&self) -> u8;
-    /// Appends every entry, in key order.
-    fn append_entries(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>);
-    /// Hands every entry to `f`, in key order, without collecting them.
-    fn visit_entries(&self, f: &mut dyn FnMut(&[u8], &[u8]));
+    /// Hands every entry to `f` as `(store key, encoded value)`, in key order, without
+    /// collecting them.
+    fn visit_entries(&self, f: &mut dyn FnMut(Vec<u8>, Vec<u8>));
     fn drain_into(&mut self, out: &mut BTreeMap<Vec<u8>, Option<Vec<u8>>>);
     fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), DecodeError>;
     fn rebase_onto(&mut self, source: SharedSource, keep: usize);
@@ -606,13 +605,9 @@ where
         TAG
     }
 
-    fn append_entries(&self, out: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-        out.extend(self.entries());
-    }
-
-    fn visit_entries(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+    fn visit_entries(&self, f: &mut dyn FnMut(Vec<u8>, Vec<u8>)) {
         for (key, value) in self.entries() {
-            f(&key, &value);
+            f(key, value);
         }
     }
 
