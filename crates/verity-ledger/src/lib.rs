@@ -23,7 +23,7 @@ pub use state::{
     Account, AuditorRecord, CanaryCommitment, CanaryRecord, ChangeSet, Correction, Delivery,
     EntryKind, EntrySource, Faults, GENESIS_RULES, Genesis, GenesisAccount, GenesisStake, Job,
     JobPhase, JobState, KeyBytes, Lock, MAX_PENDING_UNBONDINGS, MIN_JOB_RETENTION, MemorySource,
-    Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram, RebaseError, SharedSource,
-    StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
+    Params, Provenance, ProvidedInputs, ProviderStats, PublishedProgram, ReadWatch, RebaseError,
+    SharedSource, StakeInfo, State, Table, TimelineEntry, Unbonding, store_key,
 };
 pub use trust::TrustProfile;

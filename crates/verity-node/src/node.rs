@@ -503,19 +503,22 @@ impl Node {
         // submitted: its source leaves the state with its last job. Read before anything is
         // committed, so that a job the database fails to give back stops the commit rather
         // than go missing.
-        let faults = state.source_faults();
+        let reads = state.watch_reads();
         let retired: Vec<(Job, crate::storage::ArchiveRow)> = outcome
             .retired
             .iter()
             .filter_map(|id| state.jobs.get(id))
             .map(|job| (state.as_submitted(job), crate::api::views::archive_row(job)))
             .collect();
-        if state.source_faults() != faults || retired.len() != outcome.retired.len() {
-            return Err(CommitError::Storage(format!(
-                "cannot read the jobs block {} retires: {}",
-                header.height,
-                state.source_fault().unwrap_or_default()
-            )));
+        let unreadable = |why: String| {
+            CommitError::Storage(format!(
+                "cannot read the jobs block {} retires: {why}",
+                header.height
+            ))
+        };
+        reads.check(&state).map_err(unreadable)?;
+        if retired.len() != outcome.retired.len() {
+            return Err(unreadable("a job is missing".into()));
         }
         // The state store commits first: if the node dies before the block is in the database,
         // the next start rolls the store back to the database's height (`open_state_store`).

@@ -368,17 +368,13 @@ impl Node {
                 .ok_or_else(|| StorageError(format!("block {} is missing", state.height)))?;
             // Read from the database: a read that fails would leave an entry out, and the
             // snapshot would be refused by whoever syncs from it; say so here instead.
-            let faults = state.source_faults();
+            let reads = state.watch_reads();
             let entries = state
                 .encode_entries()
                 .map_err(|e| StorageError(format!("cannot encode the state: {e}")))?;
-            if state.source_faults() != faults {
-                return Err(StorageError(format!(
-                    "cannot read the state to serve it: {}",
-                    state.source_fault().unwrap_or_default()
-                ))
-                .into());
-            }
+            reads
+                .check(&state)
+                .map_err(|why| StorageError(format!("cannot read the state to serve it: {why}")))?;
             return Ok(Some(StateSnapshot {
                 height: state.height,
                 block: block.to_block().to_bytes(),

@@ -233,7 +233,7 @@ fn apply_block_with(
     // Every signature at once, as one batch equation (about half the cost of checking
     // each): the same answer as checking each, so when the batch holds no transaction checks
     // its own; when it does not, each is checked alone to find which.
-    let faults = state.source_faults();
+    let reads = state.watch_reads();
     let signatures = if SignedTx::signatures_are_valid(txs) {
         Signatures::AllValid
     } else {
@@ -257,11 +257,7 @@ fn apply_block_with(
         .map(|(tx, ops)| ctx.apply_tx(tx, ops))
         .collect();
     let (events, retired) = (ctx.events, ctx.retired);
-    if state.source_faults() != faults {
-        return Err(BlockError::StateUnreadable(
-            state.source_fault().unwrap_or_default(),
-        ));
-    }
+    reads.check(state).map_err(BlockError::StateUnreadable)?;
     Ok(BlockOutcome {
         tx_results,
         events,

@@ -232,13 +232,18 @@ impl State {
             .and_then(|source| source.fault())
     }
 
-    /// How many reads the source this state reads from failed so far (0 without a source):
-    /// a block executed while it grew is not to be trusted.
-    pub fn source_faults(&self) -> u64 {
+    /// How many reads the source this state reads from failed so far (0 without a source).
+    fn source_faults(&self) -> u64 {
         self.tables()
             .iter()
             .find_map(|t| t.source())
             .map_or(0, |source| source.faults())
+    }
+
+    /// Starts watching this state's reads: whatever is computed from the state until
+    /// [`ReadWatch::check`] is to be trusted only if no read of its source failed meanwhile.
+    pub fn watch_reads(&self) -> ReadWatch {
+        ReadWatch(self.source_faults())
     }
 
     /// Whether the state reads from a source (rather than holding every entry in memory).
@@ -254,6 +259,24 @@ impl State {
     /// How many entries this copy holds in memory, over all tables.
     pub fn held_in_memory(&self) -> usize {
         self.tables().iter().map(|t| t.held_in_memory()).sum()
+    }
+}
+
+/// The failed reads of a state's source when watching began ([`State::watch_reads`]).
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a watch says nothing until checked"]
+pub struct ReadWatch(u64);
+
+impl ReadWatch {
+    /// `Err` with the last failure if a read of `state`'s source failed since the watch
+    /// began (a failure elsewhere on the same source meanwhile counts too: the caller then
+    /// retries what it computed).
+    pub fn check(self, state: &State) -> Result<(), String> {
+        if state.source_faults() == self.0 {
+            Ok(())
+        } else {
+            Err(state.source_fault().unwrap_or_default())
+        }
     }
 }
 

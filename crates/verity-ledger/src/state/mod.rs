@@ -17,7 +17,7 @@ use verity_types::{
 use crate::error::GenesisError;
 
 use entries::enc;
-pub use entries::{EntryKind, RebaseError};
+pub use entries::{EntryKind, ReadWatch, RebaseError};
 pub use table::{EntrySource, Faults, KeyBytes, MemorySource, SharedSource, Table, store_key};
 
 pub use job::{
