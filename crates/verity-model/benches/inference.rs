@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use verity_model::{QLayer, QuantModel, compile, read_samples, to_felt};
+use verity_model::{QLayer, QuantModel, compile, read_samples};
 use verity_vm::ProveOptions;
 
 fn ms(d: Duration) -> f64 {
@@ -95,7 +95,7 @@ fn main() {
     for (model, x) in models {
         let compiled = compile(&model).unwrap();
         let q = model.quantize_input(&x).unwrap();
-        let private: Vec<u64> = q.iter().map(|v| to_felt(*v)).collect();
+        let private = compiled.private_data(&model, &q).unwrap();
         let given = verity_vm::Inputs {
             private,
             ..Default::default()

@@ -29,7 +29,7 @@ fn import(name: &str) -> QuantModel {
 /// stack with the integer reference.
 fn assert_program_matches_reference(model: &QuantModel, samples: &[Vec<f32>]) {
     let compiled = compile(model).unwrap();
-    let words = model.input.len().div_ceil(4) as u32;
+    let words = compiled.private_len.div_ceil(4) as u32;
     let shape = verity_types::PrivateCommitment {
         commitment: [0; 4],
         words,
@@ -37,7 +37,7 @@ fn assert_program_matches_reference(model: &QuantModel, samples: &[Vec<f32>]) {
     let job = verity_vm::assemble_job(&compiled.source, Some(&shape), u64::MAX).unwrap();
     for (k, x) in samples.iter().enumerate() {
         let q = model.quantize_input(x).unwrap();
-        let private: Vec<u64> = q.iter().map(|v| to_felt(*v)).collect();
+        let private = compiled.private_data(model, &q).unwrap();
         let commitment = verity_vm::commit_private(&private).unwrap();
         let inputs = verity_vm::job_inputs(&[], Some((&commitment, &private))).unwrap();
         let run = verity_vm::execute(&job.program, &inputs, 1 << 20).unwrap();
@@ -68,6 +68,10 @@ fn loader_address_matches_the_vm() {
     assert_eq!(
         verity_model::masm::INPUT_ADDR,
         u64::from(verity_vm::PRIVATE_INPUTS_ADDR)
+    );
+    assert_eq!(
+        verity_model::masm::COMMITMENT_ADDR,
+        u64::from(verity_vm::PRIVATE_COMMITMENT_ADDR)
     );
     for v in [0i64, 1, -1, 127, -127, 32767, -32768, i64::from(i32::MIN)] {
         assert_eq!(from_felt(to_felt(v)), v);
@@ -573,6 +577,72 @@ fn a_private_input_padded_with_anything_but_zeros_is_refused() {
         padded[at] = 1;
         assert!(run(&padded).is_err(), "a non-zero element at {at}");
     }
+}
+
+/// The CNN's convolution is checked, not computed: its accumulators come with the input
+/// (the private data), and the program holds them to a random linear combination whose
+/// challenge is the data's commitment. Any false accumulator is refused, including changes
+/// that a plain sum or a fixed combination would not see, and so are values that are right
+/// but in the wrong place; the honest data runs, and the model has no execution without the
+/// accumulators.
+#[test]
+fn a_convolution_checked_from_supplied_accumulators_refuses_any_false_one() {
+    let model = import("cnn.onnx");
+    let compiled = compile(&model).unwrap();
+    assert_eq!(
+        compiled.checked_layers,
+        vec![0],
+        "the convolution is checked"
+    );
+    let q = model.quantize_input(&test_set()[0]).unwrap();
+    let honest = compiled.private_data(&model, &q).unwrap();
+    // The input (64, a multiple of 8), then 8 channels of 8x8 accumulators.
+    assert_eq!(honest.len(), 64 + 8 * 64);
+    assert_eq!(honest.len(), compiled.private_len);
+    let run = |private: &[u64]| {
+        let commitment = verity_vm::commit_private(private).unwrap();
+        let job = verity_vm::assemble_job(&compiled.source, Some(&commitment), u64::MAX).unwrap();
+        let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
+        verity_vm::execute(&job.program, &inputs, 1 << 20)
+    };
+    let run_honest = run(&honest).unwrap();
+    let (_, logits) = model.decode_outputs(&run_honest.outputs).unwrap();
+    assert_eq!(logits, model.infer(&q).unwrap());
+
+    let hint = |k: usize| 64 + k;
+    let mut lies: Vec<(&str, Vec<u64>)> = Vec::new();
+    let mut one = honest.clone();
+    one[hint(17)] += 1;
+    lies.push(("one accumulator one more", one));
+    // Pooling keeps only the largest of four: lowering one that is not the largest would
+    // change no output, and is refused all the same.
+    let window = [hint(0), hint(1), hint(8), hint(9)];
+    let smallest = *window.iter().min_by_key(|&&i| honest[i]).unwrap();
+    let mut hidden = honest.clone();
+    hidden[smallest] -= 1;
+    lies.push(("a pooled-away accumulator one less", hidden));
+    let mut sum_kept = honest.clone();
+    sum_kept[hint(3)] += 5;
+    sum_kept[hint(200)] -= 5;
+    lies.push(("two changes that keep the sum", sum_kept));
+    let mut swapped = honest.clone();
+    swapped.swap(hint(5), hint(69));
+    assert_ne!(honest[hint(5)], honest[hint(69)]);
+    lies.push(("two accumulators swapped", swapped));
+    let mut raised = honest.clone();
+    for v in &mut raised[hint(0)..] {
+        *v += 1;
+    }
+    lies.push(("every accumulator one more", raised));
+    for (what, data) in &lies {
+        let err = run(data).expect_err(what);
+        assert!(
+            err.to_string().contains("assert"),
+            "{what}: refused by the check, not elsewhere: {err}"
+        );
+    }
+    // Without the accumulators there is nothing to check against.
+    assert!(run(&honest[..64]).is_err());
 }
 
 /// A public input is the program's stack: the iris model (4 features) matches the reference

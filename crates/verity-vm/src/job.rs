@@ -11,7 +11,8 @@
 //! not cover advice, but it does cover this check, so a proof made on any other data fails.
 //!
 //! The user program then starts with its own public inputs on the stack, as usual, and reads
-//! its private inputs from memory: element `i` is at address `PRIVATE_INPUTS_ADDR + i`.
+//! its private inputs from memory: element `i` is at address `PRIVATE_INPUTS_ADDR + i`. The
+//! commitment itself is left at [`PRIVATE_COMMITMENT_ADDR`].
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,10 @@ use crate::shape::{ProgramShape, inspect};
 
 /// Memory address (in field elements) where the loader writes a job's private inputs.
 pub const PRIVATE_INPUTS_ADDR: u32 = 1 << 28;
+/// Where the loader leaves the commitment it checked (one word, its first element first), for
+/// programs that derive Fiat-Shamir challenges from their private data: the commitment is a
+/// hash of all of it, fixed before anything the program computes.
+pub const PRIVATE_COMMITMENT_ADDR: u32 = PRIVATE_INPUTS_ADDR - 4;
 /// Public stack inputs the loader takes before the user's own: the commitment and word count.
 pub const PRIVATE_INPUT_SLOTS: usize = 5;
 /// Largest private input, in words (4 field elements each): 64Ki field elements, which fits
@@ -39,9 +44,11 @@ const LOADER_CALL: &str = "exec.::verity::private::load\n    ";
 pub(crate) const LOADER_SOURCE: &str = "\
 use miden::core::mem
 
-#! Loads the job's private inputs into memory, checking them against the commitment.
+#! Loads the job's private inputs into memory, checking them against the commitment, which
+#! it also leaves in memory just below them.
 pub proc load
     adv.push_mapval
+    mem_storew_le.268435452
     movup.4
     push.268435456
     swap

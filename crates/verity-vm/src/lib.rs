@@ -25,9 +25,10 @@ mod verify;
 pub use error::{VerifyError, VmError};
 pub use inputs::{AdviceData, Inputs, MerkleData};
 pub use job::{
-    JobProgram, MAX_PRIVATE_WORDS, PRIVATE_INPUT_SLOTS, PRIVATE_INPUTS_ADDR, Publication,
-    assemble_job, assemble_publication, check_private, check_private_words, commit_private,
-    commitment_in_stack, committed_entry, job_inputs, job_stack_inputs, merge_words, prepare,
+    JobProgram, MAX_PRIVATE_WORDS, PRIVATE_COMMITMENT_ADDR, PRIVATE_INPUT_SLOTS,
+    PRIVATE_INPUTS_ADDR, Publication, assemble_job, assemble_publication, check_private,
+    check_private_words, commit_private, commitment_in_stack, committed_entry, job_inputs,
+    job_stack_inputs, merge_words, prepare,
 };
 pub use program::Program;
 #[cfg(feature = "prover")]

@@ -32,11 +32,17 @@ impl LoadedModel {
         Ok(LoadedModel { model, compiled })
     }
 
-    /// The quantized input, as integers and as field elements.
+    /// The quantized input, as integers and as what the program is given: field elements on
+    /// the stack (a public input) or the private data, which also holds the accumulators of
+    /// any convolution the program checks instead of computing.
     pub fn quantized_input(&self, x: &[f32]) -> Result<(Vec<i64>, Vec<u64>)> {
         let q = self.model.quantize_input(x)?;
-        let felts = q.iter().map(|v| verity_model::to_felt(*v)).collect();
-        Ok((q, felts))
+        let given = if self.model.public_input {
+            q.iter().map(|v| verity_model::to_felt(*v)).collect()
+        } else {
+            self.compiled.private_data(&self.model, &q)?
+        };
+        Ok((q, given))
     }
 
     /// A committed-weights model's card: the weights are not in it.
@@ -139,7 +145,7 @@ impl LoadedModel {
 
     /// Private input words the program is proven with (the commitment covers exactly these).
     pub fn input_words(&self) -> u32 {
-        self.model.input.len().div_ceil(4) as u32
+        self.compiled.private_len.div_ceil(4) as u32
     }
 
     /// How the receipt shows the input: its commitment, or (public) the values; and the

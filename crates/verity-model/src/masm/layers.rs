@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::hinted::{CheckedConv, checkable, emit_checked_conv};
 use super::neurons::{Consts, LANE_LIMIT, Neuron, PooledConv, emit_conv_pool, emit_neurons};
 use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
 use crate::quant::QLayer;
@@ -21,6 +22,11 @@ pub(super) struct LayerWriter<'a> {
     pub(super) out_base: u64,
     /// Outputs computed two to a field element so far.
     pub(super) packed: usize,
+    /// Where the next checked convolution's accumulators are in the private data, when the
+    /// program may take them from there (a private input and immediate weights).
+    pub(super) hints: Option<u64>,
+    /// Whether the last convolution was checked from supplied accumulators.
+    pub(super) checked: bool,
 }
 
 impl LayerWriter<'_> {
@@ -127,20 +133,42 @@ impl LayerWriter<'_> {
                         .iter()
                         .all(|n| lane_safe(committed, n, self.in_bound)) =>
             {
-                emit_conv_pool(
-                    self.e,
-                    &mut self.consts,
-                    &PooledConv {
-                        neurons: &neurons,
-                        channels: *c_out,
-                        width: ow,
-                        pool,
-                        lo: *lo,
-                        hi: *hi,
-                        out_base: self.out_base,
-                    },
-                    &mut self.packed,
-                );
+                match self.hints {
+                    Some(hints) if !committed && checkable(window) => {
+                        emit_checked_conv(
+                            self.e,
+                            &CheckedConv {
+                                window,
+                                c_out: *c_out,
+                                weights,
+                                bias,
+                                requant,
+                                lo: *lo,
+                                hi: *hi,
+                                pool,
+                                in_base: self.in_base,
+                                hints,
+                                out_base: self.out_base,
+                            },
+                        );
+                        self.hints = Some((hints + neurons.len() as u64).next_multiple_of(8));
+                        self.checked = true;
+                    }
+                    _ => emit_conv_pool(
+                        self.e,
+                        &mut self.consts,
+                        &PooledConv {
+                            neurons: &neurons,
+                            channels: *c_out,
+                            width: ow,
+                            pool,
+                            lo: *lo,
+                            hi: *hi,
+                            out_base: self.out_base,
+                        },
+                        &mut self.packed,
+                    ),
+                }
                 self.in_bound = (*hi).max(-*lo);
                 Some(next.output_len())
             }

@@ -23,8 +23,11 @@
 //! word at a time beside the streamed inputs, so the program's size does not grow with the
 //! layer (an MNIST-size architecture fits the ledger's publication limit).
 
+mod hinted;
 mod layers;
 mod neurons;
+
+pub use hinted::COMMITMENT_ADDR;
 
 use std::fmt::Write;
 
@@ -89,9 +92,36 @@ pub struct Compiled {
     /// Committed-weights mode: the values the program loads at [`WEIGHTS_ADDR`] (weights,
     /// biases, requantization parameters), whose commitment is its first public input.
     pub weights: Option<Vec<u64>>,
+    /// Layers (indices) whose accumulators the prediction supplies after the input, for the
+    /// program to check instead of compute (see [`hinted`]): what [`Compiled::private_data`]
+    /// appends.
+    pub checked_layers: Vec<usize>,
+    /// Elements of a prediction's private data (the input and any supplied accumulators).
+    pub private_len: usize,
 }
 
 impl Compiled {
+    /// A prediction's private data: the quantized input, then, for each checked
+    /// convolution, its accumulators plus 2^31, each part from a multiple of 8 (where the
+    /// program reads it). For a model without checked layers, the input alone.
+    pub fn private_data(
+        &self,
+        model: &QuantModel,
+        input: &[i64],
+    ) -> Result<Vec<u64>, crate::ModelError> {
+        let mut data: Vec<u64> = input.iter().map(|v| to_felt(*v)).collect();
+        if self.checked_layers.is_empty() {
+            return Ok(data);
+        }
+        let reads = model.layer_inputs(input)?;
+        for &k in &self.checked_layers {
+            data.resize(data.len().next_multiple_of(8), 0);
+            let accs = model.layers[k].conv_accumulators(&reads[k]);
+            data.extend(accs.iter().map(|a| to_felt(a + (1 << 31))));
+        }
+        Ok(data)
+    }
+
     /// Refuses a program that would run longer than `limit` cycles, saying by how much.
     pub fn check_fits(&self, limit: u64) -> Result<(), crate::ModelError> {
         if self.estimated_cycles > limit {
@@ -179,7 +209,11 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         in_bound: ACT_MAX,
         out_base: 0,
         packed: 0,
+        hints: (!model.public_input && !model.private_weights)
+            .then_some(INPUT_ADDR + n_in.next_multiple_of(8) as u64),
+        checked: false,
     };
+    let mut checked_layers = Vec::new();
     // The layer after a convolution, when the two were emitted as one.
     let mut fused_next = false;
     for (k, layer) in model.layers.iter().enumerate() {
@@ -191,6 +225,9 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
             QLayer::Conv { .. } => match w.conv(layer, model.layers.get(k + 1)) {
                 Some(pooled_len) => {
                     fused_next = true;
+                    if std::mem::take(&mut w.checked) {
+                        checked_layers.push(k);
+                    }
                     pooled_len
                 }
                 None => layer.output_len(),
@@ -204,6 +241,8 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         w.out_base = (w.out_base + out_len as u64).next_multiple_of(8);
     }
     let (logits, class_addr, packed) = (w.in_base, w.out_base, w.packed);
+    // The private data the loader hashes into memory: the input, then any accumulators.
+    let private_len = w.hints.map_or(n_in, |end| (end - INPUT_ADDR) as usize);
     e.flush();
     emit_outputs(&mut e, model.classes() as u64, logits, class_addr);
     e.flush();
@@ -225,11 +264,13 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         source,
         macs,
         estimated_cycles: upper_bound(
-            e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(n_in) + loading,
+            e.total_ops + e.procs.len() as u64 * 8 + loader_cycles(private_len) + loading,
         ),
         inputs: n_in,
         packed_outputs: packed,
         weights: params.map(|p| p.values),
+        checked_layers,
+        private_len,
     })
 }
 

@@ -134,6 +134,83 @@ pub enum QLayer {
 }
 
 impl QLayer {
+    /// The layer's output for its input `cur` (the integer reference).
+    pub fn apply(&self, cur: &[i64]) -> Vec<i64> {
+        match self {
+            QLayer::Dense {
+                n_in,
+                n_out,
+                weights,
+                bias,
+                requant,
+                lo,
+                hi,
+            } => (0..*n_out)
+                .map(|j| {
+                    let acc = bias[j]
+                        + weights[j * n_in..(j + 1) * n_in]
+                            .iter()
+                            .zip(cur)
+                            .map(|(w, v)| w * v)
+                            .sum::<i64>();
+                    requant[j].apply(acc, *lo, *hi)
+                })
+                .collect(),
+            QLayer::Conv {
+                window,
+                requant,
+                lo,
+                hi,
+                ..
+            } => {
+                let per_channel = window.out_h() * window.out_w();
+                self.conv_accumulators(cur)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, acc)| requant[i / per_channel].apply(*acc, *lo, *hi))
+                    .collect()
+            }
+            QLayer::MaxPool { window } => {
+                window.pool(cur, |vals, _| vals.iter().copied().max().unwrap_or(0))
+            }
+            QLayer::AvgPool {
+                window,
+                requant,
+                lo,
+                hi,
+                ..
+            } => window.pool(cur, |vals, pos| {
+                requant[pos].apply(vals.iter().sum(), *lo, *hi)
+            }),
+            QLayer::Relu { .. } => cur.iter().map(|v| (*v).max(0)).collect(),
+        }
+    }
+
+    /// A convolution's accumulators (bias plus products, before requantization), laid out
+    /// `[c_out][out_h][out_w]`; empty for any other layer.
+    pub fn conv_accumulators(&self, cur: &[i64]) -> Vec<i64> {
+        let QLayer::Conv {
+            window,
+            c_out,
+            weights,
+            bias,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(c_out * window.out_h() * window.out_w());
+        for (co, b) in bias.iter().enumerate().take(*c_out) {
+            for oy in 0..window.out_h() {
+                for ox in 0..window.out_w() {
+                    let taps = window.conv_taps(co, oy, ox);
+                    out.push(b + taps.map(|(w, i)| weights[w] * cur[i]).sum::<i64>());
+                }
+            }
+        }
+        out
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             QLayer::Dense { .. } => "dense",
@@ -355,6 +432,12 @@ impl QuantModel {
     /// The quantized model's logits for a quantized input: the integer reference the Miden
     /// program must match bit for bit.
     pub fn infer(&self, x: &[i64]) -> Result<Vec<i64>, ModelError> {
+        Ok(self.layer_inputs(x)?.pop().unwrap_or_default())
+    }
+
+    /// What each layer reads for a quantized input, then the logits: `layers.len() + 1`
+    /// vectors, the first the input itself.
+    pub fn layer_inputs(&self, x: &[i64]) -> Result<Vec<Vec<i64>>, ModelError> {
         if x.len() != self.input.len() {
             return Err(ModelError::Input(format!(
                 "{} values; the model takes {}",
@@ -367,66 +450,12 @@ impl QuantModel {
                 "quantized inputs must lie in [-{ACT_MAX}, {ACT_MAX}]"
             )));
         }
-        let mut cur = x.to_vec();
+        let mut all = vec![x.to_vec()];
         for layer in &self.layers {
-            cur = match layer {
-                QLayer::Dense {
-                    n_in,
-                    n_out,
-                    weights,
-                    bias,
-                    requant,
-                    lo,
-                    hi,
-                } => (0..*n_out)
-                    .map(|j| {
-                        let acc = bias[j]
-                            + weights[j * n_in..(j + 1) * n_in]
-                                .iter()
-                                .zip(&cur)
-                                .map(|(w, v)| w * v)
-                                .sum::<i64>();
-                        requant[j].apply(acc, *lo, *hi)
-                    })
-                    .collect(),
-                QLayer::Conv {
-                    window,
-                    c_out,
-                    weights,
-                    bias,
-                    requant,
-                    lo,
-                    hi,
-                } => {
-                    let mut out = Vec::with_capacity(layer.output_len());
-                    for co in 0..*c_out {
-                        for oy in 0..window.out_h() {
-                            for ox in 0..window.out_w() {
-                                let taps = window.conv_taps(co, oy, ox);
-                                let acc =
-                                    bias[co] + taps.map(|(w, i)| weights[w] * cur[i]).sum::<i64>();
-                                out.push(requant[co].apply(acc, *lo, *hi));
-                            }
-                        }
-                    }
-                    out
-                }
-                QLayer::MaxPool { window } => {
-                    window.pool(&cur, |vals, _| vals.iter().copied().max().unwrap_or(0))
-                }
-                QLayer::AvgPool {
-                    window,
-                    requant,
-                    lo,
-                    hi,
-                    ..
-                } => window.pool(&cur, |vals, pos| {
-                    requant[pos].apply(vals.iter().sum(), *lo, *hi)
-                }),
-                QLayer::Relu { .. } => cur.iter().map(|v| (*v).max(0)).collect(),
-            };
+            let next = layer.apply(all.last().expect("the input is first"));
+            all.push(next);
         }
-        Ok(cur)
+        Ok(all)
     }
 
     /// The dequantized logits.
