@@ -190,7 +190,8 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
     );
     // The cost of a prediction does not depend on the input: measure it on zeros (this also
     // assembles the program whose hash is the model id).
-    let (program, inputs) = loaded.statement(&vec![0; m.input.len()])?;
+    let (_, zeros) = loaded.quantized_input(&vec![0.0; m.input.len()])?;
+    let (program, inputs) = loaded.statement(&zeros)?;
     println!("model id:   {}", program.hash());
     if let Some(w) = loaded.weights_commitment()? {
         println!(
