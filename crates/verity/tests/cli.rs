@@ -535,6 +535,27 @@ fn model_import_infer_prove_and_verify() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = verity(&["verify", receipt.to_str().unwrap(), "--model", &cnn]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Its convolution is checked from accumulators that came with the input: the commitment
+    // covers both, and `--input` recomputes it from the input alone.
+    let out = verity(&[
+        "verify",
+        receipt.to_str().unwrap(),
+        "--model",
+        &cnn,
+        "--input",
+        &digits("x.json"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verity(&[
+        "verify",
+        receipt.to_str().unwrap(),
+        "--model",
+        &cnn,
+        "--input",
+        other_input.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("different input"), "{}", stderr(&out));
 }
 
 fn iris(name: &str) -> String {
