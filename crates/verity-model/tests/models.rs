@@ -38,6 +38,11 @@ fn assert_program_matches_reference(model: &QuantModel, samples: &[Vec<f32>]) {
     for (k, x) in samples.iter().enumerate() {
         let q = model.quantize_input(x).unwrap();
         let private = compiled.private_data(model, &q).unwrap();
+        assert_eq!(
+            private.len(),
+            compiled.private_len,
+            "sample {k}: private data"
+        );
         let commitment = verity_vm::commit_private(&private).unwrap();
         let inputs = verity_vm::job_inputs(&[], Some((&commitment, &private))).unwrap();
         let run = verity_vm::execute(&job.program, &inputs, 1 << 20).unwrap();
@@ -560,6 +565,19 @@ fn a_private_input_padded_with_anything_but_zeros_is_refused() {
         .map(|v| to_felt(*v))
         .collect();
     assert_eq!(q.len(), 4);
+    // No layer is checked: the private data is the input alone, all its commitment covers.
+    assert_eq!(
+        compiled
+            .private_data(
+                &model,
+                &model
+                    .quantize_input(&read_samples(&iris("x.json")).unwrap()[0])
+                    .unwrap()
+            )
+            .unwrap(),
+        q
+    );
+    assert_eq!(compiled.private_len, 4);
     let run = |private: &[u64]| {
         let commitment = verity_vm::commit_private(private).unwrap();
         let job = verity_vm::assemble_job(&compiled.source, Some(&commitment), u64::MAX).unwrap();

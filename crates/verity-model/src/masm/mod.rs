@@ -241,8 +241,12 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         w.out_base = (w.out_base + out_len as u64).next_multiple_of(8);
     }
     let (logits, class_addr, packed) = (w.in_base, w.out_base, w.packed);
-    // The private data the loader hashes into memory: the input, then any accumulators.
-    let private_len = w.hints.map_or(n_in, |end| (end - INPUT_ADDR) as usize);
+    // The private data the loader hashes into memory: the input, then any accumulators (each
+    // checked layer's are a whole number of eights, so nothing pads the end).
+    let private_len = match w.hints {
+        Some(end) if !checked_layers.is_empty() => (end - INPUT_ADDR) as usize,
+        _ => n_in,
+    };
     e.flush();
     emit_outputs(&mut e, model.classes() as u64, logits, class_addr);
     e.flush();
