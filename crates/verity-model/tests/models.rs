@@ -78,6 +78,10 @@ fn loader_address_matches_the_vm() {
         verity_model::masm::COMMITMENT_ADDR,
         u64::from(verity_vm::PRIVATE_COMMITMENT_ADDR)
     );
+    assert_eq!(
+        verity_model::masm::MAX_PRIVATE_ELEMENTS,
+        u64::from(verity_vm::MAX_PRIVATE_WORDS) * 4
+    );
     for v in [0i64, 1, -1, 127, -127, 32767, -32768, i64::from(i32::MIN)] {
         assert_eq!(from_felt(to_felt(v)), v);
     }
@@ -617,12 +621,13 @@ fn a_convolution_checked_from_supplied_accumulators_refuses_any_false_one() {
     // The input (64, a multiple of 8), then 8 channels of 8x8 accumulators.
     assert_eq!(honest.len(), 64 + 8 * 64);
     assert_eq!(honest.len(), compiled.private_len);
-    let run = |private: &[u64]| {
+    let run_source = |source: &str, private: &[u64]| {
         let commitment = verity_vm::commit_private(private).unwrap();
-        let job = verity_vm::assemble_job(&compiled.source, Some(&commitment), u64::MAX).unwrap();
+        let job = verity_vm::assemble_job(source, Some(&commitment), u64::MAX).unwrap();
         let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
         verity_vm::execute(&job.program, &inputs, 1 << 20)
     };
+    let run = |private: &[u64]| run_source(&compiled.source, private);
     let run_honest = run(&honest).unwrap();
     let (_, logits) = model.decode_outputs(&run_honest.outputs).unwrap();
     assert_eq!(logits, model.infer(&q).unwrap());
@@ -652,11 +657,16 @@ fn a_convolution_checked_from_supplied_accumulators_refuses_any_false_one() {
         *v += 1;
     }
     lies.push(("every accumulator one more", raised));
+    // The check's one assertion, taken out, lets every lie through: they are refused by it,
+    // not by anything else (the input's range check, the loader's hash).
+    let assertion = " movup.2 assert_eq assert_eq";
+    assert_eq!(compiled.source.matches(assertion).count(), 1);
+    let unchecked = compiled.source.replace(assertion, " dropw");
     for (what, data) in &lies {
-        let err = run(data).expect_err(what);
+        assert!(run(data).is_err(), "{what}: accepted");
         assert!(
-            err.to_string().contains("assert"),
-            "{what}: refused by the check, not elsewhere: {err}"
+            run_source(&unchecked, data).is_ok(),
+            "{what}: refused without the check"
         );
     }
     // Without the accumulators there is nothing to check against.

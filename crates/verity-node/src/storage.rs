@@ -54,9 +54,11 @@ const SYNCED_FROM_KEY: &str = "synced_from";
 /// to a stored type's borsh encoding (2: jobs store their phase, `JobPhase`;
 /// 3: deliveries and corrections store `cycles` and `trace_len`; 4: the state is stored entry
 /// by entry, each block writing what it changed; 5: jobs name their inline source, which the
-/// state holds once per source; 6: the state keeps each table's entry count); a database of
+/// state holds once per source; 6: the state keeps each table's entry count; 7: the
+/// private-input loader leaves its commitment in memory, which changes the hash of every
+/// wrapped program, and published programs store theirs); a database of
 /// another format is refused at open with a clear error instead of failing to decode later.
-pub const STORAGE_FORMAT: u32 = 6;
+pub const STORAGE_FORMAT: u32 = 7;
 
 /// An archived job as listings see it: its summary, and the one thing they filter on that the
 /// summary lacks.

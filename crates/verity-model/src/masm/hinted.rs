@@ -42,8 +42,14 @@ use crate::quant::Requant;
 /// Where Verity's loader leaves the private data's commitment (must equal
 /// `verity_vm::PRIVATE_COMMITMENT_ADDR`; a test checks it). Its first two elements are ρ.
 pub const COMMITMENT_ADDR: u64 = INPUT_ADDR - 4;
-/// Scratch memory for extension-field values (two elements each), below [`ONE_ADDR`].
-const SCRATCH: u64 = ONE_ADDR - (1 << 16);
+/// Scratch memory for extension-field values (two elements each): above the largest private
+/// data ([`MAX_PRIVATE_ELEMENTS`] from [`INPUT_ADDR`]), below [`ONE_ADDR`]; a check that would
+/// need more is not made (the convolution is computed instead).
+const SCRATCH: u64 = INPUT_ADDR + (1 << 24);
+/// Largest private data Verity's loader takes, in elements (must equal
+/// `verity_vm::MAX_PRIVATE_WORDS * 4`; a test checks it): a convolution whose accumulators
+/// would not fit after the input is computed instead.
+pub const MAX_PRIVATE_ELEMENTS: u64 = 65_536;
 /// The offset that makes an accumulator a u32 for comparisons.
 const HALF: i64 = 1 << 31;
 
@@ -87,6 +93,8 @@ enum Item {
 /// Code over extension-field values kept in scratch memory, each op loading its operands and
 /// storing its result. Counts cycles (rounded up) as it goes.
 struct Ext {
+    /// The code so far, one unit per operation (the emitter splits procedures between them).
+    units: Vec<(String, usize)>,
     code: String,
     ops: usize,
     next: u64,
@@ -96,6 +104,7 @@ struct Ext {
 impl Ext {
     fn new() -> Ext {
         Ext {
+            units: Vec::new(),
             code: String::new(),
             ops: 0,
             next: SCRATCH,
@@ -116,12 +125,19 @@ impl Ext {
         self.ops += 4;
     }
 
-    /// `[v0, v1] -> []`, into a new slot.
+    /// `[v0, v1] -> []`, into a new slot; ends the operation.
     fn store(&mut self) -> u64 {
         let s = self.slot();
         let _ = write!(self.code, " mem_store.{s} mem_store.{}", s + 1);
         self.ops += 2 * STORE_OPS;
+        self.end_unit();
         s
+    }
+
+    fn end_unit(&mut self) {
+        let code = std::mem::take(&mut self.code);
+        self.units
+            .push((format!("   {code}\n"), std::mem::take(&mut self.ops)));
     }
 
     fn binary(&mut self, a: u64, b: u64, op: &str, ops: usize) -> u64 {
@@ -222,11 +238,13 @@ impl Ext {
         self.load(b);
         self.code.push_str(" movup.2 assert_eq assert_eq");
         self.ops += 5;
+        self.end_unit();
     }
 }
 
-/// Emits the check of the supplied accumulators, then the pooled, requantized outputs.
-pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) {
+/// Emits the check of the supplied accumulators, then the pooled, requantized outputs; or
+/// nothing, returning false, when the check would need more scratch memory than there is.
+pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
     let w = c.window;
     let (ci_n, h, wd) = (w.input.c, w.input.h, w.input.w);
     let n = (h * wd) as u64;
@@ -344,8 +362,12 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) {
     }
     let lhs = x.mul(rho_m, lhs);
     x.assert_eq(lhs, rhs);
-    let _ = writeln!(x.code);
-    e.unit(&format!("   {}", x.code), x.ops);
+    if x.next > ONE_ADDR {
+        return false;
+    }
+    for (code, ops) in &x.units {
+        e.unit(code, *ops);
+    }
 
     // Max pooling of the checked values (u32 comparisons: each is acc + 2^31), then one
     // requantization per pooled output.
@@ -374,4 +396,5 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) {
             }
         }
     }
+    true
 }

@@ -2,7 +2,8 @@
 
 use std::fmt::Write;
 
-use super::hinted::{CheckedConv, checkable, emit_checked_conv};
+use super::INPUT_ADDR;
+use super::hinted::{CheckedConv, MAX_PRIVATE_ELEMENTS, checkable, emit_checked_conv};
 use super::neurons::{Consts, LANE_LIMIT, Neuron, PooledConv, emit_conv_pool, emit_neurons};
 use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
 use crate::quant::QLayer;
@@ -133,25 +134,30 @@ impl LayerWriter<'_> {
                         .iter()
                         .all(|n| lane_safe(committed, n, self.in_bound)) =>
             {
-                match self.hints {
-                    Some(hints) if !committed && checkable(window) => {
-                        emit_checked_conv(
-                            self.e,
-                            &CheckedConv {
-                                window,
-                                c_out: *c_out,
-                                weights,
-                                bias,
-                                requant,
-                                lo: *lo,
-                                hi: *hi,
-                                pool,
-                                in_base: self.in_base,
-                                hints,
-                                out_base: self.out_base,
-                            },
-                        );
-                        self.hints = Some((hints + neurons.len() as u64).next_multiple_of(8));
+                let end = self.hints.map(|h| h + neurons.len() as u64);
+                match (self.hints, end) {
+                    (Some(hints), Some(end))
+                        if !committed
+                            && checkable(window)
+                            && end - INPUT_ADDR <= MAX_PRIVATE_ELEMENTS
+                            && emit_checked_conv(
+                                self.e,
+                                &CheckedConv {
+                                    window,
+                                    c_out: *c_out,
+                                    weights,
+                                    bias,
+                                    requant,
+                                    lo: *lo,
+                                    hi: *hi,
+                                    pool,
+                                    in_base: self.in_base,
+                                    hints,
+                                    out_base: self.out_base,
+                                },
+                            ) =>
+                    {
+                        self.hints = Some(end.next_multiple_of(8));
                         self.checked = true;
                     }
                     _ => emit_conv_pool(

@@ -27,7 +27,7 @@ mod hinted;
 mod layers;
 mod neurons;
 
-pub use hinted::COMMITMENT_ADDR;
+pub use hinted::{COMMITMENT_ADDR, MAX_PRIVATE_ELEMENTS};
 
 use std::fmt::Write;
 
