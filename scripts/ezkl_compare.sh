@@ -20,10 +20,14 @@
 set -euo pipefail
 models=()
 for model in "$@"; do models+=("$(realpath "$model")"); done  # before the cd below
+[[ -z ${EZKL_X:-} ]] || EZKL_X=$(realpath "$EZKL_X")
+[[ -z ${EZKL_CALIBRATION:-} ]] || EZKL_CALIBRATION=$(realpath "$EZKL_CALIBRATION")
 cd "$(dirname "$0")/.."
 [[ ${#models[@]} -gt 0 ]] || models=(examples/models/digits/mlp.onnx examples/models/digits/cnn.onnx)
-x=examples/models/digits/x.json
-calibration=examples/models/digits/calibration.json
+# Other inputs for other models (the MNIST-size MLP: scripts/mnist_size_model.py DIR, then
+# EZKL_X=DIR/x.json EZKL_CALIBRATION=DIR/calibration.json ./scripts/ezkl_compare.sh DIR/mnist.onnx).
+x=${EZKL_X:-examples/models/digits/x.json}
+calibration=${EZKL_CALIBRATION:-examples/models/digits/calibration.json}
 
 # --- EZKL --------------------------------------------------------------------------------------
 venv=${EZKL_VENV:-$HOME/.cache/verity/ezkl-venv}
