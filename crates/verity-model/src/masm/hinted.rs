@@ -388,8 +388,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
                         ops += 7;
                     }
                 }
-                let _ = write!(code, " sub.{HALF}");
-                ops += 2 + requant_code(&mut code, &c.requant[co], c.lo, c.hi);
+                ops += requant_code(&mut code, &c.requant[co], c.lo, c.hi, HALF.into());
                 let out = c.out_base + ((co * ph + py) * pw + px) as u64;
                 let _ = writeln!(code, " mem_store.{out}");
                 e.unit(&format!("   {code}"), ops + STORE_OPS);

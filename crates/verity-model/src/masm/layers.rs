@@ -223,7 +223,7 @@ impl LayerWriter<'_> {
                                 ops += 3;
                             }
                             let r = &requant[oy * window.out_w() + ox];
-                            ops += self.consts.requant(&mut code, r, *lo, *hi);
+                            ops += self.consts.requant(&mut code, r, *lo, *hi, 0);
                         }
                         _ => unreachable!("called on a pooling layer"),
                     }
