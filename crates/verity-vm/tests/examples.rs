@@ -405,3 +405,25 @@ fn a_receipt_rebuilt_from_ledger_values_is_the_provers_receipt() {
     let verified = verity_vm::verify_receipt(&rebuilt).unwrap();
     assert_eq!(verified.trace_len, good.trace_len);
 }
+
+/// The loader leaves the commitment it checked at `PRIVATE_COMMITMENT_ADDR`, first element
+/// first: a program reading that word gets exactly the job's commitment (what checked
+/// convolutions take their challenge from).
+#[test]
+fn the_loader_leaves_the_commitment_where_programs_read_it() {
+    let at = verity_vm::PRIVATE_COMMITMENT_ADDR;
+    // Each load replaces one of the stack's bottom elements (it ends 16 deep).
+    let loads: String = (0..4)
+        .rev()
+        .map(|i| format!(" mem_load.{} movup.15 drop", at + i))
+        .collect();
+    let source = format!("begin\n   {loads}\nend\n");
+    let given = Inputs {
+        private: vec![5, 6, 7, 8, 9],
+        ..Default::default()
+    };
+    let (program, inputs) = verity_vm::prepare(&source, "commitment.masm", &given).unwrap();
+    let run = verity_vm::execute(&program, &inputs, 1 << 16).unwrap();
+    let commitment = verity_vm::commit_private(&given.private).unwrap();
+    assert_eq!(&run.outputs.as_slice()[..4], &commitment.commitment[..]);
+}

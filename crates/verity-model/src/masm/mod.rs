@@ -22,6 +22,11 @@
 //! [`neurons`]): each output's weights are one region of the committed parameters, read a
 //! word at a time beside the streamed inputs, so the program's size does not grow with the
 //! layer (an MNIST-size architecture fits the ledger's publication limit).
+//!
+//! A convolution followed by a max pooling is not computed at all where it can be checked
+//! instead (see [`hinted`]): its accumulators come after the input in the private data, and
+//! the program holds them to one random linear combination, which costs work in its inputs,
+//! outputs and weights rather than one multiply-accumulate per tap.
 
 mod hinted;
 mod layers;

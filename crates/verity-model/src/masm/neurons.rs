@@ -147,7 +147,6 @@ impl Consts<'_> {
         }
     }
 
-    /// `[acc] -> [requantized, clamped acc]`.
     /// `[acc + pre] -> [requantized, clamped acc]`.
     pub(super) fn requant(
         &mut self,
