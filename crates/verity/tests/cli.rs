@@ -425,6 +425,18 @@ fn model_import_infer_prove_and_verify() {
         "{}",
         stdout(&out)
     );
+    assert!(!stdout(&out).contains("checked"), "{}", stdout(&out));
+    // The CNN's convolution is checked: inspect says so, and the private data holds the input
+    // (16 words) and its 512 accumulators (128 words).
+    let out = verity(&["model", "inspect", &cnn]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for want in [
+        "checked, not computed: its 512 accumulators",
+        "with the accumulators of the checked layers: 144 words",
+        "(trace 2^14)",
+    ] {
+        assert!(stdout(&out).contains(want), "{want}: {}", stdout(&out));
+    }
 
     // Local prediction, as JSON.
     let out = verity(&["infer", &mlp, "--input", &digits("x.json"), "--json"]);

@@ -208,6 +208,11 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
     }
     let visibility = if m.public_input {
         "public, on the stack".to_string()
+    } else if loaded.compiled.private_len > m.input.len() {
+        format!(
+            "private, committed with the accumulators of the checked layers: {} words",
+            loaded.input_words()
+        )
     } else {
         format!("private, committed: {} words", loaded.input_words())
     };
@@ -226,6 +231,13 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
                 "layer {k}:    {:<60} {:>8} MACs",
                 layer_line(layer),
                 layer.macs()
+            );
+        }
+        if loaded.compiled.checked_layers.contains(&k) {
+            println!(
+                "            checked, not computed: its {} accumulators come with the input and \
+                 are held to one random linear combination",
+                layer.output_len()
             );
         }
     }
