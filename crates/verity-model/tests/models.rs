@@ -529,6 +529,125 @@ fn convolutions_with_contiguous_taps_match_the_reference() {
     }
 }
 
+/// Checked convolutions of other shapes than the digits CNN's, each followed by a max pooling
+/// and a dense layer: two input channels, rows not a multiple of 8 wide (gathered, not
+/// streamed), a 5x5 kernel, a 2x2 kernel with padding on one side only, and a requantization
+/// multiplier large enough that the lane offset it folds in exceeds the field. Each is
+/// checked (not computed) and matches the reference bit for bit.
+#[test]
+fn checked_convolutions_of_other_shapes_match_the_reference() {
+    struct Case {
+        c_in: usize,
+        h: usize,
+        w: usize,
+        kernel: (usize, usize),
+        pads: [usize; 4],
+        requant: verity_model::quant::Requant,
+        hi: i64,
+    }
+    let requant = |m: u64, shift: u32| verity_model::quant::Requant { m, shift };
+    let cases = [
+        // Small weights, nothing clamped, and the pooled outputs are the logits: they are
+        // about half the accumulators, where a wrongly reduced offset (2^31 m is past p)
+        // shows.
+        Case {
+            c_in: 2,
+            h: 4,
+            w: 4,
+            kernel: (3, 3),
+            pads: [1; 4],
+            requant: requant((1 << 39) + (1 << 36) + 12_345, 40),
+            hi: 32767,
+        },
+        Case {
+            c_in: 2,
+            h: 6,
+            w: 4,
+            kernel: (3, 3),
+            pads: [1; 4],
+            requant: requant(1 << 22, 32),
+            hi: 127,
+        },
+        Case {
+            c_in: 1,
+            h: 4,
+            w: 10,
+            kernel: (3, 3),
+            pads: [1; 4],
+            requant: requant(1 << 22, 32),
+            hi: 127,
+        },
+        Case {
+            c_in: 1,
+            h: 8,
+            w: 8,
+            kernel: (5, 5),
+            pads: [2; 4],
+            requant: requant(1 << 21, 32),
+            hi: 127,
+        },
+        Case {
+            c_in: 1,
+            h: 4,
+            w: 8,
+            kernel: (2, 2),
+            pads: [0, 0, 1, 1],
+            requant: requant(1 << 33, 40),
+            hi: 127,
+        },
+    ];
+    let c_out = 3;
+    for case in cases {
+        let Case { c_in, h, w, .. } = case;
+        let (kh, kw) = case.kernel;
+        let mut weights = pattern(c_out * c_in * kh * kw, h + w);
+        if case.hi > 127 {
+            weights.iter_mut().for_each(|v| *v %= 3);
+        }
+        let input = verity_model::Shape { c: c_in, h, w };
+        let window = verity_model::onnx::Window {
+            input,
+            kh,
+            kw,
+            stride_h: 1,
+            stride_w: 1,
+            pads: case.pads,
+        };
+        let pool = verity_model::onnx::Window {
+            input: verity_model::Shape { c: c_out, h, w },
+            kh: 2,
+            kw: 2,
+            stride_h: 2,
+            stride_w: 2,
+            pads: [0; 4],
+        };
+        let pooled = c_out * (h / 2) * (w / 2);
+        let mut layers = vec![
+            verity_model::QLayer::Conv {
+                window,
+                c_out,
+                weights,
+                bias: vec![50, -70, 9],
+                requant: vec![case.requant; c_out],
+                lo: 0,
+                hi: case.hi,
+            },
+            verity_model::QLayer::MaxPool { window: pool },
+        ];
+        if pooled > 12 {
+            layers.push(patterned_dense(pooled, 5, 3, 32767));
+        }
+        let model = hand_built(input, vec![1, c_in, h, w], layers);
+        let compiled = compile(&model).unwrap();
+        assert_eq!(
+            compiled.checked_layers,
+            vec![0],
+            "{c_in}x{h}x{w}, kernel {kh}x{kw}: checked"
+        );
+        assert_program_matches_reference(&model, &samples(c_in * h * w));
+    }
+}
+
 /// Small dense layers, each output streamed in one group of eight: the fixed cost of a
 /// streamed output dominates, so an undercounted setup shows in the cycle estimate, which
 /// must stay an upper bound (a card job's cycle cap is taken from it).

@@ -54,14 +54,14 @@ pub const MAX_PRIVATE_ELEMENTS: u64 = 65_536;
 const HALF: i64 = 1 << 31;
 
 /// Whether a convolution over `window` can be checked this way: stride 1 and an output the
-/// size of its input (so a tap is a shift of the flat index), rows of whole groups of eight
+/// size of its input (so a tap is a shift of the flat index), planes of whole groups of eight
 /// (streamed), and a kernel no larger than the image.
 pub(super) fn checkable(window: &Window) -> bool {
     window.stride_h == 1
         && window.stride_w == 1
         && window.out_h() == window.input.h
         && window.out_w() == window.input.w
-        && window.input.w.is_multiple_of(8)
+        && (window.input.h * window.input.w).is_multiple_of(8)
         && window.kh <= window.input.h
         && window.kw <= window.input.w
 }
@@ -310,14 +310,26 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
                 let rows_sum = match rows.get(&sy) {
                     Some(s) => *s,
                     None => {
+                        // Streamed when the rows are whole groups of eight, else gathered.
+                        let mut rows_sum = |first: usize, count: usize| {
+                            if (first * wd).is_multiple_of(8) && (count * wd).is_multiple_of(8) {
+                                x.horner_region(rho, at(first, 0), count * wd / 8)
+                            } else {
+                                let items: Vec<Item> = (first * wd..(first + count) * wd)
+                                    .map(|i| Item::Addr(plane + i as u64))
+                                    .collect();
+                                x.horner_items(rho, &items)
+                            }
+                        };
                         let s = if sy > 0 {
                             // The first rows: their Horner sum, shifted past the rest.
                             let k = sy as usize;
-                            let head = x.horner_region(rho, plane, k * wd / 8);
+                            let head = rows_sum(0, k);
                             let shift = x.pow(n - (k * wd) as u64);
                             x.mul(head, shift)
                         } else {
-                            x.horner_region(rho, at(h - (-sy) as usize, 0), (-sy) as usize * wd / 8)
+                            let k = (-sy) as usize;
+                            rows_sum(h - k, k)
                         };
                         rows.insert(sy, s);
                         s

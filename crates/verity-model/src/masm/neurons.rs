@@ -16,10 +16,12 @@ pub(super) fn requant_code(out: &mut String, r: &Requant, lo: i64, hi: i64, pre:
         let _ = write!(out, " mul.{}", r.m);
         ops += 2;
     }
-    // High half of (acc * m + 2^(shift-1) + 2^62), then the rest of the shift; the field
-    // element added is the same whatever `pre` was, so is the result.
-    let offset = (REQUANT_OFFSET + (1u128 << (r.shift - 1))) as i128 - pre * i128::from(r.m);
-    let _ = write!(out, " add.{} u32split drop", wide_felt(offset));
+    // High half of (acc * m + 2^(shift-1) + 2^62), then the rest of the shift. Adding
+    // `offset - pre * m` (mod p) to `(acc + pre) * m` gives the same field element, so the
+    // same result (`pre * m` can exceed p: reduced here).
+    let offset = ((REQUANT_OFFSET + (1u128 << (r.shift - 1))) as i128 - pre * i128::from(r.m))
+        .rem_euclid(i128::from(super::P)) as u64;
+    let _ = write!(out, " add.{offset} u32split drop");
     ops += 4;
     if r.shift > 32 {
         let _ = write!(out, " u32shr.{}", r.shift - 32);
