@@ -68,6 +68,15 @@ fn assert_program_matches_reference(model: &QuantModel, samples: &[Vec<f32>]) {
     }
 }
 
+/// Runs `source` as a job whose private data is `private` (committed and loaded as a network
+/// job's are), with a cap of 2^20 cycles.
+fn run_private(source: &str, private: &[u64]) -> Result<verity_vm::Execution, verity_vm::VmError> {
+    let commitment = verity_vm::commit_private(private).unwrap();
+    let job = verity_vm::assemble_job(source, Some(&commitment), u64::MAX).unwrap();
+    let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
+    verity_vm::execute(&job.program, &inputs, 1 << 20)
+}
+
 #[test]
 fn loader_address_matches_the_vm() {
     assert_eq!(
@@ -701,12 +710,7 @@ fn a_private_input_padded_with_anything_but_zeros_is_refused() {
         q
     );
     assert_eq!(compiled.private_len, 4);
-    let run = |private: &[u64]| {
-        let commitment = verity_vm::commit_private(private).unwrap();
-        let job = verity_vm::assemble_job(&compiled.source, Some(&commitment), u64::MAX).unwrap();
-        let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
-        verity_vm::execute(&job.program, &inputs, 1 << 20)
-    };
+    let run = |private: &[u64]| run_private(&compiled.source, private);
     // Zeros after the input (as the commitment pads it, or given explicitly) are fine.
     let honest = run(&q).unwrap();
     let mut zeros = q.clone();
@@ -740,13 +744,7 @@ fn a_convolution_checked_from_supplied_accumulators_refuses_any_false_one() {
     // The input (64, a multiple of 8), then 8 channels of 8x8 accumulators.
     assert_eq!(honest.len(), 64 + 8 * 64);
     assert_eq!(honest.len(), compiled.private_len);
-    let run_source = |source: &str, private: &[u64]| {
-        let commitment = verity_vm::commit_private(private).unwrap();
-        let job = verity_vm::assemble_job(source, Some(&commitment), u64::MAX).unwrap();
-        let inputs = verity_vm::job_inputs(&[], Some((&commitment, private))).unwrap();
-        verity_vm::execute(&job.program, &inputs, 1 << 20)
-    };
-    let run = |private: &[u64]| run_source(&compiled.source, private);
+    let run = |private: &[u64]| run_private(&compiled.source, private);
     let run_honest = run(&honest).unwrap();
     let (_, logits) = model.decode_outputs(&run_honest.outputs).unwrap();
     assert_eq!(logits, model.infer(&q).unwrap());
@@ -784,7 +782,7 @@ fn a_convolution_checked_from_supplied_accumulators_refuses_any_false_one() {
     for (what, data) in &lies {
         assert!(run(data).is_err(), "{what}: accepted");
         assert!(
-            run_source(&unchecked, data).is_ok(),
+            run_private(&unchecked, data).is_ok(),
             "{what}: refused without the check"
         );
     }

@@ -134,33 +134,38 @@ impl LayerWriter<'_> {
                         .iter()
                         .all(|n| lane_safe(committed, n, self.in_bound)) =>
             {
-                let end = self.hints.map(|h| h + neurons.len() as u64);
-                match (self.hints, end) {
-                    (Some(hints), Some(end))
+                // Checked from supplied accumulators where it can be (then the end of
+                // those accumulators in the private data), else computed.
+                let checked = match self.hints {
+                    Some(hints)
                         if !committed
                             && checkable(window)
-                            && end - INPUT_ADDR <= MAX_PRIVATE_ELEMENTS
-                            && emit_checked_conv(
-                                self.e,
-                                &CheckedConv {
-                                    window,
-                                    c_out: *c_out,
-                                    weights,
-                                    bias,
-                                    requant,
-                                    lo: *lo,
-                                    hi: *hi,
-                                    pool,
-                                    in_base: self.in_base,
-                                    hints,
-                                    out_base: self.out_base,
-                                },
-                            ) =>
+                            && hints + neurons.len() as u64 - INPUT_ADDR
+                                <= MAX_PRIVATE_ELEMENTS =>
                     {
+                        let check = CheckedConv {
+                            window,
+                            c_out: *c_out,
+                            weights,
+                            bias,
+                            requant,
+                            lo: *lo,
+                            hi: *hi,
+                            pool,
+                            in_base: self.in_base,
+                            hints,
+                            out_base: self.out_base,
+                        };
+                        emit_checked_conv(self.e, &check).then_some(hints + neurons.len() as u64)
+                    }
+                    _ => None,
+                };
+                match checked {
+                    Some(end) => {
                         self.hints = Some(end.next_multiple_of(8));
                         self.checked = true;
                     }
-                    _ => emit_conv_pool(
+                    None => emit_conv_pool(
                         self.e,
                         &mut self.consts,
                         &PooledConv {
