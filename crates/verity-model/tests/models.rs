@@ -881,6 +881,23 @@ fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> v
         verity_vm::committed_entry(&halves, &both),
         verity_vm::committed_entry(&w, weights),
     ]);
+    // The accumulators of the layers the program checks, which its prover supplies.
+    let compiled = compile(model).unwrap();
+    let q = model.quantize_input(x).unwrap();
+    if let Some(hints) = compiled.prover_hints(model, &q).unwrap() {
+        let key = verity_types::PrivateCommitment {
+            commitment: verity_vm::merge_words(
+                verity_vm::commit_private(&inputs.private).unwrap().commitment,
+                m,
+            )
+            .unwrap(),
+            words: hints.len().div_ceil(4) as u32,
+        };
+        inputs
+            .advice
+            .map
+            .extend([verity_vm::committed_entry(&key, &hints)]);
+    }
     inputs
 }
 

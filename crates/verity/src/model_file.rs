@@ -98,6 +98,31 @@ impl LoadedModel {
         }))
     }
 
+    /// What the prover of a committed-weights prediction on the private data `input` supplies
+    /// besides the weights, as an advice-map entry: the accumulators of the layers the
+    /// program checks instead of computing, under `hash(input commitment, model commitment)`
+    /// (see `verity_model::Compiled::prover_hints`). None for a model that checks no layer
+    /// (or has no committed weights); an error for a card, which has no weights.
+    pub fn prover_hints(&self, input: &[u64]) -> Result<Option<(verity_types::Digest, Vec<u64>)>> {
+        let Some(c) = self.committed()? else {
+            return Ok(None);
+        };
+        if !self.compiled.hints_from_prover {
+            return Ok(None);
+        }
+        self.runnable()?;
+        let q: Vec<i64> = input.iter().map(|v| verity_model::from_felt(*v)).collect();
+        let Some(hints) = self.compiled.prover_hints(&self.model, &q)? else {
+            return Ok(None);
+        };
+        let input_commitment = verity_vm::commit_private(input)?.commitment;
+        let key = PrivateCommitment {
+            commitment: verity_vm::merge_words(input_commitment, c.commitment)?,
+            words: hints.len().div_ceil(4) as u32,
+        };
+        Ok(Some(verity_vm::committed_entry(&key, &hints)))
+    }
+
     /// Fails for a model card, which cannot predict.
     pub fn runnable(&self) -> Result<()> {
         if self.is_card() {
@@ -118,6 +143,9 @@ impl LoadedModel {
         if let Some(c) = self.committed()? {
             given.stack.extend(c.commitment);
             given.advice.map.extend(c.entries);
+            if !self.is_card() {
+                given.advice.map.extend(self.prover_hints(input)?);
+            }
         }
         if self.model.public_input {
             given.stack.extend_from_slice(input);

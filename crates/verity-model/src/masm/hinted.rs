@@ -34,16 +34,24 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::neurons::requant_code;
-use super::{Emitter, INPUT_ADDR, ONE_ADDR, STORE_OPS, to_felt};
+use super::neurons::Consts;
+use super::{Emitter, INPUT_ADDR, ONE_ADDR, STORE_OPS, to_felt, wide_felt};
 use crate::onnx::Window;
 use crate::quant::Requant;
 
 /// Where Verity's loader leaves the private data's commitment (must equal
 /// `verity_vm::PRIVATE_COMMITMENT_ADDR`; a test checks it). Its first two elements are ρ.
 pub const COMMITMENT_ADDR: u64 = INPUT_ADDR - 4;
+/// Where a committed-weights program keeps its model commitment (its first public input) when
+/// a check's accumulators come from the prover: the challenge binds it.
+pub(super) const MODEL_ADDR: u64 = ONE_ADDR - 8;
+/// Where such a program keeps its challenge (ρ is the first two elements).
+pub(super) const RHO_ADDR: u64 = ONE_ADDR - 4;
+/// Where accumulators the prover supplies are copied: above the largest private data, below
+/// the scratch memory, with room for [`MAX_PRIVATE_ELEMENTS`] of them.
+pub(super) const PROVER_HINTS_ADDR: u64 = INPUT_ADDR + (1 << 20);
 /// Scratch memory for extension-field values (two elements each): above the largest private
-/// data ([`MAX_PRIVATE_ELEMENTS`] from [`INPUT_ADDR`]), below [`ONE_ADDR`]; a check that would
+/// data ([`MAX_PRIVATE_ELEMENTS`] from [`INPUT_ADDR`]), below [`MODEL_ADDR`]; a check that would
 /// need more is not made (the convolution is computed instead).
 const SCRATCH: u64 = INPUT_ADDR + (1 << 24);
 /// Largest private data Verity's loader takes, in elements (must equal
@@ -81,6 +89,11 @@ pub(super) struct CheckedConv<'a> {
     /// Where the supplied accumulators are (in the private data).
     pub(super) hints: u64,
     pub(super) out_base: u64,
+    /// Whether the accumulators come from the prover (committed weights), not with the input:
+    /// the check then copies them from the advice map and derives its own challenge (see
+    /// [`prover_hints_code`]). `Some(first)`: whether this is the first such layer, which asks
+    /// for the entry.
+    pub(super) from_prover: Option<bool>,
 }
 
 /// A value the program pushes: from memory or an immediate.
@@ -102,14 +115,15 @@ struct Ext {
 }
 
 impl Ext {
-    fn new() -> Ext {
+    /// Values over ρ = the two elements at `rho`.
+    fn new(rho: u64) -> Ext {
         Ext {
             units: Vec::new(),
             code: String::new(),
             ops: 0,
             next: SCRATCH,
             // ρ^0 = (1, 0) is kept for `horner_eval_base`; ρ^1 is the commitment's first half.
-            powers: BTreeMap::from([(0, ONE_ADDR), (1, COMMITMENT_ADDR)]),
+            powers: BTreeMap::from([(0, ONE_ADDR), (1, rho)]),
         }
     }
 
@@ -132,6 +146,13 @@ impl Ext {
         self.ops += 2 * STORE_OPS;
         self.end_unit();
         s
+    }
+
+    /// Appends `code` as a unit of its own.
+    fn unit(&mut self, code: &str, ops: usize) {
+        self.code.push_str(code);
+        self.ops += ops;
+        self.end_unit();
     }
 
     fn end_unit(&mut self) {
@@ -244,7 +265,7 @@ impl Ext {
 
 /// Emits the check of the supplied accumulators, then the pooled, requantized outputs; or
 /// nothing, returning false, when the check would need more scratch memory than there is.
-pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
+pub(super) fn emit_checked_conv(e: &mut Emitter, consts: &mut Consts, c: &CheckedConv) -> bool {
     let w = c.window;
     let (ci_n, h, wd) = (w.input.c, w.input.h, w.input.w);
     let n = (h * wd) as u64;
@@ -260,7 +281,15 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
         .unwrap_or(0)
         .max(0);
 
-    let mut x = Ext::new();
+    let mut x = match c.from_prover {
+        Some(first) => {
+            let mut x = Ext::new(RHO_ADDR);
+            let (code, ops) = prover_hints_code(c.c_out * n as usize, first, c.hints);
+            x.unit(&code, ops);
+            x
+        }
+        None => Ext::new(COMMITMENT_ADDR),
+    };
     let rho = x.pow(1);
     let beta = x.pow(n);
     let rho_w = x.pow(wd as u64);
@@ -270,7 +299,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
     let biases: Vec<Item> = c
         .bias
         .iter()
-        .map(|b| Item::Const(to_felt(b + HALF)))
+        .map(|b| item(consts, b + HALF))
         .collect();
     let b = x.horner_items(beta, &biases);
     let rho_m = x.pow(m as u64);
@@ -285,11 +314,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
         let mut pixels: BTreeMap<(usize, usize), u64> = BTreeMap::new();
         for &(ky, kx, sy, sx) in &taps {
             let v: Vec<Item> = (0..c.c_out)
-                .map(|co| {
-                    Item::Const(to_felt(
-                        c.weights[((co * ci_n + ci) * w.kh + ky) * w.kw + kx],
-                    ))
-                })
+                .map(|co| item(consts, c.weights[((co * ci_n + ci) * w.kh + ky) * w.kw + kx]))
                 .collect();
             if v.iter().all(|i| matches!(i, Item::Const(0))) {
                 continue;
@@ -374,7 +399,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
     }
     let lhs = x.mul(rho_m, lhs);
     x.assert_eq(lhs, rhs);
-    if x.next > ONE_ADDR {
+    if x.next > MODEL_ADDR {
         return false;
     }
     for (code, ops) in &x.units {
@@ -400,7 +425,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
                         ops += 7;
                     }
                 }
-                ops += requant_code(&mut code, &c.requant[co], c.lo, c.hi, HALF.into());
+                ops += consts.requant(&mut code, &c.requant[co], c.lo, c.hi, HALF.into());
                 let out = c.out_base + ((co * ph + py) * pw + px) as u64;
                 let _ = writeln!(code, " mem_store.{out}");
                 e.unit(&format!("   {code}"), ops + STORE_OPS);
@@ -408,4 +433,34 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, c: &CheckedConv) -> bool {
         }
     }
     true
+}
+
+/// A constant of the check: an immediate, or for committed weights a committed parameter read
+/// from memory (an architecture's program must not depend on its value).
+fn item(consts: &mut Consts, v: i64) -> Item {
+    match consts {
+        Consts::Immediate => Item::Const(to_felt(v)),
+        Consts::Committed(p) => Item::Addr(p.slot(wide_felt(v.into()))),
+    }
+}
+
+/// `[] -> []`: copies `count` accumulators the prover supplies to `hints` and sets ρ.
+///
+/// With committed weights the client cannot supply the accumulators (it does not know the
+/// weights), so the prover does, in the advice map under `K = hash(C, M)` (C the private
+/// input's commitment, M the model commitment), every checked layer's after the last's. The
+/// program copies a layer's into memory while hashing them (digest `A`) and takes ρ from
+/// `hash(A, K)`: the challenge is fixed only after the accumulators, the input and the weights
+/// are, so none of them can be chosen to fit it.
+fn prover_hints_code(count: usize, first: bool, hints: u64) -> (String, usize) {
+    let words = count.div_ceil(4);
+    let ask = if first { " adv.push_mapval" } else { "" };
+    let code = format!(
+        "    padw mem_loadw_le.{MODEL_ADDR} padw mem_loadw_le.{COMMITMENT_ADDR} hmerge{ask} \
+         push.{hints} push.{words} exec.mem::pipe_words_to_memory swapw.2 dropw dropw movup.4 drop \
+         hmerge mem_storew_le.{RHO_ADDR} dropw\n"
+    );
+    // Loads and merges (48), the copy (`pipe_words_to_memory`: at most 60 + 9 per two
+    // words), the digest and ρ (36).
+    (code, 48 + 60 + 9 * words.div_ceil(2) + 36)
 }

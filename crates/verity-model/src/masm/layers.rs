@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use super::INPUT_ADDR;
-use super::hinted::{CheckedConv, MAX_PRIVATE_ELEMENTS, checkable, emit_checked_conv};
+use super::hinted::{
+    CheckedConv, MAX_PRIVATE_ELEMENTS, PROVER_HINTS_ADDR, checkable, emit_checked_conv,
+};
 use super::neurons::{Consts, LANE_LIMIT, Neuron, PooledConv, emit_conv_pool, emit_neurons};
 use super::{CMP_OFFSET, Emitter, STORE_OPS, U32_MINMAX_OPS};
 use crate::quant::QLayer;
@@ -28,6 +30,9 @@ pub(super) struct LayerWriter<'a> {
     pub(super) hints: Option<u64>,
     /// Whether the last convolution was checked from supplied accumulators.
     pub(super) checked: bool,
+    /// Where the next checked convolution's accumulators go when the prover supplies them
+    /// (committed weights and a private input; see [`super::hinted`]).
+    pub(super) prover_hints: Option<u64>,
 }
 
 impl LayerWriter<'_> {
@@ -135,13 +140,21 @@ impl LayerWriter<'_> {
                         .all(|n| lane_safe(committed, n, self.in_bound)) =>
             {
                 // Checked from supplied accumulators where it can be (then the end of
-                // those accumulators in the private data), else computed.
-                let checked = match self.hints {
+                // those accumulators), else computed: the client supplies them with the input
+                // (immediate weights), or the prover does (committed weights).
+                let (supplied, base, from_prover) = match (&self.consts, self.hints) {
+                    (Consts::Immediate, Some(h)) => (Some(h), INPUT_ADDR, None),
+                    (Consts::Committed(_), _) => (
+                        self.prover_hints,
+                        PROVER_HINTS_ADDR,
+                        Some(self.prover_hints == Some(PROVER_HINTS_ADDR)),
+                    ),
+                    _ => (None, INPUT_ADDR, None),
+                };
+                let checked = match supplied {
                     Some(hints)
-                        if !committed
-                            && checkable(window)
-                            && hints + neurons.len() as u64 - INPUT_ADDR
-                                <= MAX_PRIVATE_ELEMENTS =>
+                        if checkable(window)
+                            && hints + neurons.len() as u64 - base <= MAX_PRIVATE_ELEMENTS =>
                     {
                         let check = CheckedConv {
                             window,
@@ -155,14 +168,20 @@ impl LayerWriter<'_> {
                             in_base: self.in_base,
                             hints,
                             out_base: self.out_base,
+                            from_prover,
                         };
-                        emit_checked_conv(self.e, &check).then_some(hints + neurons.len() as u64)
+                        emit_checked_conv(self.e, &mut self.consts, &check)
+                            .then_some(hints + neurons.len() as u64)
                     }
                     _ => None,
                 };
                 match checked {
                     Some(end) => {
-                        self.hints = Some(end.next_multiple_of(8));
+                        if from_prover.is_some() {
+                            self.prover_hints = Some(end.next_multiple_of(8));
+                        } else {
+                            self.hints = Some(end.next_multiple_of(8));
+                        }
                         self.checked = true;
                     }
                     None => emit_conv_pool(

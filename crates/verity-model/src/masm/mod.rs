@@ -34,6 +34,8 @@ mod neurons;
 
 pub use hinted::{COMMITMENT_ADDR, MAX_PRIVATE_ELEMENTS};
 
+use hinted::{MODEL_ADDR, PROVER_HINTS_ADDR};
+
 use std::fmt::Write;
 
 use crate::quant::{ACT_MAX, QLayer, QuantModel};
@@ -101,6 +103,10 @@ pub struct Compiled {
     /// program to check instead of compute (see [`hinted`]): what [`Compiled::private_data`]
     /// appends.
     pub checked_layers: Vec<usize>,
+    /// Whether the checked layers' accumulators come from the prover, in the advice map (see
+    /// [`Compiled::prover_hints`]), rather than with the input: a committed-weights model,
+    /// whose client does not know the weights.
+    pub hints_from_prover: bool,
     /// Elements of a prediction's private data (the input and any supplied accumulators).
     pub private_len: usize,
 }
@@ -115,7 +121,7 @@ impl Compiled {
         input: &[i64],
     ) -> Result<Vec<u64>, crate::ModelError> {
         let mut data: Vec<u64> = input.iter().map(|v| to_felt(*v)).collect();
-        if self.checked_layers.is_empty() {
+        if self.checked_layers.is_empty() || self.hints_from_prover {
             return Ok(data);
         }
         let reads = model.layer_inputs(input)?;
@@ -125,6 +131,28 @@ impl Compiled {
             data.extend(accs.iter().map(|a| to_felt(a + (1 << 31))));
         }
         Ok(data)
+    }
+
+    /// What the prover of a committed-weights prediction supplies besides the weights: the
+    /// checked layers' accumulators plus 2^31, one layer after another, as the value of the
+    /// advice-map entry under `hash(C, M)` (C the private input's commitment, M the model
+    /// commitment; see [`hinted`]). None when the program checks no layer from them.
+    pub fn prover_hints(
+        &self,
+        model: &QuantModel,
+        input: &[i64],
+    ) -> Result<Option<Vec<u64>>, crate::ModelError> {
+        if !self.hints_from_prover {
+            return Ok(None);
+        }
+        let reads = model.layer_inputs(input)?;
+        let mut data = Vec::new();
+        for &k in &self.checked_layers {
+            let accs = model.layers[k].conv_accumulators(&reads[k]);
+            data.extend(accs.iter().map(|a| to_felt(a + (1 << 31))));
+            data.resize(data.len().next_multiple_of(8), 0);
+        }
+        Ok(Some(data))
     }
 
     /// Refuses a program that would run longer than `limit` cycles, saying by how much.
@@ -217,6 +245,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         hints: (!model.public_input && !model.private_weights)
             .then_some(INPUT_ADDR + n_in.next_multiple_of(8) as u64),
         checked: false,
+        prover_hints: (model.private_weights && !model.public_input).then_some(PROVER_HINTS_ADDR),
     };
     let mut checked_layers = Vec::new();
     // The layer after a convolution, when the two were emitted as one.
@@ -255,7 +284,8 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     e.flush();
     emit_outputs(&mut e, model.classes() as u64, logits, class_addr);
     e.flush();
-    let (source, loading) = program_source(model, &e, params.as_ref());
+    let hints_from_prover = model.private_weights && !checked_layers.is_empty();
+    let (source, loading) = program_source(model, &e, params.as_ref(), hints_from_prover);
     // With committed weights every tap is computed, zero or not.
     let macs = match &params {
         Some(p) => {
@@ -279,6 +309,7 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         packed_outputs: packed,
         weights: params.map(|p| p.values),
         checked_layers,
+        hints_from_prover,
         private_len,
     })
 }
@@ -341,7 +372,12 @@ fn emit_outputs(e: &mut Emitter, classes: u64, logits: u64, class_addr: u64) {
 
 /// The program's text: a header saying what it is, the procedures, and the entry block that
 /// loads what must be loaded and calls them in order. Also the cycles of that loading.
-fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (String, u64) {
+fn program_source(
+    model: &QuantModel,
+    e: &Emitter,
+    params: Option<&Params>,
+    keep_model: bool,
+) -> (String, u64) {
     let n_in = model.input.len();
     let classes = model.classes() as u64;
     let mut source = String::new();
@@ -402,6 +438,11 @@ fn program_source(model: &QuantModel, e: &Emitter, params: Option<&Params>) -> (
             // (D: labels, scales, dimensions, which the program never computes with) into
             // the one commitment a receipt names; a card has both halves, so a verifier
             // recomputes M without the weights.
+            if keep_model {
+                // A check's challenge binds M (see `hinted`).
+                let _ = writeln!(source, "    mem_storew_le.{MODEL_ADDR}");
+                loading += 2;
+            }
             let _ = writeln!(
                 source,
                 "    adv.push_mapval padw adv_loadw dupw padw adv_loadw swapw hmerge movupw.2 assert_eqw"
