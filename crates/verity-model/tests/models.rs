@@ -887,7 +887,9 @@ fn committed_weights_inputs(model: &QuantModel, weights: &[u64], x: &[f32]) -> v
     if let Some(hints) = compiled.prover_hints(model, &q).unwrap() {
         let key = verity_types::PrivateCommitment {
             commitment: verity_vm::merge_words(
-                verity_vm::commit_private(&inputs.private).unwrap().commitment,
+                verity_vm::commit_private(&inputs.private)
+                    .unwrap()
+                    .commitment,
                 m,
             )
             .unwrap(),
@@ -950,6 +952,83 @@ fn run_committed(
 ) -> Result<verity_vm::Execution, verity_vm::VmError> {
     let (program, prepared) = verity_vm::prepare(source, "arch.masm", &inputs)?;
     verity_vm::execute(&program, &prepared, 1 << 20)
+}
+
+/// With committed weights the client cannot supply the convolution's accumulators (it does not
+/// know the weights): the prover does, in the advice map under hash(input commitment, model
+/// commitment), and the program takes the check's challenge from their hash and that key. The
+/// private data is the input alone; false accumulators under the right key are refused (by the
+/// check: without its assertion they run), and so are accumulators made for another input
+/// (under another key: not found) or none.
+#[test]
+fn a_committed_convolution_checked_from_the_provers_accumulators_refuses_any_false_one() {
+    let mut model = import("cnn.onnx");
+    model.private_weights = true;
+    let compiled = compile(&model).unwrap();
+    assert_eq!(compiled.checked_layers, vec![0]);
+    assert!(compiled.hints_from_prover);
+    let weights = compiled.weights.clone().unwrap();
+    let x = &test_set()[3];
+    let q = model.quantize_input(x).unwrap();
+    assert_eq!(compiled.private_data(&model, &q).unwrap().len(), 64);
+    assert_eq!(compiled.private_len, 64);
+    let hints = compiled.prover_hints(&model, &q).unwrap().unwrap();
+    assert_eq!(hints.len(), 8 * 64);
+    let honest = committed_weights_inputs(&model, &weights, x);
+    let (key, _) = honest
+        .advice
+        .map
+        .iter()
+        .find(|(_, v)| **v == hints)
+        .expect("the prover's entry");
+    let key = *key;
+    let run = run_committed(&compiled.source, honest.clone()).unwrap();
+    let (_, logits) = model.decode_outputs(&run.outputs).unwrap();
+    assert_eq!(logits, model.infer(&q).unwrap());
+
+    let with = |hints: Vec<u64>| {
+        let mut inputs = honest.clone();
+        inputs.advice.map.insert(key, hints);
+        inputs
+    };
+    let mut lies: Vec<(&str, verity_vm::Inputs)> = Vec::new();
+    let mut one = hints.clone();
+    one[17] += 1;
+    lies.push(("one accumulator one more", with(one)));
+    let mut sum_kept = hints.clone();
+    sum_kept[3] += 5;
+    sum_kept[200] -= 5;
+    lies.push(("two changes that keep the sum", with(sum_kept)));
+    let mut swapped = hints.clone();
+    swapped.swap(5, 69);
+    assert_ne!(hints[5], hints[69]);
+    lies.push(("two accumulators swapped", with(swapped)));
+    let raised: Vec<u64> = hints.iter().map(|v| v + 1).collect();
+    lies.push(("every accumulator one more", with(raised)));
+    let assertion = " movup.2 assert_eq assert_eq";
+    assert_eq!(compiled.source.matches(assertion).count(), 1);
+    let unchecked = compiled.source.replace(assertion, " dropw");
+    for (what, inputs) in &lies {
+        assert!(
+            run_committed(&compiled.source, inputs.clone()).is_err(),
+            "{what}: accepted"
+        );
+        assert!(
+            run_committed(&unchecked, inputs.clone()).is_ok(),
+            "{what}: refused without the check"
+        );
+    }
+    // Accumulators made for another input are under that input's key; none at all.
+    let other = committed_weights_inputs(&model, &weights, &test_set()[4]);
+    let mut foreign = honest.clone();
+    foreign.advice.map.remove(&key);
+    for (k, v) in &other.advice.map {
+        foreign.advice.map.entry(*k).or_insert_with(|| v.clone());
+    }
+    assert!(run_committed(&compiled.source, foreign).is_err());
+    let mut none = honest.clone();
+    none.advice.map.remove(&key);
+    assert!(run_committed(&compiled.source, none).is_err());
 }
 
 /// `--private-weights`: one program per architecture (two different weight sets compile to the

@@ -49,13 +49,22 @@ impl Provider {
                 let (client, key) = (self.client.clone(), self.cfg.key.clone());
                 let faults = self.cfg.faults();
                 let advice = held_advice(&self.cfg.held_data, &held.job);
+                let hints: Vec<_> = held_for(&self.cfg.held_data, &held.job)
+                    .filter_map(|h| h.job_hints.clone())
+                    .collect();
                 let programs = self.programs.clone();
                 let metrics = self.metrics.clone();
                 let job = held.job.id;
                 self.busy = Some((
                     job,
                     tokio::spawn(deliver(
-                        client, key, held, advice, programs, faults, metrics,
+                        client,
+                        key,
+                        held,
+                        HeldAdvice { advice, hints },
+                        programs,
+                        faults,
+                        metrics,
                     )),
                 ));
             }
@@ -72,12 +81,19 @@ pub(crate) enum Outcome {
     ProvingFailed,
 }
 
+/// The advice a held job gets from data this provider holds: fixed entries, and what is
+/// derived from the job's private inputs once they are opened.
+pub(crate) struct HeldAdvice {
+    pub(crate) advice: Vec<(Digest, Vec<u64>)>,
+    pub(crate) hints: Vec<std::sync::Arc<dyn JobHints>>,
+}
+
 /// Proves (or, in optimistic mode, executes) a held job and fulfils it.
 pub(crate) async fn deliver(
     client: Client,
     key: Keypair,
     held: Held,
-    advice: Vec<(Digest, Vec<u64>)>,
+    held_advice: HeldAdvice,
     programs: Programs,
     faults: Faults,
     metrics: std::sync::Arc<crate::metrics::ProviderMetrics>,
@@ -92,6 +108,31 @@ pub(crate) async fn deliver(
         Err(None) => return Outcome::Done(None),
     };
     let job = held.job;
+    let HeldAdvice { mut advice, hints } = held_advice;
+    if let (false, Some((_, values))) = (hints.is_empty(), &private) {
+        // Running a model's reference is CPU work: off the executor.
+        let values = values.clone();
+        let derived = tokio::task::spawn_blocking(move || {
+            hints
+                .iter()
+                .map(|h| h.hints(&values))
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .await;
+        match derived {
+            Ok(Ok(entries)) => advice.extend(entries.into_iter().flatten()),
+            Ok(Err(why)) => {
+                // Nobody can prove it without them: give the lock up rather than be slashed.
+                warn!(job = %id.short(), "cannot derive the job's hints ({why}); releasing the lock");
+                release(&client, &key, id).await;
+                return Outcome::Done(None);
+            }
+            Err(e) => {
+                warn!(job = %id.short(), "deriving the job's hints failed: {e}");
+                return Outcome::Done(None);
+            }
+        }
+    }
     let program = match programs.of(&client, &job).await {
         Ok(p) => p,
         Err(e) => {
@@ -163,15 +204,7 @@ async fn private_inputs(
         // be slashed at the deadline.
         Fetched::Unusable(why) => {
             warn!(job = %id.short(), "the client's private inputs are unusable ({why}); releasing the lock");
-            let body = TxBody::ReleaseLock { job_id: id };
-            match client.send(key, body).await {
-                Ok(tx) => {
-                    if let Err(e) = client.wait_tx(&tx, Duration::from_secs(30)).await {
-                        warn!(job = %id.short(), "release not accepted: {e}");
-                    }
-                }
-                Err(e) => warn!(job = %id.short(), "cannot release the lock: {e}"),
-            }
+            release(client, key, id).await;
             Err(None)
         }
     }
@@ -290,5 +323,18 @@ async fn submit_until_included(
                 outcome => return outcome,
             }
         }
+    }
+}
+
+/// Gives up the lock on a job nobody can prove, rather than be slashed at its deadline.
+async fn release(client: &Client, key: &Keypair, id: JobId) {
+    let body = TxBody::ReleaseLock { job_id: id };
+    match client.send(key, body).await {
+        Ok(tx) => {
+            if let Err(e) = client.wait_tx(&tx, Duration::from_secs(30)).await {
+                warn!(job = %id.short(), "release not accepted: {e}");
+            }
+        }
+        Err(e) => warn!(job = %id.short(), "cannot release the lock: {e}"),
     }
 }

@@ -25,7 +25,7 @@ use verity_types::{
 use verity_vm::{Inputs, Program, ProveOptions};
 
 use deliver::Outcome;
-use programs::{Fetched, Programs, fetch_private, held_advice};
+use programs::{Fetched, Programs, fetch_private, held_advice, held_for};
 use speed::{Speed, calibration_proofs};
 
 #[derive(Debug, Clone)]
@@ -66,6 +66,15 @@ pub(crate) enum StepError {
 /// Data a provider holds (see [`ProviderConfig::held_data`]).
 pub type HeldData = std::sync::Arc<Vec<CommittedData>>;
 
+/// Advice that held data derives for one job from the job's private inputs, after they are
+/// opened: e.g. a committed-weights model's prover supplies the accumulators of the layers
+/// its program checks instead of computing, which only the weights' holder can compute.
+pub trait JobHints: std::fmt::Debug + Send + Sync {
+    /// Advice-map entries for a job whose private inputs are `private`; an error when none
+    /// can be made (the job cannot then be proven).
+    fn hints(&self, private: &[u64]) -> Result<Vec<(Digest, Vec<u64>)>, String>;
+}
+
 /// Committed data a provider holds, and the one program it will run it with.
 #[derive(Debug, Clone)]
 pub struct CommittedData {
@@ -78,6 +87,8 @@ pub struct CommittedData {
     /// Only jobs of this program get the data: any other program could simply output it
     /// (anyone can name a public commitment on a job's stack).
     pub program: ProgramHash,
+    /// Advice derived per job from its private inputs, if the program needs any.
+    pub job_hints: Option<std::sync::Arc<dyn JobHints>>,
 }
 
 /// Scripted misbehaviour of a provider, so tests can run liars against real auditors. Only in

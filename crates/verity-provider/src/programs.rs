@@ -8,13 +8,21 @@ use super::*;
 /// The held data for `job`, as advice-map entries: data for the job's program whose
 /// commitment is the job's first public input (where that program reads it).
 pub(crate) fn held_advice(held: &[CommittedData], job: &Job) -> Vec<(Digest, Vec<u64>)> {
-    held.iter()
-        .filter(|h| {
-            h.program == job.program_hash
-                && job.request.stack_inputs.get(..4) == Some(&h.commitment[..])
-        })
+    held_for(held, job)
         .flat_map(|h| h.entries.iter().cloned())
         .collect()
+}
+
+/// The held data `job` gets: data for the job's program whose commitment is the job's first
+/// public input.
+pub(crate) fn held_for<'a>(
+    held: &'a [CommittedData],
+    job: &'a Job,
+) -> impl Iterator<Item = &'a CommittedData> {
+    held.iter().filter(|h| {
+        h.program == job.program_hash
+            && job.request.stack_inputs.get(..4) == Some(&h.commitment[..])
+    })
 }
 
 /// Most assembled programs a provider keeps.

@@ -296,11 +296,7 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, consts: &mut Consts, c: &Checke
     let lhs = x.horner_region(rho, c.hints, c.c_out * (n as usize) / 8);
     let ones = vec![Item::Const(1); n as usize];
     let p = x.horner_items(rho, &ones);
-    let biases: Vec<Item> = c
-        .bias
-        .iter()
-        .map(|b| item(consts, b + HALF))
-        .collect();
+    let biases: Vec<Item> = c.bias.iter().map(|b| item(consts, b + HALF)).collect();
     let b = x.horner_items(beta, &biases);
     let rho_m = x.pow(m as u64);
     let pb = x.mul(p, b);
@@ -314,7 +310,12 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, consts: &mut Consts, c: &Checke
         let mut pixels: BTreeMap<(usize, usize), u64> = BTreeMap::new();
         for &(ky, kx, sy, sx) in &taps {
             let v: Vec<Item> = (0..c.c_out)
-                .map(|co| item(consts, c.weights[((co * ci_n + ci) * w.kh + ky) * w.kw + kx]))
+                .map(|co| {
+                    item(
+                        consts,
+                        c.weights[((co * ci_n + ci) * w.kh + ky) * w.kw + kx],
+                    )
+                })
                 .collect();
             if v.iter().all(|i| matches!(i, Item::Const(0))) {
                 continue;

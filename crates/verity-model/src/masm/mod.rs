@@ -286,10 +286,14 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
     e.flush();
     let hints_from_prover = model.private_weights && !checked_layers.is_empty();
     let (source, loading) = program_source(model, &e, params.as_ref(), hints_from_prover);
-    // With committed weights every tap is computed, zero or not.
+    // With committed weights every tap is computed or checked, zero or not.
     let macs = match &params {
         Some(p) => {
             p.macs
+                + checked_layers
+                    .iter()
+                    .map(|k| all_taps(&model.layers[*k]))
+                    .sum::<u64>()
                 + model
                     .layers
                     .iter()
@@ -312,6 +316,22 @@ pub fn compile(model: &QuantModel) -> Result<Compiled, crate::ModelError> {
         hints_from_prover,
         private_len,
     })
+}
+
+/// A convolution's taps, zero weights included (what an architecture's program counts).
+fn all_taps(layer: &QLayer) -> u64 {
+    let QLayer::Conv { window, c_out, .. } = layer else {
+        return 0;
+    };
+    let mut taps = 0;
+    for co in 0..*c_out {
+        for oy in 0..window.out_h() {
+            for ox in 0..window.out_w() {
+                taps += window.conv_taps(co, oy, ox).count() as u64;
+            }
+        }
+    }
+    taps
 }
 
 /// Stores a public input where a private one would be, and range-checks the input: every

@@ -234,9 +234,14 @@ fn inspect(path: &Path, masm: Option<&Path>) -> Result<()> {
             );
         }
         if loaded.compiled.checked_layers.contains(&k) {
+            let from = if loaded.compiled.hints_from_prover {
+                "from the prover (who holds the weights)"
+            } else {
+                "with the input"
+            };
             println!(
-                "            checked, not computed: its {} accumulators come with the input and \
-                 are held to one random linear combination",
+                "            checked, not computed: its {} accumulators come {from} and are held \
+                 to one random linear combination",
                 layer.output_len()
             );
         }
