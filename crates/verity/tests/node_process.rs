@@ -495,7 +495,9 @@ async fn a_model_prediction_as_a_network_job() {
 
 /// Committed weights on the network: the model's owner runs the provider with the weights
 /// (`devnet --provider-model`), a client holding only the card submits a prediction, and the
-/// receipt verifies against the card. The weights never leave the provider's machine.
+/// receipt verifies against the card. The weights never leave the provider's machine. Also a
+/// committed CNN on a private input, whose checked convolution needs per-job accumulators
+/// from the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the_weights() {
     let _turn = PROVING.lock().await;
@@ -508,15 +510,32 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         &secret,
         &["--private-weights", "--public-input"],
     );
-    // The client gets the card only.
+    // And the digits CNN, on a private input: its program checks the convolution from
+    // accumulators that only the weights' holder can compute, for each job.
+    let cnn_secret = owner.path().join("cnn.vmodel");
+    import_at(
+        owner.path(),
+        "digits",
+        "cnn.onnx",
+        &cnn_secret,
+        &["--private-weights"],
+    );
+    // The client gets the cards only.
     let client = tempfile::tempdir().unwrap();
     let card = client.path().join("iris.card.vmodel");
     std::fs::copy(owner.path().join("iris.card.vmodel"), &card).unwrap();
     let card = card.to_str().unwrap();
+    let cnn_card = client.path().join("cnn.card.vmodel");
+    std::fs::copy(owner.path().join("cnn.card.vmodel"), &cnn_card).unwrap();
 
     let (_devnet, url) = start_devnet(
         owner.path(),
-        &["--provider-model".as_ref(), secret.as_os_str()],
+        &[
+            "--provider-model".as_ref(),
+            secret.as_os_str(),
+            "--provider-model".as_ref(),
+            cnn_secret.as_os_str(),
+        ],
     )
     .await;
 
@@ -660,6 +679,58 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         "nobody locked the thief's job"
     );
     assert!(ended.outputs().is_none());
+
+    // The committed CNN: the job carries the input's commitment and the model commitment;
+    // the provider computes the accumulators from the opened input with its weights, proves,
+    // and the receipt verifies against the card.
+    let digit = example("models/digits/x.json");
+    let cnn_card = cnn_card.to_str().unwrap();
+    let out = verity_at(
+        client.path(),
+        &[
+            "job",
+            "submit",
+            "--model",
+            cnn_card,
+            "--input",
+            &digit,
+            "--wait",
+            "--node",
+            &url,
+            "--lock-timeout",
+            "400",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("prediction: class 2"), "{stdout}");
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("job "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let receipt = client.path().join("cnn.receipt");
+    let r = receipt.to_str().unwrap();
+    let out = verity_at(
+        client.path(),
+        &["job", "receipt", &id, "-o", r, "--node", &url],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = verity_at(
+        client.path(),
+        &[
+            "verify",
+            r,
+            "--model",
+            cnn_card,
+            "--input",
+            &digit,
+            "--expect-class",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
 }
 
 /// The README's way to a network of one's own: `node init` makes a validator, `genesis new`
