@@ -30,6 +30,11 @@
 //! loader checked and left at [`COMMITMENT_ADDR`]. The commitment hashes the input and the
 //! supplied values together, so neither can be chosen after ρ; a client grinding for a
 //! commitment that passes a false value tries at 2^-119 a hash.
+//!
+//! With committed weights the client does not know the weights, so the prover supplies the
+//! accumulators, in the advice map, and ρ is taken from their hash together with the input's
+//! and the model's commitments instead (see [`prover_hints_code`]); the weights and biases in
+//! the check are then the committed ones, read from memory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

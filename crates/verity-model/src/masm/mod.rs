@@ -24,9 +24,10 @@
 //! layer (an MNIST-size architecture fits the ledger's publication limit).
 //!
 //! A convolution followed by a max pooling is not computed at all where it can be checked
-//! instead (see [`hinted`]): its accumulators come after the input in the private data, and
-//! the program holds them to one random linear combination, which costs work in its inputs,
-//! outputs and weights rather than one multiply-accumulate per tap.
+//! instead (see [`hinted`]): its accumulators come after the input in the private data (or,
+//! with committed weights, from the prover), and the program holds them to one random linear
+//! combination, which costs work in its inputs, outputs and weights rather than one
+//! multiply-accumulate per tap.
 
 mod hinted;
 mod layers;
