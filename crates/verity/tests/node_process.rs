@@ -540,34 +540,11 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
     .await;
 
     let x = example("models/iris/x.json");
-    let out = verity_at(
-        client.path(),
-        &[
-            "job",
-            "submit",
-            "--model",
-            card,
-            "--input",
-            &x,
-            "--wait",
-            "--node",
-            &url,
-            "--lock-timeout",
-            "400",
-        ],
-    );
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (id, stdout) = submit_prediction(client.path(), &url, card, &x);
     assert!(
         stdout.contains("prediction: class 2 (label virginica)"),
         "{stdout}"
     );
-    let id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("job "))
-        .unwrap()
-        .trim()
-        .to_string();
     // The job carries the model commitment and the public input, nothing of the weights.
     let job = Client::new(&url)
         .job(&id.parse().unwrap())
@@ -580,32 +557,8 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
         "the weights come from the prover's advice"
     );
 
-    let receipt = client.path().join("iris.receipt");
-    let r = receipt.to_str().unwrap();
-    let out = verity_at(
-        client.path(),
-        &["job", "receipt", &id, "-o", r, "--node", &url],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
-    let out = verity_at(
-        client.path(),
-        &[
-            "verify",
-            r,
-            "--model",
-            card,
-            "--input",
-            &x,
-            "--expect-class",
-            "virginica",
-        ],
-    );
-    assert!(out.status.success(), "{:?}", text(&out));
-    assert!(
-        text(&out).0.contains("model commitment"),
-        "{:?}",
-        text(&out)
-    );
+    let verified = receipt_verifies(client.path(), &url, &id, card, &x, "virginica");
+    assert!(verified.contains("model commitment"), "{verified}");
 
     // `job status` decodes with the card, and refuses a card of the same architecture
     // claiming other weights.
@@ -685,52 +638,70 @@ async fn a_committed_weights_prediction_is_proven_by_the_provider_that_holds_the
     // and the receipt verifies against the card.
     let digit = example("models/digits/x.json");
     let cnn_card = cnn_card.to_str().unwrap();
+    let (id, stdout) = submit_prediction(client.path(), &url, cnn_card, &digit);
+    assert!(stdout.contains("prediction: class 2"), "{stdout}");
+    receipt_verifies(client.path(), &url, &id, cnn_card, &digit, "2");
+}
+
+/// Submits a prediction of the model `card` on `input` from the client at `home` and waits
+/// for it: the job's id, and what `job submit` printed.
+fn submit_prediction(home: &Path, url: &str, card: &str, input: &str) -> (String, String) {
     let out = verity_at(
-        client.path(),
+        home,
         &[
             "job",
             "submit",
             "--model",
-            cnn_card,
+            card,
             "--input",
-            &digit,
+            input,
             "--wait",
             "--node",
-            &url,
+            url,
             "--lock-timeout",
             "400",
         ],
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("prediction: class 2"), "{stdout}");
     let id = stdout
         .lines()
         .find_map(|l| l.strip_prefix("job "))
         .unwrap()
         .trim()
         .to_string();
-    let receipt = client.path().join("cnn.receipt");
+    (id, stdout)
+}
+
+/// Fetches job `id`'s receipt and verifies it against `card` and `input`, expecting `class`:
+/// what `verify` printed.
+fn receipt_verifies(
+    home: &Path,
+    url: &str,
+    id: &str,
+    card: &str,
+    input: &str,
+    class: &str,
+) -> String {
+    let receipt = home.join(format!("{id}.receipt"));
     let r = receipt.to_str().unwrap();
-    let out = verity_at(
-        client.path(),
-        &["job", "receipt", &id, "-o", r, "--node", &url],
-    );
+    let out = verity_at(home, &["job", "receipt", id, "-o", r, "--node", url]);
     assert!(out.status.success(), "{:?}", text(&out));
     let out = verity_at(
-        client.path(),
+        home,
         &[
             "verify",
             r,
             "--model",
-            cnn_card,
+            card,
             "--input",
-            &digit,
+            input,
             "--expect-class",
-            "2",
+            class,
         ],
     );
     assert!(out.status.success(), "{:?}", text(&out));
+    text(&out).0
 }
 
 /// The README's way to a network of one's own: `node init` makes a validator, `genesis new`
