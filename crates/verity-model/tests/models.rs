@@ -985,6 +985,15 @@ fn a_committed_convolution_checked_from_the_provers_accumulators_refuses_any_fal
     let run = run_committed(&compiled.source, honest.clone()).unwrap();
     let (_, logits) = model.decode_outputs(&run.outputs).unwrap();
     assert_eq!(logits, model.infer(&q).unwrap());
+    // The challenge is hash(hash(accumulators), key): fixed after them, the input and M.
+    assert_eq!(
+        last_challenge(&compiled.source, honest.clone()),
+        verity_vm::merge_words(
+            verity_vm::commit_private(&hints).unwrap().commitment,
+            prover_key(&honest)
+        )
+        .unwrap()
+    );
 
     let with = |hints: Vec<u64>| {
         let mut inputs = honest.clone();
@@ -1029,6 +1038,124 @@ fn a_committed_convolution_checked_from_the_provers_accumulators_refuses_any_fal
     let mut none = honest.clone();
     none.advice.map.remove(&key);
     assert!(run_committed(&compiled.source, none).is_err());
+}
+
+/// The key of a committed-weights prediction's prover entry: hash(input commitment, M).
+fn prover_key(inputs: &verity_vm::Inputs) -> [u64; 4] {
+    verity_vm::merge_words(
+        verity_vm::commit_private(&inputs.private)
+            .unwrap()
+            .commitment,
+        inputs.stack[..4].try_into().unwrap(),
+    )
+    .unwrap()
+}
+
+/// The challenge a committed-weights program checked its last layer with (the word at
+/// `RHO_ADDR`), read by running it with the word pushed and moved down to outputs 8 to 11.
+fn last_challenge(source: &str, inputs: verity_vm::Inputs) -> [u64; 4] {
+    let end = source.trim_end().rfind("end").unwrap();
+    let probe = format!(
+        "{}    padw mem_loadw_le.{} swapw.3 dropw\n{}",
+        &source[..end],
+        verity_model::masm::RHO_ADDR,
+        &source[end..]
+    );
+    let run = run_committed(&probe, inputs).unwrap();
+    // [R, w0, w1, w2, w3] -> swapw.3 -> [w2, w0, w1, R, w3] -> dropw -> [w0, w1, R, w3]
+    run.outputs[8..12].try_into().unwrap()
+}
+
+/// Two checked convolutions with committed weights: the prover's one entry holds both
+/// layers' accumulators, the second's after the first's; the program asks for it once,
+/// copies each layer's part under a challenge of its own (the second's from the second part),
+/// and matches the reference. A lie in the second part alone is refused, by the second
+/// check (without its assertion it runs).
+#[test]
+fn two_committed_convolutions_are_each_checked_from_their_part_of_the_provers_entry() {
+    use verity_model::{QLayer, Shape, onnx::Window, quant::Requant};
+    let window = |c, h, w, k, stride| Window {
+        input: Shape { c, h, w },
+        kh: k,
+        kw: k,
+        stride_h: stride,
+        stride_w: stride,
+        pads: if k == 3 { [1; 4] } else { [0; 4] },
+    };
+    let conv = |c_in, h, w, salt| QLayer::Conv {
+        window: window(c_in, h, w, 3, 1),
+        c_out: 2,
+        weights: pattern(2 * c_in * 9, salt),
+        bias: vec![50, -70],
+        requant: vec![
+            Requant {
+                m: 1 << 22,
+                shift: 32
+            };
+            2
+        ],
+        lo: 0,
+        hi: 127,
+    };
+    let pool = |h, w| QLayer::MaxPool {
+        window: window(2, h, w, 2, 2),
+    };
+    let mut model = hand_built(
+        Shape { c: 1, h: 8, w: 8 },
+        vec![1, 1, 8, 8],
+        vec![
+            conv(1, 8, 8, 1),
+            pool(8, 8),
+            conv(2, 4, 4, 2),
+            pool(4, 4),
+            patterned_dense(8, 5, 3, 32767),
+        ],
+    );
+    model.private_weights = true;
+    let compiled = compile(&model).unwrap();
+    assert_eq!(compiled.checked_layers, vec![0, 2]);
+    assert!(compiled.hints_from_prover);
+    for (k, x) in samples(64).iter().enumerate() {
+        run_committed_as_reference(&model, &compiled, x, &format!("sample {k}"));
+    }
+
+    let x = &samples(64)[2];
+    let weights = compiled.weights.clone().unwrap();
+    let honest = committed_weights_inputs(&model, &weights, x);
+    let q = model.quantize_input(x).unwrap();
+    let hints = compiled.prover_hints(&model, &q).unwrap().unwrap();
+    // The first layer's 2 x 64 accumulators, then the second's 2 x 16.
+    assert_eq!(hints.len(), 128 + 32);
+    assert_eq!(
+        last_challenge(&compiled.source, honest.clone()),
+        verity_vm::merge_words(
+            verity_vm::commit_private(&hints[128..]).unwrap().commitment,
+            prover_key(&honest)
+        )
+        .unwrap()
+    );
+    let key = *honest
+        .advice
+        .map
+        .iter()
+        .find(|(_, v)| **v == hints)
+        .expect("the prover's entry")
+        .0;
+    let mut lie = honest.clone();
+    let mut false_hints = hints.clone();
+    false_hints[128 + 5] += 1;
+    lie.advice.map.insert(key, false_hints);
+    assert!(run_committed(&compiled.source, lie.clone()).is_err());
+    let assertion = " movup.2 assert_eq assert_eq";
+    let checks: Vec<usize> = compiled
+        .source
+        .match_indices(assertion)
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(checks.len(), 2);
+    let mut second_unchecked = compiled.source.clone();
+    second_unchecked.replace_range(checks[1]..checks[1] + assertion.len(), " dropw");
+    assert!(run_committed(&second_unchecked, lie).is_ok());
 }
 
 /// `--private-weights`: one program per architecture (two different weight sets compile to the

@@ -128,7 +128,9 @@ pub(crate) async fn deliver(
                 return Outcome::Done(None);
             }
             Err(e) => {
-                warn!(job = %id.short(), "deriving the job's hints failed: {e}");
+                // A panic in the model's code: this job will not be proven here either.
+                warn!(job = %id.short(), "deriving the job's hints failed ({e}); releasing the lock");
+                release(&client, &key, id).await;
                 return Outcome::Done(None);
             }
         }

@@ -111,7 +111,16 @@ impl LoadedModel {
             return Ok(None);
         }
         self.runnable()?;
-        let q: Vec<i64> = input.iter().map(|v| verity_model::from_felt(*v)).collect();
+        // The program reads the model's input from the start of the private data and nothing
+        // after it, and memory past the data is zero: so does the reference. The key below
+        // still commits to the data as given, as the program's does.
+        let n_in = self.model.input.len();
+        let q: Vec<i64> = input
+            .iter()
+            .map(|v| verity_model::from_felt(*v))
+            .chain(std::iter::repeat(0))
+            .take(n_in)
+            .collect();
         let Some(hints) = self.compiled.prover_hints(&self.model, &q)? else {
             return Ok(None);
         };
@@ -384,5 +393,48 @@ mod tests {
                 "{onnx}"
             );
         }
+    }
+
+    /// The provider derives a committed model's checked accumulators from the private data
+    /// as the program reads it: the model's input from the start, zeros past the end. So a
+    /// client's input padded with zeros (which the program takes) is proven, not refused; an
+    /// out-of-range one gets none.
+    #[test]
+    fn a_provers_accumulators_follow_the_private_data_as_the_program_reads_it() {
+        let calibration = digits("calibration.json");
+        let x = verity_model::read_samples(&calibration).unwrap().remove(1);
+        let (owner, _, _) =
+            import_model(&digits("cnn.onnx"), &calibration, 1 << 20, false, true).unwrap();
+        assert!(owner.compiled.hints_from_prover);
+        let (q, given) = owner.quantized_input(&x).unwrap();
+        assert_eq!(given.len(), 64);
+        let expected = owner.model.infer(&q).unwrap();
+        let run = |data: &[u64]| {
+            let (program, inputs) = owner.statement(data)?;
+            let run = verity_vm::execute(&program, &inputs, 1 << 20)?;
+            Ok::<_, anyhow::Error>(owner.model.decode_outputs(&run.outputs)?.1)
+        };
+        assert_eq!(run(&given).unwrap(), expected);
+        // Padded by a word and by two: other commitments, so other keys, the same prediction.
+        for extra in [4, 8] {
+            let mut padded = given.clone();
+            padded.resize(64 + extra, 0);
+            let (key, _) = owner.prover_hints(&padded).unwrap().unwrap();
+            assert_ne!(Some(key), owner.prover_hints(&given).unwrap().map(|e| e.0));
+            assert_eq!(run(&padded).unwrap(), expected, "padded by {extra}");
+        }
+        // A value outside int8, which the program's range check refuses: so does the
+        // reference (the provider then releases the job).
+        let mut wild = given.clone();
+        wild[10] = 300;
+        assert!(owner.prover_hints(&wild).is_err());
+        // A card holds no weights: it cannot derive them.
+        let w = owner.weights_commitment().unwrap().unwrap();
+        let model = owner.model.card(w.commitment);
+        let card = LoadedModel {
+            compiled: verity_model::compile(&model).unwrap(),
+            model,
+        };
+        assert!(card.prover_hints(&given).is_err());
     }
 }

@@ -1,6 +1,7 @@
-//! A convolution checked instead of computed: the prover supplies its accumulators with the
-//! private input, and the program checks all of them at once with a random linear
-//! combination (Freivalds' technique), then max-pools and requantizes them.
+//! A convolution checked instead of computed: its accumulators are supplied (with the private
+//! input, or by the prover from the advice map when the weights are committed), and the
+//! program checks all of them at once with a random linear combination (Freivalds'
+//! technique), then max-pools and requantizes them.
 //!
 //! Why: a 3x3 convolution reuses each weight at every position, so computing it costs a
 //! multiply-accumulate per tap (about 5 cycles and 7 chiplet rows each in Miden), while
@@ -50,8 +51,9 @@ pub const COMMITMENT_ADDR: u64 = INPUT_ADDR - 4;
 /// Where a committed-weights program keeps its model commitment (its first public input) when
 /// a check's accumulators come from the prover: the challenge binds it.
 pub(super) const MODEL_ADDR: u64 = ONE_ADDR - 8;
-/// Where such a program keeps its challenge (ρ is the first two elements).
-pub(super) const RHO_ADDR: u64 = ONE_ADDR - 4;
+/// Where such a program keeps the challenge of the layer it is checking (ρ is the first two
+/// elements; the last checked layer's stays).
+pub const RHO_ADDR: u64 = ONE_ADDR - 4;
 /// Where accumulators the prover supplies are copied: above the largest private data, below
 /// the scratch memory, with room for [`MAX_PRIVATE_ELEMENTS`] of them.
 pub(super) const PROVER_HINTS_ADDR: u64 = INPUT_ADDR + (1 << 20);
@@ -91,7 +93,8 @@ pub(super) struct CheckedConv<'a> {
     pub(super) hi: i64,
     pub(super) pool: &'a Window,
     pub(super) in_base: u64,
-    /// Where the supplied accumulators are (in the private data).
+    /// Where the supplied accumulators are: in the private data, or where the prover's are
+    /// copied ([`PROVER_HINTS_ADDR`]).
     pub(super) hints: u64,
     pub(super) out_base: u64,
     /// Whether the accumulators come from the prover (committed weights), not with the input:
@@ -127,7 +130,8 @@ impl Ext {
             code: String::new(),
             ops: 0,
             next: SCRATCH,
-            // ρ^0 = (1, 0) is kept for `horner_eval_base`; ρ^1 is the commitment's first half.
+            // ρ^0 = (1, 0) is kept for `horner_eval_base`; ρ^1 is at `rho` (the private data's
+            // commitment, or the challenge derived from the prover's accumulators).
             powers: BTreeMap::from([(0, ONE_ADDR), (1, rho)]),
         }
     }
@@ -286,6 +290,10 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, consts: &mut Consts, c: &Checke
         .unwrap_or(0)
         .max(0);
 
+    let committed_before = match consts {
+        Consts::Committed(p) => p.values.len(),
+        Consts::Immediate => 0,
+    };
     let mut x = match c.from_prover {
         Some(first) => {
             let mut x = Ext::new(RHO_ADDR);
@@ -406,6 +414,11 @@ pub(super) fn emit_checked_conv(e: &mut Emitter, consts: &mut Consts, c: &Checke
     let lhs = x.mul(rho_m, lhs);
     x.assert_eq(lhs, rhs);
     if x.next > MODEL_ADDR {
+        // The convolution is computed instead: drop the committed constants this check took,
+        // which the program would otherwise load and hash for nothing.
+        if let Consts::Committed(p) = consts {
+            p.values.truncate(committed_before);
+        }
         return false;
     }
     for (code, ops) in &x.units {
@@ -459,6 +472,12 @@ fn item(consts: &mut Consts, v: i64) -> Item {
 /// `hash(A, K)`: the challenge is fixed only after the accumulators, the input and the weights
 /// are, so none of them can be chosen to fit it.
 fn prover_hints_code(count: usize, first: bool, hints: u64) -> (String, usize) {
+    // Whole words, an even number of them: the copy hashes exactly the entry the provider
+    // builds (`checkable` makes every plane a multiple of eight).
+    debug_assert!(
+        count.is_multiple_of(8),
+        "prover accumulators in whole double words"
+    );
     let words = count.div_ceil(4);
     let ask = if first { " adv.push_mapval" } else { "" };
     let code = format!(

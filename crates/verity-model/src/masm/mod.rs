@@ -33,7 +33,7 @@ mod hinted;
 mod layers;
 mod neurons;
 
-pub use hinted::{COMMITMENT_ADDR, MAX_PRIVATE_ELEMENTS};
+pub use hinted::{COMMITMENT_ADDR, MAX_PRIVATE_ELEMENTS, RHO_ADDR};
 
 use hinted::{MODEL_ADDR, PROVER_HINTS_ADDR};
 
