@@ -100,13 +100,15 @@ impl LoadedModel {
 
     /// What the prover of a committed-weights prediction on the private data `input` supplies
     /// besides the weights, as an advice-map entry: the accumulators of the layers the
-    /// program checks instead of computing, under `hash(input commitment, model commitment)`
-    /// (see `verity_model::Compiled::prover_hints`). None for a model that checks no layer
-    /// (or has no committed weights); an error for a card, which has no weights.
-    pub fn prover_hints(&self, input: &[u64]) -> Result<Option<(verity_types::Digest, Vec<u64>)>> {
-        let Some(c) = self.committed()? else {
-            return Ok(None);
-        };
+    /// program checks instead of computing, under `hash(input commitment, m)` (m the model
+    /// commitment, from [`Self::committed`]: a provider computes it once, not per job; see
+    /// `verity_model::Compiled::prover_hints`). None for a model that checks no layer (or has
+    /// no committed weights); an error for a card, which has no weights.
+    pub fn prover_hints(
+        &self,
+        m: [u64; 4],
+        input: &[u64],
+    ) -> Result<Option<(verity_types::Digest, Vec<u64>)>> {
         if !self.compiled.hints_from_prover {
             return Ok(None);
         }
@@ -126,7 +128,7 @@ impl LoadedModel {
         };
         let input_commitment = verity_vm::commit_private(input)?.commitment;
         let key = PrivateCommitment {
-            commitment: verity_vm::merge_words(input_commitment, c.commitment)?,
+            commitment: verity_vm::merge_words(input_commitment, m)?,
             words: hints.len().div_ceil(4) as u32,
         };
         Ok(Some(verity_vm::committed_entry(&key, &hints)))
@@ -153,7 +155,10 @@ impl LoadedModel {
             given.stack.extend(c.commitment);
             given.advice.map.extend(c.entries);
             if !self.is_card() {
-                given.advice.map.extend(self.prover_hints(input)?);
+                given
+                    .advice
+                    .map
+                    .extend(self.prover_hints(c.commitment, input)?);
             }
         }
         if self.model.public_input {
@@ -406,6 +411,7 @@ mod tests {
         let (owner, _, _) =
             import_model(&digits("cnn.onnx"), &calibration, 1 << 20, false, true).unwrap();
         assert!(owner.compiled.hints_from_prover);
+        let m = owner.model_commitment().unwrap().unwrap();
         let (q, given) = owner.quantized_input(&x).unwrap();
         assert_eq!(given.len(), 64);
         let expected = owner.model.infer(&q).unwrap();
@@ -419,15 +425,18 @@ mod tests {
         for extra in [4, 8] {
             let mut padded = given.clone();
             padded.resize(64 + extra, 0);
-            let (key, _) = owner.prover_hints(&padded).unwrap().unwrap();
-            assert_ne!(Some(key), owner.prover_hints(&given).unwrap().map(|e| e.0));
+            let (key, _) = owner.prover_hints(m, &padded).unwrap().unwrap();
+            assert_ne!(
+                Some(key),
+                owner.prover_hints(m, &given).unwrap().map(|e| e.0)
+            );
             assert_eq!(run(&padded).unwrap(), expected, "padded by {extra}");
         }
         // A value outside int8, which the program's range check refuses: so does the
         // reference (the provider then releases the job).
         let mut wild = given.clone();
         wild[10] = 300;
-        assert!(owner.prover_hints(&wild).is_err());
+        assert!(owner.prover_hints(m, &wild).is_err());
         // A card holds no weights: it cannot derive them.
         let w = owner.weights_commitment().unwrap().unwrap();
         let model = owner.model.card(w.commitment);
@@ -435,6 +444,6 @@ mod tests {
             compiled: verity_model::compile(&model).unwrap(),
             model,
         };
-        assert!(card.prover_hints(&given).is_err());
+        assert!(card.prover_hints(m, &given).is_err());
     }
 }

@@ -68,7 +68,10 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
         };
         let program = loaded.id()?;
         let job_hints = loaded.compiled.hints_from_prover.then(|| {
-            std::sync::Arc::new(ModelHints(loaded)) as std::sync::Arc<dyn verity_provider::JobHints>
+            std::sync::Arc::new(ModelHints {
+                model: loaded,
+                commitment: committed.commitment,
+            }) as std::sync::Arc<dyn verity_provider::JobHints>
         });
         held.push(verity_provider::CommittedData {
             commitment: committed.commitment,
@@ -82,18 +85,22 @@ pub fn held_weights(models: &[PathBuf]) -> Result<verity_provider::HeldData> {
 
 /// A committed-weights model whose program checks layers from accumulators its prover
 /// supplies: they are computed per job, from the job's private input, with the weights.
-struct ModelHints(LoadedModel);
+struct ModelHints {
+    model: LoadedModel,
+    /// The model commitment, hashed from the weights once, at start.
+    commitment: [u64; 4],
+}
 
 impl std::fmt::Debug for ModelHints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ModelHints({})", self.0.model.name)
+        write!(f, "ModelHints({})", self.model.model.name)
     }
 }
 
 impl verity_provider::JobHints for ModelHints {
     fn hints(&self, private: &[u64]) -> Result<Vec<(verity_types::Digest, Vec<u64>)>, String> {
-        self.0
-            .prover_hints(private)
+        self.model
+            .prover_hints(self.commitment, private)
             .map(|entry| entry.into_iter().collect())
             .map_err(|e| format!("{e:#}"))
     }
