@@ -54,6 +54,7 @@ fn synthetic_mnist() -> QuantModel {
         public_input: false,
         private_weights: false,
         weights_commitment: None,
+        written_with: None,
     };
     model.validate().expect("synthetic model is valid");
     model

@@ -426,6 +426,7 @@ fn constant_dense(n_in: usize, n_out: usize, w: i64) -> QuantModel {
         public_input: false,
         private_weights: false,
         weights_commitment: None,
+        written_with: None,
     };
     model.validate().unwrap();
     model
@@ -474,6 +475,7 @@ fn hand_built(
         public_input: false,
         private_weights: false,
         weights_commitment: None,
+        written_with: None,
     };
     model.validate().unwrap();
     model

@@ -134,6 +134,26 @@ impl LoadedModel {
         Ok(Some(verity_vm::committed_entry(&key, &hints)))
     }
 
+    /// Why a receipt or job may not match this file though it was made with the same model:
+    /// the file was written when Verity's compiler generated another program for it (a
+    /// receipt made then proves that program, and a card's weights commitment follows that
+    /// program's layout of the parameters). Empty when nothing says so; to append to the
+    /// error that refuses the receipt.
+    pub fn compiler_note(&self) -> String {
+        match &self.model.written_with {
+            Some(d) if *d != self.compiled.digest() => format!(
+                " (note: {} was written by a Verity that compiled it to another program: {})",
+                self.model.name,
+                if self.is_card() {
+                    "a receipt made by that version, or made with weights committed in that version's layout, does not match it; ask the model's owner for a card from this version"
+                } else {
+                    "a receipt made by that version does not match it; re-import the ONNX file"
+                }
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Fails for a model card, which cannot predict.
     pub fn runnable(&self) -> Result<()> {
         if self.is_card() {
@@ -347,6 +367,7 @@ pub fn import_model(
     model.private_weights = private_weights;
     let compiled = verity_model::compile(&model).context("cannot compile the model")?;
     compiled.check_fits(u64::from(limit))?;
+    model.written_with = Some(compiled.digest());
     let loaded = LoadedModel { model, compiled };
     let (quantized, input) = loaded.quantized_input(&samples[0])?;
     let (program, inputs) = loaded.statement(&input)?;

@@ -485,6 +485,22 @@ fn model_import_infer_prove_and_verify() {
     let out = verity(&["verify", r, "--model", &cnn]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not model"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("written by"), "{}", stderr(&out));
+    // A file written when the compiler generated another program for the model (its stamp
+    // differs from this version's program): the refusal says why and what to do.
+    let mut stale: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cnn).unwrap()).unwrap();
+    assert!(stale["written_with"].is_string(), "import stamps the file");
+    stale["written_with"] = serde_json::json!("0".repeat(64));
+    let stale_path = dir.path().join("stale.vmodel");
+    std::fs::write(&stale_path, stale.to_string()).unwrap();
+    let out = verity(&["verify", r, "--model", stale_path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not model") && stderr(&out).contains("re-import the ONNX file"),
+        "{}",
+        stderr(&out)
+    );
     // Labels and scales are part of the model id: a `.vmodel` that would read the same
     // receipt differently (labels permuted, another input scale) is another model.
     for tamper in ["labels", "input_scale"] {
@@ -780,7 +796,26 @@ fn committed_weights_models_verify_against_their_card() {
             "{name}: {}",
             stderr(&out)
         );
+        assert!(
+            !stderr(&out).contains("written by"),
+            "{name}: {}",
+            stderr(&out)
+        );
     }
+    // A card from a version whose compiler laid the committed parameters out otherwise (so
+    // its weights commitment is of another layout): refused, saying to ask for a new card.
+    let mut stale = card_json.clone();
+    stale["weights_commitment"][0] = serde_json::json!(12345);
+    stale["written_with"] = serde_json::json!("0".repeat(64));
+    let stale_path = dir.path().join("stale.card.vmodel");
+    std::fs::write(&stale_path, stale.to_string()).unwrap();
+    let out = verity(&["verify", r, "--model", stale_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("ask the model's owner for a card from this version"),
+        "{}",
+        stderr(&out)
+    );
 
     // A card cannot predict.
     let out = verity(&["infer", c, "--input", &digits("x.json")]);

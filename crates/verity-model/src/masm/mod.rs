@@ -113,6 +113,12 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// BLAKE3 of the generated source, in hex: which program this compiler makes of a model
+    /// (stamped into a `.vmodel` when it is written; see `QuantModel::written_with`).
+    pub fn digest(&self) -> String {
+        blake3::hash(self.source.as_bytes()).to_hex().to_string()
+    }
+
     /// A prediction's private data: the quantized input, then, for each checked
     /// convolution, its accumulators plus 2^31, each part from a multiple of 8 (where the
     /// program reads it). For a model without checked layers, the input alone.

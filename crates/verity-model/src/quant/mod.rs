@@ -330,6 +330,12 @@ pub struct QuantModel {
     /// ([`QuantModel::card`]): verifiers check receipts against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_commitment: Option<[u64; 4]>,
+    /// The digest ([`crate::Compiled::digest`]) of the program the compiler generated for
+    /// this model when the file was written. Never trusted, never part of the model id (which
+    /// is always compiled afresh from the layers): only a hint, so that a receipt or card
+    /// refused after a compiler change can say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_with: Option<String>,
 }
 
 /// Inputs that fit on the VM's public stack.

@@ -78,6 +78,7 @@ pub fn quantize(model: &FloatModel, calibration: &[Vec<f32>]) -> Result<QuantMod
         public_input: false,
         private_weights: false,
         weights_commitment: None,
+        written_with: None,
     };
     model.validate()?;
     Ok(model)

@@ -155,9 +155,10 @@ pub fn check_receipt(
     let id = loaded.id()?;
     if receipt.program_hash != id {
         bail!(
-            "the receipt proves program {}, not model {} (id {id})",
+            "the receipt proves program {}, not model {} (id {id}){}",
             receipt.program_hash,
-            loaded.model.name
+            loaded.model.name,
+            loaded.compiler_note()
         );
     }
     // A committed-weights model's receipt carries the model commitment (its weights, labels
@@ -168,10 +169,11 @@ pub fn check_receipt(
         && loaded.receipt_model_commitment(&receipt.stack_inputs) != m
     {
         bail!(
-            "the receipt proves the architecture of model {} with other weights, labels or scales (model commitment {}, not {})",
+            "the receipt proves the architecture of model {} with other weights, labels or scales (model commitment {}, not {}){}",
             loaded.model.name,
             words_hex(&loaded.receipt_model_commitment(&receipt.stack_inputs)),
-            words_hex(m)
+            words_hex(m),
+            loaded.compiler_note()
         );
     }
     check_receipt_input(&loaded, receipt, weight_slots, input)?;

@@ -577,10 +577,11 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
     let id = model.id()?;
     if id != j.program_hash {
         bail!(
-            "job {} ran program {}, not model {} (id {id})",
+            "job {} ran program {}, not model {} (id {id}){}",
             j.id,
             j.program_hash,
-            model.model.name
+            model.model.name,
+            model.compiler_note()
         );
     }
     // The architecture's program alone says nothing about whose weights ran: the job's
@@ -589,9 +590,10 @@ fn prediction(j: &Job, outputs: &[u64], model: Option<&Path>) -> Result<Option<S
         && j.request.stack_inputs.get(..4) != Some(&m[..])
     {
         bail!(
-            "job {} ran model {}'s architecture with other weights, labels or scales",
+            "job {} ran model {}'s architecture with other weights, labels or scales{}",
             j.id,
-            model.model.name
+            model.model.name,
+            model.compiler_note()
         );
     }
     let claimed = if j.state() == JobState::Finalized {
